@@ -1,0 +1,49 @@
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the store. Each variant names the object or path involved,
+/// so the CLI can print one line a user can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid digest '{0}': expected sha256:<64 lowercase hex digits>")]
+    InvalidDigest(String),
+    #[error("invalid reference '{reference}': {reason}")]
+    InvalidReference { reference: String, reason: String },
+    #[error("blob {0} is not in the store")]
+    BlobNotFound(crate::Digest),
+    #[error("blob {expected} failed verification: its content hashes to {actual}")]
+    DigestMismatch { expected: crate::Digest, actual: crate::Digest },
+    #[error("image '{0}' is not in the store")]
+    ImageNotFound(String),
+    #[error("{what} {path} is corrupt: {reason}")]
+    Corrupt { what: &'static str, path: PathBuf, reason: String },
+    #[error("layer {layer}: {reason}")]
+    Layer { layer: String, reason: String },
+    #[error("archive {path}: {reason}")]
+    Archive { path: PathBuf, reason: String },
+    #[error("mount {target}: {source}")]
+    Mount {
+        target: PathBuf,
+        #[source]
+        source: nix::Error,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Adds the path to an `io::Error`, which on its own says "No such file or directory" and
+/// nothing about which one.
+pub(crate) trait IoContext<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|source| Error::Io { path: path.into(), source })
+    }
+}

@@ -1,0 +1,24 @@
+//! rbuild's content-addressed store.
+//!
+//! Blobs by sha256, image records and tags, layers committed from overlay upperdirs as OCI
+//! layer tars and unpacked once for use as overlay lowerdirs, snapshots for steps, the
+//! build-cache index, and the OCI/Docker archive formats. It never runs user code and knows
+//! nothing of Dockerfiles.
+
+mod archive;
+mod digest;
+mod error;
+mod layer;
+pub mod oci;
+mod reference;
+mod snapshot;
+mod store;
+
+pub use archive::{ArchiveFormat, LoadedImage};
+pub use digest::{Digest, Hasher, HashingWriter};
+pub use error::{Error, Result};
+pub use layer::Compression;
+pub use oci::{Image, ImageConfig, Layer};
+pub use reference::ImageRef;
+pub use snapshot::{MountGuard, Snapshot};
+pub use store::{CacheRecord, LockGuard, Store};

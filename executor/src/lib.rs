@@ -1,0 +1,109 @@
+//! The sandbox that RUN steps (and later containers) execute in.
+//!
+//! It calls the kernel directly through `nix`: no runc, no other runtime. It knows nothing of
+//! Dockerfiles or images: it gets a [`SandboxSpec`] (rootfs layers, process, hostname, network
+//! mode), runs it, and returns how the process ended.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The first argument with which the `rbuild` binary is re-executed to become a sandbox's
+/// init. The binary's `main` must call [`init_main`] when it sees it, before anything else.
+pub const INIT_ARG: &str = "__rbuild-sandbox-init";
+
+/// What to run and how to isolate it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SandboxSpec {
+    pub rootfs: Rootfs,
+    pub process: Process,
+    pub hostname: String,
+    pub network: NetworkMode,
+}
+
+/// The root filesystem: an overlay mounted inside the sandbox's own mount namespace, so the
+/// mount vanishes with the sandbox even if rbuild is killed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Rootfs {
+    /// Lower layer directories, topmost first (overlayfs `lowerdir` order).
+    pub lowers: Vec<PathBuf>,
+    /// Where writes go; after the run it holds the step's changes in overlay format.
+    pub upper: PathBuf,
+    pub work: PathBuf,
+    /// The mount point (an empty directory).
+    pub target: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Process {
+    pub args: Vec<String>,
+    /// `NAME=value` pairs; `PATH` in here is what `args[0]` is looked up in.
+    pub env: Vec<String>,
+    /// Absolute path inside the rootfs; created if missing, as runc does.
+    pub cwd: String,
+    /// As in Dockerfile `USER`: `name`, `uid`, `name:group`, `uid:gid`; empty means root.
+    /// Names are resolved through the rootfs's /etc/passwd and /etc/group.
+    pub user: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NetworkMode {
+    /// A new network namespace with only `lo`, up.
+    None,
+}
+
+/// How a sandboxed process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExitStatus {
+    Exited(i32),
+    Signaled(i32),
+}
+
+impl ExitStatus {
+    pub fn success(self) -> bool {
+        self == ExitStatus::Exited(0)
+    }
+
+    /// The shell convention: the exit code, or 128 + the signal number.
+    pub fn code(self) -> i32 {
+        match self {
+            ExitStatus::Exited(c) => c,
+            ExitStatus::Signaled(s) => 128 + s,
+        }
+    }
+}
+
+/// Where the sandboxed process's stdio goes.
+pub enum Stdio<'a> {
+    /// stdin, stdout and stderr of the calling process (`rbuild run` in the foreground).
+    Inherit,
+    /// stdin is /dev/null; stdout and stderr are merged and handed to the callback in chunks
+    /// as they arrive (build steps).
+    Capture(&'a mut dyn FnMut(&[u8])),
+}
+
+/// Errors setting up or supervising a sandbox. Errors *inside* the sandboxed process are not
+/// errors here: they are its exit status and output.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("sandbox: {step}: {source}")]
+    Setup {
+        step: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("sandbox init failed: {0}")]
+    Init(String),
+}
+
+/// Runs `spec` in a new sandbox and waits for it to end.
+pub fn run(spec: &SandboxSpec, stdio: Stdio<'_>) -> Result<ExitStatus, Error> {
+    let _ = (spec, stdio);
+    todo!()
+}
+
+/// The entry point of the re-executed binary (`rbuild __rbuild-sandbox-init ...`). Never returns.
+pub fn init_main(args: &[String]) -> ! {
+    let _ = args;
+    todo!()
+}

@@ -1,0 +1,134 @@
+//! Dockerfile frontend: parses a Dockerfile with BuildKit's syntax and lowers each stage into
+//! the steps the solver runs.
+//!
+//! It never touches the filesystem or the kernel: it gets the Dockerfile's text, the build
+//! arguments, and a resolver that answers questions about base images (their ENV and WORKDIR,
+//! which ENV/WORKDIR expansion needs), and returns a [`BuildDefinition`].
+
+mod error;
+mod expand;
+mod lower;
+
+pub use error::{Error, Location};
+pub use expand::expand_word;
+pub use lower::{lower, BaseConfig, ImageResolver, LowerOptions};
+
+use serde::{Deserialize, Serialize};
+
+/// A parsed and lowered Dockerfile: its stages in file order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BuildDefinition {
+    pub stages: Vec<Stage>,
+    /// Index into `stages` of the stage to build (`--target`, or the last one).
+    pub target: usize,
+    /// Warnings to show the user (deprecated instructions, unused build args...).
+    pub warnings: Vec<String>,
+}
+
+/// One `FROM` and the instructions after it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stage {
+    pub index: usize,
+    /// The name given with `AS`, lowercased as BuildKit does.
+    pub name: Option<String>,
+    pub base: Base,
+    /// Where the `FROM` is, and its text for progress output.
+    pub location: Location,
+    pub text: String,
+    pub steps: Vec<Step>,
+}
+
+impl Stage {
+    /// How progress output names the stage: its name, or `stage-N`.
+    pub fn display_name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| format!("stage-{}", self.index))
+    }
+}
+
+/// What a stage starts from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Base {
+    Scratch,
+    /// An image reference, as written after expansion (the solver resolves it in the store).
+    Image(String),
+    /// An earlier stage, by index.
+    Stage(usize),
+}
+
+/// One instruction after lowering.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    pub location: Location,
+    /// The instruction as written, on one line (continuations joined), for progress output.
+    pub text: String,
+    pub op: Op,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Op {
+    Run(RunOp),
+    Copy(CopyOp),
+    /// A change to the image config only: adds history, no layer.
+    Config(ConfigOp),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunOp {
+    /// The argv to execute: exec form as written, shell form wrapped in the stage's SHELL
+    /// (`/bin/sh -c` by default).
+    pub args: Vec<String>,
+    /// Build args in scope (`ARG`), as `NAME=value`: they are in the RUN's environment but not
+    /// in the image's config.
+    pub build_args: Vec<String>,
+    /// How history records the step, e.g. `RUN /bin/sh -c echo hi`.
+    pub created_by: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CopyOp {
+    /// Source paths or globs, relative to the context (or to the `--from` stage's root).
+    pub sources: Vec<String>,
+    /// Destination after expansion; relative paths are relative to the WORKDIR in effect.
+    pub dest: String,
+    pub from: Option<CopyFrom>,
+    /// `--chown=user[:group]` after expansion, names or numbers.
+    pub chown: Option<String>,
+    /// `--chmod=` as an octal mode.
+    pub chmod: Option<u32>,
+    pub created_by: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CopyFrom {
+    Stage(usize),
+    Image(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ConfigOp {
+    /// `ENV` pairs after expansion, in order.
+    Env(Vec<(String, String)>),
+    /// An absolute path: relative WORKDIRs are already resolved against the previous one.
+    Workdir(String),
+    User(String),
+    Cmd(Vec<String>),
+    Entrypoint(Vec<String>),
+    Label(Vec<(String, String)>),
+    /// Ports as `80/tcp`.
+    Expose(Vec<String>),
+    Volume(Vec<String>),
+    StopSignal(String),
+    Shell(Vec<String>),
+    /// `ARG` only changes what later steps see; it is kept so history matches Docker's.
+    Arg(Vec<(String, Option<String>)>),
+}
+
+/// Parses `text` (the Dockerfile called `file`, for error messages) and lowers it.
+pub fn build_definition(
+    file: &str,
+    text: &str,
+    options: &LowerOptions,
+    resolver: &dyn ImageResolver,
+) -> Result<BuildDefinition, Error> {
+    lower::lower(file, text, options, resolver)
+}
