@@ -1,1 +1,176 @@
-pub fn _x() {}
+//! Helpers shared by rbuild's tests and its demo: the busybox base image made from Debian's
+//! `busybox-static`, and a temporary store driven through the real `rbuild` binary.
+//!
+//! Nothing here is part of rbuild itself.
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Where Debian's `busybox-static` puts its binary.
+pub const BUSYBOX: &str = "/bin/busybox";
+
+/// Users and groups of the test base image: root, a regular user `app` (1000) and `nobody`.
+const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n\
+app:x:1000:1000:app:/home/app:/bin/sh\n\
+nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n";
+const GROUP: &str = "root:x:0:\napp:x:1000:\nstaff:x:50:app\nnogroup:x:65534:\n";
+
+/// A fixed mtime, so that importing the rootfs twice gives the same layer digest.
+const MTIME: u64 = 946684800; // 2000-01-01
+
+/// Writes a busybox rootfs as a tar to `out`: `/bin/busybox` from the host (it must be the
+/// static one), a symlink for every applet it lists, `/etc/passwd`, `/etc/group`, `/tmp`
+/// (1777), `/root` and `/home/app`.
+pub fn write_busybox_rootfs_tar(out: &Path) -> io::Result<()> {
+    let busybox = Path::new(BUSYBOX);
+    if !busybox.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{BUSYBOX} not found: install Debian's busybox-static (apt-get install busybox-static)"),
+        ));
+    }
+    let list = Command::new(busybox).arg("--list-full").output()?;
+    if !list.status.success() {
+        return Err(io::Error::other(format!("{BUSYBOX} --list-full failed")));
+    }
+    let applets = String::from_utf8_lossy(&list.stdout).into_owned();
+
+    let mut tar = tar::Builder::new(File::create(out)?);
+    let dir = |tar: &mut tar::Builder<File>, path: &str, mode: u32, uid: u64| -> io::Result<()> {
+        let mut h = header(tar::EntryType::Directory, mode, uid);
+        tar.append_data(&mut h, path, io::empty())
+    };
+    let mut dirs: Vec<&str> = vec!["bin", "sbin", "usr", "usr/bin", "usr/sbin", "etc", "home", "root", "tmp", "dev", "proc", "sys"];
+    dirs.sort_unstable();
+    for d in dirs {
+        let mode = match d {
+            "tmp" => 0o1777,
+            "root" => 0o700,
+            _ => 0o755,
+        };
+        dir(&mut tar, d, mode, 0)?;
+    }
+    dir(&mut tar, "home/app", 0o755, 1000)?;
+
+    let mut h = header(tar::EntryType::Regular, 0o755, 0);
+    h.set_size(busybox.metadata()?.len());
+    tar.append_data(&mut h, "bin/busybox", File::open(busybox)?)?;
+    for (path, body) in [("etc/passwd", PASSWD), ("etc/group", GROUP)] {
+        let mut h = header(tar::EntryType::Regular, 0o644, 0);
+        h.set_size(body.len() as u64);
+        tar.append_data(&mut h, path, body.as_bytes())?;
+    }
+    let mut links: Vec<&str> = applets.lines().map(|l| l.trim().trim_start_matches('/')).collect();
+    links.sort_unstable();
+    links.dedup();
+    for link in links {
+        if link.is_empty() || link == "bin/busybox" || !link.contains('/') {
+            continue;
+        }
+        let mut h = header(tar::EntryType::Symlink, 0o777, 0);
+        tar.append_link(&mut h, link, "/bin/busybox")?;
+    }
+    tar.into_inner()?.sync_all()
+}
+
+fn header(kind: tar::EntryType, mode: u32, id: u64) -> tar::Header {
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(kind);
+    h.set_mode(mode);
+    h.set_uid(id);
+    h.set_gid(id);
+    h.set_mtime(MTIME);
+    h.set_size(0);
+    h
+}
+
+/// A store in a temporary directory, driven through the `rbuild` binary. Dropping it removes
+/// the directory, after unmounting anything a failed test left mounted under it.
+pub struct TestStore {
+    pub root: tempfile::TempDir,
+    pub bin: PathBuf,
+}
+
+impl TestStore {
+    /// A new empty store; `bin` is the `rbuild` binary (`env!("CARGO_BIN_EXE_rbuild")`).
+    pub fn new(bin: &str) -> TestStore {
+        let root = tempfile::Builder::new().prefix("rbuild-test-").tempdir().expect("temp dir for the store");
+        TestStore { root, bin: PathBuf::from(bin) }
+    }
+
+    /// `rbuild --root <store>` ready for more arguments.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.arg("--root").arg(self.root.path()).env_remove("RBUILD_ROOT");
+        c
+    }
+
+    /// Runs `rbuild --root <store> ARGS...` and returns its output.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().expect("rbuild binary runs")
+    }
+
+    /// Runs `rbuild ARGS...`, panicking with its output unless it succeeds; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "rbuild {args:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Imports the busybox rootfs as `busybox:latest` and returns the image name.
+    pub fn import_busybox(&self) -> &'static str {
+        let tar = self.root.path().join("busybox-rootfs.tar");
+        write_busybox_rootfs_tar(&tar).expect("busybox rootfs tar");
+        self.ok(&["import", tar.to_str().expect("utf-8 temp path"), "busybox:latest"]);
+        "busybox:latest"
+    }
+
+    pub fn path(&self) -> &Path {
+        self.root.path()
+    }
+}
+
+impl Drop for TestStore {
+    fn drop(&mut self) {
+        unmount_under(self.root.path());
+    }
+}
+
+/// Unmounts every mount point at or below `dir`, deepest first, by exact path.
+pub fn unmount_under(dir: &Path) {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return };
+    let mut targets: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(p.replace("\\040", " ")))
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    targets.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for t in targets {
+        if let Ok(c) = std::ffi::CString::new(t.as_os_str().as_encoded_bytes()) {
+            // SAFETY: umount2 with a valid NUL-terminated path has no memory-safety concerns.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+}
+
+/// A context directory for a build, filled from `(path, content)` pairs.
+pub fn context(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new().prefix("rbuild-ctx-").tempdir().expect("temp context dir");
+    for (path, content) in files {
+        let p = dir.path().join(path);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).expect("context subdir");
+        }
+        std::fs::write(&p, content).expect("context file");
+    }
+    dir
+}
