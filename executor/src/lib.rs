@@ -4,9 +4,16 @@
 //! Dockerfiles or images: it gets a [`SandboxSpec`] (rootfs layers, process, hostname, network
 //! mode), runs it, and returns how the process ended.
 
+mod init;
+mod spec;
+mod supervise;
+mod user;
+
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+
+pub use spec::InitConfig;
 
 /// The first argument with which the `rbuild` binary is re-executed to become a sandbox's
 /// init. The binary's `main` must call [`init_main`] when it sees it, before anything else.
@@ -86,24 +93,33 @@ pub enum Stdio<'a> {
 /// errors here: they are its exit status and output.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A step on rbuild's side of the sandbox (spawning the init, pipes, reading output).
     #[error("sandbox: {step}: {source}")]
     Setup {
         step: &'static str,
         #[source]
         source: std::io::Error,
     },
+    /// A step inside the sandbox's init failed (mounts, pivot_root, user lookup, ...).
+    #[error("sandbox: {step}: {message}")]
+    Sandbox { step: String, message: String },
+    /// The spec cannot be run as given.
+    #[error("sandbox: invalid spec: {0}")]
+    InvalidSpec(String),
+    /// The init broke its protocol with [`run`] (died without reporting, unreadable report).
     #[error("sandbox init failed: {0}")]
     Init(String),
 }
 
 /// Runs `spec` in a new sandbox and waits for it to end.
+///
+/// The sandbox is a re-execution of the current binary (see [`INIT_ARG`]); the spec reaches it
+/// as JSON ([`InitConfig`]) through a pipe on an inherited file descriptor.
 pub fn run(spec: &SandboxSpec, stdio: Stdio<'_>) -> Result<ExitStatus, Error> {
-    let _ = (spec, stdio);
-    todo!()
+    supervise::run(spec, stdio)
 }
 
 /// The entry point of the re-executed binary (`rbuild __rbuild-sandbox-init ...`). Never returns.
 pub fn init_main(args: &[String]) -> ! {
-    let _ = args;
-    todo!()
+    std::process::exit(init::main(args))
 }

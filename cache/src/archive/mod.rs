@@ -1,0 +1,84 @@
+//! Image archives: OCI image layout tars and `docker save` tars, both directions.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::oci::Image;
+use crate::{ImageRef, Store};
+
+mod load;
+mod save;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveFormat {
+    /// An OCI image layout in a tar (`oci-layout`, `index.json`, `blobs/sha256/...`).
+    Oci,
+    /// The format of `docker save` (`manifest.json`, `repositories`, config and layer tars).
+    Docker,
+}
+
+/// An image read from an archive and stored.
+#[derive(Debug, Clone)]
+pub struct LoadedImage {
+    pub reference: Option<ImageRef>,
+    pub image: Image,
+}
+
+impl Store {
+    /// Writes `images` (each with the name it is saved under, if any) to `out` in `format`.
+    /// The archive is written to a temp file beside `out` and renamed, so a failure leaves no
+    /// half archive.
+    pub fn save(
+        &self,
+        images: &[(Option<ImageRef>, Image)],
+        format: ArchiveFormat,
+        out: &Path,
+    ) -> Result<()> {
+        save::save(self, images, format, out)
+    }
+
+    /// Reads an OCI or Docker archive (detected from its content), stores its blobs and tags,
+    /// and returns the images it held.
+    pub fn load(&self, archive: &Path) -> Result<Vec<LoadedImage>> {
+        load::load(self, archive)
+    }
+}
+
+/// The name of the file that marks an OCI image layout.
+const OCI_LAYOUT: &str = "oci-layout";
+const INDEX_JSON: &str = "index.json";
+const MANIFEST_JSON: &str = "manifest.json";
+const REPOSITORIES: &str = "repositories";
+const BLOBS_DIR: &str = "blobs/sha256/";
+/// A Docker manifest list, which an OCI index may point at in place of a nested OCI index.
+const MEDIA_TYPE_DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// The content of `oci-layout`.
+#[derive(Serialize, Deserialize)]
+struct OciLayout {
+    #[serde(rename = "imageLayoutVersion")]
+    image_layout_version: String,
+}
+
+/// One entry of a `docker save` `manifest.json`.
+#[derive(Debug, Serialize, Deserialize)]
+struct DockerManifestEntry {
+    #[serde(rename = "Config")]
+    config: String,
+    #[serde(rename = "RepoTags", default, deserialize_with = "null_as_empty")]
+    repo_tags: Vec<String>,
+    #[serde(rename = "Layers", default, deserialize_with = "null_as_empty")]
+    layers: Vec<String>,
+}
+
+/// `docker save` writes `"RepoTags": null` for an untagged image.
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Vec<String>, D::Error> {
+    Ok(Option::<Vec<String>>::deserialize(d)?.unwrap_or_default())
+}
+
+/// The path of a blob inside either archive format.
+fn blob_name(digest: &crate::Digest) -> String {
+    format!("{BLOBS_DIR}{}", digest.hex())
+}

@@ -1,0 +1,420 @@
+//! The re-executed init: `rbuild __rbuild-sandbox-init <spec fd> <status fd>`.
+//!
+//! Process tree (pids as seen from the host / inside the sandbox):
+//!
+//! ```text
+//! rbuild (calls run)
+//! └── supervisor: this binary re-executed; unshares the namespaces, stays in the host pid ns
+//!     └── PID 1: mounts the rootfs, pivot_roots, reaps zombies, reports the exit status
+//!         └── PID 2: the user's command
+//! ```
+//!
+//! This process is single-threaded, so it may fork and keep running Rust code in the child.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl, open};
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sched::unshare;
+use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, sigprocmask};
+use nix::sys::stat::Mode;
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Gid, Pid, Uid, chdir, execve, fork, pipe2, pivot_root, sethostname};
+use serde::{Deserialize, Serialize};
+
+use crate::spec::{InitConfig, Plan};
+use crate::user::{self, ExecUser};
+use crate::{ExitStatus, INIT_ARG};
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// What the init writes, as JSON, to its status fd before exiting.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Report {
+    Ended(ExitStatus),
+    Failed { step: String, message: String },
+}
+
+/// A failed setup step, on its way to becoming [`crate::Error::Sandbox`].
+#[derive(Debug)]
+struct Failure {
+    step: String,
+    message: String,
+}
+
+type Result<T> = std::result::Result<T, Failure>;
+
+fn fail(step: impl Into<String>, message: impl std::fmt::Display) -> Failure {
+    Failure { step: step.into(), message: message.to_string() }
+}
+
+/// For `map_err` on nix calls: the step, and the OS error's plain description.
+fn os(step: impl Into<String>) -> impl FnOnce(Errno) -> Failure {
+    let step = step.into();
+    move |e| fail(step, e.desc())
+}
+
+fn io(step: impl Into<String>) -> impl FnOnce(std::io::Error) -> Failure {
+    let step = step.into();
+    move |e| match e.raw_os_error() {
+        Some(code) => fail(step, Errno::from_raw(code).desc()),
+        None => fail(step, e),
+    }
+}
+
+/// Returns the exit code of the supervisor; the sandbox's own outcome goes to the status fd.
+pub(crate) fn main(args: &[String]) -> i32 {
+    let fds = args.iter().position(|a| a == INIT_ARG).map(|i| &args[i + 1..]).unwrap_or_default();
+    let (Some(Ok(spec_fd)), Some(Ok(status_fd))) =
+        (fds.first().map(|a| a.parse()), fds.get(1).map(|a| a.parse()))
+    else {
+        eprintln!("rbuild: {INIT_ARG} expects <spec fd> <status fd>; it is started by rbuild itself");
+        return 2;
+    };
+    if spec_fd < 3 || status_fd < 3 || spec_fd == status_fd {
+        eprintln!("rbuild: {INIT_ARG}: bad file descriptors {spec_fd} {status_fd}");
+        return 2;
+    }
+    // SAFETY: run() passes two pipe ends it created for us and that nothing else in this fresh
+    // process owns; the numbers were checked not to be stdio.
+    let (spec_fd, status_fd) = unsafe { (OwnedFd::from_raw_fd(spec_fd), OwnedFd::from_raw_fd(status_fd)) };
+    // Neither PID 1 nor the user's process may inherit these across exec.
+    for fd in [&spec_fd, &status_fd] {
+        if fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).is_err() {
+            return 2;
+        }
+    }
+    let report = match read_plan(spec_fd).and_then(supervise) {
+        Ok(status) => Report::Ended(status),
+        Err(f) => Report::Failed { step: f.step, message: f.message },
+    };
+    let mut status = File::from(status_fd);
+    match serde_json::to_vec(&report) {
+        Ok(json) if status.write_all(&json).is_ok() => 0,
+        _ => 1,
+    }
+}
+
+fn read_plan(fd: OwnedFd) -> Result<Plan> {
+    let mut json = Vec::new();
+    File::from(fd).read_to_end(&mut json).map_err(io("read the spec"))?;
+    let config: InitConfig = serde_json::from_slice(&json).map_err(|e| fail("decode the spec", e))?;
+    Plan::from_config(config).map_err(|m| fail("check the spec", m))
+}
+
+/// The supervisor: new namespaces, then PID 1, whose report it relays.
+fn supervise(plan: Plan) -> Result<ExitStatus> {
+    unshare(plan.namespaces).map_err(os("unshare namespaces"))?;
+    // Private, so that none of our mounts (nor our unmount of the old root) reach the host.
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .map_err(os("make / private"))?;
+    let (report_r, report_w) = pipe2(OFlag::O_CLOEXEC).map_err(os("create report pipe"))?;
+    // SAFETY: this process is single-threaded (the re-exec'd init), so the child may run
+    // arbitrary code after fork.
+    match unsafe { fork() }.map_err(os("fork the sandbox's PID 1"))? {
+        ForkResult::Child => {
+            drop(report_r);
+            let report = match pid1(&plan) {
+                Ok(status) => Report::Ended(status),
+                Err(f) => Report::Failed { step: f.step, message: f.message },
+            };
+            let code = match serde_json::to_vec(&report) {
+                Ok(json) if File::from(report_w).write_all(&json).is_ok() => 0,
+                _ => 1,
+            };
+            std::process::exit(code)
+        }
+        ForkResult::Parent { child } => {
+            drop(report_w);
+            let mut json = Vec::new();
+            let read = File::from(report_r).read_to_end(&mut json);
+            let pid1_status = wait_for(child).map_err(os("wait for the sandbox's PID 1"))?;
+            read.map_err(io("read the report of the sandbox's PID 1"))?;
+            match serde_json::from_slice::<Report>(&json) {
+                Ok(Report::Ended(status)) => Ok(status),
+                Ok(Report::Failed { step, message }) => Err(Failure { step, message }),
+                Err(_) => Err(fail("sandbox PID 1", format!("ended ({pid1_status:?}) without a report"))),
+            }
+        }
+    }
+}
+
+fn wait_for(pid: Pid) -> nix::Result<ExitStatus> {
+    loop {
+        match waitpid(pid, None) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(ExitStatus::Exited(code)),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(ExitStatus::Signaled(sig as i32)),
+            Ok(_) | Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// PID 1 of the new pid namespace.
+fn pid1(plan: &Plan) -> Result<ExitStatus> {
+    // If the supervisor dies, so does PID 1, and with it the kernel kills the whole namespace.
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(os("set the parent-death signal"))?;
+    let target = &plan.overlay.target;
+    mount_overlay(plan)?;
+    mount_standard_fs(target)?;
+    enter_rootfs(target)?;
+
+    // Created after pivot_root so that a symlink in the image resolves inside the rootfs, never
+    // on the host.
+    std::fs::create_dir_all(&plan.cwd).map_err(io(format!("create working directory {}", plan.cwd)))?;
+    let hostname = plan.hostname.as_deref().unwrap_or_default();
+    if plan.namespaces.contains(nix::sched::CloneFlags::CLONE_NEWUTS) && !hostname.is_empty() {
+        sethostname(hostname).map_err(os(format!("set hostname {hostname:?}")))?;
+    }
+    if plan.namespaces.contains(nix::sched::CloneFlags::CLONE_NEWNET) {
+        loopback_up()?;
+    }
+
+    let read = |p: &str| std::fs::read_to_string(p).ok();
+    let user = user::resolve(&plan.user, read("/etc/passwd").as_deref(), read("/etc/group").as_deref())
+        .map_err(|m| fail("resolve user", m))?;
+    let mut env = plan.env.clone();
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", user.home));
+    }
+    let exec = Exec::new(plan, env, user)?;
+
+    let (ready_r, ready_w) = pipe2(OFlag::O_CLOEXEC).map_err(os("create exec pipe"))?;
+    // SAFETY: PID 1 is single-threaded, so the child may run arbitrary code before exec.
+    match unsafe { fork() }.map_err(os("fork the process"))? {
+        ForkResult::Child => {
+            drop(ready_r);
+            exec.run(ready_w)
+        }
+        ForkResult::Parent { child } => {
+            drop(ready_w);
+            // EOF means the exec happened (the write end is close-on-exec) or the child exited.
+            let mut setup_error = String::new();
+            let _ = File::from(ready_r).read_to_string(&mut setup_error);
+            let status = reap_until(child).map_err(os("wait for the process"))?;
+            match setup_error.split_once('\n') {
+                Some((step, message)) => Err(fail(step, message)),
+                None => Ok(status),
+            }
+        }
+    }
+}
+
+/// Reaps every child (orphans are re-parented to us) until `main` has ended.
+fn reap_until(main: Pid) -> nix::Result<ExitStatus> {
+    loop {
+        match waitpid(None::<Pid>, None) {
+            Ok(WaitStatus::Exited(pid, code)) if pid == main => return Ok(ExitStatus::Exited(code)),
+            Ok(WaitStatus::Signaled(pid, sig, _)) if pid == main => {
+                return Ok(ExitStatus::Signaled(sig as i32));
+            }
+            Ok(_) | Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn mount_overlay(plan: &Plan) -> Result<()> {
+    let ov = &plan.overlay;
+    let open_dir = |p: &Path| {
+        open(p, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+            .map_err(os(format!("open layer directory {}", p.display())))
+    };
+    // The layers are named through /proc/self/fd, so the host's paths appear neither in the
+    // sandbox's mountinfo nor against the one-page limit on mount options with many layers.
+    let lowers = ov.lowers.iter().map(|p| open_dir(p)).collect::<Result<Vec<_>>>()?;
+    let upper = open_dir(&ov.upper)?;
+    let work = open_dir(&ov.work)?;
+    let fd_path = |fd: &OwnedFd| format!("/proc/self/fd/{}", fd.as_raw_fd());
+    let data = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lowers.iter().map(fd_path).collect::<Vec<_>>().join(":"),
+        fd_path(&upper),
+        fd_path(&work)
+    );
+    mount(Some("overlay"), &ov.target, Some("overlay"), MsFlags::empty(), Some(data.as_str()))
+        .map_err(os(format!("mount overlay at {}", ov.target.display())))
+}
+
+/// A directory in the rootfs to mount on; refuses symlinks, which could point to the host.
+fn mount_point(root: &Path, name: &str) -> Result<PathBuf> {
+    let path = root.join(name);
+    match std::fs::symlink_metadata(&path) {
+        Ok(m) if m.is_dir() => Ok(path),
+        Ok(_) => Err(fail(format!("mount point /{name}"), "exists in the rootfs and is not a directory")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir(&path).map_err(io(format!("create mount point /{name}")))?;
+            Ok(path)
+        }
+        Err(e) => Err(io(format!("inspect mount point /{name}"))(e)),
+    }
+}
+
+fn do_mount(source: &str, target: &Path, fstype: &str, flags: MsFlags, data: Option<&str>) -> Result<()> {
+    mount(Some(source), target, Some(fstype), flags, data)
+        .map_err(os(format!("mount {fstype} at {}", target.display())))
+}
+
+fn mount_standard_fs(root: &Path) -> Result<()> {
+    let nosuid_noexec_nodev = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
+    do_mount("proc", &mount_point(root, "proc")?, "proc", nosuid_noexec_nodev, None)?;
+
+    let dev = mount_point(root, "dev")?;
+    do_mount(
+        "tmpfs",
+        &dev,
+        "tmpfs",
+        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+        Some("mode=755,size=65536k"),
+    )?;
+    // Bind mounts of the host's nodes rather than mknod, which a user namespace forbids.
+    for name in ["null", "zero", "full", "random", "urandom", "tty"] {
+        let node = dev.join(name);
+        File::create(&node).map_err(io(format!("create /dev/{name}")))?;
+        let host = format!("/dev/{name}");
+        mount(Some(host.as_str()), &node, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            .map_err(os(format!("bind-mount {host}")))?;
+    }
+    let pts = dev.join("pts");
+    std::fs::create_dir(&pts).map_err(io("create /dev/pts"))?;
+    do_mount(
+        "devpts",
+        &pts,
+        "devpts",
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620"),
+    )?;
+    let shm = dev.join("shm");
+    std::fs::create_dir(&shm).map_err(io("create /dev/shm"))?;
+    do_mount("shm", &shm, "tmpfs", nosuid_noexec_nodev, Some("mode=1777,size=65536k"))?;
+    for (link, to) in [
+        ("ptmx", "pts/ptmx"),
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        symlink(to, dev.join(link)).map_err(io(format!("create symlink /dev/{link}")))?;
+    }
+
+    do_mount("sysfs", &mount_point(root, "sys")?, "sysfs", nosuid_noexec_nodev | MsFlags::MS_RDONLY, None)
+}
+
+fn enter_rootfs(root: &Path) -> Result<()> {
+    chdir(root).map_err(os(format!("chdir to {}", root.display())))?;
+    // pivot_root(".", ".") stacks the old root on top of the new one; detaching "." then
+    // removes it, without needing a directory for it inside the rootfs.
+    pivot_root(".", ".").map_err(os(format!("pivot_root to {}", root.display())))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(os("detach the old root"))?;
+    chdir("/").map_err(os("chdir to /"))
+}
+
+fn loopback_up() -> Result<()> {
+    // SAFETY: plain socket(2) call; the returned fd is checked and then owned by OwnedFd.
+    let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if sock < 0 {
+        return Err(fail("bring up lo: socket", Errno::last().desc()));
+    }
+    // SAFETY: `sock` is a fresh fd that nothing else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(sock) };
+    // SAFETY: ifreq is plain old data, for which all zeroes is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write only the `ifreq` we pass, which lives
+    // across the calls; ifru_flags is the union member these requests use.
+    unsafe {
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) < 0 {
+            return Err(fail("bring up lo: get flags", Errno::last().desc()));
+        }
+        req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) < 0 {
+            return Err(fail("bring up lo: set flags", Errno::last().desc()));
+        }
+    }
+    Ok(())
+}
+
+/// Everything the user's process needs, prepared in PID 1 so the child only makes syscalls.
+struct Exec {
+    args: Vec<CString>,
+    env: Vec<CString>,
+    argv0: String,
+    path: String,
+    cwd: String,
+    user: ExecUser,
+}
+
+impl Exec {
+    fn new(plan: &Plan, env: Vec<String>, user: ExecUser) -> Result<Exec> {
+        let cstring = |s: &String| {
+            CString::new(s.as_bytes()).map_err(|_| fail("prepare exec", format!("NUL byte in {s:?}")))
+        };
+        let path = env.iter().rev().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH).to_string();
+        Ok(Exec {
+            args: plan.args.iter().map(cstring).collect::<Result<_>>()?,
+            env: env.iter().map(cstring).collect::<Result<_>>()?,
+            argv0: plan.args[0].clone(),
+            path,
+            cwd: plan.cwd.clone(),
+            user,
+        })
+    }
+
+    /// In the forked child: drop to the user, then exec. Setup failures go to `ready` as
+    /// "step\nmessage"; a failed exec is the process's own failure (126/127), as in Docker.
+    fn run(self, ready: OwnedFd) -> ! {
+        if let Err(f) = self.prepare() {
+            let _ = File::from(ready).write_all(format!("{}\n{}", f.step, f.message).as_bytes());
+            std::process::exit(127);
+        }
+        let (code, why) = match self.lookup() {
+            None => (127, "executable file not found in $PATH".to_string()),
+            Some(program) => match execve(&program, &self.args, &self.env) {
+                Err(Errno::ENOENT) => (127, "no such file or directory".to_string()),
+                // Permission denied, exec format error, ...: found but not runnable.
+                Err(e) => (126, e.desc().to_lowercase()),
+            },
+        };
+        eprintln!("rbuild: exec {:?}: {why}", self.argv0);
+        std::process::exit(code)
+    }
+
+    fn prepare(&self) -> Result<()> {
+        // Rust ignores SIGPIPE and the init inherited that; an ignored signal survives exec,
+        // and `yes | head` must work in the sandbox.
+        // SAFETY: restoring the default disposition installs no handler code.
+        unsafe { nix::sys::signal::signal(Signal::SIGPIPE, SigHandler::SigDfl) }
+            .map_err(os("reset SIGPIPE"))?;
+        sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+            .map_err(os("reset signal mask"))?;
+        let groups: Vec<Gid> = self.user.groups.iter().map(|&g| Gid::from_raw(g)).collect();
+        nix::unistd::setgroups(&groups).map_err(os("setgroups"))?;
+        nix::unistd::setgid(Gid::from_raw(self.user.gid)).map_err(os(format!("setgid {}", self.user.gid)))?;
+        nix::unistd::setuid(Uid::from_raw(self.user.uid)).map_err(os(format!("setuid {}", self.user.uid)))?;
+        chdir(self.cwd.as_str()).map_err(os(format!("chdir to {}", self.cwd)))
+    }
+
+    /// `args[0]` as is if it has a '/', else the first executable regular file of that name in
+    /// the process's PATH (empty entries mean the working directory).
+    fn lookup(&self) -> Option<CString> {
+        if self.argv0.contains('/') {
+            return CString::new(self.argv0.as_bytes()).ok();
+        }
+        self.path.split(':').find_map(|dir| {
+            let dir = if dir.is_empty() { "." } else { dir };
+            let candidate = format!("{dir}/{}", self.argv0);
+            let meta = std::fs::metadata(&candidate).ok()?;
+            (meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+                .then(|| CString::new(candidate).ok())
+                .flatten()
+        })
+    }
+}
