@@ -1,1 +1,51 @@
-fn main() {}
+//! `rbuild`: builds OCI images from Dockerfiles and runs them, without a daemon.
+//!
+//! This crate is only the command line: argument parsing, progress display and turning errors
+//! into one readable line. The work happens in frontend/, solver/, executor/ and cache/.
+
+mod args;
+mod commands;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().collect();
+    // The sandbox re-executes this binary as its init; that must win over everything else.
+    if argv.get(1).map(String::as_str) == Some(executor::INIT_ARG) {
+        executor::init_main(&argv);
+    }
+    let cli = args::Cli::parse();
+    match commands::dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            report(&e);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints an error as one line: the message and its causes joined by ": ". A failed RUN's
+/// last output lines come first, so the line that says what failed is the last one printed.
+fn report(e: &anyhow::Error) {
+    if let Some(solver::Error::RunFailed { output_tail, .. }) = e.downcast_ref::<solver::Error>()
+        && !output_tail.is_empty()
+    {
+        eprintln!("------ last output lines ------");
+        for line in output_tail {
+            eprintln!("  {line}");
+        }
+        eprintln!("-------------------------------");
+    }
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !msg.contains(&c) {
+            msg.push_str(": ");
+            msg.push_str(&c);
+        }
+    }
+    eprintln!("rbuild: error: {msg}");
+}

@@ -1,1 +1,484 @@
-pub fn _x() {}
+//! The solver: runs a lowered Dockerfile (a [`frontend::BuildDefinition`]) against the store.
+//!
+//! For every step it computes a cache key from the step's definition, its parent's key and the
+//! content of its inputs; a key found in the build-cache index reuses the stored result without
+//! running anything. Otherwise RUN executes in the executor's sandbox over an overlay snapshot,
+//! COPY writes into a mounted snapshot, and the snapshot's upperdir is committed as a layer.
+//! It never parses Dockerfiles and never touches namespaces itself.
+
+mod checksum;
+mod copy;
+mod error;
+mod fsutil;
+mod time;
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use cache::oci::{self, ContainerConfig, History, ImageConfig, Layer, RootFs};
+use cache::{CacheRecord, Compression, Digest, Hasher, Image, ImageRef, Store};
+use frontend::{Base, BuildDefinition, ConfigOp, CopyFrom, CopyOp, Op, RunOp, Stage, Step};
+
+pub use error::{Error, Result};
+pub use time::now_rfc3339;
+
+/// The environment PATH of an image that sets none, as BuildKit gives `FROM scratch`.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// The context directory (must exist).
+    pub context: PathBuf,
+    /// The Dockerfile's text and the name errors call it by.
+    pub dockerfile: String,
+    pub dockerfile_name: String,
+    pub build_args: Vec<(String, String)>,
+    pub target: Option<String>,
+    pub tags: Vec<ImageRef>,
+    /// Run every step even when its key is cached (results are still stored).
+    pub no_cache: bool,
+}
+
+/// How progress output names a step: `[stage-0 2/5] RUN echo hi`.
+#[derive(Debug, Clone)]
+pub struct StepName {
+    pub stage: String,
+    pub index: usize,
+    pub total: usize,
+    pub text: String,
+}
+
+impl std::fmt::Display for StepName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[{} {}/{}] {}", self.stage, self.index, self.total, self.text)
+    }
+}
+
+/// Progress of a build, for the CLI to show.
+pub enum Event<'a> {
+    Warning(&'a str),
+    /// A step starts running (it was not cached).
+    Started(&'a StepName),
+    /// A step's result was found in the cache.
+    Cached(&'a StepName),
+    /// A line of a RUN step's output.
+    Output(&'a StepName, &'a str),
+    Finished(&'a StepName, Duration),
+}
+
+pub trait Progress {
+    fn event(&self, event: Event<'_>);
+}
+
+/// What a build produced.
+#[derive(Debug)]
+pub struct BuildOutput {
+    pub image: Image,
+    /// Steps that ran (RUN, COPY and config changes that missed the cache).
+    pub executed: usize,
+    pub cached: usize,
+}
+
+/// The state of an image while its stage is built: layers, config, and the cache key that
+/// produced it.
+#[derive(Debug, Clone)]
+struct State {
+    layers: Vec<Layer>,
+    config: ImageConfig,
+    key: Digest,
+}
+
+struct Resolver<'a>(&'a Store);
+
+impl frontend::ImageResolver for Resolver<'_> {
+    fn resolve(&self, reference: &str) -> std::result::Result<frontend::BaseConfig, String> {
+        let image = self.0.resolve(reference).map_err(|e| match e {
+            cache::Error::ImageNotFound(_) => format!(
+                "image {reference:?} is not in the store (add it with `rbuild import` or `rbuild load`)"
+            ),
+            e => e.to_string(),
+        })?;
+        Ok(frontend::BaseConfig {
+            env: image.config.config.env.clone().unwrap_or_default(),
+            working_dir: image.config.config.working_dir.clone(),
+        })
+    }
+}
+
+/// Builds `options` into the store, tags the result, and returns it.
+pub fn build(store: &Store, options: &BuildOptions, progress: &dyn Progress) -> Result<BuildOutput> {
+    let lower = frontend::LowerOptions { build_args: options.build_args.clone(), target: options.target.clone() };
+    let def = frontend::build_definition(&options.dockerfile_name, &options.dockerfile, &lower, &Resolver(store))?;
+    for w in &def.warnings {
+        progress.event(Event::Warning(w));
+    }
+    let mut builder = Builder { store, options, progress, def: &def, states: vec![None; def.stages.len()], executed: 0, cached: 0 };
+    let state = builder.stage(def.target)?;
+    let mut config = state.config.clone();
+    config.created = config.history.last().and_then(|h| h.created.clone());
+    let image = store.put_image(&config, &state.layers)?;
+    for tag in &options.tags {
+        store.tag(tag, &image.digest)?;
+    }
+    Ok(BuildOutput { image, executed: builder.executed, cached: builder.cached })
+}
+
+struct Builder<'a> {
+    store: &'a Store,
+    options: &'a BuildOptions,
+    progress: &'a dyn Progress,
+    def: &'a BuildDefinition,
+    states: Vec<Option<State>>,
+    executed: usize,
+    cached: usize,
+}
+
+impl Builder<'_> {
+    /// The final state of stage `index`, building it (and the stages it needs) first.
+    fn stage(&mut self, index: usize) -> Result<State> {
+        if let Some(s) = &self.states[index] {
+            return Ok(s.clone());
+        }
+        let def = self.def;
+        let stage = &def.stages[index];
+        for dep in stage_deps(stage) {
+            self.stage(dep)?;
+        }
+        let total = stage.steps.len() + 1;
+        let name = |i: usize, text: &str| StepName { stage: stage.display_name(), index: i, total, text: text.to_string() };
+        let from_name = name(1, &stage.text);
+        let started = Instant::now();
+        let mut state = self.base(stage)?;
+        self.progress.event(Event::Finished(&from_name, started.elapsed()));
+        // BuildKit: ENTRYPOINT resets a CMD inherited from the base, not one set in this stage.
+        let mut cmd_set = false;
+        for (i, step) in stage.steps.iter().enumerate() {
+            let step_name = name(i + 2, &step.text);
+            state = self.step(state, step, &step_name, &mut cmd_set)?;
+        }
+        self.states[index] = Some(state.clone());
+        Ok(state)
+    }
+
+    fn base(&mut self, stage: &Stage) -> Result<State> {
+        match &stage.base {
+            Base::Scratch => {
+                let platform = oci::Platform::host();
+                let config = ImageConfig {
+                    architecture: platform.architecture,
+                    os: platform.os,
+                    config: ContainerConfig { env: Some(vec![format!("PATH={DEFAULT_PATH}")]), ..Default::default() },
+                    rootfs: RootFs { kind: "layers".into(), diff_ids: vec![] },
+                    ..Default::default()
+                };
+                Ok(State { layers: vec![], config, key: key_of(&["scratch"]) })
+            }
+            Base::Image(reference) => {
+                let image = self.store.resolve(reference).map_err(|e| Error::BaseImage {
+                    location: stage.location.clone(),
+                    reference: reference.clone(),
+                    message: e.to_string(),
+                })?;
+                let layers = image.layers();
+                Ok(State { layers, config: image.config, key: key_of(&["image", image.digest.as_str()]) })
+            }
+            Base::Stage(i) => {
+                let mut s = self.stage(*i)?;
+                s.key = key_of(&["stage", s.key.as_str()]);
+                Ok(s)
+            }
+        }
+    }
+
+    fn step(&mut self, state: State, step: &Step, name: &StepName, cmd_set: &mut bool) -> Result<State> {
+        let op_json = serde_json::to_string(&step.op).expect("ops serialize");
+        let inputs = self.inputs_key(&state, step)?;
+        let mut key_parts = vec!["step", state.key.as_str(), op_json.as_str(), inputs.as_str()];
+        if matches!(step.op, Op::Config(ConfigOp::Entrypoint(_))) && *cmd_set {
+            key_parts.push("cmd-set");
+        }
+        let key = key_of(&key_parts);
+        if let Op::Config(ConfigOp::Cmd(_)) = step.op {
+            *cmd_set = true;
+        }
+        if !self.options.no_cache
+            && let Some(record) = self.store.cache_get(&key)?
+        {
+            self.cached += 1;
+            self.progress.event(Event::Cached(name));
+            return Ok(State { layers: record.layers, config: record.config, key });
+        }
+        self.progress.event(Event::Started(name));
+        let started = Instant::now();
+        let store_err = |source| Error::Store { location: step.location.clone(), step: step.text.clone(), source };
+        let (layer, created_by) = match &step.op {
+            Op::Run(run) => (self.run(&state, step, run, name)?, run.created_by.clone()),
+            Op::Copy(copy) => (self.copy(&state, step, copy)?, copy.created_by.clone()),
+            Op::Config(_) => (None, step.text.clone()),
+        };
+        let mut next = State { layers: state.layers, config: state.config, key };
+        if let Op::Config(op) = &step.op {
+            apply_config(&mut next.config.config, op, *cmd_set);
+            if let ConfigOp::Maintainer(name) = op {
+                next.config.author = Some(name.clone());
+            }
+        }
+        next.config.history.push(History {
+            created: Some(now_rfc3339()),
+            created_by: Some(created_by),
+            comment: Some("rbuild".into()),
+            empty_layer: layer.is_none(),
+            ..Default::default()
+        });
+        if let Some(layer) = layer {
+            next.config.rootfs.diff_ids.push(layer.diff_id.clone());
+            next.layers.push(layer);
+        }
+        self.store
+            .cache_put(&next.key, &CacheRecord { layers: next.layers.clone(), config: next.config.clone() })
+            .map_err(store_err)?;
+        self.executed += 1;
+        self.progress.event(Event::Finished(name, started.elapsed()));
+        Ok(next)
+    }
+
+    /// The part of a step's key that comes from outside the Dockerfile: the content of COPY
+    /// sources.
+    fn inputs_key(&mut self, state: &State, step: &Step) -> Result<String> {
+        let Op::Copy(copy) = &step.op else { return Ok(String::new()) };
+        let copy_err = |message: String| Error::Copy { location: step.location.clone(), step: step.text.clone(), message };
+        match &copy.from {
+            None => {
+                let rels = self.context_sources(copy).map_err(copy_err)?;
+                let sum = checksum::checksum_sources(&self.options.context, &rels, false)
+                    .map_err(|e| copy_err(format!("reading the build context: {e}")))?;
+                Ok(sum.to_string())
+            }
+            Some(CopyFrom::Stage(i)) => {
+                let src = self.stage(*i)?;
+                let ids: Vec<&str> = src.layers.iter().map(|l| l.diff_id.as_str()).collect();
+                let _ = state;
+                Ok(key_of(&ids).to_string())
+            }
+            Some(CopyFrom::Image(r)) => {
+                let image = self.store.resolve(r).map_err(|e| copy_err(format!("--from={r}: {e}")))?;
+                Ok(image.digest.to_string())
+            }
+        }
+    }
+
+    fn context_sources(&self, copy: &CopyOp) -> std::result::Result<Vec<PathBuf>, String> {
+        let mut all = Vec::new();
+        for src in &copy.sources {
+            let found = fsutil::match_sources(&self.options.context, src).map_err(|e| format!("{src}: {e}"))?;
+            if found.is_empty() {
+                return Err(format!("{src:?}: not found in the build context"));
+            }
+            all.extend(found);
+        }
+        Ok(all)
+    }
+
+    fn run(&mut self, state: &State, step: &Step, run: &RunOp, name: &StepName) -> Result<Option<Layer>> {
+        let store_err = |source| Error::Store { location: step.location.clone(), step: step.text.clone(), source };
+        let snapshot = self.store.create_snapshot(&state.layers).map_err(store_err)?;
+        let cfg = &state.config.config;
+        let mut env = cfg.env.clone().unwrap_or_default();
+        for arg in &run.build_args {
+            let name = arg.split_once('=').map_or(arg.as_str(), |(k, _)| k);
+            if cfg.env_get(name).is_none() {
+                env.push(arg.clone());
+            }
+        }
+        let spec = executor::SandboxSpec {
+            rootfs: executor::Rootfs {
+                lowers: snapshot.lowers.clone(),
+                upper: snapshot.upper(),
+                work: snapshot.work(),
+                target: snapshot.merged(),
+            },
+            process: executor::Process {
+                args: run.args.clone(),
+                env,
+                cwd: cfg.working_dir.clone().filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into()),
+                user: cfg.user.clone().unwrap_or_default(),
+            },
+            hostname: "rbuild-sandbox".into(),
+            network: executor::NetworkMode::None,
+        };
+        let mut tail: VecDeque<String> = VecDeque::new();
+        let mut partial: Vec<u8> = Vec::new();
+        let progress = self.progress;
+        let mut on_line = |line: &[u8]| {
+            let line = String::from_utf8_lossy(line).into_owned();
+            progress.event(Event::Output(name, &line));
+            if tail.len() == OUTPUT_TAIL {
+                tail.pop_front();
+            }
+            tail.push_back(line);
+        };
+        let mut on_output = |chunk: &[u8]| {
+            partial.extend_from_slice(chunk);
+            while let Some(pos) = partial.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = partial.drain(..=pos).collect();
+                on_line(&line[..line.len() - 1]);
+            }
+        };
+        let status = executor::run(&spec, executor::Stdio::Capture(&mut on_output)).map_err(|source| {
+            Error::Sandbox { location: step.location.clone(), step: step.text.clone(), source }
+        })?;
+        if !partial.is_empty() {
+            on_line(&partial);
+        }
+        if !status.success() {
+            return Err(Error::RunFailed {
+                location: step.location.clone(),
+                step: step.text.clone(),
+                status,
+                output_tail: tail.into(),
+            });
+        }
+        self.commit(&snapshot, step)
+    }
+
+    fn copy(&mut self, state: &State, step: &Step, copy: &CopyOp) -> Result<Option<Layer>> {
+        let store_err = |source| Error::Store { location: step.location.clone(), step: step.text.clone(), source };
+        let copy_err = |message: String| Error::Copy { location: step.location.clone(), step: step.text.clone(), message };
+        let snapshot = self.store.create_snapshot(&state.layers).map_err(store_err)?;
+        let mounted = snapshot.mount().map_err(store_err)?;
+        let root = mounted.target.clone();
+        let mut dest = copy.dest.clone();
+        if dest == "." || dest.ends_with("/.") {
+            dest.push('/');
+        }
+        if !dest.starts_with('/') {
+            let wd = state.config.config.working_dir.clone().unwrap_or_default();
+            dest = format!("{}/{dest}", wd.trim_end_matches('/'));
+        }
+        let owner = match &copy.chown {
+            Some(spec) => {
+                let (u, g) = copy::resolve_chown(&root, spec).map_err(|m| copy_err(format!("--chown={spec}: {m}")))?;
+                copy::Owner::Set(u, g)
+            }
+            None if copy.from.is_none() => copy::Owner::Set(0, 0),
+            None => copy::Owner::Keep,
+        };
+        let src_layers = match &copy.from {
+            None => None,
+            Some(CopyFrom::Stage(i)) => Some(self.stage(*i)?.layers),
+            Some(CopyFrom::Image(r)) => Some(self.store.resolve(r).map_err(store_err)?.layers()),
+        };
+        let source_mount = match &src_layers {
+            Some(layers) => Some(self.store.mount_readonly(layers).map_err(store_err)?),
+            None => None,
+        };
+        let src_root: &Path = match &source_mount {
+            Some((dir, _)) => dir.path(),
+            None => &self.options.context,
+        };
+        let sources = match &copy.from {
+            None => self.context_sources(copy).map_err(copy_err)?,
+            Some(_) => {
+                let mut all = Vec::new();
+                for src in &copy.sources {
+                    let found = fsutil::match_sources(src_root, src).map_err(|e| copy_err(format!("{src}: {e}")))?;
+                    if found.is_empty() {
+                        return Err(copy_err(format!("{src:?}: not found in the source stage")));
+                    }
+                    all.extend(found);
+                }
+                all
+            }
+        };
+        let job = copy::CopyJob { src_root, sources: &sources, dest: &dest, owner, chmod: copy.chmod };
+        copy::copy(&root, &job).map_err(copy_err)?;
+        drop(source_mount);
+        drop(mounted);
+        self.commit(&snapshot, step)
+    }
+
+    /// Commits a snapshot's upperdir as a layer; `None` when the step changed nothing.
+    fn commit(&self, snapshot: &cache::Snapshot, step: &Step) -> Result<Option<Layer>> {
+        let store_err = |source| Error::Store { location: step.location.clone(), step: step.text.clone(), source };
+        let upper = snapshot.upper();
+        let empty = std::fs::read_dir(&upper)
+            .map_err(|e| store_err(cache::Error::Io { path: upper.clone(), source: e }))?
+            .next()
+            .is_none();
+        if empty {
+            return Ok(None);
+        }
+        let layer = self.store.commit_layer(&upper, Compression::Gzip).map_err(store_err)?;
+        self.store.adopt_layer_dir(&layer, &upper).map_err(store_err)?;
+        Ok(Some(layer))
+    }
+}
+
+/// How many of a failed RUN's last output lines the error shows.
+const OUTPUT_TAIL: usize = 10;
+
+/// Stages that `stage` reads from: its base and its `COPY --from` stages.
+fn stage_deps(stage: &Stage) -> Vec<usize> {
+    let mut deps = Vec::new();
+    if let Base::Stage(i) = stage.base {
+        deps.push(i);
+    }
+    for step in &stage.steps {
+        if let Op::Copy(CopyOp { from: Some(CopyFrom::Stage(i)), .. }) = step.op {
+            deps.push(i);
+        }
+    }
+    deps
+}
+
+fn key_of(parts: &[&str]) -> Digest {
+    let mut h = Hasher::new();
+    h.update(b"rbuild-cache-key-v1");
+    for p in parts {
+        h.update(&(p.len() as u64).to_le_bytes());
+        h.update(p.as_bytes());
+    }
+    h.finish()
+}
+
+fn apply_config(c: &mut ContainerConfig, op: &ConfigOp, cmd_set: bool) {
+    match op {
+        ConfigOp::Env(pairs) => {
+            for (k, v) in pairs {
+                c.env_set(k, v);
+            }
+        }
+        ConfigOp::Workdir(w) => c.working_dir = Some(w.clone()),
+        ConfigOp::User(u) => c.user = Some(u.clone()),
+        ConfigOp::Cmd(v) => c.cmd = Some(v.clone()),
+        ConfigOp::Entrypoint(v) => {
+            c.entrypoint = Some(v.clone());
+            if !cmd_set {
+                c.cmd = None;
+            }
+        }
+        ConfigOp::Label(pairs) => {
+            let labels = c.labels.get_or_insert_with(Default::default);
+            for (k, v) in pairs {
+                labels.insert(k.clone(), v.clone());
+            }
+        }
+        ConfigOp::Expose(ports) => {
+            let map = c.exposed_ports.get_or_insert_with(Default::default);
+            for p in ports {
+                map.insert(p.clone(), serde_json::json!({}));
+            }
+        }
+        ConfigOp::Volume(vols) => {
+            let map = c.volumes.get_or_insert_with(Default::default);
+            for v in vols {
+                map.insert(v.clone(), serde_json::json!({}));
+            }
+        }
+        ConfigOp::StopSignal(s) => c.stop_signal = Some(s.clone()),
+        ConfigOp::Shell(s) => c.shell = Some(s.clone()),
+        ConfigOp::Arg(_) | ConfigOp::Maintainer(_) => {}
+    }
+}

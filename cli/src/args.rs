@@ -1,0 +1,147 @@
+//! The command line, in Docker's spelling.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Build OCI images from Dockerfiles and run them, without a daemon.
+///
+/// `rbuild [OPTIONS] CONTEXT` is the same as `rbuild build [OPTIONS] CONTEXT`.
+#[derive(Debug, Parser)]
+#[command(name = "rbuild", version, args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct Cli {
+    /// The store directory.
+    #[arg(long, global = true, env = "RBUILD_ROOT", default_value = "/var/lib/rbuild", value_name = "DIR")]
+    pub root: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub build: BuildArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build an image from a Dockerfile.
+    Build(BuildArgs),
+    /// Make a one-layer image from a root filesystem tar (as `docker import`).
+    Import(ImportArgs),
+    /// List images.
+    Images(ImagesArgs),
+    /// Write images to a tar archive (OCI layout or `docker save` format).
+    Save(SaveArgs),
+    /// Read images from a tar archive written by `save`, `docker save` or skopeo.
+    Load(LoadArgs),
+    /// Run a command in a new container from an image, in the foreground.
+    Run(RunArgs),
+    /// Print a shell completion script.
+    Completion(CompletionArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The Dockerfile (default: CONTEXT/Dockerfile).
+    #[arg(short = 'f', long = "file", value_name = "PATH")]
+    pub file: Option<PathBuf>,
+    /// Name and tag the image (`name:tag`); may be given several times.
+    #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
+    pub tags: Vec<String>,
+    /// Set a build argument (`NAME=value`, or `NAME` to take it from the environment).
+    #[arg(long = "build-arg", value_name = "NAME[=VALUE]")]
+    pub build_args: Vec<String>,
+    /// Build this stage instead of the last one.
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
+    /// Do not use the build cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Print only the image ID on success.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// The build context directory.
+    #[arg(value_name = "CONTEXT", required = true)]
+    pub context: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The root filesystem tar (plain or gzip), or `-` for stdin.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// The image's name and tag.
+    #[arg(value_name = "NAME[:TAG]")]
+    pub reference: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    /// Show only image IDs.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Show full image IDs.
+    #[arg(long)]
+    pub no_trunc: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ArchiveFormat {
+    /// An OCI image layout in a tar.
+    Oci,
+    /// The `docker save` format.
+    Docker,
+}
+
+#[derive(Debug, Args)]
+pub struct SaveArgs {
+    /// Where to write the archive.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    #[arg(long, value_enum, default_value = "docker")]
+    pub format: ArchiveFormat,
+    /// Images to save.
+    #[arg(value_name = "IMAGE", required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// The archive to read.
+    #[arg(short, long, value_name = "FILE")]
+    pub input: PathBuf,
+}
+
+#[derive(Debug, Args)]
+#[command(trailing_var_arg = true)]
+pub struct RunArgs {
+    /// Remove the container when it exits (in this version containers are never kept).
+    #[arg(long)]
+    pub rm: bool,
+    /// Set an environment variable (`NAME=value`, or `NAME` to take it from the environment).
+    #[arg(short, long = "env", value_name = "NAME[=VALUE]")]
+    pub env: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(short, long, value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// User (`name|uid[:group|gid]`).
+    #[arg(short, long, value_name = "USER")]
+    pub user: Option<String>,
+    /// Override the image's ENTRYPOINT.
+    #[arg(long, value_name = "CMD")]
+    pub entrypoint: Option<String>,
+    /// Container host name.
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
+    /// The image to run.
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+    /// Command and arguments, replacing the image's CMD.
+    #[arg(value_name = "COMMAND", allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionArgs {
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}

@@ -1,0 +1,223 @@
+//! One function per command. Errors carry the context a user needs, as one line.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow, bail};
+use cache::oci::{self, History, ImageConfig, RootFs};
+use cache::{Compression, ImageRef, Store};
+
+use crate::args::{self, Cli, Command};
+use crate::progress;
+
+pub fn dispatch(cli: Cli) -> Result<ExitCode> {
+    let root = cli.root.clone();
+    let store = || Store::open(&root).with_context(|| format!("opening the store at {}", root.display()));
+    match cli.command {
+        None => build(&store()?, cli.build),
+        Some(Command::Build(b)) => build(&store()?, b),
+        Some(Command::Import(a)) => import(&store()?, a),
+        Some(Command::Images(a)) => images(&store()?, a),
+        Some(Command::Save(a)) => save(&store()?, a),
+        Some(Command::Load(a)) => load(&store()?, a),
+        Some(Command::Run(a)) => run(&store()?, a),
+        Some(Command::Completion(a)) => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(a.shell, &mut cmd, "rbuild", &mut io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn parse_ref(s: &str) -> Result<ImageRef> {
+    Ok(s.parse::<ImageRef>()?)
+}
+
+/// `NAME=value`, or `NAME` alone meaning the caller's environment value (as docker does).
+fn key_value(s: &str, what: &str) -> Result<Option<(String, String)>> {
+    match s.split_once('=') {
+        Some(("", _)) => bail!("invalid {what} {s:?}: the name is empty"),
+        Some((k, v)) => Ok(Some((k.to_string(), v.to_string()))),
+        None => Ok(std::env::var(s).ok().map(|v| (s.to_string(), v))),
+    }
+}
+
+fn build(store: &Store, a: args::BuildArgs) -> Result<ExitCode> {
+    let context = a.context.clone().ok_or_else(|| anyhow!("a build context directory is required"))?;
+    let meta = std::fs::metadata(&context)
+        .map_err(|_| anyhow!("context directory {:?} does not exist", context.display().to_string()))?;
+    if !meta.is_dir() {
+        bail!("context {:?} is not a directory", context.display().to_string());
+    }
+    let file = a.file.clone().unwrap_or_else(|| context.join("Dockerfile"));
+    let dockerfile = std::fs::read_to_string(&file).with_context(|| format!("reading Dockerfile {}", file.display()))?;
+    let tags = a.tags.iter().map(|t| parse_ref(t)).collect::<Result<Vec<_>>>()?;
+    let mut build_args = Vec::new();
+    for b in &a.build_args {
+        build_args.extend(key_value(b, "--build-arg")?);
+    }
+    store.remove_stale_snapshots()?;
+    let options = solver::BuildOptions {
+        context,
+        dockerfile,
+        dockerfile_name: file.display().to_string(),
+        build_args,
+        target: a.target.clone(),
+        tags: tags.clone(),
+        no_cache: a.no_cache,
+    };
+    let out = solver::build(store, &options, &progress::Plain { quiet: a.quiet })?;
+    if a.quiet {
+        println!("{}", out.image.digest);
+    } else {
+        eprintln!("writing image {} ({} steps run, {} cached)", out.image.digest, out.executed, out.cached);
+        for t in &tags {
+            eprintln!("naming to {t}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn import(store: &Store, a: args::ImportArgs) -> Result<ExitCode> {
+    let reference = parse_ref(&a.reference)?;
+    let input: Box<dyn Read> = if a.file.as_os_str() == "-" {
+        Box::new(io::stdin().lock())
+    } else {
+        Box::new(File::open(&a.file).with_context(|| format!("opening {}", a.file.display()))?)
+    };
+    let layer = store
+        .import_layer(io::BufReader::new(input), Compression::Gzip)
+        .with_context(|| format!("importing {}", a.file.display()))?;
+    let platform = oci::Platform::host();
+    let now = solver::now_rfc3339();
+    let config = ImageConfig {
+        created: Some(now.clone()),
+        architecture: platform.architecture,
+        os: platform.os,
+        rootfs: RootFs { kind: "layers".into(), diff_ids: vec![layer.diff_id.clone()] },
+        history: vec![History {
+            created: Some(now),
+            created_by: Some(format!("rbuild import {}", a.file.display())),
+            comment: Some(format!("Imported from {}", a.file.display())),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let image = store.put_image(&config, &[layer])?;
+    store.tag(&reference, &image.digest)?;
+    println!("{}", image.digest);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn images(store: &Store, a: args::ImagesArgs) -> Result<ExitCode> {
+    let mut out = io::stdout().lock();
+    if !a.quiet {
+        writeln!(out, "{:<40} {:<16} {:<14} {:<24} {}", "REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE")?;
+    }
+    for (key, digest) in store.tags()? {
+        let id = if a.no_trunc { digest.to_string() } else { digest.short().to_string() };
+        if a.quiet {
+            writeln!(out, "{id}")?;
+            continue;
+        }
+        let image = store.image(&digest)?;
+        let (repo, tag) = key.rsplit_once(':').unwrap_or((&key, ""));
+        let size: u64 = image.manifest.layers.iter().map(|l| l.size).sum();
+        let created = image.config.created.as_deref().unwrap_or("");
+        writeln!(out, "{repo:<40} {tag:<16} {id:<14} {:<24} {}", created.get(..19).unwrap_or(created), human_size(size))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn human_size(n: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u < units.len() - 1 {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 { format!("{n}B") } else { format!("{v:.3}{}", units[u]) }
+}
+
+fn save(store: &Store, a: args::SaveArgs) -> Result<ExitCode> {
+    let mut images = Vec::new();
+    for name in &a.images {
+        let image = store.resolve(name)?;
+        // A name that is not a digest is saved under its reference, so `load` restores the tag.
+        let reference = name.parse::<ImageRef>().ok().filter(|r| r.digest().is_none() && !image.digest.hex().starts_with(name));
+        images.push((reference, image));
+    }
+    let format = match a.format {
+        args::ArchiveFormat::Oci => cache::ArchiveFormat::Oci,
+        args::ArchiveFormat::Docker => cache::ArchiveFormat::Docker,
+    };
+    store.save(&images, format, &a.output).with_context(|| format!("saving to {}", a.output.display()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn load(store: &Store, a: args::LoadArgs) -> Result<ExitCode> {
+    let loaded = store.load(&a.input).with_context(|| format!("loading {}", a.input.display()))?;
+    for l in loaded {
+        match l.reference {
+            Some(r) => println!("Loaded image: {r}"),
+            None => println!("Loaded image ID: {}", l.image.digest),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run(store: &Store, a: args::RunArgs) -> Result<ExitCode> {
+    let image = store.resolve(&a.image)?;
+    let cfg = &image.config.config;
+    let entrypoint = match &a.entrypoint {
+        Some(e) if e.is_empty() => vec![],
+        Some(e) => vec![e.clone()],
+        None => cfg.entrypoint.clone().unwrap_or_default(),
+    };
+    // As docker: arguments replace CMD; a new --entrypoint drops the image's CMD too.
+    let cmd = if !a.command.is_empty() {
+        a.command.clone()
+    } else if a.entrypoint.is_some() {
+        vec![]
+    } else {
+        cfg.cmd.clone().unwrap_or_default()
+    };
+    let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+    if args.is_empty() {
+        bail!("no command specified: the image {} has no CMD or ENTRYPOINT", a.image);
+    }
+    let mut env = cfg.env.clone().unwrap_or_default();
+    for e in &a.env {
+        if let Some((k, v)) = key_value(e, "--env")? {
+            let mut c = oci::ContainerConfig { env: Some(env), ..Default::default() };
+            c.env_set(&k, &v);
+            env = c.env.unwrap_or_default();
+        }
+    }
+    store.remove_stale_snapshots()?;
+    let snapshot = store.create_snapshot(&image.layers())?;
+    let id = cache::Digest::of(snapshot.id.as_bytes());
+    let spec = executor::SandboxSpec {
+        rootfs: executor::Rootfs {
+            lowers: snapshot.lowers.clone(),
+            upper: snapshot.upper(),
+            work: snapshot.work(),
+            target: snapshot.merged(),
+        },
+        process: executor::Process {
+            args,
+            env,
+            cwd: a.workdir.clone().or_else(|| cfg.working_dir.clone()).filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into()),
+            user: a.user.clone().or_else(|| cfg.user.clone()).unwrap_or_default(),
+        },
+        hostname: a.hostname.clone().unwrap_or_else(|| id.short().to_string()),
+        network: executor::NetworkMode::None,
+    };
+    let status = executor::run(&spec, executor::Stdio::Inherit)?;
+    drop(snapshot);
+    Ok(ExitCode::from(status.code().clamp(0, 255) as u8))
+}
+

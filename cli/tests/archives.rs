@@ -1,0 +1,107 @@
+//! Images out and back in: OCI and Docker archives checked by skopeo and umoci, and `load`.
+
+use std::path::Path;
+use std::process::Command;
+
+use test_support::{TestStore, context};
+
+fn store() -> TestStore {
+    let s = TestStore::new(env!("CARGO_BIN_EXE_rbuild"));
+    s.import_busybox();
+    s
+}
+
+fn tool(name: &str) -> bool {
+    let found = Command::new("sh").args(["-c", &format!("command -v {name}")]).output().is_ok_and(|o| o.status.success());
+    if !found {
+        eprintln!("SKIP: {name} is not installed (scripts/test.sh installs it)");
+    }
+    found
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?} failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// An image whose RUN deletes a base file and empties a base directory, and adds files.
+fn build_changed_image(s: &TestStore) {
+    let ctx = context(&[
+        ("Dockerfile", "FROM busybox\nCOPY app.txt /app/app.txt\nRUN rm /etc/group && rm -rf /home && mkdir /home && touch /home/new && echo ran > /ran\n"),
+        ("app.txt", "app\n"),
+    ]);
+    s.ok(&["build", "-t", "changed:v1", ctx.path().to_str().unwrap()]);
+}
+
+#[test]
+fn oci_archive_is_accepted_by_skopeo_and_umoci_with_whiteouts_applied() {
+    if !tool("skopeo") || !tool("umoci") {
+        return;
+    }
+    let s = store();
+    build_changed_image(&s);
+    let tar = s.path().join("x.tar");
+    s.ok(&["save", "--format", "oci", "-o", tar.to_str().unwrap(), "changed:v1"]);
+    let inspect = run_ok(Command::new("skopeo").args(["inspect", &format!("oci-archive:{}", tar.display())]));
+    let v: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+    assert_eq!(v["Layers"].as_array().unwrap().len(), 3, "{inspect}");
+
+    let layout = tempfile::tempdir().unwrap();
+    run_ok(Command::new("tar").arg("-xf").arg(&tar).arg("-C").arg(layout.path()));
+    let bundle = tempfile::tempdir().unwrap();
+    let bundle_dir = bundle.path().join("b");
+    run_ok(Command::new("umoci").args(["unpack", "--image", &format!("{}:v1", layout.path().display())]).arg(&bundle_dir));
+    let rootfs = bundle_dir.join("rootfs");
+    assert_eq!(std::fs::read_to_string(rootfs.join("app/app.txt")).unwrap(), "app\n");
+    assert_eq!(std::fs::read_to_string(rootfs.join("ran")).unwrap(), "ran\n");
+    assert!(!rootfs.join("etc/group").exists(), "whiteout of /etc/group not applied");
+    assert!(rootfs.join("etc/passwd").exists());
+    let home: Vec<_> = std::fs::read_dir(rootfs.join("home")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(home, vec![std::ffi::OsString::from("new")], "opaque /home not applied");
+    assert!(rootfs.join("bin/busybox").is_file());
+}
+
+#[test]
+fn docker_archive_is_accepted_by_skopeo_and_both_formats_load_back() {
+    if !tool("skopeo") {
+        return;
+    }
+    let s = store();
+    build_changed_image(&s);
+    let docker = s.path().join("d.tar");
+    let oci = s.path().join("o.tar");
+    s.ok(&["save", "-o", docker.to_str().unwrap(), "changed:v1"]);
+    s.ok(&["save", "--format", "oci", "-o", oci.to_str().unwrap(), "changed:v1"]);
+    run_ok(Command::new("skopeo").args(["inspect", &format!("docker-archive:{}", docker.display())]));
+
+    for archive in [&docker, &oci] {
+        let fresh = TestStore::new(env!("CARGO_BIN_EXE_rbuild"));
+        let out = fresh.ok(&["load", "-i", archive.to_str().unwrap()]);
+        assert_eq!(out, "Loaded image: changed:v1\n");
+        assert_eq!(fresh.ok(&["run", "--rm", "changed:v1", "cat", "/ran", "/app/app.txt"]), "ran\napp\n");
+        let gone = fresh.run(&["run", "--rm", "changed:v1", "cat", "/etc/group"]);
+        assert_eq!(gone.status.code(), Some(1), "deleted file is back after load of {}", archive.display());
+        assert!(fresh.ok(&["images"]).contains("changed"));
+    }
+}
+
+#[test]
+fn import_and_images_list_the_base_image() {
+    let s = store();
+    let out = s.ok(&["images"]);
+    assert!(out.lines().next().unwrap().starts_with("REPOSITORY"));
+    assert!(out.lines().any(|l| l.starts_with("busybox ") && l.contains(" latest ")), "{out}");
+    let ids = s.ok(&["images", "-q"]);
+    assert_eq!(ids.lines().count(), 1);
+    // The same rootfs imported again under another tag shares the layer blob.
+    let again = s.path().join("again.tar");
+    test_support::write_busybox_rootfs_tar(&again).unwrap();
+    s.ok(&["import", again.to_str().unwrap(), "busybox:again"]);
+    let images = s.ok(&["images", "--no-trunc"]);
+    assert_eq!(images.lines().count(), 3, "{images}");
+    let blobs = std::fs::read_dir(s.path().join("blobs/sha256")).unwrap().count();
+    // One layer, two configs and two manifests (their `created` times differ).
+    assert_eq!(blobs, 5);
+    let _ = Path::new("");
+}

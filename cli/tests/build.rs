@@ -1,0 +1,191 @@
+//! End-to-end builds through the real `rbuild` binary: the demo, multi-stage COPY, the cache,
+//! and what a RUN step can see of the machine.
+
+use std::path::Path;
+
+use test_support::{TestStore, context};
+
+fn store() -> TestStore {
+    let s = TestStore::new(env!("CARGO_BIN_EXE_rbuild"));
+    s.import_busybox();
+    s
+}
+
+fn demo_dir() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/demo").display().to_string()
+}
+
+fn build(s: &TestStore, ctx: &Path, tag: &str) -> std::process::Output {
+    let out = s.run(&["build", "-t", tag, ctx.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "build failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[test]
+fn demo_image_runs_and_second_build_runs_no_step() {
+    let s = store();
+    let first = s.run(&["-t", "demo:latest", &demo_dir()]);
+    let err = String::from_utf8_lossy(&first.stderr);
+    assert!(first.status.success(), "{err}");
+    assert!(err.contains("RUN tr"), "{err}");
+
+    let out = s.ok(&["run", "--rm", "demo:latest"]);
+    assert_eq!(
+        out,
+        "hello from rbuild\nHELLO FROM RBUILD\nbuilt in a sandbox named rbuild-sandbox\nrunning as app in /app\n"
+    );
+
+    let second = s.run(&["build", "-t", "demo:latest", &demo_dir()]);
+    let err2 = String::from_utf8_lossy(&second.stderr);
+    assert!(second.status.success(), "{err2}");
+    assert!(err2.contains("(0 steps run,"), "second build ran steps:\n{err2}");
+    let cached = err2.lines().filter(|l| l.starts_with("CACHED ")).count();
+    // Every step after the two FROMs: 3 in the builder stage, 7 in the final one.
+    assert_eq!(cached, 10, "{err2}");
+    assert!(!err2.contains("| "), "a RUN printed output on a cached build:\n{err2}");
+}
+
+#[test]
+fn image_config_carries_env_workdir_user_cmd_labels_and_history() {
+    let s = store();
+    let ctx = context(&[(
+        "Dockerfile",
+        "FROM busybox\nENV A=1 B=\"two words\"\nWORKDIR /srv\nWORKDIR sub\nUSER 1000:1000\nLABEL x=y\nEXPOSE 8080 53/udp\nENTRYPOINT [\"/bin/echo\"]\nCMD [\"hi\"]\n",
+    )]);
+    build(&s, ctx.path(), "cfg:1");
+    let tar = s.path().join("cfg.tar");
+    s.ok(&["save", "--format", "oci", "-o", tar.to_str().unwrap(), "cfg:1"]);
+    let inspect = std::process::Command::new("skopeo")
+        .args(["inspect", "--config", &format!("oci-archive:{}", tar.display())])
+        .output()
+        .expect("skopeo runs");
+    assert!(inspect.status.success(), "{}", String::from_utf8_lossy(&inspect.stderr));
+    let config: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    let c = &config["config"];
+    let env: Vec<&str> = c["Env"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(env.contains(&"A=1") && env.contains(&"B=two words"), "{env:?}");
+    assert_eq!(c["WorkingDir"], "/srv/sub");
+    assert_eq!(c["User"], "1000:1000");
+    assert_eq!(c["Labels"]["x"], "y");
+    assert!(c["ExposedPorts"].get("8080/tcp").is_some() && c["ExposedPorts"].get("53/udp").is_some());
+    assert_eq!(c["Entrypoint"], serde_json::json!(["/bin/echo"]));
+    assert_eq!(c["Cmd"], serde_json::json!(["hi"]));
+    let history = config["history"].as_array().unwrap();
+    // One entry from import, then one per instruction after FROM; metadata adds no layer.
+    assert_eq!(history.len(), 1 + 9, "{history:?}");
+    assert!(history[1..].iter().all(|h| h["empty_layer"] == true));
+    assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 1);
+    assert_eq!(s.ok(&["run", "--rm", "cfg:1"]), "hi\n");
+    assert_eq!(s.ok(&["run", "--rm", "cfg:1", "a", "b"]), "a b\n");
+    assert_eq!(s.ok(&["run", "--rm", "--entrypoint", "pwd", "cfg:1"]), "/srv/sub\n");
+}
+
+#[test]
+fn run_returns_the_container_exit_code() {
+    let s = store();
+    let out = s.run(&["run", "--rm", "busybox", "sh", "-c", "echo out; exit 42"]);
+    assert_eq!(out.status.code(), Some(42));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
+}
+
+#[test]
+fn copy_handles_dirs_globs_chown_and_multi_stage() {
+    let s = store();
+    let ctx = context(&[
+        (
+            "Dockerfile",
+            "FROM busybox AS one\n\
+             COPY dir /copied/\n\
+             COPY *.txt /texts/\n\
+             COPY --chown=app:staff single.txt /owned\n\
+             RUN echo made-in-one > /made\n\
+             FROM scratch\n\
+             COPY --from=one /made /copied/sub/deep.txt /out/\n\
+             COPY --from=0 /owned /owned\n\
+             FROM busybox\n\
+             COPY --from=1 / /fromscratch/\n",
+        ),
+        ("dir/sub/deep.txt", "deep\n"),
+        ("dir/top.txt", "top\n"),
+        ("a.txt", "a\n"),
+        ("b.txt", "b\n"),
+        ("single.txt", "single\n"),
+    ]);
+    build(&s, ctx.path(), "copy:1");
+    let listing = s.ok(&[
+        "run",
+        "--rm",
+        "copy:1",
+        "sh",
+        "-c",
+        "cd /fromscratch && find . | sort && cat out/made out/deep.txt && stat -c '%u:%g %a' owned",
+    ]);
+    assert_eq!(listing, ".\n./out\n./out/deep.txt\n./out/made\n./owned\nmade-in-one\ndeep\n1000:50 644\n");
+}
+
+#[test]
+fn context_files_are_owned_by_root_and_keep_their_mode() {
+    let s = store();
+    let ctx = context(&[("Dockerfile", "FROM busybox\nCOPY tool /usr/bin/tool\nCOPY data /data\n"), ("tool", "#!/bin/sh\necho tool ran\n"), ("data", "d\n")]);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(ctx.path().join("tool"), std::fs::Permissions::from_mode(0o750)).unwrap();
+    std::os::unix::fs::chown(ctx.path().join("data"), Some(1234), Some(1234)).unwrap();
+    build(&s, ctx.path(), "own:1");
+    assert_eq!(
+        s.ok(&["run", "--rm", "own:1", "sh", "-c", "tool; stat -c '%u:%g %a' /usr/bin/tool /data"]),
+        "tool ran\n0:0 750\n0:0 644\n"
+    );
+}
+
+#[test]
+fn cache_follows_content_not_mtime() {
+    let s = store();
+    let ctx = context(&[
+        ("Dockerfile", "FROM busybox\nRUN echo before\nCOPY f /f\nRUN cat /f\n"),
+        ("f", "one\n"),
+    ]);
+    build(&s, ctx.path(), "c:1");
+    let f = std::fs::File::options().write(true).open(ctx.path().join("f")).unwrap();
+    f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(60)).unwrap();
+    drop(f);
+    let touched = String::from_utf8_lossy(&build(&s, ctx.path(), "c:1").stderr).into_owned();
+    assert!(touched.contains("(0 steps run, 3 cached)"), "{touched}");
+    std::fs::write(ctx.path().join("f"), "two\n").unwrap();
+    let changed = String::from_utf8_lossy(&build(&s, ctx.path(), "c:1").stderr).into_owned();
+    assert!(changed.contains("CACHED [stage-0 2/4] RUN echo before"), "{changed}");
+    assert!(changed.contains("(2 steps run, 1 cached)"), "{changed}");
+    assert!(changed.contains("| two"), "{changed}");
+}
+
+#[test]
+fn run_step_is_isolated_from_the_host() {
+    let s = store();
+    let ctx = context(&[(
+        "Dockerfile",
+        "FROM busybox\n\
+         RUN echo $PPID > /ppid && echo $$ > /pid && hostname > /hostname \
+             && cat /proc/net/dev > /netdev && cat /proc/self/mountinfo > /mountinfo && ps -o pid,comm > /ps\n",
+    )]);
+    build(&s, ctx.path(), "iso:1");
+    let cat = |f: &str| s.ok(&["run", "--rm", "iso:1", "cat", f]);
+    assert_eq!(cat("/ppid"), "1\n", "the RUN shell's parent is the sandbox's PID 1");
+    assert_eq!(cat("/pid"), "2\n");
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(cat("/hostname"), "rbuild-sandbox\n");
+    assert_ne!(cat("/hostname"), host);
+    let netdev = cat("/netdev");
+    let ifaces: Vec<&str> = netdev.lines().skip(2).map(|l| l.split(':').next().unwrap().trim()).collect();
+    assert_eq!(ifaces, vec!["lo"], "{netdev}");
+    let mounts = cat("/mountinfo");
+    let store_path = s.path().to_str().unwrap();
+    assert!(!mounts.contains(store_path), "the store's path is visible:\n{mounts}");
+    assert!(!mounts.contains("/work") && !mounts.contains("/home"), "host paths visible:\n{mounts}");
+    let ps = cat("/ps");
+    let pids: Vec<&str> = ps.lines().skip(1).map(|l| l.split_whitespace().next().unwrap()).collect();
+    assert!(pids.iter().all(|p| p.parse::<u32>().unwrap() <= 3), "host processes visible:\n{ps}");
+}

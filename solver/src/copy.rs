@@ -1,0 +1,224 @@
+//! COPY: writing sources into a mounted snapshot, with Docker's destination rules.
+//!
+//! - a directory source copies its *contents* into the destination;
+//! - a file goes to `dest/<name>` when `dest` ends in `/` or is an existing directory, else
+//!   to `dest` itself; several sources need a `dest` ending in `/`;
+//! - missing parent directories are created (0755);
+//! - owner: `--chown` if given, else root for context files, else the source's owner (files
+//!   from another stage keep theirs, as BuildKit does);
+//! - permission bits and mtimes are kept, unless `--chmod` sets the bits.
+//!
+//! Every destination path is resolved with [`secure_join`], so symlinks in the image resolve
+//! inside the image and never on the host.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+
+use nix::sys::stat::{UtimensatFlags, utimensat};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{Gid, Uid, fchownat, FchownatFlags};
+
+use crate::fsutil::secure_join;
+
+/// Who owns what COPY writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// uid, gid.
+    Set(u32, u32),
+    /// Keep the source file's owner.
+    Keep,
+}
+
+pub struct CopyJob<'a> {
+    /// Root of the source tree (the context, or another stage's mounted rootfs).
+    pub src_root: &'a Path,
+    /// Matched sources, relative to `src_root`.
+    pub sources: &'a [PathBuf],
+    /// The destination as written, made absolute against the WORKDIR, keeping a trailing `/`.
+    pub dest: &'a str,
+    pub owner: Owner,
+    pub chmod: Option<u32>,
+}
+
+/// Runs `job` into the rootfs mounted at `root`.
+pub fn copy(root: &Path, job: &CopyJob<'_>) -> Result<(), String> {
+    let dest_is_dir_form = job.dest.ends_with('/');
+    let dest_rel = Path::new(job.dest);
+    let dest = secure_join(root, dest_rel).map_err(|e| format!("resolve {}: {e}", job.dest))?;
+    let several = job.sources.len() > 1;
+    if several && !dest_is_dir_form && !dest.is_dir() {
+        return Err("when using COPY with more than one source file, the destination must be a directory and end with a /".into());
+    }
+    for rel in job.sources {
+        let src = secure_join(job.src_root, rel).map_err(|e| format!("resolve {}: {e}", rel.display()))?;
+        // Top-level sources are followed (Docker copies what a symlink points to).
+        let meta = fs::metadata(&src).map_err(|e| format!("{}: {e}", rel.display()))?;
+        if meta.is_dir() {
+            mkdir_all(root, dest_rel, job.owner_for(&meta))?;
+            copy_tree(root, &src, dest_rel, job)?;
+        } else {
+            let target = if dest_is_dir_form || several || dest.is_dir() {
+                let name = rel.file_name().ok_or_else(|| format!("{}: source has no file name", rel.display()))?;
+                dest_rel.join(name)
+            } else {
+                dest_rel.to_path_buf()
+            };
+            if let Some(parent) = target.parent() {
+                mkdir_all(root, parent, job.owner_for_created())?;
+            }
+            copy_entry(root, &src, &meta, &target, job)?;
+        }
+    }
+    Ok(())
+}
+
+impl CopyJob<'_> {
+    fn owner_for(&self, meta: &fs::Metadata) -> (u32, u32) {
+        match self.owner {
+            Owner::Set(u, g) => (u, g),
+            Owner::Keep => (meta.uid(), meta.gid()),
+        }
+    }
+
+    /// Directories COPY has to create for the destination belong to `--chown`, else root.
+    fn owner_for_created(&self) -> (u32, u32) {
+        match self.owner {
+            Owner::Set(u, g) => (u, g),
+            Owner::Keep => (0, 0),
+        }
+    }
+}
+
+/// `mkdir -p` of `rel` inside `root`; directories that exist are left as they are.
+fn mkdir_all(root: &Path, rel: &Path, owner: (u32, u32)) -> Result<(), String> {
+    let mut sofar = PathBuf::new();
+    for c in rel.components() {
+        sofar.push(c);
+        let p = secure_join(root, &sofar).map_err(|e| format!("resolve {}: {e}", sofar.display()))?;
+        match fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => continue,
+            Ok(_) => return Err(format!("{}: not a directory", Path::new("/").join(&sofar).display())),
+            Err(_) => {
+                fs::create_dir(&p).map_err(|e| format!("mkdir {}: {e}", Path::new("/").join(&sofar).display()))?;
+                fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
+                chown(&p, owner)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn copy_tree(root: &Path, src_dir: &Path, dest_rel: &Path, job: &CopyJob<'_>) -> Result<(), String> {
+    let mut dirs = Vec::new();
+    for item in walkdir::WalkDir::new(src_dir).min_depth(1).sort_by_file_name() {
+        let item = item.map_err(|e| e.to_string())?;
+        let below = item.path().strip_prefix(src_dir).map_err(|e| e.to_string())?;
+        let target = dest_rel.join(below);
+        let meta = item.path().symlink_metadata().map_err(|e| format!("{}: {e}", item.path().display()))?;
+        copy_entry(root, item.path(), &meta, &target, job)?;
+        if meta.is_dir() {
+            dirs.push((target, meta));
+        }
+    }
+    // Directory mtimes last: writing their contents changed them.
+    for (target, meta) in dirs.iter().rev() {
+        let p = secure_join(root, target).map_err(|e| e.to_string())?;
+        set_mtime(&p, meta)?;
+    }
+    Ok(())
+}
+
+fn copy_entry(root: &Path, src: &Path, meta: &fs::Metadata, target_rel: &Path, job: &CopyJob<'_>) -> Result<(), String> {
+    let shown = Path::new("/").join(target_rel);
+    let err = |what: &str, e: io::Error| format!("{what} {}: {e}", shown.display());
+    // The parent is resolved (it may be a symlink inside the image); the last component is
+    // replaced, never followed.
+    let parent = target_rel.parent().unwrap_or(Path::new(""));
+    let name = target_rel.file_name().ok_or_else(|| format!("{}: no file name", shown.display()))?;
+    let target = secure_join(root, parent).map_err(|e| err("resolve", e))?.join(name);
+    let owner = job.owner_for(meta);
+    let mode = job.chmod.unwrap_or(meta.permissions().mode() & 0o7777);
+    let existing = fs::symlink_metadata(&target).ok();
+    let ft = meta.file_type();
+    if ft.is_dir() {
+        match existing {
+            Some(m) if m.is_dir() => return Ok(()),
+            Some(_) => fs::remove_file(&target).map_err(|e| err("replace", e))?,
+            None => {}
+        }
+        fs::create_dir(&target).map_err(|e| err("mkdir", e))?;
+        fs::set_permissions(&target, fs::Permissions::from_mode(mode)).map_err(|e| err("chmod", e))?;
+        chown(&target, owner)?;
+        return Ok(());
+    }
+    if let Some(m) = existing {
+        if m.is_dir() {
+            return Err(format!("cannot replace directory {} with a file", shown.display()));
+        }
+        fs::remove_file(&target).map_err(|e| err("replace", e))?;
+    }
+    if ft.is_symlink() {
+        let link = fs::read_link(src).map_err(|e| err("readlink", e))?;
+        symlink(&link, &target).map_err(|e| err("symlink", e))?;
+        chown(&target, owner)?;
+        set_mtime(&target, meta)?;
+    } else if ft.is_file() {
+        fs::copy(src, &target).map_err(|e| err("copy to", e))?;
+        chown(&target, owner)?;
+        // chown clears setuid/setgid bits, so the mode goes last.
+        fs::set_permissions(&target, fs::Permissions::from_mode(mode)).map_err(|e| err("chmod", e))?;
+        set_mtime(&target, meta)?;
+    } else {
+        return Err(format!("{}: COPY of special files (devices, fifos, sockets) is not supported", src.display()));
+    }
+    Ok(())
+}
+
+fn chown(path: &Path, (uid, gid): (u32, u32)) -> Result<(), String> {
+    fchownat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        Some(Uid::from_raw(uid)),
+        Some(Gid::from_raw(gid)),
+        FchownatFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .map_err(|e| format!("chown {}: {e}", path.display()))
+}
+
+fn set_mtime(path: &Path, meta: &fs::Metadata) -> Result<(), String> {
+    let t = TimeSpec::new(meta.mtime(), meta.mtime_nsec());
+    utimensat(nix::fcntl::AT_FDCWD, path, &t, &t, UtimensatFlags::NoFollowSymlink)
+        .map_err(|e| format!("set mtime of {}: {e}", path.display()))
+}
+
+/// Resolves `--chown=user[:group]` against the rootfs's /etc/passwd and /etc/group. Without a
+/// group the gid is the uid, as Docker documents.
+pub fn resolve_chown(root: &Path, spec: &str) -> Result<(u32, u32), String> {
+    let (user, group) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let uid = lookup_id(root, "/etc/passwd", user, 2)?;
+    let gid = match group {
+        Some(g) => lookup_id(root, "/etc/group", g, 2)?,
+        None => uid,
+    };
+    Ok((uid, gid))
+}
+
+fn lookup_id(root: &Path, file: &str, name: &str, field: usize) -> Result<u32, String> {
+    if let Ok(n) = name.parse::<u32>() {
+        return Ok(n);
+    }
+    let path = secure_join(root, Path::new(file)).map_err(|e| format!("{file}: {e}"))?;
+    let text = fs::read_to_string(&path).map_err(|_| format!("unable to find {name}: {file} does not exist"))?;
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let cols: Vec<&str> = l.split(':').collect();
+            (cols.first() == Some(&name)).then(|| cols.get(field).and_then(|v| v.parse().ok())).flatten()
+        })
+        .ok_or_else(|| format!("unable to find {name} in {file}"))
+}

@@ -1,0 +1,51 @@
+use std::path::PathBuf;
+
+use frontend::Location;
+
+/// A build failure. Every variant about a step carries the step's Dockerfile location, so the
+/// CLI can print `Dockerfile:LINE:COL: ...` on one line.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Frontend(#[from] frontend::Error),
+    #[error("{location}: {step}: {source}")]
+    Store {
+        location: Location,
+        step: String,
+        #[source]
+        source: cache::Error,
+    },
+    #[error(transparent)]
+    Cache(#[from] cache::Error),
+    #[error("{location}: {step}: {source}")]
+    Sandbox {
+        location: Location,
+        step: String,
+        #[source]
+        source: executor::Error,
+    },
+    /// A RUN whose process did not exit 0. `output_tail` holds its last output lines.
+    #[error("{location}: {step}: {}", describe_status(*.status))]
+    RunFailed { location: Location, step: String, status: executor::ExitStatus, output_tail: Vec<String> },
+    #[error("{location}: {step}: {message}")]
+    Copy { location: Location, step: String, message: String },
+    #[error("{location}: FROM {reference}: {message}")]
+    BaseImage { location: Location, reference: String, message: String },
+    #[error("{path}: {source}")]
+    Context {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn describe_status(status: executor::ExitStatus) -> String {
+    match status {
+        executor::ExitStatus::Exited(c) => format!("process did not complete successfully: exit code {c}"),
+        executor::ExitStatus::Signaled(s) => {
+            format!("process did not complete successfully: killed by signal {s}")
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
