@@ -1,12 +1,28 @@
 //! Layers: an overlay upperdir committed as an OCI layer tar, and a layer blob unpacked into
 //! a directory in overlay format for use as a lowerdir.
+//!
+//! Unpacked layers live in `layers/<diff-id hex>/`. They are keyed by diff id rather than by
+//! chain id on purpose: under overlayfs a lowerdir holds only that layer's own changes (with
+//! whiteouts and opaque markers kept as overlay understands them), so its content depends on
+//! the layer alone and not on the layers below it. Two images sharing a layer at different
+//! positions in their stacks share one directory.
 
-use std::io::Read;
+mod tarw;
+mod unpack;
+
+use std::cell::RefCell;
+use std::fs;
+use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
-use crate::error::Result;
-use crate::oci::Layer;
+use flate2::read::MultiGzDecoder;
+use flate2::write::GzEncoder;
+
 use crate::Store;
+use crate::error::{Error, IoContext, Result};
+use crate::oci::{self, Layer};
+use crate::{Digest, Hasher, HashingWriter};
 
 /// How a committed layer blob is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -16,31 +32,224 @@ pub enum Compression {
     Uncompressed,
 }
 
+impl Compression {
+    fn media_type(self) -> &'static str {
+        match self {
+            Compression::Gzip => oci::MEDIA_TYPE_LAYER_GZIP,
+            Compression::Uncompressed => oci::MEDIA_TYPE_LAYER_TAR,
+        }
+    }
+}
+
 impl Store {
     /// Tars `upper` (a directory in overlay format: whiteouts as 0/0 char devices, opaque dirs
     /// marked with `trusted.overlay.opaque=y`) into an OCI layer blob and stores it.
     pub fn commit_layer(&self, upper: &Path, compression: Compression) -> Result<Layer> {
-        let _ = (upper, compression);
-        todo!()
+        let mut sink = LayerSink::new(self.temp_file()?, compression);
+        tarw::write_upper(upper, &mut sink.writer, &sink.path)?;
+        self.store_sink(sink)
     }
 
     /// Stores a plain tar stream (maybe gzip-compressed) as a layer blob, e.g. for `import`.
     pub fn import_layer(&self, tar: impl Read, compression: Compression) -> Result<Layer> {
-        let _ = (tar, compression);
-        todo!()
+        let bad = |reason: String| Error::Layer { layer: "(import)".into(), reason };
+        let input = maybe_gunzip(tar).map_err(|e| bad(format!("reading the input: {e}")))?;
+        let mut sink = LayerSink::new(self.temp_file()?, compression);
+        let mut tee = Tee { reader: input, sink: &mut sink.writer, error: None, len: 0 };
+        let checked = validate_tar(&mut tee);
+        if let Some(e) = tee.error.take() {
+            return Err(Error::Io { path: sink.path.clone(), source: e });
+        }
+        checked.map_err(|e| bad(format!("not a valid tar archive: {e}")))?;
+        if tee.len < 1024 {
+            // The smallest valid tar is its two zero end blocks; this also catches empty input,
+            // which the tar reader would take for an empty archive.
+            return Err(bad(format!("not a tar archive: only {} bytes", tee.len)));
+        }
+        self.store_sink(sink)
     }
 
     /// The directory `layers/<diff-id hex>/` holding `layer` unpacked in overlay format,
     /// unpacking the blob first if no process has done so yet.
     pub fn layer_dir(&self, layer: &Layer) -> Result<PathBuf> {
-        let _ = layer;
-        todo!()
+        let dir = self.unpacked_path(layer);
+        if is_dir(&dir) {
+            return Ok(dir);
+        }
+        let _lock = self.lock(&format!("layer-{}", layer.diff_id.hex()))?;
+        if is_dir(&dir) {
+            return Ok(dir);
+        }
+        // Unpack into a private directory under tmp/ and rename it into place only once all of
+        // it is written and verified: a crash or a bad blob never leaves a partial layer.
+        let tmp = self.temp_dir("unpack-")?;
+        let root = tmp.path().join("root");
+        fs::create_dir(&root).at(&root)?;
+        let blob = self.open_blob(&layer.digest)?;
+        unpack::unpack_blob(blob, layer, &root)?;
+        fs::rename(&root, &dir).at(&dir)?;
+        Ok(dir)
     }
 
     /// Takes a just-committed upperdir as the unpacked form of `layer`, so it is never unpacked
     /// from its blob. If the layer is already unpacked, `upper` is removed instead.
     pub fn adopt_layer_dir(&self, layer: &Layer, upper: &Path) -> Result<()> {
-        let _ = (layer, upper);
-        todo!()
+        let dir = self.unpacked_path(layer);
+        let _lock = self.lock(&format!("layer-{}", layer.diff_id.hex()))?;
+        if fs::symlink_metadata(&dir).is_ok() {
+            return fs::remove_dir_all(upper).at(upper);
+        }
+        fs::rename(upper, &dir).at(&dir)
+    }
+
+    fn unpacked_path(&self, layer: &Layer) -> PathBuf {
+        self.root().join("layers").join(layer.diff_id.hex())
+    }
+
+    fn store_sink(&self, sink: LayerSink) -> Result<Layer> {
+        let media_type = sink.compression.media_type();
+        let path = sink.path.clone();
+        let (tmp, diff_id, digest, size) = sink.finish().at(&path)?;
+        if !self.has_blob(&digest) {
+            self.commit_blob(tmp, &digest)?;
+        }
+        Ok(Layer { digest, diff_id, size, media_type: media_type.to_string() })
+    }
+}
+
+fn is_dir(p: &Path) -> bool {
+    fs::symlink_metadata(p).is_ok_and(|m| m.is_dir())
+}
+
+/// The compressor stage of a layer sink: gzip with the blob hashed after it, or nothing.
+enum Compressor {
+    Gzip(Box<GzEncoder<HashingWriter<BufWriter<tempfile::NamedTempFile>>>>),
+    Plain(BufWriter<tempfile::NamedTempFile>),
+}
+
+impl Write for Compressor {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Compressor::Gzip(w) => w.write(buf),
+            Compressor::Plain(w) => w.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Compressor::Gzip(w) => w.flush(),
+            Compressor::Plain(w) => w.flush(),
+        }
+    }
+}
+
+/// tar -> hash (diff id) -> gzip -> hash (digest) -> temp file, in one streaming pass.
+struct LayerSink {
+    writer: HashingWriter<Compressor>,
+    compression: Compression,
+    path: PathBuf,
+}
+
+impl LayerSink {
+    fn new(tmp: tempfile::NamedTempFile, compression: Compression) -> LayerSink {
+        let path = tmp.path().to_path_buf();
+        let file = BufWriter::with_capacity(256 * 1024, tmp);
+        let inner = match compression {
+            Compression::Gzip => Compressor::Gzip(Box::new(GzEncoder::new(
+                HashingWriter::new(file),
+                flate2::Compression::default(),
+            ))),
+            Compression::Uncompressed => Compressor::Plain(file),
+        };
+        LayerSink { writer: HashingWriter::new(inner), compression, path }
+    }
+
+    /// The temp file, the diff id, the blob digest and the blob size.
+    fn finish(self) -> io::Result<(tempfile::NamedTempFile, Digest, Digest, u64)> {
+        let (inner, diff_id, diff_len) = self.writer.finish();
+        let (file, digest, size) = match inner {
+            Compressor::Gzip(gz) => {
+                let (file, digest, size) = gz.finish()?.finish();
+                (file, digest, size)
+            }
+            Compressor::Plain(file) => (file, diff_id.clone(), diff_len),
+        };
+        let tmp = file.into_inner().map_err(|e| e.into_error())?;
+        Ok((tmp, diff_id, digest, size))
+    }
+}
+
+/// Reads through `reader` as a tar archive to its end, so every byte of it passes through.
+fn validate_tar(reader: &mut impl Read) -> io::Result<()> {
+    let mut archive = tar::Archive::new(reader);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        io::copy(&mut entry, &mut io::sink())?;
+    }
+    // The padding after the end-of-archive blocks is part of the stream (and of the diff id).
+    io::copy(&mut archive.into_inner(), &mut io::sink())?;
+    Ok(())
+}
+
+/// A reader that copies everything read into `sink`; a failure to write is kept apart from read
+/// errors so it can be reported against the right file.
+struct Tee<'a, R, W> {
+    reader: R,
+    sink: &'a mut W,
+    error: Option<io::Error>,
+    len: u64,
+}
+
+impl<R: Read, W: Write> Read for Tee<'_, R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.reader.read(buf)?;
+        if let Err(e) = self.sink.write_all(&buf[..n]) {
+            self.error = Some(e);
+            return Err(io::Error::other("writing the layer blob failed"));
+        }
+        self.len += n as u64;
+        Ok(n)
+    }
+}
+
+/// Reads the first two bytes of `reader` and returns a reader over the whole stream,
+/// gunzipping it if it starts with the gzip magic `1f 8b`.
+fn maybe_gunzip<'a>(mut reader: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> {
+    let mut head = [0u8; 2];
+    let mut n = 0;
+    while n < head.len() {
+        match reader.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let whole = io::Cursor::new(head).take(n as u64).chain(reader);
+    if head[..n] == [0x1f, 0x8b] {
+        Ok(Box::new(MultiGzDecoder::new(io::BufReader::with_capacity(256 * 1024, whole))))
+    } else {
+        Ok(Box::new(whole))
+    }
+}
+
+/// A reader that hashes everything read through it into a shared hasher, so the hash can be
+/// read after the reader has disappeared inside a decompressor.
+struct HashingReader<R> {
+    inner: R,
+    state: Rc<RefCell<Hasher>>,
+}
+
+impl<R> HashingReader<R> {
+    fn new(inner: R) -> (Self, Rc<RefCell<Hasher>>) {
+        let state = Rc::new(RefCell::new(Hasher::new()));
+        (HashingReader { inner, state: state.clone() }, state)
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.state.borrow_mut().update(&buf[..n]);
+        Ok(n)
     }
 }

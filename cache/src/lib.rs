@@ -20,5 +20,5 @@ pub use error::{Error, Result};
 pub use layer::Compression;
 pub use oci::{Image, ImageConfig, Layer};
 pub use reference::ImageRef;
-pub use snapshot::{MountGuard, Snapshot};
+pub use snapshot::{MountGuard, ReadonlyMount, Snapshot};
 pub use store::{CacheRecord, LockGuard, Store};

@@ -1,25 +1,68 @@
 //! Snapshots: a writable overlay (upper/work/merged) over a stack of unpacked layers.
+//!
+//! A snapshot is built in `tmp/` and renamed to `snapshots/<id>/` with its `lock` file already
+//! flocked, so a snapshot directory whose lock can be taken belongs to no live process and
+//! [`Store::remove_stale_snapshots`] may remove it.
 
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-use crate::error::Result;
-use crate::oci::Layer;
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg, OFlag};
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sys::stat::Mode;
+
 use crate::Store;
+use crate::error::{Error, IoContext, Result};
+use crate::oci::Layer;
 
 /// A snapshot directory `snapshots/<id>/` with `upper/`, `work/` and `merged/`, over `lowers`.
-/// Dropping it removes the directory (unless [`Snapshot::keep_upper`] took the upper away).
+/// Dropping it unmounts `merged/` if needed and removes the directory (what is left of it
+/// after [`Store::adopt_layer_dir`] took the upper away, if it did).
 #[derive(Debug)]
 pub struct Snapshot {
     pub id: String,
     pub dir: PathBuf,
     /// Lower layer directories, topmost first.
     pub lowers: Vec<PathBuf>,
+    /// The exclusive lock on `<dir>/lock`, held for the snapshot's whole life.
+    _lock: Flock<File>,
 }
 
 /// An overlay mounted in rbuild's own mount namespace; unmounted when dropped.
 #[derive(Debug)]
 pub struct MountGuard {
     pub target: PathBuf,
+    /// False for the empty directory [`Store::mount_readonly`] gives for no layers.
+    mounted: bool,
+}
+
+impl Drop for MountGuard {
+    fn drop(&mut self) {
+        if self.mounted {
+            // Lazy, so an open file somewhere does not keep the mount (and a temp dir) alive.
+            let _ = umount2(&self.target, MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+/// A read-only view of a stack of layers at a temporary directory. Dropping it unmounts the
+/// view and then removes the directory (the fields drop in that order).
+#[derive(Debug)]
+pub struct ReadonlyMount {
+    guard: MountGuard,
+    dir: tempfile::TempDir,
+}
+
+impl ReadonlyMount {
+    pub fn path(&self) -> &Path {
+        let _ = &self.guard;
+        self.dir.path()
+    }
 }
 
 impl Snapshot {
@@ -35,7 +78,17 @@ impl Snapshot {
 
     /// Mounts the overlay at `merged/` in the calling process's mount namespace (for COPY).
     pub fn mount(&self) -> Result<MountGuard> {
-        todo!()
+        let target = self.merged();
+        mount_overlay(&target, &self.lowers, Some((&self.upper(), &self.work())), MsFlags::empty())?;
+        Ok(MountGuard { target, mounted: true })
+    }
+}
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        unmount_all(&self.merged());
+        let _ = fs::remove_dir_all(&self.dir);
+        // The lock is released after this, when the field is dropped.
     }
 }
 
@@ -43,16 +96,229 @@ impl Store {
     /// A new snapshot whose lowers are `layers` (bottom first, as in a manifest), unpacking
     /// any that are not unpacked yet.
     pub fn create_snapshot(&self, layers: &[Layer]) -> Result<Snapshot> {
-        let _ = layers;
-        todo!()
+        let mut lowers = layers.iter().rev().map(|l| self.layer_dir(l)).collect::<Result<Vec<_>>>()?;
+        let id = format!("{:032x}", rand::random::<u128>());
+        let staging_parent = self.temp_dir("snapshot-")?;
+        let staging = staging_parent.path().join("s");
+        let mut dirs = DirBuilder::new();
+        dirs.mode(0o755);
+        dirs.create(&staging).at(&staging)?;
+        let mut subdirs = vec!["upper", "work", "merged"];
+        if lowers.is_empty() {
+            // FROM scratch: overlayfs needs at least one lower.
+            subdirs.push("lower");
+        }
+        for sub in subdirs {
+            let p = staging.join(sub);
+            dirs.create(&p).at(&p)?;
+        }
+        let lock_path = staging.join("lock");
+        let file = OpenOptions::new().create_new(true).write(true).open(&lock_path).at(&lock_path)?;
+        let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock)
+            .map_err(|(_, e)| Error::Io { path: lock_path.clone(), source: e.into() })?;
+        let dir = self.root().join("snapshots").join(&id);
+        fs::rename(&staging, &dir).at(&dir)?;
+        if lowers.is_empty() {
+            lowers.push(dir.join("lower"));
+        }
+        Ok(Snapshot { id, dir, lowers, _lock: lock })
     }
 
     /// Mounts `layers` read-only at a fresh directory (to read another stage's files).
-    pub fn mount_readonly(&self, layers: &[Layer]) -> Result<(tempfile::TempDir, MountGuard)> {
-        let _ = layers;
-        todo!()
+    ///
+    /// Drop the guard before the directory (a `let (dir, guard) = ...` binding does): the
+    /// directory cannot be removed while something is mounted on it.
+    pub fn mount_readonly(&self, layers: &[Layer]) -> Result<ReadonlyMount> {
+        let lowers = layers.iter().rev().map(|l| self.layer_dir(l)).collect::<Result<Vec<_>>>()?;
+        let dir = self.temp_dir("ro-")?;
+        let target = dir.path().to_path_buf();
+        let guard = match lowers.as_slice() {
+            [] => MountGuard { target, mounted: false },
+            [only] => {
+                // Overlayfs wants two lowers when it has no upper; one layer is a bind mount,
+                // made read-only by a remount.
+                let map = |source| Error::Mount { target: target.clone(), source };
+                mount(Some(only.as_path()), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+                    .map_err(map)?;
+                let guard = MountGuard { target: target.clone(), mounted: true };
+                let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+                mount(None::<&str>, &target, None::<&str>, flags, None::<&str>).map_err(map)?;
+                guard
+            }
+            _ => {
+                mount_overlay(&target, &lowers, None, MsFlags::MS_RDONLY)?;
+                MountGuard { target, mounted: true }
+            }
+        };
+        Ok(ReadonlyMount { guard, dir })
+    }
+
+    /// Removes the snapshot directories no live process holds (left by a build that was
+    /// killed), unmounting their `merged/` first if still mounted. Returns how many.
+    pub fn remove_stale_snapshots(&self) -> Result<usize> {
+        let snapshots = self.root().join("snapshots");
+        let mut removed = 0;
+        for entry in fs::read_dir(&snapshots).at(&snapshots)? {
+            let dir = entry.at(&snapshots)?.path();
+            if !fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+                continue;
+            }
+            let lock_path = dir.join("lock");
+            // Every snapshot appears in snapshots/ with its lock already held (see
+            // create_snapshot), so one without a lock file is stale too.
+            let _held = match OpenOptions::new().write(true).open(&lock_path) {
+                Ok(f) => match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+                    Ok(lock) => Some(lock),
+                    Err((_, Errno::EWOULDBLOCK)) => continue,
+                    Err((_, e)) => return Err(Error::Io { path: lock_path, source: e.into() }),
+                },
+                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                Err(e) => return Err(Error::Io { path: lock_path, source: e }),
+            };
+            unmount_all(&dir.join("merged"));
+            match fs::remove_dir_all(&dir) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::Io { path: dir, source: e }),
+            }
+        }
+        Ok(removed)
     }
 }
 
-#[allow(dead_code)]
-fn _unused(_: &Path) {}
+/// The most the kernel takes as mount data: one page, with its terminating NUL.
+const MAX_MOUNT_DATA: usize = 4095;
+
+/// Mounts an overlay of `lowers` (topmost first) at `target`, writable when `upper_work` is
+/// given.
+///
+/// Long stacks: when the option string would not fit in a page, every directory is passed as
+/// `/proc/self/fd/<n>` of an `O_PATH` descriptor held open across the mount(2) call (overlayfs
+/// resolves its paths at mount time), which keeps each path under 20 bytes. Only when even that
+/// does not fit (some 200 layers) is it an error.
+fn mount_overlay(
+    target: &Path,
+    lowers: &[PathBuf],
+    upper_work: Option<(&Path, &Path)>,
+    flags: MsFlags,
+) -> Result<()> {
+    let plain = |fds: bool| -> Result<(String, Vec<OwnedFd>)> {
+        let mut held = Vec::new();
+        let mut name = |p: &Path| -> Result<String> {
+            if fds {
+                let fd =
+                    nix::fcntl::open(p, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+                        .map_err(|e| Error::Io { path: p.to_path_buf(), source: e.into() })?;
+                let s = format!("/proc/self/fd/{}", fd.as_raw_fd());
+                held.push(fd);
+                Ok(s)
+            } else {
+                Ok(escape(p))
+            }
+        };
+        let mut opts = String::from("lowerdir=");
+        for (i, lower) in lowers.iter().enumerate() {
+            if i > 0 {
+                opts.push(':');
+            }
+            opts.push_str(&name(lower)?);
+        }
+        if let Some((upper, work)) = upper_work {
+            opts.push_str(",upperdir=");
+            opts.push_str(&name(upper)?);
+            opts.push_str(",workdir=");
+            opts.push_str(&name(work)?);
+        }
+        Ok((opts, held))
+    };
+    let (mut opts, mut held) = plain(false)?;
+    // The extra options we add below need at most this much room.
+    const EXTRA: &str = ",index=off,redirect_dir=off,metacopy=off";
+    if opts.len() + EXTRA.len() > MAX_MOUNT_DATA {
+        (opts, held) = plain(true)?;
+    }
+    if opts.len() + EXTRA.len() > MAX_MOUNT_DATA {
+        return Err(Error::Mount { target: target.to_path_buf(), source: Errno::E2BIG });
+    }
+    let try_mount = |data: &str| mount(Some("overlay"), target, Some("overlay"), flags, Some(data));
+    let result = match upper_work {
+        // Keep the upper a plain diff of the lowers: no index, no redirects, no metacopy
+        // files. Older kernels that reject one of these options mount without them.
+        Some(_) => try_mount(&format!("{opts}{EXTRA}")).or_else(|e| match e {
+            Errno::EINVAL => try_mount(&opts),
+            e => Err(e),
+        }),
+        None => try_mount(&opts),
+    };
+    drop(held);
+    result.map_err(|source| Error::Mount { target: target.to_path_buf(), source })
+}
+
+/// A path as an overlay option value: `\`, `,` and `:` escaped with a backslash.
+fn escape(p: &Path) -> String {
+    let mut out = String::new();
+    for c in p.to_string_lossy().chars() {
+        if matches!(c, '\\' | ',' | ':') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Whether something is mounted at `path`, per `/proc/self/mountinfo`.
+fn is_mounted(path: &Path) -> bool {
+    let Ok(path) = fs::canonicalize(path) else { return false };
+    let Ok(info) = fs::read("/proc/self/mountinfo") else { return false };
+    info.split(|&b| b == b'\n').any(|line| {
+        line.split(|&b| b == b' ')
+            .nth(4)
+            .is_some_and(|mp| unescape_mountinfo(mp) == path.as_os_str().as_bytes())
+    })
+}
+
+/// Undoes the octal escapes (`\040` for a space) of a mountinfo field.
+fn unescape_mountinfo(field: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(field.len());
+    let mut i = 0;
+    while i < field.len() {
+        if field[i] == b'\\'
+            && i + 3 < field.len()
+            && field[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b))
+        {
+            out.push(
+                field[i + 1..i + 4].iter().fold(0u8, |acc, b| acc.wrapping_mul(8).wrapping_add(b - b'0')),
+            );
+            i += 4;
+        } else {
+            out.push(field[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Unmounts everything stacked at `path` (lazily), if anything is.
+fn unmount_all(path: &Path) {
+    for _ in 0..16 {
+        if !is_mounted(path) || umount2(path, MntFlags::MNT_DETACH).is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_unescape() {
+        assert_eq!(unescape_mountinfo(br"/a\040b\134c"), b"/a b\\c");
+        assert_eq!(unescape_mountinfo(br"/plain\04"), br"/plain\04");
+    }
+
+    #[test]
+    fn escape_overlay_paths() {
+        assert_eq!(escape(Path::new("/a:b,c\\d")), "/a\\:b\\,c\\\\d");
+    }
+}

@@ -1,7 +1,9 @@
 //! The store on disk: blobs by digest, the tag table, image records, the build-cache index.
 //!
 //! Every object is written under `tmp/` and renamed into place, so a reader never sees half an
-//! object and a crash leaves at worst an orphan in `tmp/`, which [`Store::open`] clears.
+//! object and a crash leaves at worst an orphan in `tmp/` (never a half object where readers
+//! look). `tmp/` is not cleared on open, because other rbuild processes may be using it; garbage
+//! collection removes old orphans.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
