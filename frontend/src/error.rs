@@ -22,3 +22,39 @@ pub enum Error {
     #[error("{location}: {message}")]
     Syntax { location: Location, message: String },
 }
+
+impl Location {
+    /// The location of byte `offset` in `text` (the Dockerfile called `file`): 1-based line, and
+    /// 1-based column counted in characters.
+    pub fn at(file: &str, text: &str, offset: usize) -> Location {
+        let mut offset = offset.min(text.len());
+        while !text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let before = &text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let column = text[line_start..offset].chars().count() + 1;
+        Location { file: file.to_owned(), line, column }
+    }
+}
+
+impl Error {
+    pub(crate) fn at(location: Location, message: impl Into<String>) -> Error {
+        Error::Syntax { location, message: message.into() }
+    }
+
+    /// Where the error is.
+    pub fn location(&self) -> &Location {
+        match self {
+            Error::Syntax { location, .. } => location,
+        }
+    }
+
+    /// The message without the location.
+    pub fn message(&self) -> &str {
+        match self {
+            Error::Syntax { message, .. } => message,
+        }
+    }
+}

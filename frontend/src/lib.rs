@@ -10,8 +10,11 @@ mod expand;
 mod lower;
 
 pub use error::{Error, Location};
-pub use expand::expand_word;
-pub use lower::{lower, BaseConfig, ImageResolver, LowerOptions};
+pub use expand::{env_get, expand_word, expand_word_with_escape, expand_words};
+pub use lower::{
+    BaseConfig, DEFAULT_SHELL, ImageResolver, LowerOptions, PROXY_ARGS, host_platform, host_platform_string,
+    logical_line, lower, parse_words,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -78,9 +81,13 @@ pub struct RunOp {
     /// (`/bin/sh -c` by default).
     pub args: Vec<String>,
     /// Build args in scope (`ARG`), as `NAME=value`: they are in the RUN's environment but not
-    /// in the image's config.
+    /// in the image's config. Precisely: the entries of the RUN's environment that the image
+    /// config's ENV lacks or has with another value (an `ARG X=1` after `ENV X=2` gives `X=1`
+    /// here: BuildKit's RUN sees 1), plus proxy build args (`HTTP_PROXY`... in both cases). They
+    /// take precedence over the config's ENV.
     pub build_args: Vec<String>,
-    /// How history records the step, e.g. `RUN /bin/sh -c echo hi`.
+    /// How history records the step, e.g. `RUN /bin/sh -c echo hi`, or with build args in scope
+    /// `RUN |1 VERSION=1.0 /bin/sh -c echo hi` (BuildKit's text without ` # buildkit`).
     pub created_by: String,
 }
 
@@ -119,8 +126,11 @@ pub enum ConfigOp {
     Volume(Vec<String>),
     StopSignal(String),
     Shell(Vec<String>),
-    /// `ARG` only changes what later steps see; it is kept so history matches Docker's.
+    /// `ARG` only changes what later steps see; it is kept so history matches Docker's. Values
+    /// are the resolved ones (build arg, expanded default, or global value).
     Arg(Vec<(String, Option<String>)>),
+    /// `MAINTAINER name` (deprecated): sets the image's author.
+    Maintainer(String),
 }
 
 /// Parses `text` (the Dockerfile called `file`, for error messages) and lowers it.

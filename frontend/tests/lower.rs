@@ -1,0 +1,483 @@
+//! Lowering Dockerfiles into stages and steps, asserted on the output structs.
+
+use frontend::{
+    Base, BaseConfig, BuildDefinition, ConfigOp, CopyFrom, CopyOp, Error, ImageResolver, Location,
+    LowerOptions, Op, RunOp, Step, build_definition,
+};
+
+/// Knows `busybox` (PATH and FOO set, WORKDIR /home) and `alpine` (no WORKDIR).
+struct FakeResolver;
+
+impl ImageResolver for FakeResolver {
+    fn resolve(&self, reference: &str) -> Result<BaseConfig, String> {
+        match reference {
+            "busybox" | "busybox:1" => Ok(BaseConfig {
+                env: vec!["PATH=/usr/bin:/bin".into(), "FOO=from-image".into()],
+                working_dir: Some("/home".into()),
+            }),
+            "alpine" => Ok(BaseConfig { env: vec!["PATH=/bin".into()], working_dir: None }),
+            other => Err(format!("image {other} not found")),
+        }
+    }
+}
+
+fn lower_with(text: &str, options: &LowerOptions) -> Result<BuildDefinition, Error> {
+    build_definition("Dockerfile", text, options, &FakeResolver)
+}
+
+fn lower(text: &str) -> BuildDefinition {
+    lower_with(text, &LowerOptions::default()).unwrap()
+}
+
+fn lower_err(text: &str) -> String {
+    lower_with(text, &LowerOptions::default()).unwrap_err().to_string()
+}
+
+fn with_args(args: &[(&str, &str)]) -> LowerOptions {
+    LowerOptions {
+        build_args: args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        target: None,
+    }
+}
+
+fn loc(line: usize, column: usize) -> Location {
+    Location { file: "Dockerfile".into(), line, column }
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+    items.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+fn ops(def: &BuildDefinition, stage: usize) -> Vec<Op> {
+    def.stages[stage].steps.iter().map(|s| s.op.clone()).collect()
+}
+
+fn run_op(op: &Op) -> &RunOp {
+    match op {
+        Op::Run(run) => run,
+        other => panic!("not a RUN: {other:?}"),
+    }
+}
+
+#[test]
+fn two_stages_lower_exactly() {
+    let def = lower(
+        "FROM busybox AS build\n\
+         WORKDIR /src\n\
+         COPY main.c .\n\
+         RUN cc -o app main.c\n\
+         \n\
+         FROM scratch\n\
+         COPY --from=build /src/app /app\n\
+         CMD [\"/app\"]\n",
+    );
+    assert_eq!(def.target, 1);
+    assert!(def.warnings.is_empty(), "{:?}", def.warnings);
+    let build = &def.stages[0];
+    assert_eq!(build.index, 0);
+    assert_eq!(build.name.as_deref(), Some("build"));
+    assert_eq!(build.base, Base::Image("busybox".into()));
+    assert_eq!(build.location, loc(1, 1));
+    assert_eq!(build.text, "FROM busybox AS build");
+    assert_eq!(build.display_name(), "build");
+    assert_eq!(
+        build.steps,
+        vec![
+            Step {
+                location: loc(2, 1),
+                text: "WORKDIR /src".into(),
+                op: Op::Config(ConfigOp::Workdir("/src".into()))
+            },
+            Step {
+                location: loc(3, 1),
+                text: "COPY main.c .".into(),
+                op: Op::Copy(CopyOp {
+                    sources: strings(&["main.c"]),
+                    dest: ".".into(),
+                    from: None,
+                    chown: None,
+                    chmod: None,
+                    created_by: "COPY main.c .".into(),
+                }),
+            },
+            Step {
+                location: loc(4, 1),
+                text: "RUN cc -o app main.c".into(),
+                op: Op::Run(RunOp {
+                    args: strings(&["/bin/sh", "-c", "cc -o app main.c"]),
+                    build_args: vec![],
+                    created_by: "RUN /bin/sh -c cc -o app main.c".into(),
+                }),
+            },
+        ]
+    );
+    let app = &def.stages[1];
+    assert_eq!(app.name, None);
+    assert_eq!(app.display_name(), "stage-1");
+    assert_eq!(app.base, Base::Scratch);
+    assert_eq!(app.location, loc(6, 1));
+    assert_eq!(
+        ops(&def, 1),
+        vec![
+            Op::Copy(CopyOp {
+                sources: strings(&["/src/app"]),
+                dest: "/app".into(),
+                from: Some(CopyFrom::Stage(0)),
+                chown: None,
+                chmod: None,
+                created_by: "COPY /src/app /app".into(),
+            }),
+            Op::Config(ConfigOp::Cmd(strings(&["/app"]))),
+        ]
+    );
+}
+
+#[test]
+fn env_and_workdir_expand_with_base_image_env() {
+    let def = lower(
+        "FROM busybox\n\
+         ENV A=one B=${FOO}-x PATH=$PATH:/opt\n\
+         ENV C=$A D=\"two words\" E='$A'\n\
+         ENV legacy value with  spaces\n\
+         WORKDIR rel/$A\n\
+         WORKDIR ../b/./c\n\
+         WORKDIR /abs//$FOO/\n\
+         USER ${A:-nobody}:$A\n\
+         LABEL version=\"1.0\" who=$A\n\
+         COPY --chown=$A:$A --chmod=755 $FOO ${A}.txt /dst/$A/\n",
+    );
+    assert_eq!(
+        ops(&def, 0),
+        vec![
+            Op::Config(ConfigOp::Env(pairs(&[
+                ("A", "one"),
+                ("B", "from-image-x"),
+                ("PATH", "/usr/bin:/bin:/opt")
+            ]))),
+            Op::Config(ConfigOp::Env(pairs(&[("C", "one"), ("D", "two words"), ("E", "$A")]))),
+            Op::Config(ConfigOp::Env(pairs(&[("legacy", "value with  spaces")]))),
+            Op::Config(ConfigOp::Workdir("/home/rel/one".into())),
+            Op::Config(ConfigOp::Workdir("/home/rel/b/c".into())),
+            Op::Config(ConfigOp::Workdir("/abs/from-image".into())),
+            Op::Config(ConfigOp::User("one:one".into())),
+            Op::Config(ConfigOp::Label(pairs(&[("version", "1.0"), ("who", "one")]))),
+            Op::Copy(CopyOp {
+                sources: strings(&["from-image", "one.txt"]),
+                dest: "/dst/one/".into(),
+                from: None,
+                chown: Some("one:one".into()),
+                chmod: Some(0o755),
+                created_by: "COPY from-image one.txt /dst/one/".into(),
+            }),
+        ]
+    );
+}
+
+#[test]
+fn env_pairs_expand_against_the_env_before_the_instruction() {
+    let def = lower("FROM scratch\nENV A=1\nENV A=2 B=$A\nENV C=$A\n");
+    assert_eq!(ops(&def, 0)[1], Op::Config(ConfigOp::Env(pairs(&[("A", "2"), ("B", "1")]))));
+    assert_eq!(ops(&def, 0)[2], Op::Config(ConfigOp::Env(pairs(&[("C", "2")]))));
+}
+
+#[test]
+fn run_cmd_entrypoint_are_not_expanded() {
+    let def =
+        lower("FROM busybox\nENV X=1\nRUN echo $X \"${X}\"\nCMD echo $X\nENTRYPOINT [\"echo\", \"$X\"]\n");
+    let ops = ops(&def, 0);
+    assert_eq!(run_op(&ops[1]).args, strings(&["/bin/sh", "-c", "echo $X \"${X}\""]));
+    assert_eq!(ops[2], Op::Config(ConfigOp::Cmd(strings(&["/bin/sh", "-c", "echo $X"]))));
+    assert_eq!(ops[3], Op::Config(ConfigOp::Entrypoint(strings(&["echo", "$X"]))));
+}
+
+#[test]
+fn global_and_stage_args() {
+    let text = "ARG BASE=busy\n\
+                ARG TAG=box\n\
+                ARG ONLY_GLOBAL=g\n\
+                FROM ${BASE}${TAG}\n\
+                RUN echo 1\n\
+                ARG TAG\n\
+                ARG LOCAL=l-$TAG\n\
+                ENV E=$ONLY_GLOBAL/$TAG/$LOCAL\n\
+                RUN echo 2\n\
+                FROM alpine\n\
+                ENV E=${LOCAL:-unset}\n";
+    let def = lower(text);
+    assert_eq!(def.stages[0].base, Base::Image("busybox".into()));
+    let ops0 = ops(&def, 0);
+    // No ARG in scope yet: no build args.
+    assert_eq!(run_op(&ops0[0]).build_args, Vec::<String>::new());
+    assert_eq!(run_op(&ops0[0]).created_by, "RUN /bin/sh -c echo 1");
+    assert_eq!(ops0[1], Op::Config(ConfigOp::Arg(vec![("TAG".into(), Some("box".into()))])));
+    assert_eq!(ops0[2], Op::Config(ConfigOp::Arg(vec![("LOCAL".into(), Some("l-box".into()))])));
+    // The global ONLY_GLOBAL is not visible without `ARG ONLY_GLOBAL` in the stage.
+    assert_eq!(ops0[3], Op::Config(ConfigOp::Env(pairs(&[("E", "/box/l-box")]))));
+    let run = run_op(&ops0[4]);
+    assert_eq!(run.build_args, strings(&["TAG=box", "LOCAL=l-box"]));
+    assert_eq!(run.created_by, "RUN |2 TAG=box LOCAL=l-box /bin/sh -c echo 2");
+    // Stage args do not leak into the next stage.
+    assert_eq!(ops(&def, 1)[0], Op::Config(ConfigOp::Env(pairs(&[("E", "unset")]))));
+
+    // --build-arg overrides global and stage defaults.
+    let def = lower_with(text, &with_args(&[("TAG", "box:1"), ("LOCAL", "cli")])).unwrap();
+    assert_eq!(def.stages[0].base, Base::Image("busybox:1".into()));
+    assert_eq!(ops(&def, 0)[3], Op::Config(ConfigOp::Env(pairs(&[("E", "/box:1/cli")]))));
+    assert!(def.warnings.is_empty(), "{:?}", def.warnings);
+}
+
+#[test]
+fn env_overrides_arg_and_arg_without_value() {
+    let def = lower("FROM scratch\nARG V=arg\nARG NOVALUE\nENV V=env\nENV W=$V\nRUN true\n");
+    let ops = ops(&def, 0);
+    assert_eq!(ops[1], Op::Config(ConfigOp::Arg(vec![("NOVALUE".into(), None)])));
+    assert_eq!(ops[3], Op::Config(ConfigOp::Env(pairs(&[("W", "env")]))));
+    let run = run_op(&ops[4]);
+    // V is in the image config now, NOVALUE has no value: nothing beyond the config.
+    assert_eq!(run.build_args, Vec::<String>::new());
+    assert_eq!(run.created_by, "RUN |2 V=env NOVALUE= /bin/sh -c true");
+}
+
+#[test]
+fn unused_build_arg_warns_and_proxies_reach_run() {
+    let def = lower_with(
+        "FROM scratch\nARG USED\nRUN true\n",
+        &with_args(&[("USED", "1"), ("ZZZ", "2"), ("AAA", "3"), ("http_proxy", "http://p:3128")]),
+    )
+    .unwrap();
+    assert_eq!(def.warnings, ["[Warning] One or more build-args [AAA ZZZ] were not consumed"]);
+    let ops = ops(&def, 0);
+    let run = run_op(&ops[1]);
+    assert_eq!(run.build_args, strings(&["HTTP_PROXY=http://p:3128", "http_proxy=http://p:3128", "USED=1"]));
+    // Proxies stay out of history.
+    assert_eq!(run.created_by, "RUN |1 USED=1 /bin/sh -c true");
+}
+
+#[test]
+fn predefined_platform_args() {
+    let arch = frontend::host_platform().1;
+    let def = lower("FROM busybox AS b\nRUN echo $TARGETARCH\nARG TARGETARCH\nARG BUILDPLATFORM\nRUN x\n");
+    // Not in the stage before `ARG TARGETARCH`; the global value after.
+    assert_eq!(run_op(&ops(&def, 0)[0]).build_args, Vec::<String>::new());
+    assert_eq!(
+        run_op(&ops(&def, 0)[3]).build_args,
+        vec![format!("TARGETARCH={arch}"), format!("BUILDPLATFORM={}", frontend::host_platform_string())]
+    );
+    // Usable in FROM (global).
+    let err = lower_err("FROM ${TARGETOS}-${TARGETARCH}\n");
+    assert_eq!(err, format!("Dockerfile:1:1: image linux-{arch} not found"));
+}
+
+#[test]
+fn continuation_lines_are_joined() {
+    let def = lower(
+        "FROM busybox\n\
+         RUN echo a \\\n  && echo b \\\n# a comment inside\n\n     && echo c\n\
+         RUN [\"echo\", \\\n  \"x\"]\n",
+    );
+    let step = &def.stages[0].steps[0];
+    assert_eq!(step.text, "RUN echo a   && echo b      && echo c");
+    assert_eq!(run_op(&step.op).args, strings(&["/bin/sh", "-c", "echo a   && echo b      && echo c"]));
+    assert_eq!(def.stages[0].steps[1].location, loc(7, 1));
+    assert_eq!(run_op(&def.stages[0].steps[1].op).args, strings(&["echo", "x"]));
+    assert_eq!(run_op(&def.stages[0].steps[1].op).created_by, "RUN echo x");
+
+    // With `# escape=`` the backtick continues lines and backslashes are literal.
+    let def = lower("# escape=`\nFROM busybox\nRUN dir c:\\ `\n  /w\nENV P=c:\\x\n");
+    assert_eq!(run_op(&ops(&def, 0)[0]).args[2], "dir c:\\   /w");
+    assert_eq!(ops(&def, 0)[1], Op::Config(ConfigOp::Env(pairs(&[("P", "c:\\x")]))));
+}
+
+#[test]
+fn shell_changes_run_and_cmd_wrapping() {
+    let def = lower(
+        "FROM busybox AS a\nSHELL [\"/bin/bash\", \"-o\", \"pipefail\", \"-c\"]\nRUN echo hi | cat\nCMD echo cmd\n\
+         FROM a\nENTRYPOINT run me\n",
+    );
+    let ops0 = ops(&def, 0);
+    assert_eq!(ops0[0], Op::Config(ConfigOp::Shell(strings(&["/bin/bash", "-o", "pipefail", "-c"]))));
+    assert_eq!(run_op(&ops0[1]).args, strings(&["/bin/bash", "-o", "pipefail", "-c", "echo hi | cat"]));
+    assert_eq!(run_op(&ops0[1]).created_by, "RUN /bin/bash -o pipefail -c echo hi | cat");
+    assert_eq!(
+        ops0[2],
+        Op::Config(ConfigOp::Cmd(strings(&["/bin/bash", "-o", "pipefail", "-c", "echo cmd"])))
+    );
+    // A stage built on another inherits its SHELL.
+    assert_eq!(def.stages[1].base, Base::Stage(0));
+    assert_eq!(
+        ops(&def, 1)[0],
+        Op::Config(ConfigOp::Entrypoint(strings(&["/bin/bash", "-o", "pipefail", "-c", "run me"])))
+    );
+    assert!(lower_err("FROM busybox\nSHELL /bin/bash -c\n").starts_with("Dockerfile:2:"));
+}
+
+#[test]
+fn stage_based_on_stage_inherits_env_and_workdir() {
+    let def = lower("FROM busybox AS Base\nENV A=1\nWORKDIR app\nFROM BASE\nWORKDIR sub\nENV B=$A$FOO\n");
+    assert_eq!(def.stages[0].name.as_deref(), Some("base"));
+    assert_eq!(def.stages[1].base, Base::Stage(0));
+    assert_eq!(ops(&def, 1)[0], Op::Config(ConfigOp::Workdir("/home/app/sub".into())));
+    assert_eq!(ops(&def, 1)[1], Op::Config(ConfigOp::Env(pairs(&[("B", "1from-image")]))));
+}
+
+#[test]
+fn expose_is_normalized() {
+    let def = lower("FROM scratch\nENV P=\"8080 9090/udp\"\nEXPOSE 80 443/TCP $P 7000-7002/sctp 80/tcp\n");
+    assert_eq!(
+        ops(&def, 0)[1],
+        Op::Config(ConfigOp::Expose(strings(&[
+            "80/tcp",
+            "443/tcp",
+            "8080/tcp",
+            "9090/udp",
+            "7000/sctp",
+            "7001/sctp",
+            "7002/sctp"
+        ])))
+    );
+    assert_eq!(lower_err("FROM scratch\nEXPOSE 80/icmp\n"), "Dockerfile:2:8: invalid proto: icmp");
+    assert_eq!(lower_err("FROM scratch\nEXPOSE http\n"), "Dockerfile:2:8: invalid containerPort: http");
+}
+
+#[test]
+fn volume_stopsignal_maintainer() {
+    let def = lower(
+        "FROM scratch\nENV D=/data\nVOLUME [\"$D\", \"/logs\"]\nVOLUME /a $D\nSTOPSIGNAL SIGKILL\nMAINTAINER Me <me@x>\n",
+    );
+    let ops = ops(&def, 0);
+    assert_eq!(ops[1], Op::Config(ConfigOp::Volume(strings(&["/data", "/logs"]))));
+    assert_eq!(ops[2], Op::Config(ConfigOp::Volume(strings(&["/a", "/data"]))));
+    assert_eq!(ops[3], Op::Config(ConfigOp::StopSignal("SIGKILL".into())));
+    assert_eq!(ops[4], Op::Config(ConfigOp::Maintainer("Me <me@x>".into())));
+    assert_eq!(def.warnings.len(), 1);
+    assert!(def.warnings[0].contains("Dockerfile:6:1") && def.warnings[0].contains("deprecated"));
+    assert_eq!(lower_err("FROM scratch\nSTOPSIGNAL SIGNOPE\n"), "Dockerfile:2:12: Invalid signal: SIGNOPE");
+}
+
+#[test]
+fn copy_from_by_name_index_and_image() {
+    let def = lower(
+        "FROM busybox AS one\nFROM busybox AS two\n\
+         COPY --from=ONE /a /a\nCOPY --from=0 /b /b\nCOPY --from=alpine /c /c\n",
+    );
+    let froms: Vec<_> = ops(&def, 1)
+        .iter()
+        .map(|op| match op {
+            Op::Copy(c) => c.from.clone(),
+            _ => panic!(),
+        })
+        .collect();
+    assert_eq!(
+        froms,
+        vec![Some(CopyFrom::Stage(0)), Some(CopyFrom::Stage(0)), Some(CopyFrom::Image("alpine".into()))]
+    );
+}
+
+#[test]
+fn copy_from_later_or_own_stage_is_an_error() {
+    assert_eq!(
+        lower_err("FROM busybox AS a\nCOPY --from=b /x /x\nFROM busybox AS b\n"),
+        "Dockerfile:2:6: cannot copy from stage \"b\", it needs to be defined before current stage \"a\""
+    );
+    assert_eq!(
+        lower_err("FROM busybox\nCOPY --from=1 /x /x\nFROM busybox\n"),
+        "Dockerfile:2:6: cannot copy from stage \"1\", it needs to be defined before current stage \"stage-0\""
+    );
+    assert_eq!(
+        lower_err("FROM busybox AS a\nCOPY --from=a /x /x\n"),
+        "Dockerfile:2:6: circular dependency detected on stage: a"
+    );
+    assert_eq!(lower_err("FROM busybox\nCOPY --from=7 /x /x\n"), "Dockerfile:2:6: invalid stage index 7");
+    assert_eq!(
+        lower_err("FROM busybox\nCOPY --chmod=rwx a /\n"),
+        "Dockerfile:2:6: invalid chmod parameter: rwx"
+    );
+    assert_eq!(
+        lower_err("FROM busybox\nCOPY --link a /\n"),
+        "Dockerfile:2:6: COPY --link is not supported yet"
+    );
+}
+
+#[test]
+fn errors_carry_locations() {
+    assert_eq!(lower_err("FROM busybox\n\nFOO bar\n"), "Dockerfile:3:1: unknown instruction: FOO");
+    assert_eq!(lower_err("RUN x\nFROM busybox\n"), "Dockerfile:1:1: no build stage in current context");
+    assert_eq!(lower_err(""), "Dockerfile:1:1: the Dockerfile cannot be empty");
+    assert_eq!(lower_err("# just a comment\n"), "Dockerfile:1:1: file with no instructions");
+    assert_eq!(lower_err("ARG A=1\n"), "Dockerfile:1:1: dockerfile contains no stages to build");
+    assert_eq!(lower_err("ARG X\nFROM ${X}\n"), "Dockerfile:2:1: base name (${X}) should not be blank");
+    assert_eq!(lower_err("FROM nope\n"), "Dockerfile:1:1: image nope not found");
+    assert_eq!(
+        lower_err("FROM busybox AS 1x\n"),
+        "Dockerfile:1:17: invalid name for build stage: \"1x\", name can't start with a number or contain symbols"
+    );
+    assert_eq!(
+        lower_err("FROM busybox AS a\nFROM busybox AS A\n"),
+        "Dockerfile:2:17: duplicate stage name \"a\""
+    );
+    assert_eq!(
+        lower_err("FROM busybox\nENV A=${B:?must_be_set}\n"),
+        "Dockerfile:2:5: failed to process \"${B:?must_be_set}\": B: must_be_set"
+    );
+    assert_eq!(lower_err("FROM busybox\nENV =x\n"), "Dockerfile:2:5: ENV names can not be blank");
+    assert_eq!(lower_err("FROM busybox\n  ADD a /b\n"), "Dockerfile:2:3: ADD is not supported yet");
+    assert_eq!(
+        lower_err("FROM busybox\nHEALTHCHECK NONE\n"),
+        "Dockerfile:2:1: HEALTHCHECK is not supported yet"
+    );
+    assert_eq!(
+        lower_err("FROM busybox\nRUN --mount=type=cache,target=/x true\n"),
+        "Dockerfile:2:5: RUN --mount is not supported yet"
+    );
+    let err = lower_with("FROM busybox\nFOO\n", &LowerOptions::default()).unwrap_err();
+    assert_eq!(err.location(), &loc(2, 1));
+}
+
+#[test]
+fn target_selects_a_stage() {
+    let text = "FROM busybox AS Build\nFROM alpine AS final\n";
+    assert_eq!(lower(text).target, 1);
+    let options = LowerOptions { build_args: vec![], target: Some("BUILD".into()) };
+    assert_eq!(lower_with(text, &options).unwrap().target, 0);
+    let options = LowerOptions { build_args: vec![], target: Some("nope".into()) };
+    assert_eq!(
+        lower_with(text, &options).unwrap_err().to_string(),
+        "Dockerfile:1:1: target stage \"nope\" could not be found"
+    );
+    // TARGETSTAGE is the target's name.
+    let options = LowerOptions { build_args: vec![], target: Some("build".into()) };
+    let def = lower_with("FROM busybox AS build\nARG TARGETSTAGE\nRUN x\nFROM alpine\n", &options).unwrap();
+    assert_eq!(run_op(&ops(&def, 0)[1]).build_args, strings(&["TARGETSTAGE=build"]));
+}
+
+#[test]
+fn from_platform_other_than_host_warns() {
+    let def = lower("FROM --platform=$BUILDPLATFORM busybox\n");
+    assert!(def.warnings.is_empty(), "{:?}", def.warnings);
+    let def = lower("FROM --platform=linux/s390x busybox\n");
+    assert_eq!(def.warnings.len(), 1);
+    assert!(def.warnings[0].contains("linux/s390x"));
+}
+
+#[test]
+fn run_heredoc() {
+    let def = lower("FROM busybox\nRUN <<EOF\necho a\necho b\nEOF\nRUN <<EOF bash\necho c\nEOF\nCMD x\n");
+    let ops = ops(&def, 0);
+    assert_eq!(run_op(&ops[0]).args, strings(&["/bin/sh", "-c", "echo a\necho b\n"]));
+    assert_eq!(def.stages[0].steps[0].text, "RUN <<EOF (echo a...)");
+    assert_eq!(run_op(&ops[1]).args, strings(&["/bin/sh", "-c", "<<EOF bash\necho c\nEOF"]));
+    assert_eq!(ops[2], Op::Config(ConfigOp::Cmd(strings(&["/bin/sh", "-c", "x"]))));
+    assert!(lower_err("FROM busybox\nRUN <<EOF\n#!/bin/sh\nEOF\n").contains("not supported yet"));
+}
+
+#[test]
+fn crlf_and_bom() {
+    let def = lower("\u{feff}FROM busybox\r\nRUN echo a \\\r\n  b\r\nENV A=1\r\n");
+    assert_eq!(run_op(&ops(&def, 0)[0]).args[2], "echo a   b");
+    assert_eq!(def.stages[0].steps[1].location, loc(4, 1));
+    assert_eq!(ops(&def, 0)[1], Op::Config(ConfigOp::Env(pairs(&[("A", "1")]))));
+}
