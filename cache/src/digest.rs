@@ -46,9 +46,7 @@ impl FromStr for Digest {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Digest, Error> {
-        let hex = s
-            .strip_prefix("sha256:")
-            .ok_or_else(|| Error::InvalidDigest(s.to_string()))?;
+        let hex = s.strip_prefix("sha256:").ok_or_else(|| Error::InvalidDigest(s.to_string()))?;
         if hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             Ok(Digest(s.to_string()))
         } else {
@@ -148,7 +146,9 @@ mod tests {
 
     #[test]
     fn parse_rejects_malformed_digests() {
-        for bad in ["", "sha256:", "sha512:00", "sha256:../../etc/passwd", &format!("sha256:{}", "A".repeat(64))] {
+        for bad in
+            ["", "sha256:", "sha512:00", "sha256:../../etc/passwd", &format!("sha256:{}", "A".repeat(64))]
+        {
             assert!(bad.parse::<Digest>().is_err(), "{bad} accepted");
         }
         let good = format!("sha256:{}", "0".repeat(64));

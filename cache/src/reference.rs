@@ -87,9 +87,7 @@ fn is_valid_domain(d: &str) -> bool {
         _ => d,
     };
     !host.is_empty()
-        && host
-            .split('.')
-            .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        && host.split('.').all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
 }
 
 fn is_valid_tag(t: &str) -> bool {
@@ -106,7 +104,9 @@ impl FromStr for ImageRef {
     fn from_str(s: &str) -> Result<ImageRef, Error> {
         let bad = |why: &str| Error::InvalidReference { reference: s.to_string(), reason: why.to_string() };
         let (rest, digest) = match s.split_once('@') {
-            Some((r, d)) => (r, Some(d.parse::<Digest>().map_err(|_| bad("the digest is not sha256:<64 hex>"))?)),
+            Some((r, d)) => {
+                (r, Some(d.parse::<Digest>().map_err(|_| bad("the digest is not sha256:<64 hex>"))?))
+            }
             None => (s, None),
         };
         // A ':' after the last '/' starts the tag; one before it belongs to a host:port.
@@ -125,7 +125,11 @@ impl FromStr for ImageRef {
         let mut parts: Vec<&str> = name.split('/').collect();
         let domain = if parts.len() > 1 {
             let first = parts[0];
-            if first.contains('.') || first.contains(':') || first == "localhost" || first.chars().any(|c| c.is_ascii_uppercase()) {
+            if first.contains('.')
+                || first.contains(':')
+                || first == "localhost"
+                || first.chars().any(|c| c.is_ascii_uppercase())
+            {
                 if !is_valid_domain(first) {
                     return Err(bad("the registry host is not valid"));
                 }

@@ -198,7 +198,11 @@ impl Store {
     fn read_tags(&self) -> Result<TagTable> {
         let path = self.tags_path();
         match fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| Error::Corrupt { what: "tag table", path, reason: e.to_string() }),
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| Error::Corrupt {
+                what: "tag table",
+                path,
+                reason: e.to_string(),
+            }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(TagTable::default()),
             Err(e) => Err(Error::Io { path, source: e }),
         }

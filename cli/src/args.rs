@@ -8,17 +8,39 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 ///
 /// `rbuild [OPTIONS] CONTEXT` is the same as `rbuild build [OPTIONS] CONTEXT`.
 #[derive(Debug, Parser)]
-#[command(name = "rbuild", version, args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+#[command(name = "rbuild", version, arg_required_else_help = true)]
 pub struct Cli {
     /// The store directory.
     #[arg(long, global = true, env = "RBUILD_ROOT", default_value = "/var/lib/rbuild", value_name = "DIR")]
     pub root: PathBuf,
 
     #[command(subcommand)]
-    pub command: Option<Command>,
+    pub command: Command,
+}
 
-    #[command(flatten)]
-    pub build: BuildArgs,
+impl Cli {
+    /// Parses the command line, treating `rbuild [OPTIONS] CONTEXT` as `rbuild build ...`:
+    /// when the first word after the global options is not a command, `build` is implied.
+    pub fn parse_with_default_build(mut argv: Vec<String>) -> Cli {
+        let cmd = <Cli as clap::CommandFactory>::command();
+        let mut i = 1;
+        while i < argv.len() {
+            match argv[i].as_str() {
+                "--root" => i += 2,
+                a if a.starts_with("--root=") => i += 1,
+                _ => break,
+            }
+        }
+        if let Some(word) = argv.get(i) {
+            let is_command =
+                cmd.get_subcommands().any(|c| c.get_name() == word || c.get_all_aliases().any(|a| a == word));
+            let asks_help = matches!(word.as_str(), "help" | "-h" | "--help" | "-V" | "--version");
+            if !is_command && !asks_help {
+                argv.insert(i, "build".to_string());
+            }
+        }
+        <Cli as clap::Parser>::parse_from(argv)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -60,8 +82,8 @@ pub struct BuildArgs {
     #[arg(short, long)]
     pub quiet: bool,
     /// The build context directory.
-    #[arg(value_name = "CONTEXT", required = true)]
-    pub context: Option<PathBuf>,
+    #[arg(value_name = "CONTEXT")]
+    pub context: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -16,14 +16,13 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
     let root = cli.root.clone();
     let store = || Store::open(&root).with_context(|| format!("opening the store at {}", root.display()));
     match cli.command {
-        None => build(&store()?, cli.build),
-        Some(Command::Build(b)) => build(&store()?, b),
-        Some(Command::Import(a)) => import(&store()?, a),
-        Some(Command::Images(a)) => images(&store()?, a),
-        Some(Command::Save(a)) => save(&store()?, a),
-        Some(Command::Load(a)) => load(&store()?, a),
-        Some(Command::Run(a)) => run(&store()?, a),
-        Some(Command::Completion(a)) => {
+        Command::Build(b) => build(&store()?, b),
+        Command::Import(a) => import(&store()?, a),
+        Command::Images(a) => images(&store()?, a),
+        Command::Save(a) => save(&store()?, a),
+        Command::Load(a) => load(&store()?, a),
+        Command::Run(a) => run(&store()?, a),
+        Command::Completion(a) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(a.shell, &mut cmd, "rbuild", &mut io::stdout());
             Ok(ExitCode::SUCCESS)
@@ -45,14 +44,15 @@ fn key_value(s: &str, what: &str) -> Result<Option<(String, String)>> {
 }
 
 fn build(store: &Store, a: args::BuildArgs) -> Result<ExitCode> {
-    let context = a.context.clone().ok_or_else(|| anyhow!("a build context directory is required"))?;
+    let context = a.context.clone();
     let meta = std::fs::metadata(&context)
         .map_err(|_| anyhow!("context directory {:?} does not exist", context.display().to_string()))?;
     if !meta.is_dir() {
         bail!("context {:?} is not a directory", context.display().to_string());
     }
     let file = a.file.clone().unwrap_or_else(|| context.join("Dockerfile"));
-    let dockerfile = std::fs::read_to_string(&file).with_context(|| format!("reading Dockerfile {}", file.display()))?;
+    let dockerfile =
+        std::fs::read_to_string(&file).with_context(|| format!("reading Dockerfile {}", file.display()))?;
     let tags = a.tags.iter().map(|t| parse_ref(t)).collect::<Result<Vec<_>>>()?;
     let mut build_args = Vec::new();
     for b in &a.build_args {
@@ -114,7 +114,7 @@ fn import(store: &Store, a: args::ImportArgs) -> Result<ExitCode> {
 fn images(store: &Store, a: args::ImagesArgs) -> Result<ExitCode> {
     let mut out = io::stdout().lock();
     if !a.quiet {
-        writeln!(out, "{:<40} {:<16} {:<14} {:<24} {}", "REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE")?;
+        writeln!(out, "{:<40} {:<16} {:<14} {:<24} SIZE", "REPOSITORY", "TAG", "IMAGE ID", "CREATED")?;
     }
     for (key, digest) in store.tags()? {
         let id = if a.no_trunc { digest.to_string() } else { digest.short().to_string() };
@@ -126,7 +126,12 @@ fn images(store: &Store, a: args::ImagesArgs) -> Result<ExitCode> {
         let (repo, tag) = key.rsplit_once(':').unwrap_or((&key, ""));
         let size: u64 = image.manifest.layers.iter().map(|l| l.size).sum();
         let created = image.config.created.as_deref().unwrap_or("");
-        writeln!(out, "{repo:<40} {tag:<16} {id:<14} {:<24} {}", created.get(..19).unwrap_or(created), human_size(size))?;
+        writeln!(
+            out,
+            "{repo:<40} {tag:<16} {id:<14} {:<24} {}",
+            created.get(..19).unwrap_or(created),
+            human_size(size)
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -147,7 +152,10 @@ fn save(store: &Store, a: args::SaveArgs) -> Result<ExitCode> {
     for name in &a.images {
         let image = store.resolve(name)?;
         // A name that is not a digest is saved under its reference, so `load` restores the tag.
-        let reference = name.parse::<ImageRef>().ok().filter(|r| r.digest().is_none() && !image.digest.hex().starts_with(name));
+        let reference = name
+            .parse::<ImageRef>()
+            .ok()
+            .filter(|r| r.digest().is_none() && !image.digest.hex().starts_with(name));
         images.push((reference, image));
     }
     let format = match a.format {
@@ -210,7 +218,12 @@ fn run(store: &Store, a: args::RunArgs) -> Result<ExitCode> {
         process: executor::Process {
             args,
             env,
-            cwd: a.workdir.clone().or_else(|| cfg.working_dir.clone()).filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into()),
+            cwd: a
+                .workdir
+                .clone()
+                .or_else(|| cfg.working_dir.clone())
+                .filter(|w| !w.is_empty())
+                .unwrap_or_else(|| "/".into()),
             user: a.user.clone().or_else(|| cfg.user.clone()).unwrap_or_default(),
         },
         hostname: a.hostname.clone().unwrap_or_else(|| id.short().to_string()),
@@ -220,4 +233,3 @@ fn run(store: &Store, a: args::RunArgs) -> Result<ExitCode> {
     drop(snapshot);
     Ok(ExitCode::from(status.code().clamp(0, 255) as u8))
 }
-

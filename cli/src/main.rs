@@ -9,15 +9,13 @@ mod progress;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().collect();
     // The sandbox re-executes this binary as its init; that must win over everything else.
     if argv.get(1).map(String::as_str) == Some(executor::INIT_ARG) {
         executor::init_main(&argv);
     }
-    let cli = args::Cli::parse();
+    let cli = args::Cli::parse_with_default_build(argv);
     match commands::dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -30,7 +28,8 @@ fn main() -> ExitCode {
 /// Prints an error as one line: the message and its causes joined by ": ". A failed RUN's
 /// last output lines come first, so the line that says what failed is the last one printed.
 fn report(e: &anyhow::Error) {
-    if let Some(solver::Error::RunFailed { output_tail, .. }) = e.downcast_ref::<solver::Error>()
+    if let Some(solver::ErrorKind::RunFailed { output_tail, .. }) =
+        e.downcast_ref::<solver::Error>().map(solver::Error::kind)
         && !output_tail.is_empty()
     {
         eprintln!("------ last output lines ------");

@@ -12,7 +12,10 @@ fn store() -> TestStore {
 }
 
 fn tool(name: &str) -> bool {
-    let found = Command::new("sh").args(["-c", &format!("command -v {name}")]).output().is_ok_and(|o| o.status.success());
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !found {
         eprintln!("SKIP: {name} is not installed (scripts/test.sh installs it)");
     }
@@ -21,14 +24,22 @@ fn tool(name: &str) -> bool {
 
 fn run_ok(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?} failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// An image whose RUN deletes a base file and empties a base directory, and adds files.
 fn build_changed_image(s: &TestStore) {
     let ctx = context(&[
-        ("Dockerfile", "FROM busybox\nCOPY app.txt /app/app.txt\nRUN rm /etc/group && rm -rf /home && mkdir /home && touch /home/new && echo ran > /ran\n"),
+        (
+            "Dockerfile",
+            "FROM busybox\nCOPY app.txt /app/app.txt\nRUN rm /etc/group && rm -rf /home && mkdir /home && touch /home/new && echo ran > /ran\n",
+        ),
         ("app.txt", "app\n"),
     ]);
     s.ok(&["build", "-t", "changed:v1", ctx.path().to_str().unwrap()]);
@@ -51,13 +62,18 @@ fn oci_archive_is_accepted_by_skopeo_and_umoci_with_whiteouts_applied() {
     run_ok(Command::new("tar").arg("-xf").arg(&tar).arg("-C").arg(layout.path()));
     let bundle = tempfile::tempdir().unwrap();
     let bundle_dir = bundle.path().join("b");
-    run_ok(Command::new("umoci").args(["unpack", "--image", &format!("{}:v1", layout.path().display())]).arg(&bundle_dir));
+    run_ok(
+        Command::new("umoci")
+            .args(["unpack", "--image", &format!("{}:v1", layout.path().display())])
+            .arg(&bundle_dir),
+    );
     let rootfs = bundle_dir.join("rootfs");
     assert_eq!(std::fs::read_to_string(rootfs.join("app/app.txt")).unwrap(), "app\n");
     assert_eq!(std::fs::read_to_string(rootfs.join("ran")).unwrap(), "ran\n");
     assert!(!rootfs.join("etc/group").exists(), "whiteout of /etc/group not applied");
     assert!(rootfs.join("etc/passwd").exists());
-    let home: Vec<_> = std::fs::read_dir(rootfs.join("home")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let home: Vec<_> =
+        std::fs::read_dir(rootfs.join("home")).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(home, vec![std::ffi::OsString::from("new")], "opaque /home not applied");
     assert!(rootfs.join("bin/busybox").is_file());
 }

@@ -54,7 +54,10 @@ fn unknown_instruction_names_file_line_and_column() {
 #[test]
 fn missing_copy_source_names_the_file_and_line() {
     let s = store();
-    let ctx = context(&[("Dockerfile", "FROM busybox\nCOPY present.txt /\nCOPY missing.txt /x\n"), ("present.txt", "p")]);
+    let ctx = context(&[
+        ("Dockerfile", "FROM busybox\nCOPY present.txt /\nCOPY missing.txt /x\n"),
+        ("present.txt", "p"),
+    ]);
     let (line, _) = failing_build(&s, ctx.path());
     assert!(line.contains("Dockerfile:3:1"), "{line}");
     assert!(line.contains("missing.txt") && line.contains("not found"), "{line}");

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use nix::sys::stat::{UtimensatFlags, utimensat};
 use nix::sys::time::TimeSpec;
-use nix::unistd::{Gid, Uid, fchownat, FchownatFlags};
+use nix::unistd::{FchownatFlags, Gid, Uid, fchownat};
 
 use crate::fsutil::secure_join;
 
@@ -60,7 +60,8 @@ pub fn copy(root: &Path, job: &CopyJob<'_>) -> Result<(), String> {
             copy_tree(root, &src, dest_rel, job)?;
         } else {
             let target = if dest_is_dir_form || several || dest.is_dir() {
-                let name = rel.file_name().ok_or_else(|| format!("{}: source has no file name", rel.display()))?;
+                let name =
+                    rel.file_name().ok_or_else(|| format!("{}: source has no file name", rel.display()))?;
                 dest_rel.join(name)
             } else {
                 dest_rel.to_path_buf()
@@ -101,7 +102,8 @@ fn mkdir_all(root: &Path, rel: &Path, owner: (u32, u32)) -> Result<(), String> {
             Ok(m) if m.is_dir() => continue,
             Ok(_) => return Err(format!("{}: not a directory", Path::new("/").join(&sofar).display())),
             Err(_) => {
-                fs::create_dir(&p).map_err(|e| format!("mkdir {}: {e}", Path::new("/").join(&sofar).display()))?;
+                fs::create_dir(&p)
+                    .map_err(|e| format!("mkdir {}: {e}", Path::new("/").join(&sofar).display()))?;
                 fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
                 chown(&p, owner)?;
             }
@@ -130,7 +132,13 @@ fn copy_tree(root: &Path, src_dir: &Path, dest_rel: &Path, job: &CopyJob<'_>) ->
     Ok(())
 }
 
-fn copy_entry(root: &Path, src: &Path, meta: &fs::Metadata, target_rel: &Path, job: &CopyJob<'_>) -> Result<(), String> {
+fn copy_entry(
+    root: &Path,
+    src: &Path,
+    meta: &fs::Metadata,
+    target_rel: &Path,
+    job: &CopyJob<'_>,
+) -> Result<(), String> {
     let shown = Path::new("/").join(target_rel);
     let err = |what: &str, e: io::Error| format!("{what} {}: {e}", shown.display());
     // The parent is resolved (it may be a symlink inside the image); the last component is
@@ -171,7 +179,10 @@ fn copy_entry(root: &Path, src: &Path, meta: &fs::Metadata, target_rel: &Path, j
         fs::set_permissions(&target, fs::Permissions::from_mode(mode)).map_err(|e| err("chmod", e))?;
         set_mtime(&target, meta)?;
     } else {
-        return Err(format!("{}: COPY of special files (devices, fifos, sockets) is not supported", src.display()));
+        return Err(format!(
+            "{}: COPY of special files (devices, fifos, sockets) is not supported",
+            src.display()
+        ));
     }
     Ok(())
 }
@@ -213,7 +224,8 @@ fn lookup_id(root: &Path, file: &str, name: &str, field: usize) -> Result<u32, S
         return Ok(n);
     }
     let path = secure_join(root, Path::new(file)).map_err(|e| format!("{file}: {e}"))?;
-    let text = fs::read_to_string(&path).map_err(|_| format!("unable to find {name}: {file} does not exist"))?;
+    let text =
+        fs::read_to_string(&path).map_err(|_| format!("unable to find {name}: {file} does not exist"))?;
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .find_map(|l| {

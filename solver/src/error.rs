@@ -2,10 +2,28 @@ use std::path::PathBuf;
 
 use frontend::Location;
 
-/// A build failure. Every variant about a step carries the step's Dockerfile location, so the
-/// CLI can print `Dockerfile:LINE:COL: ...` on one line.
+/// A build failure; [`Error::kind`] says which. Boxed, because failures are rare and the
+/// details are large, while `Result<State>` is returned on every step.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+#[error(transparent)]
+pub struct Error(Box<ErrorKind>);
+
+impl Error {
+    pub fn kind(&self) -> &ErrorKind {
+        &self.0
+    }
+}
+
+impl<E: Into<ErrorKind>> From<E> for Error {
+    fn from(e: E) -> Error {
+        Error(Box::new(e.into()))
+    }
+}
+
+/// Every variant about a step carries the step's Dockerfile location, so the CLI can print
+/// `Dockerfile:LINE:COL: ...` on one line.
+#[derive(Debug, thiserror::Error)]
+pub enum ErrorKind {
     #[error(transparent)]
     Frontend(#[from] frontend::Error),
     #[error("{location}: {step}: {source}")]

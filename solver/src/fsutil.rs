@@ -94,8 +94,9 @@ pub fn match_sources(root: &Path, pattern: &str) -> io::Result<Vec<PathBuf>> {
                 }
                 continue;
             }
-            let pat = glob::Pattern::new(&comp)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("bad pattern {comp:?}: {e}")))?;
+            let pat = glob::Pattern::new(&comp).map_err(|e| {
+                io::Error::new(io::ErrorKind::InvalidInput, format!("bad pattern {comp:?}: {e}"))
+            })?;
             let dir = secure_join(root, base)?;
             let Ok(entries) = fs::read_dir(&dir) else { continue };
             for entry in entries {
@@ -124,7 +125,10 @@ mod tests {
         fs::create_dir_all(root.path().join("usr")).unwrap();
         symlink("/opt/x", root.path().join("usr/local")).unwrap();
         symlink("../../../../../etc", root.path().join("up")).unwrap();
-        assert_eq!(secure_join(root.path(), Path::new("/usr/local/bin")).unwrap(), root.path().join("opt/x/bin"));
+        assert_eq!(
+            secure_join(root.path(), Path::new("/usr/local/bin")).unwrap(),
+            root.path().join("opt/x/bin")
+        );
         assert_eq!(secure_join(root.path(), Path::new("up/passwd")).unwrap(), root.path().join("etc/passwd"));
         assert_eq!(secure_join(root.path(), Path::new("../../a")).unwrap(), root.path().join("a"));
     }

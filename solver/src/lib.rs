@@ -20,7 +20,7 @@ use cache::oci::{self, ContainerConfig, History, ImageConfig, Layer, RootFs};
 use cache::{CacheRecord, Compression, Digest, Hasher, Image, ImageRef, Store};
 use frontend::{Base, BuildDefinition, ConfigOp, CopyFrom, CopyOp, Op, RunOp, Stage, Step};
 
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use time::now_rfc3339;
 
 /// The environment PATH of an image that sets none, as BuildKit gives `FROM scratch`.
@@ -109,12 +109,22 @@ impl frontend::ImageResolver for Resolver<'_> {
 
 /// Builds `options` into the store, tags the result, and returns it.
 pub fn build(store: &Store, options: &BuildOptions, progress: &dyn Progress) -> Result<BuildOutput> {
-    let lower = frontend::LowerOptions { build_args: options.build_args.clone(), target: options.target.clone() };
-    let def = frontend::build_definition(&options.dockerfile_name, &options.dockerfile, &lower, &Resolver(store))?;
+    let lower =
+        frontend::LowerOptions { build_args: options.build_args.clone(), target: options.target.clone() };
+    let def =
+        frontend::build_definition(&options.dockerfile_name, &options.dockerfile, &lower, &Resolver(store))?;
     for w in &def.warnings {
         progress.event(Event::Warning(w));
     }
-    let mut builder = Builder { store, options, progress, def: &def, states: vec![None; def.stages.len()], executed: 0, cached: 0 };
+    let mut builder = Builder {
+        store,
+        options,
+        progress,
+        def: &def,
+        states: vec![None; def.stages.len()],
+        executed: 0,
+        cached: 0,
+    };
     let state = builder.stage(def.target)?;
     let mut config = state.config.clone();
     config.created = config.history.last().and_then(|h| h.created.clone());
@@ -147,7 +157,12 @@ impl Builder<'_> {
             self.stage(dep)?;
         }
         let total = stage.steps.len() + 1;
-        let name = |i: usize, text: &str| StepName { stage: stage.display_name(), index: i, total, text: text.to_string() };
+        let name = |i: usize, text: &str| StepName {
+            stage: stage.display_name(),
+            index: i,
+            total,
+            text: text.to_string(),
+        };
         let from_name = name(1, &stage.text);
         let started = Instant::now();
         let mut state = self.base(stage)?;
@@ -169,14 +184,17 @@ impl Builder<'_> {
                 let config = ImageConfig {
                     architecture: platform.architecture,
                     os: platform.os,
-                    config: ContainerConfig { env: Some(vec![format!("PATH={DEFAULT_PATH}")]), ..Default::default() },
+                    config: ContainerConfig {
+                        env: Some(vec![format!("PATH={DEFAULT_PATH}")]),
+                        ..Default::default()
+                    },
                     rootfs: RootFs { kind: "layers".into(), diff_ids: vec![] },
                     ..Default::default()
                 };
                 Ok(State { layers: vec![], config, key: key_of(&["scratch"]) })
             }
             Base::Image(reference) => {
-                let image = self.store.resolve(reference).map_err(|e| Error::BaseImage {
+                let image = self.store.resolve(reference).map_err(|e| ErrorKind::BaseImage {
                     location: stage.location.clone(),
                     reference: reference.clone(),
                     message: e.to_string(),
@@ -212,7 +230,8 @@ impl Builder<'_> {
         }
         self.progress.event(Event::Started(name));
         let started = Instant::now();
-        let store_err = |source| Error::Store { location: step.location.clone(), step: step.text.clone(), source };
+        let store_err =
+            |source| ErrorKind::Store { location: step.location.clone(), step: step.text.clone(), source };
         let (layer, created_by) = match &step.op {
             Op::Run(run) => (self.run(&state, step, run, name)?, run.created_by.clone()),
             Op::Copy(copy) => (self.copy(&state, step, copy)?, copy.created_by.clone()),
@@ -248,7 +267,11 @@ impl Builder<'_> {
     /// sources.
     fn inputs_key(&mut self, state: &State, step: &Step) -> Result<String> {
         let Op::Copy(copy) = &step.op else { return Ok(String::new()) };
-        let copy_err = |message: String| Error::Copy { location: step.location.clone(), step: step.text.clone(), message };
+        let copy_err = |message: String| ErrorKind::Copy {
+            location: step.location.clone(),
+            step: step.text.clone(),
+            message,
+        };
         match &copy.from {
             None => {
                 let rels = self.context_sources(copy).map_err(copy_err)?;
@@ -272,7 +295,8 @@ impl Builder<'_> {
     fn context_sources(&self, copy: &CopyOp) -> std::result::Result<Vec<PathBuf>, String> {
         let mut all = Vec::new();
         for src in &copy.sources {
-            let found = fsutil::match_sources(&self.options.context, src).map_err(|e| format!("{src}: {e}"))?;
+            let found =
+                fsutil::match_sources(&self.options.context, src).map_err(|e| format!("{src}: {e}"))?;
             if found.is_empty() {
                 return Err(format!("{src:?}: not found in the build context"));
             }
@@ -282,16 +306,18 @@ impl Builder<'_> {
     }
 
     fn run(&mut self, state: &State, step: &Step, run: &RunOp, name: &StepName) -> Result<Option<Layer>> {
-        let store_err = |source| Error::Store { location: step.location.clone(), step: step.text.clone(), source };
+        let store_err =
+            |source| ErrorKind::Store { location: step.location.clone(), step: step.text.clone(), source };
         let snapshot = self.store.create_snapshot(&state.layers).map_err(store_err)?;
         let cfg = &state.config.config;
-        let mut env = cfg.env.clone().unwrap_or_default();
+        // The frontend hands over exactly the entries where the RUN's environment differs from
+        // the image's ENV (an ARG declared after an ENV of the same name wins, as in BuildKit).
+        let mut run_env = ContainerConfig { env: cfg.env.clone(), ..Default::default() };
         for arg in &run.build_args {
-            let name = arg.split_once('=').map_or(arg.as_str(), |(k, _)| k);
-            if cfg.env_get(name).is_none() {
-                env.push(arg.clone());
-            }
+            let (k, v) = arg.split_once('=').unwrap_or((arg.as_str(), ""));
+            run_env.env_set(k, v);
         }
+        let env = run_env.env.unwrap_or_default();
         let spec = executor::SandboxSpec {
             rootfs: executor::Rootfs {
                 lowers: snapshot.lowers.clone(),
@@ -327,25 +353,31 @@ impl Builder<'_> {
             }
         };
         let status = executor::run(&spec, executor::Stdio::Capture(&mut on_output)).map_err(|source| {
-            Error::Sandbox { location: step.location.clone(), step: step.text.clone(), source }
+            ErrorKind::Sandbox { location: step.location.clone(), step: step.text.clone(), source }
         })?;
         if !partial.is_empty() {
             on_line(&partial);
         }
         if !status.success() {
-            return Err(Error::RunFailed {
+            return Err(ErrorKind::RunFailed {
                 location: step.location.clone(),
                 step: step.text.clone(),
                 status,
                 output_tail: tail.into(),
-            });
+            }
+            .into());
         }
         self.commit(&snapshot, step)
     }
 
     fn copy(&mut self, state: &State, step: &Step, copy: &CopyOp) -> Result<Option<Layer>> {
-        let store_err = |source| Error::Store { location: step.location.clone(), step: step.text.clone(), source };
-        let copy_err = |message: String| Error::Copy { location: step.location.clone(), step: step.text.clone(), message };
+        let store_err =
+            |source| ErrorKind::Store { location: step.location.clone(), step: step.text.clone(), source };
+        let copy_err = |message: String| ErrorKind::Copy {
+            location: step.location.clone(),
+            step: step.text.clone(),
+            message,
+        };
         let snapshot = self.store.create_snapshot(&state.layers).map_err(store_err)?;
         let mounted = snapshot.mount().map_err(store_err)?;
         let root = mounted.target.clone();
@@ -359,7 +391,8 @@ impl Builder<'_> {
         }
         let owner = match &copy.chown {
             Some(spec) => {
-                let (u, g) = copy::resolve_chown(&root, spec).map_err(|m| copy_err(format!("--chown={spec}: {m}")))?;
+                let (u, g) =
+                    copy::resolve_chown(&root, spec).map_err(|m| copy_err(format!("--chown={spec}: {m}")))?;
                 copy::Owner::Set(u, g)
             }
             None if copy.from.is_none() => copy::Owner::Set(0, 0),
@@ -375,7 +408,7 @@ impl Builder<'_> {
             None => None,
         };
         let src_root: &Path = match &source_mount {
-            Some((dir, _)) => dir.path(),
+            Some(view) => view.path(),
             None => &self.options.context,
         };
         let sources = match &copy.from {
@@ -383,9 +416,10 @@ impl Builder<'_> {
             Some(_) => {
                 let mut all = Vec::new();
                 for src in &copy.sources {
-                    let found = fsutil::match_sources(src_root, src).map_err(|e| copy_err(format!("{src}: {e}")))?;
+                    let found =
+                        fsutil::match_sources(src_root, src).map_err(|e| copy_err(format!("{src}: {e}")))?;
                     if found.is_empty() {
-                        return Err(copy_err(format!("{src:?}: not found in the source stage")));
+                        return Err(copy_err(format!("{src:?}: not found in the source stage")).into());
                     }
                     all.extend(found);
                 }
@@ -401,7 +435,8 @@ impl Builder<'_> {
 
     /// Commits a snapshot's upperdir as a layer; `None` when the step changed nothing.
     fn commit(&self, snapshot: &cache::Snapshot, step: &Step) -> Result<Option<Layer>> {
-        let store_err = |source| Error::Store { location: step.location.clone(), step: step.text.clone(), source };
+        let store_err =
+            |source| ErrorKind::Store { location: step.location.clone(), step: step.text.clone(), source };
         let upper = snapshot.upper();
         let empty = std::fs::read_dir(&upper)
             .map_err(|e| store_err(cache::Error::Io { path: upper.clone(), source: e }))?

@@ -42,7 +42,8 @@ pub fn write_busybox_rootfs_tar(out: &Path) -> io::Result<()> {
         let mut h = header(tar::EntryType::Directory, mode, uid);
         tar.append_data(&mut h, path, io::empty())
     };
-    let mut dirs: Vec<&str> = vec!["bin", "sbin", "usr", "usr/bin", "usr/sbin", "etc", "home", "root", "tmp", "dev", "proc", "sys"];
+    let mut dirs: Vec<&str> =
+        vec!["bin", "sbin", "usr", "usr/bin", "usr/sbin", "etc", "home", "root", "tmp", "dev", "proc", "sys"];
     dirs.sort_unstable();
     for d in dirs {
         let mode = match d {
