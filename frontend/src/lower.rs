@@ -599,7 +599,13 @@ pub fn lower(
         }
         let name = names[index].clone();
         let lower_base = base_name.to_lowercase();
-        let earlier = infos.iter().position(|s| s.name.as_deref() == Some(lower_base.as_str()));
+        // A number names an earlier stage by index, as `COPY --from` does. BuildKit only takes
+        // names here; we take indexes too (the issue asks for it), and since an image can never
+        // be built from a stage that does not exist yet, only indexes below this stage count.
+        let earlier = infos
+            .iter()
+            .position(|s| s.name.as_deref() == Some(lower_base.as_str()))
+            .or_else(|| base_name.parse::<usize>().ok().filter(|&j| j < infos.len()));
         let (base, mut state) = if base_name == "scratch" {
             (Base::Scratch, StageState::new(Vec::new(), "/".into()))
         } else if let Some(j) = earlier {

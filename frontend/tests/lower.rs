@@ -481,3 +481,15 @@ fn crlf_and_bom() {
     assert_eq!(def.stages[0].steps[1].location, loc(4, 1));
     assert_eq!(ops(&def, 0)[1], Op::Config(ConfigOp::Env(pairs(&[("A", "1")]))));
 }
+
+#[test]
+fn from_an_earlier_stage_by_name_or_index() {
+    let def = lower("FROM busybox AS base\nENV X=1\nFROM base\nRUN echo $X\nFROM 0\n");
+    assert_eq!(def.stages[1].base, Base::Stage(0));
+    assert_eq!(def.stages[2].base, Base::Stage(0));
+    // A number that is not an earlier stage is an image reference, as in Docker.
+    assert!(lower_err("FROM busybox\nFROM 7\n").contains("image 7 not found"));
+    // The stage inherits the earlier stage's ENV for expansion.
+    let def = lower("FROM busybox AS base\nENV X=1\nFROM 0\nENV Y=$X\n");
+    assert_eq!(ops(&def, 1), vec![Op::Config(ConfigOp::Env(pairs(&[("Y", "1")])))]);
+}
