@@ -209,12 +209,7 @@ fn run(store: &Store, a: args::RunArgs) -> Result<ExitCode> {
     let snapshot = store.create_snapshot(&image.layers())?;
     let id = cache::Digest::of(snapshot.id.as_bytes());
     let spec = executor::SandboxSpec {
-        rootfs: executor::Rootfs {
-            lowers: snapshot.lowers.clone(),
-            upper: snapshot.upper(),
-            work: snapshot.work(),
-            target: snapshot.merged(),
-        },
+        rootfs: solver::sandbox_rootfs(&snapshot),
         process: executor::Process {
             args,
             env,

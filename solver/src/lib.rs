@@ -319,12 +319,7 @@ impl Builder<'_> {
         }
         let env = run_env.env.unwrap_or_default();
         let spec = executor::SandboxSpec {
-            rootfs: executor::Rootfs {
-                lowers: snapshot.lowers.clone(),
-                upper: snapshot.upper(),
-                work: snapshot.work(),
-                target: snapshot.merged(),
-            },
+            rootfs: sandbox_rootfs(&snapshot),
             process: executor::Process {
                 args: run.args.clone(),
                 env,
@@ -448,6 +443,16 @@ impl Builder<'_> {
         let layer = self.store.commit_layer(&upper, Compression::Gzip).map_err(store_err)?;
         self.store.adopt_layer_dir(&layer, &upper).map_err(store_err)?;
         Ok(Some(layer))
+    }
+}
+
+/// The sandbox's view of a snapshot: its layers, its upperdir and where to mount it.
+pub fn sandbox_rootfs(snapshot: &cache::Snapshot) -> executor::Rootfs {
+    executor::Rootfs {
+        lowers: snapshot.lowers.clone(),
+        upper: snapshot.upper(),
+        work: snapshot.work(),
+        target: snapshot.merged(),
     }
 }
 
