@@ -71,6 +71,11 @@ pub struct Step {
 pub enum Op {
     Run(RunOp),
     Copy(CopyOp),
+    Add(AddOp),
+    /// `WORKDIR`: sets the config's working directory and creates the directory (owned by the
+    /// USER in effect, as BuildKit does) if the image lacks it. The path is absolute: relative
+    /// WORKDIRs are already resolved against the previous one.
+    Workdir(String),
     /// A change to the image config only: adds history, no layer.
     Config(ConfigOp),
 }
@@ -95,6 +100,10 @@ pub struct RunOp {
 pub struct CopyOp {
     /// Source paths or globs, relative to the context (or to the `--from` stage's root).
     pub sources: Vec<String>,
+    /// Heredoc sources (`COPY <<EOF /dest`): files made from the Dockerfile's text. With one
+    /// heredoc and a `dest` that is not a directory, `dest` is the file; otherwise each becomes
+    /// `dest/<name>`.
+    pub heredocs: Vec<InlineFile>,
     /// Destination after expansion; relative paths are relative to the WORKDIR in effect.
     pub dest: String,
     pub from: Option<CopyFrom>,
@@ -103,6 +112,46 @@ pub struct CopyOp {
     /// `--chmod=` as an octal mode.
     pub chmod: Option<u32>,
     pub created_by: String,
+}
+
+/// A file whose content is written in the Dockerfile (a heredoc source of COPY or ADD).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InlineFile {
+    /// The heredoc's delimiter word, e.g. `EOF`.
+    pub name: String,
+    /// The content, already expanded when the delimiter was unquoted.
+    pub content: String,
+}
+
+/// `ADD`: like COPY from the context, but local tar archives (plain, gzip, bzip2, xz) are
+/// extracted into `dest`, and http(s) URLs are downloaded (never extracted).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AddOp {
+    /// Context paths or globs.
+    pub sources: Vec<String>,
+    /// `http://` or `https://` URLs, downloaded as files named after the URL's last path
+    /// segment (or `dest` itself when it does not end in `/`).
+    pub urls: Vec<String>,
+    pub heredocs: Vec<InlineFile>,
+    pub dest: String,
+    pub chown: Option<String>,
+    pub chmod: Option<u32>,
+    /// `--checksum=sha256:<hex>`: the downloaded content must hash to it (URLs only).
+    pub checksum: Option<String>,
+    pub created_by: String,
+}
+
+/// `HEALTHCHECK` as Docker stores it in the image config.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Healthcheck {
+    /// `["NONE"]`, `["CMD", args...]` or `["CMD-SHELL", command]`.
+    pub test: Vec<String>,
+    /// Durations in nanoseconds; `None` when not given (Docker then omits the field).
+    pub interval: Option<u64>,
+    pub timeout: Option<u64>,
+    pub start_period: Option<u64>,
+    pub start_interval: Option<u64>,
+    pub retries: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,8 +164,6 @@ pub enum CopyFrom {
 pub enum ConfigOp {
     /// `ENV` pairs after expansion, in order.
     Env(Vec<(String, String)>),
-    /// An absolute path: relative WORKDIRs are already resolved against the previous one.
-    Workdir(String),
     User(String),
     Cmd(Vec<String>),
     Entrypoint(Vec<String>),
@@ -131,6 +178,12 @@ pub enum ConfigOp {
     Arg(Vec<(String, Option<String>)>),
     /// `MAINTAINER name` (deprecated): sets the image's author.
     Maintainer(String),
+    Healthcheck(Healthcheck),
+    /// `ONBUILD <instruction>`: the trigger's text as written after ONBUILD, appended to the
+    /// config's `OnBuild`. When an image (or stage) with triggers is used as a base, the
+    /// frontend lowers its triggers as the first steps of the new stage, and the new image's
+    /// `OnBuild` starts empty.
+    Onbuild(String),
 }
 
 /// Parses `text` (the Dockerfile called `file`, for error messages) and lowers it.

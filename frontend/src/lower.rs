@@ -14,6 +14,8 @@ use crate::{Base, BuildDefinition, ConfigOp, CopyFrom, CopyOp, Error, Location, 
 pub struct BaseConfig {
     pub env: Vec<String>,
     pub working_dir: Option<String>,
+    /// The image's `OnBuild` triggers, run as the first steps of a stage built on it.
+    pub on_build: Vec<String>,
 }
 
 /// Answers questions about base images (the solver looks them up in the store).
@@ -798,7 +800,7 @@ fn lower_instruction(
             }
             let dest = ctx.expand(&copy.dest.value, &state.env, copy.dest.span.start)?;
             let created_by = format!("COPY {} {dest}", sources.join(" "));
-            Op::Copy(CopyOp { sources, dest, from, chown, chmod, created_by })
+            Op::Copy(CopyOp { sources, heredocs: Vec::new(), dest, from, chown, chmod, created_by })
         }
         Instruction::Env(env) => {
             let offset = env.arguments.span.start;
@@ -837,7 +839,7 @@ fn lower_instruction(
                 clean_path(&format!("{}/{path}", state.workdir))
             };
             state.workdir = path.clone();
-            Op::Config(ConfigOp::Workdir(path))
+            Op::Workdir(path)
         }
         Instruction::User(user) => Op::Config(ConfigOp::User(ctx.expand(
             &user.arguments.value,

@@ -14,8 +14,9 @@ impl ImageResolver for FakeResolver {
             "busybox" | "busybox:1" => Ok(BaseConfig {
                 env: vec!["PATH=/usr/bin:/bin".into(), "FOO=from-image".into()],
                 working_dir: Some("/home".into()),
+                on_build: vec![],
             }),
-            "alpine" => Ok(BaseConfig { env: vec!["PATH=/bin".into()], working_dir: None }),
+            "alpine" => Ok(BaseConfig { env: vec!["PATH=/bin".into()], working_dir: None, on_build: vec![] }),
             other => Err(format!("image {other} not found")),
         }
     }
@@ -87,15 +88,12 @@ fn two_stages_lower_exactly() {
     assert_eq!(
         build.steps,
         vec![
-            Step {
-                location: loc(2, 1),
-                text: "WORKDIR /src".into(),
-                op: Op::Config(ConfigOp::Workdir("/src".into()))
-            },
+            Step { location: loc(2, 1), text: "WORKDIR /src".into(), op: Op::Workdir("/src".into()) },
             Step {
                 location: loc(3, 1),
                 text: "COPY main.c .".into(),
                 op: Op::Copy(CopyOp {
+                    heredocs: vec![],
                     sources: strings(&["main.c"]),
                     dest: ".".into(),
                     from: None,
@@ -124,6 +122,7 @@ fn two_stages_lower_exactly() {
         ops(&def, 1),
         vec![
             Op::Copy(CopyOp {
+                heredocs: vec![],
                 sources: strings(&["/src/app"]),
                 dest: "/app".into(),
                 from: Some(CopyFrom::Stage(0)),
@@ -160,12 +159,13 @@ fn env_and_workdir_expand_with_base_image_env() {
             ]))),
             Op::Config(ConfigOp::Env(pairs(&[("C", "one"), ("D", "two words"), ("E", "$A")]))),
             Op::Config(ConfigOp::Env(pairs(&[("legacy", "value with  spaces")]))),
-            Op::Config(ConfigOp::Workdir("/home/rel/one".into())),
-            Op::Config(ConfigOp::Workdir("/home/rel/b/c".into())),
-            Op::Config(ConfigOp::Workdir("/abs/from-image".into())),
+            Op::Workdir("/home/rel/one".into()),
+            Op::Workdir("/home/rel/b/c".into()),
+            Op::Workdir("/abs/from-image".into()),
             Op::Config(ConfigOp::User("one:one".into())),
             Op::Config(ConfigOp::Label(pairs(&[("version", "1.0"), ("who", "one")]))),
             Op::Copy(CopyOp {
+                heredocs: vec![],
                 sources: strings(&["from-image", "one.txt"]),
                 dest: "/dst/one/".into(),
                 from: None,
@@ -320,7 +320,7 @@ fn stage_based_on_stage_inherits_env_and_workdir() {
     let def = lower("FROM busybox AS Base\nENV A=1\nWORKDIR app\nFROM BASE\nWORKDIR sub\nENV B=$A$FOO\n");
     assert_eq!(def.stages[0].name.as_deref(), Some("base"));
     assert_eq!(def.stages[1].base, Base::Stage(0));
-    assert_eq!(ops(&def, 1)[0], Op::Config(ConfigOp::Workdir("/home/app/sub".into())));
+    assert_eq!(ops(&def, 1)[0], Op::Workdir("/home/app/sub".into()));
     assert_eq!(ops(&def, 1)[1], Op::Config(ConfigOp::Env(pairs(&[("B", "1from-image")]))));
 }
 

@@ -103,6 +103,7 @@ impl frontend::ImageResolver for Resolver<'_> {
         Ok(frontend::BaseConfig {
             env: image.config.config.env.clone().unwrap_or_default(),
             working_dir: image.config.config.working_dir.clone(),
+            on_build: image.config.config.on_build.clone().unwrap_or_default(),
         })
     }
 }
@@ -236,8 +237,20 @@ impl Builder<'_> {
             Op::Run(run) => (self.run(&state, step, run, name)?, run.created_by.clone()),
             Op::Copy(copy) => (self.copy(&state, step, copy)?, copy.created_by.clone()),
             Op::Config(_) => (None, step.text.clone()),
+            Op::Workdir(_) => (None, step.text.clone()),
+            Op::Add(_) => {
+                return Err(ErrorKind::Copy {
+                    location: step.location.clone(),
+                    step: step.text.clone(),
+                    message: "ADD is not supported yet".into(),
+                }
+                .into());
+            }
         };
         let mut next = State { layers: state.layers, config: state.config, key };
+        if let Op::Workdir(dir) = &step.op {
+            next.config.config.working_dir = Some(dir.clone());
+        }
         if let Op::Config(op) = &step.op {
             apply_config(&mut next.config.config, op, *cmd_set);
             if let ConfigOp::Maintainer(name) = op {
@@ -490,7 +503,6 @@ fn apply_config(c: &mut ContainerConfig, op: &ConfigOp, cmd_set: bool) {
                 c.env_set(k, v);
             }
         }
-        ConfigOp::Workdir(w) => c.working_dir = Some(w.clone()),
         ConfigOp::User(u) => c.user = Some(u.clone()),
         ConfigOp::Cmd(v) => c.cmd = Some(v.clone()),
         ConfigOp::Entrypoint(v) => {
@@ -519,6 +531,6 @@ fn apply_config(c: &mut ContainerConfig, op: &ConfigOp, cmd_set: bool) {
         }
         ConfigOp::StopSignal(s) => c.stop_signal = Some(s.clone()),
         ConfigOp::Shell(s) => c.shell = Some(s.clone()),
-        ConfigOp::Arg(_) | ConfigOp::Maintainer(_) => {}
+        ConfigOp::Arg(_) | ConfigOp::Maintainer(_) | ConfigOp::Healthcheck(_) | ConfigOp::Onbuild(_) => {}
     }
 }
