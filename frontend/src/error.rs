@@ -20,7 +20,13 @@ impl fmt::Display for Location {
 pub enum Error {
     /// Anything wrong with the Dockerfile, at a place in it.
     #[error("{location}: {message}")]
-    Syntax { location: Location, message: String },
+    Syntax {
+        location: Location,
+        message: String,
+        /// The Dockerfile line the location points at (without its line ending), for showing
+        /// under the error; `None` when the error is not about one line.
+        source_line: Option<String>,
+    },
 }
 
 impl Location {
@@ -41,7 +47,28 @@ impl Location {
 
 impl Error {
     pub(crate) fn at(location: Location, message: impl Into<String>) -> Error {
-        Error::Syntax { location, message: message.into() }
+        Error::Syntax { location, message: message.into(), source_line: None }
+    }
+
+    /// Fills in the source line from `text` (the Dockerfile the location is in) if not set.
+    pub(crate) fn with_source(mut self, text: &str) -> Error {
+        let Error::Syntax { location, source_line, .. } = &mut self;
+        if source_line.is_none() {
+            let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+            *source_line = text
+                .split('\n')
+                .nth(location.line.saturating_sub(1))
+                .map(|l| l.strip_suffix('\r').unwrap_or(l).to_owned())
+                .filter(|l| !l.trim().is_empty());
+        }
+        self
+    }
+
+    /// The offending line of the Dockerfile, when the error points at one.
+    pub fn source_line(&self) -> Option<&str> {
+        match self {
+            Error::Syntax { source_line, .. } => source_line.as_deref(),
+        }
     }
 
     /// Where the error is.

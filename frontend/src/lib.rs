@@ -8,6 +8,7 @@
 mod error;
 mod expand;
 mod lower;
+pub mod parser;
 
 pub use error::{Error, Location};
 pub use expand::{env_get, expand_word, expand_word_with_escape, expand_words};
@@ -194,4 +195,40 @@ pub fn build_definition(
     resolver: &dyn ImageResolver,
 ) -> Result<BuildDefinition, Error> {
     lower::lower(file, text, options, resolver)
+}
+
+/// [`build_definition`] for a Dockerfile read as bytes: non-UTF-8 input is a located error.
+pub fn build_definition_bytes(
+    file: &str,
+    bytes: &[u8],
+    options: &LowerOptions,
+    resolver: &dyn ImageResolver,
+) -> Result<BuildDefinition, Error> {
+    build_definition(file, decode(file, bytes)?, options, resolver)
+}
+
+/// The Dockerfile's text, or `file:LINE:COL: the Dockerfile is not valid UTF-8` at the first
+/// invalid byte.
+pub fn decode<'a>(file: &str, bytes: &'a [u8]) -> Result<&'a str, Error> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        let valid = &bytes[..e.valid_up_to()];
+        // The valid prefix is UTF-8, so this cannot fail.
+        let text = std::str::from_utf8(valid).unwrap_or_default();
+        Error::at(Location::at(file, text, text.len()), "the Dockerfile is not valid UTF-8")
+    })
+}
+
+/// Parses `text` (the Dockerfile called `file`) into BuildKit's AST, without lowering.
+pub fn parse(file: &str, text: &str) -> Result<parser::Dockerfile, Error> {
+    lower::parse_file(file, text)
+}
+
+/// Parses `text` and prints its AST as BuildKit's `Node.Dump()` does, one `(instruction ...)`
+/// line each (the format of BuildKit's parser test files). Unknown instructions are errors.
+pub fn dump_ast(text: &str) -> Result<String, Error> {
+    let dockerfile = parser::parse_checked(text).map_err(|e| {
+        Error::at(Location { file: "Dockerfile".into(), line: e.pos.line, column: e.pos.column }, e.message)
+            .with_source(text)
+    })?;
+    Ok(parser::dump(&dockerfile.instructions))
 }

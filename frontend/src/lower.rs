@@ -4,10 +4,12 @@
 
 use std::collections::BTreeSet;
 
-use parse_dockerfile::{Command, Flag, Instruction, JsonOrStringArray, Source};
-
 use crate::expand::{env_get, expand_word_with_escape, expand_words};
-use crate::{Base, BuildDefinition, ConfigOp, CopyFrom, CopyOp, Error, Location, Op, RunOp, Stage, Step};
+use crate::parser::{self, Instruction, Pos, chomp_heredoc_content, heredoc_word};
+use crate::{
+    AddOp, Base, BuildDefinition, ConfigOp, CopyFrom, CopyOp, Error, Healthcheck, InlineFile, Location, Op,
+    RunOp, Stage, Step,
+};
 
 /// What the frontend needs to know about a base image.
 #[derive(Debug, Clone, Default)]
@@ -83,6 +85,8 @@ struct StageState {
     shell: Vec<String>,
     /// ARGs declared in scope, with their values (BuildKit's `buildArgs`, shown in RUN history).
     args: Vec<(String, Option<String>)>,
+    /// ONBUILD triggers recorded in this stage (the image config's `OnBuild`).
+    on_build: Vec<String>,
 }
 
 impl StageState {
@@ -93,6 +97,7 @@ impl StageState {
             workdir,
             shell: DEFAULT_SHELL.iter().map(|s| s.to_string()).collect(),
             args: Vec::new(),
+            on_build: Vec::new(),
         }
     }
 }
@@ -101,49 +106,6 @@ fn set_env(env: &mut Vec<(String, String)>, key: &str, value: &str) {
     match env.iter_mut().find(|(k, _)| k == key) {
         Some(entry) => entry.1 = value.to_owned(),
         None => env.push((key.to_owned(), value.to_owned())),
-    }
-}
-
-struct Ctx<'a> {
-    file: &'a str,
-    text: &'a str,
-    escape: char,
-    build_args: Vec<(String, String)>,
-    warnings: Vec<String>,
-}
-
-impl Ctx<'_> {
-    fn loc(&self, offset: usize) -> Location {
-        Location::at(self.file, self.text, offset)
-    }
-
-    fn err(&self, offset: usize, message: impl Into<String>) -> Error {
-        Error::at(self.loc(offset), message)
-    }
-
-    fn build_arg(&self, name: &str) -> Option<&str> {
-        env_get(&self.build_args, name)
-    }
-
-    /// Expands one word as BuildKit's `ProcessWord`, an error pointing at `offset`.
-    fn expand(&self, word: &str, env: &[(String, String)], offset: usize) -> Result<String, Error> {
-        expand_word_with_escape(word, env, self.escape)
-            .map_err(|e| self.err(offset, format!("failed to process \"{word}\": {e}")))
-    }
-
-    fn expand_words(
-        &self,
-        word: &str,
-        env: &[(String, String)],
-        offset: usize,
-    ) -> Result<Vec<String>, Error> {
-        expand_words(word, env, self.escape)
-            .map_err(|e| self.err(offset, format!("failed to process \"{word}\": {e}")))
-    }
-
-    /// The logical line starting at `start`, continuations joined as BuildKit does.
-    fn line(&self, start: usize) -> String {
-        logical_line(&self.text[start..], self.escape)
     }
 }
 
@@ -256,42 +218,10 @@ pub fn parse_words(rest: &str, escape: char) -> Vec<String> {
     }
     words
 }
-
-/// BuildKit's `parseNameVal` for ENV and LABEL: `k=v k2=v2` or the legacy `k v w` (meaning
-/// k=`v w`). Values keep their quotes for expansion.
-fn parse_name_val(rest: &str, escape: char, instruction: &str) -> Result<Vec<(String, String)>, String> {
-    let words = parse_words(rest, escape);
-    if words.is_empty() {
-        return Err(format!("{instruction} requires at least one argument"));
-    }
-    let pairs = if !words[0].contains('=') {
-        let is_ws = |c: char| matches!(c, ' ' | '\t' | '\r' | '\x0b' | '\x0c');
-        let Some(i) = rest.find(is_ws) else {
-            return Err(format!("{instruction} must have two arguments"));
-        };
-        vec![(rest[..i].to_owned(), rest[i..].trim_start_matches(is_ws).to_owned())]
-    } else {
-        let mut pairs = Vec::new();
-        for word in words {
-            let Some((k, v)) = word.split_once('=') else {
-                return Err(format!(
-                    "Syntax error - can't find = in \"{word}\". Must be of the form: name=value"
-                ));
-            };
-            pairs.push((k.to_owned(), v.to_owned()));
-        }
-        pairs
-    };
-    if pairs.iter().any(|(k, _)| k.is_empty()) {
-        return Err(format!("{instruction} names can not be blank"));
-    }
-    Ok(pairs)
-}
-
 /// `ARG a b=c`: names with optional defaults (defaults keep quotes for expansion).
-fn parse_arg_pairs(rest: &str, escape: char) -> Result<Vec<(String, Option<String>)>, String> {
+fn parse_arg_pairs(words: &[String]) -> Result<Vec<(String, Option<String>)>, String> {
     let mut pairs = Vec::new();
-    for word in parse_words(rest, escape) {
+    for word in words.iter().cloned() {
         let pair = match word.split_once('=') {
             Some((k, v)) => (k.to_owned(), Some(v.to_owned())),
             None => (word, None),
@@ -381,107 +311,435 @@ fn valid_stage_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
 }
 
-fn keyword_start(instruction: &Instruction<'_>) -> usize {
-    match instruction {
-        Instruction::Add(i) => i.add.span.start,
-        Instruction::Arg(i) => i.arg.span.start,
-        Instruction::Cmd(i) => i.cmd.span.start,
-        Instruction::Copy(i) => i.copy.span.start,
-        Instruction::Entrypoint(i) => i.entrypoint.span.start,
-        Instruction::Env(i) => i.env.span.start,
-        Instruction::Expose(i) => i.expose.span.start,
-        Instruction::From(i) => i.from.span.start,
-        Instruction::Healthcheck(i) => i.healthcheck.span.start,
-        Instruction::Label(i) => i.label.span.start,
-        Instruction::Maintainer(i) => i.maintainer.span.start,
-        Instruction::Onbuild(i) => i.onbuild.span.start,
-        Instruction::Run(i) => i.run.span.start,
-        Instruction::Shell(i) => i.shell.span.start,
-        Instruction::Stopsignal(i) => i.stopsignal.span.start,
-        Instruction::User(i) => i.user.span.start,
-        Instruction::Volume(i) => i.volume.span.start,
-        Instruction::Workdir(i) => i.workdir.span.start,
-        _ => 0,
+struct Ctx<'a> {
+    file: &'a str,
+    escape: char,
+    build_args: Vec<(String, String)>,
+    warnings: Vec<String>,
+}
+
+impl Ctx<'_> {
+    fn loc(&self, pos: Pos) -> Location {
+        Location { file: self.file.to_owned(), line: pos.line.max(1), column: pos.column.max(1) }
+    }
+
+    fn err(&self, pos: Pos, message: impl Into<String>) -> Error {
+        Error::at(self.loc(pos), message)
+    }
+
+    fn build_arg(&self, name: &str) -> Option<&str> {
+        env_get(&self.build_args, name)
+    }
+
+    /// Expands one word as BuildKit's `ProcessWord`, an error pointing at `pos`.
+    fn expand(&self, word: &str, env: &[(String, String)], pos: Pos) -> Result<String, Error> {
+        expand_word_with_escape(word, env, self.escape)
+            .map_err(|e| self.err(pos, format!("failed to process \"{word}\": {e}")))
+    }
+
+    fn expand_words(&self, word: &str, env: &[(String, String)], pos: Pos) -> Result<Vec<String>, Error> {
+        expand_words(word, env, self.escape)
+            .map_err(|e| self.err(pos, format!("failed to process \"{word}\": {e}")))
     }
 }
 
-/// Converts the parser's error into ours, with BuildKit's wording where it differs.
-fn syntax_error(file: &str, text: &str, e: &parse_dockerfile::Error) -> Error {
-    let message = format!("{e:#}");
-    let (line, column) = (e.line(), e.column());
-    if line == 0 {
-        // No stage at all.
-        let only_comments = text.lines().all(|l| {
-            let l = l.trim();
-            l.is_empty() || l.starts_with('#')
-        });
-        let message = if only_comments {
-            "file with no instructions"
-        } else {
-            "dockerfile contains no stages to build"
+fn ins_pos(ins: &Instruction) -> Pos {
+    Pos { line: ins.start_line, column: ins.column }
+}
+
+/// The kinds of BuildKit's `BFlags`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FlagKind {
+    Bool,
+    String,
+    Strings,
+}
+
+/// Flags of one instruction after BuildKit's `BFlags.Parse`: name, value (`true`/`false` for
+/// booleans), position.
+#[derive(Default)]
+struct Flags(Vec<(String, String, Pos)>);
+
+impl Flags {
+    fn get(&self, name: &str) -> Option<(&str, Pos)> {
+        self.0.iter().rev().find(|(n, _, _)| n == name).map(|(_, v, p)| (v.as_str(), *p))
+    }
+}
+
+/// The flags each instruction accepts, as BuildKit declares them.
+fn allowed_flags(ins: &Instruction) -> &'static [(&'static str, FlagKind)] {
+    use FlagKind::*;
+    match ins.name.as_str() {
+        "add" => &[
+            ("chown", String),
+            ("chmod", String),
+            ("link", Bool),
+            ("keep-git-dir", Bool),
+            ("checksum", String),
+            ("unpack", Bool),
+            ("exclude", Strings),
+        ],
+        "copy" => &[
+            ("chown", String),
+            ("from", String),
+            ("chmod", String),
+            ("link", Bool),
+            ("exclude", Strings),
+            ("parents", Bool),
+        ],
+        "from" => &[("platform", String)],
+        "run" => &[("mount", Strings), ("network", String), ("security", String), ("device", Strings)],
+        "healthcheck" => &[
+            ("interval", String),
+            ("timeout", String),
+            ("start-period", String),
+            ("start-interval", String),
+            ("retries", String),
+        ],
+        _ => &[],
+    }
+}
+
+/// BuildKit's `BFlags.Parse` for `ins`.
+fn parse_flags(ctx: &Ctx<'_>, ins: &Instruction) -> Result<Flags, Error> {
+    let allowed = allowed_flags(ins);
+    let mut flags = Flags::default();
+    for (i, word) in ins.flags.iter().enumerate() {
+        let pos = ins.flag_positions.get(i).copied().unwrap_or_else(|| ins_pos(ins));
+        if word == "--" {
+            break;
+        }
+        let Some(body) = word.strip_prefix("--") else {
+            return Err(ctx.err(pos, format!("arg should start with -- : {word}")));
         };
-        return Error::at(Location { file: file.into(), line: 1, column: 1 }, message);
+        let (name, value) = match body.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (body, None),
+        };
+        let Some(&(_, kind)) = allowed.iter().find(|(n, _)| *n == name) else {
+            let names: Vec<&str> = allowed.iter().map(|(n, _)| *n).collect();
+            let message = match parser::suggest(name, &names, true) {
+                Some(s) => format!("unknown flag: --{name} (did you mean {s}?)"),
+                None => format!("unknown flag: --{name}"),
+            };
+            return Err(ctx.err(pos, message));
+        };
+        if kind != FlagKind::Strings && flags.get(name).is_some() {
+            return Err(ctx.err(pos, format!("duplicate flag specified: --{name}")));
+        }
+        let value = match (kind, value) {
+            (FlagKind::Bool, Some("")) | (FlagKind::String | FlagKind::Strings, None) => {
+                return Err(ctx.err(pos, format!("missing a value on flag: --{name}")));
+            }
+            (FlagKind::Bool, None) => "true".to_owned(),
+            (FlagKind::Bool, Some(v)) => match v.to_lowercase().as_str() {
+                "true" => "true".to_owned(),
+                "false" => "false".to_owned(),
+                _ => return Err(ctx.err(pos, format!("expecting boolean value for flag --{name}, not: {v}"))),
+            },
+            (_, Some(v)) => v.to_owned(),
+        };
+        flags.0.push((name.to_owned(), value, pos));
     }
-    let location = Location { file: file.into(), line, column: column.max(1) };
-    let message = if let Some(name) = message.strip_prefix("unknown instruction '") {
-        format!("unknown instruction: {}", name.trim_end_matches('\''))
-    } else if message == "expected FROM" {
-        "no build stage in current context".to_owned()
-    } else {
-        message
+    Ok(flags)
+}
+
+/// BuildKit's instruction-level checks (`instructions.ParseInstruction`): argument counts,
+/// flags, JSON where required. Run on every instruction before lowering, as BuildKit parses
+/// the whole file before dispatching.
+fn check_instruction(ctx: &Ctx<'_>, ins: &Instruction) -> Result<(), Error> {
+    let name = ins.name.as_str();
+    let upper = name.to_uppercase();
+    let pos = ins_pos(ins);
+    let args_pos = ins.args_pos;
+    let at_least_one = || ctx.err(pos, format!("{upper} requires at least one argument"));
+    let exactly_one = || ctx.err(pos, format!("{upper} requires exactly one argument"));
+    match name {
+        "env" | "label" => {
+            if ins.args.is_empty() {
+                return Err(at_least_one());
+            }
+            for (i, triple) in ins.args.chunks(3).enumerate() {
+                if triple.first().is_none_or(|k| k.is_empty()) {
+                    return Err(ctx.err(ins.arg_pos(i * 3), format!("{upper} names can not be blank")));
+                }
+            }
+        }
+        "maintainer" | "workdir" | "user" | "stopsignal" => {
+            if ins.args.len() != 1 {
+                return Err(exactly_one());
+            }
+        }
+        "add" | "copy" => {
+            if ins.args.len() < 2 {
+                return Err(ctx.err(
+                    args_pos,
+                    format!(
+                        "{upper} requires at least two arguments, but only one was provided. Destination could not be determined"
+                    ),
+                ));
+            }
+            let last = ins.args.len() - 1;
+            if heredoc_word(&ins.args[last]).is_some() {
+                return Err(
+                    ctx.err(ins.arg_pos(last), format!("{upper} cannot accept a heredoc as a destination"))
+                );
+            }
+        }
+        "from" => {
+            let ok = ins.args.len() == 1 || (ins.args.len() == 3 && ins.args[1].eq_ignore_ascii_case("as"));
+            if !ok {
+                return Err(ctx.err(pos, "FROM requires either one or three arguments"));
+            }
+        }
+        "onbuild" => {
+            let Some(sub) = &ins.sub else { return Err(at_least_one()) };
+            match sub.name.as_str() {
+                "onbuild" => return Err(ctx.err(pos, "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed")),
+                "maintainer" | "from" => {
+                    return Err(ctx.err(
+                        pos,
+                        format!("{} isn't allowed as an ONBUILD trigger", sub.keyword.to_uppercase()),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        "run" => {
+            if ins.args.is_empty() {
+                return Err(at_least_one());
+            }
+        }
+        "healthcheck" => {
+            let Some(typ) = ins.args.first() else { return Err(at_least_one()) };
+            if typ.eq_ignore_ascii_case("none") {
+                if ins.args.len() > 1 {
+                    return Err(ctx.err(pos, "HEALTHCHECK NONE takes no arguments"));
+                }
+                return Ok(());
+            }
+        }
+        "expose" | "volume" | "arg" => {
+            if ins.args.is_empty() {
+                return Err(at_least_one());
+            }
+            if name == "arg" {
+                parse_arg_pairs(&ins.args).map_err(|e| ctx.err(args_pos, e))?;
+            }
+        }
+        "shell" => {
+            if ins.args.is_empty() {
+                return Err(at_least_one());
+            }
+            if !ins.json {
+                return Err(ctx.err(args_pos, "SHELL requires the arguments to be in JSON form"));
+            }
+        }
+        "cmd" | "entrypoint" => {}
+        _ => return Err(ctx.err(pos, parser::unknown_instruction_message(&ins.keyword))),
+    }
+    if name != "maintainer" || ins.args.len() == 1 {
+        parse_flags(ctx, ins)?;
+    }
+    Ok(())
+}
+
+/// Go's `time.ParseDuration`, in nanoseconds (negative allowed).
+fn parse_go_duration(s: &str) -> Result<i128, String> {
+    let invalid = || format!("time: invalid duration \"{s}\"");
+    let (neg, mut rest) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
     };
-    Error::at(location, message)
-}
-
-fn flag_value<'t>(ctx: &Ctx<'_>, flag: &'t Flag<'_>) -> Result<&'t str, Error> {
-    match &flag.value {
-        Some(v) => Ok(&v.value),
-        None => Err(ctx.err(flag.span().start, format!("missing a value on flag: --{}", flag.name.value))),
+    if rest == "0" {
+        return Ok(0);
     }
-}
-
-/// BuildKit's history text for RUN: `|N K=V ... argv` when build args are in scope.
-fn run_command_string(args: &[String], state: &StageState) -> String {
-    let mut build_env: Vec<(String, String)> = Vec::new();
-    for (key, value) in &state.args {
-        let v = env_get(&state.env, key).map(str::to_owned).or_else(|| value.clone()).unwrap_or_default();
-        set_env(&mut build_env, key, &v);
+    if rest.is_empty() {
+        return Err(invalid());
     }
-    let mut parts = Vec::new();
-    if !build_env.is_empty() {
-        parts.push(format!("|{}", build_env.len()));
-        parts.extend(build_env.iter().map(|(k, v)| format!("{k}={v}")));
+    let mut total: f64 = 0.0;
+    while !rest.is_empty() {
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let num = &rest[..num_len];
+        if num.is_empty() || num == "." || num.matches('.').count() > 1 {
+            return Err(invalid());
+        }
+        let value: f64 = num.parse().map_err(|_| invalid())?;
+        rest = &rest[num_len..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit = &rest[..unit_len];
+        let scale = match unit {
+            "ns" => 1.0,
+            "us" | "µs" | "μs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            "" => return Err(format!("time: missing unit in duration \"{s}\"")),
+            other => return Err(format!("time: unknown unit \"{other}\" in duration \"{s}\"")),
+        };
+        total += value * scale;
+        rest = &rest[unit_len..];
     }
-    parts.extend(args.iter().cloned());
-    parts.join(" ")
+    if total > i64::MAX as f64 {
+        return Err(invalid());
+    }
+    let ns = total.round() as i128;
+    Ok(if neg { -ns } else { ns })
 }
 
-/// The delimiter of `<<EOF`, `<<-"EOF"`...: quotes and the leading `-` removed.
-fn heredoc_name(word: &str) -> String {
-    let w = word.trim_start_matches(|c: char| c.is_ascii_digit());
-    let w = w.strip_prefix("<<").unwrap_or(w);
-    let w = w.strip_prefix('-').unwrap_or(w);
-    w.chars().filter(|c| *c != '"' && *c != '\'').collect()
+/// BuildKit's `parseOptInterval`: `None` when not given; 0, or at least 1ms.
+fn healthcheck_interval(ctx: &Ctx<'_>, flags: &Flags, name: &str) -> Result<Option<u64>, Error> {
+    let Some((value, pos)) = flags.get(name) else { return Ok(None) };
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let d = parse_go_duration(value).map_err(|e| ctx.err(pos, e))?;
+    if d == 0 {
+        return Ok(Some(0));
+    }
+    if d < 1_000_000 {
+        return Err(ctx.err(pos, format!("Interval \"{name}\" cannot be less than 1ms")));
+    }
+    Ok(Some(d as u64))
 }
 
-/// Whether the whole command is one heredoc word (BuildKit's `ParseHeredoc` succeeding).
-fn is_single_heredoc(cmd: &str) -> bool {
-    let digits = cmd.trim_start_matches(|c: char| c.is_ascii_digit());
-    let Some(rest) = digits.strip_prefix("<<") else { return false };
-    let rest = rest.strip_prefix('-').unwrap_or(rest);
-    !rest.is_empty() && !rest.contains('<') && expand_words(rest, &[], '\\').is_ok_and(|w| w.len() == 1)
+/// Whether `src` is a git source for ADD (BuildKit's `isGitSource`, simplified).
+fn is_git_source(src: &str) -> bool {
+    if src.starts_with("git@") || src.starts_with("git://") || src.starts_with("ssh://") {
+        return true;
+    }
+    let Some(rest) = src.strip_prefix("https://").or_else(|| src.strip_prefix("http://")) else {
+        return false;
+    };
+    let path = rest.split('#').next().unwrap_or(rest);
+    path.ends_with(".git") || (rest.contains('#') && path.contains(".git"))
 }
 
-fn summarize_heredoc(doc: &str) -> String {
-    let doc = doc.trim();
-    let mut lines = doc.lines();
-    let first = lines.next().unwrap_or_default().to_owned();
-    if lines.next().is_some() { first + "..." } else { first }
+fn is_http_source(src: &str) -> bool {
+    (src.starts_with("http://") || src.starts_with("https://")) && !is_git_source(src)
+}
+
+/// go-digest's `Parse` for `--checksum`.
+fn check_digest(value: &str) -> Result<(), String> {
+    let Some((alg, hex)) = value.split_once(':') else {
+        return Err("invalid checksum digest format".into());
+    };
+    let len = match alg {
+        "sha256" => 64,
+        "sha384" => 96,
+        "sha512" => 128,
+        _ => return Err("unsupported digest algorithm".into()),
+    };
+    if hex.len() != len {
+        return Err("invalid checksum digest length".into());
+    }
+    if !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        return Err("invalid checksum digest format".into());
+    }
+    Ok(())
+}
+
+/// Context paths with positions, heredoc files, destination, history words.
+type CopySources = (Vec<(String, Pos)>, Vec<InlineFile>, String, Vec<String>);
+
+/// The sources of COPY/ADD: context paths (expanded), heredoc files (expanded unless the
+/// delimiter was quoted), each path with its position.
+fn copy_sources(ctx: &Ctx<'_>, ins: &Instruction, env: &[(String, String)]) -> Result<CopySources, Error> {
+    let last = ins.args.len().saturating_sub(1);
+    let mut paths = Vec::new();
+    let mut heredocs = Vec::new();
+    let mut history = Vec::new();
+    for (i, src) in ins.args.iter().enumerate().take(last) {
+        let pos = ins.arg_pos(i);
+        match heredoc_word(src) {
+            Some(doc) => {
+                let mut content = ins
+                    .heredocs
+                    .iter()
+                    .find(|h| h.name == doc.name)
+                    .map(|h| h.content.clone())
+                    .unwrap_or_default();
+                if doc.chomp {
+                    content = chomp_heredoc_content(&content);
+                }
+                if doc.expand {
+                    content = expand_raw(&content, env)
+                        .map_err(|e| ctx.err(pos, format!("failed to expand heredoc {}: {e}", doc.name)))?;
+                }
+                history.push(format!("<<{}", doc.name));
+                heredocs.push(InlineFile { name: doc.name, content });
+            }
+            None => {
+                let path = ctx.expand(src, env, pos)?;
+                history.push(path.clone());
+                paths.push((path, pos));
+            }
+        }
+    }
+    let dest = ctx.expand(ins.args.get(last).map_or("", String::as_str), env, ins.arg_pos(last))?;
+    Ok((paths, heredocs, dest, history))
+}
+
+/// BuildKit's raw expansion of heredoc content (`SkipProcessQuotes`: quotes are literal,
+/// `\` still escapes).
+fn expand_raw(content: &str, env: &[(String, String)]) -> Result<String, String> {
+    let mut escaped = String::with_capacity(content.len());
+    for c in content.chars() {
+        if c == '\'' || c == '"' {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    expand_word_with_escape(&escaped, env, '\\')
+}
+
+/// `COPY`/`ADD` history text: BuildKit's commit message.
+fn copy_history(
+    keyword: &str,
+    chown: &Option<String>,
+    chmod: &Option<String>,
+    srcs: &[String],
+    dest: &str,
+) -> String {
+    let mut out = keyword.to_owned();
+    if let Some(c) = chown {
+        out.push_str(&format!(" --chown={c}"));
+    }
+    if let Some(c) = chmod {
+        out.push_str(&format!(" --chmod={c}"));
+    }
+    for s in srcs {
+        out.push(' ');
+        out.push_str(s);
+    }
+    out.push(' ');
+    out.push_str(dest);
+    out
+}
+
+fn parse_chmod(ctx: &Ctx<'_>, value: &str, pos: Pos) -> Result<u32, Error> {
+    u32::from_str_radix(value, 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| ctx.err(pos, format!("invalid chmod parameter: {value}")))
 }
 
 struct StageInfo {
     name: Option<String>,
     final_state: StageState,
+}
+
+/// Parses the Dockerfile with our parser, errors located in `file`.
+pub(crate) fn parse_file(file: &str, text: &str) -> Result<parser::Dockerfile, Error> {
+    parser::parse(text).map_err(|e| {
+        Error::at(
+            Location { file: file.into(), line: e.pos.line.max(1), column: e.pos.column.max(1) },
+            e.message,
+        )
+        .with_source(text)
+    })
 }
 
 pub fn lower(
@@ -490,44 +748,70 @@ pub fn lower(
     options: &LowerOptions,
     resolver: &dyn ImageResolver,
 ) -> Result<BuildDefinition, Error> {
-    // The parser strips a UTF-8 BOM and gives spans into what remains.
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    if text.is_empty() {
-        return Err(Error::at(
-            Location { file: file.into(), line: 1, column: 1 },
-            "the Dockerfile cannot be empty",
-        ));
+    lower_inner(file, text, options, resolver).map_err(|e| e.with_source(text))
+}
+
+fn lower_inner(
+    file: &str,
+    text: &str,
+    options: &LowerOptions,
+    resolver: &dyn ImageResolver,
+) -> Result<BuildDefinition, Error> {
+    let start = Location { file: file.into(), line: 1, column: 1 };
+    if text.strip_prefix('\u{feff}').unwrap_or(text).is_empty() {
+        return Err(Error::at(start, "the Dockerfile cannot be empty"));
     }
-    let dockerfile = parse_dockerfile::parse(text).map_err(|e| syntax_error(file, text, &e))?;
-    let escape = dockerfile.parser_directives.escape.as_ref().map_or('\\', |d| d.value.value);
-    let mut ctx = Ctx { file, text, escape, build_args: options.build_args.clone(), warnings: Vec::new() };
+    let dockerfile = parse_file(file, text)?;
+    let escape = dockerfile.escape;
+    let mut ctx = Ctx { file, escape, build_args: options.build_args.clone(), warnings: Vec::new() };
+
+    // BuildKit's `instructions.Parse`: every instruction checked, in order, before anything runs.
+    let mut seen_from = false;
+    for ins in &dockerfile.instructions {
+        check_instruction(&ctx, ins)?;
+        if ins.name == "from" {
+            seen_from = true;
+        } else if !seen_from && ins.name != "arg" {
+            return Err(ctx.err(ins_pos(ins), "no build stage in current context"));
+        }
+    }
+    if !seen_from {
+        return Err(Error::at(start, "dockerfile contains no stages to build"));
+    }
+    let first_from = dockerfile.instructions.iter().position(|i| i.name == "from").unwrap_or(0);
+    let (global_args, rest) = dockerfile.instructions.split_at(first_from);
+    // Stages: each FROM and the instructions up to the next.
+    let mut stage_list: Vec<(&Instruction, Vec<&Instruction>)> = Vec::new();
+    for ins in rest {
+        if ins.name == "from" {
+            stage_list.push((ins, Vec::new()));
+        } else if let Some(last) = stage_list.last_mut() {
+            last.1.push(ins);
+        }
+    }
 
     // Stage names first: `--target` and TARGETSTAGE need them.
     let mut names: Vec<Option<String>> = Vec::new();
-    for stage in dockerfile.stages() {
-        let name = stage.from.as_.as_ref().map(|(_, n)| n.value.to_lowercase());
-        if let (Some(name), Some((_, raw))) = (&name, &stage.from.as_) {
+    for (from, _) in &stage_list {
+        let name = from.args.get(2).map(|n| n.to_lowercase());
+        if let (Some(name), Some(raw)) = (&name, from.args.get(2)) {
             if !valid_stage_name(name) {
                 return Err(ctx.err(
-                    raw.span.start,
-                    format!("invalid name for build stage: \"{}\", name can't start with a number or contain symbols", raw.value),
+                    from.arg_pos(2),
+                    format!("invalid name for build stage: \"{raw}\", name can't start with a number or contain symbols"),
                 ));
             }
             if names.iter().any(|n| n.as_ref() == Some(name)) {
-                return Err(ctx.err(raw.span.start, format!("duplicate stage name \"{name}\"")));
+                return Err(ctx.err(from.arg_pos(2), format!("duplicate stage name \"{name}\"")));
             }
         }
         names.push(name);
     }
     let target = match &options.target {
-        Some(t) => {
-            names.iter().position(|n| n.as_deref() == Some(t.to_lowercase().as_str())).ok_or_else(|| {
-                Error::at(
-                    Location { file: file.into(), line: 1, column: 1 },
-                    format!("target stage \"{t}\" could not be found"),
-                )
-            })?
-        }
+        Some(t) => names
+            .iter()
+            .position(|n| n.as_deref() == Some(t.to_lowercase().as_str()))
+            .ok_or_else(|| Error::at(start.clone(), format!("target stage \"{t}\" could not be found")))?,
         None => names.len() - 1,
     };
 
@@ -553,13 +837,13 @@ pub fn lower(
         set_env(&mut global, k, &v);
     }
     let mut declared: BTreeSet<String> = defaults.iter().map(|(k, _)| k.to_string()).collect();
-    for arg in dockerfile.global_args() {
-        let offset = arg.arguments.span.start;
-        let pairs = parse_arg_pairs(&arg.arguments.value, escape).map_err(|e| ctx.err(offset, e))?;
+    for arg in global_args {
+        let pos = arg.args_pos;
+        let pairs = parse_arg_pairs(&arg.args).map_err(|e| ctx.err(pos, e))?;
         for (key, default) in pairs {
             let value = match (ctx.build_arg(&key), default) {
                 (Some(v), _) => Some(v.to_owned()),
-                (None, Some(d)) => Some(ctx.expand(&d, &global, offset)?),
+                (None, Some(d)) => Some(ctx.expand(&d, &global, pos)?),
                 (None, None) => None,
             };
             if let Some(v) = value {
@@ -571,32 +855,24 @@ pub fn lower(
 
     let mut stages: Vec<Stage> = Vec::new();
     let mut infos: Vec<StageInfo> = Vec::new();
-    for (index, stage) in dockerfile.stages().enumerate() {
-        let from = stage.from;
-        let from_start = from.from.span.start;
-        let raw_base = &from.image.value;
-        let base_name = ctx.expand(raw_base, &global, from.image.span.start)?;
+    for (index, (from, instructions)) in stage_list.iter().enumerate() {
+        let from_pos = ins_pos(from);
+        let raw_base = from.args.first().map_or("", String::as_str);
+        let base_name = ctx.expand(raw_base, &global, from.arg_pos(0))?;
         if base_name.is_empty() {
-            return Err(ctx.err(from_start, format!("base name ({raw_base}) should not be blank")));
+            return Err(ctx.err(from_pos, format!("base name ({raw_base}) should not be blank")));
         }
-        for flag in &from.options {
-            match &*flag.name.value {
-                "platform" => {
-                    let raw = flag_value(&ctx, flag)?;
-                    let value = ctx.expand(raw, &global, flag.span().start)?;
-                    if value.is_empty() {
-                        return Err(
-                            ctx.err(from_start, format!("empty platform value from expression {raw}"))
-                        );
-                    }
-                    if value.to_ascii_lowercase() != platform {
-                        let loc = ctx.loc(from_start);
-                        ctx.warnings.push(format!(
-                            "[Warning] {loc}: FROM --platform={value} differs from the host platform ({platform}); building for the host platform"
-                        ));
-                    }
-                }
-                other => return Err(ctx.err(flag.span().start, format!("unknown flag: {other}"))),
+        let flags = parse_flags(&ctx, from)?;
+        if let Some((raw, pos)) = flags.get("platform") {
+            let value = ctx.expand(raw, &global, pos)?;
+            if value.is_empty() {
+                return Err(ctx.err(from_pos, format!("empty platform value from expression {raw}")));
+            }
+            if value.to_ascii_lowercase() != platform {
+                let loc = ctx.loc(from_pos);
+                ctx.warnings.push(format!(
+                    "[Warning] {loc}: FROM --platform={value} differs from the host platform ({platform}); building for the host platform"
+                ));
             }
         }
         let name = names[index].clone();
@@ -608,12 +884,14 @@ pub fn lower(
             .iter()
             .position(|s| s.name.as_deref() == Some(lower_base.as_str()))
             .or_else(|| base_name.parse::<usize>().ok().filter(|&j| j < infos.len()));
-        let (base, mut state) = if base_name == "scratch" {
-            (Base::Scratch, StageState::new(Vec::new(), "/".into()))
+        let (base, mut state, triggers) = if base_name == "scratch" {
+            (Base::Scratch, StageState::new(Vec::new(), "/".into()), Vec::new())
         } else if let Some(j) = earlier {
-            (Base::Stage(j), infos[j].final_state.clone())
+            let mut state = infos[j].final_state.clone();
+            let triggers = std::mem::take(&mut state.on_build);
+            (Base::Stage(j), state, triggers)
         } else {
-            let config = resolver.resolve(&base_name).map_err(|e| ctx.err(from_start, e))?;
+            let config = resolver.resolve(&base_name).map_err(|e| ctx.err(from_pos, e))?;
             let env = config
                 .env
                 .iter()
@@ -623,33 +901,44 @@ pub fn lower(
                 })
                 .collect();
             let workdir = config.working_dir.filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into());
-            (Base::Image(base_name.clone()), StageState::new(env, workdir))
+            (Base::Image(base_name.clone()), StageState::new(env, workdir), config.on_build)
         };
 
         let display = name.clone().unwrap_or_else(|| format!("stage-{index}"));
+        let scope = Scope { global: &global, names: &names, index, display: &display };
         let mut steps = Vec::new();
-        for instruction in stage.instructions {
-            let start = keyword_start(instruction);
-            let mut text = ctx.line(start);
-            let op = lower_instruction(
-                &mut ctx,
-                instruction,
-                &mut state,
-                &global,
-                &names,
-                index,
-                &display,
-                &mut declared,
-                &mut text,
-            )?;
-            steps.push(Step { location: ctx.loc(start), text, op });
+        // The base's ONBUILD triggers run first, located at the FROM.
+        for trigger in &triggers {
+            let fail = |ctx: &Ctx<'_>, message: String| {
+                ctx.err(from_pos, format!("failed to process ONBUILD trigger \"{trigger}\": {message}"))
+            };
+            let parsed = parser::parse(trigger).map_err(|e| fail(&ctx, e.message))?;
+            let [ins] = parsed.instructions.as_slice() else {
+                return Err(fail(&ctx, "a trigger must be exactly one instruction".into()));
+            };
+            if matches!(ins.name.as_str(), "onbuild" | "from" | "maintainer") {
+                return Err(fail(
+                    &ctx,
+                    format!("{} isn't allowed as an ONBUILD trigger", ins.keyword.to_uppercase()),
+                ));
+            }
+            check_instruction(&ctx, ins).map_err(|e| fail(&ctx, e.message().to_owned()))?;
+            let mut text = format!("ONBUILD {}", ins.original.trim());
+            let op = lower_instruction(&mut ctx, ins, &mut state, &scope, &mut declared, &mut text)
+                .map_err(|e| fail(&ctx, e.message().to_owned()))?;
+            steps.push(Step { location: ctx.loc(from_pos), text, op });
+        }
+        for ins in instructions {
+            let mut text = ins.original.trim().to_owned();
+            let op = lower_instruction(&mut ctx, ins, &mut state, &scope, &mut declared, &mut text)?;
+            steps.push(Step { location: ctx.loc(ins_pos(ins)), text, op });
         }
         stages.push(Stage {
             index,
             name: name.clone(),
             base,
-            location: ctx.loc(from_start),
-            text: ctx.line(from_start),
+            location: ctx.loc(from_pos),
+            text: from.original.trim().to_owned(),
             steps,
         });
         infos.push(StageInfo { name, final_state: state });
@@ -666,35 +955,46 @@ pub fn lower(
         ctx.warnings
             .push(format!("[Warning] One or more build-args [{}] were not consumed", unused.join(" ")));
     }
+    for w in &dockerfile.warnings {
+        ctx.warnings.push(format!(
+            "[Warning] {}: {} (NoEmptyContinuation)",
+            ctx.loc(Pos { line: w.line, column: 1 }),
+            w.message
+        ));
+    }
     Ok(BuildDefinition { stages, target, warnings: ctx.warnings })
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What an instruction needs to know about the build beyond its stage.
+struct Scope<'a> {
+    global: &'a [(String, String)],
+    names: &'a [Option<String>],
+    index: usize,
+    display: &'a str,
+}
+
 fn lower_instruction(
     ctx: &mut Ctx<'_>,
-    instruction: &Instruction<'_>,
+    ins: &Instruction,
     state: &mut StageState,
-    global: &[(String, String)],
-    names: &[Option<String>],
-    index: usize,
-    display: &str,
+    scope: &Scope<'_>,
     declared: &mut BTreeSet<String>,
     text: &mut String,
 ) -> Result<Op, Error> {
-    let start = keyword_start(instruction);
-    let not_yet = |what: &str| ctx.err(start, format!("{what} is not supported yet"));
-    let op = match instruction {
-        Instruction::Arg(arg) => {
-            let offset = arg.arguments.span.start;
-            let pairs = parse_arg_pairs(&arg.arguments.value, ctx.escape).map_err(|e| ctx.err(offset, e))?;
+    let pos = ins_pos(ins);
+    let flags = parse_flags(ctx, ins)?;
+    let op = match ins.name.as_str() {
+        "arg" => {
+            let pos = ins.args_pos;
+            let pairs = parse_arg_pairs(&ins.args).map_err(|e| ctx.err(pos, e))?;
             let mut history = Vec::new();
             for (key, default) in pairs {
                 let from_cli = ctx.build_arg(&key).map(str::to_owned);
                 let value = match (from_cli, default) {
                     (Some(v), _) => Some(v),
-                    (None, Some(d)) => Some(ctx.expand(&d, &state.env, offset)?),
+                    (None, Some(d)) => Some(ctx.expand(&d, &state.env, pos)?),
                     // `ARG NAME` without a default takes the global value.
-                    (None, None) => env_get(global, &key).map(str::to_owned),
+                    (None, None) => env_get(scope.global, &key).map(str::to_owned),
                 };
                 if let Some(v) = &value {
                     set_env(&mut state.env, &key, v);
@@ -705,42 +1005,46 @@ fn lower_instruction(
             }
             Op::Config(ConfigOp::Arg(history))
         }
-        Instruction::Run(run) => {
-            if let Some(flag) = run.options.first() {
-                let name = &flag.name.value;
-                return Err(match &**name {
-                    "mount" | "network" | "security" | "device" => {
-                        ctx.err(flag.span().start, format!("RUN --{name} is not supported yet"))
-                    }
-                    _ => ctx.err(flag.span().start, format!("unknown flag: {name}")),
-                });
+        "run" => {
+            if let Some((name, _, fpos)) = flags.0.first() {
+                return Err(ctx.err(*fpos, format!("RUN --{name} is not supported yet")));
             }
-            let args = match &run.arguments {
-                Command::Exec(exec) => exec.value.iter().map(|s| s.value.to_string()).collect(),
-                Command::Shell(shell) if run.here_docs.is_empty() => {
-                    let mut args = state.shell.clone();
-                    args.push(ctx.line(shell.span.start).trim().to_owned());
-                    args
-                }
-                Command::Shell(_) => {
-                    let cmd_start = run.run.span.end + ctx.text[run.run.span.end..].len()
-                        - ctx.text[run.run.span.end..].trim_start_matches([' ', '\t']).len();
-                    let cmd = ctx.line(cmd_start).trim().to_owned();
-                    let doc = &run.here_docs[0];
-                    let mut args = state.shell.clone();
-                    if is_single_heredoc(&cmd) {
-                        if doc.value.starts_with("#!") {
-                            return Err(not_yet("RUN with a heredoc starting with #! (a script file)"));
+            let args = if ins.json {
+                ins.args.clone()
+            } else {
+                let cmd = ins.args.first().cloned().unwrap_or_default();
+                let script = match ins.heredocs.first() {
+                    None => cmd,
+                    Some(first) if heredoc_word(&cmd).is_some() => {
+                        // The whole command is one heredoc: its content is the script.
+                        let data = if first.chomp {
+                            chomp_heredoc_content(&first.content)
+                        } else {
+                            first.content.clone()
+                        };
+                        if data.starts_with("#!") {
+                            return Err(ctx.err(
+                                pos,
+                                "RUN with a heredoc starting with #! (a script file) is not supported yet",
+                            ));
                         }
-                        args.push(doc.value.to_string());
-                    } else {
-                        let first = cmd.split_whitespace().next().unwrap_or_default();
-                        args.push(format!("{cmd}\n{}{}", doc.value, heredoc_name(first)));
+                        text.push_str(&format!(" ({})", summarize_heredoc(&first.content)));
+                        data
                     }
-                    text.push_str(&format!(" ({})", summarize_heredoc(&doc.value)));
-                    args
-                }
-                _ => return Err(not_yet("this form of RUN")),
+                    Some(_) => {
+                        // Heredocs later in the command: the shell reads them itself.
+                        let mut script = cmd;
+                        for doc in &ins.heredocs {
+                            script.push('\n');
+                            script.push_str(&doc.content);
+                            script.push_str(&doc.name);
+                        }
+                        script
+                    }
+                };
+                let mut args = state.shell.clone();
+                args.push(script);
+                args
             };
             // What the RUN's environment has beyond the image config: ARG values, and proxies.
             let mut build_args: Vec<String> = Vec::new();
@@ -762,76 +1066,121 @@ fn lower_instruction(
             let created_by = format!("RUN {}", run_command_string(&args, state));
             Op::Run(RunOp { args, build_args, created_by })
         }
-        Instruction::Copy(copy) => {
+        "copy" => {
             let mut from = None;
             let mut chown = None;
             let mut chmod = None;
-            for flag in &copy.options {
-                let offset = flag.span().start;
-                match &*flag.name.value {
+            let mut chmod_text = None;
+            for (name, value, fpos) in &flags.0 {
+                let fpos = *fpos;
+                match name.as_str() {
                     "from" => {
-                        let value = ctx.expand(flag_value(ctx, flag)?, &state.env, offset)?;
-                        from = Some(resolve_copy_from(ctx, &value, names, index, display, offset)?);
+                        let value = ctx.expand(value, &state.env, fpos)?;
+                        from = Some(resolve_copy_from(
+                            ctx,
+                            &value,
+                            scope.names,
+                            scope.index,
+                            scope.display,
+                            fpos,
+                        )?);
                     }
-                    "chown" => chown = Some(ctx.expand(flag_value(ctx, flag)?, &state.env, offset)?),
+                    "chown" => chown = Some(ctx.expand(value, &state.env, fpos)?),
                     "chmod" => {
-                        let value = ctx.expand(flag_value(ctx, flag)?, &state.env, offset)?;
-                        let mode = u32::from_str_radix(&value, 8)
-                            .ok()
-                            .filter(|m| *m <= 0o7777)
-                            .ok_or_else(|| ctx.err(offset, format!("invalid chmod parameter: {value}")))?;
-                        chmod = Some(mode);
+                        let value = ctx.expand(value, &state.env, fpos)?;
+                        chmod = Some(parse_chmod(ctx, &value, fpos)?);
+                        chmod_text = Some(value);
                     }
-                    name @ ("link" | "parents" | "exclude") => {
-                        return Err(ctx.err(offset, format!("COPY --{name} is not supported yet")));
-                    }
-                    other => return Err(ctx.err(offset, format!("unknown flag: {other}"))),
+                    other => return Err(ctx.err(fpos, format!("COPY --{other} is not supported yet"))),
                 }
             }
-            let mut sources = Vec::new();
-            for src in &copy.src {
-                match src {
-                    Source::Path(p) => sources.push(ctx.expand(&p.value, &state.env, p.span.start)?),
-                    Source::HereDoc(h) => {
-                        return Err(ctx.err(h.span.start, "COPY from a heredoc is not supported yet"));
-                    }
-                    _ => return Err(not_yet("this COPY source")),
-                }
-            }
-            let dest = ctx.expand(&copy.dest.value, &state.env, copy.dest.span.start)?;
-            let created_by = format!("COPY {} {dest}", sources.join(" "));
-            Op::Copy(CopyOp { sources, heredocs: Vec::new(), dest, from, chown, chmod, created_by })
+            let (paths, heredocs, dest, history) = copy_sources(ctx, ins, &state.env)?;
+            let created_by = copy_history("COPY", &chown, &chmod_text, &history, &dest);
+            let sources = paths.into_iter().map(|(p, _)| p).collect();
+            Op::Copy(CopyOp { sources, heredocs, dest, from, chown, chmod, created_by })
         }
-        Instruction::Env(env) => {
-            let offset = env.arguments.span.start;
-            let pairs =
-                parse_name_val(&env.arguments.value, ctx.escape, "ENV").map_err(|e| ctx.err(offset, e))?;
+        "add" => {
+            let mut chown = None;
+            let mut chmod = None;
+            let mut chmod_text = None;
+            let mut checksum = None;
+            for (name, value, fpos) in &flags.0 {
+                let fpos = *fpos;
+                match name.as_str() {
+                    "chown" => chown = Some(ctx.expand(value, &state.env, fpos)?),
+                    "chmod" => {
+                        let value = ctx.expand(value, &state.env, fpos)?;
+                        chmod = Some(parse_chmod(ctx, &value, fpos)?);
+                        chmod_text = Some(value);
+                    }
+                    "checksum" => {
+                        let value = ctx.expand(value, &state.env, fpos)?;
+                        check_digest(&value).map_err(|e| ctx.err(fpos, e))?;
+                        checksum = Some((value, fpos));
+                    }
+                    "keep-git-dir" => {
+                        return Err(ctx.err(fpos, "ADD --keep-git-dir is only valid for git sources, and ADD from git is not supported"));
+                    }
+                    other => return Err(ctx.err(fpos, format!("ADD --{other} is not supported yet"))),
+                }
+            }
+            let (paths, heredocs, dest, history) = copy_sources(ctx, ins, &state.env)?;
+            let mut sources = Vec::new();
+            let mut urls = Vec::new();
+            for (p, ppos) in paths {
+                if is_git_source(&p) {
+                    return Err(ctx.err(ppos, "ADD from git is not supported"));
+                }
+                if is_http_source(&p) {
+                    urls.push(p);
+                } else {
+                    sources.push(p);
+                }
+            }
+            if let Some((_, fpos)) = &checksum {
+                if sources.len() + urls.len() + heredocs.len() != 1 {
+                    return Err(ctx.err(*fpos, "checksum can't be specified for multiple sources"));
+                }
+                if urls.is_empty() {
+                    return Err(ctx.err(*fpos, "checksum requires HTTP(S) or Git sources"));
+                }
+            }
+            let created_by = copy_history("ADD", &chown, &chmod_text, &history, &dest);
+            Op::Add(AddOp {
+                sources,
+                urls,
+                heredocs,
+                dest,
+                chown,
+                chmod,
+                checksum: checksum.map(|(c, _)| c),
+                created_by,
+            })
+        }
+        "env" | "label" => {
             // Every pair is expanded against the environment before this instruction.
             let mut expanded = Vec::new();
-            for (k, v) in pairs {
-                expanded.push((ctx.expand(&k, &state.env, offset)?, ctx.expand(&v, &state.env, offset)?));
+            for (i, triple) in ins.args.chunks(3).enumerate() {
+                let p = ins.arg_pos(i * 3);
+                let k = triple.first().map_or("", String::as_str);
+                let v = triple.get(1).map_or("", String::as_str);
+                expanded.push((ctx.expand(k, &state.env, p)?, ctx.expand(v, &state.env, p)?));
             }
-            for (k, v) in &expanded {
-                set_env(&mut state.env, k, v);
-                set_env(&mut state.config_env, k, v);
+            if ins.name == "env" {
+                for (k, v) in &expanded {
+                    set_env(&mut state.env, k, v);
+                    set_env(&mut state.config_env, k, v);
+                }
+                Op::Config(ConfigOp::Env(expanded))
+            } else {
+                Op::Config(ConfigOp::Label(expanded))
             }
-            Op::Config(ConfigOp::Env(expanded))
         }
-        Instruction::Label(label) => {
-            let offset = label.arguments.span.start;
-            let pairs = parse_name_val(&label.arguments.value, ctx.escape, "LABEL")
-                .map_err(|e| ctx.err(offset, e))?;
-            let mut expanded = Vec::new();
-            for (k, v) in pairs {
-                expanded.push((ctx.expand(&k, &state.env, offset)?, ctx.expand(&v, &state.env, offset)?));
-            }
-            Op::Config(ConfigOp::Label(expanded))
-        }
-        Instruction::Workdir(workdir) => {
-            let offset = workdir.arguments.span.start;
-            let path = ctx.expand(&workdir.arguments.value, &state.env, offset)?;
+        "workdir" => {
+            let p = ins.args_pos;
+            let path = ctx.expand(ins.args.first().map_or("", String::as_str), &state.env, p)?;
             if path.is_empty() {
-                return Err(ctx.err(offset, "cannot normalize nothing"));
+                return Err(ctx.err(p, "cannot normalize nothing"));
             }
             let path = if path.starts_with('/') {
                 clean_path(&path)
@@ -841,20 +1190,19 @@ fn lower_instruction(
             state.workdir = path.clone();
             Op::Workdir(path)
         }
-        Instruction::User(user) => Op::Config(ConfigOp::User(ctx.expand(
-            &user.arguments.value,
+        "user" => Op::Config(ConfigOp::User(ctx.expand(
+            ins.args.first().map_or("", String::as_str),
             &state.env,
-            user.arguments.span.start,
+            ins.args_pos,
         )?)),
-        Instruction::Cmd(cmd) => Op::Config(ConfigOp::Cmd(command_args(ctx, &cmd.arguments, state))),
-        Instruction::Entrypoint(ep) => {
-            Op::Config(ConfigOp::Entrypoint(command_args(ctx, &ep.arguments, state)))
-        }
-        Instruction::Expose(expose) => {
+        "cmd" => Op::Config(ConfigOp::Cmd(command_args(ins, state))),
+        "entrypoint" => Op::Config(ConfigOp::Entrypoint(command_args(ins, state))),
+        "expose" => {
             let mut ports: Vec<String> = Vec::new();
-            for arg in &expose.arguments {
-                for word in ctx.expand_words(&arg.value, &state.env, arg.span.start)? {
-                    for port in normalize_ports(&word).map_err(|e| ctx.err(arg.span.start, e))? {
+            for (i, arg) in ins.args.iter().enumerate() {
+                let p = ins.arg_pos(i);
+                for word in ctx.expand_words(arg, &state.env, p)? {
+                    for port in normalize_ports(&word).map_err(|e| ctx.err(p, e))? {
                         if !ports.contains(&port) {
                             ports.push(port);
                         }
@@ -863,60 +1211,135 @@ fn lower_instruction(
             }
             Op::Config(ConfigOp::Expose(ports))
         }
-        Instruction::Volume(volume) => {
-            let words = match &volume.arguments {
-                JsonOrStringArray::Json(json) => &json.value[..],
-                JsonOrStringArray::String(words) => &words[..],
-            };
+        "volume" => {
             let mut volumes = Vec::new();
-            for word in words {
-                let v = ctx.expand(&word.value, &state.env, word.span.start)?;
+            for (i, word) in ins.args.iter().enumerate() {
+                let v = ctx.expand(word, &state.env, ins.arg_pos(i))?;
                 if v.is_empty() {
-                    return Err(ctx.err(start, "VOLUME specified can not be an empty string"));
+                    return Err(ctx.err(pos, "VOLUME specified can not be an empty string"));
                 }
                 volumes.push(v);
             }
             Op::Config(ConfigOp::Volume(volumes))
         }
-        Instruction::Stopsignal(sig) => {
-            let value = ctx.expand(&sig.arguments.value, &state.env, sig.arguments.span.start)?;
+        "stopsignal" => {
+            let value = ctx.expand(ins.args.first().map_or("", String::as_str), &state.env, ins.args_pos)?;
             if !valid_signal(&value) {
-                return Err(ctx.err(sig.arguments.span.start, format!("Invalid signal: {value}")));
+                return Err(ctx.err(ins.args_pos, format!("Invalid signal: {value}")));
             }
             Op::Config(ConfigOp::StopSignal(value))
         }
-        Instruction::Shell(shell) => {
-            let args: Vec<String> = shell.arguments.iter().map(|s| s.value.to_string()).collect();
-            state.shell = args.clone();
-            Op::Config(ConfigOp::Shell(args))
+        "shell" => {
+            state.shell = ins.args.clone();
+            Op::Config(ConfigOp::Shell(ins.args.clone()))
         }
-        Instruction::Maintainer(m) => {
-            let loc = ctx.loc(start);
+        "maintainer" => {
+            let loc = ctx.loc(pos);
             ctx.warnings.push(format!(
                 "[Warning] {loc}: MAINTAINER instruction is deprecated in favor of using label (MaintainerDeprecated)"
             ));
-            Op::Config(ConfigOp::Maintainer(m.name.value.to_string()))
+            Op::Config(ConfigOp::Maintainer(ins.args.first().cloned().unwrap_or_default()))
         }
-        Instruction::Add(_) => return Err(not_yet("ADD")),
-        Instruction::Healthcheck(_) => return Err(not_yet("HEALTHCHECK")),
-        Instruction::Onbuild(_) => return Err(not_yet("ONBUILD")),
-        Instruction::From(_) => return Err(ctx.err(start, "unexpected FROM")),
-        _ => return Err(ctx.err(start, "unknown instruction")),
+        "healthcheck" => {
+            let typ = ins.args.first().map(|t| t.to_uppercase()).unwrap_or_default();
+            if typ == "NONE" {
+                Op::Config(ConfigOp::Healthcheck(Healthcheck {
+                    test: vec!["NONE".into()],
+                    interval: None,
+                    timeout: None,
+                    start_period: None,
+                    start_interval: None,
+                    retries: None,
+                }))
+            } else {
+                if typ != "CMD" {
+                    return Err(
+                        ctx.err(ins.args_pos, format!("Unknown type \"{typ}\" in HEALTHCHECK (try CMD)"))
+                    );
+                }
+                let cmd: Vec<String> = ins.args.iter().skip(1).cloned().collect();
+                if cmd.is_empty() {
+                    return Err(ctx.err(pos, "Missing command after HEALTHCHECK CMD"));
+                }
+                let mut test = vec![if ins.json { "CMD".to_owned() } else { "CMD-SHELL".to_owned() }];
+                test.extend(cmd);
+                let retries = match flags.get("retries") {
+                    None | Some(("", _)) => None,
+                    Some((v, fpos)) => {
+                        let n: i32 = v.parse().map_err(|_| {
+                            ctx.err(fpos, format!("strconv.ParseInt: parsing \"{v}\": invalid syntax"))
+                        })?;
+                        if n < 0 {
+                            return Err(ctx.err(fpos, format!("--retries cannot be negative ({n})")));
+                        }
+                        Some(n as u32)
+                    }
+                };
+                Op::Config(ConfigOp::Healthcheck(Healthcheck {
+                    test,
+                    interval: healthcheck_interval(ctx, &flags, "interval")?,
+                    timeout: healthcheck_interval(ctx, &flags, "timeout")?,
+                    start_period: healthcheck_interval(ctx, &flags, "start-period")?,
+                    start_interval: healthcheck_interval(ctx, &flags, "start-interval")?,
+                    retries,
+                }))
+            }
+        }
+        "onbuild" => {
+            // BuildKit's `Expression`: the text after ONBUILD, heredoc bodies appended.
+            let original = ins.original.trim_start();
+            let after = original.get(ins.keyword.len()..).unwrap_or_default().trim_start();
+            let mut trigger = after.to_owned();
+            for doc in &ins.heredocs {
+                trigger.push('\n');
+                trigger.push_str(&doc.content);
+                trigger.push_str(&doc.name);
+            }
+            state.on_build.push(trigger.clone());
+            Op::Config(ConfigOp::Onbuild(trigger))
+        }
+        "from" => return Err(ctx.err(pos, "unexpected FROM")),
+        _ => return Err(ctx.err(pos, parser::unknown_instruction_message(&ins.keyword))),
     };
     Ok(op)
 }
 
 /// CMD / ENTRYPOINT arguments: exec form as written, shell form wrapped in the SHELL.
-fn command_args(ctx: &Ctx<'_>, command: &Command<'_>, state: &StageState) -> Vec<String> {
-    match command {
-        Command::Exec(exec) => exec.value.iter().map(|s| s.value.to_string()).collect(),
-        Command::Shell(shell) => {
+fn command_args(ins: &Instruction, state: &StageState) -> Vec<String> {
+    if ins.json {
+        return ins.args.clone();
+    }
+    match ins.args.first() {
+        Some(cmd) => {
             let mut args = state.shell.clone();
-            args.push(ctx.line(shell.span.start).trim().to_owned());
+            args.push(cmd.clone());
             args
         }
-        _ => Vec::new(),
+        None => Vec::new(),
     }
+}
+
+/// BuildKit's history text for RUN: `|N K=V ... argv` when build args are in scope.
+fn run_command_string(args: &[String], state: &StageState) -> String {
+    let mut build_env: Vec<(String, String)> = Vec::new();
+    for (key, value) in &state.args {
+        let v = env_get(&state.env, key).map(str::to_owned).or_else(|| value.clone()).unwrap_or_default();
+        set_env(&mut build_env, key, &v);
+    }
+    let mut parts = Vec::new();
+    if !build_env.is_empty() {
+        parts.push(format!("|{}", build_env.len()));
+        parts.extend(build_env.iter().map(|(k, v)| format!("{k}={v}")));
+    }
+    parts.extend(args.iter().cloned());
+    parts.join(" ")
+}
+
+fn summarize_heredoc(doc: &str) -> String {
+    let doc = doc.trim();
+    let mut lines = doc.lines();
+    let first = lines.next().unwrap_or_default().to_owned();
+    if lines.next().is_some() { first + "..." } else { first }
 }
 
 /// `COPY --from=`: an earlier stage by name or index, else an image.
@@ -926,7 +1349,7 @@ fn resolve_copy_from(
     names: &[Option<String>],
     index: usize,
     display: &str,
-    offset: usize,
+    offset: Pos,
 ) -> Result<CopyFrom, Error> {
     let found = match value.parse::<usize>() {
         Ok(i) if i >= names.len() => return Err(ctx.err(offset, format!("invalid stage index {i}"))),
@@ -954,18 +1377,6 @@ mod tests {
         assert_eq!(logical_line("RUN echo a \\\n  && echo b\nRUN x", '\\'), "RUN echo a   && echo b");
         assert_eq!(logical_line("RUN a \\\n# comment\n\n b \\  \r\n c\r\n", '\\'), "RUN a  b  c");
         assert_eq!(logical_line("RUN a `\n b", '`'), "RUN a  b");
-    }
-
-    #[test]
-    fn name_val_forms() {
-        assert_eq!(
-            parse_name_val("a=b c=\"d e\"", '\\', "ENV").unwrap(),
-            [("a".into(), "b".into()), ("c".into(), "\"d e\"".into())]
-        );
-        assert_eq!(parse_name_val("a  b c", '\\', "ENV").unwrap(), [("a".into(), "b c".into())]);
-        assert!(parse_name_val("a=b c", '\\', "ENV").unwrap_err().contains("can't find = in \"c\""));
-        assert_eq!(parse_name_val("=b", '\\', "LABEL").unwrap_err(), "LABEL names can not be blank");
-        assert_eq!(parse_name_val("a", '\\', "ENV").unwrap_err(), "ENV must have two arguments");
     }
 
     #[test]
@@ -997,10 +1408,23 @@ mod tests {
     }
 
     #[test]
-    fn heredoc_detection() {
-        assert!(is_single_heredoc("<<EOF"));
-        assert!(is_single_heredoc("<<-\"EOF\""));
-        assert!(!is_single_heredoc("<<EOF bash"));
-        assert_eq!(heredoc_name("<<-'EOF'"), "EOF");
+    fn go_durations() {
+        assert_eq!(parse_go_duration("1m30s").unwrap(), 90_000_000_000);
+        assert_eq!(parse_go_duration("500ms").unwrap(), 500_000_000);
+        assert_eq!(parse_go_duration("1.5h").unwrap(), 5_400_000_000_000);
+        assert_eq!(parse_go_duration("0").unwrap(), 0);
+        assert!(
+            parse_go_duration("10").is_err()
+                && parse_go_duration("1x").is_err()
+                && parse_go_duration("").is_err()
+        );
+    }
+
+    #[test]
+    fn digests_and_sources() {
+        assert!(check_digest(&format!("sha256:{}", "a".repeat(64))).is_ok());
+        assert!(check_digest("sha256:abc").is_err() && check_digest("md5:x").is_err());
+        assert!(is_git_source("https://github.com/a/b.git#main") && is_git_source("git@github.com:a/b"));
+        assert!(is_http_source("https://example.com/f.tar.gz"));
     }
 }

@@ -91,3 +91,65 @@ fn words_test() {
     assert!(passed > 20);
     assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
 }
+
+fn parser_dir() -> Option<PathBuf> {
+    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/conformance/buildkit-parser"));
+    if dir.join("testfiles").is_dir() {
+        Some(dir)
+    } else {
+        println!("SKIP: {} is absent", dir.display());
+        None
+    }
+}
+
+/// Parser cases we deliberately do not match, with the reason: none.
+const PARSER_EXCEPTIONS: &[(&str, &str)] = &[];
+
+fn case_dirs(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
+    dirs.sort();
+    dirs
+}
+
+/// BuildKit's `TestParseCases`: our AST dump equals BuildKit's `result` byte for byte.
+#[test]
+fn buildkit_parser_testfiles() {
+    let Some(dir) = parser_dir() else { return };
+    let (mut passed, mut total, mut failures) = (0, 0, Vec::new());
+    for case in case_dirs(&dir.join("testfiles")) {
+        let name = case.file_name().unwrap().to_string_lossy().into_owned();
+        if PARSER_EXCEPTIONS.iter().any(|(n, _)| *n == name) {
+            continue;
+        }
+        total += 1;
+        let text = std::fs::read(case.join("Dockerfile")).unwrap();
+        let expected = std::fs::read_to_string(case.join("result")).unwrap().replace("\r\n", "\n");
+        let got = frontend::decode("Dockerfile", &text)
+            .and_then(frontend::dump_ast)
+            .map(|d| d.replace("\r\n", "\n"));
+        match got {
+            Ok(got) if got == expected => passed += 1,
+            Ok(got) => failures.push(format!("{name}:\n--- expected\n{expected}--- got\n{got}")),
+            Err(e) => failures.push(format!("{name}: error {e}")),
+        }
+    }
+    println!("buildkit-parser testfiles: {passed}/{total} passed");
+    assert_eq!(total, 33 - PARSER_EXCEPTIONS.len(), "case count changed");
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// BuildKit's `TestParseErrorCases`: every negative case is rejected.
+#[test]
+fn buildkit_parser_negative_testfiles() {
+    let Some(dir) = parser_dir() else { return };
+    let mut total = 0;
+    for case in case_dirs(&dir.join("testfiles-negative")) {
+        total += 1;
+        let text = std::fs::read(case.join("Dockerfile")).unwrap();
+        let got = frontend::decode("Dockerfile", &text).and_then(frontend::dump_ast);
+        assert!(got.is_err(), "{} was accepted: {got:?}", case.display());
+    }
+    println!("buildkit-parser testfiles-negative: {total}/{total} rejected");
+    assert_eq!(total, 4);
+}

@@ -1,8 +1,8 @@
 //! Lowering Dockerfiles into stages and steps, asserted on the output structs.
 
 use frontend::{
-    Base, BaseConfig, BuildDefinition, ConfigOp, CopyFrom, CopyOp, Error, ImageResolver, Location,
-    LowerOptions, Op, RunOp, Step, build_definition,
+    AddOp, Base, BaseConfig, BuildDefinition, ConfigOp, CopyFrom, CopyOp, Error, Healthcheck, ImageResolver,
+    InlineFile, Location, LowerOptions, Op, RunOp, Step, build_definition,
 };
 
 /// Knows `busybox` (PATH and FOO set, WORKDIR /home) and `alpine` (no WORKDIR).
@@ -17,6 +17,11 @@ impl ImageResolver for FakeResolver {
                 on_build: vec![],
             }),
             "alpine" => Ok(BaseConfig { env: vec!["PATH=/bin".into()], working_dir: None, on_build: vec![] }),
+            "triggers" => Ok(BaseConfig {
+                env: vec!["FOO=base".into()],
+                working_dir: None,
+                on_build: vec!["RUN echo $FOO".into(), "ENV T=$FOO".into()],
+            }),
             other => Err(format!("image {other} not found")),
         }
     }
@@ -171,7 +176,8 @@ fn env_and_workdir_expand_with_base_image_env() {
                 from: None,
                 chown: Some("one:one".into()),
                 chmod: Some(0o755),
-                created_by: "COPY from-image one.txt /dst/one/".into(),
+                // BuildKit's history text names --chown/--chmod too.
+                created_by: "COPY --chown=one:one --chmod=755 from-image one.txt /dst/one/".into(),
             }),
         ]
     );
@@ -404,7 +410,15 @@ fn copy_from_later_or_own_stage_is_an_error() {
 
 #[test]
 fn errors_carry_locations() {
-    assert_eq!(lower_err("FROM busybox\n\nFOO bar\n"), "Dockerfile:3:1: unknown instruction: FOO");
+    // BuildKit suggests the closest instruction.
+    assert_eq!(
+        lower_err("FROM busybox\n\nFOO bar\n"),
+        "Dockerfile:3:1: unknown instruction: FOO (did you mean FROM?)"
+    );
+    assert_eq!(
+        lower_err("FROM busybox\nCOPPY a b\n"),
+        "Dockerfile:2:1: unknown instruction: COPPY (did you mean COPY?)"
+    );
     assert_eq!(lower_err("RUN x\nFROM busybox\n"), "Dockerfile:1:1: no build stage in current context");
     assert_eq!(lower_err(""), "Dockerfile:1:1: the Dockerfile cannot be empty");
     assert_eq!(lower_err("# just a comment\n"), "Dockerfile:1:1: file with no instructions");
@@ -424,10 +438,9 @@ fn errors_carry_locations() {
         "Dockerfile:2:5: failed to process \"${B:?must_be_set}\": B: must_be_set"
     );
     assert_eq!(lower_err("FROM busybox\nENV =x\n"), "Dockerfile:2:5: ENV names can not be blank");
-    assert_eq!(lower_err("FROM busybox\n  ADD a /b\n"), "Dockerfile:2:3: ADD is not supported yet");
     assert_eq!(
-        lower_err("FROM busybox\nHEALTHCHECK NONE\n"),
-        "Dockerfile:2:1: HEALTHCHECK is not supported yet"
+        lower_err("FROM busybox\n  ADD --link a /b\n"),
+        "Dockerfile:2:7: ADD --link is not supported yet"
     );
     assert_eq!(
         lower_err("FROM busybox\nRUN --mount=type=cache,target=/x true\n"),
@@ -492,4 +505,346 @@ fn from_an_earlier_stage_by_name_or_index() {
     // The stage inherits the earlier stage's ENV for expansion.
     let def = lower("FROM busybox AS base\nENV X=1\nFROM 0\nENV Y=$X\n");
     assert_eq!(ops(&def, 1), vec![Op::Config(ConfigOp::Env(pairs(&[("Y", "1")])))]);
+}
+
+fn file(name: &str, content: &str) -> InlineFile {
+    InlineFile { name: name.into(), content: content.into() }
+}
+
+#[test]
+fn copy_heredocs_expand_unless_quoted() {
+    let def = lower(
+        "FROM busybox\nENV NAME=world\nCOPY <<EOF <<'RAW' /dst/\nhello $NAME \"q\" 'x'\nEOF\nkeep $NAME\nRAW\n\
+         COPY <<-EOF /one\n\tindented $NAME\n\tEOF\n",
+    );
+    let ops = ops(&def, 0);
+    assert_eq!(
+        ops[1],
+        Op::Copy(CopyOp {
+            sources: vec![],
+            heredocs: vec![file("EOF", "hello world \"q\" 'x'\n"), file("RAW", "keep $NAME\n")],
+            dest: "/dst/".into(),
+            from: None,
+            chown: None,
+            chmod: None,
+            created_by: "COPY <<EOF <<RAW /dst/".into(),
+        })
+    );
+    match &ops[2] {
+        Op::Copy(c) => assert_eq!(c.heredocs, vec![file("EOF", "indented world\n")]),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(def.stages[0].steps[2].location, loc(8, 1));
+    assert_eq!(
+        lower_err("FROM busybox\nCOPY a <<EOF\nx\nEOF\n"),
+        "Dockerfile:2:8: COPY cannot accept a heredoc as a destination"
+    );
+}
+
+#[test]
+fn run_heredocs_anywhere_in_the_command() {
+    let def = lower(
+        "FROM busybox\nRUN cat <<A > /a && cat <<\"B\" > /b\na $X\nA\nb\nB\nRUN <<-EOF\n\techo tab\n\tEOF\n\
+         RUN [\"cat\", \"<<EOF\"]\n",
+    );
+    let ops = ops(&def, 0);
+    assert_eq!(
+        run_op(&ops[0]).args,
+        strings(&["/bin/sh", "-c", "cat <<A > /a && cat <<\"B\" > /b\na $X\nA\nb\nB"])
+    );
+    assert_eq!(run_op(&ops[1]).args, strings(&["/bin/sh", "-c", "echo tab\n"]));
+    assert_eq!(def.stages[0].steps[1].text, "RUN <<-EOF (echo tab)");
+    // Exec form has no heredocs: the next line is an instruction.
+    assert_eq!(run_op(&ops[2]).args, strings(&["cat", "<<EOF"]));
+    assert!(
+        lower_err("FROM busybox\nRUN <<EOF\nunterminated\n").contains("Dockerfile:2:1: unterminated heredoc")
+    );
+}
+
+#[test]
+fn add_lowers_sources_urls_and_flags() {
+    let sum = format!("sha256:{}", "ab".repeat(32));
+    let def = lower(&format!(
+        "FROM busybox\nENV V=1\nADD --chown=1:$V --chmod=644 a-$V.tar https://example.com/f.txt /d/\n\
+         ADD --checksum={sum} https://example.com/x.tgz /x\nADD <<EOF /inline\n$V\nEOF\n"
+    ));
+    let ops = ops(&def, 0);
+    assert_eq!(
+        ops[1],
+        Op::Add(AddOp {
+            sources: strings(&["a-1.tar"]),
+            urls: strings(&["https://example.com/f.txt"]),
+            heredocs: vec![],
+            dest: "/d/".into(),
+            chown: Some("1:1".into()),
+            chmod: Some(0o644),
+            checksum: None,
+            created_by: "ADD --chown=1:1 --chmod=644 a-1.tar https://example.com/f.txt /d/".into(),
+        })
+    );
+    match &ops[2] {
+        Op::Add(a) => assert_eq!((a.checksum.as_deref(), a.urls.len()), (Some(sum.as_str()), 1)),
+        other => panic!("{other:?}"),
+    }
+    match &ops[3] {
+        Op::Add(a) => assert_eq!(a.heredocs, vec![file("EOF", "1\n")]),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        lower_err(&format!("FROM busybox\nADD --checksum={sum} a /b\n")),
+        "Dockerfile:2:5: checksum requires HTTP(S) or Git sources"
+    );
+    assert_eq!(
+        lower_err("FROM busybox\nADD --checksum=sha256:abc https://e.com/a /b\n"),
+        "Dockerfile:2:5: invalid checksum digest length"
+    );
+    assert_eq!(
+        lower_err("FROM busybox\nADD https://github.com/a/b.git#main /src\n"),
+        "Dockerfile:2:5: ADD from git is not supported"
+    );
+    assert_eq!(
+        lower_err("FROM busybox\nADD git@github.com:a/b /src\n"),
+        "Dockerfile:2:5: ADD from git is not supported"
+    );
+    assert!(
+        lower_err("FROM busybox\nADD --keep-git-dir a /b\n")
+            .starts_with("Dockerfile:2:5: ADD --keep-git-dir")
+    );
+    assert_eq!(
+        lower_err("FROM busybox\nADD --exclude=x a /b\n"),
+        "Dockerfile:2:5: ADD --exclude is not supported yet"
+    );
+    assert_eq!(
+        lower_err("FROM busybox\nADD a\n"),
+        "Dockerfile:2:5: ADD requires at least two arguments, but only one was provided. Destination could not be determined"
+    );
+}
+
+#[test]
+fn healthcheck_lowers_like_docker() {
+    let def = lower(
+        "FROM busybox\nHEALTHCHECK NONE\nHEALTHCHECK CMD [\"curl\", \"-f\", \"x\"]\n\
+         HEALTHCHECK --interval=1m30s --timeout=500ms --start-period=1h --start-interval=0s --retries=3 \\\n  CMD curl -f x || exit 1\n",
+    );
+    let ops = ops(&def, 0);
+    let none = Healthcheck {
+        test: strings(&["NONE"]),
+        interval: None,
+        timeout: None,
+        start_period: None,
+        start_interval: None,
+        retries: None,
+    };
+    assert_eq!(ops[0], Op::Config(ConfigOp::Healthcheck(none.clone())));
+    assert_eq!(
+        ops[1],
+        Op::Config(ConfigOp::Healthcheck(Healthcheck {
+            test: strings(&["CMD", "curl", "-f", "x"]),
+            ..none.clone()
+        }))
+    );
+    assert_eq!(
+        ops[2],
+        Op::Config(ConfigOp::Healthcheck(Healthcheck {
+            test: strings(&["CMD-SHELL", "curl -f x || exit 1"]),
+            interval: Some(90_000_000_000),
+            timeout: Some(500_000_000),
+            start_period: Some(3_600_000_000_000),
+            start_interval: Some(0),
+            retries: Some(3),
+        }))
+    );
+    assert_eq!(
+        lower_err("FROM busybox\nHEALTHCHECK --interval=10us CMD x\n"),
+        "Dockerfile:2:13: Interval \"interval\" cannot be less than 1ms"
+    );
+    assert_eq!(
+        lower_err("FROM busybox\nHEALTHCHECK --retries=-1 CMD x\n"),
+        "Dockerfile:2:13: --retries cannot be negative (-1)"
+    );
+    assert_eq!(
+        lower_err("FROM busybox\nHEALTHCHECK --intervall=1s CMD x\n"),
+        "Dockerfile:2:13: unknown flag: --intervall (did you mean interval?)"
+    );
+    assert_eq!(
+        lower_err("FROM busybox\nHEALTHCHECK CONNECT x\n"),
+        "Dockerfile:2:13: Unknown type \"CONNECT\" in HEALTHCHECK (try CMD)"
+    );
+    assert_eq!(
+        lower_err("FROM busybox\nHEALTHCHECK CMD\n"),
+        "Dockerfile:2:1: Missing command after HEALTHCHECK CMD"
+    );
+    assert_eq!(
+        lower_err("FROM busybox\nHEALTHCHECK NONE x\n"),
+        "Dockerfile:2:1: HEALTHCHECK NONE takes no arguments"
+    );
+}
+
+#[test]
+fn onbuild_records_and_runs_triggers() {
+    let def = lower(
+        "FROM busybox AS base\nONBUILD RUN echo hi\nonbuild COPY <<EOF /f\nx\nEOF\n\
+         FROM base\nENV A=1\nFROM triggers\nENV FOO=mine\n",
+    );
+    assert_eq!(
+        ops(&def, 0),
+        vec![
+            Op::Config(ConfigOp::Onbuild("RUN echo hi".into())),
+            Op::Config(ConfigOp::Onbuild("COPY <<EOF /f\nx\nEOF".into())),
+        ]
+    );
+    // A stage built on `base` runs its triggers first, located at the FROM.
+    let steps = &def.stages[1].steps;
+    assert_eq!(steps.len(), 3);
+    assert_eq!(steps[0].location, loc(6, 1));
+    assert_eq!(steps[0].text, "ONBUILD RUN echo hi");
+    assert_eq!(run_op(&steps[0].op).args, strings(&["/bin/sh", "-c", "echo hi"]));
+    match &steps[1].op {
+        Op::Copy(c) => assert_eq!((c.heredocs.clone(), c.dest.as_str()), (vec![file("EOF", "x\n")], "/f")),
+        other => panic!("{other:?}"),
+    }
+    // Triggers of an image, expanded with the new stage's env.
+    let steps = &def.stages[2].steps;
+    assert_eq!(steps[0].text, "ONBUILD RUN echo $FOO");
+    assert_eq!(steps[1].op, Op::Config(ConfigOp::Env(pairs(&[("T", "base")]))));
+    assert_eq!(steps[2].location, loc(9, 1));
+    assert_eq!(
+        lower_err("FROM busybox\nONBUILD ONBUILD RUN x\n"),
+        "Dockerfile:2:1: Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed"
+    );
+    assert_eq!(
+        lower_err("FROM busybox\nONBUILD FROM x\n"),
+        "Dockerfile:2:1: FROM isn't allowed as an ONBUILD trigger"
+    );
+    assert_eq!(
+        lower_err("FROM busybox\nONBUILD maintainer x\n"),
+        "Dockerfile:2:1: MAINTAINER isn't allowed as an ONBUILD trigger"
+    );
+    assert_eq!(
+        lower_err("FROM busybox\nONBUILD\n"),
+        "Dockerfile:2:1: ONBUILD requires at least one argument"
+    );
+}
+
+#[test]
+fn actionable_errors_with_source_line() {
+    let err = lower_with("FROM busybox\n  COPPY a b\n", &LowerOptions::default()).unwrap_err();
+    assert_eq!(err.to_string(), "Dockerfile:2:3: unknown instruction: COPPY (did you mean COPY?)");
+    assert_eq!(err.source_line(), Some("  COPPY a b"));
+    assert_eq!(
+        lower_err("FROM busybox\nCOPY --foo a b\n"),
+        "Dockerfile:2:6: unknown flag: --foo (did you mean from?)"
+    );
+    assert_eq!(
+        lower_err("FROM busybox\nCOPY --chown a b\n"),
+        "Dockerfile:2:6: missing a value on flag: --chown"
+    );
+    assert_eq!(lower_err("FROM busybox\nRUN --bar x\n"), "Dockerfile:2:5: unknown flag: --bar");
+    assert_eq!(
+        lower_err("FROM busybox\nSHELL /bin/sh -c\n"),
+        "Dockerfile:2:7: SHELL requires the arguments to be in JSON form"
+    );
+    assert_eq!(lower_err("FROM busybox\nUSER\n"), "Dockerfile:2:1: USER requires exactly one argument");
+    assert_eq!(lower_err("FROM busybox\nENV\n"), "Dockerfile:2:1: ENV requires at least one argument");
+    assert_eq!(lower_err("FROM busybox\nENV A\n"), "Dockerfile:2:5: ENV must have two arguments");
+    assert_eq!(
+        lower_err("FROM busybox\nCMD [\"a\", 1]\n"),
+        "Dockerfile:2:5: when using JSON array syntax, arrays must be comprised of strings only"
+    );
+    assert_eq!(lower_err("FROM a b\n"), "Dockerfile:1:1: FROM requires either one or three arguments");
+    let err = frontend::build_definition_bytes(
+        "Dockerfile",
+        b"FROM busybox\nRUN echo \xff\n",
+        &LowerOptions::default(),
+        &FakeResolver,
+    )
+    .unwrap_err();
+    assert_eq!(err.to_string(), "Dockerfile:2:10: the Dockerfile is not valid UTF-8");
+}
+
+#[test]
+fn parser_warnings_and_directives() {
+    let def = lower("# syntax=docker/dockerfile:1\n# check=skip=all\nFROM busybox\nRUN a \\\n\n  b\n");
+    assert_eq!(run_op(&ops(&def, 0)[0]).args[2], "a   b");
+    assert_eq!(def.warnings.len(), 1);
+    assert!(def.warnings[0].contains("Empty continuation line"), "{:?}", def.warnings);
+    let parsed = frontend::parse("Dockerfile", "# syntax=x\nFROM a\n").unwrap();
+    assert_eq!(parsed.directive("syntax"), Some("x"));
+    assert_eq!(
+        frontend::dump_ast("FROM a\nonbuild run [\"x\"]\n").unwrap(),
+        "(from \"a\")\n(onbuild (run \"x\"))\n"
+    );
+}
+
+/// No input makes the frontend panic: a deterministic sweep of Dockerfile-like fragments.
+#[test]
+fn no_panic_on_odd_inputs() {
+    let pieces = [
+        "FROM a",
+        "FROM",
+        "\n",
+        "\r\n",
+        " ",
+        "\t",
+        "\\",
+        "`",
+        "#",
+        "# escape=`",
+        "RUN",
+        "COPY",
+        "ADD",
+        "<<",
+        "<<-",
+        "EOF",
+        "'",
+        "\"",
+        "[",
+        "]",
+        ",",
+        "--",
+        "--x=",
+        "=",
+        "$",
+        "${",
+        "}",
+        "ONBUILD",
+        "HEALTHCHECK",
+        "CMD",
+        "ENV",
+        "ARG",
+        "é",
+        "\u{feff}",
+        "\u{0}",
+        "AS",
+        "x",
+        "LABEL",
+        "SHELL",
+        "EXPOSE",
+        "VOLUME",
+        "WORKDIR",
+        "USER",
+    ];
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    for _ in 0..4000 {
+        let mut text = String::new();
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let len = (seed % 24) as usize;
+        for i in 0..len {
+            let r = seed.rotate_left(i as u32 * 5) as usize;
+            text.push_str(pieces[r % pieces.len()]);
+            if r.is_multiple_of(3) {
+                text.push(' ');
+            }
+        }
+        let _ = frontend::dump_ast(&text);
+        let _ = lower_with(&text, &LowerOptions::default());
+        let _ = frontend::build_definition_bytes(
+            "Dockerfile",
+            &text.as_bytes()[..text.len() / 2],
+            &LowerOptions::default(),
+            &FakeResolver,
+        );
+    }
 }
