@@ -93,7 +93,7 @@ impl CopyJob<'_> {
 }
 
 /// `mkdir -p` of `rel` inside `root`; directories that exist are left as they are.
-fn mkdir_all(root: &Path, rel: &Path, owner: (u32, u32)) -> Result<(), String> {
+pub(crate) fn mkdir_all(root: &Path, rel: &Path, owner: (u32, u32)) -> Result<(), String> {
     let mut sofar = PathBuf::new();
     for c in rel.components() {
         sofar.push(c);
@@ -187,7 +187,7 @@ fn copy_entry(
     Ok(())
 }
 
-fn chown(path: &Path, (uid, gid): (u32, u32)) -> Result<(), String> {
+pub(crate) fn chown(path: &Path, (uid, gid): (u32, u32)) -> Result<(), String> {
     fchownat(
         nix::fcntl::AT_FDCWD,
         path,
@@ -233,4 +233,59 @@ fn lookup_id(root: &Path, file: &str, name: &str, field: usize) -> Result<u32, S
             (cols.first() == Some(&name)).then(|| cols.get(field).and_then(|v| v.parse().ok())).flatten()
         })
         .ok_or_else(|| format!("unable to find {name} in {file}"))
+}
+
+/// Resolves the USER in effect (`user[:group]`, names or numbers) to the owner of what WORKDIR
+/// creates, as BuildKit's file ops do: a user name takes its uid *and primary gid* from
+/// /etc/passwd, a numeric uid without a group uses the uid as gid, and a group (name or
+/// number) replaces the gid. An empty USER is root. A name that /etc/passwd (or /etc/group)
+/// lacks is an error here (BuildKit silently uses 0).
+pub fn resolve_user(root: &Path, spec: &str) -> Result<(u32, u32), String> {
+    if spec.is_empty() {
+        return Ok((0, 0));
+    }
+    let (user, group) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let (uid, primary) = match user.parse::<u32>() {
+        Ok(n) => (n, n),
+        Err(_) => {
+            let uid = lookup_id(root, "/etc/passwd", user, 2)?;
+            (uid, lookup_id(root, "/etc/passwd", user, 3)?)
+        }
+    };
+    let gid = match group {
+        Some(g) if !g.is_empty() => lookup_id(root, "/etc/group", g, 2)?,
+        _ => primary,
+    };
+    Ok((uid, gid))
+}
+
+/// Writes a file made in the Dockerfile (a heredoc) or downloaded (ADD <url>) at `target_rel` inside `root`: missing
+/// parents are created (0755, owned like the file), an existing file is replaced.
+pub fn write_inline(
+    root: &Path,
+    target_rel: &Path,
+    content: &mut dyn io::Read,
+    owner: (u32, u32),
+    mode: u32,
+) -> Result<(), String> {
+    let shown = Path::new("/").join(target_rel);
+    let err = |what: &str, e: io::Error| format!("{what} {}: {e}", shown.display());
+    let parent = target_rel.parent().unwrap_or(Path::new(""));
+    let name = target_rel.file_name().ok_or_else(|| format!("{}: no file name", shown.display()))?;
+    mkdir_all(root, parent, owner)?;
+    let target = secure_join(root, parent).map_err(|e| err("resolve", e))?.join(name);
+    if let Ok(m) = fs::symlink_metadata(&target) {
+        if m.is_dir() {
+            return Err(format!("cannot replace directory {} with a file", shown.display()));
+        }
+        fs::remove_file(&target).map_err(|e| err("replace", e))?;
+    }
+    let mut out = fs::File::create(&target).map_err(|e| err("create", e))?;
+    io::copy(content, &mut out).map_err(|e| err("write", e))?;
+    chown(&target, owner)?;
+    fs::set_permissions(&target, fs::Permissions::from_mode(mode)).map_err(|e| err("chmod", e))?;
+    Ok(())
 }

@@ -49,6 +49,9 @@ pub enum ErrorKind {
     Copy { location: Location, step: String, message: String },
     #[error("{location}: FROM {reference}: {message}")]
     BaseImage { location: Location, reference: String, message: String },
+    /// A [`frontend::BuildDefinition`] that cannot be built (a stage index out of range...).
+    #[error("invalid build definition: {0}")]
+    Definition(String),
     #[error("{path}: {source}")]
     Context {
         path: PathBuf,
