@@ -59,6 +59,46 @@ pub enum Command {
     Run(RunArgs),
     /// Print a shell completion script.
     Completion(CompletionArgs),
+    /// Look inside the frontend: the parsed AST or the lowered build graph.
+    #[command(subcommand)]
+    Debug(DebugCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DebugCommand {
+    /// Print a Dockerfile's AST in BuildKit's parser-test format, one `(instruction ...)` a line.
+    DumpAst {
+        /// The Dockerfile.
+        #[arg(value_name = "DOCKERFILE")]
+        file: PathBuf,
+    },
+    /// Print the build graph a Dockerfile lowers to: stages, steps, and what the target needs.
+    Graph(GraphArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum GraphFormat {
+    Text,
+    /// Graphviz DOT (`| dot -Tsvg`).
+    Dot,
+}
+
+#[derive(Debug, Args)]
+pub struct GraphArgs {
+    /// The Dockerfile (default: CONTEXT/Dockerfile).
+    #[arg(short = 'f', long = "file", value_name = "PATH")]
+    pub file: Option<PathBuf>,
+    /// Set a build argument (`NAME=value`, or `NAME` to take it from the environment).
+    #[arg(long = "build-arg", value_name = "NAME[=VALUE]")]
+    pub build_args: Vec<String>,
+    /// Lower for this target stage.
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: GraphFormat,
+    /// The build context directory.
+    #[arg(value_name = "CONTEXT")]
+    pub context: PathBuf,
 }
 
 #[derive(Debug, Args)]

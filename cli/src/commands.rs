@@ -22,6 +22,8 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Save(a) => save(&store()?, a),
         Command::Load(a) => load(&store()?, a),
         Command::Run(a) => run(&store()?, a),
+        Command::Debug(args::DebugCommand::DumpAst { file }) => dump_ast(&file),
+        Command::Debug(args::DebugCommand::Graph(a)) => graph(&store()?, a),
         Command::Completion(a) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(a.shell, &mut cmd, "rbuild", &mut io::stdout());
@@ -43,27 +45,38 @@ fn key_value(s: &str, what: &str) -> Result<Option<(String, String)>> {
     }
 }
 
-fn build(store: &Store, a: args::BuildArgs) -> Result<ExitCode> {
-    let context = a.context.clone();
-    let meta = std::fs::metadata(&context)
+/// Checks the context directory and reads the Dockerfile (default `CONTEXT/Dockerfile`);
+/// returns its name for messages and its text (non-UTF-8 is a located error).
+fn read_dockerfile(context: &std::path::Path, file: Option<&std::path::Path>) -> Result<(String, String)> {
+    let meta = std::fs::metadata(context)
         .map_err(|_| anyhow!("context directory {:?} does not exist", context.display().to_string()))?;
     if !meta.is_dir() {
         bail!("context {:?} is not a directory", context.display().to_string());
     }
-    let file = a.file.clone().unwrap_or_else(|| context.join("Dockerfile"));
-    let dockerfile =
-        std::fs::read_to_string(&file).with_context(|| format!("reading Dockerfile {}", file.display()))?;
-    let tags = a.tags.iter().map(|t| parse_ref(t)).collect::<Result<Vec<_>>>()?;
-    let mut build_args = Vec::new();
-    for b in &a.build_args {
-        build_args.extend(key_value(b, "--build-arg")?);
+    let file = file.map_or_else(|| context.join("Dockerfile"), std::path::Path::to_path_buf);
+    let bytes = std::fs::read(&file).with_context(|| format!("reading Dockerfile {}", file.display()))?;
+    let name = file.display().to_string();
+    let text = frontend::decode(&name, &bytes)?.to_string();
+    Ok((name, text))
+}
+
+fn build_args(args: &[String]) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for b in args {
+        out.extend(key_value(b, "--build-arg")?);
     }
+    Ok(out)
+}
+
+fn build(store: &Store, a: args::BuildArgs) -> Result<ExitCode> {
+    let (dockerfile_name, dockerfile) = read_dockerfile(&a.context, a.file.as_deref())?;
+    let tags = a.tags.iter().map(|t| parse_ref(t)).collect::<Result<Vec<_>>>()?;
     store.remove_stale_snapshots()?;
     let options = solver::BuildOptions {
-        context,
+        context: a.context.clone(),
         dockerfile,
-        dockerfile_name: file.display().to_string(),
-        build_args,
+        dockerfile_name,
+        build_args: build_args(&a.build_args)?,
         target: a.target.clone(),
         tags: tags.clone(),
         no_cache: a.no_cache,
@@ -77,6 +90,34 @@ fn build(store: &Store, a: args::BuildArgs) -> Result<ExitCode> {
             eprintln!("naming to {t}");
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn dump_ast(file: &std::path::Path) -> Result<ExitCode> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading Dockerfile {}", file.display()))?;
+    let name = file.display().to_string();
+    let ast = frontend::parse(&name, frontend::decode(&name, &bytes)?)?;
+    print!("{}", frontend::parser::dump(&ast.instructions));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn graph(store: &Store, a: args::GraphArgs) -> Result<ExitCode> {
+    let (dockerfile_name, dockerfile) = read_dockerfile(&a.context, a.file.as_deref())?;
+    let options = solver::BuildOptions {
+        context: a.context.clone(),
+        dockerfile,
+        dockerfile_name,
+        build_args: build_args(&a.build_args)?,
+        target: a.target.clone(),
+        tags: vec![],
+        no_cache: false,
+    };
+    let def = solver::lower(store, &options)?;
+    let out = match a.format {
+        args::GraphFormat::Text => crate::graph::text(&def),
+        args::GraphFormat::Dot => crate::graph::dot(&def),
+    };
+    print!("{out}");
     Ok(ExitCode::SUCCESS)
 }
 

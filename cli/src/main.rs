@@ -5,6 +5,7 @@
 
 mod args;
 mod commands;
+mod graph;
 mod progress;
 
 use std::process::ExitCode;
@@ -47,4 +48,14 @@ fn report(e: &anyhow::Error) {
         }
     }
     eprintln!("rbuild: error: {msg}");
+    let frontend_error =
+        e.downcast_ref::<frontend::Error>().or_else(|| match e.downcast_ref::<solver::Error>()?.kind() {
+            solver::ErrorKind::Frontend(f) => Some(f),
+            _ => None,
+        });
+    if let Some(f) = frontend_error
+        && let Some(line) = f.source_line()
+    {
+        eprintln!("{:>6} | {line}", f.location().line);
+    }
 }

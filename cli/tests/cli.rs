@@ -47,3 +47,53 @@ fn building_is_the_default_action_and_global_root_works_before_it() {
     let bare = Command::new(BIN).output().unwrap();
     assert_eq!(bare.status.code(), Some(2), "bare rbuild should print usage");
 }
+
+#[test]
+fn debug_dump_ast_prints_buildkits_format() {
+    let ctx = context(&[(
+        "Dockerfile",
+        "# escape=\\\nFROM busybox AS b\nENV A=1 B=\"x y\"\nRUN --network=none echo hi \\\n  there\nCMD [\"a\", \"b\"]\nONBUILD RUN true\n",
+    )]);
+    let out =
+        Command::new(BIN).args(["debug", "dump-ast"]).arg(ctx.path().join("Dockerfile")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "(from \"busybox\" \"AS\" \"b\")\n\
+         (env \"A\" \"1\" \"=\" \"B\" \"\\\"x y\\\"\" \"=\")\n\
+         (run [\"--network=none\"] \"echo hi   there\")\n\
+         (cmd \"a\" \"b\")\n\
+         (onbuild (run \"true\"))\n"
+    );
+}
+
+#[test]
+fn debug_graph_shows_needed_and_skipped_stages_as_text_and_dot() {
+    let s = TestStore::new(BIN);
+    s.import_busybox();
+    let ctx = context(&[(
+        "Dockerfile",
+        "FROM busybox AS deps\nRUN echo deps\nFROM busybox AS unused\nRUN exit 1\nFROM scratch\nCOPY --from=deps /bin/busybox /busybox\n",
+    )]);
+    let text = s.ok(&["debug", "graph", ctx.path().to_str().unwrap()]);
+    assert!(text.contains("stage 0 deps [needed]"), "{text}");
+    assert!(text.contains("stage 1 unused [skipped]"), "{text}");
+    assert!(text.contains("stage 2 stage-2 [target] from scratch"), "{text}");
+    assert!(text.contains("COPY --from=deps /bin/busybox /busybox  <- stage 0"), "{text}");
+    let dot = s.ok(&["debug", "graph", "--format", "dot", ctx.path().to_str().unwrap()]);
+    assert!(dot.starts_with("digraph build {"), "{dot}");
+    assert!(dot.contains("s0_0 -> s2_0 [style=dashed, label=\"COPY --from\"]"), "{dot}");
+    assert!(dot.contains("label=\"stage 1: unused\", style=dashed"), "{dot}");
+}
+
+#[test]
+fn a_dockerfile_that_is_not_utf8_is_a_located_error() {
+    let s = TestStore::new(BIN);
+    let ctx = context(&[]);
+    std::fs::write(ctx.path().join("Dockerfile"), b"FROM busybox\nRUN echo \xff\xfe\n").unwrap();
+    let out = s.run(&["build", ctx.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Dockerfile:2:10") && err.contains("not valid UTF-8"), "{err}");
+    assert!(!err.contains("panicked"));
+}

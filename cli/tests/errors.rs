@@ -17,9 +17,9 @@ fn failing_build(s: &TestStore, ctx: &Path) -> (String, String) {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(1), "expected exit 1:\n{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
-    let last = stderr.lines().last().unwrap_or_default().to_string();
-    assert!(last.starts_with("rbuild: error: "), "{stderr}");
-    (last, stderr)
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("rbuild: error: ")).collect();
+    assert_eq!(errors.len(), 1, "expected exactly one error line:\n{stderr}");
+    (errors[0].to_string(), stderr)
 }
 
 /// Nothing tagged `bad`, no temp files or snapshots left, and every blob matches its name.
@@ -44,10 +44,12 @@ fn assert_store_clean(s: &TestStore) {
 fn unknown_instruction_names_file_line_and_column() {
     let s = store();
     let ctx = context(&[("Dockerfile", "FROM busybox\nRUN true\nFOO bar\n")]);
-    let (line, _) = failing_build(&s, ctx.path());
+    let (line, stderr) = failing_build(&s, ctx.path());
     let expected = format!("{}:3:1", ctx.path().join("Dockerfile").display());
     assert!(line.contains(&expected), "{line}");
-    assert!(line.to_lowercase().contains("unknown instruction"), "{line}");
+    assert!(line.contains("unknown instruction: FOO"), "{line}");
+    // The offending line is shown under the error.
+    assert!(stderr.lines().any(|l| l.trim_start().starts_with("3 | FOO bar")), "{stderr}");
     assert_store_clean(&s);
 }
 

@@ -137,6 +137,36 @@ impl TestStore {
     pub fn path(&self) -> &Path {
         self.root.path()
     }
+
+    /// The image config of `image`, byte for byte as `rbuild save --format oci` exports it:
+    /// `index.json` -> manifest -> config blob, read from the archive. (skopeo's `--config`
+    /// re-encodes through OCI's struct and drops Docker's fields such as `Healthcheck`.)
+    pub fn config(&self, image: &str) -> serde_json::Value {
+        let tar_path = self.root.path().join(format!("inspect-{}.tar", image.replace([':', '/'], "_")));
+        self.ok(&["save", "--format", "oci", "-o", tar_path.to_str().expect("utf-8 temp path"), image]);
+        let mut files = std::collections::HashMap::new();
+        let mut archive = tar::Archive::new(File::open(&tar_path).expect("saved archive"));
+        for entry in archive.entries().expect("archive entries") {
+            let mut entry = entry.expect("archive entry");
+            let path = entry.path().expect("entry path").to_string_lossy().into_owned();
+            let mut body = Vec::new();
+            io::Read::read_to_end(&mut entry, &mut body).expect("entry body");
+            files.insert(path, body);
+        }
+        let _ = std::fs::remove_file(&tar_path);
+        let json = |path: &str| -> serde_json::Value {
+            serde_json::from_slice(
+                files.get(path).unwrap_or_else(|| panic!("{path} missing from the archive")),
+            )
+            .expect("JSON in the archive")
+        };
+        let blob = |d: &serde_json::Value| {
+            format!("blobs/sha256/{}", &d.as_str().expect("digest")["sha256:".len()..])
+        };
+        let index = json("index.json");
+        let manifest = json(&blob(&index["manifests"][0]["digest"]));
+        json(&blob(&manifest["config"]["digest"]))
+    }
 }
 
 impl Drop for TestStore {
