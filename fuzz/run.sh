@@ -14,7 +14,7 @@ shift || true
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(dirname "$here")"
 corpus="$here/corpus/parse_lower"
-conformance="${CONFORMANCE_DIR:-/work/shared/conformance/buildkit-parser/testfiles}"
+conformance="${CONFORMANCE_DIR:-$root/../shared/conformance/buildkit-parser/testfiles}"
 mkdir -p "$corpus" "$here/artifacts/parse_lower"
 
 # Seeds: copied at run time, never committed (corpus/ is in fuzz/.gitignore).
