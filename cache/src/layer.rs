@@ -96,10 +96,15 @@ impl Store {
     pub fn adopt_layer_dir(&self, layer: &Layer, upper: &Path) -> Result<()> {
         let dir = self.unpacked_path(layer);
         let _lock = self.lock(&format!("layer-{}", layer.diff_id.hex()))?;
+        // Young for gc's grace period until a cache record references it (an upperdir's own
+        // mtime may be as old as the step).
         if fs::symlink_metadata(&dir).is_ok() {
+            crate::gc::touch(&dir);
             return fs::remove_dir_all(upper).at(upper);
         }
-        fs::rename(upper, &dir).at(&dir)
+        fs::rename(upper, &dir).at(&dir)?;
+        crate::gc::touch(&dir);
+        Ok(())
     }
 
     fn unpacked_path(&self, layer: &Layer) -> PathBuf {
@@ -110,7 +115,7 @@ impl Store {
         let media_type = sink.compression.media_type();
         let path = sink.path.clone();
         let (tmp, diff_id, digest, size) = sink.finish().at(&path)?;
-        if !self.has_blob(&digest) {
+        if !self.keep_blob(&digest) {
             self.commit_blob(tmp, &digest)?;
         }
         Ok(Layer { digest, diff_id, size, media_type: media_type.to_string() })

@@ -8,6 +8,7 @@
 mod archive;
 mod digest;
 mod error;
+mod gc;
 mod layer;
 pub mod oci;
 mod reference;
@@ -17,6 +18,7 @@ mod store;
 pub use archive::{ArchiveFormat, LoadedImage};
 pub use digest::{Digest, Hasher, HashingWriter};
 pub use error::{Error, Result};
+pub use gc::{GC_GRACE, PruneReport, TMP_MAX_AGE, VerifyReport};
 pub use layer::Compression;
 pub use oci::{Image, ImageConfig, Layer};
 pub use reference::ImageRef;

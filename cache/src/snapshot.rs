@@ -116,6 +116,11 @@ impl Store {
         let file = OpenOptions::new().create_new(true).write(true).open(&lock_path).at(&lock_path)?;
         let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock)
             .map_err(|(_, e)| Error::Io { path: lock_path.clone(), source: e.into() })?;
+        // The diff ids of the lowers, so gc keeps their directories while the snapshot lives.
+        let layers_path = staging.join(crate::gc::SNAPSHOT_LAYERS);
+        let diff_ids: Vec<&crate::Digest> = layers.iter().map(|l| &l.diff_id).collect();
+        fs::write(&layers_path, serde_json::to_vec(&diff_ids).expect("diff ids serialize"))
+            .at(&layers_path)?;
         let dir = self.root().join("snapshots").join(&id);
         fs::rename(&staging, &dir).at(&dir)?;
         if lowers.is_empty() {
@@ -156,8 +161,14 @@ impl Store {
     /// Removes the snapshot directories no live process holds (left by a build that was
     /// killed), unmounting their `merged/` first if still mounted. Returns how many.
     pub fn remove_stale_snapshots(&self) -> Result<usize> {
+        Ok(self.remove_stale_snapshots_sized()?.0)
+    }
+
+    /// [`Store::remove_stale_snapshots`], also returning the bytes of the files removed.
+    pub(crate) fn remove_stale_snapshots_sized(&self) -> Result<(usize, u64)> {
         let snapshots = self.root().join("snapshots");
         let mut removed = 0;
+        let mut bytes = 0;
         for entry in fs::read_dir(&snapshots).at(&snapshots)? {
             let dir = entry.at(&snapshots)?.path();
             if !fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
@@ -176,13 +187,17 @@ impl Store {
                 Err(e) => return Err(Error::Io { path: lock_path, source: e }),
             };
             unmount_all(&dir.join("merged"));
-            match fs::remove_dir_all(&dir) {
-                Ok(()) => removed += 1,
+            let size = crate::gc::tree_size(&dir);
+            match crate::gc::remove_tree(&dir) {
+                Ok(()) => {
+                    removed += 1;
+                    bytes += size;
+                }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(Error::Io { path: dir, source: e }),
             }
         }
-        Ok(removed)
+        Ok((removed, bytes))
     }
 }
 
@@ -278,7 +293,7 @@ fn is_mounted(path: &Path) -> bool {
 }
 
 /// Undoes the octal escapes (`\040` for a space) of a mountinfo field.
-fn unescape_mountinfo(field: &[u8]) -> Vec<u8> {
+pub(crate) fn unescape_mountinfo(field: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(field.len());
     let mut i = 0;
     while i < field.len() {

@@ -86,7 +86,7 @@ impl Store {
     /// Stores `data` as a blob and returns its digest.
     pub fn write_blob(&self, data: &[u8]) -> Result<Digest> {
         let digest = Digest::of(data);
-        if !self.has_blob(&digest) {
+        if !self.keep_blob(&digest) {
             let mut tmp = self.temp_file()?;
             tmp.write_all(data).at(tmp.path())?;
             self.commit_blob(tmp, &digest)?;
@@ -109,7 +109,7 @@ impl Store {
         {
             return Err(Error::DigestMismatch { expected: expected.clone(), actual: digest });
         }
-        if !self.has_blob(&digest) {
+        if !self.keep_blob(&digest) {
             self.commit_blob(tmp, &digest)?;
         }
         Ok((digest, len))

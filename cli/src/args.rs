@@ -62,6 +62,26 @@ pub enum Command {
     /// Look inside the frontend: the parsed AST or the lowered build graph.
     #[command(subcommand)]
     Debug(DebugCommand),
+    /// Manage the build cache.
+    #[command(subcommand)]
+    Builder(BuilderCommand),
+    /// Manage the store as a whole.
+    #[command(subcommand)]
+    System(SystemCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BuilderCommand {
+    /// Remove the build cache (images stay), then collect what only it used.
+    Prune,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SystemCommand {
+    /// Remove blobs, unpacked layers, snapshots and temp files that nothing references.
+    Prune,
+    /// Check every blob against its digest and every image and cache record for missing blobs.
+    Verify,
 }
 
 #[derive(Debug, Subcommand)]
@@ -118,6 +138,18 @@ pub struct BuildArgs {
     /// Do not use the build cache.
     #[arg(long)]
     pub no_cache: bool,
+    /// Do not use the build cache for this stage (name or index); may be repeated.
+    #[arg(long = "no-cache-filter", value_name = "STAGE")]
+    pub no_cache_filter: Vec<String>,
+    /// Say, for each step that misses the cache, why (which file, build arg, base image...).
+    #[arg(long)]
+    pub explain_cache: bool,
+    /// How many steps may run at once (default: the number of cores).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub jobs: usize,
+    /// Progress output: auto (a live display on a terminal, else plain), plain, tty or json.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: crate::progress::Mode,
     /// Print only the image ID on success.
     #[arg(short, long)]
     pub quiet: bool,

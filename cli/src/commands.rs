@@ -24,6 +24,24 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Run(a) => run(&store()?, a),
         Command::Debug(args::DebugCommand::DumpAst { file }) => dump_ast(&file),
         Command::Debug(args::DebugCommand::Graph(a)) => graph(&store()?, a),
+        Command::Builder(args::BuilderCommand::Prune) => {
+            println!("{}", store()?.prune_build_cache()?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::System(args::SystemCommand::Prune) => {
+            println!("{}", store()?.gc()?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::System(args::SystemCommand::Verify) => {
+            let report = store()?.verify()?;
+            if report.is_ok() {
+                println!("store verified: no problems");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!("{report}");
+                Ok(ExitCode::FAILURE)
+            }
+        }
         Command::Completion(a) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(a.shell, &mut cmd, "rbuild", &mut io::stdout());
@@ -80,8 +98,15 @@ fn build(store: &Store, a: args::BuildArgs) -> Result<ExitCode> {
         target: a.target.clone(),
         tags: tags.clone(),
         no_cache: a.no_cache,
+        no_cache_filter: a.no_cache_filter.clone(),
+        jobs: a.jobs,
+        explain: a.explain_cache,
+        cancel: Some(crate::interrupt::install()),
     };
-    let out = solver::build(store, &options, &progress::Plain { quiet: a.quiet })?;
+    let sink = progress::for_mode(a.progress, a.quiet);
+    let out = solver::build(store, &options, sink.as_progress());
+    sink.finish();
+    let out = out?;
     if a.quiet {
         println!("{}", out.image.digest);
     } else {
@@ -109,8 +134,7 @@ fn graph(store: &Store, a: args::GraphArgs) -> Result<ExitCode> {
         dockerfile_name,
         build_args: build_args(&a.build_args)?,
         target: a.target.clone(),
-        tags: vec![],
-        no_cache: false,
+        ..Default::default()
     };
     let def = solver::lower(store, &options)?;
     let out = match a.format {

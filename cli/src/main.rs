@@ -6,6 +6,7 @@
 mod args;
 mod commands;
 mod graph;
+mod interrupt;
 mod progress;
 
 use std::process::ExitCode;
@@ -21,7 +22,11 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             report(&e);
-            ExitCode::FAILURE
+            // Like a shell: a build stopped by Ctrl-C exits 128 + SIGINT.
+            let cancelled = e
+                .downcast_ref::<solver::Error>()
+                .is_some_and(|s| matches!(s.kind(), solver::ErrorKind::Cancelled));
+            if cancelled { ExitCode::from(130) } else { ExitCode::FAILURE }
         }
     }
 }

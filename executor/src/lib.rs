@@ -109,6 +109,9 @@ pub enum Error {
     /// The init broke its protocol with [`run`] (died without reporting, unreadable report).
     #[error("sandbox init failed: {0}")]
     Init(String),
+    /// [`run_cancellable`]'s flag was raised: the sandbox and everything in it was killed.
+    #[error("cancelled")]
+    Cancelled,
 }
 
 /// Runs `spec` in a new sandbox and waits for it to end.
@@ -116,7 +119,18 @@ pub enum Error {
 /// The sandbox is a re-execution of the current binary (see [`INIT_ARG`]); the spec reaches it
 /// as JSON ([`InitConfig`]) through a pipe on an inherited file descriptor.
 pub fn run(spec: &SandboxSpec, stdio: Stdio<'_>) -> Result<ExitStatus, Error> {
-    supervise::run(spec, stdio)
+    supervise::run(spec, stdio, None)
+}
+
+/// [`run`], but when `cancel` becomes true the sandbox is killed (its supervisor gets SIGKILL;
+/// the parent-death signal takes PID 1 and with it the whole pid namespace) and the call
+/// returns [`Error::Cancelled`] promptly. The flag is checked every 20 ms.
+pub fn run_cancellable(
+    spec: &SandboxSpec,
+    stdio: Stdio<'_>,
+    cancel: &std::sync::atomic::AtomicBool,
+) -> Result<ExitStatus, Error> {
+    supervise::run(spec, stdio, Some(cancel))
 }
 
 /// The entry point of the re-executed binary (`rbuild __rbuild-sandbox-init ...`). Never returns.

@@ -36,7 +36,11 @@ fn above_stdio(fd: OwnedFd, step: &'static str) -> Result<OwnedFd, Error> {
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
-pub(crate) fn run(spec: &SandboxSpec, stdio: Stdio<'_>) -> Result<ExitStatus, Error> {
+pub(crate) fn run(
+    spec: &SandboxSpec,
+    stdio: Stdio<'_>,
+    cancel: Option<&std::sync::atomic::AtomicBool>,
+) -> Result<ExitStatus, Error> {
     let config = InitConfig::new(spec)?;
     let json =
         serde_json::to_vec(&config).map_err(|e| Error::Setup { step: "encode spec", source: e.into() })?;
@@ -82,26 +86,61 @@ pub(crate) fn run(spec: &SandboxSpec, stdio: Stdio<'_>) -> Result<ExitStatus, Er
     drop(config_r);
     drop(status_w);
 
-    // A failed write means the init died early; its status says why, so report that instead.
-    let write_result = File::from(config_w).write_all(&json);
-
-    let mut read_error = None;
-    if let (Some(cb), Some(out)) = (callback.as_mut(), output) {
-        let mut out = File::from(out);
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            match out.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => cb(&buf[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    read_error = Some(e);
-                    break;
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let killed = std::sync::atomic::AtomicBool::new(false);
+    let (write_result, read_error) = std::thread::scope(|scope| {
+        if let Some(cancel) = cancel {
+            // The child is not waited for until this watcher has stopped, so its pid cannot be
+            // reused by another process while the watcher may still signal it.
+            let (done, killed) = (&done, &killed);
+            scope.spawn(move || {
+                use std::sync::atomic::Ordering::SeqCst;
+                while !done.load(SeqCst) {
+                    if cancel.load(SeqCst) {
+                        killed.store(true, SeqCst);
+                        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                        return;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+            });
+        }
+        // A failed write means the init died early; its status says why, so report that instead.
+        let write_result = File::from(config_w).write_all(&json);
+        let mut read_error = None;
+        if let (Some(cb), Some(out)) = (callback.as_mut(), output) {
+            let mut out = File::from(out);
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match out.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => cb(&buf[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        read_error = Some(e);
+                        break;
+                    }
                 }
             }
         }
+        // Wait for the init to exit *without reaping it* (WNOWAIT), so its pid stays ours until
+        // the watcher has stopped; polling, so a cancel can still kill it.
+        if cancel.is_some() {
+            use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
+            let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+            while let Ok(WaitStatus::StillAlive) = waitid(Id::Pid(pid), flags) {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        (write_result, read_error)
+    });
+    let init_status = child.wait();
+    if killed.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(Error::Cancelled);
     }
-    let init_status = child.wait().map_err(setup("wait for the sandbox init"))?;
+    let init_status = init_status.map_err(setup("wait for the sandbox init"))?;
     let mut report = Vec::new();
     File::from(status_r).read_to_end(&mut report).map_err(setup("read the sandbox status"))?;
     if let Some(source) = read_error {

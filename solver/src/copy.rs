@@ -40,6 +40,10 @@ pub struct CopyJob<'a> {
     pub dest: &'a str,
     pub owner: Owner,
     pub chmod: Option<u32>,
+    /// Which entries below a directory source to copy, by path relative to `src_root` (the
+    /// context's `.dockerignore`); a directory it rejects is skipped with its contents. None
+    /// copies everything.
+    pub include: Option<&'a dyn Fn(&Path) -> bool>,
 }
 
 /// Runs `job` into the rootfs mounted at `root`.
@@ -114,7 +118,12 @@ pub(crate) fn mkdir_all(root: &Path, rel: &Path, owner: (u32, u32)) -> Result<()
 
 fn copy_tree(root: &Path, src_dir: &Path, dest_rel: &Path, job: &CopyJob<'_>) -> Result<(), String> {
     let mut dirs = Vec::new();
-    for item in walkdir::WalkDir::new(src_dir).min_depth(1).sort_by_file_name() {
+    let walker = walkdir::WalkDir::new(src_dir).min_depth(1).sort_by_file_name().into_iter();
+    let wanted = |e: &walkdir::DirEntry| match job.include {
+        Some(include) => e.path().strip_prefix(job.src_root).map_or(true, include),
+        None => true,
+    };
+    for item in walker.filter_entry(wanted) {
         let item = item.map_err(|e| e.to_string())?;
         let below = item.path().strip_prefix(src_dir).map_err(|e| e.to_string())?;
         let target = dest_rel.join(below);

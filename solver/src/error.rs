@@ -24,6 +24,9 @@ impl<E: Into<ErrorKind>> From<E> for Error {
 /// `Dockerfile:LINE:COL: ...` on one line.
 #[derive(Debug, thiserror::Error)]
 pub enum ErrorKind {
+    /// The build was cancelled (Ctrl-C, or another stage failed first).
+    #[error("build cancelled")]
+    Cancelled,
     #[error(transparent)]
     Frontend(#[from] frontend::Error),
     #[error("{location}: {step}: {source}")]

@@ -7,14 +7,18 @@
 //! It never parses Dockerfiles and never touches namespaces itself.
 
 mod add;
-mod checksum;
+mod context;
 mod copy;
+mod dockerignore;
 mod error;
+mod explain;
 mod fsutil;
 mod time;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use cache::oci::{self, ContainerConfig, History, ImageConfig, Layer, RootFs};
@@ -24,13 +28,14 @@ use frontend::{
 };
 
 pub use error::{Error, ErrorKind, Result};
+use explain::{ExplainStore, KeyInputs};
 pub use time::now_rfc3339;
 
 /// The environment PATH of an image that sets none, as BuildKit gives `FROM scratch`.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// What to build.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct BuildOptions {
     /// The context directory (must exist).
     pub context: PathBuf,
@@ -43,11 +48,23 @@ pub struct BuildOptions {
     pub tags: Vec<ImageRef>,
     /// Run every step even when its key is cached (results are still stored).
     pub no_cache: bool,
+    /// Stages (by name or index) whose steps run even when cached (`--no-cache-filter`).
+    pub no_cache_filter: Vec<String>,
+    /// How many steps may execute at once (`--jobs`); 0 means the number of cores.
+    pub jobs: usize,
+    /// Report why each step missed the cache ([`Event::Explain`]).
+    pub explain: bool,
+    /// Raised (e.g. by a SIGINT handler) to abort the build: running sandboxes are killed,
+    /// snapshots removed, and the build returns [`ErrorKind::Cancelled`].
+    pub cancel: Option<&'static AtomicBool>,
 }
 
 /// How progress output names a step: `[stage-0 2/5] RUN echo hi`.
 #[derive(Debug, Clone)]
 pub struct StepName {
+    /// Unique in the build: the step's position over all stages in Dockerfile order (a stage's
+    /// FROM counts as a step).
+    pub id: usize,
     pub stage: String,
     pub index: usize,
     pub total: usize,
@@ -60,7 +77,8 @@ impl std::fmt::Display for StepName {
     }
 }
 
-/// Progress of a build, for the CLI to show.
+/// Progress of a build, for the CLI to show. Stages build in parallel, so events of different
+/// steps interleave, and they arrive from several threads.
 pub enum Event<'a> {
     Warning(&'a str),
     /// A step starts running (it was not cached).
@@ -69,10 +87,15 @@ pub enum Event<'a> {
     Cached(&'a StepName),
     /// A line of a RUN step's output.
     Output(&'a StepName, &'a str),
+    /// A step finished (a FROM is reported only with this, index 1).
     Finished(&'a StepName, Duration),
+    /// With [`BuildOptions::explain`]: why the step missed the cache, one line.
+    Explain(&'a StepName, &'a str),
+    /// The step failed with this message.
+    Failed(&'a StepName, &'a str),
 }
 
-pub trait Progress {
+pub trait Progress: Sync {
     fn event(&self, event: Event<'_>);
 }
 
@@ -128,8 +151,13 @@ pub fn lower(store: &Store, options: &BuildOptions) -> Result<BuildDefinition> {
 }
 
 /// Builds an already lowered definition into the store, tags the result with `options.tags`,
-/// and returns it. Of `options`, only `context`, `tags` and `no_cache` are read. `def`'s
-/// warnings are reported as [`Event::Warning`]s.
+/// and returns it. Of `options`, `dockerfile`, `build_args` and `target` are not read (lowering
+/// consumed them). `def`'s warnings are reported as [`Event::Warning`]s.
+///
+/// Every stage the target needs gets a thread; a stage waits only when it needs another
+/// stage's result (its base, or a `COPY --from`), so independent stages build in parallel,
+/// while at most `options.jobs` steps execute at once. The first failure cancels the rest:
+/// running sandboxes are killed and their snapshots removed.
 pub fn build_definition(
     store: &Store,
     def: &BuildDefinition,
@@ -140,24 +168,88 @@ pub fn build_definition(
     for w in &def.warnings {
         progress.event(Event::Warning(w));
     }
-    let mut builder = Builder {
+    let jobs = if options.jobs == 0 {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    } else {
+        options.jobs
+    };
+    let local_cancel = AtomicBool::new(false);
+    let builder = Builder {
         store,
         options,
         progress,
         def,
-        states: vec![None; def.stages.len()],
-        executed: 0,
-        cached: 0,
-        downloads: HashMap::new(),
+        slots: Mutex::new(vec![Slot::Pending; def.stages.len()]),
+        slot_changed: Condvar::new(),
+        executed: AtomicUsize::new(0),
+        cached: AtomicUsize::new(0),
+        cancel: options.cancel.unwrap_or(&local_cancel),
+        jobs: Semaphore::new(jobs),
+        ran_keys: Mutex::new(HashSet::new()),
+        first_error: Mutex::new(None),
+        context: std::sync::OnceLock::new(),
     };
-    let state = builder.stage(def.target)?;
+    let needed = needed_stages(def);
+    std::thread::scope(|scope| {
+        for (i, need) in needed.iter().enumerate() {
+            if *need {
+                let builder = &builder;
+                scope.spawn(move || builder.run_stage(i));
+            }
+        }
+    });
+    if let Some(e) = builder.first_error.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        return Err(e);
+    }
+    let state = builder.wait_stage(def.target)?;
     let mut config = state.config.clone();
     config.created = config.history.last().and_then(|h| h.created.clone());
     let image = store.put_image(&config, &state.layers)?;
     for tag in &options.tags {
         store.tag(tag, &image.digest)?;
     }
-    Ok(BuildOutput { image, executed: builder.executed, cached: builder.cached })
+    Ok(BuildOutput {
+        image,
+        executed: builder.executed.load(Ordering::SeqCst),
+        cached: builder.cached.load(Ordering::SeqCst),
+    })
+}
+
+#[derive(Clone)]
+enum Slot {
+    Pending,
+    Done(Box<State>),
+    Failed,
+}
+
+/// A counting semaphore: how many steps may execute at once.
+struct Semaphore {
+    free: Mutex<usize>,
+    freed: Condvar,
+}
+
+struct Permit<'a>(&'a Semaphore);
+
+impl Semaphore {
+    fn new(n: usize) -> Semaphore {
+        Semaphore { free: Mutex::new(n.max(1)), freed: Condvar::new() }
+    }
+
+    fn acquire(&self) -> Permit<'_> {
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        while *free == 0 {
+            free = self.freed.wait(free).unwrap_or_else(|p| p.into_inner());
+        }
+        *free -= 1;
+        Permit(self)
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        self.0.freed.notify_one();
+    }
 }
 
 struct Builder<'a> {
@@ -165,11 +257,33 @@ struct Builder<'a> {
     options: &'a BuildOptions,
     progress: &'a dyn Progress,
     def: &'a BuildDefinition,
-    states: Vec<Option<State>>,
-    executed: usize,
-    cached: usize,
-    /// URLs of the current ADD step downloaded while computing its key, by URL.
-    downloads: HashMap<String, add::Download>,
+    /// Each stage's result, filled by its thread; waited on by the stages that need it.
+    slots: Mutex<Vec<Slot>>,
+    slot_changed: Condvar,
+    executed: AtomicUsize,
+    cached: AtomicUsize,
+    cancel: &'a AtomicBool,
+    jobs: Semaphore,
+    /// Keys executed in this build, so that with `--no-cache` an identical step in another
+    /// stage reuses the first one's result instead of running again.
+    ran_keys: Mutex<HashSet<Digest>>,
+    /// The failure that stopped the build (not the cancellations it caused elsewhere).
+    first_error: Mutex<Option<Error>>,
+    /// The build context, read once, when the first step needs it.
+    context: std::sync::OnceLock<std::result::Result<context::Context, String>>,
+}
+
+/// The stages the target needs: itself and, transitively, its base and `COPY --from` stages.
+fn needed_stages(def: &BuildDefinition) -> Vec<bool> {
+    let mut need = vec![false; def.stages.len()];
+    let mut todo = vec![def.target];
+    while let Some(i) = todo.pop() {
+        if !need[i] {
+            need[i] = true;
+            todo.extend(stage_deps(&def.stages[i]));
+        }
+    }
+    need
 }
 
 /// Rejects definitions that would make the build loop index out of range or recurse: the
@@ -190,18 +304,67 @@ fn check_definition(def: &BuildDefinition) -> Result<()> {
 }
 
 impl Builder<'_> {
-    /// The final state of stage `index`, building it (and the stages it needs) first.
-    fn stage(&mut self, index: usize) -> Result<State> {
-        if let Some(s) = &self.states[index] {
-            return Ok(s.clone());
+    /// A stage's thread: builds it, publishes the result, and on failure cancels the build.
+    fn run_stage(&self, index: usize) {
+        let result = self.build_stage(index);
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(state) => slots[index] = Slot::Done(Box::new(state)),
+            Err(e) => {
+                slots[index] = Slot::Failed;
+                // Cancellations caused by another stage's failure are not the story.
+                let mut first = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
+                let cancelled = matches!(e.kind(), ErrorKind::Cancelled);
+                if first.is_none()
+                    || (!cancelled
+                        && first.as_ref().is_some_and(|f| matches!(f.kind(), ErrorKind::Cancelled)))
+                {
+                    *first = Some(e);
+                }
+                self.cancel.store(true, Ordering::SeqCst);
+            }
         }
+        drop(slots);
+        self.slot_changed.notify_all();
+    }
+
+    /// The final state of stage `index`, waiting for its thread to finish it.
+    fn wait_stage(&self, index: usize) -> Result<State> {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            match &slots[index] {
+                Slot::Done(state) => return Ok((**state).clone()),
+                Slot::Failed => return Err(ErrorKind::Cancelled.into()),
+                Slot::Pending => {
+                    let (guard, _) = self
+                        .slot_changed
+                        .wait_timeout(slots, Duration::from_millis(100))
+                        .unwrap_or_else(|p| p.into_inner());
+                    slots = guard;
+                    if self.cancelled() {
+                        return Err(ErrorKind::Cancelled.into());
+                    }
+                }
+            }
+        }
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::SeqCst)
+    }
+
+    /// The id of the first step (the FROM) of stage `index`.
+    fn first_id(&self, index: usize) -> usize {
+        self.def.stages[..index].iter().map(|s| s.steps.len() + 1).sum()
+    }
+
+    fn build_stage(&self, index: usize) -> Result<State> {
         let def = self.def;
         let stage = &def.stages[index];
-        for dep in stage_deps(stage) {
-            self.stage(dep)?;
-        }
         let total = stage.steps.len() + 1;
+        let first = self.first_id(index);
         let name = |i: usize, text: &str| StepName {
+            id: first + i - 1,
             stage: stage.display_name(),
             index: i,
             total,
@@ -211,17 +374,37 @@ impl Builder<'_> {
         let started = Instant::now();
         let mut state = self.base(stage)?;
         self.progress.event(Event::Finished(&from_name, started.elapsed()));
-        // BuildKit: ENTRYPOINT resets a CMD inherited from the base, not one set in this stage.
-        let mut cmd_set = false;
+        let no_cache =
+            self.options.no_cache
+                || self.options.no_cache_filter.iter().any(|f| {
+                    stage.name.as_deref() == Some(f.to_lowercase().as_str()) || *f == index.to_string()
+                });
+        let mut run = StageRun {
+            cmd_set: false,
+            no_cache,
+            parent_missed: false,
+            base: Some(self.base_description(stage)),
+            stage_name: stage.display_name(),
+        };
         for (i, step) in stage.steps.iter().enumerate() {
+            if self.cancelled() {
+                return Err(ErrorKind::Cancelled.into());
+            }
             let step_name = name(i + 2, &step.text);
-            state = self.step(state, step, &step_name, &mut cmd_set)?;
+            state = match self.step(state, step, &step_name, &mut run, i) {
+                Ok(s) => s,
+                Err(e) => {
+                    if !matches!(e.kind(), ErrorKind::Cancelled) {
+                        self.progress.event(Event::Failed(&step_name, &e.to_string()));
+                    }
+                    return Err(e);
+                }
+            };
         }
-        self.states[index] = Some(state.clone());
         Ok(state)
     }
 
-    fn base(&mut self, stage: &Stage) -> Result<State> {
+    fn base(&self, stage: &Stage) -> Result<State> {
         match &stage.base {
             Base::Scratch => {
                 let platform = oci::Platform::host();
@@ -251,7 +434,7 @@ impl Builder<'_> {
                 Ok(State { layers, config, key: key_of(&["image", image.digest.as_str()]) })
             }
             Base::Stage(i) => {
-                let mut s = self.stage(*i)?;
+                let mut s = self.wait_stage(*i)?;
                 s.config.config.on_build = None;
                 s.key = key_of(&["stage", s.key.as_str()]);
                 Ok(s)
@@ -259,46 +442,132 @@ impl Builder<'_> {
         }
     }
 
-    fn step(&mut self, state: State, step: &Step, name: &StepName, cmd_set: &mut bool) -> Result<State> {
-        let op_json = serde_json::to_string(&step.op).expect("ops serialize");
-        let inputs = self.inputs_key(&state, step)?;
-        let mut key_parts = vec!["step", state.key.as_str(), op_json.as_str(), inputs.as_str()];
-        if matches!(step.op, Op::Config(ConfigOp::Entrypoint(_))) && *cmd_set {
-            key_parts.push("cmd-set");
+    /// What explain reports as a stage's base: the image and its digest, scratch, or a stage.
+    fn base_description(&self, stage: &Stage) -> String {
+        match &stage.base {
+            Base::Scratch => "scratch".into(),
+            Base::Image(r) => match self.store.resolve(r) {
+                Ok(image) => format!("image {r} {}", image.digest),
+                Err(_) => format!("image {r}"),
+            },
+            Base::Stage(i) => format!("stage {i}"),
         }
-        let key = key_of(&key_parts);
-        let result = self.step_with_key(state, step, name, cmd_set, key);
-        // Downloads made for the key are temp files: never kept past their step.
-        self.downloads.clear();
-        result
     }
 
-    fn step_with_key(
-        &mut self,
+    fn step(
+        &self,
         state: State,
         step: &Step,
         name: &StepName,
-        cmd_set: &mut bool,
-        key: Digest,
+        run: &mut StageRun,
+        index: usize,
     ) -> Result<State> {
-        if let Op::Config(ConfigOp::Cmd(_)) = step.op {
-            *cmd_set = true;
+        let no_cache = run.no_cache;
+        // An ARG's value is not part of its own key: like BuildKit, a changed build arg
+        // invalidates the steps that use it (RUN sees it in its environment; an expansion
+        // changes the op), not every step after the ARG.
+        let op_json = match &step.op {
+            Op::Config(ConfigOp::Arg(_)) => format!("ARG\t{}", step.text),
+            op => serde_json::to_string(op).expect("ops serialize"),
+        };
+        let StepInputs { key: inputs, mut downloads, files } = self.inputs_key(step)?;
+        let mut key_parts = vec!["step", state.key.as_str(), op_json.as_str(), inputs.as_str()];
+        if matches!(step.op, Op::Config(ConfigOp::Entrypoint(_))) && run.cmd_set {
+            key_parts.push("cmd-set");
         }
-        if !self.options.no_cache
+        let key = key_of(&key_parts);
+        if let Op::Config(ConfigOp::Cmd(_)) = step.op {
+            run.cmd_set = true;
+        }
+        let explain = ExplainStore::new(self.store.root());
+        let identity = ExplainStore::identity(
+            &self.options.context,
+            &self.options.dockerfile_name,
+            &run.stage_name,
+            index,
+        );
+        let build_args = match &step.op {
+            Op::Run(r) => {
+                let mut args: Vec<(String, String)> = r
+                    .build_args
+                    .iter()
+                    .map(|a| {
+                        a.split_once('=').map_or((a.clone(), String::new()), |(k, v)| (k.into(), v.into()))
+                    })
+                    .collect();
+                args.sort();
+                args
+            }
+            _ => vec![],
+        };
+        let key_inputs = KeyInputs {
+            parent_key: state.key.to_string(),
+            op: op_json.clone(),
+            files,
+            build_args,
+            base: run.base.take(),
+        };
+        // Remembered on every build (a small file per step), so that the first --explain-cache
+        // build after a normal one can already say what changed. A failure only loses that.
+        let remember = || {
+            let _ = explain.remember(&identity, &key_inputs);
+        };
+        if !no_cache && let Some(record) = self.store.cache_get(&key)? {
+            remember();
+            run.parent_missed = false;
+            return Ok(self.hit(name, record, key));
+        }
+        if self.options.explain {
+            let why = explain.explain(&identity, &key_inputs, run.parent_missed, no_cache);
+            self.progress.event(Event::Explain(name, &why));
+        }
+        run.parent_missed = true;
+        let _permit = self.jobs.acquire();
+        // One execution per key, in this build and across concurrent rbuild processes: whoever
+        // holds the key's lock runs the step; the others find its result when they get it.
+        let _key_lock = self.store.lock(&format!("step-{}", key.hex()))?;
+        let ran_here = self.ran_keys.lock().unwrap_or_else(|p| p.into_inner()).contains(&key);
+        if (!no_cache || ran_here)
             && let Some(record) = self.store.cache_get(&key)?
         {
-            self.cached += 1;
-            self.progress.event(Event::Cached(name));
-            return Ok(State { layers: record.layers, config: record.config, key });
+            remember();
+            return Ok(self.hit(name, record, key));
+        }
+        if self.cancelled() {
+            return Err(ErrorKind::Cancelled.into());
         }
         self.progress.event(Event::Started(name));
         let started = Instant::now();
+        let next = self.execute(state, step, name, run.cmd_set, key.clone(), &mut downloads)?;
+        remember();
+        self.ran_keys.lock().unwrap_or_else(|p| p.into_inner()).insert(key);
+        self.executed.fetch_add(1, Ordering::SeqCst);
+        self.progress.event(Event::Finished(name, started.elapsed()));
+        Ok(next)
+    }
+
+    fn hit(&self, name: &StepName, record: CacheRecord, key: Digest) -> State {
+        self.cached.fetch_add(1, Ordering::SeqCst);
+        self.progress.event(Event::Cached(name));
+        State { layers: record.layers, config: record.config, key }
+    }
+
+    /// Runs a step that missed the cache and stores its result under `key`.
+    fn execute(
+        &self,
+        state: State,
+        step: &Step,
+        name: &StepName,
+        cmd_set: bool,
+        key: Digest,
+        downloads: &mut Downloads,
+    ) -> Result<State> {
         let store_err =
             |source| ErrorKind::Store { location: step.location.clone(), step: step.text.clone(), source };
         let (layer, created_by) = match &step.op {
             Op::Run(run) => (self.run(&state, step, run, name)?, run.created_by.clone()),
             Op::Copy(copy) => (self.copy(&state, step, copy)?, copy.created_by.clone()),
-            Op::Add(op) => (self.add(&state, step, op)?, op.created_by.clone()),
+            Op::Add(op) => (self.add(&state, step, op, downloads)?, op.created_by.clone()),
             Op::Config(_) => (None, step.text.clone()),
             Op::Workdir(dir) => (self.workdir(&state, step, dir)?, step.text.clone()),
         };
@@ -307,7 +576,7 @@ impl Builder<'_> {
             next.config.config.working_dir = Some(dir.clone());
         }
         if let Op::Config(op) = &step.op {
-            apply_config(&mut next.config.config, op, *cmd_set);
+            apply_config(&mut next.config.config, op, cmd_set);
             if let ConfigOp::Maintainer(name) = op {
                 next.config.author = Some(name.clone());
             }
@@ -326,14 +595,13 @@ impl Builder<'_> {
         self.store
             .cache_put(&next.key, &CacheRecord { layers: next.layers.clone(), config: next.config.clone() })
             .map_err(store_err)?;
-        self.executed += 1;
-        self.progress.event(Event::Finished(name, started.elapsed()));
         Ok(next)
     }
 
     /// The part of a step's key that comes from outside the Dockerfile: the content of COPY
     /// and ADD sources (heredoc contents are in the op itself).
-    fn inputs_key(&mut self, state: &State, step: &Step) -> Result<String> {
+    /// Also returns the per-file checksums of context sources, for --explain-cache.
+    fn inputs_key(&self, step: &Step) -> Result<StepInputs> {
         let copy_err = |message: String| ErrorKind::Copy {
             location: step.location.clone(),
             step: step.text.clone(),
@@ -342,23 +610,21 @@ impl Builder<'_> {
         if let Op::Add(add) = &step.op {
             return self.add_inputs_key(add).map_err(|m| copy_err(m).into());
         }
-        let Op::Copy(copy) = &step.op else { return Ok(String::new()) };
+        let Op::Copy(copy) = &step.op else { return Ok(StepInputs::default()) };
         match &copy.from {
             None => {
                 let rels = self.context_sources(&copy.sources).map_err(copy_err)?;
-                let sum = checksum::checksum_sources(&self.options.context, &rels, false)
-                    .map_err(|e| copy_err(format!("reading the build context: {e}")))?;
-                Ok(sum.to_string())
+                let (sum, files) = self.context_checksum(&rels).map_err(copy_err)?;
+                Ok(StepInputs { key: sum.to_string(), files, ..Default::default() })
             }
             Some(CopyFrom::Stage(i)) => {
-                let src = self.stage(*i)?;
+                let src = self.wait_stage(*i)?;
                 let ids: Vec<&str> = src.layers.iter().map(|l| l.diff_id.as_str()).collect();
-                let _ = state;
-                Ok(key_of(&ids).to_string())
+                Ok(StepInputs { key: key_of(&ids).to_string(), ..Default::default() })
             }
             Some(CopyFrom::Image(r)) => {
                 let image = self.store.resolve(r).map_err(|e| copy_err(format!("--from={r}: {e}")))?;
-                Ok(image.digest.to_string())
+                Ok(StepInputs { key: image.digest.to_string(), ..Default::default() })
             }
         }
     }
@@ -366,8 +632,8 @@ impl Builder<'_> {
     /// ADD's inputs: the context sources' checksum, and per URL either its `--checksum`
     /// (nothing is downloaded to compute the key) or the downloaded content's digest and its
     /// `Last-Modified` (which becomes the file's mtime). Downloads are kept for the step.
-    fn add_inputs_key(&mut self, add: &AddOp) -> std::result::Result<String, String> {
-        self.downloads.clear();
+    fn add_inputs_key(&self, add: &AddOp) -> std::result::Result<StepInputs, String> {
+        let mut downloads = Downloads::new();
         let checksum = match &add.checksum {
             Some(c) => {
                 if add.urls.len() != 1 || !add.sources.is_empty() || !add.heredocs.is_empty() {
@@ -378,8 +644,7 @@ impl Builder<'_> {
             None => None,
         };
         let rels = self.context_sources(&add.sources)?;
-        let sum = checksum::checksum_sources(&self.options.context, &rels, false)
-            .map_err(|e| format!("reading the build context: {e}"))?;
+        let (sum, files) = self.context_checksum(&rels)?;
         let mut parts = vec![sum.to_string()];
         for url in &add.urls {
             if let Some(c) = &checksum {
@@ -392,25 +657,50 @@ impl Builder<'_> {
                 t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0).to_string()
             });
             parts.push(format!("{url}\t{}\t{}", d.digest, modified.unwrap_or_default()));
-            self.downloads.insert(url.clone(), d);
+            downloads.insert(url.clone(), d);
         }
-        Ok(parts.join("\n"))
+        Ok(StepInputs { key: parts.join("\n"), downloads, files })
     }
 
+    /// The build context, walked once (with .dockerignore applied) on first use; file digests
+    /// are remembered in the store (`cache/context/`) so a rebuild re-reads only changed files.
+    fn context(&self) -> std::result::Result<&context::Context, String> {
+        self.context
+            .get_or_init(|| {
+                let dockerfile = Path::new(&self.options.dockerfile_name);
+                let hash_cache = self.store.root().join("cache/context");
+                context::Context::load(&self.options.context, Some(dockerfile), Some(&hash_cache))
+                    .map_err(|e| format!("reading the build context {}: {e}", self.options.context.display()))
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// The context paths COPY/ADD sources name (globs expanded; excluded files never match).
     fn context_sources(&self, sources: &[String]) -> std::result::Result<Vec<PathBuf>, String> {
+        let ctx = self.context()?;
         let mut all = Vec::new();
         for src in sources {
-            let found =
-                fsutil::match_sources(&self.options.context, src).map_err(|e| format!("{src}: {e}"))?;
+            let found = ctx.matches(src);
             if found.is_empty() {
-                return Err(format!("{src:?}: not found in the build context"));
+                return Err(format!(
+                    "{src:?}: not found in the build context (or excluded by .dockerignore)"
+                ));
             }
             all.extend(found);
         }
         Ok(all)
     }
 
-    fn run(&mut self, state: &State, step: &Step, run: &RunOp, name: &StepName) -> Result<Option<Layer>> {
+    /// The checksum of context sources and its per-file list.
+    fn context_checksum(
+        &self,
+        rels: &[PathBuf],
+    ) -> std::result::Result<(Digest, Vec<(String, String)>), String> {
+        self.context()?.checksum(rels).map_err(|e| format!("reading the build context: {e}"))
+    }
+
+    fn run(&self, state: &State, step: &Step, run: &RunOp, name: &StepName) -> Result<Option<Layer>> {
         let store_err =
             |source| ErrorKind::Store { location: step.location.clone(), step: step.text.clone(), source };
         let snapshot = self.store.create_snapshot(&state.layers).map_err(store_err)?;
@@ -452,9 +742,19 @@ impl Builder<'_> {
                 on_line(&line[..line.len() - 1]);
             }
         };
-        let status = executor::run(&spec, executor::Stdio::Capture(&mut on_output)).map_err(|source| {
-            ErrorKind::Sandbox { location: step.location.clone(), step: step.text.clone(), source }
-        })?;
+        let status =
+            match executor::run_cancellable(&spec, executor::Stdio::Capture(&mut on_output), self.cancel) {
+                Ok(status) => status,
+                Err(executor::Error::Cancelled) => return Err(ErrorKind::Cancelled.into()),
+                Err(source) => {
+                    return Err(ErrorKind::Sandbox {
+                        location: step.location.clone(),
+                        step: step.text.clone(),
+                        source,
+                    }
+                    .into());
+                }
+            };
         if !partial.is_empty() {
             on_line(&partial);
         }
@@ -470,7 +770,7 @@ impl Builder<'_> {
         self.commit(&snapshot, step)
     }
 
-    fn copy(&mut self, state: &State, step: &Step, copy: &CopyOp) -> Result<Option<Layer>> {
+    fn copy(&self, state: &State, step: &Step, copy: &CopyOp) -> Result<Option<Layer>> {
         let store_err =
             |source| ErrorKind::Store { location: step.location.clone(), step: step.text.clone(), source };
         let copy_err = |message: String| ErrorKind::Copy {
@@ -493,17 +793,23 @@ impl Builder<'_> {
         };
         let src_layers = match &copy.from {
             None => None,
-            Some(CopyFrom::Stage(i)) => Some(self.stage(*i)?.layers),
+            Some(CopyFrom::Stage(i)) => Some(self.wait_stage(*i)?.layers),
             Some(CopyFrom::Image(r)) => Some(self.store.resolve(r).map_err(store_err)?.layers()),
         };
         let source_mount = match &src_layers {
             Some(layers) => Some(self.store.mount_readonly(layers).map_err(store_err)?),
             None => None,
         };
-        let src_root: &Path = match &source_mount {
-            Some(view) => view.path(),
-            None => &self.options.context,
+        let ctx = match &copy.from {
+            None => Some(self.context().map_err(copy_err)?),
+            Some(_) => None,
         };
+        let src_root: &Path = match (&source_mount, ctx) {
+            (Some(view), _) => view.path(),
+            (None, Some(ctx)) => ctx.root(),
+            (None, None) => unreachable!("a COPY reads from the context or a mounted stage"),
+        };
+        let include = |rel: &Path| ctx.is_none_or(|c| c.includes(rel));
         let sources = match &copy.from {
             None => self.context_sources(&copy.sources).map_err(copy_err)?,
             Some(_) => {
@@ -521,7 +827,14 @@ impl Builder<'_> {
         };
         let total = sources.len() + copy.heredocs.len();
         let dest = several_dest(&root, dest, sources.len(), total, "COPY").map_err(copy_err)?;
-        let job = copy::CopyJob { src_root, sources: &sources, dest: &dest, owner, chmod: copy.chmod };
+        let job = copy::CopyJob {
+            src_root,
+            sources: &sources,
+            dest: &dest,
+            owner,
+            chmod: copy.chmod,
+            include: Some(&include),
+        };
         copy::copy(&root, &job).map_err(copy_err)?;
         let inline_owner = match owner {
             copy::Owner::Set(u, g) => (u, g),
@@ -534,7 +847,13 @@ impl Builder<'_> {
     }
 
     /// ADD: context sources (tar archives extracted), URLs (downloaded), heredocs.
-    fn add(&mut self, state: &State, step: &Step, op: &AddOp) -> Result<Option<Layer>> {
+    fn add(
+        &self,
+        state: &State,
+        step: &Step,
+        op: &AddOp,
+        prefetched: &mut Downloads,
+    ) -> Result<Option<Layer>> {
         let store_err =
             |source| ErrorKind::Store { location: step.location.clone(), step: step.text.clone(), source };
         let copy_err = |message: String| ErrorKind::Copy {
@@ -548,7 +867,7 @@ impl Builder<'_> {
         let checksum = op.checksum.as_deref().map(add::parse_checksum).transpose().map_err(copy_err)?;
         let mut downloads = Vec::new();
         for url in &op.urls {
-            let d = match self.downloads.remove(url) {
+            let d = match prefetched.remove(url) {
                 Some(d) => d,
                 None => {
                     let tmp = self.store.temp_file().map_err(store_err)?;
@@ -571,8 +890,10 @@ impl Builder<'_> {
         let dest =
             several_dest(&root, dest, sources.len() + op.urls.len(), total, "ADD").map_err(copy_err)?;
         let tmp = self.store.temp_dir("add-").map_err(store_err)?;
+        let ctx = self.context().map_err(copy_err)?;
+        let include = |rel: &Path| ctx.includes(rel);
         for rel in &sources {
-            let src = fsutil::secure_join(&self.options.context, rel)
+            let src = fsutil::secure_join(ctx.root(), rel)
                 .map_err(|e| copy_err(format!("{}: {e}", rel.display())))?;
             let is_file = std::fs::metadata(&src).map(|m| m.is_file()).unwrap_or(false);
             let kind = if is_file {
@@ -587,11 +908,12 @@ impl Builder<'_> {
                 }
                 None => {
                     let job = copy::CopyJob {
-                        src_root: &self.options.context,
+                        src_root: ctx.root(),
                         sources: std::slice::from_ref(rel),
                         dest: &dest,
                         owner: copy::Owner::Set(owner.map_or(0, |o| o.0), owner.map_or(0, |o| o.1)),
                         chmod: op.chmod,
+                        include: Some(&include),
                     };
                     copy::copy(&root, &job).map_err(copy_err)?;
                 }
@@ -631,7 +953,7 @@ impl Builder<'_> {
 
     /// WORKDIR: `mkdir -p` of `dir` owned by the USER in effect (see [`copy::resolve_user`]),
     /// mode 0755; existing directories are left alone, so nothing created → no layer.
-    fn workdir(&mut self, state: &State, step: &Step, dir: &str) -> Result<Option<Layer>> {
+    fn workdir(&self, state: &State, step: &Step, dir: &str) -> Result<Option<Layer>> {
         let store_err =
             |source| ErrorKind::Store { location: step.location.clone(), step: step.text.clone(), source };
         let copy_err = |message: String| ErrorKind::Copy {
@@ -677,6 +999,32 @@ pub fn sandbox_rootfs(snapshot: &cache::Snapshot) -> executor::Rootfs {
         target: snapshot.merged(),
     }
 }
+
+/// What a step's key needs from outside the Dockerfile.
+#[derive(Default)]
+struct StepInputs {
+    /// The content part of the key (COPY/ADD sources' checksum, URL digests, a stage's layers).
+    key: String,
+    /// Files an ADD downloaded to compute the key, for its execution to use.
+    downloads: Downloads,
+    /// Per-file checksums of context sources, for --explain-cache.
+    files: Vec<(String, String)>,
+}
+
+/// What a stage's steps carry from one to the next.
+struct StageRun {
+    /// BuildKit: ENTRYPOINT resets a CMD inherited from the base, not one set in this stage.
+    cmd_set: bool,
+    no_cache: bool,
+    /// Whether the previous step missed the cache (for --explain-cache).
+    parent_missed: bool,
+    /// The base, for the stage's first step's explain record.
+    base: Option<String>,
+    stage_name: String,
+}
+
+/// Files an ADD step downloaded while computing its key, by URL, for its execution to use.
+type Downloads = HashMap<String, add::Download>;
 
 /// How many of a failed RUN's last output lines the error shows.
 const OUTPUT_TAIL: usize = 10;

@@ -61,7 +61,7 @@ impl Env {
             build_args: vec![],
             target: None,
             tags: tags.iter().map(|t| t.parse().unwrap()).collect(),
-            no_cache: false,
+            ..Default::default()
         }
     }
 

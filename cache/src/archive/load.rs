@@ -187,7 +187,7 @@ impl Loader<'_> {
             );
         }
         let tmp = buf.into_inner().map_err(|e| Error::Io { path: tmp_path, source: e.into_error() })?;
-        if !self.store.has_blob(&digest) {
+        if !self.store.keep_blob(&digest) {
             self.store.commit_blob(tmp, &digest)?;
         }
         Ok(digest)

@@ -1,0 +1,618 @@
+//! Garbage collection, build-cache pruning and verification of the store.
+//!
+//! [`Store::gc`] is a mark and sweep. The roots are every tag (its manifest, or an image index
+//! and the manifests it lists, with their configs and layer blobs), every build-cache record
+//! (its layer blobs) and every live snapshot (the layer directories it was created over, from
+//! its `layers.json`). An unpacked layer directory `layers/<diff-id hex>/` is kept iff a kept
+//! layer has that diff id. Everything else in `blobs/sha256/` and `layers/` is deleted, stale
+//! snapshots (whose lock no process holds) are removed, and so are `tmp/` entries older than
+//! [`TMP_MAX_AGE`].
+//!
+//! # Concurrency
+//!
+//! Builds never take a store-wide lock, so another rbuild may be building while gc runs. The
+//! sweep runs under the `gc` lock (one gc at a time; [`Store::verify`] takes it too), and what
+//! a writer has just made is protected by a **grace period**: a blob or layer directory whose
+//! mtime is younger than [`GC_GRACE`] is never deleted, referenced or not. That is enough
+//! because a build references what it writes right away: a step's layer blob and directory are
+//! filed in its build-cache record as soon as the step's commit returns, and an image's config
+//! and manifest are tagged right after they are written; nothing holds an unreferenced object
+//! for minutes. Writers that find an object already present (a rebuild producing a layer or
+//! config that exists as an unreferenced orphan) bump its mtime ([`Store::keep_blob`]), so an
+//! orphan that is about to be referenced again is young too. gc deletes a blob by renaming it
+//! into `tmp/` first and looking at its mtime again: if a writer bumped it in between, the blob
+//! is put back. Layer directories are renamed away under their `layer-<diff id>` lock (the one
+//! [`Store::layer_dir`] unpacks under), so a reader never sees half a layer directory; a layer
+//! directory that disappears is unpacked again from its blob when next needed.
+//!
+//! What this does not cover: pruning the build cache while a build is using a cache hit it
+//! looked up before the prune (its layers may go with the records) — the build then fails or
+//! unpacks again; run prune when no build runs.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use rayon::prelude::*;
+use serde::Deserialize;
+
+use crate::error::{Error, IoContext, Result};
+use crate::oci::ImageConfig;
+use crate::store::LockGuard;
+use crate::{CacheRecord, Digest, Hasher, Store};
+
+/// Blobs and layer directories younger than this are never deleted: a build references what it
+/// commits within moments (see the module docs), never minutes later.
+pub const GC_GRACE: Duration = Duration::from_secs(10 * 60);
+
+/// `tmp/` entries younger than this may belong to a running process and are left alone.
+pub const TMP_MAX_AGE: Duration = Duration::from_secs(60 * 60);
+
+/// The file in a snapshot directory listing the diff ids of the layers it was created over.
+pub(crate) const SNAPSHOT_LAYERS: &str = "layers.json";
+
+/// What [`Store::gc`] or [`Store::prune_build_cache`] deleted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    pub blobs: usize,
+    pub blob_bytes: u64,
+    pub layers: usize,
+    pub layer_bytes: u64,
+    pub cache_records: usize,
+    pub cache_bytes: u64,
+    pub snapshots: usize,
+    pub snapshot_bytes: u64,
+    pub tmp_entries: usize,
+    pub tmp_bytes: u64,
+}
+
+impl PruneReport {
+    /// Everything freed, in bytes (file sizes, not blocks).
+    pub fn total_bytes(&self) -> u64 {
+        self.blob_bytes + self.layer_bytes + self.cache_bytes + self.snapshot_bytes + self.tmp_bytes
+    }
+}
+
+impl fmt::Display for PruneReport {
+    /// `Deleted 12 blobs, 3 layers, 40 cache records (104.2 MB)`, with snapshots and temp
+    /// entries named too when there were any.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let plural = |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+        write!(
+            f,
+            "Deleted {}, {}, {}",
+            plural(self.blobs, "blob", "blobs"),
+            plural(self.layers, "layer", "layers"),
+            plural(self.cache_records, "cache record", "cache records"),
+        )?;
+        if self.snapshots > 0 {
+            write!(f, ", {}", plural(self.snapshots, "snapshot", "snapshots"))?;
+        }
+        if self.tmp_entries > 0 {
+            write!(f, ", {}", plural(self.tmp_entries, "temp entry", "temp entries"))?;
+        }
+        write!(f, " ({})", human_bytes(self.total_bytes()))
+    }
+}
+
+/// What [`Store::verify`] found; an empty `problems` means the store is sound.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub blobs: usize,
+    pub images: usize,
+    pub cache_records: usize,
+    pub problems: Vec<String>,
+}
+
+impl VerifyReport {
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+impl fmt::Display for VerifyReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Checked {} blobs, {} tagged images, {} cache records: ",
+            self.blobs, self.images, self.cache_records
+        )?;
+        if self.problems.is_empty() {
+            write!(f, "no problems")
+        } else {
+            write!(f, "{} problems", self.problems.len())?;
+            for p in &self.problems {
+                write!(f, "\n  {p}")?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `104.2 MB`: decimal units, as `docker system prune` prints them.
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["kB", "MB", "GB", "TB", "PB"];
+    if n < 1000 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1000.0;
+    let mut unit = 0;
+    while v >= 1000.0 && unit < UNITS.len() - 1 {
+        v /= 1000.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+/// The parts of a manifest or an index that reference other blobs; any JSON parses as this.
+#[derive(Deserialize, Default)]
+struct Refs {
+    #[serde(default)]
+    config: Option<Ref>,
+    #[serde(default)]
+    layers: Vec<Ref>,
+    #[serde(default)]
+    manifests: Vec<Ref>,
+}
+
+#[derive(Deserialize)]
+struct Ref {
+    digest: Digest,
+}
+
+/// The blobs and layer directories to keep.
+#[derive(Default)]
+struct Marks {
+    blobs: HashSet<String>,
+    diff_ids: HashSet<String>,
+    /// A live snapshot without `layers.json` (made by an older rbuild): its lowers are
+    /// unknown, so no layer directory may go.
+    all_layer_dirs: bool,
+}
+
+impl Store {
+    /// Removes every build-cache record (and the context hash cache `cache/context/`), then
+    /// runs [`Store::gc`] so the layers only the cache referenced go too. Tagged images stay.
+    pub fn prune_build_cache(&self) -> Result<PruneReport> {
+        let lock = self.lock("gc")?;
+        let mut report = PruneReport::default();
+        let dir = self.root().join("cache");
+        for entry in fs::read_dir(&dir).at(&dir)? {
+            let path = entry.at(&dir)?.path();
+            let Ok(meta) = fs::symlink_metadata(&path) else { continue };
+            if meta.is_file() && path.extension().is_some_and(|e| e == "json") {
+                match fs::remove_file(&path) {
+                    Ok(()) => {
+                        report.cache_records += 1;
+                        report.cache_bytes += meta.len();
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::Io { path, source: e }),
+                }
+            }
+        }
+        let context = dir.join("context");
+        if fs::symlink_metadata(&context).is_ok() {
+            report.cache_bytes += tree_size(&context);
+            remove_tree(&context).at(&context)?;
+        }
+        self.gc_locked(&lock, &mut report)?;
+        Ok(report)
+    }
+
+    /// Mark and sweep; see the module documentation for the roots and the grace period.
+    pub fn gc(&self) -> Result<PruneReport> {
+        let lock = self.lock("gc")?;
+        let mut report = PruneReport::default();
+        self.gc_locked(&lock, &mut report)?;
+        Ok(report)
+    }
+
+    /// Bumps the mtime of blob `digest` if it is stored, so gc's grace period covers it, and
+    /// says whether it is. Writers call this instead of [`Store::has_blob`] before skipping a
+    /// write: a blob that is about to be referenced again must not be swept meanwhile.
+    pub fn keep_blob(&self, digest: &Digest) -> bool {
+        let path = self.blob_path(digest);
+        touch(&path) && path.is_file()
+    }
+
+    fn gc_locked(&self, _lock: &LockGuard, report: &mut PruneReport) -> Result<()> {
+        let (n, bytes) = self.remove_stale_snapshots_sized()?;
+        report.snapshots += n;
+        report.snapshot_bytes += bytes;
+
+        let mut marks = Marks::default();
+        for (_, digest) in self.tags()? {
+            self.mark_blob(&digest, &mut marks, 0);
+        }
+        for (_, record) in self.cache_records()? {
+            let Ok(record) = record else { continue };
+            for layer in &record.layers {
+                marks.blobs.insert(layer.digest.hex().to_string());
+                marks.diff_ids.insert(layer.diff_id.hex().to_string());
+            }
+        }
+
+        let now = SystemTime::now();
+        self.sweep_blobs(&marks, now, report)?;
+        // Snapshots last, right before the layer sweep: one created since the mark began
+        // records its lowers in layers.json before it appears.
+        self.mark_live_snapshots(&mut marks)?;
+        self.sweep_layers(&marks, now, report)?;
+        self.sweep_tmp(now, report)?;
+        Ok(())
+    }
+
+    /// Marks blob `digest` and, if it is a manifest or an index, what it references.
+    fn mark_blob(&self, digest: &Digest, marks: &mut Marks, depth: usize) {
+        if !marks.blobs.insert(digest.hex().to_string()) || depth > 8 {
+            return;
+        }
+        // A missing or unparsable blob references nothing we can know; verify reports it.
+        let Ok(bytes) = self.read_blob(digest) else { return };
+        let Ok(refs) = serde_json::from_slice::<Refs>(&bytes) else { return };
+        for m in &refs.manifests {
+            self.mark_blob(&m.digest, marks, depth + 1);
+        }
+        for l in &refs.layers {
+            marks.blobs.insert(l.digest.hex().to_string());
+        }
+        if let Some(config) = &refs.config {
+            marks.blobs.insert(config.digest.hex().to_string());
+            if let Ok(bytes) = self.read_blob(&config.digest)
+                && let Ok(config) = serde_json::from_slice::<ImageConfig>(&bytes)
+            {
+                marks.diff_ids.extend(config.rootfs.diff_ids.iter().map(|d| d.hex().to_string()));
+            }
+        }
+    }
+
+    /// Every `cache/*.json` record, parsed (or why not).
+    fn cache_records(&self) -> Result<Vec<(PathBuf, std::result::Result<CacheRecord, String>)>> {
+        let dir = self.root().join("cache");
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&dir).at(&dir)? {
+            let path = entry.at(&dir)?.path();
+            if path.extension().is_none_or(|e| e != "json") || !path.is_file() {
+                continue;
+            }
+            let bytes = match fs::read(&path) {
+                Ok(b) => b,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::Io { path, source: e }),
+            };
+            let record = serde_json::from_slice::<CacheRecord>(&bytes).map_err(|e| e.to_string());
+            out.push((path, record));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    fn mark_live_snapshots(&self, marks: &mut Marks) -> Result<()> {
+        let dir = self.root().join("snapshots");
+        for entry in fs::read_dir(&dir).at(&dir)? {
+            let snap = entry.at(&dir)?.path();
+            if !fs::symlink_metadata(&snap).is_ok_and(|m| m.is_dir()) {
+                continue;
+            }
+            let path = snap.join(SNAPSHOT_LAYERS);
+            match fs::read(&path) {
+                Ok(bytes) => match serde_json::from_slice::<Vec<Digest>>(&bytes) {
+                    Ok(ids) => marks.diff_ids.extend(ids.iter().map(|d| d.hex().to_string())),
+                    Err(_) => marks.all_layer_dirs = true,
+                },
+                // Removed since we listed it: it no longer needs anything.
+                Err(e) if e.kind() == io::ErrorKind::NotFound && !snap.exists() => {}
+                Err(_) => marks.all_layer_dirs = true,
+            }
+        }
+        Ok(())
+    }
+
+    fn sweep_blobs(&self, marks: &Marks, now: SystemTime, report: &mut PruneReport) -> Result<()> {
+        let dir = self.root().join("blobs/sha256");
+        for entry in fs::read_dir(&dir).at(&dir)? {
+            let entry = entry.at(&dir)?;
+            let name = entry.file_name();
+            if marks.blobs.contains(&*name.to_string_lossy()) {
+                continue;
+            }
+            let path = entry.path();
+            let Ok(meta) = fs::symlink_metadata(&path) else { continue };
+            if is_young(&meta, now, GC_GRACE) {
+                continue;
+            }
+            // Rename it out of sight first, then look again: a writer that found it present
+            // just before bumped its mtime (keep_blob), and then it goes back.
+            let trash = self.trash_path("blob");
+            match fs::rename(&path, &trash) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::Io { path, source: e }),
+            }
+            let meta = fs::symlink_metadata(&trash).at(&trash)?;
+            if is_young(&meta, SystemTime::now(), GC_GRACE) {
+                fs::rename(&trash, &path).at(&path)?;
+                continue;
+            }
+            remove_tree(&trash).at(&trash)?;
+            report.blobs += 1;
+            report.blob_bytes += meta.len();
+        }
+        Ok(())
+    }
+
+    fn sweep_layers(&self, marks: &Marks, now: SystemTime, report: &mut PruneReport) -> Result<()> {
+        if marks.all_layer_dirs {
+            return Ok(());
+        }
+        let dir = self.root().join("layers");
+        for entry in fs::read_dir(&dir).at(&dir)? {
+            let entry = entry.at(&dir)?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if marks.diff_ids.contains(&name) {
+                continue;
+            }
+            let path = entry.path();
+            let Ok(meta) = fs::symlink_metadata(&path) else { continue };
+            if is_young(&meta, now, GC_GRACE) {
+                continue;
+            }
+            // Under the lock layer_dir and adopt_layer_dir take, and whole: nobody sees half a
+            // layer directory.
+            let trash = self.trash_path("layer");
+            {
+                let _layer = if name.len() == 64 { Some(self.lock(&format!("layer-{name}"))?) } else { None };
+                let Ok(meta) = fs::symlink_metadata(&path) else { continue };
+                if is_young(&meta, SystemTime::now(), GC_GRACE) {
+                    continue;
+                }
+                match fs::rename(&path, &trash) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(Error::Io { path, source: e }),
+                }
+            }
+            report.layer_bytes += tree_size(&trash);
+            remove_tree(&trash).at(&trash)?;
+            report.layers += 1;
+        }
+        Ok(())
+    }
+
+    fn sweep_tmp(&self, now: SystemTime, report: &mut PruneReport) -> Result<()> {
+        let dir = self.root().join("tmp");
+        let mounts = mount_points();
+        for entry in fs::read_dir(&dir).at(&dir)? {
+            let path = entry.at(&dir)?.path();
+            let Ok(meta) = fs::symlink_metadata(&path) else { continue };
+            if is_young(&meta, now, TMP_MAX_AGE) {
+                continue;
+            }
+            // A read-only view (`ro-*`) some process of ours still has mounted.
+            if mounts.iter().any(|m| m.starts_with(&path)) {
+                continue;
+            }
+            let bytes = tree_size(&path);
+            match remove_tree(&path) {
+                Ok(()) => {
+                    report.tmp_entries += 1;
+                    report.tmp_bytes += bytes;
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::Io { path, source: e }),
+            }
+        }
+        Ok(())
+    }
+
+    fn trash_path(&self, what: &str) -> PathBuf {
+        self.root().join("tmp").join(format!("gc-{what}-{:016x}", rand::random::<u64>()))
+    }
+
+    /// Checks that every blob hashes to its name, every tagged image's manifest, config and
+    /// layers are present and parse, and every build-cache record's blobs are present.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        let _lock = self.lock("gc")?;
+        let mut report = VerifyReport::default();
+
+        let dir = self.root().join("blobs/sha256");
+        let mut blobs = Vec::new();
+        for entry in fs::read_dir(&dir).at(&dir)? {
+            blobs.push(entry.at(&dir)?.path());
+        }
+        blobs.sort();
+        report.blobs = blobs.len();
+        let mut problems: Vec<String> = blobs.par_iter().filter_map(|p| check_blob(p).err()).collect();
+
+        for (name, digest) in self.tags()? {
+            report.images += 1;
+            self.verify_image(&format!("image {name}"), &digest, &mut problems, 0);
+        }
+
+        for (path, record) in self.cache_records()? {
+            report.cache_records += 1;
+            match record {
+                Err(e) => problems.push(format!("cache record {}: does not parse: {e}", path.display())),
+                Ok(record) => {
+                    for layer in &record.layers {
+                        if !self.has_blob(&layer.digest) {
+                            problems.push(format!(
+                                "cache record {}: layer blob {} is missing",
+                                path.display(),
+                                layer.digest
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        report.problems = problems;
+        Ok(report)
+    }
+
+    fn verify_image(&self, what: &str, digest: &Digest, problems: &mut Vec<String>, depth: usize) {
+        let bytes = match self.read_blob(digest) {
+            Ok(b) => b,
+            Err(e) => return problems.push(format!("{what}: manifest {digest}: {e}")),
+        };
+        let refs = match serde_json::from_slice::<Refs>(&bytes) {
+            Ok(r) => r,
+            Err(e) => return problems.push(format!("{what}: manifest {digest} does not parse: {e}")),
+        };
+        if refs.config.is_none() {
+            if refs.manifests.is_empty() {
+                problems.push(format!("{what}: {digest} is neither a manifest nor an image index"));
+            }
+            if depth < 8 {
+                for m in &refs.manifests {
+                    self.verify_image(&format!("{what} (in index {digest})"), &m.digest, problems, depth + 1);
+                }
+            }
+            return;
+        }
+        let image = match self.image(digest) {
+            Ok(image) => image,
+            Err(e) => return problems.push(format!("{what}: {e}")),
+        };
+        for layer in image.layers() {
+            if !self.has_blob(&layer.digest) {
+                problems.push(format!("{what}: layer blob {} is missing", layer.digest));
+            }
+        }
+    }
+}
+
+/// Hashes the blob at `path` and compares the digest with its name.
+fn check_blob(path: &Path) -> std::result::Result<(), String> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let Ok(expected) = format!("sha256:{name}").parse::<Digest>() else {
+        return Err(format!("blobs/sha256/{name}: not a blob name"));
+    };
+    let mut f = File::open(path).map_err(|e| format!("blob {expected}: {e}"))?;
+    let mut hasher = Hasher::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => hasher.update(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("blob {expected}: {e}")),
+        }
+    }
+    let actual = hasher.finish();
+    if actual == expected {
+        Ok(())
+    } else {
+        Err(format!("blob {expected} is corrupt: its content hashes to {actual}"))
+    }
+}
+
+fn is_young(meta: &fs::Metadata, now: SystemTime, grace: Duration) -> bool {
+    match meta.modified() {
+        // An mtime in the future is young too.
+        Ok(t) => now.duration_since(t).map_or(true, |age| age < grace),
+        Err(_) => true,
+    }
+}
+
+/// Sets the mtime of `path` to now; false if it could not (it does not exist).
+pub(crate) fn touch(path: &Path) -> bool {
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return false };
+    let times = [libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_NOW }; 2];
+    // SAFETY: a valid NUL-terminated path and two timespecs, as utimensat(2) wants.
+    unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) == 0 }
+}
+
+/// The total size of the regular files under `path` (or of `path` itself), not crossing mounts.
+pub(crate) fn tree_size(path: &Path) -> u64 {
+    walkdir::WalkDir::new(path)
+        .follow_links(false)
+        .same_file_system(true)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// Removes a file or a directory tree, even one with directories whose mode denies writing or
+/// reading (an overlay `work/work` is mode 000) — those are made `u+rwx` first.
+pub(crate) fn remove_tree(path: &Path) -> io::Result<()> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if !meta.is_dir() {
+        return fs::remove_file(path);
+    }
+    match fs::remove_dir_all(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            make_dirs_writable(path, meta.dev());
+            match fs::remove_dir_all(path) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                r => r,
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+fn make_dirs_writable(dir: &Path, dev: u64) {
+    let Ok(meta) = fs::symlink_metadata(dir) else { return };
+    if !meta.is_dir() || meta.dev() != dev {
+        return;
+    }
+    let mode = meta.permissions().mode();
+    if mode & 0o700 != 0o700 {
+        let _ = fs::set_permissions(dir, fs::Permissions::from_mode((mode | 0o700) & 0o7777));
+    }
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            make_dirs_writable(&entry.path(), dev);
+        }
+    }
+}
+
+/// Every mount point in this process's mount namespace.
+fn mount_points() -> Vec<PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    let Ok(info) = fs::read("/proc/self/mountinfo") else { return Vec::new() };
+    info.split(|&b| b == b'\n')
+        .filter_map(|line| line.split(|&b| b == b' ').nth(4))
+        .map(|mp| PathBuf::from(std::ffi::OsString::from_vec(crate::snapshot::unescape_mountinfo(mp))))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_display() {
+        let r = PruneReport {
+            blobs: 12,
+            blob_bytes: 100_000_000,
+            layers: 3,
+            layer_bytes: 4_200_000,
+            cache_records: 40,
+            ..Default::default()
+        };
+        assert_eq!(r.to_string(), "Deleted 12 blobs, 3 layers, 40 cache records (104.2 MB)");
+        let r = PruneReport { blobs: 1, snapshots: 2, tmp_entries: 1, tmp_bytes: 10, ..Default::default() };
+        assert_eq!(
+            r.to_string(),
+            "Deleted 1 blob, 0 layers, 0 cache records, 2 snapshots, 1 temp entry (10 B)"
+        );
+        assert_eq!(human_bytes(999), "999 B");
+        assert_eq!(human_bytes(1500), "1.5 kB");
+    }
+}
