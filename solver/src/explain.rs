@@ -71,9 +71,29 @@ impl ExplainStore {
         })?;
         std::fs::create_dir_all(&self.dir)?;
         let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
-        serde_json::to_writer(&mut tmp, inputs)?;
-        tmp.as_file_mut().flush()?;
+        // One write: a COPY of a large directory lists thousands of files.
+        tmp.write_all(&serde_json::to_vec(inputs)?)?;
         tmp.persist(path).map_err(|e| e.error)?;
+        Ok(())
+    }
+
+    /// Records `inputs` unless the step's cache `key` (a hash of exactly these inputs) is the
+    /// one already recorded: a fully cached rebuild then writes nothing.
+    pub fn remember_keyed(&self, identity: &str, key: &str, inputs: &KeyInputs) -> io::Result<()> {
+        let Some(path) = self.path(identity) else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("invalid step identity {identity:?}"),
+            ));
+        };
+        let key_path = path.with_extension("key");
+        if std::fs::read_to_string(&key_path).is_ok_and(|k| k == key) {
+            return Ok(());
+        }
+        self.remember(identity, inputs)?;
+        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
+        tmp.write_all(key.as_bytes())?;
+        tmp.persist(key_path).map_err(|e| e.error)?;
         Ok(())
     }
 

@@ -510,7 +510,7 @@ impl Builder<'_> {
         // Remembered on every build (a small file per step), so that the first --explain-cache
         // build after a normal one can already say what changed. A failure only loses that.
         let remember = || {
-            let _ = explain.remember(&identity, &key_inputs);
+            let _ = explain.remember_keyed(&identity, key.as_str(), &key_inputs);
         };
         if !no_cache && let Some(record) = self.store.cache_get(&key)? {
             remember();
