@@ -668,7 +668,12 @@ impl Builder<'_> {
         self.context
             .get_or_init(|| {
                 let dockerfile = Path::new(&self.options.dockerfile_name);
-                let hash_cache = self.store.root().join("cache/context");
+                // One digest cache per context directory, so a small context never loads the
+                // digests of a large one.
+                let root = std::fs::canonicalize(&self.options.context)
+                    .unwrap_or_else(|_| self.options.context.clone());
+                let id = Digest::of(root.as_os_str().as_encoded_bytes());
+                let hash_cache = self.store.root().join("cache/context").join(&id.hex()[..16]);
                 context::Context::load(&self.options.context, Some(dockerfile), Some(&hash_cache))
                     .map_err(|e| format!("reading the build context {}: {e}", self.options.context.display()))
             })
