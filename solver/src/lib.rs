@@ -562,8 +562,7 @@ impl Builder<'_> {
         key: Digest,
         downloads: &mut Downloads,
     ) -> Result<State> {
-        let store_err =
-            |source| ErrorKind::Store { location: step.location.clone(), step: step.text.clone(), source };
+        let store_err = store_error(step);
         let (layer, created_by) = match &step.op {
             Op::Run(run) => (self.run(&state, step, run, name)?, run.created_by.clone()),
             Op::Copy(copy) => (self.copy(&state, step, copy)?, copy.created_by.clone()),
@@ -602,11 +601,7 @@ impl Builder<'_> {
     /// and ADD sources (heredoc contents are in the op itself).
     /// Also returns the per-file checksums of context sources, for --explain-cache.
     fn inputs_key(&self, step: &Step) -> Result<StepInputs> {
-        let copy_err = |message: String| ErrorKind::Copy {
-            location: step.location.clone(),
-            step: step.text.clone(),
-            message,
-        };
+        let copy_err = copy_error(step);
         if let Op::Add(add) = &step.op {
             return self.add_inputs_key(add).map_err(|m| copy_err(m).into());
         }
@@ -706,8 +701,7 @@ impl Builder<'_> {
     }
 
     fn run(&self, state: &State, step: &Step, run: &RunOp, name: &StepName) -> Result<Option<Layer>> {
-        let store_err =
-            |source| ErrorKind::Store { location: step.location.clone(), step: step.text.clone(), source };
+        let store_err = store_error(step);
         let snapshot = self.store.create_snapshot(&state.layers).map_err(store_err)?;
         let cfg = &state.config.config;
         // The frontend hands over exactly the entries where the RUN's environment differs from
@@ -776,13 +770,8 @@ impl Builder<'_> {
     }
 
     fn copy(&self, state: &State, step: &Step, copy: &CopyOp) -> Result<Option<Layer>> {
-        let store_err =
-            |source| ErrorKind::Store { location: step.location.clone(), step: step.text.clone(), source };
-        let copy_err = |message: String| ErrorKind::Copy {
-            location: step.location.clone(),
-            step: step.text.clone(),
-            message,
-        };
+        let store_err = store_error(step);
+        let copy_err = copy_error(step);
         let snapshot = self.store.create_snapshot(&state.layers).map_err(store_err)?;
         let mounted = snapshot.mount().map_err(store_err)?;
         let root = mounted.target.clone();
@@ -859,13 +848,8 @@ impl Builder<'_> {
         op: &AddOp,
         prefetched: &mut Downloads,
     ) -> Result<Option<Layer>> {
-        let store_err =
-            |source| ErrorKind::Store { location: step.location.clone(), step: step.text.clone(), source };
-        let copy_err = |message: String| ErrorKind::Copy {
-            location: step.location.clone(),
-            step: step.text.clone(),
-            message,
-        };
+        let store_err = store_error(step);
+        let copy_err = copy_error(step);
         let sources = self.context_sources(&op.sources).map_err(copy_err)?;
         // Download what the key did not need (with --checksum, or on a miss after a hit
         // elsewhere): before mounting anything, so a failure writes nothing.
@@ -959,13 +943,8 @@ impl Builder<'_> {
     /// WORKDIR: `mkdir -p` of `dir` owned by the USER in effect (see [`copy::resolve_user`]),
     /// mode 0755; existing directories are left alone, so nothing created → no layer.
     fn workdir(&self, state: &State, step: &Step, dir: &str) -> Result<Option<Layer>> {
-        let store_err =
-            |source| ErrorKind::Store { location: step.location.clone(), step: step.text.clone(), source };
-        let copy_err = |message: String| ErrorKind::Copy {
-            location: step.location.clone(),
-            step: step.text.clone(),
-            message,
-        };
+        let store_err = store_error(step);
+        let copy_err = copy_error(step);
         let snapshot = self.store.create_snapshot(&state.layers).map_err(store_err)?;
         let mounted = snapshot.mount().map_err(store_err)?;
         let user = state.config.config.user.clone().unwrap_or_default();
@@ -979,8 +958,7 @@ impl Builder<'_> {
 
     /// Commits a snapshot's upperdir as a layer; `None` when the step changed nothing.
     fn commit(&self, snapshot: &cache::Snapshot, step: &Step) -> Result<Option<Layer>> {
-        let store_err =
-            |source| ErrorKind::Store { location: step.location.clone(), step: step.text.clone(), source };
+        let store_err = store_error(step);
         let upper = snapshot.upper();
         let empty = std::fs::read_dir(&upper)
             .map_err(|e| store_err(cache::Error::Io { path: upper.clone(), source: e }))?
@@ -1003,6 +981,16 @@ pub fn sandbox_rootfs(snapshot: &cache::Snapshot) -> executor::Rootfs {
         work: snapshot.work(),
         target: snapshot.merged(),
     }
+}
+
+/// Wraps a store error with the step it happened in.
+fn store_error(step: &Step) -> impl Fn(cache::Error) -> ErrorKind + Copy + '_ {
+    move |source| ErrorKind::Store { location: step.location.clone(), step: step.text.clone(), source }
+}
+
+/// A COPY/ADD/WORKDIR failure message, located at its step.
+fn copy_error(step: &Step) -> impl Fn(String) -> ErrorKind + Copy + '_ {
+    move |message| ErrorKind::Copy { location: step.location.clone(), step: step.text.clone(), message }
 }
 
 /// What a step's key needs from outside the Dockerfile.
