@@ -245,6 +245,30 @@ impl Store {
         self.mark_live_snapshots(&mut marks)?;
         self.sweep_layers(&marks, now, report)?;
         self.sweep_tmp(now, report)?;
+        self.sweep_step_locks(now)?;
+        Ok(())
+    }
+
+    /// The solver takes `locks/step-<key>.lock` around each step it executes; one file per key
+    /// would pile up forever. Old ones that nobody holds are removed. If a process opened one
+    /// just before it is unlinked, the worst case is that a step runs twice with the same
+    /// result, which the cache's atomic writes make harmless.
+    fn sweep_step_locks(&self, now: SystemTime) -> Result<()> {
+        use nix::fcntl::{Flock, FlockArg};
+        let dir = self.root().join("locks");
+        for entry in fs::read_dir(&dir).at(&dir)? {
+            let path = entry.at(&dir)?.path();
+            let is_step = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("step-"));
+            let Ok(meta) = fs::symlink_metadata(&path) else { continue };
+            if !is_step || is_young(&meta, now, GC_GRACE) {
+                continue;
+            }
+            let Ok(file) = File::open(&path) else { continue };
+            if let Ok(held) = Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                let _ = fs::remove_file(&path);
+                drop(held);
+            }
+        }
         Ok(())
     }
 

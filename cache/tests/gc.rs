@@ -333,3 +333,23 @@ fn live_snapshots_keep_their_layers_and_stale_ones_go() {
     assert_eq!(report.layers, 1, "{report:?}");
     assert!(!layer_path(store, &lower).exists());
 }
+
+#[test]
+fn gc_removes_old_unheld_step_locks_and_keeps_held_or_young_ones() {
+    let f = fixture();
+    let locks = f.store.root().join("locks");
+    let old_free = locks.join(format!("step-{}.lock", "a".repeat(64)));
+    let old_held = locks.join(format!("step-{}.lock", "b".repeat(64)));
+    let young = locks.join(format!("step-{}.lock", "c".repeat(64)));
+    for p in [&old_free, &old_held, &young] {
+        File::create(p).unwrap();
+    }
+    set_old(&old_free);
+    set_old(&old_held);
+    let held = f.store.lock(&format!("step-{}", "b".repeat(64))).unwrap();
+    f.store.gc().unwrap();
+    assert!(!old_free.exists(), "an old, unheld step lock survived");
+    assert!(old_held.exists(), "a held step lock was removed");
+    assert!(young.exists(), "a young step lock was removed");
+    drop(held);
+}
