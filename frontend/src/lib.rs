@@ -14,7 +14,7 @@ pub use error::{Error, Location};
 pub use expand::{env_get, expand_word, expand_word_with_escape, expand_words};
 pub use lower::{
     BaseConfig, DEFAULT_SHELL, ImageResolver, LowerOptions, PROXY_ARGS, host_platform, host_platform_string,
-    logical_line, lower, parse_words,
+    lower,
 };
 
 use serde::{Deserialize, Serialize};

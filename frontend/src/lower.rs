@@ -109,115 +109,6 @@ fn set_env(env: &mut Vec<(String, String)>, key: &str, value: &str) {
     }
 }
 
-/// Joins the logical line at the start of `text` as BuildKit's parser does: an escape character
-/// (followed only by blanks) at the end of a line is removed together with the newline; comment
-/// lines and empty lines inside the continuation are dropped; the next line's leading whitespace
-/// is kept. Stops at the first line that does not continue. Trailing whitespace is trimmed.
-pub fn logical_line(text: &str, escape: char) -> String {
-    let mut out = String::new();
-    for (i, raw) in text.split('\n').enumerate() {
-        let line = raw.strip_suffix('\r').unwrap_or(raw);
-        if i > 0 {
-            let t = line.trim_start();
-            if t.is_empty() || t.starts_with('#') {
-                continue;
-            }
-        }
-        let trimmed = line.trim_end_matches([' ', '\t']);
-        match trimmed.strip_suffix(escape) {
-            Some(body) => out.push_str(body),
-            None => {
-                out.push_str(line);
-                break;
-            }
-        }
-    }
-    out.truncate(out.trim_end().len());
-    out
-}
-
-/// BuildKit's `parseWords`: splits on whitespace outside quotes, keeping quotes and escapes
-/// (they are removed later by expansion).
-pub fn parse_words(rest: &str, escape: char) -> Vec<String> {
-    #[derive(PartialEq)]
-    enum Phase {
-        Spaces,
-        Word,
-        Quote,
-    }
-    let chars: Vec<char> = rest.chars().collect();
-    let mut words = Vec::new();
-    let mut phase = Phase::Spaces;
-    let mut word = String::new();
-    let mut quote = '\0';
-    let mut blank_ok = false;
-    let mut pos = 0;
-    while pos <= chars.len() {
-        let at_end = pos == chars.len();
-        let mut ch = if at_end { '\0' } else { chars[pos] };
-        if phase == Phase::Spaces {
-            if at_end {
-                break;
-            }
-            if ch.is_whitespace() {
-                pos += 1;
-                continue;
-            }
-            phase = Phase::Word;
-        }
-        if at_end {
-            if blank_ok || !word.is_empty() {
-                words.push(std::mem::take(&mut word));
-            }
-            break;
-        }
-        if phase == Phase::Word {
-            if ch.is_whitespace() {
-                phase = Phase::Spaces;
-                if blank_ok || !word.is_empty() {
-                    words.push(std::mem::take(&mut word));
-                }
-                blank_ok = false;
-                pos += 1;
-                continue;
-            }
-            if ch == '\'' || ch == '"' {
-                quote = ch;
-                blank_ok = true;
-                phase = Phase::Quote;
-            }
-            if ch == escape {
-                if pos + 1 == chars.len() {
-                    pos += 1;
-                    continue;
-                }
-                word.push(ch);
-                pos += 1;
-                ch = chars[pos];
-            }
-            word.push(ch);
-            pos += 1;
-            continue;
-        }
-        // In quotes.
-        if ch == quote {
-            phase = Phase::Word;
-        }
-        if ch == escape && quote != '\'' {
-            if pos + 1 == chars.len() {
-                phase = Phase::Word;
-                pos += 1;
-                continue;
-            }
-            word.push(ch);
-            pos += 1;
-            ch = chars[pos];
-        }
-        word.push(ch);
-        pos += 1;
-    }
-    words
-}
 /// `ARG a b=c`: names with optional defaults (defaults keep quotes for expansion).
 fn parse_arg_pairs(words: &[String]) -> Result<Vec<(String, Option<String>)>, String> {
     let mut pairs = Vec::new();
@@ -1371,18 +1262,6 @@ fn resolve_copy_from(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn joins_continuations_like_buildkit() {
-        assert_eq!(logical_line("RUN echo a \\\n  && echo b\nRUN x", '\\'), "RUN echo a   && echo b");
-        assert_eq!(logical_line("RUN a \\\n# comment\n\n b \\  \r\n c\r\n", '\\'), "RUN a  b  c");
-        assert_eq!(logical_line("RUN a `\n b", '`'), "RUN a  b");
-    }
-
-    #[test]
-    fn words_keep_quotes_and_escapes() {
-        assert_eq!(parse_words(r#"a="x y" b\ c 'd e'"#, '\\'), [r#"a="x y""#, r"b\ c", "'d e'"]);
-    }
 
     #[test]
     fn ports() {
