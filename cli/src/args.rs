@@ -153,6 +153,26 @@ pub struct BuildArgs {
     /// Print only the image ID on success.
     #[arg(short, long)]
     pub quiet: bool,
+    /// A secret for `RUN --mount=type=secret`: `id=NAME,src=FILE` or `id=NAME,env=VAR`
+    /// (`type=file|env` as in Docker); may be repeated. Never stored in the image or cache.
+    #[arg(long, value_name = "id=NAME,src=FILE|env=VAR")]
+    pub secret: Vec<String>,
+    /// Allow an entitlement: `network.host` (`RUN --network=host`), `security.insecure`
+    /// (`RUN --security=insecure`).
+    #[arg(long, value_name = "ENTITLEMENT")]
+    pub allow: Vec<String>,
+    /// Memory limit of every RUN (e.g. `512m`, `2g`); no swap beyond it.
+    #[arg(short = 'm', long, value_name = "BYTES")]
+    pub memory: Option<String>,
+    /// CPUs every RUN may use (e.g. `1`, `0.5`).
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<f64>,
+    /// CPU shares of every RUN (relative weight; 1024 is normal).
+    #[arg(long, value_name = "SHARES")]
+    pub cpu_shares: Option<u64>,
+    /// Most processes a RUN may have at once.
+    #[arg(long, value_name = "N")]
+    pub pids_limit: Option<u64>,
     /// The build context directory.
     #[arg(value_name = "CONTEXT")]
     pub context: PathBuf,

@@ -3,6 +3,7 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -102,6 +103,9 @@ fn build(store: &Store, a: args::BuildArgs) -> Result<ExitCode> {
         jobs: a.jobs,
         explain: a.explain_cache,
         cancel: Some(crate::interrupt::install()),
+        secrets: a.secret.iter().map(|s| parse_secret(s)).collect::<Result<_>>()?,
+        allow: parse_allow(&a.allow)?,
+        resources: build_resources(&a)?,
     };
     let sink = progress::for_mode(a.progress, a.quiet);
     let out = solver::build(store, &options, sink.as_progress());
@@ -288,8 +292,113 @@ fn run(store: &Store, a: args::RunArgs) -> Result<ExitCode> {
         },
         hostname: a.hostname.clone().unwrap_or_else(|| id.short().to_string()),
         network: executor::NetworkMode::None,
+        mounts: Vec::new(),
+        resources: executor::Resources::default(),
+        security: executor::Security::docker_default(),
     };
-    let status = executor::run(&spec, executor::Stdio::Inherit)?;
+    let status = executor::run(&spec, executor::Stdio::Inherit)?.status;
     drop(snapshot);
     Ok(ExitCode::from(status.code().clamp(0, 255) as u8))
+}
+
+/// `--secret id=NAME,src=FILE` / `id=NAME,env=VAR` (also `type=file|env`, `source=`), as
+/// `docker build` takes it.
+fn parse_secret(value: &str) -> Result<solver::Secret> {
+    let (mut id, mut src, mut env, mut typ) = (None, None, None, None);
+    for field in value.split(',') {
+        let (k, v) = field
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--secret {value:?}: {field:?} is not key=value"))?;
+        match k.trim().to_ascii_lowercase().as_str() {
+            "id" => id = Some(v.to_string()),
+            "src" | "source" => src = Some(v.to_string()),
+            "env" => env = Some(v.to_string()),
+            "type" => typ = Some(v.to_string()),
+            other => bail!("--secret {value:?}: unknown key {other:?} (id, src, env, type)"),
+        }
+    }
+    let source = match (typ.as_deref(), src, env) {
+        (Some("env"), Some(v), None) | (Some("env") | None, None, Some(v)) => solver::SecretSource::Env(v),
+        (Some("file") | None, Some(p), None) => solver::SecretSource::File(PathBuf::from(p)),
+        (Some(t), _, _) if t != "file" && t != "env" => bail!("--secret {value:?}: type must be file or env"),
+        (_, None, None) => match &id {
+            // Docker: `--secret id=X` alone reads the environment variable X.
+            Some(id) => solver::SecretSource::Env(id.clone()),
+            None => bail!("--secret {value:?}: needs id= and src= or env="),
+        },
+        _ => bail!("--secret {value:?}: give either src= or env=, not both"),
+    };
+    let id = match id {
+        Some(id) if !id.is_empty() => id,
+        _ => bail!("--secret {value:?}: id= is required"),
+    };
+    if let solver::SecretSource::File(p) = &source
+        && !p.is_file()
+    {
+        bail!("--secret {value:?}: {} is not a readable file", p.display());
+    }
+    Ok(solver::Secret { id, source })
+}
+
+fn parse_allow(values: &[String]) -> Result<solver::Entitlements> {
+    let mut allow = solver::Entitlements::default();
+    for v in values.iter().flat_map(|v| v.split(',')) {
+        match v.trim() {
+            "network.host" => allow.network_host = true,
+            "security.insecure" => allow.security_insecure = true,
+            other => bail!("--allow {other:?}: unknown entitlement (network.host, security.insecure)"),
+        }
+    }
+    Ok(allow)
+}
+
+/// `512m`, `2g`, `1048576`, `64MiB`: bytes, with binary k/m/g/t suffixes as Docker reads them.
+pub(crate) fn parse_bytes(flag: &str, value: &str) -> Result<u64> {
+    let v = value.trim().to_ascii_lowercase();
+    let v = v.strip_suffix("ib").or_else(|| v.strip_suffix('b')).unwrap_or(&v);
+    let (num, mult) = match v.char_indices().last() {
+        Some((i, 'k')) => (&v[..i], 1u64 << 10),
+        Some((i, 'm')) => (&v[..i], 1 << 20),
+        Some((i, 'g')) => (&v[..i], 1 << 30),
+        Some((i, 't')) => (&v[..i], 1 << 40),
+        _ => (v, 1),
+    };
+    let n: f64 =
+        num.trim().parse().map_err(|_| anyhow::anyhow!("{flag} {value:?}: not a size (e.g. 512m, 2g)"))?;
+    if !n.is_finite() || n <= 0.0 {
+        bail!("{flag} {value:?}: must be more than 0");
+    }
+    Ok((n * mult as f64) as u64)
+}
+
+fn build_resources(a: &crate::args::BuildArgs) -> Result<executor::Resources> {
+    let mut r = executor::Resources::default();
+    if let Some(m) = &a.memory {
+        let bytes = parse_bytes("--memory", m)?;
+        // Docker's floor: below this a container cannot even start its init.
+        if bytes < 6 * 1024 * 1024 {
+            bail!("--memory {m:?}: the minimum is 6m");
+        }
+        r.memory = Some(bytes);
+    }
+    if let Some(cpus) = a.cpus {
+        if !cpus.is_finite() || cpus <= 0.0 {
+            bail!("--cpus {cpus}: must be more than 0");
+        }
+        r.cpu_period = Some(100_000);
+        r.cpu_quota = Some((cpus * 100_000.0).round() as u64);
+    }
+    if let Some(shares) = a.cpu_shares {
+        if shares < 2 {
+            bail!("--cpu-shares {shares}: the minimum is 2");
+        }
+        r.cpu_shares = Some(shares);
+    }
+    if let Some(pids) = a.pids_limit {
+        if pids == 0 {
+            bail!("--pids-limit 0: must be at least 1");
+        }
+        r.pids = Some(pids);
+    }
+    Ok(r)
 }

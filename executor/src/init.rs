@@ -21,16 +21,18 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl, open};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
-use nix::sched::unshare;
+use nix::sched::{CloneFlags, unshare};
 use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, sigprocmask};
 use nix::sys::stat::Mode;
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Gid, Pid, Uid, chdir, execve, fork, pipe2, pivot_root, sethostname};
+use oci_spec::runtime::{PosixRlimit, PosixRlimitType};
 use serde::{Deserialize, Serialize};
 
-use crate::spec::{InitConfig, Plan};
+use crate::spec::{CgroupFs, InitConfig, Plan, PlanMount, SecretFile};
 use crate::user::{self, ExecUser};
 use crate::{ExitStatus, INIT_ARG};
+use crate::{caps, seccomp};
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -90,6 +92,8 @@ pub(crate) fn main(args: &[String]) -> i32 {
             return 2;
         }
     }
+    // What `ps` in the sandbox shows for PID 1 (by default the binary's file name).
+    let _ = nix::sys::prctl::set_name(c"rbuild-init");
     let report = match read_plan(spec_fd).and_then(supervise) {
         Ok(status) => Report::Ended(status),
         Err(f) => Report::Failed { step: f.step, message: f.message },
@@ -139,6 +143,11 @@ fn supervise(plan: Plan) -> Result<ExitStatus> {
             match serde_json::from_slice::<Report>(&json) {
                 Ok(Report::Ended(status)) => Ok(status),
                 Ok(Report::Failed { step, message }) => Err(Failure { step, message }),
+                // PID 1 was killed (the OOM killer, or a signal sent from outside): the
+                // kernel took the whole namespace with it, so that is how the process ended.
+                Err(_) if json.is_empty() && matches!(pid1_status, ExitStatus::Signaled(_)) => {
+                    Ok(pid1_status)
+                }
                 Err(_) => Err(fail("sandbox PID 1", format!("ended ({pid1_status:?}) without a report"))),
             }
         }
@@ -160,20 +169,47 @@ fn wait_for(pid: Pid) -> nix::Result<ExitStatus> {
 fn pid1(plan: &Plan) -> Result<ExitStatus> {
     // If the supervisor dies, so does PID 1, and with it the kernel kills the whole namespace.
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(os("set the parent-death signal"))?;
+    // Into the cgroup first, so every process of the sandbox is counted and limited.
+    for procs in &plan.cgroup_procs {
+        std::fs::write(procs, "0").map_err(io(format!("join the cgroup ({})", procs.display())))?;
+    }
+    if plan.cgroupns {
+        // After joining: the namespace's root is the sandbox's own cgroup.
+        unshare(CloneFlags::CLONE_NEWCGROUP).map_err(os("unshare the cgroup namespace"))?;
+    }
     let target = &plan.overlay.target;
     mount_overlay(plan)?;
     mount_standard_fs(target)?;
+    if plan.cgroupns {
+        mount_cgroup_fs(target, &plan.cgroup_fs)?;
+    }
+    // Before pivot_root: a bind mount's source must be in our mount tree, which the old root
+    // leaves. Targets are resolved inside the rootfs as if it were `/` (nothing of the
+    // sandbox runs yet, so nothing can swap a path under us).
+    for (dest, mount) in &plan.mounts {
+        let fds = open_sources(dest, mount)?;
+        user_mount(target, dest, mount, &fds)?;
+    }
+    let seccomp = match &plan.seccomp {
+        Some(profile) => Some(seccomp::compile(profile).map_err(|m| fail("compile the seccomp filter", m))?),
+        None => None,
+    };
+    let caps = caps::parse(&plan.capabilities).map_err(|m| fail("capabilities", m))?;
     enter_rootfs(target)?;
+    mask_paths(&plan.masked_paths, &plan.readonly_paths)?;
 
     // Created after pivot_root so that a symlink in the image resolves inside the rootfs, never
     // on the host.
     std::fs::create_dir_all(&plan.cwd).map_err(io(format!("create working directory {}", plan.cwd)))?;
     let hostname = plan.hostname.as_deref().unwrap_or_default();
-    if plan.namespaces.contains(nix::sched::CloneFlags::CLONE_NEWUTS) && !hostname.is_empty() {
+    if plan.namespaces.contains(CloneFlags::CLONE_NEWUTS) && !hostname.is_empty() {
         sethostname(hostname).map_err(os(format!("set hostname {hostname:?}")))?;
     }
-    if plan.namespaces.contains(nix::sched::CloneFlags::CLONE_NEWNET) {
+    if plan.namespaces.contains(CloneFlags::CLONE_NEWNET) {
         loopback_up()?;
+    }
+    for limit in &plan.rlimits {
+        set_rlimit(limit)?;
     }
 
     let read = |p: &str| std::fs::read_to_string(p).ok();
@@ -183,7 +219,7 @@ fn pid1(plan: &Plan) -> Result<ExitStatus> {
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         env.push(format!("HOME={}", user.home));
     }
-    let exec = Exec::new(plan, env, user)?;
+    let exec = Exec::new(plan, env, user, caps, seccomp)?;
 
     let (ready_r, ready_w) = pipe2(OFlag::O_CLOEXEC).map_err(os("create exec pipe"))?;
     // SAFETY: PID 1 is single-threaded, so the child may run arbitrary code before exec.
@@ -204,6 +240,242 @@ fn pid1(plan: &Plan) -> Result<ExitStatus> {
             }
         }
     }
+}
+
+fn set_rlimit(limit: &PosixRlimit) -> Result<()> {
+    use nix::sys::resource::{Resource, setrlimit};
+    let resource = match limit.typ() {
+        PosixRlimitType::RlimitNofile => Resource::RLIMIT_NOFILE,
+        PosixRlimitType::RlimitNproc => Resource::RLIMIT_NPROC,
+        PosixRlimitType::RlimitCore => Resource::RLIMIT_CORE,
+        PosixRlimitType::RlimitStack => Resource::RLIMIT_STACK,
+        PosixRlimitType::RlimitMemlock => Resource::RLIMIT_MEMLOCK,
+        PosixRlimitType::RlimitFsize => Resource::RLIMIT_FSIZE,
+        PosixRlimitType::RlimitCpu => Resource::RLIMIT_CPU,
+        PosixRlimitType::RlimitAs => Resource::RLIMIT_AS,
+        other => return Err(fail("set rlimits", format!("{other:?} is not supported"))),
+    };
+    setrlimit(resource, limit.soft(), limit.hard()).map_err(os(format!("set {:?}", limit.typ())))
+}
+
+/// The host-side file descriptors a mount needs (opened before `pivot_root`).
+type Sources = Vec<OwnedFd>;
+
+fn open_sources(dest: &str, mount: &PlanMount) -> Result<Sources> {
+    let open_path = |p: &Path| {
+        open(p, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+            .map_err(os(format!("open the source of the mount at {dest}: {}", p.display())))
+    };
+    Ok(match mount {
+        PlanMount::Bind { source, .. } => vec![open_path(source)?],
+        PlanMount::Overlay { lowers, upper } => {
+            let mut fds = lowers.iter().map(|p| open_path(p)).collect::<Result<Vec<_>>>()?;
+            if let Some((u, w)) = upper {
+                fds.push(open_path(u)?);
+                fds.push(open_path(w)?);
+            }
+            fds
+        }
+        PlanMount::Tmpfs { .. } | PlanMount::Secret(_) => Vec::new(),
+    })
+}
+
+fn fd_path(fd: &OwnedFd) -> String {
+    format!("/proc/self/fd/{}", fd.as_raw_fd())
+}
+
+/// `path` (absolute, in the sandbox) inside `root`, as if `root` were `/`: `..` stops at the
+/// root and symlinks, absolute or relative, are followed within it. The last component need
+/// not exist.
+fn resolve_in_root(root: &Path, path: &str) -> Result<PathBuf> {
+    use std::collections::VecDeque;
+    let mut pending: VecDeque<String> =
+        path.split('/').filter(|c| !c.is_empty() && *c != ".").map(str::to_string).collect();
+    let mut resolved = PathBuf::new();
+    let mut links = 0;
+    while let Some(c) = pending.pop_front() {
+        if c == ".." {
+            resolved.pop();
+            continue;
+        }
+        let candidate = resolved.join(&c);
+        match std::fs::read_link(root.join(&candidate)) {
+            Ok(target) => {
+                links += 1;
+                if links > 40 {
+                    return Err(fail(format!("mount at {path}"), "too many levels of symbolic links"));
+                }
+                let target = target.to_string_lossy().into_owned();
+                if target.starts_with('/') {
+                    resolved = PathBuf::new();
+                }
+                let mut next: VecDeque<String> =
+                    target.split('/').filter(|c| !c.is_empty() && *c != ".").map(str::to_string).collect();
+                next.extend(pending);
+                pending = next;
+            }
+            Err(_) => resolved = candidate,
+        }
+    }
+    Ok(root.join(resolved))
+}
+
+/// Creates `path` (a directory, or an empty file) if missing; `path` was resolved with
+/// [`resolve_in_root`], so the missing part holds no symlink.
+fn mount_target(dest: &str, path: &Path, dir: bool) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io(format!("create mount point {dest}")))?;
+    }
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() == dir => Ok(()),
+        Ok(_) => Err(fail(
+            format!("mount at {dest}"),
+            if dir {
+                "it is a file in the image, and the mount is a directory"
+            } else {
+                "it is a directory in the image, and the mount is a file"
+            },
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if dir {
+                std::fs::create_dir(path).map_err(io(format!("create mount point {dest}")))
+            } else {
+                File::create(path).map(drop).map_err(io(format!("create mount point {dest}")))
+            }
+        }
+        Err(e) => Err(io(format!("inspect mount point {dest}"))(e)),
+    }
+}
+
+/// Makes the mount at `dest` read-only, keeping the flags (nosuid, nodev, ...) it has: a
+/// remount that drops a locked flag fails.
+fn remount_readonly(dest: &Path) -> Result<()> {
+    use nix::sys::statvfs::{FsFlags, statvfs};
+    let have = statvfs(dest).map_err(os(format!("statfs {}", dest.display())))?.flags();
+    let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+    for (st, ms) in [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ] {
+        if have.contains(st) {
+            flags |= ms;
+        }
+    }
+    mount(None::<&str>, dest, None::<&str>, flags, None::<&str>)
+        .map_err(os(format!("make {} read-only", dest.display())))
+}
+
+fn user_mount(root: &Path, dest: &str, mount_spec: &PlanMount, fds: &Sources) -> Result<()> {
+    let at = resolve_in_root(root, dest)?;
+    let at = at.as_path();
+    match mount_spec {
+        PlanMount::Bind { readonly, .. } => {
+            let source = &fds[0];
+            let dir =
+                nix::sys::stat::fstat(source).map_err(os(format!("stat the source of {dest}")))?.st_mode
+                    & libc::S_IFMT
+                    == libc::S_IFDIR;
+            mount_target(dest, at, dir)?;
+            mount(
+                Some(fd_path(source).as_str()),
+                at,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .map_err(os(format!("bind mount at {dest}")))?;
+            if *readonly {
+                remount_readonly(at)?;
+            }
+            Ok(())
+        }
+        PlanMount::Overlay { lowers, upper } => {
+            mount_target(dest, at, true)?;
+            let lower = fds[..lowers.len()].iter().map(fd_path).collect::<Vec<_>>().join(":");
+            let mut data = format!("lowerdir={lower}");
+            if upper.is_some() {
+                let n = lowers.len();
+                data.push_str(&format!(",upperdir={},workdir={}", fd_path(&fds[n]), fd_path(&fds[n + 1])));
+            }
+            let flags = if upper.is_some() { MsFlags::empty() } else { MsFlags::MS_RDONLY };
+            mount(Some("overlay"), at, Some("overlay"), flags, Some(data.as_str()))
+                .map_err(os(format!("overlay mount at {dest}")))
+        }
+        PlanMount::Tmpfs { size } => {
+            mount_target(dest, at, true)?;
+            let data = match size {
+                Some(size) => format!("mode=1777,size={size}"),
+                None => "mode=1777".to_string(),
+            };
+            mount(
+                Some("tmpfs"),
+                at,
+                Some("tmpfs"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                Some(data.as_str()),
+            )
+            .map_err(os(format!("tmpfs mount at {dest}")))
+        }
+        PlanMount::Secret(secret) => mount_secret(root, dest, at, secret),
+    }
+}
+
+/// A file with the secret's bytes on a private tmpfs, bound read-only at `dest`; the tmpfs's
+/// own mount point is detached right away, so only `dest` shows it.
+fn mount_secret(root: &Path, dest: &str, at: &Path, secret: &SecretFile) -> Result<()> {
+    // In the sandbox's own /dev tmpfs, never on a disk.
+    let stage = root.join("dev/.rbuild-secret");
+    let stage = stage.as_path();
+    let step = format!("secret mount at {dest}");
+    std::fs::create_dir(stage).map_err(io(step.clone()))?;
+    let size = format!("mode=0700,size={}", secret.contents.len() + 4096);
+    mount(
+        Some("tmpfs"),
+        stage,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some(size.as_str()),
+    )
+    .map_err(os(step.clone()))?;
+    let file = stage.join("secret");
+    std::fs::write(&file, &secret.contents).map_err(io(step.clone()))?;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(secret.mode & 0o7777))
+        .map_err(io(step.clone()))?;
+    std::os::unix::fs::chown(&file, Some(secret.uid), Some(secret.gid)).map_err(io(step.clone()))?;
+    mount_target(dest, at, false)?;
+    mount(Some(&file), at, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(os(step.clone()))?;
+    remount_readonly(at)?;
+    umount2(stage, MntFlags::MNT_DETACH).map_err(os(step.clone()))?;
+    std::fs::remove_dir(stage).map_err(io(step))
+}
+
+/// Docker's masked paths (files get /dev/null, directories an empty read-only tmpfs) and
+/// read-only paths (bound onto themselves, read-only). Paths this kernel lacks are skipped.
+fn mask_paths(masked: &[String], readonly: &[String]) -> Result<()> {
+    for p in masked {
+        match std::fs::symlink_metadata(p) {
+            Ok(m) if m.is_dir() => {
+                mount(Some("tmpfs"), p.as_str(), Some("tmpfs"), MsFlags::MS_RDONLY, Some("size=0"))
+                    .map_err(os(format!("mask {p}")))?
+            }
+            Ok(_) => mount(Some("/dev/null"), p.as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
+                .map_err(os(format!("mask {p}")))?,
+            Err(_) => {}
+        }
+    }
+    for p in readonly {
+        if std::fs::symlink_metadata(p).is_err() {
+            continue;
+        }
+        mount(Some(p.as_str()), p.as_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+            .map_err(os(format!("bind {p} read-only")))?;
+        remount_readonly(Path::new(p))?;
+    }
+    Ok(())
 }
 
 /// Reaps every child (orphans are re-parented to us) until `main` has ended.
@@ -293,6 +565,9 @@ fn mount_standard_fs(root: &Path) -> Result<()> {
     let shm = dev.join("shm");
     std::fs::create_dir(&shm).map_err(io("create /dev/shm"))?;
     do_mount("shm", &shm, "tmpfs", nosuid_noexec_nodev, Some("mode=1777,size=65536k"))?;
+    let mqueue = dev.join("mqueue");
+    std::fs::create_dir(&mqueue).map_err(io("create /dev/mqueue"))?;
+    do_mount("mqueue", &mqueue, "mqueue", nosuid_noexec_nodev, None)?;
     for (link, to) in [
         ("ptmx", "pts/ptmx"),
         ("fd", "/proc/self/fd"),
@@ -304,6 +579,39 @@ fn mount_standard_fs(root: &Path) -> Result<()> {
     }
 
     do_mount("sysfs", &mount_point(root, "sys")?, "sysfs", nosuid_noexec_nodev | MsFlags::MS_RDONLY, None)
+}
+
+/// The cgroup filesystems, read-only, under the (read-only) /sys. Mounted from inside the
+/// cgroup namespace, each shows the sandbox's own cgroup as its root.
+fn mount_cgroup_fs(root: &Path, mounts: &[CgroupFs]) -> Result<()> {
+    if mounts.is_empty() {
+        return Ok(());
+    }
+    let base = root.join("sys/fs/cgroup");
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV | MsFlags::MS_RELATIME;
+    let v2_only = mounts.len() == 1 && mounts[0].dir.is_empty();
+    if !v2_only {
+        do_mount("tmpfs", &base, "tmpfs", flags, Some("mode=755,size=64k"))?;
+    }
+    for m in mounts {
+        let dir = base.join(&m.dir);
+        if !m.dir.is_empty() {
+            std::fs::create_dir(&dir).map_err(io(format!("create /sys/fs/cgroup/{}", m.dir)))?;
+        }
+        let data = (!m.data.is_empty()).then_some(m.data.as_str());
+        do_mount("cgroup", &dir, &m.fstype, flags | MsFlags::MS_RDONLY, data)?;
+    }
+    if !v2_only {
+        mount(
+            None::<&str>,
+            &base,
+            None::<&str>,
+            flags | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
+        .map_err(os("make /sys/fs/cgroup read-only"))?;
+    }
+    Ok(())
 }
 
 fn enter_rootfs(root: &Path) -> Result<()> {
@@ -350,10 +658,19 @@ struct Exec {
     path: String,
     cwd: String,
     user: ExecUser,
+    caps: caps::CapSet,
+    seccomp: Option<seccomp::Filter>,
+    no_new_privileges: bool,
 }
 
 impl Exec {
-    fn new(plan: &Plan, env: Vec<String>, user: ExecUser) -> Result<Exec> {
+    fn new(
+        plan: &Plan,
+        env: Vec<String>,
+        user: ExecUser,
+        caps: caps::CapSet,
+        seccomp: Option<seccomp::Filter>,
+    ) -> Result<Exec> {
         let cstring = |s: &String| {
             CString::new(s.as_bytes()).map_err(|_| fail("prepare exec", format!("NUL byte in {s:?}")))
         };
@@ -365,6 +682,9 @@ impl Exec {
             path,
             cwd: plan.cwd.clone(),
             user,
+            caps,
+            seccomp,
+            no_new_privileges: plan.no_new_privileges,
         })
     }
 
@@ -395,11 +715,29 @@ impl Exec {
             .map_err(os("reset SIGPIPE"))?;
         sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
             .map_err(os("reset signal mask"))?;
+        // runc's order: the bounding set first (it needs CAP_SETPCAP), the user next, keeping
+        // the permitted set across setuid, then the final sets; seccomp last, right before
+        // exec, unless without no_new_privs it must be loaded while CAP_SYS_ADMIN is still held.
+        caps::drop_bounding(self.caps).map_err(os("drop capabilities from the bounding set"))?;
+        if !self.no_new_privileges
+            && let Some(filter) = &self.seccomp
+        {
+            filter.install().map_err(|e| fail("load the seccomp filter", e))?;
+        }
+        nix::sys::prctl::set_keepcaps(true).map_err(os("keep capabilities across setuid"))?;
         let groups: Vec<Gid> = self.user.groups.iter().map(|&g| Gid::from_raw(g)).collect();
         nix::unistd::setgroups(&groups).map_err(os("setgroups"))?;
         nix::unistd::setgid(Gid::from_raw(self.user.gid)).map_err(os(format!("setgid {}", self.user.gid)))?;
         nix::unistd::setuid(Uid::from_raw(self.user.uid)).map_err(os(format!("setuid {}", self.user.uid)))?;
-        chdir(self.cwd.as_str()).map_err(os(format!("chdir to {}", self.cwd)))
+        caps::set(self.caps).map_err(os("set capabilities"))?;
+        chdir(self.cwd.as_str()).map_err(os(format!("chdir to {}", self.cwd)))?;
+        if self.no_new_privileges {
+            nix::sys::prctl::set_no_new_privs().map_err(os("set no_new_privs"))?;
+            if let Some(filter) = &self.seccomp {
+                filter.install().map_err(|e| fail("load the seccomp filter", e))?;
+            }
+        }
+        Ok(())
     }
 
     /// `args[0]` as is if it has a '/', else the first executable regular file of that name in

@@ -4,7 +4,10 @@
 //! Dockerfiles or images: it gets a [`SandboxSpec`] (rootfs layers, process, hostname, network
 //! mode), runs it, and returns how the process ended.
 
+pub mod caps;
+pub mod cgroup;
 mod init;
+mod seccomp;
 mod spec;
 mod supervise;
 mod user;
@@ -19,13 +22,18 @@ pub use spec::InitConfig;
 /// init. The binary's `main` must call [`init_main`] when it sees it, before anything else.
 pub const INIT_ARG: &str = "__rbuild-sandbox-init";
 
-/// What to run and how to isolate it.
+/// What to run and how to isolate it: the one description shared by RUN steps and containers.
+/// [`InitConfig`] turns it into an OCI runtime spec.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SandboxSpec {
     pub rootfs: Rootfs,
     pub process: Process,
     pub hostname: String,
     pub network: NetworkMode,
+    /// Mounts on top of the rootfs (after /proc, /dev, /sys), in order.
+    pub mounts: Vec<Mount>,
+    pub resources: Resources,
+    pub security: Security,
 }
 
 /// The root filesystem: an overlay mounted inside the sandbox's own mount namespace, so the
@@ -57,6 +65,101 @@ pub struct Process {
 pub enum NetworkMode {
     /// A new network namespace with only `lo`, up.
     None,
+    /// The host's network namespace.
+    Host,
+}
+
+/// A mount inside the sandbox. `target` is an absolute path in the sandbox; it is resolved
+/// inside the rootfs (after `pivot_root`, so a symlink in the image cannot lead out) and
+/// created, as an empty directory or file, if missing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Mount {
+    pub target: String,
+    pub kind: MountKind,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum MountKind {
+    /// A host file or directory.
+    Bind { source: PathBuf, readonly: bool },
+    /// An overlay of host directories (topmost first). With `upper` (upperdir, workdir) it is
+    /// writable; without, read-only (at least two lowers: one is a read-only `Bind`).
+    Overlay { lowers: Vec<PathBuf>, upper: Option<(PathBuf, PathBuf)> },
+    /// A fresh tmpfs; `size` in bytes.
+    Tmpfs { size: Option<u64> },
+    /// A read-only file with these contents, on a tmpfs: the bytes never touch a disk, so a
+    /// secret cannot end up in a layer.
+    Secret { contents: Vec<u8>, mode: u32, uid: u32, gid: u32 },
+}
+
+/// cgroup limits. `None` means no limit.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Resources {
+    /// Bytes of memory (swap included: the sandbox gets no swap beyond it).
+    pub memory: Option<u64>,
+    /// CPU time per `cpu_period` (both in microseconds), as `--cpus` = quota / period.
+    pub cpu_quota: Option<u64>,
+    pub cpu_period: Option<u64>,
+    /// Relative weight, in cgroup v1 shares (1024 = normal); converted for v2.
+    pub cpu_shares: Option<u64>,
+    /// Most processes (and threads) at once.
+    pub pids: Option<u64>,
+}
+
+/// What the process may do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Security {
+    /// Capabilities kept, in all five sets for root (bounding only for other users, as in
+    /// Docker); names as `CAP_CHOWN`.
+    pub capabilities: Vec<String>,
+    /// Docker's default seccomp profile.
+    pub seccomp: bool,
+    pub no_new_privileges: bool,
+    /// Docker's masked paths (/proc/kcore, ...) and read-only paths (/proc/sys, ...).
+    pub mask_paths: bool,
+}
+
+impl Security {
+    /// Docker's defaults: its 14 capabilities, its seccomp profile, `no_new_privs`, masked paths.
+    pub fn docker_default() -> Security {
+        Security {
+            capabilities: caps::DOCKER_DEFAULT.iter().map(|c| c.to_string()).collect(),
+            seccomp: true,
+            no_new_privileges: true,
+            mask_paths: true,
+        }
+    }
+
+    /// `RUN --security=insecure` (a privileged container): every capability, no seccomp, no
+    /// masked paths.
+    pub fn insecure() -> Security {
+        Security {
+            capabilities: caps::all_names(),
+            seccomp: false,
+            no_new_privileges: false,
+            mask_paths: false,
+        }
+    }
+}
+
+impl Default for Security {
+    fn default() -> Security {
+        Security::docker_default()
+    }
+}
+
+/// How a sandbox ended: the process's status, and whether the kernel's OOM killer killed a
+/// process of the sandbox (its memory limit was hit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub status: ExitStatus,
+    pub oom_killed: bool,
+}
+
+impl Outcome {
+    pub fn success(self) -> bool {
+        self.status.success()
+    }
 }
 
 /// How a sandboxed process ended.
@@ -112,13 +215,16 @@ pub enum Error {
     /// [`run_cancellable`]'s flag was raised: the sandbox and everything in it was killed.
     #[error("cancelled")]
     Cancelled,
+    /// Making, limiting or removing the sandbox's cgroup.
+    #[error(transparent)]
+    Cgroup(#[from] cgroup::Error),
 }
 
 /// Runs `spec` in a new sandbox and waits for it to end.
 ///
 /// The sandbox is a re-execution of the current binary (see [`INIT_ARG`]); the spec reaches it
 /// as JSON ([`InitConfig`]) through a pipe on an inherited file descriptor.
-pub fn run(spec: &SandboxSpec, stdio: Stdio<'_>) -> Result<ExitStatus, Error> {
+pub fn run(spec: &SandboxSpec, stdio: Stdio<'_>) -> Result<Outcome, Error> {
     supervise::run(spec, stdio, None)
 }
 
@@ -129,7 +235,7 @@ pub fn run_cancellable(
     spec: &SandboxSpec,
     stdio: Stdio<'_>,
     cancel: &std::sync::atomic::AtomicBool,
-) -> Result<ExitStatus, Error> {
+) -> Result<Outcome, Error> {
     supervise::run(spec, stdio, Some(cancel))
 }
 

@@ -9,9 +9,10 @@ use std::process::Command;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::unistd::pipe2;
 
+use crate::cgroup::{self, Cgroup};
 use crate::init::Report;
 use crate::spec::InitConfig;
-use crate::{Error, ExitStatus, INIT_ARG, SandboxSpec, Stdio};
+use crate::{Error, ExitStatus, INIT_ARG, Outcome, SandboxSpec, Stdio};
 
 fn setup(step: &'static str) -> impl FnOnce(std::io::Error) -> Error {
     move |source| Error::Setup { step, source }
@@ -36,20 +37,70 @@ fn above_stdio(fd: OwnedFd, step: &'static str) -> Result<OwnedFd, Error> {
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
+/// The sandbox's own cgroup, made before the init starts (so its limits hold from the first
+/// instruction) and removed when the sandbox has ended, on every path out of [`run`]
+/// (`Cgroup`'s `Drop` covers errors and cancellation).
+fn make_cgroup(spec: &SandboxSpec) -> Result<Option<Cgroup>, Error> {
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    let limited = spec.resources != crate::Resources::default();
+    let layout = match cgroup::layout() {
+        Ok(layout) => layout,
+        Err(e) if !limited => {
+            let _ = e;
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    // Cgroups of rbuild processes that were SIGKILLed: only ours, only those whose owner is gone.
+    SWEPT.call_once(|| cgroup::sweep_stale(layout));
+    match Cgroup::create(layout, &cgroup::sandbox_name(), &spec.resources) {
+        Ok(cg) => Ok(Some(cg)),
+        // Without write access to the cgroup tree (rootless, or inside a container) a sandbox
+        // without limits runs without a cgroup of its own; one with limits cannot.
+        Err(e) if !limited && e.is_permission() => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 pub(crate) fn run(
     spec: &SandboxSpec,
     stdio: Stdio<'_>,
     cancel: Option<&std::sync::atomic::AtomicBool>,
+) -> Result<Outcome, Error> {
+    let cgroup = make_cgroup(spec)?;
+    let (path, procs, fs) = match &cgroup {
+        Some(cg) => {
+            let fs = cgroup::layout().map(crate::spec::CgroupFs::for_layout).unwrap_or_default();
+            (Some(cg.path()), cg.procs_files(), fs)
+        }
+        None => (None, Vec::new(), Vec::new()),
+    };
+    let config = InitConfig::new(spec, path.as_deref(), procs, fs)?;
+    let status = run_init(&config, stdio, cancel)?;
+    let oom_killed = cgroup.as_ref().is_some_and(Cgroup::oom_killed);
+    if let Some(cg) = cgroup {
+        cg.remove()?;
+    }
+    Ok(Outcome { status, oom_killed })
+}
+
+fn run_init(
+    config: &InitConfig,
+    stdio: Stdio<'_>,
+    cancel: Option<&std::sync::atomic::AtomicBool>,
 ) -> Result<ExitStatus, Error> {
-    let config = InitConfig::new(spec)?;
     let json =
-        serde_json::to_vec(&config).map_err(|e| Error::Setup { step: "encode spec", source: e.into() })?;
+        serde_json::to_vec(config).map_err(|e| Error::Setup { step: "encode spec", source: e.into() })?;
     let exe = std::env::current_exe().map_err(setup("find the current executable"))?;
 
     let (config_r, config_w) = pipe("create spec pipe")?;
     let (status_r, status_w) = pipe("create status pipe")?;
     let mut cmd = Command::new(exe);
-    cmd.arg(INIT_ARG).arg(config_r.as_raw_fd().to_string()).arg(status_w.as_raw_fd().to_string());
+    // argv[0] without the host path of the binary: it is what `ps` in the sandbox shows.
+    cmd.arg0("rbuild-init")
+        .arg(INIT_ARG)
+        .arg(config_r.as_raw_fd().to_string())
+        .arg(status_w.as_raw_fd().to_string());
 
     let (mut callback, output) = match stdio {
         Stdio::Inherit => (None, None),

@@ -46,6 +46,9 @@ impl Env {
             },
             hostname: "sandbox-test".into(),
             network: NetworkMode::None,
+            mounts: Vec::new(),
+            resources: Default::default(),
+            security: Default::default(),
         };
         (spec, layout)
     }
@@ -55,7 +58,7 @@ fn capture(spec: &SandboxSpec) -> Result<(ExitStatus, String), Error> {
     let mut out = Vec::new();
     let mut cb = |chunk: &[u8]| out.extend_from_slice(chunk);
     let status = executor::run(spec, Stdio::Capture(&mut cb))?;
-    Ok((status, String::from_utf8_lossy(&out).into_owned()))
+    Ok((status.status, String::from_utf8_lossy(&out).into_owned()))
 }
 
 /// Runs `sh -c script` and insists on exit 0; returns the output.
@@ -78,7 +81,7 @@ fn output_and_exit_codes(env: &Env) {
 
     // Inherit: the output goes to the test's own stdout; the status must still come back.
     let (spec, _) = env.spec("inherit", &["sh", "-c", "exit 3"], "");
-    assert_eq!(executor::run(&spec, Stdio::Inherit).unwrap(), ExitStatus::Exited(3));
+    assert_eq!(executor::run(&spec, Stdio::Inherit).unwrap().status, ExitStatus::Exited(3));
 }
 
 fn large_output_is_complete(env: &Env) {

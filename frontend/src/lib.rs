@@ -9,6 +9,7 @@ mod error;
 mod expand;
 mod lower;
 pub mod parser;
+mod runmount;
 
 pub use error::{Error, Location};
 pub use expand::{env_get, expand_word, expand_word_with_escape, expand_words};
@@ -95,6 +96,98 @@ pub struct RunOp {
     /// How history records the step, e.g. `RUN /bin/sh -c echo hi`, or with build args in scope
     /// `RUN |1 VERSION=1.0 /bin/sh -c echo hi` (BuildKit's text without ` # buildkit`).
     pub created_by: String,
+    /// `--mount` flags, in the order written.
+    pub mounts: Vec<RunMount>,
+    /// `--network`.
+    pub network: RunNetwork,
+    /// `--security`.
+    pub security: RunSecurity,
+}
+
+/// One `RUN --mount=...`, with BuildKit's defaults filled in. Every `target` is absolute and
+/// clean: a relative one is resolved against the WORKDIR in effect (an empty one is the
+/// WORKDIR), except for secrets, whose relative targets BuildKit leaves to the runtime, which
+/// resolves them against the root.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum RunMount {
+    /// `type=bind` (the default type): `source` (relative, cleaned; empty means the root) of
+    /// the build context, or of a stage or image with `from`. Read-only unless `rw`; with `rw`
+    /// writes are discarded after the step.
+    Bind { target: String, from: Option<CopyFrom>, source: String, readwrite: bool },
+    /// `type=cache`: a directory kept across builds under `id` (default: the target as written,
+    /// cleaned, before it is resolved against the WORKDIR: `target=cache` has id `cache`).
+    /// `from`/`source` seed a new cache directory. `mode`/`uid`/`gid` apply when it is created
+    /// (BuildKit applies them only when `source` is empty).
+    Cache {
+        target: String,
+        id: String,
+        sharing: CacheSharing,
+        readonly: bool,
+        from: Option<CopyFrom>,
+        source: String,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    /// `type=tmpfs`, `size` in bytes.
+    Tmpfs { target: String, size: Option<u64> },
+    /// `type=secret`: the `--secret` of that `id` (`id=` or `source=`; default: the target's
+    /// file name), as a file at `target` (default `/run/secrets/<id>`; none when only `env` is
+    /// given) and/or in the environment variable `env`. A missing secret is an error only when
+    /// `required`.
+    Secret {
+        id: String,
+        target: Option<String>,
+        env: Option<String>,
+        required: bool,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+}
+
+impl RunMount {
+    /// The stage this mount reads from, if any (a dependency of the stage, like `COPY --from`).
+    pub fn from_stage(&self) -> Option<usize> {
+        match self {
+            RunMount::Bind { from: Some(CopyFrom::Stage(i)), .. }
+            | RunMount::Cache { from: Some(CopyFrom::Stage(i)), .. } => Some(*i),
+            _ => None,
+        }
+    }
+}
+
+/// `sharing=` of a cache mount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum CacheSharing {
+    /// Concurrent builds use the same directory.
+    #[default]
+    Shared,
+    /// A concurrent user gets its own directory.
+    Private,
+    /// A concurrent user waits until the directory is free.
+    Locked,
+}
+
+/// `RUN --network=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum RunNetwork {
+    /// No flag, or `default`: the builder's default (no network until build networks exist).
+    #[default]
+    Default,
+    None,
+    /// The host's network; needs `--allow network.host`.
+    Host,
+}
+
+/// `RUN --security=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum RunSecurity {
+    /// `sandbox` (the default): the normal sandbox.
+    #[default]
+    Sandbox,
+    /// All capabilities, no seccomp, no masked paths; needs `--allow security.insecure`.
+    Insecure,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -5,10 +5,11 @@
 use std::collections::BTreeSet;
 
 use crate::expand::{env_get, expand_word_with_escape, expand_words};
-use crate::parser::{self, Instruction, Pos, chomp_heredoc_content, heredoc_word};
+use crate::parser::{self, Instruction, Pos, chomp_heredoc_content, go_quote, heredoc_word};
+use crate::runmount::{lower_mount, parse_mount, parse_network, parse_security, precheck_mount};
 use crate::{
     AddOp, Base, BuildDefinition, ConfigOp, CopyFrom, CopyOp, Error, Healthcheck, InlineFile, Location, Op,
-    RunOp, Stage, Step,
+    RunMount, RunNetwork, RunOp, RunSecurity, Stage, Step,
 };
 
 /// What the frontend needs to know about a base image.
@@ -430,9 +431,83 @@ fn check_instruction(ctx: &Ctx<'_>, ins: &Instruction) -> Result<(), Error> {
         _ => return Err(ctx.err(pos, parser::unknown_instruction_message(&ins.keyword))),
     }
     if name != "maintainer" || ins.args.len() == 1 {
-        parse_flags(ctx, ins)?;
+        let flags = parse_flags(ctx, ins)?;
+        if name == "run" {
+            check_run_flags(ctx, &flags)?;
+        }
     }
     Ok(())
+}
+
+/// BuildKit's parse-time checks of RUN's flags (`parseRunPostHooks`): each `--mount` value's
+/// CSV syntax and `from` (no variables), then `--network` and `--security` as written.
+fn check_run_flags(ctx: &Ctx<'_>, flags: &Flags) -> Result<(), Error> {
+    for (name, value, fpos) in &flags.0 {
+        if name == "mount" {
+            precheck_mount(value).map_err(|e| ctx.err(*fpos, e))?;
+        }
+    }
+    if let Some((value, fpos)) = flags.get("network") {
+        parse_network(value).map_err(|e| ctx.err(fpos, e))?;
+    }
+    if let Some((value, fpos)) = flags.get("security") {
+        parse_security(value).map_err(|e| ctx.err(fpos, e))?;
+    }
+    Ok(())
+}
+
+/// RUN's `--mount`, `--network`, `--security` at dispatch, as BuildKit's `dispatch` (every
+/// mount expanded with the RUN's environment and validated) then `dispatchRunMounts` (each
+/// mount's `from` resolved and its defaults applied, in order). `--device` is not supported.
+fn lower_run_flags(
+    ctx: &Ctx<'_>,
+    flags: &Flags,
+    state: &StageState,
+    scope: &Scope<'_>,
+) -> Result<(Vec<RunMount>, RunNetwork, RunSecurity), Error> {
+    let mut parsed = Vec::new();
+    for (name, value, fpos) in &flags.0 {
+        if name != "mount" {
+            continue;
+        }
+        let fpos = *fpos;
+        // BuildKit resolves `from` as written, before expansion.
+        let raw_from = precheck_mount(value).map_err(|e| ctx.err(fpos, e))?;
+        let mut expand = |word: &str| {
+            expand_word_with_escape(word, &state.env, ctx.escape)
+                .map_err(|e| format!("failed to process \"{word}\": {e}"))
+        };
+        let mount = parse_mount(value, &mut expand).map_err(|e| ctx.err(fpos, e))?;
+        parsed.push((mount, raw_from, fpos));
+    }
+    let mut mounts = Vec::new();
+    for (mount, raw_from, fpos) in parsed {
+        let from = if mount.from.is_empty() {
+            None
+        } else {
+            let later = || {
+                format!(
+                    "cannot mount from stage {} to {}, stage needs to be defined before current command",
+                    go_quote(&mount.from),
+                    go_quote(&mount.target)
+                )
+            };
+            Some(resolve_stage_ref(ctx, &raw_from, scope, fpos, later)?)
+        };
+        mounts.push(lower_mount(&mount, &state.workdir, from).map_err(|e| ctx.err(fpos, e))?);
+    }
+    if let Some((_, _, fpos)) = flags.0.iter().find(|(name, _, _)| name == "device") {
+        return Err(ctx.err(*fpos, "RUN --device is not supported yet"));
+    }
+    let network = match flags.get("network") {
+        Some((value, fpos)) => parse_network(value).map_err(|e| ctx.err(fpos, e))?,
+        None => RunNetwork::Default,
+    };
+    let security = match flags.get("security") {
+        Some((value, fpos)) => parse_security(value).map_err(|e| ctx.err(fpos, e))?,
+        None => RunSecurity::Sandbox,
+    };
+    Ok((mounts, network, security))
 }
 
 /// Go's `time.ParseDuration`, in nanoseconds (negative allowed).
@@ -897,9 +972,7 @@ fn lower_instruction(
             Op::Config(ConfigOp::Arg(history))
         }
         "run" => {
-            if let Some((name, _, fpos)) = flags.0.first() {
-                return Err(ctx.err(*fpos, format!("RUN --{name} is not supported yet")));
-            }
+            let (mounts, network, security) = lower_run_flags(ctx, &flags, state, scope)?;
             let args = if ins.json {
                 ins.args.clone()
             } else {
@@ -954,8 +1027,9 @@ fn lower_instruction(
                     build_args.push(format!("{k}={v}"));
                 }
             }
+            // As BuildKit's history: the command only, whatever the mounts, network and security.
             let created_by = format!("RUN {}", run_command_string(&args, state));
-            Op::Run(RunOp { args, build_args, created_by })
+            Op::Run(RunOp { args, build_args, created_by, mounts, network, security })
         }
         "copy" => {
             let mut from = None;
@@ -967,14 +1041,13 @@ fn lower_instruction(
                 match name.as_str() {
                     "from" => {
                         let value = ctx.expand(value, &state.env, fpos)?;
-                        from = Some(resolve_copy_from(
-                            ctx,
-                            &value,
-                            scope.names,
-                            scope.index,
-                            scope.display,
-                            fpos,
-                        )?);
+                        let later = || {
+                            format!(
+                                "cannot copy from stage \"{value}\", it needs to be defined before current stage \"{}\"",
+                                scope.display
+                            )
+                        };
+                        from = Some(resolve_stage_ref(ctx, &value, scope, fpos, later)?);
                     }
                     "chown" => chown = Some(ctx.expand(value, &state.env, fpos)?),
                     "chmod" => {
@@ -1233,15 +1306,16 @@ fn summarize_heredoc(doc: &str) -> String {
     if lines.next().is_some() { first + "..." } else { first }
 }
 
-/// `COPY --from=`: an earlier stage by name or index, else an image.
-fn resolve_copy_from(
+/// `COPY --from=` and `RUN --mount=from=`: an earlier stage by name (case-insensitive) or index,
+/// else an image. Naming this stage is a circular dependency; a later stage gets `later()`.
+fn resolve_stage_ref(
     ctx: &Ctx<'_>,
     value: &str,
-    names: &[Option<String>],
-    index: usize,
-    display: &str,
+    scope: &Scope<'_>,
     offset: Pos,
+    later: impl FnOnce() -> String,
 ) -> Result<CopyFrom, Error> {
+    let names = scope.names;
     let found = match value.parse::<usize>() {
         Ok(i) if i >= names.len() => return Err(ctx.err(offset, format!("invalid stage index {i}"))),
         Ok(i) => Some(i),
@@ -1250,12 +1324,11 @@ fn resolve_copy_from(
     match found {
         None if value.is_empty() => Err(ctx.err(offset, "missing a value on flag: --from")),
         None => Ok(CopyFrom::Image(value.to_owned())),
-        Some(i) if i < index => Ok(CopyFrom::Stage(i)),
-        Some(i) if i == index => Err(ctx.err(offset, format!("circular dependency detected on stage: {display}"))),
-        Some(_) => Err(ctx.err(
-            offset,
-            format!("cannot copy from stage \"{value}\", it needs to be defined before current stage \"{display}\""),
-        )),
+        Some(i) if i < scope.index => Ok(CopyFrom::Stage(i)),
+        Some(i) if i == scope.index => {
+            Err(ctx.err(offset, format!("circular dependency detected on stage: {}", scope.display)))
+        }
+        Some(_) => Err(ctx.err(offset, later())),
     }
 }
 

@@ -2,7 +2,7 @@
 
 use frontend::{
     AddOp, Base, BaseConfig, BuildDefinition, ConfigOp, CopyFrom, CopyOp, Error, Healthcheck, ImageResolver,
-    InlineFile, Location, LowerOptions, Op, RunOp, Step, build_definition,
+    InlineFile, Location, LowerOptions, Op, RunNetwork, RunOp, RunSecurity, Step, build_definition,
 };
 
 /// Knows `busybox` (PATH and FOO set, WORKDIR /home) and `alpine` (no WORKDIR).
@@ -114,6 +114,9 @@ fn two_stages_lower_exactly() {
                     args: strings(&["/bin/sh", "-c", "cc -o app main.c"]),
                     build_args: vec![],
                     created_by: "RUN /bin/sh -c cc -o app main.c".into(),
+                    mounts: vec![],
+                    network: RunNetwork::Default,
+                    security: RunSecurity::Sandbox,
                 }),
             },
         ]
@@ -443,8 +446,8 @@ fn errors_carry_locations() {
         "Dockerfile:2:7: ADD --link is not supported yet"
     );
     assert_eq!(
-        lower_err("FROM busybox\nRUN --mount=type=cache,target=/x true\n"),
-        "Dockerfile:2:5: RUN --mount is not supported yet"
+        lower_err("FROM busybox\nRUN --mount=type=ssh true\n"),
+        "Dockerfile:2:5: RUN --mount=type=ssh is not supported yet"
     );
     let err = lower_with("FROM busybox\nFOO\n", &LowerOptions::default()).unwrap_err();
     assert_eq!(err.location(), &loc(2, 1));

@@ -10,7 +10,7 @@
 
 #![no_main]
 
-use frontend::{Base, BaseConfig, CopyFrom, ImageResolver, LowerOptions, Op};
+use frontend::{Base, BaseConfig, CopyFrom, ImageResolver, LowerOptions, Op, RunMount};
 use libfuzzer_sys::fuzz_target;
 
 struct Resolver {
@@ -80,6 +80,22 @@ fuzz_target!(|data: &[u8]| {
                         }
                     }
                     Op::Workdir(dir) => assert!(dir.starts_with('/'), "relative WORKDIR {dir:?}"),
+                    Op::Run(run) => {
+                        for mount in &run.mounts {
+                            if let Some(j) = mount.from_stage() {
+                                assert!(j < i, "stage {i} mounts stage {j}");
+                            }
+                            let target = match mount {
+                                RunMount::Bind { target, .. }
+                                | RunMount::Cache { target, .. }
+                                | RunMount::Tmpfs { target, .. } => Some(target),
+                                RunMount::Secret { target, .. } => target.as_ref(),
+                            };
+                            if let Some(t) = target {
+                                assert!(t.starts_with('/'), "relative mount target {t:?}");
+                            }
+                        }
+                    }
                     _ => {}
                 }
             }

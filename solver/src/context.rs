@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -254,6 +254,42 @@ impl Context {
         }
         current.sort();
         current
+    }
+
+    /// Recreates the included subtree at `rel` (resolved as COPY resolves a source) at `dest`,
+    /// which must not exist: directories with their modes, files hard-linked (copied across
+    /// file systems), symlinks as they are. This is what a `RUN --mount=type=bind` of the
+    /// context sees: the context as BuildKit would have received it, `.dockerignore` applied.
+    pub fn link_tree(&self, rel: &Path, dest: &Path) -> io::Result<()> {
+        let top = self.lookup(rel).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{}: not found in the build context", rel.display()),
+            )
+        })?;
+        let base = &self.entries[top].rel;
+        for e in &self.entries[top..self.entries[top].end] {
+            let to = match e.rel.strip_prefix(base) {
+                Ok(r) if r.as_os_str().is_empty() => dest.to_path_buf(),
+                Ok(r) => dest.join(r),
+                Err(_) => continue,
+            };
+            let from = self.root.join(&e.rel);
+            match e.kind {
+                Kind::Dir => {
+                    fs::create_dir(&to)?;
+                    fs::set_permissions(&to, fs::Permissions::from_mode(e.mode))?;
+                }
+                Kind::File => {
+                    if fs::hard_link(&from, &to).is_err() {
+                        fs::copy(&from, &to)?;
+                    }
+                }
+                Kind::Symlink => std::os::unix::fs::symlink(fs::read_link(&from)?, &to)?,
+                Kind::Other => {}
+            }
+        }
+        Ok(())
     }
 
     /// The content checksum of the sources `rels` (each a file or a directory, taken

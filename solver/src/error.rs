@@ -45,9 +45,16 @@ pub enum ErrorKind {
         #[source]
         source: executor::Error,
     },
-    /// A RUN whose process did not exit 0. `output_tail` holds its last output lines.
-    #[error("{location}: {step}: {}", describe_status(*.status))]
-    RunFailed { location: Location, step: String, status: executor::ExitStatus, output_tail: Vec<String> },
+    /// A RUN whose process did not exit 0. `output_tail` holds its last output lines; `oom` is
+    /// set (to the memory limit, if any) when the kernel's OOM killer killed a process of it.
+    #[error("{location}: {step}: {}", describe_status(*.status, *.oom))]
+    RunFailed {
+        location: Location,
+        step: String,
+        status: executor::ExitStatus,
+        oom: Option<Option<u64>>,
+        output_tail: Vec<String>,
+    },
     #[error("{location}: {step}: {message}")]
     Copy { location: Location, step: String, message: String },
     #[error("{location}: FROM {reference}: {message}")]
@@ -63,13 +70,22 @@ pub enum ErrorKind {
     },
 }
 
-fn describe_status(status: executor::ExitStatus) -> String {
-    match status {
+fn describe_status(status: executor::ExitStatus, oom: Option<Option<u64>>) -> String {
+    let mut text = match status {
         executor::ExitStatus::Exited(c) => format!("process did not complete successfully: exit code {c}"),
         executor::ExitStatus::Signaled(s) => {
             format!("process did not complete successfully: killed by signal {s}")
         }
+    };
+    match oom {
+        Some(Some(limit)) => text.push_str(&format!(
+            " (out of memory: the kernel killed it at the memory limit of {} MiB, --memory)",
+            limit / (1024 * 1024)
+        )),
+        Some(None) => text.push_str(" (out of memory: the kernel's OOM killer killed it)"),
+        None => {}
     }
+    text
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

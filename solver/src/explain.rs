@@ -413,6 +413,9 @@ mod tests {
             args: vec!["/bin/sh".into(), "-c".into(), cmd.into()],
             build_args,
             created_by: format!("RUN {prefix}/bin/sh -c {cmd}"),
+            mounts: vec![],
+            network: Default::default(),
+            security: Default::default(),
         }))
         .unwrap()
     }
@@ -672,6 +675,9 @@ mod tests {
             args: vec!["echo".into(), "b".into()],
             build_args: vec![],
             created_by: "RUN echo b".into(),
+            mounts: vec![],
+            network: Default::default(),
+            security: Default::default(),
         }))
         .unwrap();
         assert_eq!(why(&old, &new, false, false), r#"instruction changed: RUN echo a -> RUN ["echo","b"]"#);

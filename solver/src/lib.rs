@@ -13,6 +13,7 @@ mod dockerignore;
 mod error;
 mod explain;
 mod fsutil;
+mod mounts;
 mod time;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -24,11 +25,13 @@ use std::time::{Duration, Instant};
 use cache::oci::{self, ContainerConfig, History, ImageConfig, Layer, RootFs};
 use cache::{CacheRecord, Compression, Digest, Hasher, Image, ImageRef, Store};
 use frontend::{
-    AddOp, Base, BuildDefinition, ConfigOp, CopyFrom, CopyOp, Healthcheck, InlineFile, Op, RunOp, Stage, Step,
+    AddOp, Base, BuildDefinition, ConfigOp, CopyFrom, CopyOp, Healthcheck, InlineFile, Op, RunMount,
+    RunNetwork, RunOp, RunSecurity, Stage, Step,
 };
 
 pub use error::{Error, ErrorKind, Result};
 use explain::{ExplainStore, KeyInputs};
+pub use mounts::{Secret, SecretSource};
 pub use time::now_rfc3339;
 
 /// The environment PATH of an image that sets none, as BuildKit gives `FROM scratch`.
@@ -57,6 +60,21 @@ pub struct BuildOptions {
     /// Raised (e.g. by a SIGINT handler) to abort the build: running sandboxes are killed,
     /// snapshots removed, and the build returns [`ErrorKind::Cancelled`].
     pub cancel: Option<&'static AtomicBool>,
+    /// `--secret`: what `RUN --mount=type=secret,id=...` reads.
+    pub secrets: Vec<Secret>,
+    /// `--allow`: what a Dockerfile may ask for beyond the sandbox.
+    pub allow: Entitlements,
+    /// `--memory`, `--cpus`, `--pids-limit`: the limits of every RUN's cgroup.
+    pub resources: executor::Resources,
+}
+
+/// `--allow` (BuildKit's entitlements).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Entitlements {
+    /// `network.host`: `RUN --network=host`.
+    pub network_host: bool,
+    /// `security.insecure`: `RUN --security=insecure`.
+    pub security_insecure: bool,
 }
 
 /// How progress output names a step: `[stage-0 2/5] RUN echo hi`.
@@ -605,6 +623,9 @@ impl Builder<'_> {
         if let Op::Add(add) = &step.op {
             return self.add_inputs_key(add).map_err(|m| copy_err(m).into());
         }
+        if let Op::Run(run) = &step.op {
+            return self.run_inputs_key(step, run);
+        }
         let Op::Copy(copy) = &step.op else { return Ok(StepInputs::default()) };
         match &copy.from {
             None => {
@@ -622,6 +643,37 @@ impl Builder<'_> {
                 Ok(StepInputs { key: image.digest.to_string(), ..Default::default() })
             }
         }
+    }
+
+    /// A RUN's inputs: the content of what its bind mounts show (context paths, stages,
+    /// images). Cache mounts, tmpfs and secrets are not inputs: their content is not in the key.
+    fn run_inputs_key(&self, step: &Step, run: &RunOp) -> Result<StepInputs> {
+        let copy_err = copy_error(step);
+        let mut parts = Vec::new();
+        let mut files = Vec::new();
+        for m in &run.mounts {
+            let RunMount::Bind { from, source, .. } = m else { continue };
+            match from {
+                None => {
+                    let source = if source.is_empty() { ".".to_string() } else { source.clone() };
+                    let rels = self.context_sources(&[source]).map_err(copy_err)?;
+                    let (sum, f) = self.context_checksum(&rels).map_err(copy_err)?;
+                    parts.push(sum.to_string());
+                    files.extend(f);
+                }
+                Some(CopyFrom::Stage(i)) => {
+                    let src = self.wait_stage(*i)?;
+                    let ids: Vec<&str> = src.layers.iter().map(|l| l.diff_id.as_str()).collect();
+                    parts.push(key_of(&ids).to_string());
+                }
+                Some(CopyFrom::Image(r)) => {
+                    let image =
+                        self.store.resolve(r).map_err(|e| copy_err(format!("--mount from={r}: {e}")))?;
+                    parts.push(image.digest.to_string());
+                }
+            }
+        }
+        Ok(StepInputs { key: parts.join("\n"), files, ..Default::default() })
     }
 
     /// ADD's inputs: the context sources' checksum, and per URL either its `--checksum`
@@ -711,6 +763,29 @@ impl Builder<'_> {
             let (k, v) = arg.split_once('=').unwrap_or((arg.as_str(), ""));
             run_env.env_set(k, v);
         }
+        let copy_err = copy_error(step);
+        let refused = |what: &str, flag: &str| {
+            copy_err(format!("{what} is not allowed: pass --allow {flag} to rbuild build to allow it"))
+        };
+        let network = match run.network {
+            // No build network yet: `default` is `none`.
+            RunNetwork::Default | RunNetwork::None => executor::NetworkMode::None,
+            RunNetwork::Host if self.options.allow.network_host => executor::NetworkMode::Host,
+            RunNetwork::Host => return Err(refused("RUN --network=host", "network.host").into()),
+        };
+        let security = match run.security {
+            RunSecurity::Sandbox => executor::Security::docker_default(),
+            RunSecurity::Insecure if self.options.allow.security_insecure => executor::Security::insecure(),
+            RunSecurity::Insecure => {
+                return Err(refused("RUN --security=insecure", "security.insecure").into());
+            }
+        };
+        let prepared =
+            mounts::prepare(self.store, &run.mounts, &self.options.secrets, self).map_err(copy_err)?;
+        for kv in &prepared.env {
+            let (k, v) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
+            run_env.env_set(k, v);
+        }
         let env = run_env.env.unwrap_or_default();
         let spec = executor::SandboxSpec {
             rootfs: sandbox_rootfs(&snapshot),
@@ -721,7 +796,10 @@ impl Builder<'_> {
                 user: cfg.user.clone().unwrap_or_default(),
             },
             hostname: "rbuild-sandbox".into(),
-            network: executor::NetworkMode::None,
+            network,
+            mounts: prepared.mounts.clone(),
+            resources: self.options.resources.clone(),
+            security,
         };
         let mut tail: VecDeque<String> = VecDeque::new();
         let mut partial: Vec<u8> = Vec::new();
@@ -741,9 +819,9 @@ impl Builder<'_> {
                 on_line(&line[..line.len() - 1]);
             }
         };
-        let status =
+        let outcome =
             match executor::run_cancellable(&spec, executor::Stdio::Capture(&mut on_output), self.cancel) {
-                Ok(status) => status,
+                Ok(outcome) => outcome,
                 Err(executor::Error::Cancelled) => return Err(ErrorKind::Cancelled.into()),
                 Err(source) => {
                     return Err(ErrorKind::Sandbox {
@@ -757,16 +835,20 @@ impl Builder<'_> {
         if !partial.is_empty() {
             on_line(&partial);
         }
-        if !status.success() {
+        if !outcome.success() {
             return Err(ErrorKind::RunFailed {
                 location: step.location.clone(),
                 step: step.text.clone(),
-                status,
+                status: outcome.status,
+                oom: outcome.oom_killed.then_some(self.options.resources.memory),
                 output_tail: tail.into(),
             }
             .into());
         }
-        self.commit(&snapshot, step)
+        mounts::remove_stubs(&snapshot.upper(), &snapshot.lowers, &prepared.targets);
+        let layer = self.commit(&snapshot, step);
+        drop(prepared);
+        layer
     }
 
     fn copy(&self, state: &State, step: &Step, copy: &CopyOp) -> Result<Option<Layer>> {
@@ -973,6 +1055,22 @@ impl Builder<'_> {
     }
 }
 
+impl mounts::Sources for Builder<'_> {
+    fn source(&self, from: &Option<CopyFrom>) -> std::result::Result<mounts::Source<'_>, String> {
+        match from {
+            None => self.context().map(mounts::Source::Context),
+            Some(CopyFrom::Stage(i)) => {
+                self.wait_stage(*i).map(|s| mounts::Source::Layers(s.layers)).map_err(|e| e.to_string())
+            }
+            Some(CopyFrom::Image(r)) => self
+                .store
+                .resolve(r)
+                .map(|i| mounts::Source::Layers(i.layers()))
+                .map_err(|e| format!("--mount from={r}: {e}")),
+        }
+    }
+}
+
 /// The sandbox's view of a snapshot: its layers, its upperdir and where to mount it.
 pub fn sandbox_rootfs(snapshot: &cache::Snapshot) -> executor::Rootfs {
     executor::Rootfs {
@@ -1029,8 +1127,10 @@ fn stage_deps(stage: &Stage) -> Vec<usize> {
         deps.push(i);
     }
     for step in &stage.steps {
-        if let Op::Copy(CopyOp { from: Some(CopyFrom::Stage(i)), .. }) = step.op {
-            deps.push(i);
+        match &step.op {
+            Op::Copy(CopyOp { from: Some(CopyFrom::Stage(i)), .. }) => deps.push(*i),
+            Op::Run(run) => deps.extend(run.mounts.iter().filter_map(RunMount::from_stage)),
+            _ => {}
         }
     }
     deps

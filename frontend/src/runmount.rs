@@ -1,0 +1,796 @@
+//! `RUN --mount`, `--network` and `--security` as BuildKit's Dockerfile frontend reads them.
+//!
+//! BuildKit reads a `--mount` value twice. When the file is parsed (`instructions.Parse`, before
+//! anything is dispatched) only the CSV syntax and `from` are checked ([`precheck_mount`]): a
+//! `from` cannot use variables. When the RUN is dispatched, every value is expanded with the
+//! RUN's environment and the whole mount is validated ([`parse_mount`], BuildKit's `parseMount`),
+//! then turned into what the step mounts ([`lower_mount`], BuildKit's `dispatchRunMounts`,
+//! `dispatchSecret`). `--network` and `--security` are checked at parse time, unexpanded.
+//!
+//! Everything here is pure: errors are BuildKit's messages, located by the caller.
+
+use crate::parser::{go_quote, suggest};
+use crate::{CacheSharing, CopyFrom, RunMount, RunNetwork, RunSecurity};
+
+/// `type=` of a mount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MountType {
+    Bind,
+    Cache,
+    Tmpfs,
+    Secret,
+    Ssh,
+}
+
+impl MountType {
+    fn name(self) -> &'static str {
+        match self {
+            MountType::Bind => "bind",
+            MountType::Cache => "cache",
+            MountType::Tmpfs => "tmpfs",
+            MountType::Secret => "secret",
+            MountType::Ssh => "ssh",
+        }
+    }
+}
+
+const MOUNT_TYPES: [&str; 5] = ["bind", "cache", "tmpfs", "secret", "ssh"];
+const SHARING_MODES: [&str; 3] = ["shared", "private", "locked"];
+/// The keys BuildKit suggests from, in its order.
+const MOUNT_KEYS: [&str; 19] = [
+    "type",
+    "from",
+    "source",
+    "target",
+    "readonly",
+    "id",
+    "sharing",
+    "required",
+    "size",
+    "mode",
+    "uid",
+    "gid",
+    "src",
+    "dst",
+    "destination",
+    "ro",
+    "rw",
+    "readwrite",
+    "env",
+];
+
+/// BuildKit's `instructions.Mount`: one `--mount` after expansion and validation, before its
+/// defaults and the WORKDIR are applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Mount {
+    pub typ: MountType,
+    /// `from=` after expansion (empty when not given).
+    pub from: String,
+    pub source: String,
+    /// `target=`/`dst=`/`destination=` as written (after expansion).
+    pub target: String,
+    pub readonly: bool,
+    /// `size=` in bytes; 0 is no limit.
+    pub size: u64,
+    /// `id=`.
+    pub id: String,
+    pub sharing: Option<CacheSharing>,
+    pub required: bool,
+    pub env: Option<String>,
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
+/// The parse-time check of a `--mount` value (BuildKit's `parseMount` without an expander):
+/// the CSV syntax, and a `from` without variables (a `$` is allowed only as the last
+/// character). Returns the last `from=` value as written, which names the stage or image the
+/// mount reads (BuildKit resolves it before expansion); empty when there is none.
+pub(crate) fn precheck_mount(value: &str) -> Result<String, String> {
+    let fields = csv_fields(value).map_err(|e| format!("failed to parse csv mounts: {e}"))?;
+    let mut from = String::new();
+    for field in fields {
+        let Some((key, value)) = field.split_once('=') else { continue };
+        if key.to_lowercase() == "from" {
+            if value.find('$').is_some_and(|i| i != value.len() - 1) {
+                return Err("'from' doesn't support variable expansion, define alias stage instead".into());
+            }
+            from = value.to_owned();
+        }
+    }
+    Ok(from)
+}
+
+/// BuildKit's `parseMount` at dispatch: `expand` is applied to every value (not to keys nor
+/// to bare keys), then keys are read in order (so `required` and `size` must come after the
+/// `type` they need) and the result is validated.
+pub(crate) fn parse_mount(
+    value: &str,
+    expand: &mut dyn FnMut(&str) -> Result<String, String>,
+) -> Result<Mount, String> {
+    let fields = csv_fields(value).map_err(|e| format!("failed to parse csv mounts: {e}"))?;
+    let mut m = Mount {
+        typ: MountType::Bind,
+        from: String::new(),
+        source: String::new(),
+        target: String::new(),
+        readonly: false,
+        size: 0,
+        id: String::new(),
+        sharing: None,
+        required: false,
+        env: None,
+        mode: None,
+        uid: None,
+        gid: None,
+    };
+    let mut ro_auto = true;
+    for field in &fields {
+        let (key, value) = match field.split_once('=') {
+            Some((k, v)) => (k.to_lowercase(), Some(v)),
+            None => (field.to_lowercase(), None),
+        };
+        let unexpected = |typ: MountType| format!("unexpected key '{key}' for mount type '{}'", typ.name());
+        let Some(value) = value else {
+            match key.as_str() {
+                "readonly" | "ro" => {
+                    m.readonly = true;
+                    ro_auto = false;
+                }
+                "readwrite" | "rw" => {
+                    m.readonly = false;
+                    ro_auto = false;
+                }
+                "required" if matches!(m.typ, MountType::Secret | MountType::Ssh) => m.required = true,
+                "required" => return Err(unexpected(m.typ)),
+                _ => return Err(format!("invalid field '{field}' must be a key=value pair")),
+            }
+            continue;
+        };
+        let value = expand(value)?;
+        let invalid = || format!("invalid value for {key}: {value}");
+        match key.as_str() {
+            "type" => {
+                m.typ = match value.to_lowercase().as_str() {
+                    "bind" => MountType::Bind,
+                    "cache" => MountType::Cache,
+                    "tmpfs" => MountType::Tmpfs,
+                    "secret" => MountType::Secret,
+                    "ssh" => MountType::Ssh,
+                    _ => {
+                        return Err(with_suggestion(
+                            format!("unsupported mount type {}", go_quote(&value)),
+                            &value,
+                            &MOUNT_TYPES,
+                        ));
+                    }
+                }
+            }
+            "from" => m.from = value,
+            "source" | "src" => m.source = value,
+            "target" | "dst" | "destination" => m.target = value,
+            "readonly" | "ro" => {
+                m.readonly = go_parse_bool(&value).ok_or_else(invalid)?;
+                ro_auto = false;
+            }
+            "readwrite" | "rw" => {
+                m.readonly = !go_parse_bool(&value).ok_or_else(invalid)?;
+                ro_auto = false;
+            }
+            "required" if matches!(m.typ, MountType::Secret | MountType::Ssh) => {
+                m.required = go_parse_bool(&value).ok_or_else(invalid)?;
+            }
+            "required" => return Err(unexpected(m.typ)),
+            "size" if m.typ == MountType::Tmpfs => m.size = ram_in_bytes(&value).ok_or_else(invalid)?,
+            "size" => return Err(unexpected(m.typ)),
+            "id" => m.id = value,
+            "sharing" => {
+                m.sharing = Some(match value.to_lowercase().as_str() {
+                    "shared" => CacheSharing::Shared,
+                    "private" => CacheSharing::Private,
+                    "locked" => CacheSharing::Locked,
+                    _ => {
+                        return Err(with_suggestion(
+                            format!("unsupported sharing value {}", go_quote(&value)),
+                            &value,
+                            &SHARING_MODES,
+                        ));
+                    }
+                })
+            }
+            "mode" => {
+                m.mode =
+                    Some(go_parse_u32(&value, 8).ok_or_else(|| format!("invalid value {value} for mode"))?)
+            }
+            "uid" => {
+                m.uid =
+                    Some(go_parse_u32(&value, 10).ok_or_else(|| format!("invalid value {value} for uid"))?)
+            }
+            "gid" => {
+                m.gid =
+                    Some(go_parse_u32(&value, 10).ok_or_else(|| format!("invalid value {value} for gid"))?)
+            }
+            "env" => m.env = Some(value),
+            _ => {
+                return Err(with_suggestion(
+                    format!("unexpected key '{key}' in '{field}'"),
+                    &key,
+                    &MOUNT_KEYS,
+                ));
+            }
+        }
+    }
+
+    if !matches!(m.typ, MountType::Secret | MountType::Ssh | MountType::Cache) {
+        let typ = go_quote(m.typ.name());
+        for (name, set) in [("mode", m.mode.is_some()), ("uid", m.uid.is_some()), ("gid", m.gid.is_some())] {
+            if set {
+                return Err(format!("{name} not allowed for {typ} type mounts"));
+            }
+        }
+    }
+    if ro_auto {
+        m.readonly = !matches!(m.typ, MountType::Cache | MountType::Tmpfs);
+    }
+    if m.typ == MountType::Secret {
+        if !m.from.is_empty() {
+            return Err("secret mount should not have a from".into());
+        }
+        if m.sharing.is_some() {
+            return Err("secret mount should not define sharing".into());
+        }
+        if m.source.is_empty() && m.target.is_empty() && m.id.is_empty() {
+            return Err("invalid secret mount. one of source, target required".into());
+        }
+        if !m.source.is_empty() && !m.id.is_empty() {
+            return Err("both source and id can't be set".into());
+        }
+    }
+    if m.sharing.is_some() && m.typ != MountType::Cache {
+        return Err(format!("invalid cache sharing set for {} mount", m.typ.name()));
+    }
+    Ok(m)
+}
+
+/// BuildKit's `dispatchRunMounts`/`dispatchSecret` for one parsed mount: defaults, the target
+/// resolved against `workdir`, the source cleaned. `from` is the resolved `from=` (the caller
+/// resolves it, since it knows the stages); tmpfs mounts ignore it, as BuildKit does.
+pub(crate) fn lower_mount(m: &Mount, workdir: &str, from: Option<CopyFrom>) -> Result<RunMount, String> {
+    match m.typ {
+        MountType::Ssh => return Err("RUN --mount=type=ssh is not supported yet".into()),
+        MountType::Secret => return Ok(lower_secret(m)),
+        _ => {}
+    }
+    // A relative target is relative to the WORKDIR; an empty one is the WORKDIR itself.
+    let target = if m.target.starts_with('/') {
+        go_clean(&m.target)
+    } else {
+        go_clean(&format!("/{workdir}/{}", m.target))
+    };
+    if target == "/" {
+        return Err(format!("invalid mount target {}", go_quote(&target)));
+    }
+    let source = go_clean(&format!("/{}", m.source)).trim_start_matches('/').to_owned();
+    Ok(match m.typ {
+        MountType::Cache => RunMount::Cache {
+            target,
+            // The default id is the target as written, cleaned (not resolved against WORKDIR).
+            id: if m.id.is_empty() { go_clean(&m.target) } else { m.id.clone() },
+            sharing: m.sharing.unwrap_or_default(),
+            readonly: m.readonly,
+            from,
+            source,
+            mode: m.mode.unwrap_or(0o755),
+            uid: m.uid.unwrap_or(0),
+            gid: m.gid.unwrap_or(0),
+        },
+        MountType::Tmpfs => RunMount::Tmpfs { target, size: (m.size > 0).then_some(m.size) },
+        _ => RunMount::Bind { target, from, source, readwrite: !m.readonly },
+    })
+}
+
+/// BuildKit's `dispatchSecret`: `source` is the id too; the id defaults to the target's file
+/// name; the file goes to the target, or `/run/secrets/<id>` unless `env` is given. BuildKit
+/// passes a relative secret target through as it is, which the runtime resolves against the
+/// container's root (not the WORKDIR), so that is where it goes here.
+fn lower_secret(m: &Mount) -> RunMount {
+    let id = if !m.source.is_empty() {
+        m.source.clone()
+    } else if !m.id.is_empty() {
+        m.id.clone()
+    } else {
+        go_base(&m.target)
+    };
+    let target = if !m.target.is_empty() {
+        Some(go_clean(&format!("/{}", m.target)))
+    } else if m.env.is_none() {
+        Some(format!("/run/secrets/{}", go_base(&id)))
+    } else {
+        None
+    };
+    RunMount::Secret {
+        id,
+        target,
+        env: m.env.clone(),
+        required: m.required,
+        mode: m.mode.unwrap_or(0o400),
+        uid: m.uid.unwrap_or(0),
+        gid: m.gid.unwrap_or(0),
+    }
+}
+
+/// `RUN --network=`, checked as written (BuildKit does not expand it).
+pub(crate) fn parse_network(value: &str) -> Result<RunNetwork, String> {
+    match value {
+        "default" => Ok(RunNetwork::Default),
+        "none" => Ok(RunNetwork::None),
+        "host" => Ok(RunNetwork::Host),
+        _ => Err(format!("invalid network mode {}", go_quote(value))),
+    }
+}
+
+/// `RUN --security=`, checked as written.
+pub(crate) fn parse_security(value: &str) -> Result<RunSecurity, String> {
+    match value {
+        "sandbox" => Ok(RunSecurity::Sandbox),
+        "insecure" => Ok(RunSecurity::Insecure),
+        _ => Err(format!("security {} is not valid", go_quote(value))),
+    }
+}
+
+fn with_suggestion(message: String, value: &str, options: &[&str]) -> String {
+    match suggest(value, options, true) {
+        Some(s) => format!("{message} (did you mean {s}?)"),
+        None => message,
+    }
+}
+
+/// One CSV record as `go-csvvalue`'s `Fields` (Go's `encoding/csv` for one line) reads it:
+/// fields split at `,`; a field that starts with `"` is quoted (`""` is a quote, the closing
+/// quote must end the field); a quote elsewhere is an error. Errors are Go's `csv.ParseError`
+/// texts (columns are 1-based byte offsets); an empty value is `EOF`.
+pub(crate) fn csv_fields(line: &str) -> Result<Vec<String>, String> {
+    let parse_err = |pos: usize, what: &str| format!("parse error on line 1, column {}: {what}", pos + 1);
+    const BARE_QUOTE: &str = "bare \" in non-quoted-field";
+    const QUOTE: &str = "extraneous or missing \" in quoted-field";
+    let mut line = line;
+    if let Some(l) = line.strip_suffix('\n') {
+        line = l.strip_suffix('\r').unwrap_or(l);
+    }
+    if line.is_empty() {
+        return Err("EOF".into());
+    }
+    let mut fields: Vec<String> = Vec::new();
+    let mut pos = 0;
+    'field: loop {
+        let Some(quoted) = line.strip_prefix('"') else {
+            let end = line.find(',');
+            let field = &line[..end.unwrap_or(line.len())];
+            if let Some(j) = field.find('"') {
+                return Err(parse_err(pos + j, BARE_QUOTE));
+            }
+            fields.push(field.to_owned());
+            match end {
+                Some(i) => {
+                    line = &line[i + 1..];
+                    pos += i + 1;
+                    continue;
+                }
+                None => break,
+            }
+        };
+        line = quoted;
+        pos += 1;
+        let mut half_open = false;
+        loop {
+            let Some(i) = line.find('"') else { return Err(parse_err(pos, QUOTE)) };
+            if half_open {
+                if let Some(last) = fields.last_mut() {
+                    last.push_str(&line[..i]);
+                }
+            } else {
+                fields.push(line[..i].to_owned());
+            }
+            line = &line[i + 1..];
+            pos += i + 1;
+            if let Some(rest) = line.strip_prefix('"') {
+                // `""`: a quote inside the field.
+                if let Some(last) = fields.last_mut() {
+                    last.push('"');
+                }
+                line = rest;
+                pos += 1;
+                half_open = true;
+            } else if let Some(rest) = line.strip_prefix(',') {
+                line = rest;
+                pos += 1;
+                continue 'field;
+            } else if line.is_empty() {
+                break 'field;
+            } else {
+                return Err(parse_err(pos - 1, QUOTE));
+            }
+        }
+    }
+    Ok(fields)
+}
+
+/// Go's `strconv.ParseBool`.
+fn go_parse_bool(s: &str) -> Option<bool> {
+    match s {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// Go's `strconv.ParseUint(s, radix, 32)` with an explicit radix: digits only, no sign.
+fn go_parse_u32(s: &str, radix: u32) -> Option<u32> {
+    if s.is_empty() || !s.chars().all(|c| c.is_digit(radix)) {
+        return None;
+    }
+    u32::from_str_radix(s, radix).ok()
+}
+
+/// `go-units`' `RAMInBytes` (v0.5.0, the version BuildKit vendors): a number (Go float syntax),
+/// an optional space, and an optional case-insensitive suffix `b`, or `k`/`m`/`g`/`t`/`p` with an
+/// optional `b` or `ib`, all binary (`64m` = `64MB` = `64MiB` = 64 * 1024 * 1024).
+pub(crate) fn ram_in_bytes(s: &str) -> Option<u64> {
+    let sep = s.rfind(|c: char| c.is_ascii_digit() || c == '.' || c == ' ')?;
+    let (num, suffix) =
+        if s.as_bytes()[sep] == b' ' { (&s[..sep], &s[sep + 1..]) } else { s.split_at(sep + 1) };
+    let size = go_parse_float(num)?;
+    if size < 0.0 {
+        return None;
+    }
+    if suffix.is_empty() {
+        return Some(size as u64);
+    }
+    if suffix.len() > 3 {
+        return None;
+    }
+    let suffix = suffix.to_lowercase();
+    let bytes = suffix.as_bytes();
+    if bytes[0] == b'b' {
+        return (bytes.len() == 1).then_some(size as u64);
+    }
+    let shift = match bytes[0] {
+        b'k' => 10,
+        b'm' => 20,
+        b'g' => 30,
+        b't' => 40,
+        b'p' => 50,
+        _ => return None,
+    };
+    let ok = match bytes.len() {
+        2 => bytes[1] == b'b',
+        3 => &bytes[1..] == b"ib",
+        _ => true,
+    };
+    ok.then(|| (size * (1u64 << shift) as f64) as u64)
+}
+
+/// Go's `strconv.ParseFloat` for decimal input (`1`, `1.5`, `.5`, `1e3`, `+2`); Go's words
+/// (`inf`, `nan`) and hex floats cannot reach here, as the number must end in a digit or `.`.
+fn go_parse_float(s: &str) -> Option<f64> {
+    let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
+    if !digits.starts_with(|c: char| c.is_ascii_digit() || c == '.') {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// Go's `path.Clean`: `..` and `.` resolved lexically, repeated slashes collapsed, no trailing
+/// slash; `""` is `.`, and a relative path stays relative.
+pub(crate) fn go_clean(path: &str) -> String {
+    let rooted = path.starts_with('/');
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if parts.last().is_some_and(|p| *p != "..") {
+                    parts.pop();
+                } else if !rooted {
+                    parts.push("..");
+                }
+            }
+            p => parts.push(p),
+        }
+    }
+    let joined = parts.join("/");
+    match (rooted, joined.is_empty()) {
+        (true, _) => format!("/{joined}"),
+        (false, true) => ".".into(),
+        (false, false) => joined,
+    }
+}
+
+/// Go's `path.Base`: the last element, trailing slashes ignored; `""` is `.`, `/` is `/`.
+fn go_base(path: &str) -> String {
+    if path.is_empty() {
+        return ".".into();
+    }
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.is_empty() {
+        return "/".into();
+    }
+    trimmed.rsplit('/').next().unwrap_or(trimmed).to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(value: &str) -> Result<Mount, String> {
+        parse_mount(value, &mut |w| Ok(w.to_owned()))
+    }
+
+    fn lower(value: &str, workdir: &str) -> Result<RunMount, String> {
+        lower_mount(&parse(value)?, workdir, None)
+    }
+
+    #[test]
+    fn csv_like_go() {
+        assert_eq!(csv_fields("a,b=c,,d").unwrap(), ["a", "b=c", "", "d"]);
+        assert_eq!(csv_fields("a,").unwrap(), ["a", ""]);
+        assert_eq!(csv_fields("\"a,b\",c").unwrap(), ["a,b", "c"]);
+        assert_eq!(csv_fields("\"say \"\"hi\"\"\"").unwrap(), ["say \"hi\""]);
+        assert_eq!(csv_fields("\"\"").unwrap(), [""]);
+        assert_eq!(csv_fields("x\n").unwrap(), ["x"]);
+        assert_eq!(csv_fields("").unwrap_err(), "EOF");
+        assert_eq!(
+            csv_fields("ab\"c").unwrap_err(),
+            "parse error on line 1, column 3: bare \" in non-quoted-field"
+        );
+        assert_eq!(
+            csv_fields("x,\"ab\"c").unwrap_err(),
+            "parse error on line 1, column 6: extraneous or missing \" in quoted-field"
+        );
+        assert_eq!(
+            csv_fields("\"abc").unwrap_err(),
+            "parse error on line 1, column 2: extraneous or missing \" in quoted-field"
+        );
+    }
+
+    #[test]
+    fn ram_sizes() {
+        assert_eq!(ram_in_bytes("64m"), Some(64 << 20));
+        assert_eq!(ram_in_bytes("64M"), Some(64 << 20));
+        assert_eq!(ram_in_bytes("64MB"), Some(64 << 20));
+        assert_eq!(ram_in_bytes("64mib"), Some(64 << 20));
+        assert_eq!(ram_in_bytes("1 GiB"), Some(1 << 30));
+        assert_eq!(ram_in_bytes("2k"), Some(2048));
+        assert_eq!(ram_in_bytes("1.5k"), Some(1536));
+        assert_eq!(ram_in_bytes("100"), Some(100));
+        assert_eq!(ram_in_bytes("100b"), Some(100));
+        assert_eq!(ram_in_bytes("1t"), Some(1 << 40));
+        assert_eq!(ram_in_bytes("1p"), Some(1 << 50));
+        for bad in ["", "m", "64x", "64mb2", "64mbb", "64bb", "64kiB1", "-1", "64 mx", "1_0"] {
+            assert_eq!(ram_in_bytes(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn go_helpers() {
+        assert_eq!(go_clean(""), ".");
+        assert_eq!(go_clean("a/../.."), "..");
+        assert_eq!(go_clean("/a/../.."), "/");
+        assert_eq!(go_clean("./x//y/"), "x/y");
+        assert_eq!(go_base("/run/secrets/"), "secrets");
+        assert_eq!(go_base("token"), "token");
+        assert_eq!(go_base("/"), "/");
+        assert_eq!(go_parse_u32("0755", 8), Some(0o755));
+        assert_eq!(go_parse_u32("+1", 10), None);
+        assert_eq!(go_parse_u32("8", 8), None);
+        assert_eq!(go_parse_u32("4294967296", 10), None);
+        assert_eq!(go_parse_bool("T"), Some(true));
+        assert_eq!(go_parse_bool("yes"), None);
+    }
+
+    #[test]
+    fn bind_defaults_and_keys() {
+        let bind = |target: &str, source: &str, readwrite| RunMount::Bind {
+            target: target.into(),
+            from: None,
+            source: source.into(),
+            readwrite,
+        };
+        assert_eq!(lower("target=/src", "/").unwrap(), bind("/src", "", false));
+        assert_eq!(
+            lower("type=BIND,dst=src,source=./a/../b/,rw", "/app").unwrap(),
+            bind("/app/src", "b", true)
+        );
+        assert_eq!(
+            lower("destination=/x/,src=../../etc,readwrite=true", "/").unwrap(),
+            bind("/x", "etc", true)
+        );
+        assert_eq!(lower("target=/x,rw,ro", "/").unwrap(), bind("/x", "", false));
+        assert_eq!(lower("target=/x,ro=false", "/").unwrap(), bind("/x", "", true));
+        assert_eq!(lower("Target=/x,RW=0", "/").unwrap(), bind("/x", "", false));
+        // No target: the WORKDIR itself, an error when it is the root.
+        assert_eq!(lower("source=a", "/w").unwrap(), bind("/w", "a", false));
+        assert_eq!(lower("source=a", "/").unwrap_err(), "invalid mount target \"/\"");
+        assert_eq!(lower("target=/a/..", "/").unwrap_err(), "invalid mount target \"/\"");
+        // `id`, `env` are accepted and ignored.
+        assert_eq!(lower("target=/x,id=foo,env=E", "/").unwrap(), bind("/x", "", false));
+    }
+
+    #[test]
+    fn cache_defaults_and_keys() {
+        assert_eq!(
+            lower("type=cache,target=/root/.cache/", "/").unwrap(),
+            RunMount::Cache {
+                target: "/root/.cache".into(),
+                id: "/root/.cache".into(),
+                sharing: CacheSharing::Shared,
+                readonly: false,
+                from: None,
+                source: "".into(),
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+            }
+        );
+        assert_eq!(
+            lower(
+                "type=cache,target=cache,id=x,sharing=LOCKED,ro,mode=0700,uid=1000,gid=1001,source=/s/",
+                "/w"
+            )
+            .unwrap(),
+            RunMount::Cache {
+                target: "/w/cache".into(),
+                // The default id would be the target as written: `cache`.
+                id: "x".into(),
+                sharing: CacheSharing::Locked,
+                readonly: true,
+                from: None,
+                source: "s".into(),
+                mode: 0o700,
+                uid: 1000,
+                gid: 1001,
+            }
+        );
+        match lower("type=cache,target=./c/", "/w").unwrap() {
+            RunMount::Cache { id, target, sharing, .. } => {
+                assert_eq!((id.as_str(), target.as_str(), sharing), ("c", "/w/c", CacheSharing::Shared));
+            }
+            other => panic!("{other:?}"),
+        }
+        match lower("type=cache,target=/c,sharing=private,readonly=false", "/").unwrap() {
+            RunMount::Cache { sharing, readonly, .. } => {
+                assert_eq!((sharing, readonly), (CacheSharing::Private, false))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn tmpfs_and_secret() {
+        assert_eq!(
+            lower("type=tmpfs,target=/t", "/").unwrap(),
+            RunMount::Tmpfs { target: "/t".into(), size: None }
+        );
+        assert_eq!(
+            lower("type=tmpfs,target=t,size=64m", "/w").unwrap(),
+            RunMount::Tmpfs { target: "/w/t".into(), size: Some(64 << 20) }
+        );
+        assert_eq!(
+            lower("type=tmpfs,dst=/t,size=0", "/").unwrap(),
+            RunMount::Tmpfs { target: "/t".into(), size: None }
+        );
+        let secret =
+            |id: &str, target: Option<&str>, env: Option<&str>, required, mode, uid, gid| RunMount::Secret {
+                id: id.into(),
+                target: target.map(Into::into),
+                env: env.map(Into::into),
+                required,
+                mode,
+                uid,
+                gid,
+            };
+        assert_eq!(
+            lower("type=secret,id=tok", "/w").unwrap(),
+            secret("tok", Some("/run/secrets/tok"), None, false, 0o400, 0, 0)
+        );
+        assert_eq!(
+            lower("type=secret,target=/etc/token", "/").unwrap(),
+            secret("token", Some("/etc/token"), None, false, 0o400, 0, 0)
+        );
+        // A relative secret target is under the root, not the WORKDIR.
+        assert_eq!(
+            lower("type=secret,source=aws,target=cfg,required,mode=0440,uid=1,gid=2", "/w").unwrap(),
+            secret("aws", Some("/cfg"), None, true, 0o440, 1, 2)
+        );
+        assert_eq!(
+            lower("type=secret,id=tok,env=TOKEN,required=false", "/").unwrap(),
+            secret("tok", None, Some("TOKEN"), false, 0o400, 0, 0)
+        );
+        assert_eq!(
+            lower("type=secret,id=tok,env=TOKEN,target=/t", "/").unwrap(),
+            secret("tok", Some("/t"), Some("TOKEN"), false, 0o400, 0, 0)
+        );
+        assert_eq!(
+            lower("type=secret,id=a/b", "/").unwrap(),
+            secret("a/b", Some("/run/secrets/b"), None, false, 0o400, 0, 0)
+        );
+    }
+
+    #[test]
+    fn expansion_applies_to_values_only() {
+        let mut seen = Vec::new();
+        let m = parse_mount("type=$T,target=$D,rw", &mut |w| {
+            seen.push(w.to_owned());
+            Ok(w.replace("$T", "cache").replace("$D", "/d"))
+        })
+        .unwrap();
+        assert_eq!(seen, ["$T", "$D"]);
+        assert_eq!((m.typ, m.target.as_str(), m.readonly), (MountType::Cache, "/d", false));
+        let err = parse_mount("target=$X", &mut |_| Err("boom".into())).unwrap_err();
+        assert_eq!(err, "boom");
+    }
+
+    #[test]
+    fn errors_are_buildkits() {
+        let err = |v: &str| parse(v).unwrap_err();
+        assert_eq!(err("type=tmp"), "unsupported mount type \"tmp\" (did you mean tmpfs?)");
+        assert_eq!(err("type=volume"), "unsupported mount type \"volume\"");
+        assert_eq!(err("typ=tmpfs"), "unexpected key 'typ' in 'typ=tmpfs' (did you mean type?)");
+        assert_eq!(err("Foo=1"), "unexpected key 'foo' in 'Foo=1' (did you mean from?)");
+        assert_eq!(err("Bogus=1"), "unexpected key 'bogus' in 'Bogus=1'");
+        assert_eq!(err("target=/x,shared"), "invalid field 'shared' must be a key=value pair");
+        assert_eq!(err("target=/x,"), "invalid field '' must be a key=value pair");
+        assert_eq!(
+            err("type=cache,sharing=share"),
+            "unsupported sharing value \"share\" (did you mean shared?)"
+        );
+        assert_eq!(err("type=cache,mode=0999"), "invalid value 0999 for mode");
+        assert_eq!(err("type=cache,uid=-1"), "invalid value -1 for uid");
+        assert_eq!(err("type=cache,gid=x"), "invalid value x for gid");
+        assert_eq!(err("target=/x,ro=maybe"), "invalid value for ro: maybe");
+        assert_eq!(err("target=/x,readwrite=2"), "invalid value for readwrite: 2");
+        assert_eq!(err("type=tmpfs,size=lots"), "invalid value for size: lots");
+        assert_eq!(err("type=secret,id=a,required=nope"), "invalid value for required: nope");
+        // Keys that depend on the type see the type given so far.
+        assert_eq!(err("size=1m,type=tmpfs"), "unexpected key 'size' for mount type 'bind'");
+        assert_eq!(err("required,type=secret,id=a"), "unexpected key 'required' for mount type 'bind'");
+        assert_eq!(err("type=cache,required=true"), "unexpected key 'required' for mount type 'cache'");
+        assert_eq!(err("target=/x,mode=0644"), "mode not allowed for \"bind\" type mounts");
+        assert_eq!(err("type=tmpfs,target=/x,uid=1"), "uid not allowed for \"tmpfs\" type mounts");
+        assert_eq!(err("target=/x,gid=1"), "gid not allowed for \"bind\" type mounts");
+        assert_eq!(err("type=secret,id=a,from=x"), "secret mount should not have a from");
+        assert_eq!(err("type=secret,id=a,sharing=locked"), "secret mount should not define sharing");
+        assert_eq!(err("type=secret,env=A"), "invalid secret mount. one of source, target required");
+        assert_eq!(err("type=secret,id=a,source=b"), "both source and id can't be set");
+        assert_eq!(err("target=/x,sharing=locked"), "invalid cache sharing set for bind mount");
+        assert_eq!(
+            err("a\"b"),
+            "failed to parse csv mounts: parse error on line 1, column 2: bare \" in non-quoted-field"
+        );
+        assert_eq!(lower("type=ssh", "/").unwrap_err(), "RUN --mount=type=ssh is not supported yet");
+    }
+
+    #[test]
+    fn precheck_is_csv_and_from_only() {
+        assert_eq!(precheck_mount("type=nope,from=build,FROM=Other,x").unwrap(), "Other");
+        assert_eq!(precheck_mount("target=/x").unwrap(), "");
+        assert_eq!(precheck_mount("from=a$").unwrap(), "a$");
+        assert_eq!(
+            precheck_mount("from=$stage").unwrap_err(),
+            "'from' doesn't support variable expansion, define alias stage instead"
+        );
+        assert_eq!(precheck_mount("").unwrap_err(), "failed to parse csv mounts: EOF");
+    }
+
+    #[test]
+    fn network_and_security() {
+        assert_eq!(parse_network("default"), Ok(RunNetwork::Default));
+        assert_eq!(parse_network("none"), Ok(RunNetwork::None));
+        assert_eq!(parse_network("host"), Ok(RunNetwork::Host));
+        assert_eq!(parse_network("HOST").unwrap_err(), "invalid network mode \"HOST\"");
+        assert_eq!(parse_network("").unwrap_err(), "invalid network mode \"\"");
+        assert_eq!(parse_security("sandbox"), Ok(RunSecurity::Sandbox));
+        assert_eq!(parse_security("insecure"), Ok(RunSecurity::Insecure));
+        assert_eq!(parse_security("root").unwrap_err(), "security \"root\" is not valid");
+    }
+}

@@ -1,0 +1,359 @@
+//! `RUN --mount`: what each mount of a RUN step becomes in the sandbox.
+//!
+//! - `bind` of the context: the included subtree (`.dockerignore` applied, as BuildKit's
+//!   context transfer would give) hard-linked into a temporary directory; read-only by default,
+//!   with `rw` an overlay whose upper is thrown away after the step.
+//! - `bind` of a stage or image: the layer directories holding `source` stacked as an overlay
+//!   (one layer: a plain bind); `rw` adds a throwaway upper.
+//! - `cache`: `<store>/cache/mounts/<sha256(id)>/`, kept across builds and never part of a key
+//!   or a layer. `sharing=shared` users hold a shared flock, `locked` an exclusive one (so it
+//!   waits for everyone), `private` takes the shared directory only if nobody uses it, else a
+//!   `private-N` directory of its own.
+//! - `tmpfs`: a fresh tmpfs.
+//! - `secret`: the bytes of `--secret id=...` as a read-only file on a tmpfs inside the
+//!   sandbox (executor's `MountKind::Secret`), and/or an environment variable. Only the id is
+//!   in the step's key; the bytes reach no layer, history entry or cache record.
+
+use std::fs::{self, File};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use cache::{Digest, Layer, Store};
+use frontend::{CacheSharing, CopyFrom, RunMount};
+use nix::fcntl::{Flock, FlockArg};
+
+use crate::fsutil::clean_relative;
+
+/// Where `--secret id=...` comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    File(PathBuf),
+    /// An environment variable of the rbuild process.
+    Env(String),
+}
+
+/// One `--secret`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Secret {
+    pub id: String,
+    pub source: SecretSource,
+}
+
+impl Secret {
+    fn read(&self) -> Result<Vec<u8>, String> {
+        match &self.source {
+            SecretSource::File(p) => {
+                fs::read(p).map_err(|e| format!("secret {:?}: reading {}: {e}", self.id, p.display()))
+            }
+            SecretSource::Env(var) => std::env::var_os(var)
+                .map(|v| v.into_encoded_bytes())
+                .ok_or_else(|| format!("secret {:?}: environment variable {var} is not set", self.id)),
+        }
+    }
+}
+
+/// What the mounts of one RUN need, kept alive until the step has been committed.
+pub(crate) struct Prepared {
+    pub mounts: Vec<executor::Mount>,
+    /// `NAME=value` entries for secrets with `env=`.
+    pub env: Vec<String>,
+    /// Targets whose empty stubs (made by the sandbox as mount points) are removed from the
+    /// step's upper directory.
+    pub targets: Vec<String>,
+    _temp: Vec<tempfile::TempDir>,
+    _locks: Vec<Flock<File>>,
+}
+
+/// Where a bind or cache mount reads from.
+pub(crate) enum Source<'a> {
+    Context(&'a crate::context::Context),
+    Layers(Vec<Layer>),
+}
+
+/// Resolves `from=` for the mounts; given by the solver.
+pub(crate) trait Sources {
+    fn source(&self, from: &Option<CopyFrom>) -> Result<Source<'_>, String>;
+}
+
+pub(crate) fn prepare(
+    store: &Store,
+    mounts: &[RunMount],
+    secrets: &[Secret],
+    sources: &dyn Sources,
+) -> Result<Prepared, String> {
+    let mut p = Prepared {
+        mounts: Vec::new(),
+        env: Vec::new(),
+        targets: Vec::new(),
+        _temp: Vec::new(),
+        _locks: Vec::new(),
+    };
+    for m in mounts {
+        match m {
+            RunMount::Bind { target, from, source, readwrite } => {
+                let kind = match sources.source(from)? {
+                    Source::Context(ctx) => {
+                        let tmp = store.temp_dir("mount-").map_err(|e| e.to_string())?;
+                        let tree = tmp.path().join("tree");
+                        ctx.link_tree(&clean_relative(source), &tree)
+                            .map_err(|e| format!("--mount source {source:?}: {e}"))?;
+                        let kind = if *readwrite && tree.is_dir() {
+                            throwaway_overlay(store, vec![tree], &mut p)?
+                        } else {
+                            executor::MountKind::Bind { source: tree, readonly: !readwrite }
+                        };
+                        p._temp.push(tmp);
+                        kind
+                    }
+                    Source::Layers(layers) => {
+                        let (lowers, is_dir) = layer_lowers(store, &layers, source)?;
+                        if *readwrite && is_dir {
+                            throwaway_overlay(store, lowers, &mut p)?
+                        } else if lowers.len() == 1 {
+                            executor::MountKind::Bind { source: lowers[0].clone(), readonly: !readwrite }
+                        } else {
+                            executor::MountKind::Overlay { lowers, upper: None }
+                        }
+                    }
+                };
+                p.mounts.push(executor::Mount { target: target.clone(), kind });
+                p.targets.push(target.clone());
+            }
+            RunMount::Cache { target, id, sharing, readonly, from, source, mode, uid, gid } => {
+                let dir = cache_dir(store, id, *sharing, &mut p)?;
+                if !dir.exists() {
+                    let seed = match from {
+                        None => None,
+                        Some(_) => Some(sources.source(from)?),
+                    };
+                    create_cache_dir(store, &dir, seed, source, *mode, (*uid, *gid))?;
+                }
+                p.mounts.push(executor::Mount {
+                    target: target.clone(),
+                    kind: executor::MountKind::Bind { source: dir, readonly: *readonly },
+                });
+                p.targets.push(target.clone());
+            }
+            RunMount::Tmpfs { target, size } => {
+                p.mounts.push(executor::Mount {
+                    target: target.clone(),
+                    kind: executor::MountKind::Tmpfs { size: *size },
+                });
+                p.targets.push(target.clone());
+            }
+            RunMount::Secret { id, target, env, required, mode, uid, gid } => {
+                let Some(secret) = secrets.iter().find(|s| &s.id == id) else {
+                    if *required {
+                        return Err(format!(
+                            "secret {id:?} is required but was not given (--secret id={id},src=FILE)"
+                        ));
+                    }
+                    continue;
+                };
+                let contents = secret.read()?;
+                if let Some(var) = env.as_deref().filter(|v| !v.is_empty()) {
+                    if contents.contains(&0) {
+                        return Err(format!(
+                            "secret {id:?} contains a NUL byte, so it cannot be the variable {var}"
+                        ));
+                    }
+                    p.env.push(format!("{var}={}", String::from_utf8_lossy(&contents)));
+                }
+                if let Some(target) = target {
+                    p.mounts.push(executor::Mount {
+                        target: target.clone(),
+                        kind: executor::MountKind::Secret { contents, mode: *mode, uid: *uid, gid: *gid },
+                    });
+                    p.targets.push(target.clone());
+                }
+            }
+        }
+    }
+    // Parents before children, whatever order they were written in (as BuildKit sorts them).
+    p.mounts.sort_by_key(|m| Path::new(&m.target).components().count());
+    Ok(p)
+}
+
+/// A writable overlay over `lowers` whose writes vanish with the step.
+fn throwaway_overlay(
+    store: &Store,
+    lowers: Vec<PathBuf>,
+    p: &mut Prepared,
+) -> Result<executor::MountKind, String> {
+    let tmp = store.temp_dir("mount-rw-").map_err(|e| e.to_string())?;
+    let (upper, work) = (tmp.path().join("upper"), tmp.path().join("work"));
+    for d in [&upper, &work] {
+        fs::create_dir(d).map_err(|e| format!("{}: {e}", d.display()))?;
+    }
+    p._temp.push(tmp);
+    Ok(executor::MountKind::Overlay { lowers, upper: Some((upper, work)) })
+}
+
+fn is_whiteout(m: &fs::Metadata) -> bool {
+    m.file_type().is_char_device() && m.rdev() == 0
+}
+
+fn is_opaque(dir: &Path) -> bool {
+    ["trusted.overlay.opaque", "user.overlay.opaque"]
+        .iter()
+        .any(|name| matches!(xattr::get(dir, name), Ok(Some(v)) if v == b"y"))
+}
+
+/// The layer directories (topmost first) that make up `source` in a stack of layers, as
+/// overlayfs would show it: a whiteout, a non-directory or an opaque directory on the way
+/// hides everything below it. Also says whether `source` is a directory.
+fn layer_lowers(store: &Store, layers: &[Layer], source: &str) -> Result<(Vec<PathBuf>, bool), String> {
+    let rel = clean_relative(source);
+    let mut lowers = Vec::new();
+    'layers: for layer in layers.iter().rev() {
+        let dir = store.layer_dir(layer).map_err(|e| e.to_string())?;
+        // Ancestors first: one that is deleted or replaced here hides the lower layers.
+        let mut at = dir.clone();
+        let mut hides_below = false;
+        for comp in rel.components() {
+            let parent_opaque = is_opaque(&at);
+            at.push(comp);
+            match fs::symlink_metadata(&at) {
+                Err(_) => {
+                    if parent_opaque {
+                        break 'layers;
+                    }
+                    continue 'layers;
+                }
+                Ok(m) if is_whiteout(&m) => break 'layers,
+                Ok(m) if !m.is_dir() => {
+                    if at.as_path() == dir.join(&rel) && lowers.is_empty() {
+                        return Ok((vec![at], false));
+                    }
+                    break 'layers;
+                }
+                Ok(_) => hides_below |= parent_opaque,
+            }
+        }
+        lowers.push(at.clone());
+        if hides_below || is_opaque(&at) {
+            break;
+        }
+    }
+    if lowers.is_empty() {
+        return Err(format!("--mount source {source:?}: not found"));
+    }
+    Ok((lowers, true))
+}
+
+/// Picks (and locks as `sharing` says) the directory of cache mount `id`.
+fn cache_dir(store: &Store, id: &str, sharing: CacheSharing, p: &mut Prepared) -> Result<PathBuf, String> {
+    let root = store.root().join("cache/mounts").join(&Digest::of(id.as_bytes()).hex()[..32]);
+    fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
+    let lock = |name: &str, how: FlockArg| -> Result<Option<Flock<File>>, String> {
+        let path = root.join(name);
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        match Flock::lock(file, how) {
+            Ok(l) => Ok(Some(l)),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+            Err((_, e)) => Err(format!("lock {}: {e}", path.display())),
+        }
+    };
+    let (lock, dir) = match sharing {
+        CacheSharing::Shared => (lock("shared.lock", FlockArg::LockShared)?, root.join("shared")),
+        CacheSharing::Locked => (lock("shared.lock", FlockArg::LockExclusive)?, root.join("shared")),
+        CacheSharing::Private => match lock("shared.lock", FlockArg::LockExclusiveNonblock)? {
+            Some(l) => (Some(l), root.join("shared")),
+            None => {
+                let mut n = 1;
+                loop {
+                    if let Some(l) = lock(&format!("private-{n}.lock"), FlockArg::LockExclusiveNonblock)? {
+                        break (Some(l), root.join(format!("private-{n}")));
+                    }
+                    n += 1;
+                }
+            }
+        },
+    };
+    p._locks.extend(lock);
+    Ok(dir)
+}
+
+/// A new cache directory: made aside and renamed into place, so a crash never leaves a
+/// half-seeded cache.
+fn create_cache_dir(
+    store: &Store,
+    dir: &Path,
+    seed: Option<Source<'_>>,
+    source: &str,
+    mode: u32,
+    (uid, gid): (u32, u32),
+) -> Result<(), String> {
+    let tmp = store.temp_dir("cache-mount-").map_err(|e| e.to_string())?;
+    let new = tmp.path().join("dir");
+    let err = |e: std::io::Error| format!("creating cache mount {}: {e}", dir.display());
+    match seed {
+        None => fs::create_dir(&new).map_err(err)?,
+        Some(Source::Context(ctx)) => {
+            ctx.link_tree(&clean_relative(source), &new).map_err(err)?;
+        }
+        Some(Source::Layers(layers)) => {
+            let mounted = store.mount_readonly(&layers).map_err(|e| e.to_string())?;
+            let from = crate::fsutil::secure_join(mounted.path(), Path::new(source)).map_err(err)?;
+            copy_tree(&from, &new).map_err(err)?;
+        }
+    }
+    std::os::unix::fs::chown(&new, Some(uid), Some(gid)).map_err(err)?;
+    fs::set_permissions(&new, fs::Permissions::from_mode(mode)).map_err(err)?;
+    match fs::rename(&new, dir) {
+        Ok(()) => Ok(()),
+        // Another build made it first: theirs is as good.
+        Err(_) if dir.is_dir() => Ok(()),
+        Err(e) => Err(err(e)),
+    }
+}
+
+/// Copies a tree with modes, owners and symlinks (for seeding a cache mount from a stage).
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    let meta = fs::symlink_metadata(from)?;
+    if meta.is_dir() {
+        fs::create_dir(to)?;
+        for entry in fs::read_dir(from)? {
+            let entry = entry?;
+            copy_tree(&entry.path(), &to.join(entry.file_name()))?;
+        }
+    } else if meta.file_type().is_symlink() {
+        std::os::unix::fs::symlink(fs::read_link(from)?, to)?;
+        return std::os::unix::fs::lchown(to, Some(meta.uid()), Some(meta.gid()));
+    } else if meta.is_file() {
+        fs::copy(from, to)?;
+    } else {
+        return Ok(());
+    }
+    std::os::unix::fs::chown(to, Some(meta.uid()), Some(meta.gid()))?;
+    fs::set_permissions(to, fs::Permissions::from_mode(meta.mode() & 0o7777))
+}
+
+/// Removes from a step's `upper` the empty mount points the sandbox made for `targets` (and
+/// the directories it made for them), so a mount leaves no trace in the layer. Paths that
+/// exist in a lower layer are the image's and stay.
+pub(crate) fn remove_stubs(upper: &Path, lowers: &[PathBuf], targets: &[String]) {
+    for target in targets {
+        let mut rel = clean_relative(target);
+        while !rel.as_os_str().is_empty() {
+            if lowers.iter().any(|l| fs::symlink_metadata(l.join(&rel)).is_ok()) {
+                break;
+            }
+            let path = upper.join(&rel);
+            let removed = match fs::symlink_metadata(&path) {
+                Ok(m) if m.is_dir() => fs::remove_dir(&path).is_ok(),
+                Ok(m) if m.is_file() && m.len() == 0 => fs::remove_file(&path).is_ok(),
+                _ => false,
+            };
+            if !removed {
+                break;
+            }
+            rel.pop();
+        }
+    }
+}
