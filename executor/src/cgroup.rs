@@ -59,8 +59,10 @@
 //! while it runs. Without it (pure v1), it freezes the v1 freezer cgroup (if there is one), so
 //! nothing can fork or exit, SIGKILLs every pid listed, and thaws; without a freezer, it
 //! SIGKILLs the listed pids in rounds until none is left. Either way it repeats until the
-//! cgroup is empty. Killing by pid has one residual race without `cgroup.kill` and freezer: a
-//! listed process may exit and be reaped, and its pid reused, between the read and the kill.
+//! cgroup is empty, and a v1 freezer cgroup is thawed after the kill (a task frozen there, by
+//! [`Cgroup::freeze`] say, dies only once thawed, even by `cgroup.kill`). Killing by pid has
+//! one residual race without `cgroup.kill` and freezer: a listed process may exit and be
+//! reaped, and its pid reused, between the read and the kill.
 //!
 //! [`oom_killed`](Cgroup::oom_killed) reads `oom_kill` from v1 `memory.oom_control` or v2
 //! `memory.events` (`oom_group_kill` counted too, for a `memory.oom.group` cgroup): it counts
@@ -137,7 +139,7 @@ pub enum Error {
     /// Processes were still in the cgroup after they were killed and waited for.
     #[error("cgroup: {} still has processes {pids:?} after they were killed", .path.display())]
     NotEmpty { path: PathBuf, pids: Vec<i32> },
-    /// Neither a cgroup v1 hierarchy nor a cgroup2 filesystem is mounted.
+    /// Neither a cgroup2 filesystem nor a v1 hierarchy holding a controller is mounted.
     #[error("cgroup: no cgroup filesystem is mounted (see /proc/self/mountinfo)")]
     NotMounted,
     #[error("cgroup: invalid cgroup name {0:?}")]
@@ -357,7 +359,7 @@ impl Layout {
             },
             None => (None, Vec::new()),
         };
-        if v1.is_empty() && v2.is_none() {
+        if v2.is_none() && v1.iter().all(|h| h.controllers.is_empty()) {
             return Err(Error::NotMounted);
         }
 
@@ -446,26 +448,29 @@ pub fn layout() -> Result<&'static Layout, Error> {
     LAYOUT.get_or_init(|| detect().map_err(|e| e.to_string())).as_ref().map_err(|e| Error::Detect(e.clone()))
 }
 
+/// The next sequence number [`sandbox_name`] hands out.
+static SEQ: AtomicU64 = AtomicU64::new(1);
+
 /// A fresh cgroup name for a sandbox of this process: `<pid>-<seq>`.
 pub fn sandbox_name() -> String {
-    static SEQ: AtomicU64 = AtomicU64::new(1);
-    format!("{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed))
+    format!("{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst))
 }
 
-/// The owner pid of a [`sandbox_name`]-style name; `None` for any other name.
-fn owner_pid(name: &str) -> Option<i32> {
+/// The owner pid and sequence number of a [`sandbox_name`]-style name; `None` for any other.
+fn parse_name(name: &str) -> Option<(i32, u64)> {
     let (pid, seq) = name.split_once('-')?;
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     if !digits(pid) || !digits(seq) || pid.starts_with('0') {
         return None;
     }
-    pid.parse().ok()
+    Some((pid.parse().ok()?, seq.parse().ok()?))
 }
 
 /// Removes the cgroups that rbuild processes which no longer exist left behind (SIGKILLed, or
 /// crashed), killing anything still in them: only `rbuild/<pid>-<n>` directories whose owner
-/// `pid` is gone (`kill(pid, 0)` fails with `ESRCH`). Other names are never touched. Best
-/// effort: errors are ignored.
+/// `pid` is gone (`kill(pid, 0)` fails with `ESRCH`), or is this process but `n` was never
+/// handed out by it (a dead process that had the same pid). Other names are never touched.
+/// Best effort: errors are ignored.
 pub fn sweep_stale(layout: &Layout) {
     let mut names = BTreeSet::new();
     for root in layout.roots() {
@@ -473,15 +478,20 @@ pub fn sweep_stale(layout: &Layout) {
         for entry in entries.flatten() {
             if let Some(name) = entry.file_name().to_str()
                 && entry.file_type().is_ok_and(|t| t.is_dir())
-                && owner_pid(name).is_some()
+                && parse_name(name).is_some()
             {
                 names.insert(name.to_string());
             }
         }
     }
+    // Read after listing: a directory of ours that was listed has a number below this.
+    let issued = SEQ.load(Ordering::SeqCst);
+    let me = std::process::id() as i32;
     for name in names {
-        let Some(pid) = owner_pid(&name) else { continue };
-        if kill(Pid::from_raw(pid), None) != Err(Errno::ESRCH) {
+        let Some((pid, seq)) = parse_name(&name) else { continue };
+        let stale =
+            if pid == me { seq >= issued } else { kill(Pid::from_raw(pid), None) == Err(Errno::ESRCH) };
+        if !stale {
             continue;
         }
         let mut cgroup = Cgroup::skeleton(layout, &name);
@@ -1086,6 +1096,9 @@ mod tests {
         assert!(matches!(Layout::parse(&hidden, controllers(PURE_V2_CONTROLLERS)), Err(Error::NotMounted)));
         let none = "22 1 252:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw\n";
         assert!(matches!(Layout::parse(none, |_| None), Err(Error::NotMounted)));
+        // Only a named hierarchy: nothing to limit or track with.
+        let named = format!("{none}23 22 0:30 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,name=systemd\n");
+        assert!(matches!(Layout::parse(&named, |_| None), Err(Error::NotMounted)));
     }
 
     #[test]
@@ -1102,10 +1115,10 @@ mod tests {
         let a = sandbox_name();
         let b = sandbox_name();
         assert_ne!(a, b);
-        assert_eq!(owner_pid(&a), Some(std::process::id() as i32));
-        assert_eq!(owner_pid("12-3"), Some(12));
+        assert_eq!(parse_name(&a).map(|(pid, _)| pid), Some(std::process::id() as i32));
+        assert_eq!(parse_name("12-3"), Some((12, 3)));
         for other in ["test-12-3", "12", "12-", "-3", "012-3", "12-3x", "99999999999-1", "docker"] {
-            assert_eq!(owner_pid(other), None, "{other}");
+            assert_eq!(parse_name(other), None, "{other}");
         }
     }
 

@@ -245,8 +245,12 @@ fn sweep_stale_removes_only_dead_owners() {
     // What a SIGKILLed rbuild leaves: a cgroup named for it, maybe with processes in it.
     let stale = Cgroup::create(layout, &format!("{dead}-1"), &Resources::default()).unwrap();
     let mut orphan = sleeper(&stale);
-    let stale_dirs = stale.dirs().to_vec();
+    let mut stale_dirs = stale.dirs().to_vec();
     std::mem::forget(stale);
+    // A dead rbuild that had our pid: a number this process never handed out.
+    let reused = Cgroup::create(layout, &format!("{}-999999999", std::process::id()), &Resources::default());
+    stale_dirs.extend_from_slice(reused.as_ref().unwrap().dirs());
+    std::mem::forget(reused);
     // Ours (a live owner), and a name that is not rbuild's pattern.
     let live = Cgroup::create(layout, &cgroup::sandbox_name(), &Resources::default()).unwrap();
     let mut live_child = sleeper(&live);

@@ -1,0 +1,106 @@
+//! Sandbox start-to-exit for `/bin/true`, beside a plain fork+exec of the same binary on the
+//! host. `cargo bench -p executor --bench start [-- N]` prints the medians (N runs, 100 by
+//! default). Needs root. This binary is also the sandbox's init (see `executor::INIT_ARG`).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use executor::{NetworkMode, Process, Resources, Rootfs, SandboxSpec, Security, Stdio};
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn time(runs: usize, mut f: impl FnMut()) -> Duration {
+    f(); // warm-up
+    median(
+        (0..runs)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed()
+            })
+            .collect(),
+    )
+}
+
+fn spec(base: &Path, lower: &Path, n: usize, security: Security, resources: Resources) -> SandboxSpec {
+    let dir = base.join(format!("run-{n}"));
+    let [upper, work, target] = ["upper", "work", "merged"].map(|d| dir.join(d));
+    for d in [&upper, &work, &target] {
+        std::fs::create_dir_all(d).expect("sandbox directories");
+    }
+    SandboxSpec {
+        rootfs: Rootfs { lowers: vec![lower.to_path_buf()], upper, work, target },
+        process: Process {
+            args: vec!["/bin/true".into()],
+            env: vec!["PATH=/bin".into()],
+            cwd: "/".into(),
+            user: String::new(),
+        },
+        hostname: "bench".into(),
+        network: NetworkMode::None,
+        mounts: Vec::new(),
+        resources,
+        security,
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(executor::INIT_ARG) {
+        executor::init_main(&args);
+    }
+    let runs: usize = args.iter().skip(1).find_map(|a| a.parse().ok()).unwrap_or(100);
+
+    let base = tempfile::Builder::new().prefix("rbuild-bench-start-").tempdir_in("/tmp").expect("temp dir");
+    let lower = base.path().join("busybox");
+    let tar_path = base.path().join("busybox.tar");
+    test_support::write_busybox_rootfs_tar(&tar_path).expect("busybox rootfs");
+    let mut archive = tar::Archive::new(std::fs::File::open(&tar_path).expect("tar"));
+    archive.set_preserve_permissions(true);
+    archive.set_preserve_ownerships(true);
+    archive.unpack(&lower).expect("unpack busybox");
+
+    let plain = time(runs, || {
+        let status = std::process::Command::new(lower.join("bin/true")).status().expect("fork+exec");
+        assert!(status.success());
+    });
+    let mut n = 0;
+    let mut sandbox = |security: Security, resources: Resources| {
+        time(runs, || {
+            n += 1;
+            let s = spec(base.path(), &lower, n, security.clone(), resources.clone());
+            let out = executor::run(&s, Stdio::Capture(&mut |_| {})).expect("sandbox runs");
+            assert!(out.success());
+        })
+    };
+    let hardened = sandbox(Security::docker_default(), Resources::default());
+    let limited = sandbox(
+        Security::docker_default(),
+        Resources { memory: Some(256 << 20), pids: Some(100), ..Default::default() },
+    );
+    let bare = sandbox(
+        Security {
+            capabilities: executor::caps::all_names(),
+            seccomp: false,
+            no_new_privileges: false,
+            mask_paths: false,
+        },
+        Resources::default(),
+    );
+    println!("sandbox start-to-exit of /bin/true, median of {runs}:");
+    println!("  plain fork+exec on the host:                 {}", ms(plain));
+    println!(
+        "  sandbox (caps, seccomp, masks, own cgroup):  {}  (+{})",
+        ms(hardened),
+        ms(hardened.saturating_sub(plain))
+    );
+    println!("  sandbox with --memory and --pids-limit:      {}", ms(limited));
+    println!("  sandbox without caps/seccomp/masked paths:   {}", ms(bare));
+}
