@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run calls exactly this). Needs root on Debian:
-# the tests make real namespaces and mounts, and check our images with skopeo and umoci.
+# the tests make real namespaces and mounts, check our images with skopeo and umoci, and create
+# a user to run rbuild rootless (with uidmap's newuidmap/newgidmap).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v skopeo >/dev/null || need+=(skopeo)
 command -v umoci >/dev/null || need+=(umoci)
+command -v newuidmap >/dev/null || need+=(uidmap)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]}" >&2
   apt-get update -qq

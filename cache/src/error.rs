@@ -32,6 +32,11 @@ pub enum Error {
         #[source]
         source: nix::Error,
     },
+    /// The store was made under another user-namespace id mapping (rootless) than this process
+    /// runs with: its files would belong to the wrong users.
+    /// (Shown without the path: callers say which store they were opening.)
+    #[error("{reason}")]
+    IdMapping { path: PathBuf, reason: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

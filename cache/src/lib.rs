@@ -14,6 +14,7 @@ pub mod oci;
 mod reference;
 mod snapshot;
 mod store;
+pub mod userns;
 
 pub use archive::{ArchiveFormat, LoadedImage};
 pub use digest::{Digest, Hasher, HashingWriter};

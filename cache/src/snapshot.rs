@@ -96,7 +96,7 @@ impl Store {
     /// A new snapshot whose lowers are `layers` (bottom first, as in a manifest), unpacking
     /// any that are not unpacked yet.
     pub fn create_snapshot(&self, layers: &[Layer]) -> Result<Snapshot> {
-        let mut lowers = layers.iter().rev().map(|l| self.layer_dir(l)).collect::<Result<Vec<_>>>()?;
+        let mut lowers = self.lower_dirs(layers)?;
         let id = format!("{:032x}", rand::random::<u128>());
         let staging_parent = self.temp_dir("snapshot-")?;
         let staging = staging_parent.path().join("s");
@@ -129,12 +129,27 @@ impl Store {
         Ok(Snapshot { id, dir, lowers, _lock: lock })
     }
 
+    /// The layer directories of `layers`, topmost first, each once: overlayfs refuses the same
+    /// directory twice ("conflicting lowerdir", ELOOP), and an image can hold the same layer
+    /// twice (two steps with identical changes). Keeping only the topmost occurrence shows
+    /// the same tree: everything the lower copy adds, hides or deletes, the upper one does too.
+    fn lower_dirs(&self, layers: &[Layer]) -> Result<Vec<PathBuf>> {
+        let mut seen = std::collections::HashSet::new();
+        let mut dirs = Vec::with_capacity(layers.len());
+        for layer in layers.iter().rev() {
+            if seen.insert(&layer.diff_id) {
+                dirs.push(self.layer_dir(layer)?);
+            }
+        }
+        Ok(dirs)
+    }
+
     /// Mounts `layers` read-only at a fresh directory (to read another stage's files).
     ///
     /// Drop the guard before the directory (a `let (dir, guard) = ...` binding does): the
     /// directory cannot be removed while something is mounted on it.
     pub fn mount_readonly(&self, layers: &[Layer]) -> Result<ReadonlyMount> {
-        let lowers = layers.iter().rev().map(|l| self.layer_dir(l)).collect::<Result<Vec<_>>>()?;
+        let lowers = self.lower_dirs(layers)?;
         let dir = self.temp_dir("ro-")?;
         let target = dir.path().to_path_buf();
         let guard = match lowers.as_slice() {
@@ -247,23 +262,26 @@ fn mount_overlay(
         Ok((opts, held))
     };
     let (mut opts, mut held) = plain(false)?;
-    // The extra options we add below need at most this much room.
-    const EXTRA: &str = ",index=off,redirect_dir=off,metacopy=off";
-    if opts.len() + EXTRA.len() > MAX_MOUNT_DATA {
+    // The extra options we add below need at most this much room (the writable ones are the
+    // longer). In a user namespace they include `userxattr` (see `crate::userns`).
+    let (rw_extra, ro_extra) = (crate::userns::rw_options(), crate::userns::ro_options());
+    if opts.len() + rw_extra.len() > MAX_MOUNT_DATA {
         (opts, held) = plain(true)?;
     }
-    if opts.len() + EXTRA.len() > MAX_MOUNT_DATA {
+    if opts.len() + rw_extra.len() > MAX_MOUNT_DATA {
         return Err(Error::Mount { target: target.to_path_buf(), source: Errno::E2BIG });
     }
     let try_mount = |data: &str| mount(Some("overlay"), target, Some("overlay"), flags, Some(data));
     let result = match upper_work {
         // Keep the upper a plain diff of the lowers: no index, no redirects, no metacopy
-        // files. Older kernels that reject one of these options mount without them.
-        Some(_) => try_mount(&format!("{opts}{EXTRA}")).or_else(|e| match e {
-            Errno::EINVAL => try_mount(&opts),
+        // files. Older kernels that reject one of these options mount without them; never in a
+        // user namespace, where that would drop `userxattr` (and `userxattr` needs a kernel
+        // that knows them all).
+        Some(_) => try_mount(&format!("{opts}{rw_extra}")).or_else(|e| match e {
+            Errno::EINVAL if !crate::userns::in_userns() => try_mount(&opts),
             e => Err(e),
         }),
-        None => try_mount(&opts),
+        None => try_mount(&format!("{opts}{ro_extra}")),
     };
     drop(held);
     result.map_err(|source| Error::Mount { target: target.to_path_buf(), source })

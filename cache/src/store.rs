@@ -41,13 +41,74 @@ struct TagTable {
 
 impl Store {
     /// Opens (creating if needed) the store at `root`.
+    ///
+    /// In a user namespace (rootless) the store records the namespace's id maps in `idmap` and
+    /// refuses to be opened under other maps, or by real root: a file owned by container uid 1000
+    /// is a different host uid under another mapping, and a store made in a user namespace marks
+    /// opaque directories with `user.overlay.opaque`, which real root's overlays ignore. A new
+    /// rootless store is private to its user (mode 0700), as podman's is.
     pub fn open(root: impl Into<PathBuf>) -> Result<Store> {
         let store = Store { root: root.into() };
+        let userns = crate::userns::in_userns();
+        let fresh = userns && fs::symlink_metadata(&store.root).is_err();
         for dir in ["blobs/sha256", "layers", "snapshots", "cache", "locks", "tmp"] {
             let p = store.root.join(dir);
             fs::create_dir_all(&p).at(&p)?;
         }
+        if fresh {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&store.root, fs::Permissions::from_mode(0o700)).at(&store.root)?;
+        }
+        store.check_id_mapping(userns)?;
         Ok(store)
+    }
+
+    /// See [`Store::open`]: compares (or, for a new rootless store, writes) `idmap`.
+    fn check_id_mapping(&self, userns: bool) -> Result<()> {
+        let path = self.root.join("idmap");
+        let recorded = match fs::read_to_string(&path) {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(Error::Io { path, source: e }),
+        };
+        let err = |reason: String| Err(Error::IdMapping { path: self.root.clone(), reason });
+        if !userns {
+            return match recorded {
+                None => Ok(()),
+                Some(text) => err(format!(
+                    "it was made by rootless rbuild in a user namespace ({}), and cannot be used outside \
+                     one: choose another --root",
+                    text.trim().replace('\n', "; ")
+                )),
+            };
+        }
+        let map = |file: &str| -> Result<String> {
+            let p = Path::new("/proc/self").join(file);
+            let text = fs::read_to_string(&p).at(&p)?;
+            Ok(text
+                .lines()
+                .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+                .collect::<Vec<_>>()
+                .join(", "))
+        };
+        let current = format!("uid_map: {}\ngid_map: {}\n", map("uid_map")?, map("gid_map")?);
+        match recorded {
+            Some(text) if text == current => Ok(()),
+            Some(text) => err(format!(
+                "it was made with the id mapping ({}), and rbuild now runs with ({}): did /etc/subuid or \
+                 /etc/subgid change? Its files would belong to the wrong users: remove it (as root, or with \
+                 the old mapping: `unshare --map-root-user --map-auto rm -rf {}`) or choose another --root",
+                text.trim().replace('\n', "; "),
+                current.trim().replace('\n', "; "),
+                self.root.display()
+            )),
+            None => {
+                let mut tmp = self.temp_file()?;
+                tmp.write_all(current.as_bytes()).at(tmp.path())?;
+                tmp.persist(&path).map_err(|e| Error::Io { path: path.clone(), source: e.error })?;
+                Ok(())
+            }
+        }
     }
 
     pub fn root(&self) -> &Path {

@@ -10,8 +10,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "rbuild", version, arg_required_else_help = true)]
 pub struct Cli {
-    /// The store directory.
-    #[arg(long, global = true, env = "RBUILD_ROOT", default_value = "/var/lib/rbuild", value_name = "DIR")]
+    /// The store directory. Rootless (run by a user other than root), the default is
+    /// `$XDG_DATA_HOME/rbuild`, else `~/.local/share/rbuild`.
+    #[arg(long, global = true, env = "RBUILD_ROOT", default_value_os_t = default_root(), value_name = "DIR")]
     pub root: PathBuf,
 
     #[command(subcommand)]
@@ -43,6 +44,27 @@ impl Cli {
     }
 }
 
+/// The store's default place: `/var/lib/rbuild` for root; rootless, the XDG data directory
+/// (`$XDG_DATA_HOME` if absolute, as the XDG spec wants, else `$HOME/.local/share`, else the
+/// home directory in the password database) + `rbuild`. Evaluated before rbuild enters its user
+/// namespace, where getpwuid would answer for root.
+fn default_root() -> PathBuf {
+    if !executor::userns::is_rootless() {
+        return PathBuf::from("/var/lib/rbuild");
+    }
+    let absolute = |v: std::ffi::OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
+    let home = || {
+        std::env::var_os("HOME").and_then(absolute).or_else(|| {
+            let user = nix::unistd::User::from_uid(nix::unistd::geteuid()).ok().flatten()?;
+            Some(user.dir).filter(|p| p.is_absolute() && executor::userns::state().is_none())
+        })
+    };
+    std::env::var_os("XDG_DATA_HOME")
+        .and_then(absolute)
+        .or_else(|| home().map(|h| h.join(".local/share")))
+        .map_or_else(|| PathBuf::from("/var/lib/rbuild"), |d| d.join("rbuild"))
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Build an image from a Dockerfile.
@@ -68,6 +90,14 @@ pub enum Command {
     /// Manage the store as a whole.
     #[command(subcommand)]
     System(SystemCommand),
+}
+
+impl Command {
+    /// Whether the command needs rbuild's user namespace when run rootless: all but those that
+    /// touch no store and run nothing.
+    pub fn needs_user_namespace(&self) -> bool {
+        !matches!(self, Command::Completion(_) | Command::Debug(DebugCommand::DumpAst { .. }))
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -29,7 +29,14 @@ fn time(runs: usize, mut f: impl FnMut()) -> Duration {
     )
 }
 
-fn spec(base: &Path, lower: &Path, n: usize, security: Security, resources: Resources) -> SandboxSpec {
+fn spec(
+    base: &Path,
+    lower: &Path,
+    n: usize,
+    security: Security,
+    resources: Resources,
+    network: NetworkMode,
+) -> SandboxSpec {
     let dir = base.join(format!("run-{n}"));
     let [upper, work, target] = ["upper", "work", "merged"].map(|d| dir.join(d));
     for d in [&upper, &work, &target] {
@@ -44,7 +51,7 @@ fn spec(base: &Path, lower: &Path, n: usize, security: Security, resources: Reso
             user: String::new(),
         },
         hostname: "bench".into(),
-        network: NetworkMode::None,
+        network,
         mounts: Vec::new(),
         resources,
         security,
@@ -72,18 +79,20 @@ fn main() {
         assert!(status.success());
     });
     let mut n = 0;
-    let mut sandbox = |security: Security, resources: Resources| {
+    let mut sandbox = |security: Security, resources: Resources, network: NetworkMode| {
         time(runs, || {
             n += 1;
-            let s = spec(base.path(), &lower, n, security.clone(), resources.clone());
+            let s = spec(base.path(), &lower, n, security.clone(), resources.clone(), network);
             let out = executor::run(&s, Stdio::Capture(&mut |_| {})).expect("sandbox runs");
             assert!(out.success());
         })
     };
-    let hardened = sandbox(Security::docker_default(), Resources::default());
+    let hardened = sandbox(Security::docker_default(), Resources::default(), NetworkMode::None);
+    let host_net = sandbox(Security::docker_default(), Resources::default(), NetworkMode::Host);
     let limited = sandbox(
         Security::docker_default(),
         Resources { memory: Some(256 << 20), pids: Some(100), ..Default::default() },
+        NetworkMode::None,
     );
     let bare = sandbox(
         Security {
@@ -93,6 +102,7 @@ fn main() {
             mask_paths: false,
         },
         Resources::default(),
+        NetworkMode::None,
     );
     println!("sandbox start-to-exit of /bin/true, median of {runs}:");
     println!("  plain fork+exec on the host:                 {}", ms(plain));
@@ -102,5 +112,6 @@ fn main() {
         ms(hardened.saturating_sub(plain))
     );
     println!("  sandbox with --memory and --pids-limit:      {}", ms(limited));
+    println!("  sandbox with the host's network:             {}", ms(host_net));
     println!("  sandbox without caps/seccomp/masked paths:   {}", ms(bare));
 }

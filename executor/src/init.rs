@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::spec::{CgroupFs, InitConfig, Plan, PlanMount, SecretFile};
 use crate::user::{self, ExecUser};
+use crate::userns::{self, IdKind};
 use crate::{ExitStatus, INIT_ARG};
 use crate::{caps, seccomp};
 
@@ -112,8 +113,16 @@ fn read_plan(fd: OwnedFd) -> Result<Plan> {
     Plan::from_config(config).map_err(|m| fail("check the spec", m))
 }
 
+/// Whether the sandbox runs in a user namespace (rootless rbuild): read once, in the supervisor
+/// before it forks, so PID 1 and PID 2 inherit the answer.
+fn in_userns() -> bool {
+    static V: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *V.get_or_init(|| !userns::in_initial_userns())
+}
+
 /// The supervisor: new namespaces, then PID 1, whose report it relays.
 fn supervise(plan: Plan) -> Result<ExitStatus> {
+    in_userns();
     unshare(plan.namespaces).map_err(os("unshare namespaces"))?;
     // Private, so that none of our mounts (nor our unmount of the old root) reach the host.
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
@@ -195,6 +204,9 @@ fn pid1(plan: &Plan) -> Result<ExitStatus> {
         None => None,
     };
     let caps = caps::parse(&plan.capabilities).map_err(|m| fail("capabilities", m))?;
+    // For "not mapped" errors: the host user's name, looked up while the host's /etc/passwd is
+    // still what getpwuid reads.
+    let host_user = if in_userns() { userns::host_user() } else { None };
     enter_rootfs(target)?;
     mask_paths(&plan.masked_paths, &plan.readonly_paths)?;
 
@@ -219,7 +231,8 @@ fn pid1(plan: &Plan) -> Result<ExitStatus> {
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         env.push(format!("HOME={}", user.home));
     }
-    let exec = Exec::new(plan, env, user, caps, seccomp)?;
+    let mut exec = Exec::new(plan, env, user, caps, seccomp)?;
+    exec.host_user = host_user;
 
     let (ready_r, ready_w) = pipe2(OFlag::O_CLOEXEC).map_err(os("create exec pipe"))?;
     // SAFETY: PID 1 is single-threaded, so the child may run arbitrary code before exec.
@@ -350,9 +363,14 @@ fn mount_target(dest: &str, path: &Path, dir: bool) -> Result<()> {
 /// Makes the mount at `dest` read-only, keeping the flags (nosuid, nodev, ...) it has: a
 /// remount that drops a locked flag fails.
 fn remount_readonly(dest: &Path) -> Result<()> {
+    remount_readonly_with(dest, MsFlags::empty())
+}
+
+/// [`remount_readonly`], adding `extra` flags.
+fn remount_readonly_with(dest: &Path, extra: MsFlags) -> Result<()> {
     use nix::sys::statvfs::{FsFlags, statvfs};
     let have = statvfs(dest).map_err(os(format!("statfs {}", dest.display())))?.flags();
-    let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+    let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | extra;
     for (st, ms) in [
         (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
         (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
@@ -401,6 +419,7 @@ fn user_mount(root: &Path, dest: &str, mount_spec: &PlanMount, fds: &Sources) ->
                 let n = lowers.len();
                 data.push_str(&format!(",upperdir={},workdir={}", fd_path(&fds[n]), fd_path(&fds[n + 1])));
             }
+            data.push_str(userxattr());
             let flags = if upper.is_some() { MsFlags::empty() } else { MsFlags::MS_RDONLY };
             mount(Some("overlay"), at, Some("overlay"), flags, Some(data.as_str()))
                 .map_err(os(format!("overlay mount at {dest}")))
@@ -445,7 +464,14 @@ fn mount_secret(root: &Path, dest: &str, at: &Path, secret: &SecretFile) -> Resu
     std::fs::write(&file, &secret.contents).map_err(io(step.clone()))?;
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(secret.mode & 0o7777))
         .map_err(io(step.clone()))?;
-    std::os::unix::fs::chown(&file, Some(secret.uid), Some(secret.gid)).map_err(io(step.clone()))?;
+    std::os::unix::fs::chown(&file, Some(secret.uid), Some(secret.gid)).map_err(|e| {
+        if e.raw_os_error() == Some(libc::EINVAL) && in_userns() {
+            let (kind, id) = unmapped(secret.uid, secret.gid);
+            fail(step.clone(), userns::not_mapped_message(kind, id, userns::host_user().as_deref()))
+        } else {
+            io(step.clone())(e)
+        }
+    })?;
     mount_target(dest, at, false)?;
     mount(Some(&file), at, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(os(step.clone()))?;
     remount_readonly(at)?;
@@ -478,6 +504,11 @@ fn mask_paths(masked: &[String], readonly: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// Whether this process's user namespace denies setgroups (`/proc/self/setgroups`).
+fn setgroups_denied() -> bool {
+    std::fs::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.trim() == "deny")
+}
+
 /// Reaps every child (orphans are re-parented to us) until `main` has ended.
 fn reap_until(main: Pid) -> nix::Result<ExitStatus> {
     loop {
@@ -505,10 +536,11 @@ fn mount_overlay(plan: &Plan) -> Result<()> {
     let work = open_dir(&ov.work)?;
     let fd_path = |fd: &OwnedFd| format!("/proc/self/fd/{}", fd.as_raw_fd());
     let data = format!(
-        "lowerdir={},upperdir={},workdir={}",
+        "lowerdir={},upperdir={},workdir={}{}",
         lowers.iter().map(fd_path).collect::<Vec<_>>().join(":"),
         fd_path(&upper),
-        fd_path(&work)
+        fd_path(&work),
+        userxattr()
     );
     mount(Some("overlay"), &ov.target, Some("overlay"), MsFlags::empty(), Some(data.as_str()))
         .map_err(os(format!("mount overlay at {}", ov.target.display())))
@@ -578,7 +610,74 @@ fn mount_standard_fs(root: &Path) -> Result<()> {
         symlink(to, dev.join(link)).map_err(io(format!("create symlink /dev/{link}")))?;
     }
 
-    do_mount("sysfs", &mount_point(root, "sys")?, "sysfs", nosuid_noexec_nodev | MsFlags::MS_RDONLY, None)
+    let sys = mount_point(root, "sys")?;
+    match mount(Some("sysfs"), &sys, Some("sysfs"), nosuid_noexec_nodev | MsFlags::MS_RDONLY, None::<&str>) {
+        // In a user namespace, sysfs can only be mounted for a network namespace that namespace
+        // owns; with the host's network (`--network=host`) bind the host's /sys read-only
+        // instead, as rootless runc and crun do.
+        Err(Errno::EPERM) if in_userns() => bind_host_sys(&sys),
+        r => r.map_err(os(format!("mount sysfs at {}", sys.display()))),
+    }
+}
+
+/// The host's /sys with everything mounted below it (the host's cgroup filesystems...) at `sys`,
+/// each mount read-only, nosuid, nodev and noexec, as a fresh sysfs would be.
+fn bind_host_sys(sys: &Path) -> Result<()> {
+    let step = "bind-mount the host's /sys (rootless, host network)";
+    mount(Some("/sys"), sys, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+        .map_err(os(step))?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(io(step))?;
+    let mut targets: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(unescape_mountinfo(p)))
+        .filter(|p| p.starts_with(sys))
+        .collect();
+    // Parents first: a child's mount point must be reached through its (already read-only)
+    // parent, which is fine for a remount.
+    targets.sort_by_key(|p| p.components().count());
+    targets.dedup();
+    let extra = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    for target in targets {
+        remount_readonly_with(&target, extra)?;
+    }
+    Ok(())
+}
+
+/// A mount point as /proc/self/mountinfo writes it: space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes.get(i + 1..i + 4).filter(|o| o.iter().all(|b| (b'0'..=b'7').contains(b)));
+        match (bytes[i], octal) {
+            (b'\\', Some(o)) => {
+                out.push(o.iter().fold(0u8, |n, d| n.wrapping_mul(8) + (d - b'0')));
+                i += 4;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The overlay option a user namespace needs: without it overlayfs wants `trusted.*` xattrs,
+/// which only real root may set, and ignores the store's `user.overlay.opaque` markers.
+fn userxattr() -> &'static str {
+    if in_userns() { ",userxattr" } else { "" }
+}
+
+/// Which of `uid` and `gid` this user namespace does not map (the uid if neither is).
+fn unmapped(uid: u32, gid: u32) -> (IdKind, u32) {
+    if !userns::is_mapped(IdKind::Uid, uid) || userns::is_mapped(IdKind::Gid, gid) {
+        (IdKind::Uid, uid)
+    } else {
+        (IdKind::Gid, gid)
+    }
 }
 
 /// The cgroup filesystems, read-only, under the (read-only) /sys. Mounted from inside the
@@ -661,6 +760,8 @@ struct Exec {
     caps: caps::CapSet,
     seccomp: Option<seccomp::Filter>,
     no_new_privileges: bool,
+    /// In a user namespace: the host user, for "not mapped" errors.
+    host_user: Option<String>,
 }
 
 impl Exec {
@@ -685,6 +786,7 @@ impl Exec {
             caps,
             seccomp,
             no_new_privileges: plan.no_new_privileges,
+            host_user: None,
         })
     }
 
@@ -726,9 +828,16 @@ impl Exec {
         }
         nix::sys::prctl::set_keepcaps(true).map_err(os("keep capabilities across setuid"))?;
         let groups: Vec<Gid> = self.user.groups.iter().map(|&g| Gid::from_raw(g)).collect();
-        nix::unistd::setgroups(&groups).map_err(os("setgroups"))?;
-        nix::unistd::setgid(Gid::from_raw(self.user.gid)).map_err(os(format!("setgid {}", self.user.gid)))?;
-        nix::unistd::setuid(Uid::from_raw(self.user.uid)).map_err(os(format!("setuid {}", self.user.uid)))?;
+        match nix::unistd::setgroups(&groups) {
+            // A user namespace that maps a single id denies setgroups for good (the kernel
+            // demands that before an unprivileged gid_map): the process keeps rbuild's groups.
+            Err(Errno::EPERM) if in_userns() && setgroups_denied() => {}
+            r => r.map_err(|e| self.id_error("setgroups", e))?,
+        }
+        nix::unistd::setgid(Gid::from_raw(self.user.gid))
+            .map_err(|e| self.id_error(format!("setgid {}", self.user.gid), e))?;
+        nix::unistd::setuid(Uid::from_raw(self.user.uid))
+            .map_err(|e| self.id_error(format!("setuid {}", self.user.uid), e))?;
         caps::set(self.caps).map_err(os("set capabilities"))?;
         chdir(self.cwd.as_str()).map_err(os(format!("chdir to {}", self.cwd)))?;
         if self.no_new_privileges {
@@ -738,6 +847,30 @@ impl Exec {
             }
         }
         Ok(())
+    }
+
+    /// A failed setgroups/setgid/setuid. `EINVAL` in a user namespace means an id is not
+    /// mapped there (rootless without a subordinate range, or an id beyond it): say which, and
+    /// what to do.
+    fn id_error(&self, step: impl Into<String>, e: Errno) -> Failure {
+        if e != Errno::EINVAL || !in_userns() {
+            return os(step)(e);
+        }
+        let (uid, gid) = (self.user.uid, self.user.gid);
+        let (kind, id) = match unmapped(uid, gid) {
+            (IdKind::Uid, _)
+                if userns::is_mapped(IdKind::Uid, uid) && userns::is_mapped(IdKind::Gid, gid) =>
+            {
+                // Both are mapped: a supplementary group is not.
+                let group = self.user.groups.iter().find(|&&g| !userns::is_mapped(IdKind::Gid, g));
+                match group {
+                    Some(&g) => (IdKind::Gid, g),
+                    None => return os(step)(e),
+                }
+            }
+            other => other,
+        };
+        fail(format!("user {uid}:{gid}"), userns::not_mapped_message(kind, id, self.host_user.as_deref()))
     }
 
     /// `args[0]` as is if it has a '/', else the first executable regular file of that name in
@@ -754,5 +887,17 @@ impl Exec {
                 .then(|| CString::new(candidate).ok())
                 .flatten()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unescape_mountinfo;
+
+    #[test]
+    fn mountinfo_paths_are_unescaped() {
+        assert_eq!(unescape_mountinfo("/a\\040b/c\\134d\\011e"), "/a b/c\\d\te");
+        assert_eq!(unescape_mountinfo("/plain/sys"), "/plain/sys");
+        assert_eq!(unescape_mountinfo("/odd\\04"), "/odd\\04");
     }
 }

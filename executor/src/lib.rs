@@ -11,6 +11,7 @@ mod seccomp;
 mod spec;
 mod supervise;
 mod user;
+pub mod userns;
 
 use std::path::PathBuf;
 

@@ -138,22 +138,25 @@ fn run_init(
     drop(status_w);
 
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    let done = std::sync::atomic::AtomicBool::new(false);
     let killed = std::sync::atomic::AtomicBool::new(false);
-    let (write_result, read_error) = std::thread::scope(|scope| {
+    let (write_result, read_error, report) = std::thread::scope(|scope| {
+        // Dropped when the sandbox has ended, which wakes the watcher at once.
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
         if let Some(cancel) = cancel {
             // The child is not waited for until this watcher has stopped, so its pid cannot be
             // reused by another process while the watcher may still signal it.
-            let (done, killed) = (&done, &killed);
+            let killed = &killed;
             scope.spawn(move || {
                 use std::sync::atomic::Ordering::SeqCst;
-                while !done.load(SeqCst) {
+                use std::sync::mpsc::RecvTimeoutError;
+                while let Err(RecvTimeoutError::Timeout) =
+                    done_rx.recv_timeout(std::time::Duration::from_millis(20))
+                {
                     if cancel.load(SeqCst) {
                         killed.store(true, SeqCst);
                         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
                         return;
                     }
-                    std::thread::sleep(std::time::Duration::from_millis(20));
                 }
             });
         }
@@ -175,25 +178,19 @@ fn run_init(
                 }
             }
         }
-        // Wait for the init to exit *without reaping it* (WNOWAIT), so its pid stays ours until
-        // the watcher has stopped; polling, so a cancel can still kill it.
-        if cancel.is_some() {
-            use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
-            let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
-            while let Ok(WaitStatus::StillAlive) = waitid(Id::Pid(pid), flags) {
-                std::thread::sleep(std::time::Duration::from_millis(5));
-            }
-        }
-        done.store(true, std::sync::atomic::Ordering::SeqCst);
-        (write_result, read_error)
+        // EOF on the status pipe: the init has reported and is exiting (or was killed); it is
+        // not reaped until the watcher has stopped, so its pid stays ours meanwhile.
+        let mut report = Vec::new();
+        let report_read = File::from(status_r).read_to_end(&mut report).map(|_| report);
+        drop(done_tx);
+        (write_result, read_error, report_read)
     });
     let init_status = child.wait();
     if killed.load(std::sync::atomic::Ordering::SeqCst) {
         return Err(Error::Cancelled);
     }
     let init_status = init_status.map_err(setup("wait for the sandbox init"))?;
-    let mut report = Vec::new();
-    File::from(status_r).read_to_end(&mut report).map_err(setup("read the sandbox status"))?;
+    let report = report.map_err(setup("read the sandbox status"))?;
     if let Some(source) = read_error {
         return Err(Error::Setup { step: "read the sandbox output", source });
     }

@@ -15,7 +15,7 @@
 //!   in the step's key; the bytes reach no layer, history entry or cache record.
 
 use std::fs::{self, File};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use cache::{Digest, Layer, Store};
@@ -60,6 +60,7 @@ pub(crate) struct Prepared {
     /// Targets whose empty stubs (made by the sandbox as mount points) are removed from the
     /// step's upper directory.
     pub targets: Vec<String>,
+    _views: Vec<cache::ReadonlyMount>,
     _temp: Vec<tempfile::TempDir>,
     _locks: Vec<Flock<File>>,
 }
@@ -85,6 +86,7 @@ pub(crate) fn prepare(
         mounts: Vec::new(),
         env: Vec::new(),
         targets: Vec::new(),
+        _views: Vec::new(),
         _temp: Vec::new(),
         _locks: Vec::new(),
     };
@@ -99,6 +101,10 @@ pub(crate) fn prepare(
                             .map_err(|e| format!("--mount source {source:?}: {e}"))?;
                         let kind = if *readwrite && tree.is_dir() {
                             throwaway_overlay(store, vec![tree], &mut p)?
+                        } else if *readwrite {
+                            // A hard link would write through to the user's file.
+                            unlink_copy(&tree).map_err(|e| format!("--mount source {source:?}: {e}"))?;
+                            executor::MountKind::Bind { source: tree, readonly: false }
                         } else {
                             executor::MountKind::Bind { source: tree, readonly: !readwrite }
                         };
@@ -106,14 +112,27 @@ pub(crate) fn prepare(
                         kind
                     }
                     Source::Layers(layers) => {
-                        let (lowers, is_dir) = layer_lowers(store, &layers, source)?;
-                        if *readwrite && is_dir {
-                            throwaway_overlay(store, lowers, &mut p)?
-                        } else if lowers.len() == 1 {
-                            executor::MountKind::Bind { source: lowers[0].clone(), readonly: !readwrite }
+                        // The stage as it looks, mounted read-only for the step; `source` is
+                        // resolved in it (its symlinks lead within the stage, never the host).
+                        let view = store.mount_readonly(&layers).map_err(|e| e.to_string())?;
+                        let not_found = || format!("--mount source {source:?}: not found");
+                        let src = crate::fsutil::secure_join(view.path(), Path::new(source))
+                            .map_err(|e| format!("--mount source {source:?}: {e}"))?;
+                        let meta = fs::metadata(&src).map_err(|_| not_found())?;
+                        let kind = if meta.is_dir() && *readwrite {
+                            throwaway_overlay(store, vec![src], &mut p)?
+                        } else if *readwrite {
+                            // Writes to a bound layer file would change the stored layer.
+                            let tmp = store.temp_dir("mount-").map_err(|e| e.to_string())?;
+                            let copy = tmp.path().join("file");
+                            copy_tree(&src, &copy).map_err(|e| format!("--mount source {source:?}: {e}"))?;
+                            p._temp.push(tmp);
+                            executor::MountKind::Bind { source: copy, readonly: false }
                         } else {
-                            executor::MountKind::Overlay { lowers, upper: None }
-                        }
+                            executor::MountKind::Bind { source: src, readonly: true }
+                        };
+                        p._views.push(view);
+                        kind
                     }
                 };
                 p.mounts.push(executor::Mount { target: target.clone(), kind });
@@ -189,56 +208,11 @@ fn throwaway_overlay(
     Ok(executor::MountKind::Overlay { lowers, upper: Some((upper, work)) })
 }
 
-fn is_whiteout(m: &fs::Metadata) -> bool {
-    m.file_type().is_char_device() && m.rdev() == 0
-}
-
-fn is_opaque(dir: &Path) -> bool {
-    ["trusted.overlay.opaque", "user.overlay.opaque"]
-        .iter()
-        .any(|name| matches!(xattr::get(dir, name), Ok(Some(v)) if v == b"y"))
-}
-
-/// The layer directories (topmost first) that make up `source` in a stack of layers, as
-/// overlayfs would show it: a whiteout, a non-directory or an opaque directory on the way
-/// hides everything below it. Also says whether `source` is a directory.
-fn layer_lowers(store: &Store, layers: &[Layer], source: &str) -> Result<(Vec<PathBuf>, bool), String> {
-    let rel = clean_relative(source);
-    let mut lowers = Vec::new();
-    'layers: for layer in layers.iter().rev() {
-        let dir = store.layer_dir(layer).map_err(|e| e.to_string())?;
-        // Ancestors first: one that is deleted or replaced here hides the lower layers.
-        let mut at = dir.clone();
-        let mut hides_below = false;
-        for comp in rel.components() {
-            let parent_opaque = is_opaque(&at);
-            at.push(comp);
-            match fs::symlink_metadata(&at) {
-                Err(_) => {
-                    if parent_opaque {
-                        break 'layers;
-                    }
-                    continue 'layers;
-                }
-                Ok(m) if is_whiteout(&m) => break 'layers,
-                Ok(m) if !m.is_dir() => {
-                    if at.as_path() == dir.join(&rel) && lowers.is_empty() {
-                        return Ok((vec![at], false));
-                    }
-                    break 'layers;
-                }
-                Ok(_) => hides_below |= parent_opaque,
-            }
-        }
-        lowers.push(at.clone());
-        if hides_below || is_opaque(&at) {
-            break;
-        }
-    }
-    if lowers.is_empty() {
-        return Err(format!("--mount source {source:?}: not found"));
-    }
-    Ok((lowers, true))
+/// Replaces the hard link `path` with a copy of its content and mode.
+fn unlink_copy(path: &Path) -> std::io::Result<()> {
+    let tmp = path.with_extension("copy");
+    fs::copy(path, &tmp)?;
+    fs::rename(&tmp, path)
 }
 
 /// Picks (and locks as `sharing` says) the directory of cache mount `id`.
@@ -338,8 +312,11 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
 /// the directories it made for them), so a mount leaves no trace in the layer. Paths that
 /// exist in a lower layer are the image's and stay.
 pub(crate) fn remove_stubs(upper: &Path, lowers: &[PathBuf], targets: &[String]) {
+    let mut stack = vec![upper.to_path_buf()];
+    stack.extend(lowers.iter().cloned());
     for target in targets {
-        let mut rel = clean_relative(target);
+        // Where the sandbox made it: symlinks in the image resolved as the sandbox did.
+        let mut rel = resolve_stacked(&stack, target);
         while !rel.as_os_str().is_empty() {
             if lowers.iter().any(|l| fs::symlink_metadata(l.join(&rel)).is_ok()) {
                 break;
@@ -356,4 +333,43 @@ pub(crate) fn remove_stubs(upper: &Path, lowers: &[PathBuf], targets: &[String])
             rel.pop();
         }
     }
+}
+
+/// `path` resolved through the stacked directories `dirs` (topmost first) as the merged view
+/// shows it: each component is what the topmost directory having it says, symlinks followed
+/// within the stack. Returns the path relative to the root.
+fn resolve_stacked(dirs: &[PathBuf], path: &str) -> PathBuf {
+    use std::collections::VecDeque;
+    let split = |p: &str| -> VecDeque<String> {
+        p.split('/').filter(|c| !c.is_empty() && *c != ".").map(str::to_string).collect()
+    };
+    let mut pending = split(path);
+    let mut resolved = PathBuf::new();
+    let mut links = 0;
+    while let Some(c) = pending.pop_front() {
+        if c == ".." {
+            resolved.pop();
+            continue;
+        }
+        let candidate = resolved.join(&c);
+        let top = dirs.iter().find_map(|d| fs::symlink_metadata(d.join(&candidate)).ok().map(|m| (d, m)));
+        match top {
+            Some((d, m)) if m.file_type().is_symlink() && links < 40 => {
+                links += 1;
+                let Ok(target) = fs::read_link(d.join(&candidate)) else {
+                    resolved = candidate;
+                    continue;
+                };
+                let target = target.to_string_lossy().into_owned();
+                if target.starts_with('/') {
+                    resolved = PathBuf::new();
+                }
+                let mut next = split(&target);
+                next.extend(pending);
+                pending = next;
+            }
+            _ => resolved = candidate,
+        }
+    }
+    resolved
 }

@@ -16,9 +16,6 @@ use tar::{EntryType, Header};
 
 use crate::error::{Error, IoContext, Result};
 
-/// Names of xattrs overlayfs keeps for itself; they never go into a layer.
-pub(super) const OVERLAY_XATTR_PREFIX: &[u8] = b"trusted.overlay.";
-pub(super) const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 pub(super) const WHITEOUT_PREFIX: &[u8] = b".wh.";
 pub(super) const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
 
@@ -122,7 +119,7 @@ pub(super) fn write_upper(upper: &Path, out: &mut impl Write, sink_path: &Path) 
 
 /// Whether overlayfs marked the directory `path` opaque.
 fn is_opaque(path: &Path) -> Result<bool> {
-    match xattr::get(path, OPAQUE_XATTR) {
+    match xattr::get(path, crate::userns::opaque_xattr()) {
         Ok(v) => Ok(v.as_deref() == Some(b"y")),
         Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => Ok(false),
         Err(e) => Err(Error::Io { path: path.to_path_buf(), source: e }),
@@ -158,7 +155,9 @@ fn read_xattrs(path: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     };
     let mut out = Vec::new();
     for name in names {
-        if name.as_bytes().starts_with(OVERLAY_XATTR_PREFIX) {
+        // overlayfs's own (`trusted.overlay.*`, or `user.overlay.*` under `userxattr`, where
+        // it leaves `origin` and `impure` on upper directories): never part of a layer.
+        if crate::userns::is_overlay_xattr(name.as_bytes()) {
             continue;
         }
         if let Some(value) = xattr::get(path, &name).at(path)? {

@@ -10,7 +10,14 @@
 //!   component; an entry below a symlink is rejected; the entry itself is created with
 //!   `O_NOFOLLOW`/`O_EXCL` after removing whatever the layer put there before;
 //! - hardlink targets obey the same rules and must already exist inside the layer;
-//! - xattrs in overlayfs's own namespace (`trusted.overlay.*`) are never taken from the tar.
+//! - xattrs in overlayfs's own namespaces (`trusted.overlay.*`, `user.overlay.*`) are never
+//!   taken from the tar.
+//!
+//! In a user namespace (rootless rbuild, see [`crate::userns`]) opaque directories get
+//! `user.overlay.opaque`; with a single mapped id, owners other than root stay root (as
+//! containers/storage's `ignore_chown_errors`); device nodes, which cannot be made there, are
+//! left out (as Docker does in a user namespace); `trusted.*` and `security.*` xattrs (other than
+//! `security.capability`) the kernel refuses are left out.
 
 use std::ffi::OsStr;
 use std::fs::{self, DirBuilder, File, OpenOptions};
@@ -24,7 +31,7 @@ use nix::sys::stat::{Mode, SFlag, UtimensatFlags, makedev, mknod, utimensat};
 use nix::sys::time::TimeSpec;
 use tar::EntryType;
 
-use super::tarw::{OPAQUE_MARKER, OPAQUE_XATTR, OVERLAY_XATTR_PREFIX, WHITEOUT_PREFIX};
+use super::tarw::{OPAQUE_MARKER, WHITEOUT_PREFIX};
 use super::{HashingReader, maybe_gunzip};
 use crate::error::{Error, IoContext, Result};
 use crate::oci::Layer;
@@ -116,12 +123,12 @@ impl Unpacker<'_> {
                 return Err(self.bad(&shown, "only a directory can be the layer root"));
             }
             let root = self.root.to_path_buf();
-            return self.apply_meta(&root, &meta, true);
+            return self.apply_meta(&root, &meta, true, &shown);
         };
         let parent = self.ensure_parents(&rel, &shown)?;
 
         if name == OPAQUE_MARKER {
-            return xattr::set(&parent, OPAQUE_XATTR, b"y").at(&parent);
+            return xattr::set(&parent, crate::userns::opaque_xattr(), b"y").at(&parent);
         }
         if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
             if hidden.starts_with(WHITEOUT_PREFIX) {
@@ -172,20 +179,20 @@ impl Unpacker<'_> {
                     .at(&target)?;
                 self.copy_data(&mut entry, &mut file, &target, &shown)?;
                 drop(file);
-                self.apply_meta(&target, &meta, false)
+                self.apply_meta(&target, &meta, false, &shown)
             }
             EntryType::Directory => {
                 if !super::is_dir(&target) {
                     DirBuilder::new().mode(0o700).create(&target).at(&target)?;
                 }
-                self.apply_meta(&target, &meta, true)
+                self.apply_meta(&target, &meta, true, &shown)
             }
             EntryType::Symlink => {
                 let link =
                     entry.link_name_bytes().ok_or_else(|| self.bad(&shown, "symlink without a target"))?;
                 // The target is stored as is: it is only ever resolved inside the container.
                 std::os::unix::fs::symlink(OsStr::from_bytes(&link), &target).at(&target)?;
-                std::os::unix::fs::lchown(&target, Some(meta.uid), Some(meta.gid)).at(&target)?;
+                self.chown(&target, &meta, &shown)?;
                 self.set_xattrs(&target, &meta)?;
                 set_mtime(&target, meta.mtime)
             }
@@ -200,9 +207,16 @@ impl Unpacker<'_> {
                     let sflag = if kind == EntryType::Char { SFlag::S_IFCHR } else { SFlag::S_IFBLK };
                     (sflag, makedev(u64::from(major), u64::from(minor)))
                 };
-                mknod(&target, sflag, Mode::from_bits_truncate(0o600), dev)
-                    .map_err(|e| Error::Io { path: target.clone(), source: e.into() })?;
-                self.apply_meta(&target, &meta, false)
+                match mknod(&target, sflag, Mode::from_bits_truncate(0o600), dev) {
+                    // A user namespace may not make device nodes; as Docker there, leave them out.
+                    Err(nix::errno::Errno::EPERM)
+                        if kind != EntryType::Fifo && crate::userns::in_userns() =>
+                    {
+                        return Ok(());
+                    }
+                    r => r.map_err(|e| Error::Io { path: target.clone(), source: e.into() })?,
+                }
+                self.apply_meta(&target, &meta, false, &shown)
             }
             other => Err(self.bad(&shown, format!("unsupported entry type {other:?}"))),
         }
@@ -225,7 +239,7 @@ impl Unpacker<'_> {
                 let ext = ext.map_err(|e| self.bad(shown, e))?;
                 let key = ext.key_bytes();
                 if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
-                    if !name.starts_with(OVERLAY_XATTR_PREFIX) && !name.is_empty() {
+                    if !crate::userns::is_overlay_xattr(name) && !name.is_empty() {
                         xattrs.push((name.to_vec(), ext.value_bytes().to_vec()));
                     }
                 } else if key == b"mtime" {
@@ -256,8 +270,8 @@ impl Unpacker<'_> {
 
     /// Owner, then mode (chown clears setuid bits), then xattrs (chown clears
     /// `security.capability`), then mtime (deferred for directories).
-    fn apply_meta(&mut self, path: &Path, meta: &Meta, is_dir: bool) -> Result<()> {
-        std::os::unix::fs::lchown(path, Some(meta.uid), Some(meta.gid)).at(path)?;
+    fn apply_meta(&mut self, path: &Path, meta: &Meta, is_dir: bool, shown: &str) -> Result<()> {
+        self.chown(path, meta, shown)?;
         fs::set_permissions(path, fs::Permissions::from_mode(meta.mode)).at(path)?;
         self.set_xattrs(path, meta)?;
         if is_dir {
@@ -268,9 +282,42 @@ impl Unpacker<'_> {
         }
     }
 
+    /// `lchown` to the entry's owner. In a user namespace, `EINVAL` means the id is not mapped:
+    /// with a single mapped id that is expected (the file stays root's); with subordinate ids the
+    /// id is beyond the range, which the error says.
+    fn chown(&self, path: &Path, meta: &Meta, shown: &str) -> Result<()> {
+        match std::os::unix::fs::lchown(path, Some(meta.uid), Some(meta.gid)) {
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) && crate::userns::in_userns() => {
+                if crate::userns::single_id() {
+                    return Ok(());
+                }
+                let top = crate::userns::top_mapped_id();
+                let (kind, id) =
+                    if u64::from(meta.uid) > top { ("uid", meta.uid) } else { ("gid", meta.gid) };
+                Err(self.bad(
+                    shown,
+                    format!(
+                        "its {kind} {id} is not mapped in rootless rbuild's user namespace (0-{top}): widen \
+                         your range in /etc/sub{kind}"
+                    ),
+                ))
+            }
+            r => r.at(path),
+        }
+    }
+
     fn set_xattrs(&self, path: &Path, meta: &Meta) -> Result<()> {
         for (name, value) in &meta.xattrs {
-            xattr::set(path, OsStr::from_bytes(name), value).at(path)?;
+            match xattr::set(path, OsStr::from_bytes(name), value) {
+                // In a user namespace `trusted.*` (and some `security.*`, such as SELinux labels)
+                // cannot be set; they mean nothing to a rootless sandbox either.
+                Err(e)
+                    if matches!(e.raw_os_error(), Some(libc::EPERM | libc::ENOTSUP))
+                        && (name.starts_with(b"trusted.")
+                            || (name.starts_with(b"security.") && name != b"security.capability"))
+                        && crate::userns::in_userns() => {}
+                r => r.at(path)?,
+            }
         }
         Ok(())
     }
