@@ -778,6 +778,19 @@ impl Cgroup {
     }
 
     fn remove_now(&mut self) -> Result<(), Error> {
+        // Fast path: a sandbox that has ended leaves its cgroup empty, and rmdir succeeds at
+        // once (reading v1 `cgroup.procs` costs the kernel a pidlist per directory).
+        let mut busy = false;
+        for dir in self.dirs.iter().rev() {
+            match fs::remove_dir(dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(_) => busy = true,
+            }
+        }
+        if !busy {
+            return Ok(());
+        }
         let killed = self.kill_all();
         let mut result = Ok(());
         for dir in self.dirs.iter().rev() {
