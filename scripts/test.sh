@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run calls exactly this). Needs root on Debian:
 # the tests make real namespaces and mounts, check our images with skopeo and umoci, and create
-# a user to run rbuild rootless (with uidmap's newuidmap/newgidmap).
+# a user to run rbuild rootless (with uidmap's newuidmap/newgidmap); the registry tests start
+# Debian's docker-registry on 127.0.0.1 (htpasswd -B from apache2-utils for the auth one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
@@ -9,6 +10,8 @@ need=()
 command -v skopeo >/dev/null || need+=(skopeo)
 command -v umoci >/dev/null || need+=(umoci)
 command -v newuidmap >/dev/null || need+=(uidmap)
+[ -x /usr/bin/docker-registry ] || need+=(docker-registry)
+command -v htpasswd >/dev/null || need+=(apache2-utils)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]}" >&2
   apt-get update -qq

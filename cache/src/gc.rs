@@ -119,7 +119,7 @@ impl fmt::Display for VerifyReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "Checked {} blobs, {} tagged images, {} cache records: ",
+            "Checked {} blobs, {} images, {} cache records: ",
             self.blobs, self.images, self.cache_records
         )?;
         if self.problems.is_empty() {
@@ -228,6 +228,10 @@ impl Store {
 
         let mut marks = Marks::default();
         for (_, digest) in self.tags()? {
+            self.mark_blob(&digest, &mut marks, 0);
+        }
+        // Dangling images stay until `image prune` (or `system prune`) removes them.
+        for digest in self.dangling_images()? {
             self.mark_blob(&digest, &mut marks, 0);
         }
         for (_, record) in self.cache_records()? {
@@ -439,8 +443,8 @@ impl Store {
         self.root().join("tmp").join(format!("gc-{what}-{:016x}", rand::random::<u64>()))
     }
 
-    /// Checks that every blob hashes to its name, every tagged image's manifest, config and
-    /// layers are present and parse, and every build-cache record's blobs are present.
+    /// Checks that every blob hashes to its name, every (tagged or dangling) image's manifest,
+    /// config and layers are present and parse, and every build-cache record's blobs are present.
     pub fn verify(&self) -> Result<VerifyReport> {
         let _lock = self.lock("gc")?;
         let mut report = VerifyReport::default();
@@ -457,6 +461,10 @@ impl Store {
         for (name, digest) in self.tags()? {
             report.images += 1;
             self.verify_image(&format!("image {name}"), &digest, &mut problems, 0);
+        }
+        for digest in self.dangling_images()? {
+            report.images += 1;
+            self.verify_image(&format!("dangling image {digest}"), &digest, &mut problems, 0);
         }
 
         for (path, record) in self.cache_records()? {

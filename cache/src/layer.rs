@@ -7,6 +7,7 @@
 //! the layer alone and not on the layers below it. Two images sharing a layer at different
 //! positions in their stacks share one directory.
 
+mod pgzip;
 mod tarw;
 mod unpack;
 
@@ -17,7 +18,6 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use flate2::read::MultiGzDecoder;
-use flate2::write::GzEncoder;
 
 use crate::Store;
 use crate::error::{Error, IoContext, Result};
@@ -27,34 +27,69 @@ use crate::{Digest, Hasher, HashingWriter};
 /// How a committed layer blob is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Compression {
+    /// Parallel gzip (independent members of [`pgzip::CHUNK`] bytes each, deflate level 6).
     #[default]
     Gzip,
+    /// Multithreaded zstd, level 3, with a content checksum.
+    Zstd,
     Uncompressed,
 }
 
 impl Compression {
-    fn media_type(self) -> &'static str {
+    /// The OCI media type of a layer blob compressed this way.
+    pub fn media_type(self) -> &'static str {
         match self {
             Compression::Gzip => oci::MEDIA_TYPE_LAYER_GZIP,
+            Compression::Zstd => oci::MEDIA_TYPE_LAYER_ZSTD,
             Compression::Uncompressed => oci::MEDIA_TYPE_LAYER_TAR,
         }
     }
+
+    /// `gzip`, `zstd` or `uncompressed`, as `--compression` spells them.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+            Compression::Uncompressed => "uncompressed",
+        }
+    }
+
+    /// The compression named `name` (see [`Compression::name`]).
+    pub fn from_name(name: &str) -> Option<Compression> {
+        [Compression::Gzip, Compression::Zstd, Compression::Uncompressed]
+            .into_iter()
+            .find(|c| c.name() == name)
+    }
+}
+
+/// How [`Store::commit_layer`] writes a layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CommitOptions {
+    pub compression: Compression,
+    /// `SOURCE_DATE_EPOCH` (seconds since 1970): every entry's mtime later than this becomes
+    /// this (BuildKit's `rewrite-timestamp`); earlier ones are kept. Negative counts as 0.
+    pub source_date_epoch: Option<i64>,
 }
 
 impl Store {
     /// Tars `upper` (a directory in overlay format: whiteouts as 0/0 char devices, opaque dirs
     /// marked with `trusted.overlay.opaque=y`) into an OCI layer blob and stores it.
-    pub fn commit_layer(&self, upper: &Path, compression: Compression) -> Result<Layer> {
-        let mut sink = LayerSink::new(self.temp_file()?, compression);
-        tarw::write_upper(upper, &mut sink.writer, &sink.path)?;
+    ///
+    /// The tar is the same bytes for the same tree (see [`tarw`]); with the same options, so is
+    /// the blob. The diff id and the blob digest are computed in the same streaming pass.
+    pub fn commit_layer(&self, upper: &Path, options: &CommitOptions) -> Result<Layer> {
+        let mut sink = LayerSink::new(self.temp_file()?, options.compression)?;
+        let clamp = options.source_date_epoch.map(|e| u64::try_from(e).unwrap_or(0));
+        tarw::write_upper(upper, &mut sink.writer, &sink.path, clamp)?;
         self.store_sink(sink)
     }
 
-    /// Stores a plain tar stream (maybe gzip-compressed) as a layer blob, e.g. for `import`.
+    /// Stores a tar stream (plain, gzip or zstd, told apart by its first bytes) as a layer
+    /// blob compressed with `compression`, e.g. for `import`.
     pub fn import_layer(&self, tar: impl Read, compression: Compression) -> Result<Layer> {
         let bad = |reason: String| Error::Layer { layer: "(import)".into(), reason };
-        let input = maybe_gunzip(tar).map_err(|e| bad(format!("reading the input: {e}")))?;
-        let mut sink = LayerSink::new(self.temp_file()?, compression);
+        let input = decompressed(tar).map_err(|e| bad(format!("reading the input: {e}")))?;
+        let mut sink = LayerSink::new(self.temp_file()?, compression)?;
         let mut tee = Tee { reader: input, sink: &mut sink.writer, error: None, len: 0 };
         let checked = validate_tar(&mut tee);
         if let Some(e) = tee.error.take() {
@@ -126,9 +161,13 @@ fn is_dir(p: &Path) -> bool {
     fs::symlink_metadata(p).is_ok_and(|m| m.is_dir())
 }
 
-/// The compressor stage of a layer sink: gzip with the blob hashed after it, or nothing.
+/// The compressed blob, hashed as written to its temp file.
+type BlobWriter = HashingWriter<BufWriter<tempfile::NamedTempFile>>;
+
+/// The compressor stage of a layer sink: gzip or zstd with the blob hashed after it, or nothing.
 enum Compressor {
-    Gzip(Box<GzEncoder<HashingWriter<BufWriter<tempfile::NamedTempFile>>>>),
+    Gzip(pgzip::ParGzWriter<BlobWriter>),
+    Zstd(zstd::stream::write::Encoder<'static, BlobWriter>),
     Plain(BufWriter<tempfile::NamedTempFile>),
 }
 
@@ -136,18 +175,34 @@ impl Write for Compressor {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Compressor::Gzip(w) => w.write(buf),
+            Compressor::Zstd(w) => w.write(buf),
             Compressor::Plain(w) => w.write(buf),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Compressor::Gzip(w) => w.flush(),
+            Compressor::Zstd(w) => w.flush(),
             Compressor::Plain(w) => w.flush(),
         }
     }
 }
 
-/// tar -> hash (diff id) -> gzip -> hash (digest) -> temp file, in one streaming pass.
+/// The zstd level of [`Compression::Zstd`] (zstd's own default).
+const ZSTD_LEVEL: i32 = 3;
+
+/// A zstd encoder with one worker per core. zstd's multithreaded output is the same for any
+/// number of workers from 1 up (it differs only from the single-threaded mode, 0 workers, which
+/// is never used here), so blobs do not depend on the machine.
+fn zstd_encoder<W: Write>(out: W) -> io::Result<zstd::stream::write::Encoder<'static, W>> {
+    let mut enc = zstd::stream::write::Encoder::new(out, ZSTD_LEVEL)?;
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    enc.multithread(u32::try_from(workers).unwrap_or(1).max(1))?;
+    enc.include_checksum(true)?;
+    Ok(enc)
+}
+
+/// tar -> hash (diff id) -> compress -> hash (digest) -> temp file, in one streaming pass.
 struct LayerSink {
     writer: HashingWriter<Compressor>,
     compression: Compression,
@@ -155,27 +210,26 @@ struct LayerSink {
 }
 
 impl LayerSink {
-    fn new(tmp: tempfile::NamedTempFile, compression: Compression) -> LayerSink {
+    fn new(tmp: tempfile::NamedTempFile, compression: Compression) -> Result<LayerSink> {
         let path = tmp.path().to_path_buf();
         let file = BufWriter::with_capacity(256 * 1024, tmp);
         let inner = match compression {
-            Compression::Gzip => Compressor::Gzip(Box::new(GzEncoder::new(
+            Compression::Gzip => Compressor::Gzip(pgzip::ParGzWriter::new(
                 HashingWriter::new(file),
                 flate2::Compression::default(),
-            ))),
+            )),
+            Compression::Zstd => Compressor::Zstd(zstd_encoder(HashingWriter::new(file)).at(&path)?),
             Compression::Uncompressed => Compressor::Plain(file),
         };
-        LayerSink { writer: HashingWriter::new(inner), compression, path }
+        Ok(LayerSink { writer: HashingWriter::new(inner), compression, path })
     }
 
     /// The temp file, the diff id, the blob digest and the blob size.
     fn finish(self) -> io::Result<(tempfile::NamedTempFile, Digest, Digest, u64)> {
         let (inner, diff_id, diff_len) = self.writer.finish();
         let (file, digest, size) = match inner {
-            Compressor::Gzip(gz) => {
-                let (file, digest, size) = gz.finish()?.finish();
-                (file, digest, size)
-            }
+            Compressor::Gzip(gz) => gz.finish()?.finish(),
+            Compressor::Zstd(z) => z.finish()?.finish(),
             Compressor::Plain(file) => (file, diff_id.clone(), diff_len),
         };
         let tmp = file.into_inner().map_err(|e| e.into_error())?;
@@ -216,10 +270,14 @@ impl<R: Read, W: Write> Read for Tee<'_, R, W> {
     }
 }
 
-/// Reads the first two bytes of `reader` and returns a reader over the whole stream,
-/// gunzipping it if it starts with the gzip magic `1f 8b`.
-fn maybe_gunzip<'a>(mut reader: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> {
-    let mut head = [0u8; 2];
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// Reads the first bytes of `reader` and returns a reader over the whole stream, decompressed
+/// if it starts with the gzip magic `1f 8b` (all members read) or the zstd magic
+/// `28 b5 2f fd` (all frames read), as is otherwise.
+fn decompressed<'a>(mut reader: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> {
+    let mut head = [0u8; 4];
     let mut n = 0;
     while n < head.len() {
         match reader.read(&mut head[n..]) {
@@ -230,8 +288,13 @@ fn maybe_gunzip<'a>(mut reader: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>
         }
     }
     let whole = io::Cursor::new(head).take(n as u64).chain(reader);
-    if head[..n] == [0x1f, 0x8b] {
+    if head[..n].starts_with(&GZIP_MAGIC) {
         Ok(Box::new(MultiGzDecoder::new(io::BufReader::with_capacity(256 * 1024, whole))))
+    } else if head[..n] == ZSTD_MAGIC {
+        Ok(Box::new(zstd::stream::read::Decoder::with_buffer(io::BufReader::with_capacity(
+            256 * 1024,
+            whole,
+        ))?))
     } else {
         Ok(Box::new(whole))
     }

@@ -14,14 +14,15 @@ pub mod oci;
 mod reference;
 mod snapshot;
 mod store;
+mod transfer;
 pub mod userns;
 
 pub use archive::{ArchiveFormat, LoadedImage};
 pub use digest::{Digest, Hasher, HashingWriter};
 pub use error::{Error, Result};
 pub use gc::{GC_GRACE, PruneReport, TMP_MAX_AGE, VerifyReport};
-pub use layer::Compression;
+pub use layer::{CommitOptions, Compression};
 pub use oci::{Image, ImageConfig, Layer};
 pub use reference::ImageRef;
 pub use snapshot::{MountGuard, ReadonlyMount, Snapshot};
-pub use store::{CacheRecord, LockGuard, Store};
+pub use store::{CacheRecord, DiskUsage, ImageEntry, LockGuard, RemovedImage, Store};

@@ -5,7 +5,7 @@
 //! look). `tmp/` is not cleared on open, because other rbuild processes may be using it; garbage
 //! collection removes old orphans.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -37,6 +37,52 @@ pub struct CacheRecord {
 struct TagTable {
     /// `name:tag` -> manifest digest, sorted so the file diffs well.
     images: BTreeMap<String, Digest>,
+    /// Images kept without a name (Docker's dangling `<none>:<none>` images): those whose last
+    /// tag moved to another image, and builds without `-t`. `image prune` removes them.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    dangling: BTreeSet<Digest>,
+}
+
+impl TagTable {
+    fn is_tagged(&self, digest: &Digest) -> bool {
+        self.images.values().any(|d| d == digest)
+    }
+}
+
+/// One image of the store as `rbuild images` lists it: its manifest digest and every name
+/// that points at it (none for a dangling image).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageEntry {
+    pub digest: Digest,
+    /// `name:tag` keys, sorted.
+    pub tags: Vec<String>,
+}
+
+/// What [`Store::remove_image`] or [`Store::prune_images`] did to one image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemovedImage {
+    pub digest: Digest,
+    /// The names taken off it.
+    pub untagged: Vec<String>,
+    /// Whether the image itself is gone (no name was left on it). Its blobs are freed by the
+    /// next garbage collection ([`Store::gc`]), as far as no other image or cache record uses them.
+    pub deleted: bool,
+}
+
+/// How much space images and the build cache take, as `rbuild system df` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DiskUsage {
+    /// Images (tagged and dangling).
+    pub images: usize,
+    /// Bytes of the blobs (manifests, configs, layers) of all images, each counted once.
+    pub image_bytes: u64,
+    /// Of those, bytes that only images not in use reference.
+    pub image_reclaimable: u64,
+    pub images_active: usize,
+    /// Build-cache records.
+    pub cache_records: usize,
+    /// Bytes of the records and of the layer blobs only the build cache references.
+    pub cache_bytes: u64,
 }
 
 impl Store {
@@ -277,30 +323,191 @@ impl Store {
         Ok(())
     }
 
-    /// Points `reference` at the image `digest`, replacing what it pointed at before.
-    pub fn tag(&self, reference: &ImageRef, digest: &Digest) -> Result<()> {
-        let _lock = self.lock("images")?;
-        let mut table = self.read_tags()?;
-        table.images.insert(reference.key(), digest.clone());
-        let bytes = serde_json::to_vec_pretty(&table).expect("tag table serializes");
+    fn write_tags(&self, table: &TagTable) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(table).expect("tag table serializes");
         self.write_atomic(&self.tags_path(), &bytes)
     }
 
-    /// Removes the tag `reference`; returns the digest it pointed at, if any.
+    /// Points `reference` at the image `digest`, replacing what it pointed at before. An image
+    /// that loses its last name this way stays, as a dangling image (as in Docker).
+    pub fn tag(&self, reference: &ImageRef, digest: &Digest) -> Result<()> {
+        let _lock = self.lock("images")?;
+        let mut table = self.read_tags()?;
+        let old = table.images.insert(reference.key(), digest.clone());
+        table.dangling.remove(digest);
+        if let Some(old) = old
+            && old != *digest
+            && !table.is_tagged(&old)
+        {
+            table.dangling.insert(old);
+        }
+        self.write_tags(&table)
+    }
+
+    /// Removes the tag `reference`; returns the digest it pointed at, if any. The image is not
+    /// kept as dangling: an image without names is garbage for [`Store::gc`].
     pub fn untag(&self, reference: &ImageRef) -> Result<Option<Digest>> {
         let _lock = self.lock("images")?;
         let mut table = self.read_tags()?;
         let old = table.images.remove(&reference.key());
         if old.is_some() {
-            let bytes = serde_json::to_vec_pretty(&table).expect("tag table serializes");
-            self.write_atomic(&self.tags_path(), &bytes)?;
+            self.write_tags(&table)?;
         }
         Ok(old)
+    }
+
+    /// Keeps the image `digest` without a name (a build without `-t`), unless it has one.
+    pub fn keep_dangling(&self, digest: &Digest) -> Result<()> {
+        let _lock = self.lock("images")?;
+        let mut table = self.read_tags()?;
+        if table.is_tagged(digest) || !table.dangling.insert(digest.clone()) {
+            return Ok(());
+        }
+        self.write_tags(&table)
     }
 
     /// Every tag in the store, sorted by name.
     pub fn tags(&self) -> Result<Vec<(String, Digest)>> {
         Ok(self.read_tags()?.images.into_iter().collect())
+    }
+
+    /// The dangling images (kept without a name), sorted by digest.
+    pub fn dangling_images(&self) -> Result<Vec<Digest>> {
+        Ok(self.read_tags()?.dangling.into_iter().collect())
+    }
+
+    /// Every image of the store, with its names: tagged images in the order of their first
+    /// name, then dangling ones.
+    pub fn list_images(&self) -> Result<Vec<ImageEntry>> {
+        let table = self.read_tags()?;
+        let mut out: Vec<ImageEntry> = Vec::new();
+        for (key, digest) in &table.images {
+            match out.iter_mut().find(|e| e.digest == *digest) {
+                Some(e) => e.tags.push(key.clone()),
+                None => out.push(ImageEntry { digest: digest.clone(), tags: vec![key.clone()] }),
+            }
+        }
+        for digest in &table.dangling {
+            if !out.iter().any(|e| e.digest == *digest) {
+                out.push(ImageEntry { digest: digest.clone(), tags: Vec::new() });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The names that point at `digest`, sorted.
+    pub fn tags_of(&self, digest: &Digest) -> Result<Vec<String>> {
+        let table = self.read_tags()?;
+        Ok(table.images.iter().filter(|(_, d)| *d == digest).map(|(k, _)| k.clone()).collect())
+    }
+
+    /// Removes the image `digest`: every name that points at it and its dangling mark. The
+    /// blobs go with the next [`Store::gc`] unless another image or a cache record uses them.
+    pub fn remove_image(&self, digest: &Digest) -> Result<RemovedImage> {
+        let _lock = self.lock("images")?;
+        let mut table = self.read_tags()?;
+        let untagged: Vec<String> =
+            table.images.iter().filter(|(_, d)| *d == digest).map(|(k, _)| k.clone()).collect();
+        for k in &untagged {
+            table.images.remove(k);
+        }
+        let was_dangling = table.dangling.remove(digest);
+        if !untagged.is_empty() || was_dangling {
+            self.write_tags(&table)?;
+        }
+        Ok(RemovedImage { digest: digest.clone(), untagged, deleted: true })
+    }
+
+    /// Removes the dangling images, or with `all` every image, except those in `in_use` (the
+    /// images containers use). Blobs are freed by a [`Store::gc`] afterwards.
+    pub fn prune_images(&self, all: bool, in_use: &BTreeSet<Digest>) -> Result<Vec<RemovedImage>> {
+        let _lock = self.lock("images")?;
+        let mut table = self.read_tags()?;
+        let mut removed: Vec<RemovedImage> = Vec::new();
+        let dangling: Vec<Digest> = table.dangling.iter().filter(|d| !in_use.contains(*d)).cloned().collect();
+        for digest in dangling {
+            table.dangling.remove(&digest);
+            removed.push(RemovedImage { digest, untagged: Vec::new(), deleted: true });
+        }
+        if all {
+            let keys: Vec<(String, Digest)> = table
+                .images
+                .iter()
+                .filter(|(_, d)| !in_use.contains(*d))
+                .map(|(k, d)| (k.clone(), d.clone()))
+                .collect();
+            for (key, digest) in keys {
+                table.images.remove(&key);
+                match removed.iter_mut().find(|r| r.digest == digest) {
+                    Some(r) => r.untagged.push(key),
+                    None => removed.push(RemovedImage { digest, untagged: vec![key], deleted: true }),
+                }
+            }
+        }
+        if !removed.is_empty() {
+            self.write_tags(&table)?;
+        }
+        Ok(removed)
+    }
+
+    /// The bytes of an image's blobs as stored: manifest, config and (compressed) layers. This
+    /// is what `rbuild images` shows as SIZE (Docker with containerd calls it the content size).
+    pub fn image_size(&self, image: &Image) -> u64 {
+        let manifest = fs::metadata(self.blob_path(&image.digest)).map_or(0, |m| m.len());
+        manifest + image.manifest.config.size + image.manifest.layers.iter().map(|l| l.size).sum::<u64>()
+    }
+
+    /// The space images and the build cache take. `in_use` are the images containers use:
+    /// their blobs are not reclaimable.
+    pub fn disk_usage(&self, in_use: &BTreeSet<Digest>) -> Result<DiskUsage> {
+        let mut usage = DiskUsage::default();
+        let mut sizes: BTreeMap<Digest, u64> = BTreeMap::new();
+        let mut active_blobs: BTreeSet<Digest> = BTreeSet::new();
+        for entry in self.list_images()? {
+            // An image whose blobs are gone (a broken store) still counts; `system verify` says why.
+            let Ok(image) = self.image(&entry.digest) else {
+                usage.images += 1;
+                continue;
+            };
+            usage.images += 1;
+            let manifest = fs::metadata(self.blob_path(&image.digest)).map_or(0, |m| m.len());
+            let mut blobs = vec![
+                (image.digest.clone(), manifest),
+                (image.config_digest.clone(), image.manifest.config.size),
+            ];
+            blobs.extend(image.manifest.layers.iter().map(|l| (l.digest.clone(), l.size)));
+            let active = in_use.contains(&image.digest);
+            usage.images_active += usize::from(active);
+            for (digest, size) in blobs {
+                if active {
+                    active_blobs.insert(digest.clone());
+                }
+                sizes.insert(digest, size);
+            }
+        }
+        usage.image_bytes = sizes.values().sum();
+        usage.image_reclaimable =
+            sizes.iter().filter(|(d, _)| !active_blobs.contains(*d)).map(|(_, s)| s).sum();
+        let dir = self.root().join("cache");
+        let mut cache_blobs: BTreeMap<Digest, u64> = BTreeMap::new();
+        for entry in fs::read_dir(&dir).at(&dir)? {
+            let path = entry.at(&dir)?.path();
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            let Ok(bytes) = fs::read(&path) else { continue };
+            usage.cache_records += 1;
+            usage.cache_bytes += bytes.len() as u64;
+            if let Ok(record) = serde_json::from_slice::<CacheRecord>(&bytes) {
+                for l in record.layers {
+                    if !sizes.contains_key(&l.digest) {
+                        cache_blobs.insert(l.digest, l.size);
+                    }
+                }
+            }
+        }
+        usage.cache_bytes += cache_blobs.values().sum::<u64>();
+        Ok(usage)
     }
 
     /// Finds an image by reference (`name[:tag]`), by full or abbreviated manifest digest
@@ -318,7 +525,7 @@ impl Store {
         }
         let hex = name.strip_prefix("sha256:").unwrap_or(name);
         if hex.len() >= 12 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            let mut found = table.images.values().filter(|d| d.hex().starts_with(hex));
+            let mut found = table.images.values().chain(&table.dangling).filter(|d| d.hex().starts_with(hex));
             if let Some(d) = found.next() {
                 return self.image(d);
             }
@@ -385,5 +592,52 @@ mod tests {
         assert_eq!(store.resolve("demo:v1").unwrap().digest, image.digest);
         assert_eq!(store.resolve(image.digest.short()).unwrap().digest, image.digest);
         assert!(matches!(store.resolve("demo:v2"), Err(Error::ImageNotFound(_))));
+    }
+
+    fn empty_image(store: &Store, created: &str) -> Image {
+        let config = ImageConfig {
+            created: Some(created.into()),
+            architecture: "amd64".into(),
+            os: "linux".into(),
+            rootfs: oci::RootFs { kind: "layers".into(), diff_ids: vec![] },
+            ..Default::default()
+        };
+        store.put_image(&config, &[]).unwrap()
+    }
+
+    #[test]
+    fn retagging_leaves_a_dangling_image_that_prune_removes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (a, b, c) = (empty_image(&store, "1"), empty_image(&store, "2"), empty_image(&store, "3"));
+        let app: ImageRef = "app:1".parse().unwrap();
+        store.tag(&app, &a.digest).unwrap();
+        store.tag(&"other:1".parse().unwrap(), &a.digest).unwrap();
+        store.tag(&app, &b.digest).unwrap();
+        assert!(store.dangling_images().unwrap().is_empty(), "a still has a name");
+        store.tag(&"other:1".parse().unwrap(), &b.digest).unwrap();
+        assert_eq!(store.dangling_images().unwrap(), vec![a.digest.clone()]);
+        assert_eq!(store.resolve(a.digest.short()).unwrap().digest, a.digest);
+        store.keep_dangling(&c.digest).unwrap();
+        store.keep_dangling(&b.digest).unwrap();
+        let listed = store.list_images().unwrap();
+        assert_eq!(listed.len(), 3);
+        assert_eq!(
+            listed[0],
+            ImageEntry { digest: b.digest.clone(), tags: vec!["app:1".into(), "other:1".into()] }
+        );
+
+        let in_use = BTreeSet::from([c.digest.clone()]);
+        let removed = store.prune_images(false, &in_use).unwrap();
+        assert_eq!(removed, vec![RemovedImage { digest: a.digest.clone(), untagged: vec![], deleted: true }]);
+        assert_eq!(store.dangling_images().unwrap(), vec![c.digest.clone()]);
+        let removed = store.prune_images(true, &BTreeSet::new()).unwrap();
+        assert_eq!(removed.len(), 2);
+        assert!(store.list_images().unwrap().is_empty());
+
+        store.tag(&app, &a.digest).unwrap();
+        let r = store.remove_image(&a.digest).unwrap();
+        assert_eq!(r.untagged, vec!["app:1".to_string()]);
+        assert!(store.list_images().unwrap().is_empty());
     }
 }

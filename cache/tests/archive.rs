@@ -467,3 +467,39 @@ fn nested_index_picks_the_host_platform_and_gzip_docker_layers_load() -> TestRes
     assert_eq!(image.digest, env.image.digest);
     Ok(())
 }
+
+#[test]
+fn multi_member_gzip_and_zstd_layers_save_in_the_docker_format() -> TestResult {
+    let env = env()?;
+    let tar = rootfs_tar()?;
+    let (head, tail) = tar.split_at(512);
+    // Two gzip members, as parallel compressors write them.
+    let mut blob = Vec::new();
+    for part in [head, tail] {
+        let mut gz = GzEncoder::new(Vec::new(), Compression::default());
+        gz.write_all(part)?;
+        blob.extend(gz.finish()?);
+    }
+    let zst = zstd::encode_all(&tar[..], 3)?;
+    for (data, media_type) in [(blob, oci::MEDIA_TYPE_LAYER_GZIP), (zst, oci::MEDIA_TYPE_LAYER_ZSTD)] {
+        let layer = Layer {
+            digest: env.store.write_blob(&data)?,
+            diff_id: Digest::of(&tar),
+            size: data.len() as u64,
+            media_type: media_type.to_string(),
+        };
+        let image = env.store.put_image(&env.image.config, &[layer])?;
+        let out = env.root.join("members.tar");
+        env.store.save(&[(Some("members:1".parse()?), image)], ArchiveFormat::Docker, &out)?;
+        let files = tar_entries(&out)?;
+        assert_eq!(
+            files.get(&format!("blobs/sha256/{}", Digest::of(&tar).hex())),
+            Some(&tar),
+            "{media_type}"
+        );
+        let store = env.fresh_store(&format!("members-{}", media_type.len()))?;
+        let loaded = store.load(&out)?;
+        assert_eq!(loaded[0].image.config.rootfs.diff_ids, vec![Digest::of(&tar)]);
+    }
+    Ok(())
+}

@@ -353,3 +353,27 @@ fn gc_removes_old_unheld_step_locks_and_keeps_held_or_young_ones() {
     assert!(young.exists(), "a young step lock was removed");
     drop(held);
 }
+
+#[test]
+fn dangling_images_survive_gc_until_pruned() {
+    let f = fixture();
+    let store = &f.store;
+    let old_layer = layer(store, "old", "old");
+    let new_layer = layer(store, "new", "new");
+    let old = image(store, "app:1", std::slice::from_ref(&old_layer));
+    let new = image(store, "app:1", std::slice::from_ref(&new_layer));
+    assert_eq!(store.dangling_images().unwrap(), vec![old.digest.clone()]);
+    age_everything(store);
+
+    let report = store.gc().unwrap();
+    assert_eq!(report.blobs, 0, "{report:?}");
+    assert_image_intact(store, &old);
+    assert!(store.verify().unwrap().is_ok());
+
+    let removed = store.prune_images(false, &Default::default()).unwrap();
+    assert_eq!(removed.len(), 1);
+    let report = store.gc().unwrap();
+    assert_eq!(report.blobs, 3, "manifest, config and layer of the old image: {report:?}");
+    assert!(!store.has_blob(&old_layer.digest));
+    assert_image_intact(store, &new);
+}

@@ -7,13 +7,17 @@ use std::io::{Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use cache::{Compression, Digest, Error, Layer, Store, oci};
+use cache::{CommitOptions, Compression, Digest, Error, Layer, Store, oci};
 use flate2::read::GzDecoder;
 
 struct Fixture {
     store: Store,
     // Dropped after the store (and after any snapshot or mount a test holds, which are locals).
     dir: tempfile::TempDir,
+}
+
+fn opts(compression: Compression) -> CommitOptions {
+    CommitOptions { compression, source_date_epoch: None }
 }
 
 fn fixture() -> Fixture {
@@ -135,7 +139,7 @@ fn commit_writes_exact_entries_deterministically() {
     nix::unistd::mkfifo(&upper.join("fifo"), nix::sys::stat::Mode::from_bits_truncate(0o640)).unwrap();
     fs::set_permissions(upper.join("sub"), fs::Permissions::from_mode(0o750)).unwrap();
 
-    let layer = f.store.commit_layer(&upper, Compression::Gzip).unwrap();
+    let layer = f.store.commit_layer(&upper, &opts(Compression::Gzip)).unwrap();
     assert_eq!(layer.media_type, oci::MEDIA_TYPE_LAYER_GZIP);
     let tar = layer_tar(&f.store, &layer);
     let got: BTreeMap<_, _> = entries(&tar).into_iter().collect();
@@ -160,9 +164,9 @@ fn commit_writes_exact_entries_deterministically() {
     assert_eq!((suid.mode, suid.uid, suid.gid), (0o4755, 1000, 1000));
     assert!(got.values().all(|e| e.xattrs.iter().all(|(n, _)| !n.starts_with("trusted.overlay."))));
 
-    let again = f.store.commit_layer(&upper, Compression::Gzip).unwrap();
+    let again = f.store.commit_layer(&upper, &opts(Compression::Gzip)).unwrap();
     assert_eq!(again, layer);
-    let plain = f.store.commit_layer(&upper, Compression::Uncompressed).unwrap();
+    let plain = f.store.commit_layer(&upper, &opts(Compression::Uncompressed)).unwrap();
     assert_eq!(plain.media_type, oci::MEDIA_TYPE_LAYER_TAR);
     assert_eq!(plain.diff_id, layer.diff_id);
     assert_eq!(plain.digest, plain.diff_id);
@@ -181,7 +185,7 @@ fn commit_writes_exact_entries_deterministically() {
     let m = fs::metadata(upper.join("a.txt")).unwrap().mtime();
     assert_eq!(fs::metadata(dir.join("a.txt")).unwrap().mtime(), m);
     // The unpacked tree commits to the very same layer.
-    assert_eq!(f.store.commit_layer(&dir, Compression::Gzip).unwrap(), layer);
+    assert_eq!(f.store.commit_layer(&dir, &opts(Compression::Gzip)).unwrap(), layer);
 }
 
 #[test]
@@ -189,7 +193,7 @@ fn empty_upper_is_a_valid_layer() {
     let f = fixture();
     let upper = f.dir.path().join("upper");
     fs::create_dir(&upper).unwrap();
-    let layer = f.store.commit_layer(&upper, Compression::Gzip).unwrap();
+    let layer = f.store.commit_layer(&upper, &opts(Compression::Gzip)).unwrap();
     assert!(paths(&layer_tar(&f.store, &layer)).is_empty());
     let dir = f.store.layer_dir(&layer).unwrap();
     assert_eq!(fs::read_dir(dir).unwrap().count(), 0);
@@ -204,7 +208,7 @@ fn overlay_round_trip_whiteouts_and_opaque_dirs() {
     write(base_src.join("del"), "del");
     write(base_src.join("dir/old1"), "old1");
     write(base_src.join("dir/sub/old2"), "old2");
-    let base = f.store.commit_layer(&base_src, Compression::Gzip).unwrap();
+    let base = f.store.commit_layer(&base_src, &opts(Compression::Gzip)).unwrap();
     let base_dir = f.store.layer_dir(&base).unwrap();
     assert_eq!(base_dir, f.store.root().join("layers").join(base.diff_id.hex()));
     assert_eq!(fs::read_to_string(base_dir.join("dir/sub/old2")).unwrap(), "old2");
@@ -225,7 +229,7 @@ fn overlay_round_trip_whiteouts_and_opaque_dirs() {
     assert!(is_whiteout(&upper.join("del")));
     assert!(is_opaque(&upper.join("dir")));
 
-    let new = f.store.commit_layer(&upper, Compression::Gzip).unwrap();
+    let new = f.store.commit_layer(&upper, &opts(Compression::Gzip)).unwrap();
     let tar = layer_tar(&f.store, &new);
     assert_eq!(paths(&tar), ["added", ".wh.del", "dir/", "dir/.wh..wh..opq", "dir/new"]);
     let got: BTreeMap<_, _> = entries(&tar).into_iter().collect();
@@ -283,7 +287,7 @@ fn adopt_removes_upper_when_layer_already_unpacked() {
     let upper = f.store.root().join("tmp/upper-test");
     fs::create_dir(&upper).unwrap();
     write(upper.join("f"), "f");
-    let layer = f.store.commit_layer(&upper, Compression::Gzip).unwrap();
+    let layer = f.store.commit_layer(&upper, &opts(Compression::Gzip)).unwrap();
     let dir = f.store.layer_dir(&layer).unwrap();
     f.store.adopt_layer_dir(&layer, &upper).unwrap();
     assert!(!upper.exists());
@@ -300,7 +304,7 @@ fn scratch_snapshot_has_an_empty_lower() {
         let m = snap.mount().unwrap();
         write(m.target.join("hello"), "hi");
     }
-    let layer = f.store.commit_layer(&snap.upper(), Compression::Uncompressed).unwrap();
+    let layer = f.store.commit_layer(&snap.upper(), &opts(Compression::Uncompressed)).unwrap();
     assert_eq!(paths(&layer_tar(&f.store, &layer)), ["hello"]);
     let dir = snap.dir.clone();
     drop(snap);
@@ -316,7 +320,7 @@ fn deep_stacks_mount_past_the_option_length_limit() {
         fs::create_dir(&src).unwrap();
         write(src.join(format!("f{i}")), &i.to_string());
         write(src.join("top"), &i.to_string());
-        layers.push(f.store.commit_layer(&src, Compression::Uncompressed).unwrap());
+        layers.push(f.store.commit_layer(&src, &opts(Compression::Uncompressed)).unwrap());
     }
     let snap = f.store.create_snapshot(&layers).unwrap();
     let total: usize = snap.lowers.iter().map(|l| l.as_os_str().len() + 1).sum();
@@ -417,7 +421,7 @@ fn blob_not_matching_its_digest_is_refused() {
     let src = f.dir.path().join("src");
     fs::create_dir(&src).unwrap();
     write(src.join("file"), &"data ".repeat(1000));
-    let layer = f.store.commit_layer(&src, Compression::Uncompressed).unwrap();
+    let layer = f.store.commit_layer(&src, &opts(Compression::Uncompressed)).unwrap();
     let path = f.store.blob_path(&layer.digest);
     let mut bytes = fs::read(&path).unwrap();
     bytes[600] ^= 1; // in the file's data: still a well-formed tar
@@ -428,7 +432,7 @@ fn blob_not_matching_its_digest_is_refused() {
     assert_eq!(fs::read_dir(f.store.root().join("tmp")).unwrap().count(), 0);
 
     // A gzip blob whose bytes are fine but whose diff id is not.
-    let gz = f.store.commit_layer(&src, Compression::Gzip).unwrap();
+    let gz = f.store.commit_layer(&src, &opts(Compression::Gzip)).unwrap();
     let wrong = Layer { diff_id: Digest::of(b"something else"), ..gz.clone() };
     let err = f.store.layer_dir(&wrong).unwrap_err();
     assert!(matches!(err, Error::Layer { .. }) && err.to_string().contains("diff id"), "{err}");

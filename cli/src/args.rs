@@ -66,6 +66,8 @@ fn default_root() -> PathBuf {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once per run: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Build an image from a Dockerfile.
     Build(BuildArgs),
@@ -73,8 +75,27 @@ pub enum Command {
     Import(ImportArgs),
     /// List images.
     Images(ImagesArgs),
+    /// Give an image another name (`TARGET`), as `docker tag`.
+    Tag(TagArgs),
+    /// Remove images: untag them, and delete those left without a name.
+    Rmi(RmiArgs),
+    /// Show images as a JSON array, as `docker inspect`.
+    Inspect(InspectArgs),
+    /// Show the history of an image: one line per step, newest first.
+    History(HistoryArgs),
+    /// Manage images (`ls`, `inspect`, `history`, `tag`, `rm`, `prune`, `save`, `load`, `import`).
+    #[command(subcommand)]
+    Image(ImageCommand),
     /// Write images to a tar archive (OCI layout or `docker save` format).
     Save(SaveArgs),
+    /// Pull an image from a registry.
+    Pull(PullArgs),
+    /// Push an image to a registry.
+    Push(PushArgs),
+    /// Save credentials for a registry (checked against it first).
+    Login(LoginArgs),
+    /// Forget the credentials of a registry.
+    Logout(LogoutArgs),
     /// Read images from a tar archive written by `save`, `docker save` or skopeo.
     Load(LoadArgs),
     /// Run a command in a new container from an image, in the foreground.
@@ -100,6 +121,58 @@ impl Command {
     }
 }
 
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// `[HOST[:PORT]/]NAME[:TAG|@DIGEST]`
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+    /// The platform to pick from a multi-platform image (`os/arch[/variant]`; default: this host).
+    #[arg(long, value_name = "OS/ARCH")]
+    pub platform: Option<String>,
+    /// Reach this registry over plain HTTP; may be repeated.
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registry: Vec<String>,
+    /// Print only the image digest.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The image in the store, pushed to the registry its name names.
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+    /// Push under this name instead (`HOST/NAME:TAG`).
+    #[arg(value_name = "DESTINATION")]
+    pub destination: Option<String>,
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registry: Vec<String>,
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The registry (`HOST[:PORT]`; default docker.io).
+    #[arg(value_name = "SERVER")]
+    pub server: Option<String>,
+    #[arg(short, long)]
+    pub username: String,
+    /// The password; `--password-stdin` reads it from stdin instead.
+    #[arg(short, long)]
+    pub password: Option<String>,
+    #[arg(long)]
+    pub password_stdin: bool,
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registry: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    #[arg(value_name = "SERVER")]
+    pub server: Option<String>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum BuilderCommand {
     /// Remove the build cache (images stay), then collect what only it used.
@@ -107,9 +180,36 @@ pub enum BuilderCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// List images.
+    #[command(visible_alias = "list")]
+    Ls(ImagesArgs),
+    /// Show images as a JSON array.
+    Inspect(InspectArgs),
+    /// Show the history of an image.
+    History(HistoryArgs),
+    /// Give an image another name.
+    Tag(TagArgs),
+    /// Remove images.
+    #[command(visible_alias = "remove")]
+    Rm(RmiArgs),
+    /// Remove dangling images (with `-a`, every image no container uses), then collect their blobs.
+    Prune(PruneArgs),
+    /// Write images to a tar archive.
+    Save(SaveArgs),
+    /// Read images from a tar archive.
+    Load(LoadArgs),
+    /// Make a one-layer image from a root filesystem tar.
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Subcommand)]
 pub enum SystemCommand {
-    /// Remove blobs, unpacked layers, snapshots and temp files that nothing references.
+    /// Remove dangling images, then blobs, unpacked layers, snapshots and temp files that nothing
+    /// references.
     Prune,
+    /// Show how much space images, containers, volumes and the build cache take.
+    Df,
     /// Check every blob against its digest and every image and cache record for missing blobs.
     Verify,
 }
@@ -203,6 +303,30 @@ pub struct BuildArgs {
     /// Most processes a RUN may have at once.
     #[arg(long, value_name = "N")]
     pub pids_limit: Option<u64>,
+    /// Where the result goes: `type=image` (the default: the store), `type=oci,dest=FILE`,
+    /// `type=docker,dest=FILE` (archives), `type=local,dest=DIR` (the root filesystem),
+    /// `type=tar,dest=FILE` (it as a tar; `-` for stdout); a bare `DIR` is `type=local,dest=DIR`.
+    /// May be repeated.
+    #[arg(short = 'o', long = "output", value_name = "type=TYPE[,dest=PATH]|DIR")]
+    pub output: Vec<String>,
+    /// Export the build cache: `type=registry,ref=HOST/REPO:TAG[,mode=min|max]` or
+    /// `type=local,dest=DIR[,mode=min|max]` (min: the target stage's steps; max: every step).
+    #[arg(long = "cache-to", value_name = "type=TYPE,...")]
+    pub cache_to: Vec<String>,
+    /// Use a build cache: `type=registry,ref=HOST/REPO:TAG`, `type=local,src=DIR`, or a bare
+    /// reference. Its layers are fetched only when the build needs them.
+    #[arg(long = "cache-from", value_name = "type=TYPE,...")]
+    pub cache_from: Vec<String>,
+    /// Clamp layer mtimes, the config's and the history's `created` to this Unix time, for
+    /// reproducible images (default: the SOURCE_DATE_EPOCH environment variable).
+    #[arg(long = "source-date-epoch", env = "SOURCE_DATE_EPOCH", value_name = "SECONDS")]
+    pub source_date_epoch: Option<i64>,
+    /// Layer compression: gzip (default), zstd or uncompressed.
+    #[arg(long, value_name = "ALGORITHM", default_value = "gzip")]
+    pub compression: String,
+    /// A registry to reach over plain HTTP (loopback registries always are); may be repeated.
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registry: Vec<String>,
     /// The build context directory.
     #[arg(value_name = "CONTEXT")]
     pub context: PathBuf,
@@ -210,6 +334,13 @@ pub struct BuildArgs {
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {
+    /// Apply a Dockerfile instruction to the image config (`CMD`, `ENTRYPOINT`, `ENV`, `EXPOSE`,
+    /// `LABEL`, `USER`, `WORKDIR`, `VOLUME`, `STOPSIGNAL`, `ONBUILD`); may be repeated.
+    #[arg(short = 'c', long = "change", value_name = "INSTRUCTION")]
+    pub changes: Vec<String>,
+    /// The history comment (default: `Imported from FILE`).
+    #[arg(short = 'm', long = "message", value_name = "TEXT")]
+    pub message: Option<String>,
     /// The root filesystem tar (plain or gzip), or `-` for stdin.
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
@@ -226,6 +357,63 @@ pub struct ImagesArgs {
     /// Show full image IDs.
     #[arg(long)]
     pub no_trunc: bool,
+    /// Show digests.
+    #[arg(long)]
+    pub digests: bool,
+    /// Format the output: a template (`{{.Repository}}:{{.Tag}}`, `table {{.ID}}\t{{.Size}}`),
+    /// `table`, or `json` (one JSON object per line).
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
+    /// Only images of this repository (and tag; `*` matches any characters in the tag).
+    #[arg(value_name = "REPOSITORY[:TAG]")]
+    pub reference: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    /// The image: a name, an ID or a digest.
+    #[arg(value_name = "SOURCE_IMAGE[:TAG]")]
+    pub source: String,
+    /// The new name.
+    #[arg(value_name = "TARGET_IMAGE[:TAG]")]
+    pub target: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RmiArgs {
+    /// Remove an image that has several names by ID, or one that a container uses.
+    #[arg(short, long)]
+    pub force: bool,
+    #[arg(value_name = "IMAGE", required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    #[arg(value_name = "IMAGE", required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Do not truncate IDs and commands.
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Show only image IDs.
+    #[arg(short, long)]
+    pub quiet: bool,
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Remove every image no container uses, not only dangling ones.
+    #[arg(short, long)]
+    pub all: bool,
+    /// Do not ask for confirmation.
+    #[arg(short, long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -1,7 +1,7 @@
 //! One function per command. Errors carry the context a user needs, as one line.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,7 +11,7 @@ use cache::oci::{self, History, ImageConfig, RootFs};
 use cache::{Compression, ImageRef, Store};
 
 use crate::args::{self, Cli, Command};
-use crate::progress;
+use crate::{images, progress};
 
 pub fn dispatch(cli: Cli) -> Result<ExitCode> {
     let root = cli.root.clone();
@@ -19,8 +19,30 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Build(b) => build(&store()?, b),
         Command::Import(a) => import(&store()?, a),
-        Command::Images(a) => images(&store()?, a),
+        Command::Images(a) => images::images(&store()?, a),
+        Command::Tag(a) => images::tag(&store()?, a),
+        Command::Rmi(a) => images::rmi(&store()?, a),
+        Command::Inspect(a) => images::inspect(&store()?, a),
+        Command::History(a) => images::history(&store()?, a),
+        Command::Image(c) => {
+            let store = store()?;
+            match c {
+                args::ImageCommand::Ls(a) => images::images(&store, a),
+                args::ImageCommand::Inspect(a) => images::inspect(&store, a),
+                args::ImageCommand::History(a) => images::history(&store, a),
+                args::ImageCommand::Tag(a) => images::tag(&store, a),
+                args::ImageCommand::Rm(a) => images::rmi(&store, a),
+                args::ImageCommand::Prune(a) => images::image_prune(&store, a),
+                args::ImageCommand::Save(a) => save(&store, a),
+                args::ImageCommand::Load(a) => load(&store, a),
+                args::ImageCommand::Import(a) => import(&store, a),
+            }
+        }
         Command::Save(a) => save(&store()?, a),
+        Command::Pull(a) => crate::transfer::pull(&store()?, a),
+        Command::Push(a) => crate::transfer::push(&store()?, a),
+        Command::Login(a) => crate::transfer::login(a),
+        Command::Logout(a) => crate::transfer::logout(a),
         Command::Load(a) => load(&store()?, a),
         Command::Run(a) => run(&store()?, a),
         Command::Debug(args::DebugCommand::DumpAst { file }) => dump_ast(&file),
@@ -29,10 +51,8 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
             println!("{}", store()?.prune_build_cache()?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::System(args::SystemCommand::Prune) => {
-            println!("{}", store()?.gc()?);
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::System(args::SystemCommand::Prune) => images::system_prune(&store()?),
+        Command::System(args::SystemCommand::Df) => images::system_df(&store()?),
         Command::System(args::SystemCommand::Verify) => {
             let report = store()?.verify()?;
             if report.is_ok() {
@@ -90,6 +110,7 @@ fn build_args(args: &[String]) -> Result<Vec<(String, String)>> {
 fn build(store: &Store, a: args::BuildArgs) -> Result<ExitCode> {
     let (dockerfile_name, dockerfile) = read_dockerfile(&a.context, a.file.as_deref())?;
     let tags = a.tags.iter().map(|t| parse_ref(t)).collect::<Result<Vec<_>>>()?;
+    let outputs = images::parse_outputs(&a.output)?;
     store.remove_stale_snapshots()?;
     let options = solver::BuildOptions {
         context: a.context.clone(),
@@ -97,7 +118,8 @@ fn build(store: &Store, a: args::BuildArgs) -> Result<ExitCode> {
         dockerfile_name,
         build_args: build_args(&a.build_args)?,
         target: a.target.clone(),
-        tags: tags.clone(),
+        // Without `type=image` the image is not named (the -t names go into archives).
+        tags: if images::stores_image(&outputs) { tags.clone() } else { Vec::new() },
         no_cache: a.no_cache,
         no_cache_filter: a.no_cache_filter.clone(),
         jobs: a.jobs,
@@ -106,17 +128,39 @@ fn build(store: &Store, a: args::BuildArgs) -> Result<ExitCode> {
         secrets: a.secret.iter().map(|s| parse_secret(s)).collect::<Result<_>>()?,
         allow: parse_allow(&a.allow)?,
         resources: build_resources(&a)?,
+        cache_from: crate::cacheopts::sources(
+            store,
+            &a.cache_from
+                .iter()
+                .map(|c| crate::cacheopts::parse_cache_from(c))
+                .collect::<Result<Vec<_>>>()?,
+            &a.insecure_registry,
+        )?,
+        source_date_epoch: a.source_date_epoch,
+        compression: cache::Compression::from_name(&a.compression).ok_or_else(|| {
+            anyhow!("--compression {:?}: must be gzip, zstd or uncompressed", a.compression)
+        })?,
+        fetcher: crate::transfer::fetcher(&a.insecure_registry),
     };
+    let cache_to =
+        a.cache_to.iter().map(|c| crate::cacheopts::parse_cache_to(c)).collect::<Result<Vec<_>>>()?;
     let sink = progress::for_mode(a.progress, a.quiet);
     let out = solver::build(store, &options, sink.as_progress());
     sink.finish();
     let out = out?;
+    images::write_outputs(store, &out.image, &outputs, &tags)?;
+    crate::cacheopts::export(store, &out, &cache_to, &a.insecure_registry)?;
     if a.quiet {
-        println!("{}", out.image.digest);
+        // Not into a rootfs tar going to stdout (`-o -`).
+        if !outputs.contains(&images::Output::Tar { dest: None }) {
+            println!("{}", out.image.digest);
+        }
     } else {
         eprintln!("writing image {} ({} steps run, {} cached)", out.image.digest, out.executed, out.cached);
-        for t in &tags {
-            eprintln!("naming to {t}");
+        if images::stores_image(&outputs) {
+            for t in &tags {
+                eprintln!("naming to {t}");
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -159,9 +203,14 @@ fn import(store: &Store, a: args::ImportArgs) -> Result<ExitCode> {
     let layer = store
         .import_layer(io::BufReader::new(input), Compression::Gzip)
         .with_context(|| format!("importing {}", a.file.display()))?;
+    let mut container = oci::ContainerConfig::default();
+    for change in &a.changes {
+        images::apply_change(&mut container, change)?;
+    }
     let platform = oci::Platform::host();
     let now = solver::now_rfc3339();
     let config = ImageConfig {
+        config: container,
         created: Some(now.clone()),
         architecture: platform.architecture,
         os: platform.os,
@@ -169,7 +218,7 @@ fn import(store: &Store, a: args::ImportArgs) -> Result<ExitCode> {
         history: vec![History {
             created: Some(now),
             created_by: Some(format!("rbuild import {}", a.file.display())),
-            comment: Some(format!("Imported from {}", a.file.display())),
+            comment: Some(a.message.clone().unwrap_or_else(|| format!("Imported from {}", a.file.display()))),
             ..Default::default()
         }],
         ..Default::default()
@@ -178,42 +227,6 @@ fn import(store: &Store, a: args::ImportArgs) -> Result<ExitCode> {
     store.tag(&reference, &image.digest)?;
     println!("{}", image.digest);
     Ok(ExitCode::SUCCESS)
-}
-
-fn images(store: &Store, a: args::ImagesArgs) -> Result<ExitCode> {
-    let mut out = io::stdout().lock();
-    if !a.quiet {
-        writeln!(out, "{:<40} {:<16} {:<14} {:<24} SIZE", "REPOSITORY", "TAG", "IMAGE ID", "CREATED")?;
-    }
-    for (key, digest) in store.tags()? {
-        let id = if a.no_trunc { digest.to_string() } else { digest.short().to_string() };
-        if a.quiet {
-            writeln!(out, "{id}")?;
-            continue;
-        }
-        let image = store.image(&digest)?;
-        let (repo, tag) = key.rsplit_once(':').unwrap_or((&key, ""));
-        let size: u64 = image.manifest.layers.iter().map(|l| l.size).sum();
-        let created = image.config.created.as_deref().unwrap_or("");
-        writeln!(
-            out,
-            "{repo:<40} {tag:<16} {id:<14} {:<24} {}",
-            created.get(..19).unwrap_or(created),
-            human_size(size)
-        )?;
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn human_size(n: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1000.0 && u < units.len() - 1 {
-        v /= 1000.0;
-        u += 1;
-    }
-    if u == 0 { format!("{n}B") } else { format!("{v:.3}{}", units[u]) }
 }
 
 fn save(store: &Store, a: args::SaveArgs) -> Result<ExitCode> {

@@ -4,10 +4,13 @@
 //! into one readable line. The work happens in frontend/, solver/, executor/ and cache/.
 
 mod args;
+mod cacheopts;
 mod commands;
 mod graph;
+mod images;
 mod interrupt;
 mod progress;
+mod transfer;
 
 use std::process::ExitCode;
 

@@ -121,3 +121,97 @@ fn import_and_images_list_the_base_image() {
     assert_eq!(blobs, 5);
     let _ = Path::new("");
 }
+
+/// Builds `name` from busybox with `/who` holding `marker`.
+fn build_marked(s: &TestStore, name: &str, marker: &str) -> tempfile::TempDir {
+    let ctx = context(&[("Dockerfile", &format!("FROM busybox\nRUN echo {marker} > /who\n"))]);
+    s.ok(&["build", "-q", "-t", name, ctx.path().to_str().unwrap()]);
+    ctx
+}
+
+#[test]
+fn several_images_in_one_archive_both_formats() {
+    let s = store();
+    let _a = build_marked(&s, "multi/a:1", "a");
+    let _b = build_marked(&s, "multi/b:2", "b");
+    s.ok(&["tag", "multi/a:1", "multi/a:latest"]);
+    for format in ["docker", "oci"] {
+        let tar = s.path().join(format!("multi-{format}.tar"));
+        let t = tar.to_str().unwrap();
+        s.ok(&["save", "--format", format, "-o", t, "multi/a:1", "multi/b:2", "multi/a:latest", "busybox"]);
+        let fresh = TestStore::new(env!("CARGO_BIN_EXE_rbuild"));
+        let out = fresh.ok(&["load", "-i", t]);
+        for name in ["multi/a:1", "multi/b:2", "multi/a:latest", "busybox:latest"] {
+            assert!(out.contains(&format!("Loaded image: {name}\n")), "{format}: {out}");
+        }
+        assert_eq!(fresh.ok(&["run", "--rm", "multi/a:1", "cat", "/who"]), "a\n");
+        assert_eq!(fresh.ok(&["run", "--rm", "multi/b:2", "cat", "/who"]), "b\n");
+        let ids = fresh.ok(&["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"]);
+        let id_of =
+            |n: &str| ids.lines().find(|l| l.starts_with(&format!("{n} "))).unwrap().split(' ').nth(1);
+        assert_eq!(id_of("multi/a:1"), id_of("multi/a:latest"), "{ids}");
+        assert_ne!(id_of("multi/a:1"), id_of("multi/b:2"), "{ids}");
+        assert_eq!(ids.lines().count(), 4, "{ids}");
+        // The base layer is shared: stored once in the archive.
+        let mut names: Vec<String> = tar::Archive::new(std::fs::File::open(&tar).unwrap())
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+            .collect();
+        let n = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), n, "{format}: an entry is written twice");
+
+        if tool("skopeo") {
+            // skopeo picks each image out of the archive by name.
+            let pick = |image: &str| {
+                let src = match format {
+                    "docker" => format!("docker-archive:{t}:{image}"),
+                    // Our OCI index names each manifest by its tag (ref.name), as skopeo does.
+                    _ => format!("oci-archive:{t}:{}", image.rsplit_once(':').unwrap().1),
+                };
+                run_ok(Command::new("skopeo").args(["inspect", "--config", &src]))
+            };
+            let a: serde_json::Value = serde_json::from_str(&pick("multi/a:1")).unwrap();
+            let b: serde_json::Value = serde_json::from_str(&pick("multi/b:2")).unwrap();
+            assert_ne!(a["rootfs"]["diff_ids"], b["rootfs"]["diff_ids"]);
+        }
+    }
+}
+
+#[test]
+fn archives_made_by_skopeo_load_and_run() {
+    if !tool("skopeo") {
+        return;
+    }
+    let s = store();
+    let _ctx = build_marked(&s, "src:1", "from skopeo");
+    let ours = s.path().join("ours.tar");
+    s.ok(&["save", "--format", "oci", "-o", ours.to_str().unwrap(), "src:1"]);
+    let docker = s.path().join("skopeo-docker.tar");
+    let oci = s.path().join("skopeo-oci.tar");
+    run_ok(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        &format!("oci-archive:{}", ours.display()),
+        &format!("docker-archive:{}:made/by:skopeo", docker.display()),
+    ]));
+    run_ok(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        &format!("docker-archive:{}", docker.display()),
+        &format!("oci-archive:{}:oci-ref", oci.display()),
+    ]));
+    let fresh = TestStore::new(env!("CARGO_BIN_EXE_rbuild"));
+    assert_eq!(fresh.ok(&["load", "-i", docker.to_str().unwrap()]), "Loaded image: made/by:skopeo\n");
+    assert_eq!(fresh.ok(&["run", "--rm", "made/by:skopeo", "cat", "/who"]), "from skopeo\n");
+    // A bare ref.name (no repository) is not an image name: the image loads by ID.
+    let out = fresh.ok(&["load", "-i", oci.to_str().unwrap()]);
+    let id = out.strip_prefix("Loaded image ID: ").unwrap_or_else(|| panic!("{out}")).trim().to_string();
+    assert_eq!(fresh.ok(&["run", "--rm", &id, "cat", "/who"]), "from skopeo\n");
+    let listed = fresh.ok(&["images", "--no-trunc", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"]);
+    assert!(listed.contains(&format!("<none>:<none> {id}\n")), "{listed}");
+    let inspect: serde_json::Value = serde_json::from_str(&fresh.ok(&["inspect", "made/by:skopeo"])).unwrap();
+    assert_eq!(inspect[0]["RootFS"]["Layers"].as_array().unwrap().len(), 2);
+}

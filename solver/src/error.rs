@@ -62,6 +62,9 @@ pub enum ErrorKind {
     /// A [`frontend::BuildDefinition`] that cannot be built (a stage index out of range...).
     #[error("invalid build definition: {0}")]
     Definition(String),
+    /// A `--cache-from` hit whose layers could not be fetched.
+    #[error("build cache: {0}")]
+    RemoteCache(String),
     #[error("{path}: {source}")]
     Context {
         path: PathBuf,

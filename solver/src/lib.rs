@@ -7,6 +7,7 @@
 //! It never parses Dockerfiles and never touches namespaces itself.
 
 mod add;
+pub mod buildcache;
 mod context;
 mod copy;
 mod dockerignore;
@@ -66,6 +67,62 @@ pub struct BuildOptions {
     pub allow: Entitlements,
     /// `--memory`, `--cpus`, `--pids-limit`: the limits of every RUN's cgroup.
     pub resources: executor::Resources,
+    /// `--cache-from`: build caches consulted when a key misses in the store.
+    pub cache_from: CacheSources,
+    /// `SOURCE_DATE_EPOCH`: layer mtimes later than this are clamped to it, and the config's
+    /// `created` and the history's (those later than it) become it, so that two builds of the
+    /// same inputs give the same image digest.
+    pub source_date_epoch: Option<i64>,
+    /// `--compression`: how the layers this build commits are compressed.
+    pub compression: Compression,
+    /// Pulls images the store lacks; without one, a missing image is an error.
+    pub fetcher: Fetcher,
+}
+
+/// Brings an image the store lacks into it (a registry pull): FROM, `COPY --from` and
+/// `RUN --mount from=` of an image reference use it. Given by the CLI, so the solver needs no
+/// registry code.
+pub trait ImageFetcher: Send + Sync {
+    fn fetch(&self, store: &Store, reference: &str) -> std::result::Result<(), String>;
+}
+
+/// The [`ImageFetcher`] of a build, if any.
+#[derive(Clone, Default)]
+pub struct Fetcher(pub Option<std::sync::Arc<dyn ImageFetcher>>);
+
+impl std::fmt::Debug for Fetcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Fetcher(registry)" } else { "Fetcher(none)" })
+    }
+}
+
+impl Fetcher {
+    /// `reference` from the store, pulled first if the store lacks it.
+    pub fn resolve(&self, store: &Store, reference: &str) -> std::result::Result<Image, String> {
+        match store.resolve(reference) {
+            Ok(image) => Ok(image),
+            Err(cache::Error::ImageNotFound(_)) => match &self.0 {
+                Some(fetcher) => {
+                    fetcher.fetch(store, reference)?;
+                    store.resolve(reference).map_err(|e| e.to_string())
+                }
+                None => Err(format!(
+                    "image {reference:?} is not in the store (add it with `rbuild import`, `rbuild load` or `rbuild pull`)"
+                )),
+            },
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// The `--cache-from` sources of a build, in order.
+#[derive(Clone, Default)]
+pub struct CacheSources(pub Vec<std::sync::Arc<dyn buildcache::CacheSource>>);
+
+impl std::fmt::Debug for CacheSources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.iter().map(|s| s.describe())).finish()
+    }
 }
 
 /// `--allow` (BuildKit's entitlements).
@@ -124,6 +181,11 @@ pub struct BuildOutput {
     /// Steps that ran (RUN, COPY and config changes that missed the cache).
     pub executed: usize,
     pub cached: usize,
+    /// The cache key of every step of the build, with its stage's index, in the order the
+    /// steps finished (for `--cache-to`).
+    pub keys: Vec<(usize, Digest)>,
+    /// The index of the target stage.
+    pub target: usize,
 }
 
 /// The state of an image while its stage is built: layers, config, and the cache key that
@@ -135,16 +197,11 @@ struct State {
     key: Digest,
 }
 
-struct Resolver<'a>(&'a Store);
+struct Resolver<'a>(&'a Store, &'a Fetcher);
 
 impl frontend::ImageResolver for Resolver<'_> {
     fn resolve(&self, reference: &str) -> std::result::Result<frontend::BaseConfig, String> {
-        let image = self.0.resolve(reference).map_err(|e| match e {
-            cache::Error::ImageNotFound(_) => format!(
-                "image {reference:?} is not in the store (add it with `rbuild import` or `rbuild load`)"
-            ),
-            e => e.to_string(),
-        })?;
+        let image = self.1.resolve(self.0, reference)?;
         Ok(frontend::BaseConfig {
             env: image.config.config.env.clone().unwrap_or_default(),
             working_dir: image.config.config.working_dir.clone(),
@@ -165,7 +222,12 @@ pub fn build(store: &Store, options: &BuildOptions, progress: &dyn Progress) -> 
 pub fn lower(store: &Store, options: &BuildOptions) -> Result<BuildDefinition> {
     let lower =
         frontend::LowerOptions { build_args: options.build_args.clone(), target: options.target.clone() };
-    Ok(frontend::build_definition(&options.dockerfile_name, &options.dockerfile, &lower, &Resolver(store))?)
+    Ok(frontend::build_definition(
+        &options.dockerfile_name,
+        &options.dockerfile,
+        &lower,
+        &Resolver(store, &options.fetcher),
+    )?)
 }
 
 /// Builds an already lowered definition into the store, tags the result with `options.tags`,
@@ -206,6 +268,7 @@ pub fn build_definition(
         ran_keys: Mutex::new(HashSet::new()),
         first_error: Mutex::new(None),
         context: std::sync::OnceLock::new(),
+        keys: Mutex::new(Vec::new()),
     };
     let needed = needed_stages(def);
     std::thread::scope(|scope| {
@@ -222,14 +285,21 @@ pub fn build_definition(
     let state = builder.wait_stage(def.target)?;
     let mut config = state.config.clone();
     config.created = config.history.last().and_then(|h| h.created.clone());
+    if let Some(epoch) = options.source_date_epoch {
+        time::clamp_created(&mut config, epoch);
+    }
+    builder.ensure_layers(&state.layers)?;
     let image = store.put_image(&config, &state.layers)?;
     for tag in &options.tags {
         store.tag(tag, &image.digest)?;
     }
+    let keys = std::mem::take(&mut *builder.keys.lock().unwrap_or_else(|p| p.into_inner()));
     Ok(BuildOutput {
         image,
         executed: builder.executed.load(Ordering::SeqCst),
         cached: builder.cached.load(Ordering::SeqCst),
+        keys,
+        target: def.target,
     })
 }
 
@@ -289,6 +359,8 @@ struct Builder<'a> {
     first_error: Mutex<Option<Error>>,
     /// The build context, read once, when the first step needs it.
     context: std::sync::OnceLock<std::result::Result<context::Context, String>>,
+    /// (stage, key) of every finished step.
+    keys: Mutex<Vec<(usize, Digest)>>,
 }
 
 /// The stages the target needs: itself and, transitively, its base and `COPY --from` stages.
@@ -410,7 +482,10 @@ impl Builder<'_> {
             }
             let step_name = name(i + 2, &step.text);
             state = match self.step(state, step, &step_name, &mut run, i) {
-                Ok(s) => s,
+                Ok(s) => {
+                    self.keys.lock().unwrap_or_else(|p| p.into_inner()).push((index, s.key.clone()));
+                    s
+                }
                 Err(e) => {
                     if !matches!(e.kind(), ErrorKind::Cancelled) {
                         self.progress.event(Event::Failed(&step_name, &e.to_string()));
@@ -439,10 +514,12 @@ impl Builder<'_> {
                 Ok(State { layers: vec![], config, key: key_of(&["scratch"]) })
             }
             Base::Image(reference) => {
-                let image = self.store.resolve(reference).map_err(|e| ErrorKind::BaseImage {
-                    location: stage.location.clone(),
-                    reference: reference.clone(),
-                    message: e.to_string(),
+                let image = self.options.fetcher.resolve(self.store, reference).map_err(|message| {
+                    ErrorKind::BaseImage {
+                        location: stage.location.clone(),
+                        reference: reference.clone(),
+                        message,
+                    }
                 })?;
                 let layers = image.layers();
                 let mut config = image.config;
@@ -530,7 +607,7 @@ impl Builder<'_> {
         let remember = || {
             let _ = explain.remember_keyed(&identity, key.as_str(), &key_inputs);
         };
-        if !no_cache && let Some(record) = self.store.cache_get(&key)? {
+        if !no_cache && let Some(record) = self.cache_lookup(&key)? {
             remember();
             run.parent_missed = false;
             return Ok(self.hit(name, record, key));
@@ -546,7 +623,7 @@ impl Builder<'_> {
         let _key_lock = self.store.lock(&format!("step-{}", key.hex()))?;
         let ran_here = self.ran_keys.lock().unwrap_or_else(|p| p.into_inner()).contains(&key);
         if (!no_cache || ran_here)
-            && let Some(record) = self.store.cache_get(&key)?
+            && let Some(record) = self.cache_lookup(&key)?
         {
             remember();
             return Ok(self.hit(name, record, key));
@@ -562,6 +639,40 @@ impl Builder<'_> {
         self.executed.fetch_add(1, Ordering::SeqCst);
         self.progress.event(Event::Finished(name, started.elapsed()));
         Ok(next)
+    }
+
+    /// The store's record for `key`, else the first `--cache-from` source's (not stored: its
+    /// layers may not be here; [`Builder::ensure_layers`] fetches them when needed).
+    fn cache_lookup(&self, key: &Digest) -> Result<Option<CacheRecord>> {
+        if let Some(record) = self.store.cache_get(key)? {
+            return Ok(Some(record));
+        }
+        Ok(self.options.cache_from.0.iter().find_map(|source| source.lookup(key)))
+    }
+
+    /// Makes sure the store has the blobs of `layers`, fetching missing ones from the
+    /// `--cache-from` sources (a cache hit there brings only its index entry).
+    fn ensure_layers(&self, layers: &[Layer]) -> Result<()> {
+        let missing: Vec<Layer> =
+            layers.iter().filter(|l| !self.store.has_blob(&l.digest)).cloned().collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut errors = Vec::new();
+        for source in &self.options.cache_from.0 {
+            match source.fetch(self.store, &missing) {
+                Ok(()) => return Ok(()),
+                Err(e) => errors.push(e),
+            }
+        }
+        let names: Vec<String> = missing.iter().map(|l| l.digest.to_string()).collect();
+        Err(ErrorKind::RemoteCache(format!(
+            "layers {} are in no store or cache source{}{}",
+            names.join(", "),
+            if errors.is_empty() { "" } else { ": " },
+            errors.join("; ")
+        ))
+        .into())
     }
 
     fn hit(&self, name: &StepName, record: CacheRecord, key: Digest) -> State {
@@ -639,7 +750,11 @@ impl Builder<'_> {
                 Ok(StepInputs { key: key_of(&ids).to_string(), ..Default::default() })
             }
             Some(CopyFrom::Image(r)) => {
-                let image = self.store.resolve(r).map_err(|e| copy_err(format!("--from={r}: {e}")))?;
+                let image = self
+                    .options
+                    .fetcher
+                    .resolve(self.store, r)
+                    .map_err(|e| copy_err(format!("--from={r}: {e}")))?;
                 Ok(StepInputs { key: image.digest.to_string(), ..Default::default() })
             }
         }
@@ -667,8 +782,11 @@ impl Builder<'_> {
                     parts.push(key_of(&ids).to_string());
                 }
                 Some(CopyFrom::Image(r)) => {
-                    let image =
-                        self.store.resolve(r).map_err(|e| copy_err(format!("--mount from={r}: {e}")))?;
+                    let image = self
+                        .options
+                        .fetcher
+                        .resolve(self.store, r)
+                        .map_err(|e| copy_err(format!("--mount from={r}: {e}")))?;
                     parts.push(image.digest.to_string());
                 }
             }
@@ -754,6 +872,7 @@ impl Builder<'_> {
 
     fn run(&self, state: &State, step: &Step, run: &RunOp, name: &StepName) -> Result<Option<Layer>> {
         let store_err = store_error(step);
+        self.ensure_layers(&state.layers)?;
         let snapshot = self.store.create_snapshot(&state.layers).map_err(store_err)?;
         let cfg = &state.config.config;
         // The frontend hands over exactly the entries where the RUN's environment differs from
@@ -854,6 +973,7 @@ impl Builder<'_> {
     fn copy(&self, state: &State, step: &Step, copy: &CopyOp) -> Result<Option<Layer>> {
         let store_err = store_error(step);
         let copy_err = copy_error(step);
+        self.ensure_layers(&state.layers)?;
         let snapshot = self.store.create_snapshot(&state.layers).map_err(store_err)?;
         let mounted = snapshot.mount().map_err(store_err)?;
         let root = mounted.target.clone();
@@ -873,7 +993,10 @@ impl Builder<'_> {
             Some(CopyFrom::Image(r)) => Some(self.store.resolve(r).map_err(store_err)?.layers()),
         };
         let source_mount = match &src_layers {
-            Some(layers) => Some(self.store.mount_readonly(layers).map_err(store_err)?),
+            Some(layers) => {
+                self.ensure_layers(layers)?;
+                Some(self.store.mount_readonly(layers).map_err(store_err)?)
+            }
             None => None,
         };
         let ctx = match &copy.from {
@@ -947,6 +1070,7 @@ impl Builder<'_> {
             };
             downloads.push((url, d));
         }
+        self.ensure_layers(&state.layers)?;
         let snapshot = self.store.create_snapshot(&state.layers).map_err(store_err)?;
         let mounted = snapshot.mount().map_err(store_err)?;
         let root = mounted.target.clone();
@@ -1027,6 +1151,7 @@ impl Builder<'_> {
     fn workdir(&self, state: &State, step: &Step, dir: &str) -> Result<Option<Layer>> {
         let store_err = store_error(step);
         let copy_err = copy_error(step);
+        self.ensure_layers(&state.layers)?;
         let snapshot = self.store.create_snapshot(&state.layers).map_err(store_err)?;
         let mounted = snapshot.mount().map_err(store_err)?;
         let user = state.config.config.user.clone().unwrap_or_default();
@@ -1049,7 +1174,11 @@ impl Builder<'_> {
         if empty {
             return Ok(None);
         }
-        let layer = self.store.commit_layer(&upper, Compression::Gzip).map_err(store_err)?;
+        let commit = cache::CommitOptions {
+            compression: self.options.compression,
+            source_date_epoch: self.options.source_date_epoch,
+        };
+        let layer = self.store.commit_layer(&upper, &commit).map_err(store_err)?;
         self.store.adopt_layer_dir(&layer, &upper).map_err(store_err)?;
         Ok(Some(layer))
     }
@@ -1060,7 +1189,9 @@ impl mounts::Sources for Builder<'_> {
         match from {
             None => self.context().map(mounts::Source::Context),
             Some(CopyFrom::Stage(i)) => {
-                self.wait_stage(*i).map(|s| mounts::Source::Layers(s.layers)).map_err(|e| e.to_string())
+                let layers = self.wait_stage(*i).map_err(|e| e.to_string())?.layers;
+                self.ensure_layers(&layers).map_err(|e| e.to_string())?;
+                Ok(mounts::Source::Layers(layers))
             }
             Some(CopyFrom::Image(r)) => self
                 .store

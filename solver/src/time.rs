@@ -8,6 +8,72 @@ pub fn now_rfc3339() -> String {
     format_unix(d.as_secs() as i64, d.subsec_nanos())
 }
 
+/// `SOURCE_DATE_EPOCH` applied to an image config (BuildKit's semantics): `created` becomes
+/// the epoch, and so does every history entry's `created` that is missing, unreadable or later
+/// than the epoch (earlier ones, e.g. a base image's, are kept).
+pub fn clamp_created(config: &mut cache::oci::ImageConfig, epoch: i64) {
+    let stamp = format_unix(epoch, 0);
+    for h in &mut config.history {
+        let keep = h.created.as_deref().and_then(parse_rfc3339).is_some_and(|t| t <= epoch);
+        if !keep {
+            h.created = Some(stamp.clone());
+        }
+    }
+    config.created = Some(stamp);
+}
+
+/// Whole seconds since the epoch of an RFC 3339 time (`YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`),
+/// rounded down; `None` if it is not one.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let part = s.get(r)?;
+        part.bytes().all(|c| c.is_ascii_digit()).then(|| part.parse().ok())?
+    };
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let mut i = 19;
+    if b[i] == b'.' {
+        i += 1;
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+    }
+    let offset = match b.get(i..)? {
+        [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), ..] if b.len() == i + 6 && b[i + 3] == b':' => {
+            let off = num(i + 1..i + 3)? * 3600 + num(i + 4..i + 6)? * 60;
+            if *sign == b'+' { off } else { -off }
+        }
+        _ => return None,
+    };
+    Some(days_from_civil(y, mo as u32, d as u32) * 86_400 + h * 3600 + mi * 60 + sec - offset)
+}
+
+/// Howard Hinnant's civil-to-days algorithm, the inverse of [`civil_from_days`].
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Formats seconds since the epoch (UTC) as RFC 3339.
 pub fn format_unix(secs: i64, nanos: u32) -> String {
     let days = secs.div_euclid(86_400);
@@ -40,5 +106,37 @@ mod tests {
         assert_eq!(format_unix(0, 0), "1970-01-01T00:00:00Z");
         assert_eq!(format_unix(946_684_800, 0), "2000-01-01T00:00:00Z");
         assert_eq!(format_unix(1_709_251_199, 5), "2024-02-29T23:59:59.000000005Z");
+    }
+
+    #[test]
+    fn parses_what_it_formats_and_offsets() {
+        for secs in [0, 946_684_800, 1_709_251_199, -86_401, 4_102_444_800] {
+            assert_eq!(parse_rfc3339(&format_unix(secs, 123)), Some(secs), "{secs}");
+        }
+        assert_eq!(parse_rfc3339("2000-01-01T01:00:00+01:00"), Some(946_684_800));
+        assert_eq!(parse_rfc3339("1999-12-31T23:30:00-00:30"), Some(946_684_800));
+        for bad in ["", "2000-01-01", "2000-01-01T00:00:00", "2000-13-01T00:00:00Z", "2000-01-01T00:00:00.Z"]
+        {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn clamps_config_and_history() {
+        use cache::oci::{History, ImageConfig};
+        let mut config = ImageConfig {
+            created: Some("2030-01-01T00:00:00Z".into()),
+            history: vec![
+                History { created: Some("1990-01-01T00:00:00Z".into()), ..Default::default() },
+                History { created: Some("2030-01-01T00:00:00.5Z".into()), ..Default::default() },
+                History { created: None, ..Default::default() },
+            ],
+            ..Default::default()
+        };
+        clamp_created(&mut config, 946_684_800);
+        let e = "2000-01-01T00:00:00Z";
+        assert_eq!(config.created.as_deref(), Some(e));
+        let got: Vec<_> = config.history.iter().map(|h| h.created.as_deref().unwrap()).collect();
+        assert_eq!(got, ["1990-01-01T00:00:00Z", e, e]);
     }
 }

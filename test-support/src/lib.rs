@@ -3,6 +3,8 @@
 //!
 //! Nothing here is part of rbuild itself.
 
+pub mod registry;
+
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};

@@ -5,7 +5,6 @@ use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use flate2::read::GzDecoder;
 use serde::de::DeserializeOwned;
 
 use super::{
@@ -52,8 +51,10 @@ pub(super) fn load(store: &Store, archive: &Path) -> Result<Vec<LoadedImage>> {
     };
     // Every blob of every image is present and verified: only now do names point at them.
     for loaded in &images {
-        if let Some(r) = &loaded.reference {
-            store.tag(r, &loaded.image.digest)?;
+        match &loaded.reference {
+            Some(r) => store.tag(r, &loaded.image.digest)?,
+            // Kept without a name, as docker keeps an untagged image it loads (`<none>`).
+            None => store.keep_dangling(&loaded.image.digest)?,
         }
     }
     Ok(images)
@@ -402,15 +403,18 @@ impl Loader<'_> {
         let size = file.get_ref().metadata().at(&blob_path)?.len();
         let magic =
             io::BufRead::fill_buf(&mut file).at(&blob_path)?.get(..4).map(<[u8]>::to_vec).unwrap_or_default();
-        if magic.starts_with(&[0x1f, 0x8b]) {
+        if magic.starts_with(&[0x1f, 0x8b]) || magic == super::ZSTD_MAGIC {
+            let media_type = if magic == super::ZSTD_MAGIC {
+                oci::MEDIA_TYPE_LAYER_ZSTD
+            } else {
+                oci::MEDIA_TYPE_LAYER_GZIP
+            };
             let mut w = HashingWriter::new(io::sink());
-            io::copy(&mut GzDecoder::new(file), &mut w)
+            let mut decoder = super::decompressor(file).at(&blob_path)?;
+            io::copy(&mut decoder, &mut w)
                 .map_err(|e| self.err(format!("layer {path}: cannot decompress: {e}")))?;
             let (_, diff_id, _) = w.finish();
-            Ok(Layer { digest, diff_id, size, media_type: oci::MEDIA_TYPE_LAYER_GZIP.to_string() })
-        } else if magic == [0x28, 0xb5, 0x2f, 0xfd] {
-            Err(self
-                .err(format!("layer {path} is zstd-compressed, which is not supported in a Docker archive")))
+            Ok(Layer { digest, diff_id, size, media_type: media_type.to_string() })
         } else {
             Ok(Layer {
                 digest: digest.clone(),

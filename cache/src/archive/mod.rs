@@ -9,6 +9,7 @@ use crate::oci::Image;
 use crate::{ImageRef, Store};
 
 mod load;
+mod rootfs;
 mod save;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +77,22 @@ struct DockerManifestEntry {
 /// `docker save` writes `"RepoTags": null` for an untagged image.
 fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Vec<String>, D::Error> {
     Ok(Option::<Vec<String>>::deserialize(d)?.unwrap_or_default())
+}
+
+/// The first bytes of a zstd frame.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// A reader of the decompressed content of a gzip (any number of members) or zstd stream,
+/// told apart by its first bytes; other content is read as it is.
+fn decompressor<'a, R: std::io::BufRead + 'a>(mut reader: R) -> std::io::Result<Box<dyn std::io::Read + 'a>> {
+    let head = reader.fill_buf()?;
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Ok(Box::new(flate2::bufread::MultiGzDecoder::new(reader)))
+    } else if head.starts_with(&ZSTD_MAGIC) {
+        Ok(Box::new(zstd::stream::read::Decoder::with_buffer(reader)?))
+    } else {
+        Ok(Box::new(reader))
+    }
 }
 
 /// The path of a blob inside either archive format.

@@ -6,11 +6,9 @@ use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use flate2::read::GzDecoder;
-
 use super::{
     ArchiveFormat, BLOBS_DIR, DockerManifestEntry, INDEX_JSON, MANIFEST_JSON, OCI_LAYOUT, OciLayout,
-    REPOSITORIES, blob_name,
+    REPOSITORIES, ZSTD_MAGIC, blob_name,
 };
 use crate::error::{Error, IoContext, Result};
 use crate::oci::{self, Descriptor, Image, Index};
@@ -211,16 +209,13 @@ fn write_uncompressed_layer(store: &Store, layer: &oci::Layer, w: &mut ArchiveWr
     let tmp = store.temp_file()?;
     let tmp_path = tmp.path().to_path_buf();
     let mut hw = HashingWriter::new(BufWriter::new(tmp));
-    if magic.starts_with(&[0x1f, 0x8b]) {
-        io::copy(&mut GzDecoder::new(blob), &mut hw).map_err(|e| Error::Layer {
+    if magic.starts_with(&[0x1f, 0x8b]) || magic == ZSTD_MAGIC {
+        // Gzip in any number of members (parallel compressors write several), or zstd.
+        let mut decoder = super::decompressor(blob).at(&path)?;
+        io::copy(&mut decoder, &mut hw).map_err(|e| Error::Layer {
             layer: layer.digest.to_string(),
             reason: format!("decompressing: {e}"),
         })?;
-    } else if magic == [0x28, 0xb5, 0x2f, 0xfd] {
-        return Err(Error::Layer {
-            layer: layer.digest.to_string(),
-            reason: "zstd layers cannot be saved in the Docker format".to_string(),
-        });
     } else {
         io::copy(&mut blob, &mut hw).at(&tmp_path)?;
     }

@@ -2,8 +2,10 @@
 //!
 //! The tar is written by hand (ustar headers, with PAX extended headers for long names, large
 //! numbers and xattrs) rather than through `tar::Builder`, so the output is exactly what we
-//! choose: no atime/ctime, no user or group names, entries in a fixed order. Committing the same
-//! directory twice gives the same bytes.
+//! choose: no atime/ctime, no user or group names, entries in a fixed order (sorted by name at
+//! every level, whatever order the directory lists them in), mtimes in whole seconds (clamped to
+//! `SOURCE_DATE_EPOCH` when given), PAX headers with a fixed name and mtime 0. Committing the
+//! same tree twice gives the same bytes.
 
 use std::collections::HashMap;
 use std::fs::{Metadata, OpenOptions};
@@ -21,10 +23,25 @@ pub(super) const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
 
 const BLOCK: usize = 512;
 
-/// Writes `upper` as a layer tar to `out`. Errors name the file in `upper` that could not be
-/// read, or `sink_path` when writing failed.
-pub(super) fn write_upper(upper: &Path, out: &mut impl Write, sink_path: &Path) -> Result<()> {
+/// Writes `upper` as a layer tar to `out`, every mtime later than `clamp` (when given) written
+/// as `clamp`. Errors name the file in `upper` that could not be read, or `sink_path` when
+/// writing failed.
+pub(super) fn write_upper(
+    upper: &Path,
+    out: &mut impl Write,
+    sink_path: &Path,
+    clamp: Option<u64>,
+) -> Result<()> {
     let mut w = TarWriter { out, sink_path };
+    let base_header = |meta: &Metadata, kind: EntryType| {
+        let mut h = base_header(meta, kind);
+        if let (Some(max), Ok(mtime)) = (clamp, h.mtime())
+            && mtime > max
+        {
+            h.set_mtime(max);
+        }
+        h
+    };
     // Sorted by name in the upper at every level, each directory before its contents, so the
     // order is deterministic (a whiteout `.wh.x` comes where `x` sorts).
     let walk = walkdir::WalkDir::new(upper).follow_links(false).min_depth(1).sort_by_file_name();
@@ -143,7 +160,17 @@ fn base_header(meta: &Metadata, kind: EntryType) -> Header {
     h.set_gid(u64::from(meta.gid()));
     h.set_mtime(u64::try_from(meta.mtime()).unwrap_or(0));
     h.set_size(0);
+    zero_devices(&mut h);
     h
+}
+
+/// Device numbers `0000000`, as GNU tar and Go's archive/tar write them for every entry
+/// (strict readers refuse an all-NUL numeric field).
+fn zero_devices(h: &mut Header) {
+    if let Some(ustar) = h.as_ustar_mut() {
+        ustar.dev_major.copy_from_slice(b"0000000\0");
+        ustar.dev_minor.copy_from_slice(b"0000000\0");
+    }
 }
 
 /// The xattrs of `path` (not following symlinks) that belong in a layer, sorted by name.
@@ -220,6 +247,7 @@ impl<W: Write> TarWriter<'_, W> {
             ph.set_mode(0o644);
             ph.set_mtime(0);
             ph.set_size(pax.len() as u64);
+            zero_devices(&mut ph);
             ph.set_cksum();
             self.out.write_all(ph.as_bytes()).at(sink)?;
             self.out.write_all(&pax).at(sink)?;
@@ -295,6 +323,50 @@ mod tests {
             let len: usize = std::str::from_utf8(&out[..space]).unwrap().parse().unwrap();
             assert_eq!(len, out.len(), "value length {value_len}");
         }
+    }
+
+    /// Keeps the first bytes written and counts the rest.
+    struct Head {
+        head: Vec<u8>,
+        total: u64,
+    }
+    impl Write for Head {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let keep = buf.len().min(4096usize.saturating_sub(self.head.len()));
+            self.head.extend_from_slice(&buf[..keep]);
+            self.total += buf.len() as u64;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn files_over_8_gib_get_a_pax_size_record() {
+        let size = (8u64 << 30) + 3;
+        let mut out = Head { head: Vec::new(), total: 0 };
+        let mut w = TarWriter { out: &mut out, sink_path: Path::new("sink") };
+        let mut h = Header::new_ustar();
+        h.set_entry_type(EntryType::Regular);
+        h.set_mode(0o644);
+        w.append(h, b"huge", None, &[], size, io::repeat(0).take(size), Path::new("src")).unwrap();
+        let pax_header = Header::from_byte_slice(&out.head[..BLOCK]);
+        assert_eq!(pax_header.entry_type(), EntryType::XHeader);
+        let pax_len = pax_header.size().unwrap() as usize;
+        let records = &out.head[BLOCK..BLOCK + pax_len];
+        assert_eq!(records, b"19 size=8589934595\n");
+        let h = Header::from_byte_slice(&out.head[2 * BLOCK..3 * BLOCK]);
+        assert_eq!(h.path_bytes().as_ref(), b"huge");
+        // The ustar field holds it too, base-256 as GNU tar writes it.
+        assert_eq!(h.size().unwrap(), size);
+        assert_eq!(out.total, 3 * BLOCK as u64 + size + (BLOCK as u64 - 3));
+        // What tar readers see from the headers alone.
+        let mut headers = out.head[..3 * BLOCK].to_vec();
+        headers.extend_from_slice(&[0u8; 2 * BLOCK]);
+        let mut archive = tar::Archive::new(&headers[..]);
+        let entry = archive.entries().unwrap().next().unwrap().unwrap();
+        assert_eq!(entry.size(), size);
     }
 
     #[test]

@@ -32,18 +32,18 @@ use nix::sys::time::TimeSpec;
 use tar::EntryType;
 
 use super::tarw::{OPAQUE_MARKER, WHITEOUT_PREFIX};
-use super::{HashingReader, maybe_gunzip};
+use super::{HashingReader, decompressed};
 use crate::error::{Error, IoContext, Result};
 use crate::oci::Layer;
 
-/// Unpacks `blob` (gzip or plain tar, told apart by its first bytes) into the empty directory
+/// Unpacks `blob` (gzip, zstd or plain tar, told apart by its first bytes) into the empty directory
 /// `root`, verifying the blob against `layer.digest` and the tar against `layer.diff_id`.
 /// On error `root` is left half-written; the caller throws it away.
 pub(super) fn unpack_blob(blob: File, layer: &Layer, root: &Path) -> Result<()> {
     let name = layer.digest.to_string();
     let bad = |reason: String| Error::Layer { layer: name.clone(), reason };
     let (outer, blob_hash) = HashingReader::new(BufReader::with_capacity(256 * 1024, blob));
-    let decoded = maybe_gunzip(outer).map_err(|e| bad(format!("reading the blob: {e}")))?;
+    let decoded = decompressed(outer).map_err(|e| bad(format!("reading the blob: {e}")))?;
     let (inner, diff_hash) = HashingReader::new(decoded);
     let mut archive = tar::Archive::new(inner);
     let mut unpacker = Unpacker { root, layer: &name, dirs: Vec::new() };

@@ -1,0 +1,412 @@
+//! Pull: manifest (or index -> the platform's manifest), then config and layers in parallel,
+//! each verified against its digest while it streams into the store.
+
+use std::cell::Cell;
+use std::io::{self, Read};
+
+use cache::oci::{self, Descriptor, Index, Manifest, Platform};
+use cache::{Digest, Image, ImageConfig, ImageRef, Store};
+use reqwest::StatusCode;
+use reqwest::blocking::Response;
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
+
+use crate::error::{Error, Result};
+use crate::http::{TRIES, backoff, describe, read_limited, status_error, unauthorized};
+use crate::{Client, Outcome, Progress, Repository, parallel};
+
+/// Docker's manifest list, the Docker twin of an OCI index.
+pub(crate) const MEDIA_TYPE_DOCKER_MANIFEST_LIST: &str =
+    "application/vnd.docker.distribution.manifest.list.v2+json";
+/// The largest manifest or index we accept (distribution's own limit is 4 MiB).
+const MAX_MANIFEST: u64 = 4 << 20;
+
+const ACCEPT_MANIFESTS: &str = "application/vnd.oci.image.index.v1+json, \
+    application/vnd.oci.image.manifest.v1+json, \
+    application/vnd.docker.distribution.manifest.list.v2+json, \
+    application/vnd.docker.distribution.manifest.v2+json";
+
+/// What a manifest response turned out to be.
+pub(crate) enum Fetched {
+    Index(Index),
+    Manifest(Manifest),
+}
+
+impl Client {
+    /// Pulls `reference` into `store` and tags it there; returns the image.
+    ///
+    /// An index (or Docker manifest list) resolves to the manifest for `platform` (default:
+    /// the host's). Blobs the store already has are not fetched. Every blob is verified against
+    /// its digest while it is written; a mismatch or a short blob is an error that names the
+    /// blob, and leaves nothing of it stored. The image keeps the registry's manifest bytes,
+    /// so its id is the digest the registry reports.
+    pub fn pull(&self, store: &Store, reference: &ImageRef, platform: Option<&Platform>) -> Result<Image> {
+        let repo = Repository::of(reference);
+        let shown = reference.to_string();
+        let wanted = platform.cloned().unwrap_or_else(Platform::host);
+        let first = match (reference.digest(), reference.tag()) {
+            (Some(d), _) => d.to_string(),
+            (None, Some(t)) => t.to_string(),
+            (None, None) => "latest".to_string(),
+        };
+        let (mut bytes, mut digest, mut fetched) =
+            self.fetch_manifest(&repo, &first, reference.digest(), &shown)?;
+        if let Fetched::Index(index) = &fetched {
+            let chosen = choose_platform(index, &wanted).ok_or_else(|| Error::NoMatchingPlatform {
+                reference: shown.clone(),
+                wanted: platform_string(&wanted),
+                available: available(index),
+            })?;
+            let d = chosen.digest.clone();
+            (bytes, digest, fetched) = self.fetch_manifest(&repo, d.as_str(), Some(&d), &shown)?;
+        }
+        let manifest = match fetched {
+            Fetched::Manifest(m) => m,
+            Fetched::Index(_) => {
+                return Err(Error::BadManifest {
+                    reference: shown,
+                    reason: "the index for this platform points at another index".to_string(),
+                });
+            }
+        };
+        if ![oci::MEDIA_TYPE_CONFIG, oci::MEDIA_TYPE_DOCKER_CONFIG]
+            .contains(&manifest.config.media_type.as_str())
+        {
+            return Err(Error::BadManifest {
+                reference: shown,
+                reason: format!(
+                    "not a container image (its config's media type is {})",
+                    manifest.config.media_type
+                ),
+            });
+        }
+
+        let mut blobs: Vec<&Descriptor> = Vec::with_capacity(manifest.layers.len() + 1);
+        for d in std::iter::once(&manifest.config).chain(&manifest.layers) {
+            if !blobs.iter().any(|b| b.digest == d.digest) {
+                blobs.push(d);
+            }
+        }
+        parallel(self.options.jobs, &blobs, |desc| {
+            if store.keep_blob(&desc.digest) {
+                self.report(Progress::Done {
+                    digest: desc.digest.clone(),
+                    size: desc.size,
+                    outcome: Outcome::AlreadyPresent,
+                });
+            } else {
+                self.fetch_blob(store, &repo, desc, &shown)?;
+            }
+            // A hint for cross-repository mounts on a later push; losing it costs nothing.
+            let _ = store.add_blob_source(&desc.digest, &repo.to_string());
+            Ok(())
+        })?;
+
+        // Check the image is whole before it becomes visible: the config must parse and list a
+        // diff id for each layer.
+        let config_bytes = store.read_blob(&manifest.config.digest)?;
+        let config: ImageConfig = serde_json::from_slice(&config_bytes).map_err(|e| Error::BadManifest {
+            reference: shown.clone(),
+            reason: format!("its image config {} is not valid: {e}", manifest.config.digest),
+        })?;
+        if config.rootfs.diff_ids.len() != manifest.layers.len() {
+            return Err(Error::BadManifest {
+                reference: shown,
+                reason: format!(
+                    "the manifest lists {} layers but the config {} diff ids",
+                    manifest.layers.len(),
+                    config.rootfs.diff_ids.len()
+                ),
+            });
+        }
+        let stored = store.write_blob(&bytes)?;
+        debug_assert_eq!(stored, digest);
+        store.tag(reference, &digest)?;
+        Ok(store.image(&digest)?)
+    }
+
+    /// GETs manifest `tag_or_digest` of `repo`, verifying it against `expected` when given.
+    pub(crate) fn fetch_manifest(
+        &self,
+        repo: &Repository,
+        tag_or_digest: &str,
+        expected: Option<&Digest>,
+        shown: &str,
+    ) -> Result<(Vec<u8>, Digest, Fetched)> {
+        let url =
+            format!("{}/v2/{}/manifests/{tag_or_digest}", self.transport.base_url(&repo.host), repo.path);
+        let action = || format!("pulling {shown}");
+        let resp = self.transport.send(&repo.host, &[repo.pull_scope()], TRIES, &|c| {
+            Ok(c.get(&url).header(ACCEPT, ACCEPT_MANIFESTS))
+        })?;
+        let resp = match resp.status() {
+            s if s.is_success() => resp,
+            StatusCode::NOT_FOUND => {
+                let shown = match expected {
+                    Some(d) if !shown.contains(d.as_str()) => format!("{shown}@{d}"),
+                    _ => shown.to_string(),
+                };
+                return Err(Error::ManifestUnknown { reference: shown });
+            }
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                return Err(unauthorized(&self.transport, &repo.host, action(), resp));
+            }
+            _ => return Err(status_error(&repo.host, action(), resp, TRIES)),
+        };
+        let content_type = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or("").trim().to_string())
+            .unwrap_or_default();
+        let bytes = read_limited(resp, MAX_MANIFEST + 1).map_err(|e| Error::Unreachable {
+            host: repo.host.clone(),
+            reason: format!("reading manifest of {shown}: {e}"),
+        })?;
+        let bad = |reason: String| Error::BadManifest { reference: shown.to_string(), reason };
+        if bytes.len() as u64 > MAX_MANIFEST {
+            return Err(bad(format!("the manifest is larger than {} MiB", MAX_MANIFEST >> 20)));
+        }
+        let digest = Digest::of(&bytes);
+        if let Some(expected) = expected
+            && *expected != digest
+        {
+            return Err(Error::DigestMismatch {
+                what: "manifest",
+                repository: repo.to_string(),
+                digest: expected.clone(),
+                actual: digest,
+            });
+        }
+        let value: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| bad(format!("the manifest is not JSON: {e}")))?;
+        let body_type = value.get("mediaType").and_then(|m| m.as_str()).unwrap_or("");
+        let media_type = match content_type.as_str() {
+            oci::MEDIA_TYPE_INDEX
+            | MEDIA_TYPE_DOCKER_MANIFEST_LIST
+            | oci::MEDIA_TYPE_MANIFEST
+            | oci::MEDIA_TYPE_DOCKER_MANIFEST => content_type.as_str(),
+            _ if !body_type.is_empty() => body_type,
+            _ if value.get("manifests").is_some() => oci::MEDIA_TYPE_INDEX,
+            _ if value.get("schemaVersion").and_then(|v| v.as_u64()) == Some(1) => {
+                "application/vnd.docker.distribution.manifest.v1+json"
+            }
+            _ => oci::MEDIA_TYPE_MANIFEST,
+        };
+        let fetched = match media_type {
+            oci::MEDIA_TYPE_INDEX | MEDIA_TYPE_DOCKER_MANIFEST_LIST => Fetched::Index(
+                serde_json::from_value(value).map_err(|e| bad(format!("the index is not valid: {e}")))?,
+            ),
+            oci::MEDIA_TYPE_MANIFEST | oci::MEDIA_TYPE_DOCKER_MANIFEST => Fetched::Manifest(
+                serde_json::from_value(value).map_err(|e| bad(format!("the manifest is not valid: {e}")))?,
+            ),
+            other => return Err(bad(format!("unsupported manifest media type {other}"))),
+        };
+        Ok((bytes, digest, fetched))
+    }
+
+    /// Downloads blob `desc` of `repo` into `store`, verified; retries a connection that breaks
+    /// off mid-blob.
+    pub(crate) fn fetch_blob(
+        &self,
+        store: &Store,
+        repo: &Repository,
+        desc: &Descriptor,
+        shown: &str,
+    ) -> Result<()> {
+        let url = format!("{}/v2/{}/blobs/{}", self.transport.base_url(&repo.host), repo.path, desc.digest);
+        let mut attempt = 1;
+        loop {
+            let resp = self.transport.send(&repo.host, &[repo.pull_scope()], TRIES, &|c| Ok(c.get(&url)))?;
+            let action = || format!("fetching blob {} of {repo}", desc.digest);
+            match resp.status() {
+                s if s.is_success() => {}
+                StatusCode::NOT_FOUND => {
+                    return Err(Error::BlobUnknown {
+                        repository: repo.to_string(),
+                        digest: desc.digest.clone(),
+                    });
+                }
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                    return Err(unauthorized(&self.transport, &repo.host, format!("pulling {shown}"), resp));
+                }
+                _ => return Err(status_error(&repo.host, action(), resp, TRIES)),
+            }
+            self.report(Progress::Start { digest: desc.digest.clone(), size: desc.size });
+            let failure = Cell::new(None);
+            let reader =
+                BlobReader { client: self, inner: resp, desc, read: 0, reported: 0, failure: &failure };
+            let err = match store.ingest_blob(reader, Some(&desc.digest)) {
+                Ok(_) => {
+                    self.report(Progress::Done {
+                        digest: desc.digest.clone(),
+                        size: desc.size,
+                        outcome: Outcome::Transferred,
+                    });
+                    return Ok(());
+                }
+                Err(cache::Error::DigestMismatch { actual, .. }) => {
+                    return Err(Error::DigestMismatch {
+                        what: "blob",
+                        repository: repo.to_string(),
+                        digest: desc.digest.clone(),
+                        actual,
+                    });
+                }
+                Err(e) => e,
+            };
+            let (got, cause) = match failure.take() {
+                Some(Failure::Oversized) => {
+                    return Err(Error::Oversized {
+                        repository: repo.to_string(),
+                        digest: desc.digest.clone(),
+                        size: desc.size,
+                    });
+                }
+                Some(Failure::Short { got, cause }) => (got, cause),
+                None => return Err(err.into()),
+            };
+            if attempt < TRIES {
+                backoff(attempt);
+                attempt += 1;
+                continue;
+            }
+            return Err(Error::Truncated {
+                repository: repo.to_string(),
+                digest: desc.digest.clone(),
+                got,
+                size: desc.size,
+                cause: cause.map(|c| format!(" ({c})")).unwrap_or_default(),
+            });
+        }
+    }
+}
+
+/// Why a blob stream stopped early.
+enum Failure {
+    /// It ended (cleanly, or with the connection failing: `cause`) after `got` bytes.
+    Short { got: u64, cause: Option<String> },
+    /// It went on past its descriptor's size.
+    Oversized,
+}
+
+/// A blob response body that enforces the descriptor's size and reports progress.
+struct BlobReader<'a> {
+    client: &'a Client,
+    inner: Response,
+    desc: &'a Descriptor,
+    read: u64,
+    reported: u64,
+    failure: &'a Cell<Option<Failure>>,
+}
+
+impl Read for BlobReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = match self.inner.read(buf) {
+            Ok(n) => n,
+            Err(e) => {
+                self.failure.set(Some(Failure::Short { got: self.read, cause: Some(describe(&e)) }));
+                return Err(e);
+            }
+        };
+        if n == 0 && self.read < self.desc.size {
+            self.failure.set(Some(Failure::Short { got: self.read, cause: None }));
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "blob truncated"));
+        }
+        self.read += n as u64;
+        if self.read > self.desc.size {
+            self.failure.set(Some(Failure::Oversized));
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "blob larger than its descriptor"));
+        }
+        if self.read - self.reported >= 1 << 20 || (n > 0 && self.read == self.desc.size) {
+            self.reported = self.read;
+            self.client.report(Progress::Bytes {
+                digest: self.desc.digest.clone(),
+                done: self.read,
+                size: self.desc.size,
+            });
+        }
+        Ok(n)
+    }
+}
+
+/// The manifest of `index` for `want`: same os and architecture; the variant must match when
+/// one is asked for (arm64's `v8` is the default), else one without a variant is preferred.
+fn choose_platform<'a>(index: &'a Index, want: &Platform) -> Option<&'a Descriptor> {
+    let norm = |arch: &str, v: Option<&str>| -> Option<String> {
+        match (arch, v) {
+            ("arm64", Some("v8")) => None,
+            (_, v) => v.map(str::to_string),
+        }
+    };
+    let want_variant = norm(&want.architecture, want.variant.as_deref());
+    let candidates: Vec<&Descriptor> = index
+        .manifests
+        .iter()
+        .filter(|d| {
+            d.platform.as_ref().is_some_and(|p| p.os == want.os && p.architecture == want.architecture)
+        })
+        .collect();
+    let variant =
+        |d: &Descriptor| d.platform.as_ref().and_then(|p| norm(&p.architecture, p.variant.as_deref()));
+    match want_variant {
+        Some(v) => candidates.into_iter().find(|d| variant(d).as_deref() == Some(v.as_str())),
+        None => candidates.iter().find(|d| variant(d).is_none()).or(candidates.first()).copied(),
+    }
+}
+
+fn platform_string(p: &Platform) -> String {
+    match &p.variant {
+        Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
+        None => format!("{}/{}", p.os, p.architecture),
+    }
+}
+
+fn available(index: &Index) -> String {
+    let list: Vec<String> =
+        index.manifests.iter().filter_map(|d| d.platform.as_ref()).map(platform_string).collect();
+    if list.is_empty() { "no platforms".to_string() } else { list.join(", ") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn desc(arch: &str, variant: Option<&str>, n: u8) -> Descriptor {
+        Descriptor {
+            media_type: oci::MEDIA_TYPE_MANIFEST.into(),
+            digest: Digest::of(&[n]),
+            size: 1,
+            annotations: Default::default(),
+            platform: Some(Platform {
+                architecture: arch.into(),
+                os: "linux".into(),
+                variant: variant.map(Into::into),
+            }),
+        }
+    }
+
+    #[test]
+    fn platform_choice_matches_os_arch_and_variant() {
+        let index = Index {
+            schema_version: 2,
+            media_type: None,
+            manifests: vec![
+                desc("arm", Some("v6"), 1),
+                desc("arm", Some("v7"), 2),
+                desc("amd64", None, 3),
+                desc("arm64", Some("v8"), 4),
+            ],
+            annotations: Default::default(),
+        };
+        let p = |a: &str, v: Option<&str>| Platform {
+            architecture: a.into(),
+            os: "linux".into(),
+            variant: v.map(Into::into),
+        };
+        assert_eq!(choose_platform(&index, &p("amd64", None)).unwrap().digest, Digest::of(&[3]));
+        assert_eq!(choose_platform(&index, &p("arm", Some("v7"))).unwrap().digest, Digest::of(&[2]));
+        assert_eq!(choose_platform(&index, &p("arm64", None)).unwrap().digest, Digest::of(&[4]));
+        assert!(choose_platform(&index, &p("s390x", None)).is_none());
+        assert_eq!(available(&index), "linux/arm/v6, linux/arm/v7, linux/amd64, linux/arm64/v8");
+    }
+}

@@ -1,0 +1,112 @@
+//! `SOURCE_DATE_EPOCH`: two `--no-cache` builds of the same Dockerfile and context give the same
+//! manifest digest. Real builds (with RUN steps) over the busybox test image: needs root. The
+//! sandbox re-executes this binary as its init, so it has its own `main` (`harness = false`).
+
+use std::fs;
+use std::io::BufReader;
+
+use cache::oci::{self, History, ImageConfig, RootFs};
+use cache::{Compression, Image, ImageRef, Store};
+use solver::{BuildOptions, Event, Progress};
+
+struct Quiet;
+impl Progress for Quiet {
+    fn event(&self, _: Event<'_>) {}
+}
+
+/// A store with `busybox:latest` (its history dated 2000-01-01, before the epoch used here).
+fn store_with_busybox(root: &std::path::Path) -> Store {
+    let store = Store::open(root.join("store")).unwrap();
+    let tar = root.join("busybox.tar");
+    test_support::write_busybox_rootfs_tar(&tar).unwrap();
+    let layer = store.import_layer(BufReader::new(fs::File::open(&tar).unwrap()), Compression::Gzip).unwrap();
+    let platform = oci::Platform::host();
+    let config = ImageConfig {
+        created: Some("2000-01-01T00:00:00Z".into()),
+        architecture: platform.architecture,
+        os: platform.os,
+        rootfs: RootFs { kind: "layers".into(), diff_ids: vec![layer.diff_id.clone()] },
+        history: vec![History {
+            created: Some("2000-01-01T00:00:00Z".into()),
+            created_by: Some("import".into()),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let image = store.put_image(&config, &[layer]).unwrap();
+    store.tag(&"busybox:latest".parse::<ImageRef>().unwrap(), &image.digest).unwrap();
+    store
+}
+
+const DOCKERFILE: &str = "FROM busybox
+RUN mkdir -p /data/sub && echo one > /data/one && echo two > /data/sub/two && ln -s one /data/link \\
+    && ln /data/one /data/hard && touch /data/empty
+COPY . /app/
+WORKDIR /work
+RUN echo done > /work/done
+";
+
+fn build(store: &Store, context: &std::path::Path, epoch: Option<i64>, compression: Compression) -> Image {
+    let options = BuildOptions {
+        context: context.to_path_buf(),
+        dockerfile: DOCKERFILE.into(),
+        dockerfile_name: "Dockerfile".into(),
+        no_cache: true,
+        source_date_epoch: epoch,
+        compression,
+        ..Default::default()
+    };
+    solver::build(store, &options, &Quiet).unwrap().image
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(executor::INIT_ARG) {
+        executor::init_main(&args);
+    }
+    // `cargo test -- --list` and filters: one test, run unless filtered out.
+    if args.iter().any(|a| a == "--list") {
+        println!("same_epoch_same_manifest_digest: test");
+        return;
+    }
+    let filters: Vec<&String> = args[1..].iter().filter(|a| !a.starts_with('-')).collect();
+    if !filters.is_empty() && !filters.iter().any(|f| "same_epoch_same_manifest_digest".contains(f.as_str()))
+    {
+        println!("test result: ok. 0 passed; 0 failed; 1 filtered out");
+        return;
+    }
+    same_epoch_same_manifest_digest();
+    println!("test same_epoch_same_manifest_digest ... ok");
+    println!("test result: ok. 1 passed; 0 failed");
+}
+
+fn same_epoch_same_manifest_digest() {
+    let root = tempfile::tempdir().unwrap();
+    let store = store_with_busybox(root.path());
+    let context = test_support::context(&[("hello.txt", "hello\n"), ("dir/nested", "nested\n")]);
+    let epoch = 1_700_000_000; // 2023-11-14T22:13:20Z
+
+    let a = build(&store, context.path(), Some(epoch), Compression::Gzip);
+    // Let the clock move on a second, so that unclamped times would differ.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let b = build(&store, context.path(), Some(epoch), Compression::Gzip);
+    assert_eq!(a.digest, b.digest);
+    assert_eq!(a.manifest.layers.len(), 5, "busybox, RUN, COPY, WORKDIR, RUN");
+
+    let config = &a.config;
+    assert_eq!(config.created.as_deref(), Some("2023-11-14T22:13:20Z"));
+    let created: Vec<_> = config.history.iter().map(|h| h.created.as_deref().unwrap()).collect();
+    assert_eq!(created[0], "2000-01-01T00:00:00Z", "the base image's history is older: kept");
+    assert!(created[1..].iter().all(|c| *c == "2023-11-14T22:13:20Z"), "{created:?}");
+
+    // zstd builds are reproducible too, and differ from gzip ones only in their blobs.
+    let z1 = build(&store, context.path(), Some(epoch), Compression::Zstd);
+    let z2 = build(&store, context.path(), Some(epoch), Compression::Zstd);
+    assert_eq!(z1.digest, z2.digest);
+    assert_ne!(z1.digest, a.digest);
+    assert!(z1.manifest.layers[1..].iter().all(|l| l.media_type == oci::MEDIA_TYPE_LAYER_ZSTD));
+
+    // Without an epoch, the times of the build show.
+    let c = build(&store, context.path(), None, Compression::Gzip);
+    assert_ne!(c.digest, a.digest);
+}
