@@ -20,6 +20,10 @@ pub enum Error {
     DigestMismatch { expected: crate::Digest, actual: crate::Digest },
     #[error("image '{0}' is not in the store")]
     ImageNotFound(String),
+    /// A tag points at an image index (a multi-platform image) that has no image for the
+    /// platform asked for.
+    #[error("image {digest} is a multi-platform index with no {wanted} image (it has {available})")]
+    NoMatchingPlatform { digest: crate::Digest, wanted: String, available: String },
     #[error("{what} {path} is corrupt: {reason}")]
     Corrupt { what: &'static str, path: PathBuf, reason: String },
     #[error("layer {layer}: {reason}")]

@@ -14,7 +14,7 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, IoContext, Result};
-use crate::oci::{self, Image, ImageConfig, Layer, Manifest};
+use crate::oci::{self, Image, ImageConfig, Layer, Manifest, Platform};
 use crate::{Digest, HashingWriter, ImageRef};
 
 /// A handle on a store directory. Cheap to clone; several processes may open one store.
@@ -41,6 +41,69 @@ struct TagTable {
     /// tag moved to another image, and builds without `-t`. `image prune` removes them.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     dangling: BTreeSet<Digest>,
+}
+
+/// Docker's manifest list, the Docker twin of an OCI image index.
+const MEDIA_TYPE_DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// A manifest blob: an image manifest or an image index.
+enum Parsed {
+    Manifest(Manifest),
+    Index(oci::Index),
+}
+
+/// Whether a parsed manifest blob is an image index (or Docker manifest list): by its
+/// `mediaType`, or, without one, by having `manifests` and no `config`.
+fn is_index(value: &serde_json::Value) -> bool {
+    match value.get("mediaType").and_then(|m| m.as_str()) {
+        Some(t) => t == oci::MEDIA_TYPE_INDEX || t == MEDIA_TYPE_DOCKER_MANIFEST_LIST,
+        None => value.get("manifests").is_some() && value.get("config").is_none(),
+    }
+}
+
+impl oci::Index {
+    /// The manifest for `want`: same os and architecture; the variant must match when one is
+    /// asked for (arm64's `v8` is the default), else one without a variant is preferred.
+    pub fn manifest_for(&self, want: &Platform) -> Option<&oci::Descriptor> {
+        let norm = |arch: &str, v: Option<&str>| -> Option<String> {
+            match (arch, v) {
+                ("arm64", Some("v8")) => None,
+                (_, v) => v.map(str::to_string),
+            }
+        };
+        let want_variant = norm(&want.architecture, want.variant.as_deref());
+        let candidates: Vec<&oci::Descriptor> = self
+            .manifests
+            .iter()
+            .filter(|d| {
+                d.platform.as_ref().is_some_and(|p| p.os == want.os && p.architecture == want.architecture)
+            })
+            .collect();
+        let variant = |d: &oci::Descriptor| {
+            d.platform.as_ref().and_then(|p| norm(&p.architecture, p.variant.as_deref()))
+        };
+        match want_variant {
+            Some(v) => candidates.into_iter().find(|d| variant(d).as_deref() == Some(v.as_str())),
+            None => candidates.iter().find(|d| variant(d).is_none()).or(candidates.first()).copied(),
+        }
+    }
+
+    /// The platforms the index lists, `os/arch[/variant]` comma-separated ("no platforms").
+    pub fn platforms(&self) -> String {
+        let list: Vec<String> =
+            self.manifests.iter().filter_map(|d| d.platform.as_ref()).map(Platform::to_string).collect();
+        if list.is_empty() { "no platforms".to_string() } else { list.join(", ") }
+    }
+}
+
+/// `os/arch[/variant]`, as `--platform` takes it.
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.variant {
+            Some(v) => write!(f, "{}/{}/{v}", self.os, self.architecture),
+            None => write!(f, "{}/{}", self.os, self.architecture),
+        }
+    }
 }
 
 impl TagTable {
@@ -280,22 +343,106 @@ impl Store {
         Ok(Image { digest, manifest, config: config.clone(), config_digest })
     }
 
-    /// Reads the image whose manifest is `digest`.
+    /// Reads the image `digest`. A tag may point at an image index (a multi-platform image,
+    /// [`Store::put_index`]): then the image is the host platform's, as [`Store::image_for`]
+    /// picks it, and its `digest` is that platform's manifest, not the index.
     pub fn image(&self, digest: &Digest) -> Result<Image> {
-        let manifest: Manifest = self.read_json(digest, "manifest")?;
-        let config: ImageConfig = self.read_json(&manifest.config.digest, "image config")?;
-        if config.rootfs.diff_ids.len() != manifest.layers.len() {
-            return Err(Error::Corrupt {
-                what: "image",
-                path: self.blob_path(digest),
-                reason: format!(
-                    "the manifest lists {} layers but the config {} diff ids",
-                    manifest.layers.len(),
-                    config.rootfs.diff_ids.len()
-                ),
-            });
+        self.image_for(digest, &Platform::host())
+    }
+
+    /// Reads the image `digest`; if `digest` is an image index, the image in it for `platform`
+    /// ([`oci::Index::manifest_for`]), or [`Error::NoMatchingPlatform`].
+    pub fn image_for(&self, digest: &Digest, platform: &Platform) -> Result<Image> {
+        let mut digest = digest.clone();
+        // An index may list other indexes; a few levels are plenty (and stop a cycle).
+        for _ in 0..4 {
+            let manifest = match self.read_manifest_or_index(&digest)? {
+                Parsed::Manifest(m) => m,
+                Parsed::Index(index) => {
+                    let chosen = index.manifest_for(platform).ok_or_else(|| Error::NoMatchingPlatform {
+                        digest: digest.clone(),
+                        wanted: platform.to_string(),
+                        available: index.platforms(),
+                    })?;
+                    digest = chosen.digest.clone();
+                    continue;
+                }
+            };
+            let config: ImageConfig = self.read_json(&manifest.config.digest, "image config")?;
+            if config.rootfs.diff_ids.len() != manifest.layers.len() {
+                return Err(Error::Corrupt {
+                    what: "image",
+                    path: self.blob_path(&digest),
+                    reason: format!(
+                        "the manifest lists {} layers but the config {} diff ids",
+                        manifest.layers.len(),
+                        config.rootfs.diff_ids.len()
+                    ),
+                });
+            }
+            return Ok(Image { config_digest: manifest.config.digest.clone(), digest, manifest, config });
         }
-        Ok(Image { digest: digest.clone(), config_digest: manifest.config.digest.clone(), manifest, config })
+        Err(Error::Corrupt {
+            what: "image index",
+            path: self.blob_path(&digest),
+            reason: "indexes nest more than 4 deep".to_string(),
+        })
+    }
+
+    /// The image index `digest`, or `None` when `digest` is an image manifest.
+    pub fn index(&self, digest: &Digest) -> Result<Option<oci::Index>> {
+        Ok(match self.read_manifest_or_index(digest)? {
+            Parsed::Index(index) => Some(index),
+            Parsed::Manifest(_) => None,
+        })
+    }
+
+    /// Stores `bytes`, an image index (OCI) or manifest list (Docker), byte for byte so its
+    /// digest is kept, and returns its digest. Everything it lists must be stored already: each
+    /// manifest with its config and layers, each nested index (put before). Tag the digest to
+    /// make a multi-platform image; [`Store::image`] then picks the host's platform from it.
+    pub fn put_index(&self, bytes: &[u8]) -> Result<Digest> {
+        let digest = Digest::of(bytes);
+        let bad =
+            |reason: String| Error::Corrupt { what: "image index", path: self.blob_path(&digest), reason };
+        let value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| bad(format!("it is not JSON: {e}")))?;
+        if !is_index(&value) {
+            return Err(bad("it is not an image index or manifest list".to_string()));
+        }
+        let index: oci::Index = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
+        for child in &index.manifests {
+            let missing =
+                |what: &str, d: &Digest| bad(format!("{what} {d} (of {}) is not in the store", child.digest));
+            if !self.has_blob(&child.digest) {
+                return Err(bad(format!("manifest {} is not in the store", child.digest)));
+            }
+            if let Parsed::Manifest(m) = self.read_manifest_or_index(&child.digest)? {
+                if !self.has_blob(&m.config.digest) {
+                    return Err(missing("config", &m.config.digest));
+                }
+                if let Some(l) = m.layers.iter().find(|l| !self.has_blob(&l.digest)) {
+                    return Err(missing("layer", &l.digest));
+                }
+            }
+        }
+        self.write_blob(bytes)
+    }
+
+    /// Reads blob `digest` as an image manifest or an image index.
+    fn read_manifest_or_index(&self, digest: &Digest) -> Result<Parsed> {
+        let bytes = self.read_blob(digest)?;
+        let corrupt = |what: &'static str, e: serde_json::Error| Error::Corrupt {
+            what,
+            path: self.blob_path(digest),
+            reason: e.to_string(),
+        };
+        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| corrupt("manifest", e))?;
+        if is_index(&value) {
+            Ok(Parsed::Index(serde_json::from_value(value).map_err(|e| corrupt("image index", e))?))
+        } else {
+            Ok(Parsed::Manifest(serde_json::from_value(value).map_err(|e| corrupt("manifest", e))?))
+        }
     }
 
     fn tags_path(&self) -> PathBuf {
@@ -512,27 +659,34 @@ impl Store {
 
     /// Finds an image by reference (`name[:tag]`), by full or abbreviated manifest digest
     /// (`sha256:abc...`, or at least 12 hex characters of the image id as `docker images` shows it).
+    /// A name that points at an image index gives the host platform's image ([`Store::image`]).
     pub fn resolve(&self, name: &str) -> Result<Image> {
+        self.image(&self.lookup(name)?)
+    }
+
+    /// What `name` (as [`Store::resolve`] takes it) points at: an image manifest or an image
+    /// index ([`Store::index`] tells which), without picking a platform.
+    pub fn lookup(&self, name: &str) -> Result<Digest> {
         let table = self.read_tags()?;
         if let Ok(r) = name.parse::<ImageRef>() {
             if let Some(d) = r.digest() {
                 if self.has_blob(d) {
-                    return self.image(d);
+                    return Ok(d.clone());
                 }
             } else if let Some(d) = table.images.get(&r.key()) {
-                return self.image(d);
+                return Ok(d.clone());
             }
         }
         let hex = name.strip_prefix("sha256:").unwrap_or(name);
         if hex.len() >= 12 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             let mut found = table.images.values().chain(&table.dangling).filter(|d| d.hex().starts_with(hex));
             if let Some(d) = found.next() {
-                return self.image(d);
+                return Ok(d.clone());
             }
             if let Ok(d) = format!("sha256:{hex}").parse::<Digest>()
                 && self.has_blob(&d)
             {
-                return self.image(&d);
+                return Ok(d);
             }
         }
         Err(Error::ImageNotFound(name.to_string()))
@@ -639,5 +793,62 @@ mod tests {
         let r = store.remove_image(&a.digest).unwrap();
         assert_eq!(r.untagged, vec!["app:1".to_string()]);
         assert!(store.list_images().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_tag_may_point_at_an_index_and_resolve_picks_the_host_platform() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let host = Platform::host();
+        let other = if host.architecture == "s390x" { "riscv64" } else { "s390x" };
+        let image = |arch: &str| {
+            let config = ImageConfig {
+                architecture: arch.into(),
+                os: "linux".into(),
+                rootfs: oci::RootFs { kind: "layers".into(), diff_ids: vec![] },
+                ..Default::default()
+            };
+            store.put_image(&config, &[]).unwrap()
+        };
+        let (native, foreign) = (image(&host.architecture), image(other));
+        let entry = |image: &Image, arch: &str| {
+            let size = store.read_blob(&image.digest).unwrap().len();
+            format!(
+                r#"{{"mediaType":"{}","digest":"{}","size":{size},"platform":{{"architecture":"{arch}","os":"linux"}}}}"#,
+                oci::MEDIA_TYPE_MANIFEST,
+                image.digest
+            )
+        };
+        let index = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","manifests":[{},{}]}}"#,
+            oci::MEDIA_TYPE_INDEX,
+            entry(&foreign, other),
+            entry(&native, &host.architecture)
+        );
+        let digest = store.put_index(index.as_bytes()).unwrap();
+        assert_eq!(digest, Digest::of(index.as_bytes()));
+        assert_eq!(store.read_blob(&digest).unwrap(), index.as_bytes(), "kept byte for byte");
+        store.tag(&"multi:1".parse().unwrap(), &digest).unwrap();
+
+        assert_eq!(store.lookup("multi:1").unwrap(), digest);
+        assert_eq!(store.index(&digest).unwrap().unwrap().manifests.len(), 2);
+        assert!(store.index(&native.digest).unwrap().is_none());
+        assert_eq!(store.resolve("multi:1").unwrap().digest, native.digest);
+        let want = Platform { architecture: other.into(), os: "linux".into(), variant: None };
+        assert_eq!(store.image_for(&digest, &want).unwrap().config.architecture, other);
+        let mips = Platform { architecture: "mips64le".into(), os: "linux".into(), variant: None };
+        let err = store.image_for(&digest, &mips).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "image {digest} is a multi-platform index with no linux/mips64le image (it has linux/{other}, {host})"
+            )
+        );
+        // What an index lists must be stored first.
+        let missing = index.replace(native.digest.hex(), &"0".repeat(64));
+        assert!(matches!(store.put_index(missing.as_bytes()), Err(Error::Corrupt { .. })));
+        assert!(!store.has_blob(&Digest::of(missing.as_bytes())));
+        assert!(store.put_index(store.read_blob(&native.digest).unwrap().as_slice()).is_err());
+        assert!(store.verify().unwrap().problems.is_empty());
     }
 }

@@ -127,8 +127,13 @@ pub struct PullArgs {
     #[arg(value_name = "IMAGE")]
     pub image: String,
     /// The platform to pick from a multi-platform image (`os/arch[/variant]`; default: this host).
-    #[arg(long, value_name = "OS/ARCH")]
+    #[arg(long, value_name = "OS/ARCH", conflicts_with = "all_platforms")]
     pub platform: Option<String>,
+    /// Pull every platform of a multi-platform image and keep its index (as `docker pull
+    /// --all-platforms`): the name then points at the index, `run` and `build` use this host's
+    /// platform from it, and `push` sends the whole index.
+    #[arg(short = 'a', long)]
+    pub all_platforms: bool,
     /// Reach this registry over plain HTTP; may be repeated.
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     pub insecure_registry: Vec<String>,

@@ -301,7 +301,16 @@ pub fn images(store: &Store, a: args::ImagesArgs) -> Result<ExitCode> {
     let filter = a.reference.as_deref().map(parse_filter).transpose()?;
     let mut rows = Vec::new();
     for entry in store.list_images()? {
-        let image = store.image(&entry.digest)?;
+        let image = match store.image(&entry.digest) {
+            Ok(image) => image,
+            // A multi-platform image without this machine's platform (pulled with -a): listed
+            // by its other platforms would be a guess; say so and go on.
+            Err(e @ cache::Error::NoMatchingPlatform { .. }) => {
+                eprintln!("rbuild: warning: {}: {e}", entry.tags.join(", "));
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         let created = image.config.created.clone();
         let size = store.image_size(&image);
         let mut names: Vec<(String, String)> = entry

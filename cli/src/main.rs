@@ -11,6 +11,7 @@ mod images;
 mod interrupt;
 mod progress;
 mod transfer;
+mod transfer_progress;
 
 use std::process::ExitCode;
 

@@ -15,6 +15,21 @@ pub fn client(insecure: &[String]) -> Result<registry::Client> {
     registry::Client::new(options).map_err(|e| anyhow!("{e}"))
 }
 
+/// A client for `rbuild pull`/`push` that shows each blob's progress on stderr (bars on a
+/// terminal, a line per blob otherwise, nothing when `quiet`; see transfer_progress.rs).
+pub fn client_with_progress(
+    insecure: &[String],
+    quiet: bool,
+    direction: crate::transfer_progress::Direction,
+) -> Result<registry::Client> {
+    let options = registry::Options {
+        insecure_registries: insecure.to_vec(),
+        progress: crate::transfer_progress::reporter(direction, quiet),
+        ..Default::default()
+    };
+    registry::Client::new(options).map_err(|e| anyhow!("{e}"))
+}
+
 fn parse_ref(s: &str) -> Result<ImageRef> {
     s.parse().map_err(|e| anyhow!("invalid reference {s:?}: {e}"))
 }
@@ -34,22 +49,43 @@ fn parse_platform(s: &str) -> Result<registry::Platform> {
 pub fn pull(store: &Store, a: args::PullArgs) -> Result<ExitCode> {
     let reference = parse_ref(&a.image)?;
     let platform = a.platform.as_deref().map(parse_platform).transpose()?;
-    let image = client(&a.insecure_registry)?
-        .pull(store, &reference, platform.as_ref())
-        .map_err(|e| anyhow!("{e}"))?;
-    if a.quiet {
-        println!("{}", image.digest);
+    let client =
+        client_with_progress(&a.insecure_registry, a.quiet, crate::transfer_progress::Direction::Pull)?;
+    let digest = if a.all_platforms {
+        let pulled = client.pull_all_platforms(store, &reference).map_err(|e| anyhow!("{e}"))?;
+        if !a.quiet && pulled.index {
+            for (platform, digest) in &pulled.images {
+                let platform = platform.as_ref().map_or_else(|| "unknown".to_string(), |p| p.to_string());
+                println!("{platform}: {digest}");
+            }
+        }
+        pulled.digest
     } else {
-        println!("Digest: {}\nStatus: downloaded {reference}", image.digest);
+        client.pull(store, &reference, platform.as_ref()).map_err(|e| anyhow!("{e}"))?.digest
+    };
+    if a.quiet {
+        println!("{digest}");
+    } else {
+        println!("Digest: {digest}\nStatus: downloaded {reference}");
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// Pushes an image, or, when the name points at an image index (`pull --all-platforms`),
+/// every platform's manifest and then the index, whose digest stays the same.
 pub fn push(store: &Store, a: args::PushArgs) -> Result<ExitCode> {
-    let image = store.resolve(&a.image).map_err(|e| anyhow!("{}: {e}", a.image))?;
     let destination = parse_ref(a.destination.as_deref().unwrap_or(&a.image))?;
-    let digest =
-        client(&a.insecure_registry)?.push(store, &image, &destination).map_err(|e| anyhow!("{e}"))?;
+    let found = store.lookup(&a.image).map_err(|e| anyhow!("{}: {e}", a.image))?;
+    let client =
+        client_with_progress(&a.insecure_registry, a.quiet, crate::transfer_progress::Direction::Push)?;
+    let digest = match store.index(&found).map_err(|e| anyhow!("{}: {e}", a.image))? {
+        Some(_) => client.push_index(store, &found, &destination),
+        None => {
+            let image = store.image(&found).map_err(|e| anyhow!("{}: {e}", a.image))?;
+            client.push(store, &image, &destination)
+        }
+    }
+    .map_err(|e| anyhow!("{e}"))?;
     if a.quiet {
         println!("{digest}");
     } else {

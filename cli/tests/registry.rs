@@ -145,3 +145,270 @@ fn the_same_source_date_epoch_gives_the_same_digest() {
     let created = &s.config(&digests[0])["created"];
     assert_eq!(created, "2023-11-14T22:13:20Z");
 }
+
+/// Runs a command (skopeo, umoci, tar), panicking with its stderr unless it succeeds; returns
+/// stdout.
+fn tool(program: &str, args: &[&str]) -> Vec<u8> {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} runs (scripts/test.sh installs it): {e}"));
+    assert!(out.status.success(), "{program} {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+/// `skopeo inspect --raw` of `reference` on the test registry: the manifest or index bytes.
+fn raw_manifest(reference: &str) -> Vec<u8> {
+    tool("skopeo", &["inspect", "--tls-verify=false", "--raw", &format!("docker://{reference}")])
+}
+
+fn blob_path(dir: &std::path::Path, digest: &str) -> std::path::PathBuf {
+    dir.join("blobs/sha256").join(digest.strip_prefix("sha256:").unwrap())
+}
+
+/// Puts a two-platform busybox (linux/amd64 and linux/arm64: the same layer, configs that
+/// differ in `architecture`) into `reg` as `multi:1` with `skopeo copy --all` from an OCI layout
+/// made from `rbuild save --format oci`. Returns the reference.
+fn seed_multi_platform(reg: &TestRegistry) -> String {
+    let s = store();
+    s.import_busybox();
+    let layout = tempfile::tempdir().unwrap();
+    let tar = layout.path().join("busybox.tar");
+    s.ok(&["save", "--format", "oci", "-o", tar.to_str().unwrap(), "busybox:latest"]);
+    let dir = layout.path().join("oci");
+    std::fs::create_dir(&dir).unwrap();
+    tool("tar", &["-xf", tar.to_str().unwrap(), "-C", dir.to_str().unwrap()]);
+    let read = |digest: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(blob_path(&dir, digest)).unwrap()).unwrap()
+    };
+    let write = |bytes: &[u8]| -> (String, usize) {
+        let digest = cache::Digest::of(bytes).to_string();
+        std::fs::write(blob_path(&dir, &digest), bytes).unwrap();
+        (digest, bytes.len())
+    };
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let manifest = read(index["manifests"][0]["digest"].as_str().unwrap());
+    let config = read(manifest["config"]["digest"].as_str().unwrap());
+    let mut entries = Vec::new();
+    for arch in ["amd64", "arm64"] {
+        let mut config = config.clone();
+        config["architecture"] = arch.into();
+        let (config_digest, config_size) = write(&serde_json::to_vec(&config).unwrap());
+        let mut manifest = manifest.clone();
+        manifest["config"]["digest"] = config_digest.into();
+        manifest["config"]["size"] = config_size.into();
+        let (digest, size) = write(&serde_json::to_vec(&manifest).unwrap());
+        entries.push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": digest, "size": size,
+            "platform": { "architecture": arch, "os": "linux" },
+        }));
+    }
+    let multi = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": entries,
+    });
+    let (digest, size) = write(&serde_json::to_vec(&multi).unwrap());
+    let layout_index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": digest, "size": size,
+            "annotations": { "org.opencontainers.image.ref.name": "multi" },
+        }],
+    });
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&layout_index).unwrap()).unwrap();
+    let reference = format!("{}/multi:1", reg.host());
+    let src = format!("oci:{}:multi", dir.display());
+    tool("skopeo", &["copy", "--all", "--dest-tls-verify=false", &src, &format!("docker://{reference}")]);
+    reference
+}
+
+#[test]
+fn a_multi_platform_image_pulls_one_platform_or_all_and_pushes_back_the_same_index() {
+    let reg = TestRegistry::start();
+    let multi = seed_multi_platform(&reg);
+    let index_bytes = raw_manifest(&multi);
+    let index_digest = cache::Digest::of(&index_bytes).to_string();
+    let index: serde_json::Value = serde_json::from_slice(&index_bytes).unwrap();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 2, "skopeo pushed the index");
+
+    // One platform: --platform picks it; the name points at that platform's manifest.
+    let one = store();
+    for arch in ["arm64", "amd64"] {
+        let digest = one.ok(&["pull", "-q", "--platform", &format!("linux/{arch}"), &multi]);
+        let listed =
+            index["manifests"].as_array().unwrap().iter().find(|m| m["platform"]["architecture"] == arch);
+        assert_eq!(digest.trim(), listed.unwrap()["digest"].as_str().unwrap());
+        assert_eq!(one.config(&multi)["architecture"], arch);
+    }
+    let out = one.run(&["pull", "--platform", "linux/s390x", &multi]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("no image for platform linux/s390x (the index has: linux/amd64, linux/arm64)"),
+        "{err}"
+    );
+
+    // Every platform: the name points at the index; run uses this host's platform; push sends
+    // both manifests and then the index, byte for byte.
+    let all = store();
+    let out = all.ok(&["pull", "--all-platforms", &multi]);
+    assert!(out.contains("linux/arm64: sha256:") && out.contains("linux/amd64: sha256:"), "{out}");
+    assert!(out.contains(&format!("Digest: {index_digest}")), "{out}");
+    assert_eq!(all.ok(&["run", "--rm", &multi, "echo", "from the index"]), "from the index\n");
+    let host_arch = if cfg!(target_arch = "aarch64") { "arm64" } else { "amd64" };
+    assert_eq!(all.config(&multi)["architecture"], host_arch);
+    assert_eq!(all.ok(&["system", "verify"]), "store verified: no problems\n");
+    let copy = format!("{}/copy:1", reg.host());
+    let pushed = all.ok(&["push", "-q", &multi, &copy]);
+    assert_eq!(pushed.trim(), index_digest);
+    assert_eq!(raw_manifest(&copy), index_bytes, "the pushed index differs from the pulled one");
+    for m in index["manifests"].as_array().unwrap() {
+        let by_digest = format!("{}/copy@{}", reg.host(), m["digest"].as_str().unwrap());
+        assert_eq!(cache::Digest::of(&raw_manifest(&by_digest)).to_string(), m["digest"].as_str().unwrap());
+    }
+    // And what was pushed pulls back as a whole.
+    let again = store();
+    assert_eq!(again.ok(&["pull", "-q", "-a", &copy]).trim(), index_digest);
+    assert_eq!(again.ok(&["system", "verify"]), "store verified: no problems\n");
+}
+
+#[test]
+fn an_image_rbuild_pushes_is_copied_by_skopeo_and_unpacked_by_umoci() {
+    let reg = TestRegistry::start();
+    let s = store();
+    s.import_busybox();
+    let ctx = context(&[
+        (
+            "Dockerfile",
+            "FROM busybox\nCOPY hello.txt /srv/hello.txt\nRUN echo ran > /srv/ran && rm /etc/group\n",
+        ),
+        ("hello.txt", "hello from rbuild\n"),
+    ]);
+    build(&s, &["build", "-t", "interop:1", ctx.path().to_str().unwrap()]);
+    let reference = format!("{}/x:1", reg.host());
+    s.ok(&["push", "interop:1", &reference]);
+
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    let layout_ref = format!("{}:x", layout.display());
+    tool(
+        "skopeo",
+        &["copy", "--src-tls-verify=false", &format!("docker://{reference}"), &format!("oci:{layout_ref}")],
+    );
+    let bundle = work.path().join("bundle");
+    let mut args = vec!["unpack", "--image", &layout_ref, bundle.to_str().unwrap()];
+    let root = String::from_utf8_lossy(&tool("id", &["-u"])).trim() == "0";
+    if !root {
+        args.insert(1, "--rootless");
+    }
+    tool("umoci", &args);
+    let rootfs = bundle.join("rootfs");
+    assert_eq!(std::fs::read_to_string(rootfs.join("srv/hello.txt")).unwrap(), "hello from rbuild\n");
+    assert_eq!(std::fs::read_to_string(rootfs.join("srv/ran")).unwrap(), "ran\n");
+    assert!(rootfs.join("bin/busybox").is_file());
+    assert!(rootfs.join("etc/passwd").is_file());
+    assert!(!rootfs.join("etc/group").exists(), "the whiteout of /etc/group was not applied");
+    assert_eq!(std::fs::read_link(rootfs.join("bin/sh")).unwrap(), std::path::Path::new("/bin/busybox"));
+}
+
+/// Runs rbuild with its credentials kept in `home` (XDG_CONFIG_HOME and DOCKER_CONFIG), so
+/// a login never touches the user's files.
+fn run_in(s: &TestStore, home: &std::path::Path, args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = s
+        .cmd()
+        .args(args)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("DOCKER_CONFIG", home.join("docker"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Every name in the store with the digest it points at.
+fn names(s: &TestStore) -> String {
+    s.ok(&["images", "--format", "{{.Repository}}:{{.Tag}} {{.Digest}}"])
+}
+
+/// The command failed with exit code 1 and one error line on stderr, the last, containing
+/// `expect` (progress lines of blobs that did move may come before it), and left no new name
+/// and nothing broken in the store.
+fn fails_cleanly(s: &TestStore, out: &std::process::Output, expect: &str, images_before: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("rbuild: error: ")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    assert_eq!(err.lines().last(), Some(errors[0]), "{err}");
+    assert!(errors[0].contains(expect), "expected {expect:?} in: {err}");
+    assert_eq!(names(s), images_before, "the store changed");
+    assert_eq!(s.ok(&["system", "verify"]), "store verified: no problems\n");
+}
+
+#[test]
+fn pull_and_push_failures_are_one_line_and_store_nothing() {
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    let s = store();
+    s.import_busybox();
+    let before = names(&s);
+    assert!(before.contains("busybox:latest sha256:"), "{before}");
+
+    // A registry that is down.
+    let out = run_in(&s, home, &["pull", "127.0.0.1:1/down:1"], "");
+    fails_cleanly(&s, &out, "cannot reach 127.0.0.1:1", &before);
+    let out = run_in(&s, home, &["push", "busybox:latest", "127.0.0.1:1/down:1"], "");
+    fails_cleanly(&s, &out, "cannot reach 127.0.0.1:1", &before);
+
+    // A manifest the registry does not have.
+    let reg = TestRegistry::start();
+    let out = run_in(&s, home, &["pull", &format!("{}/nothing:1", reg.host())], "");
+    fails_cleanly(&s, &out, &format!("manifest unknown: {}/nothing:1", reg.host()), &before);
+    let out = run_in(&s, home, &["pull", "--all-platforms", &format!("{}/nothing:1", reg.host())], "");
+    fails_cleanly(&s, &out, "manifest unknown", &before);
+
+    // A layer tampered with on the registry's disk: verification fails, nothing is stored.
+    let reference = seed_base(&reg);
+    let manifest: serde_json::Value = serde_json::from_slice(&raw_manifest(&reference)).unwrap();
+    let layer = manifest["layers"][0]["digest"].as_str().unwrap().to_string();
+    let path = reg.blob_data_path(&layer);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    let fresh = store();
+    let empty = names(&fresh);
+    let out = run_in(&fresh, home, &["pull", &reference], "");
+    fails_cleanly(&fresh, &out, &format!("blob {layer} from {}/bb failed verification", reg.host()), &empty);
+    let out = run_in(&fresh, home, &["pull", "-a", &reference], "");
+    fails_cleanly(&fresh, &out, "failed verification", &empty);
+    assert!(!fresh.path().join("blobs/sha256").join(&layer["sha256:".len()..]).exists());
+
+    // A registry with htpasswd auth: 401 without a login, then login and the push works.
+    let secured = TestRegistry::start_with_htpasswd("ci", "s3cret");
+    let target = format!("{}/team/app:1", secured.host());
+    let out = run_in(&s, home, &["push", "busybox:latest", &target], "");
+    fails_cleanly(&s, &out, &format!("unauthorized: pushing {target}"), &before);
+    let out = run_in(&s, home, &["pull", &target], "");
+    fails_cleanly(&s, &out, "unauthorized", &before);
+    let out = run_in(&s, home, &["login", &secured.host(), "-u", "ci", "--password-stdin"], "wrong\n");
+    fails_cleanly(&s, &out, "unauthorized", &before);
+    let out = run_in(&s, home, &["login", &secured.host(), "-u", "ci", "--password-stdin"], "s3cret\n");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(home.join("config/rbuild/auth.json").is_file());
+    assert!(!home.join("docker/config.json").exists(), "login wrote Docker's file");
+    let out = run_in(&s, home, &["push", "-q", "busybox:latest", &target], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let pushed = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let other = store();
+    let out = run_in(&other, home, &["pull", "-q", &target], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), pushed);
+}

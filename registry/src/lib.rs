@@ -26,6 +26,7 @@ use cache::ImageRef;
 pub use auth::{Credentials, Login};
 pub use cache::oci::Platform;
 pub use error::{Error, Result};
+pub use pull::PulledAll;
 
 use crate::http::Transport;
 

@@ -51,10 +51,10 @@ impl Client {
         let (mut bytes, mut digest, mut fetched) =
             self.fetch_manifest(&repo, &first, reference.digest(), &shown)?;
         if let Fetched::Index(index) = &fetched {
-            let chosen = choose_platform(index, &wanted).ok_or_else(|| Error::NoMatchingPlatform {
+            let chosen = index.manifest_for(&wanted).ok_or_else(|| Error::NoMatchingPlatform {
                 reference: shown.clone(),
-                wanted: platform_string(&wanted),
-                available: available(index),
+                wanted: wanted.to_string(),
+                available: index.platforms(),
             })?;
             let d = chosen.digest.clone();
             (bytes, digest, fetched) = self.fetch_manifest(&repo, d.as_str(), Some(&d), &shown)?;
@@ -68,22 +68,135 @@ impl Client {
                 });
             }
         };
-        if ![oci::MEDIA_TYPE_CONFIG, oci::MEDIA_TYPE_DOCKER_CONFIG]
-            .contains(&manifest.config.media_type.as_str())
-        {
+        self.pull_fetched(store, reference, &repo, &shown, bytes, digest, manifest)
+    }
+
+    /// Pulls every platform of `reference` (as `docker pull --all-platforms`): the index (or
+    /// Docker manifest list) byte for byte, and each manifest it lists with its config and
+    /// layers, verified as [`Client::pull`] does; then tags the index. Entries that are not
+    /// container images (attestations, other artifacts) are stored too, so that pushing the
+    /// index gives the same digest. A reference that is a single manifest is pulled and tagged
+    /// as it is. Nothing is tagged unless everything is stored.
+    pub fn pull_all_platforms(&self, store: &Store, reference: &ImageRef) -> Result<PulledAll> {
+        let repo = Repository::of(reference);
+        let shown = reference.to_string();
+        let first = match (reference.digest(), reference.tag()) {
+            (Some(d), _) => d.to_string(),
+            (None, Some(t)) => t.to_string(),
+            (None, None) => "latest".to_string(),
+        };
+        let (bytes, digest, fetched) = self.fetch_manifest(&repo, &first, reference.digest(), &shown)?;
+        let index = match fetched {
+            Fetched::Manifest(manifest) => {
+                let image = self.pull_fetched(store, reference, &repo, &shown, bytes, digest, manifest)?;
+                let platform = Some(Platform {
+                    architecture: image.config.architecture.clone(),
+                    os: image.config.os.clone(),
+                    variant: None,
+                });
+                return Ok(PulledAll {
+                    digest: image.digest.clone(),
+                    index: false,
+                    images: vec![(platform, image.digest)],
+                });
+            }
+            Fetched::Index(index) => index,
+        };
+        let mut manifests = Vec::new();
+        let mut nested = Vec::new();
+        self.collect_index(&repo, &shown, &index, 0, &mut manifests, &mut nested)?;
+        self.store_manifests(store, &repo, &shown, &manifests)?;
+        for bytes in &nested {
+            store.put_index(bytes)?;
+        }
+        let stored = store.put_index(&bytes)?;
+        debug_assert_eq!(stored, digest);
+        store.tag(reference, &digest)?;
+        let images = index
+            .manifests
+            .iter()
+            .filter(|d| manifests.iter().any(|(_, md, m)| *md == d.digest && is_image(m)))
+            .map(|d| (d.platform.clone(), d.digest.clone()))
+            .collect();
+        Ok(PulledAll { digest, index: true, images })
+    }
+
+    /// The rest of a single-manifest pull, once its manifest is fetched.
+    #[allow(clippy::too_many_arguments)]
+    fn pull_fetched(
+        &self,
+        store: &Store,
+        reference: &ImageRef,
+        repo: &Repository,
+        shown: &str,
+        bytes: Vec<u8>,
+        digest: Digest,
+        manifest: Manifest,
+    ) -> Result<Image> {
+        if !is_image(&manifest) {
             return Err(Error::BadManifest {
-                reference: shown,
+                reference: shown.to_string(),
                 reason: format!(
                     "not a container image (its config's media type is {})",
                     manifest.config.media_type
                 ),
             });
         }
+        self.store_manifests(store, repo, shown, &[(bytes, digest.clone(), manifest)])?;
+        store.tag(reference, &digest)?;
+        Ok(store.image(&digest)?)
+    }
 
-        let mut blobs: Vec<&Descriptor> = Vec::with_capacity(manifest.layers.len() + 1);
-        for d in std::iter::once(&manifest.config).chain(&manifest.layers) {
-            if !blobs.iter().any(|b| b.digest == d.digest) {
-                blobs.push(d);
+    /// Fetches (verified) every manifest `index` lists, into `manifests`, and the indexes it
+    /// lists, into `nested` (each after the indexes it lists in turn).
+    fn collect_index(
+        &self,
+        repo: &Repository,
+        shown: &str,
+        index: &Index,
+        depth: usize,
+        manifests: &mut Vec<(Vec<u8>, Digest, Manifest)>,
+        nested: &mut Vec<Vec<u8>>,
+    ) -> Result<()> {
+        for d in &index.manifests {
+            if manifests.iter().any(|(_, md, _)| *md == d.digest) {
+                continue;
+            }
+            let (bytes, digest, fetched) =
+                self.fetch_manifest(repo, d.digest.as_str(), Some(&d.digest), shown)?;
+            match fetched {
+                Fetched::Manifest(m) => manifests.push((bytes, digest, m)),
+                Fetched::Index(inner) if depth < 2 => {
+                    self.collect_index(repo, shown, &inner, depth + 1, manifests, nested)?;
+                    nested.push(bytes);
+                }
+                Fetched::Index(_) => {
+                    return Err(Error::BadManifest {
+                        reference: shown.to_string(),
+                        reason: "its indexes nest more than 3 deep".to_string(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Fetches the config and layers of `manifests` that `store` lacks (in parallel, each blob
+    /// once), checks every image among them is whole (its config parses and lists a diff id per
+    /// layer), and only then writes the manifests themselves.
+    fn store_manifests(
+        &self,
+        store: &Store,
+        repo: &Repository,
+        shown: &str,
+        manifests: &[(Vec<u8>, Digest, Manifest)],
+    ) -> Result<()> {
+        let mut blobs: Vec<&Descriptor> = Vec::new();
+        for (_, _, manifest) in manifests {
+            for d in std::iter::once(&manifest.config).chain(&manifest.layers) {
+                if !blobs.iter().any(|b| b.digest == d.digest) {
+                    blobs.push(d);
+                }
             }
         }
         parallel(self.options.jobs, &blobs, |desc| {
@@ -94,34 +207,33 @@ impl Client {
                     outcome: Outcome::AlreadyPresent,
                 });
             } else {
-                self.fetch_blob(store, &repo, desc, &shown)?;
+                self.fetch_blob(store, repo, desc, shown)?;
             }
             // A hint for cross-repository mounts on a later push; losing it costs nothing.
             let _ = store.add_blob_source(&desc.digest, &repo.to_string());
             Ok(())
         })?;
 
-        // Check the image is whole before it becomes visible: the config must parse and list a
+        // Check each image is whole before it becomes visible: the config must parse and list a
         // diff id for each layer.
-        let config_bytes = store.read_blob(&manifest.config.digest)?;
-        let config: ImageConfig = serde_json::from_slice(&config_bytes).map_err(|e| Error::BadManifest {
-            reference: shown.clone(),
-            reason: format!("its image config {} is not valid: {e}", manifest.config.digest),
-        })?;
-        if config.rootfs.diff_ids.len() != manifest.layers.len() {
-            return Err(Error::BadManifest {
-                reference: shown,
-                reason: format!(
-                    "the manifest lists {} layers but the config {} diff ids",
+        for (_, digest, manifest) in manifests.iter().filter(|(_, _, m)| is_image(m)) {
+            let bad = |reason: String| Error::BadManifest { reference: shown.to_string(), reason };
+            let config_bytes = store.read_blob(&manifest.config.digest)?;
+            let config: ImageConfig = serde_json::from_slice(&config_bytes)
+                .map_err(|e| bad(format!("its image config {} is not valid: {e}", manifest.config.digest)))?;
+            if config.rootfs.diff_ids.len() != manifest.layers.len() {
+                return Err(bad(format!(
+                    "the manifest {digest} lists {} layers but the config {} diff ids",
                     manifest.layers.len(),
                     config.rootfs.diff_ids.len()
-                ),
-            });
+                )));
+            }
         }
-        let stored = store.write_blob(&bytes)?;
-        debug_assert_eq!(stored, digest);
-        store.tag(reference, &digest)?;
-        Ok(store.image(&digest)?)
+        for (bytes, digest, _) in manifests {
+            let stored = store.write_blob(bytes)?;
+            debug_assert_eq!(stored, *digest);
+        }
+        Ok(())
     }
 
     /// GETs manifest `tag_or_digest` of `repo`, verifying it against `expected` when given.
@@ -281,6 +393,24 @@ impl Client {
     }
 }
 
+/// What [`Client::pull_all_platforms`] stored and tagged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PulledAll {
+    /// What the reference now points at in the store: the index, or the manifest of a
+    /// single-platform image.
+    pub digest: Digest,
+    /// Whether `digest` is an index.
+    pub index: bool,
+    /// The container images in it: each one's platform (as the index gives it; from the config
+    /// for a single-platform image) and manifest digest.
+    pub images: Vec<(Option<Platform>, Digest)>,
+}
+
+/// Whether `manifest` is a container image (its config is an image config), not an artifact.
+fn is_image(manifest: &Manifest) -> bool {
+    [oci::MEDIA_TYPE_CONFIG, oci::MEDIA_TYPE_DOCKER_CONFIG].contains(&manifest.config.media_type.as_str())
+}
+
 /// Why a blob stream stopped early.
 enum Failure {
     /// It ended (cleanly, or with the connection failing: `cause`) after `got` bytes.
@@ -329,44 +459,6 @@ impl Read for BlobReader<'_> {
     }
 }
 
-/// The manifest of `index` for `want`: same os and architecture; the variant must match when
-/// one is asked for (arm64's `v8` is the default), else one without a variant is preferred.
-fn choose_platform<'a>(index: &'a Index, want: &Platform) -> Option<&'a Descriptor> {
-    let norm = |arch: &str, v: Option<&str>| -> Option<String> {
-        match (arch, v) {
-            ("arm64", Some("v8")) => None,
-            (_, v) => v.map(str::to_string),
-        }
-    };
-    let want_variant = norm(&want.architecture, want.variant.as_deref());
-    let candidates: Vec<&Descriptor> = index
-        .manifests
-        .iter()
-        .filter(|d| {
-            d.platform.as_ref().is_some_and(|p| p.os == want.os && p.architecture == want.architecture)
-        })
-        .collect();
-    let variant =
-        |d: &Descriptor| d.platform.as_ref().and_then(|p| norm(&p.architecture, p.variant.as_deref()));
-    match want_variant {
-        Some(v) => candidates.into_iter().find(|d| variant(d).as_deref() == Some(v.as_str())),
-        None => candidates.iter().find(|d| variant(d).is_none()).or(candidates.first()).copied(),
-    }
-}
-
-fn platform_string(p: &Platform) -> String {
-    match &p.variant {
-        Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
-        None => format!("{}/{}", p.os, p.architecture),
-    }
-}
-
-fn available(index: &Index) -> String {
-    let list: Vec<String> =
-        index.manifests.iter().filter_map(|d| d.platform.as_ref()).map(platform_string).collect();
-    if list.is_empty() { "no platforms".to_string() } else { list.join(", ") }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -403,10 +495,10 @@ mod tests {
             os: "linux".into(),
             variant: v.map(Into::into),
         };
-        assert_eq!(choose_platform(&index, &p("amd64", None)).unwrap().digest, Digest::of(&[3]));
-        assert_eq!(choose_platform(&index, &p("arm", Some("v7"))).unwrap().digest, Digest::of(&[2]));
-        assert_eq!(choose_platform(&index, &p("arm64", None)).unwrap().digest, Digest::of(&[4]));
-        assert!(choose_platform(&index, &p("s390x", None)).is_none());
-        assert_eq!(available(&index), "linux/arm/v6, linux/arm/v7, linux/amd64, linux/arm64/v8");
+        assert_eq!(index.manifest_for(&p("amd64", None)).unwrap().digest, Digest::of(&[3]));
+        assert_eq!(index.manifest_for(&p("arm", Some("v7"))).unwrap().digest, Digest::of(&[2]));
+        assert_eq!(index.manifest_for(&p("arm64", None)).unwrap().digest, Digest::of(&[4]));
+        assert!(index.manifest_for(&p("s390x", None)).is_none());
+        assert_eq!(index.platforms(), "linux/arm/v6, linux/arm/v7, linux/amd64, linux/arm64/v8");
     }
 }

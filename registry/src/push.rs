@@ -77,10 +77,86 @@ impl Client {
         })?;
 
         let media_type = manifest.media_type.clone().unwrap_or_else(|| oci::MEDIA_TYPE_MANIFEST.to_string());
-        let manifest_bytes = manifest_bytes.to_vec();
+        self.put_manifest(&repo, target, &media_type, manifest_bytes.to_vec(), &shown)
+    }
+
+    /// Pushes the multi-platform image whose index (or Docker manifest list) is `digest` in
+    /// `store` to `reference`: every manifest it lists (with its blobs) by digest, then the
+    /// index byte for byte, so its digest, which this returns, stays the same. A reference with
+    /// a digest only must name this index.
+    pub fn push_index(&self, store: &Store, digest: &Digest, reference: &ImageRef) -> Result<Digest> {
+        let repo = Repository::of(reference);
+        let shown = reference.to_string();
+        let target = match (reference.tag(), reference.digest()) {
+            (Some(t), _) => t.to_string(),
+            (None, Some(d)) if d == digest => d.to_string(),
+            (None, Some(d)) => {
+                return Err(Error::BadManifest {
+                    reference: shown,
+                    reason: format!("the image to push is {digest}, not {d}"),
+                });
+            }
+            (None, None) => "latest".to_string(),
+        };
+        self.push_index_to(store, digest, &repo, &target, &shown, 0)
+    }
+
+    fn push_index_to(
+        &self,
+        store: &Store,
+        digest: &Digest,
+        repo: &Repository,
+        target: &str,
+        shown: &str,
+        depth: usize,
+    ) -> Result<Digest> {
+        let Some(index) = store.index(digest)? else {
+            return Err(Error::BadManifest {
+                reference: shown.to_string(),
+                reason: format!("{digest} is not an image index"),
+            });
+        };
+        let mut done: Vec<&Digest> = Vec::new();
+        for child in &index.manifests {
+            if done.contains(&&child.digest) {
+                continue;
+            }
+            done.push(&child.digest);
+            if store.index(&child.digest)?.is_some() {
+                if depth >= 2 {
+                    return Err(Error::BadManifest {
+                        reference: shown.to_string(),
+                        reason: "its indexes nest more than 3 deep".to_string(),
+                    });
+                }
+                self.push_index_to(store, &child.digest, repo, child.digest.as_str(), shown, depth + 1)?;
+                continue;
+            }
+            let bytes = store.read_blob(&child.digest)?;
+            let manifest: oci::Manifest = serde_json::from_slice(&bytes).map_err(|e| Error::BadManifest {
+                reference: shown.to_string(),
+                reason: format!("its manifest {} does not parse: {e}", child.digest),
+            })?;
+            self.push_manifest(store, &bytes, &manifest, repo, child.digest.as_str(), shown)?;
+        }
+        let media_type = index.media_type.clone().unwrap_or_else(|| oci::MEDIA_TYPE_INDEX.to_string());
+        let bytes = store.read_blob(digest)?;
+        self.put_manifest(repo, target, &media_type, bytes, shown)
+    }
+
+    /// PUTs `bytes` (of `media_type`) as manifest `target` (a tag or digest) of `repo`; returns
+    /// their digest.
+    fn put_manifest(
+        &self,
+        repo: &Repository,
+        target: &str,
+        media_type: &str,
+        bytes: Vec<u8>,
+        shown: &str,
+    ) -> Result<Digest> {
         let url = format!("{}/v2/{}/manifests/{target}", self.transport.base_url(&repo.host), repo.path);
         let resp = self.transport.send(&repo.host, &[repo.push_scope()], TRIES, &|c| {
-            Ok(c.put(&url).header(CONTENT_TYPE, &media_type).body(manifest_bytes.clone()))
+            Ok(c.put(&url).header(CONTENT_TYPE, media_type).body(bytes.clone()))
         })?;
         let action = || format!("pushing manifest of {shown}");
         match resp.status() {
@@ -90,7 +166,7 @@ impl Client {
             }
             _ => return Err(status_error(&repo.host, action(), resp, TRIES)),
         }
-        Ok(Digest::of(&manifest_bytes))
+        Ok(Digest::of(&bytes))
     }
 
     /// Makes sure blob `desc` is in `repo`: already there, mounted, or uploaded.
