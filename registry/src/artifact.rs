@@ -5,6 +5,7 @@ use cache::oci::{Descriptor, Manifest};
 use cache::{Digest, ImageRef, Store};
 
 use crate::error::{Error, Result};
+use crate::manifest_target;
 use crate::pull::Fetched;
 use crate::{Client, Repository};
 
@@ -28,11 +29,7 @@ impl Client {
     pub fn fetch_artifact(&self, store: &Store, reference: &ImageRef) -> Result<(Manifest, Vec<u8>)> {
         let repo = Repository::of(reference);
         let shown = reference.to_string();
-        let first = match (reference.digest(), reference.tag()) {
-            (Some(d), _) => d.to_string(),
-            (None, Some(t)) => t.to_string(),
-            (None, None) => "latest".to_string(),
-        };
+        let first = manifest_target(reference);
         let (_, _, fetched) = self.fetch_manifest(&repo, &first, reference.digest(), &shown)?;
         let Fetched::Manifest(manifest) = fetched else {
             return Err(Error::BadManifest {

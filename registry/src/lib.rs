@@ -92,6 +92,15 @@ pub struct Client {
     transport: Transport,
 }
 
+/// What the manifest URL of `reference` names: its digest, else its tag, else `latest`.
+pub(crate) fn manifest_target(reference: &ImageRef) -> String {
+    match (reference.digest(), reference.tag()) {
+        (Some(d), _) => d.to_string(),
+        (None, Some(t)) => t.to_string(),
+        (None, None) => "latest".to_string(),
+    }
+}
+
 /// A repository on a registry: `host` as in references (`docker.io`, `127.0.0.1:5000`) and the
 /// path under `/v2/` (`library/busybox`, `team/app`).
 #[derive(Debug, Clone, PartialEq, Eq)]

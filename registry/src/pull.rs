@@ -12,6 +12,7 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE};
 
 use crate::error::{Error, Result};
 use crate::http::{TRIES, backoff, describe, read_limited, status_error, unauthorized};
+use crate::manifest_target;
 use crate::{Client, Outcome, Progress, Repository, parallel};
 
 /// Docker's manifest list, the Docker twin of an OCI index.
@@ -43,11 +44,7 @@ impl Client {
         let repo = Repository::of(reference);
         let shown = reference.to_string();
         let wanted = platform.cloned().unwrap_or_else(Platform::host);
-        let first = match (reference.digest(), reference.tag()) {
-            (Some(d), _) => d.to_string(),
-            (None, Some(t)) => t.to_string(),
-            (None, None) => "latest".to_string(),
-        };
+        let first = manifest_target(reference);
         let (mut bytes, mut digest, mut fetched) =
             self.fetch_manifest(&repo, &first, reference.digest(), &shown)?;
         if let Fetched::Index(index) = &fetched {
@@ -80,11 +77,7 @@ impl Client {
     pub fn pull_all_platforms(&self, store: &Store, reference: &ImageRef) -> Result<PulledAll> {
         let repo = Repository::of(reference);
         let shown = reference.to_string();
-        let first = match (reference.digest(), reference.tag()) {
-            (Some(d), _) => d.to_string(),
-            (None, Some(t)) => t.to_string(),
-            (None, None) => "latest".to_string(),
-        };
+        let first = manifest_target(reference);
         let (bytes, digest, fetched) = self.fetch_manifest(&repo, &first, reference.digest(), &shown)?;
         let index = match fetched {
             Fetched::Manifest(manifest) => {

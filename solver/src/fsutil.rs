@@ -11,6 +11,13 @@ use std::path::{Component, Path, PathBuf};
 /// resolves to `root/opt` and a context symlink to `/etc/passwd` never reaches the host's.
 /// The last component need not exist.
 pub fn secure_join(root: &Path, path: &Path) -> io::Result<PathBuf> {
+    Ok(root.join(resolve_stacked(&[root], path)?))
+}
+
+/// `path` resolved as [`secure_join`] does, but through stacked directories `dirs` (topmost
+/// first, as overlayfs stacks layers): each component is what the topmost directory having it
+/// says. Returns the resolved path relative to the root.
+pub fn resolve_stacked(dirs: &[&Path], path: &Path) -> io::Result<PathBuf> {
     let mut resolved = PathBuf::new();
     let mut pending: VecDeque<OsString> = normal_components(path).collect();
     let mut links = 0;
@@ -20,13 +27,14 @@ pub fn secure_join(root: &Path, path: &Path) -> io::Result<PathBuf> {
             continue;
         }
         let candidate = resolved.join(&c);
-        match fs::symlink_metadata(root.join(&candidate)) {
-            Ok(m) if m.file_type().is_symlink() => {
+        let top = dirs.iter().find_map(|d| fs::symlink_metadata(d.join(&candidate)).ok().map(|m| (d, m)));
+        match top {
+            Some((dir, m)) if m.file_type().is_symlink() => {
                 links += 1;
                 if links > 255 {
                     return Err(io::Error::from_raw_os_error(libc::ELOOP));
                 }
-                let target = fs::read_link(root.join(&candidate))?;
+                let target = fs::read_link(dir.join(&candidate))?;
                 if target.is_absolute() {
                     resolved = PathBuf::new();
                 }
@@ -37,7 +45,7 @@ pub fn secure_join(root: &Path, path: &Path) -> io::Result<PathBuf> {
             _ => resolved = candidate,
         }
     }
-    Ok(root.join(resolved))
+    Ok(resolved)
 }
 
 /// The components of `path` as plain names and `..`, dropping `/` and `.`.

@@ -312,11 +312,11 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
 /// the directories it made for them), so a mount leaves no trace in the layer. Paths that
 /// exist in a lower layer are the image's and stay.
 pub(crate) fn remove_stubs(upper: &Path, lowers: &[PathBuf], targets: &[String]) {
-    let mut stack = vec![upper.to_path_buf()];
-    stack.extend(lowers.iter().cloned());
+    let mut stack = vec![upper];
+    stack.extend(lowers.iter().map(PathBuf::as_path));
     for target in targets {
         // Where the sandbox made it: symlinks in the image resolved as the sandbox did.
-        let mut rel = resolve_stacked(&stack, target);
+        let Ok(mut rel) = crate::fsutil::resolve_stacked(&stack, Path::new(target)) else { continue };
         while !rel.as_os_str().is_empty() {
             if lowers.iter().any(|l| fs::symlink_metadata(l.join(&rel)).is_ok()) {
                 break;
@@ -333,43 +333,4 @@ pub(crate) fn remove_stubs(upper: &Path, lowers: &[PathBuf], targets: &[String])
             rel.pop();
         }
     }
-}
-
-/// `path` resolved through the stacked directories `dirs` (topmost first) as the merged view
-/// shows it: each component is what the topmost directory having it says, symlinks followed
-/// within the stack. Returns the path relative to the root.
-fn resolve_stacked(dirs: &[PathBuf], path: &str) -> PathBuf {
-    use std::collections::VecDeque;
-    let split = |p: &str| -> VecDeque<String> {
-        p.split('/').filter(|c| !c.is_empty() && *c != ".").map(str::to_string).collect()
-    };
-    let mut pending = split(path);
-    let mut resolved = PathBuf::new();
-    let mut links = 0;
-    while let Some(c) = pending.pop_front() {
-        if c == ".." {
-            resolved.pop();
-            continue;
-        }
-        let candidate = resolved.join(&c);
-        let top = dirs.iter().find_map(|d| fs::symlink_metadata(d.join(&candidate)).ok().map(|m| (d, m)));
-        match top {
-            Some((d, m)) if m.file_type().is_symlink() && links < 40 => {
-                links += 1;
-                let Ok(target) = fs::read_link(d.join(&candidate)) else {
-                    resolved = candidate;
-                    continue;
-                };
-                let target = target.to_string_lossy().into_owned();
-                if target.starts_with('/') {
-                    resolved = PathBuf::new();
-                }
-                let mut next = split(&target);
-                next.extend(pending);
-                pending = next;
-            }
-            _ => resolved = candidate,
-        }
-    }
-    resolved
 }
