@@ -14,15 +14,20 @@ fn store() -> TestStore {
     s
 }
 
-/// Builds `dockerfile` (with `extra` flags) and returns the RUN output lines, in order.
-fn run_output(s: &TestStore, dockerfile: &str, extra: &[&str]) -> Vec<String> {
+/// Builds `dockerfile` (`--no-cache`, plain progress, `extra` flags): exit code and stderr.
+fn build_plain(s: &TestStore, dockerfile: &str, extra: &[&str]) -> (Option<i32>, String) {
     let ctx = context(&[("Dockerfile", dockerfile)]);
     let mut args = vec!["build", "--no-cache", "--progress=plain"];
     args.extend_from_slice(extra);
     args.push(ctx.path().to_str().unwrap());
     let out = s.run(&args);
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "build failed:\n{err}");
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Builds `dockerfile` (with `extra` flags) and returns the RUN output lines, in order.
+fn run_output(s: &TestStore, dockerfile: &str, extra: &[&str]) -> Vec<String> {
+    let (code, err) = build_plain(s, dockerfile, extra);
+    assert_eq!(code, Some(0), "build failed:\n{err}");
     output_lines(&err)
 }
 
@@ -33,14 +38,9 @@ fn output_lines(stderr: &str) -> Vec<String> {
 
 /// Builds and expects failure; returns stderr.
 fn build_fails(s: &TestStore, dockerfile: &str, extra: &[&str]) -> String {
-    let ctx = context(&[("Dockerfile", dockerfile)]);
-    let mut args = vec!["build", "--no-cache", "--progress=plain"];
-    args.extend_from_slice(extra);
-    args.push(ctx.path().to_str().unwrap());
-    let out = s.run(&args);
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "build should have failed:\n{err}");
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let (code, err) = build_plain(s, dockerfile, extra);
+    assert_ne!(code, Some(0), "build should have failed:\n{err}");
+    assert_eq!(code, Some(1), "{err}");
     err
 }
 
