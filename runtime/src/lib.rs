@@ -1,5 +1,32 @@
 //! Containers, networks and volumes: their state in the store and their lifecycle on top of
-//! the executor's sandbox.
-//!
-//! Empty in this first slice: `rbuild run --rm` drives the executor directly in the
-//! foreground. The crate exists so that lifecycle work has its place (see README.md).
+//! the executor's sandbox, daemonless: each running container has a monitor process (rbuild
+//! re-executed) that owns its PID 1, its logs and its network plumbing.
+
+pub mod network;
+pub mod spec;
+pub mod volume;
+
+pub use spec::{MountRequest, NetworkRequest, PortMapping, Protocol, RestartPolicy};
+
+/// Errors of the runtime, each with what the user needs to act on it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Network(#[from] network::Error),
+    #[error(transparent)]
+    Volume(#[from] volume::Error),
+    #[error(transparent)]
+    Store(#[from] cache::Error),
+    #[error(transparent)]
+    Sandbox(#[from] executor::Error),
+    #[error("{path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
