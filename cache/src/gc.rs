@@ -322,8 +322,20 @@ impl Store {
     }
 
     fn mark_live_snapshots(&self, marks: &mut Marks) -> Result<()> {
-        let dir = self.root().join("snapshots");
-        for entry in fs::read_dir(&dir).at(&dir)? {
+        self.mark_layer_users(&self.root().join("snapshots"), true, marks)?;
+        // Containers' rootfs layers (see Store::pin_layers); the directory exists once the
+        // runtime has made a container.
+        let containers = self.root().join("containers");
+        if containers.is_dir() {
+            self.mark_layer_users(&containers, false, marks)?;
+        }
+        Ok(())
+    }
+
+    /// `required`: every directory under `dir` uses layers (a snapshot without its record is
+    /// being made, so it may use any); else only those with a record do.
+    fn mark_layer_users(&self, dir: &Path, required: bool, marks: &mut Marks) -> Result<()> {
+        for entry in fs::read_dir(dir).at(dir)? {
             let snap = entry.at(&dir)?.path();
             if !fs::symlink_metadata(&snap).is_ok_and(|m| m.is_dir()) {
                 continue;
@@ -335,7 +347,7 @@ impl Store {
                     Err(_) => marks.all_layer_dirs = true,
                 },
                 // Removed since we listed it: it no longer needs anything.
-                Err(e) if e.kind() == io::ErrorKind::NotFound && !snap.exists() => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound && (!required || !snap.exists()) => {}
                 Err(_) => marks.all_layer_dirs = true,
             }
         }

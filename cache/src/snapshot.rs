@@ -133,7 +133,7 @@ impl Store {
     /// directory twice ("conflicting lowerdir", ELOOP), and an image can hold the same layer
     /// twice (two steps with identical changes). Keeping only the topmost occurrence shows
     /// the same tree: everything the lower copy adds, hides or deletes, the upper one does too.
-    fn lower_dirs(&self, layers: &[Layer]) -> Result<Vec<PathBuf>> {
+    pub fn lower_dirs(&self, layers: &[Layer]) -> Result<Vec<PathBuf>> {
         let mut seen = std::collections::HashSet::new();
         let mut dirs = Vec::with_capacity(layers.len());
         for layer in layers.iter().rev() {
@@ -142,6 +142,15 @@ impl Store {
             }
         }
         Ok(dirs)
+    }
+
+    /// Records that the directory `dir` (a container's rootfs, outside `snapshots/`) uses
+    /// `layers`, so that gc keeps their unpacked directories for as long as the record exists.
+    /// The runtime keeps containers in `containers/<id>/`; gc reads `containers/*/layers.json`.
+    pub fn pin_layers(&self, dir: &Path, layers: &[Layer]) -> Result<()> {
+        let path = dir.join(crate::gc::SNAPSHOT_LAYERS);
+        let diff_ids: Vec<&crate::Digest> = layers.iter().map(|l| &l.diff_id).collect();
+        fs::write(&path, serde_json::to_vec(&diff_ids).expect("diff ids serialize")).at(&path)
     }
 
     /// Mounts `layers` read-only at a fresh directory (to read another stage's files).

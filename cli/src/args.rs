@@ -100,6 +100,18 @@ pub enum Command {
     Load(LoadArgs),
     /// Run a command in a new container from an image, in the foreground.
     Run(RunArgs),
+    /// Copy files between a container and the host (`CONTAINER:PATH`; `-` is a tar stream).
+    Cp(crate::container_fs::CpArgs),
+    /// List the files a container changed (A added, C changed, D deleted).
+    Diff(crate::container_fs::DiffArgs),
+    /// Make an image from a container's changes.
+    Commit(crate::container_fs::CommitArgs),
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(crate::networks::NetworkCommand),
+    /// Manage volumes.
+    #[command(subcommand)]
+    Volume(crate::volumes::VolumeCommand),
     /// Print a shell completion script.
     Completion(CompletionArgs),
     /// Look inside the frontend: the parsed AST or the lowered build graph.

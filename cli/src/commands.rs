@@ -45,6 +45,11 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Logout(a) => crate::transfer::logout(a),
         Command::Load(a) => load(&store()?, a),
         Command::Run(a) => run(&store()?, a),
+        Command::Cp(a) => crate::container_fs::cp(&store()?, a),
+        Command::Diff(a) => crate::container_fs::diff(&store()?, a),
+        Command::Commit(a) => crate::container_fs::commit(&store()?, a),
+        Command::Network(c) => crate::networks::network(&store()?, c),
+        Command::Volume(c) => crate::volumes::volume(&store()?, c),
         Command::Debug(args::DebugCommand::DumpAst { file }) => dump_ast(&file),
         Command::Debug(args::DebugCommand::Graph(a)) => graph(&store()?, a),
         Command::Builder(args::BuilderCommand::Prune) => {

@@ -6,12 +6,15 @@
 mod args;
 mod cacheopts;
 mod commands;
+mod container_fs;
 mod graph;
 mod images;
 mod interrupt;
+mod networks;
 mod progress;
 mod transfer;
 mod transfer_progress;
+mod volumes;
 
 use std::process::ExitCode;
 

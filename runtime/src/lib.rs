@@ -2,6 +2,8 @@
 //! the executor's sandbox, daemonless: each running container has a monitor process (rbuild
 //! re-executed) that owns its PID 1, its logs and its network plumbing.
 
+pub mod container;
+mod names;
 pub mod network;
 pub mod spec;
 pub mod volume;
@@ -27,6 +29,11 @@ pub enum Error {
     },
     #[error("{0}")]
     Invalid(String),
+    /// A name or resource already taken, or a container in the wrong state for the command.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("no such container: {0}")]
+    NoSuchContainer(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

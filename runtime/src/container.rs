@@ -1,0 +1,550 @@
+//! Containers in the store: `containers/<id>/` holds `config.json` (what was asked at
+//! create, never changed but by `rename`), `state.json` (what is happening now), the rootfs
+//! (`rootfs/{init,upper,work}` over the image's unpacked layers, pinned by `layers.json`), the
+//! log, and the files bind-mounted at /etc/hosts, /etc/hostname and /etc/resolv.conf.
+//!
+//! Every change of a container happens under its `lock` (flock); names are unique through
+//! `containers/names/<name>`, a file created with O_EXCL that holds the id.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+
+use crate::network::Endpoint;
+use crate::spec::{MountRequest, NetworkRequest, PortMapping, RestartPolicy};
+use crate::{Error, Result};
+
+/// A container id: 64 lowercase hex digits, as docker's.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ContainerId(String);
+
+impl ContainerId {
+    pub fn random() -> ContainerId {
+        ContainerId(format!("{:032x}{:032x}", rand::random::<u128>(), rand::random::<u128>()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    /// The 12-digit form `ps` prints.
+    pub fn short(&self) -> &str {
+        &self.0[..12]
+    }
+}
+
+impl TryFrom<String> for ContainerId {
+    type Error = String;
+    fn try_from(s: String) -> std::result::Result<ContainerId, String> {
+        if s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            Ok(ContainerId(s))
+        } else {
+            Err(format!("not a container id: {s:?}"))
+        }
+    }
+}
+
+impl From<ContainerId> for String {
+    fn from(id: ContainerId) -> String {
+        id.0
+    }
+}
+
+impl std::fmt::Display for ContainerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What the container runs, in docker's `Config` terms (image defaults merged with flags).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    pub hostname: String,
+    pub domainname: String,
+    pub user: String,
+    pub env: Vec<String>,
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    pub working_dir: String,
+    pub labels: BTreeMap<String, String>,
+    pub tty: bool,
+    pub open_stdin: bool,
+    /// `"80/tcp"` keys, as in the image config.
+    pub exposed_ports: Vec<String>,
+    /// The image's `VOLUME`s.
+    pub volumes: Vec<String>,
+    pub stop_signal: Option<String>,
+    /// Seconds `stop` waits before SIGKILL (default 10).
+    pub stop_timeout: Option<u32>,
+    /// The image as the user named it.
+    pub image: String,
+}
+
+/// How the container is run on this host, in docker's `HostConfig` terms.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostConfig {
+    pub network: NetworkRequest,
+    /// Aliases on user-defined networks (`--network-alias`).
+    #[serde(default)]
+    pub network_aliases: Vec<String>,
+    pub ports: Vec<PortMapping>,
+    pub publish_all: bool,
+    pub mounts: Vec<MountRequest>,
+    pub restart: RestartPolicy,
+    pub auto_remove: bool,
+    pub resources: executor::Resources,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub privileged: bool,
+    pub read_only: bool,
+    pub init: bool,
+    pub dns: Vec<IpAddr>,
+    pub dns_search: Vec<String>,
+    pub extra_hosts: Vec<(String, IpAddr)>,
+}
+
+impl Default for HostConfig {
+    fn default() -> HostConfig {
+        HostConfig {
+            network: NetworkRequest::Bridge(vec!["bridge".into()]),
+            network_aliases: Vec::new(),
+            ports: Vec::new(),
+            publish_all: false,
+            mounts: Vec::new(),
+            restart: RestartPolicy::No,
+            auto_remove: false,
+            resources: executor::Resources::default(),
+            cap_add: Vec::new(),
+            cap_drop: Vec::new(),
+            privileged: false,
+            read_only: false,
+            init: false,
+            dns: Vec::new(),
+            dns_search: Vec::new(),
+            extra_hosts: Vec::new(),
+        }
+    }
+}
+
+/// `config.json`: fixed at create.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerConfig {
+    pub id: ContainerId,
+    /// Without docker's leading `/`.
+    pub name: String,
+    /// RFC 3339 with nanoseconds, UTC.
+    pub created: String,
+    /// The image's digest in the store.
+    pub image_id: cache::Digest,
+    pub config: Config,
+    pub host: HostConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    #[default]
+    Created,
+    Running,
+    Paused,
+    Restarting,
+    Exited,
+    Removing,
+    Dead,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Restarting => "restarting",
+            Status::Exited => "exited",
+            Status::Removing => "removing",
+            Status::Dead => "dead",
+        }
+    }
+}
+
+/// `state.json`: what is happening now; written by the monitor and by the commands that
+/// change it, always under the container's lock, always atomically (rename).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    pub status: Status,
+    /// Host PID of the container's PID 1 while it runs, else 0.
+    pub pid: i32,
+    /// Its start time in clock ticks since boot (`/proc/PID/stat` field 22): a signal goes to
+    /// `pid` only if this still matches, so a recycled PID is never signalled.
+    pub pid_start: u64,
+    /// The monitor's PID (and start time), while it lives.
+    pub monitor_pid: i32,
+    pub monitor_start: u64,
+    pub exit_code: i32,
+    pub oom_killed: bool,
+    /// RFC 3339 with nanoseconds; docker's zero time `0001-01-01T00:00:00Z` before the first.
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub restart_count: u32,
+    /// Set by `stop`/`kill`/`rm -f`: the exit was asked for, so no restart (but `always`,
+    /// as docker, restarts only after the next start).
+    pub stopped_by_user: bool,
+    /// Why the last start failed, as docker's `State.Error`.
+    pub error: String,
+    /// The container's cgroup, relative to rbuild's cgroup directory of each hierarchy.
+    pub cgroup: Option<String>,
+    /// Network attachments while it runs.
+    pub endpoints: Vec<Endpoint>,
+    /// Published ports with the host ports actually bound.
+    pub ports: Vec<PortMapping>,
+}
+
+/// A container as read from the store.
+#[derive(Debug, Clone)]
+pub struct Container {
+    pub config: ContainerConfig,
+    pub state: State,
+    pub dir: PathBuf,
+}
+
+impl Container {
+    pub fn id(&self) -> &ContainerId {
+        &self.config.id
+    }
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+    /// The rootfs: `init` (mount points of /etc/hosts, volumes...), `upper`, `work`.
+    pub fn rootfs_dir(&self) -> PathBuf {
+        self.dir.join("rootfs")
+    }
+    pub fn upper(&self) -> PathBuf {
+        self.dir.join("rootfs/upper")
+    }
+    pub fn work(&self) -> PathBuf {
+        self.dir.join("rootfs/work")
+    }
+    /// The topmost lower: empty files and directories where rbuild mounts things, so that
+    /// they never show in `diff` or `commit` (docker's "-init" layer).
+    pub fn init_layer(&self) -> PathBuf {
+        self.dir.join("rootfs/init")
+    }
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("container.log")
+    }
+    pub fn netns_path(&self) -> PathBuf {
+        self.dir.join("netns")
+    }
+    pub fn hosts_path(&self) -> PathBuf {
+        self.dir.join("hosts")
+    }
+    pub fn hostname_path(&self) -> PathBuf {
+        self.dir.join("hostname")
+    }
+    pub fn resolv_path(&self) -> PathBuf {
+        self.dir.join("resolv.conf")
+    }
+    /// Whether the recorded PID 1 is still that process (not a recycled PID).
+    pub fn is_alive(&self) -> bool {
+        self.state.pid > 0 && proc_start_time(self.state.pid) == Some(self.state.pid_start)
+    }
+    /// Whether the monitor recorded in the state is still alive.
+    pub fn monitor_alive(&self) -> bool {
+        self.state.monitor_pid > 0 && proc_start_time(self.state.monitor_pid) == Some(self.state.monitor_start)
+    }
+    pub fn is_running(&self) -> bool {
+        matches!(self.state.status, Status::Running | Status::Paused | Status::Restarting)
+    }
+}
+
+/// Field 22 of `/proc/PID/stat`: when the process started, in clock ticks since boot.
+pub fn proc_start_time(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: fields start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split(' ').nth(19)?.parse().ok()
+}
+
+/// The exclusive lock of one container, held while its state changes.
+pub struct ContainerLock(#[allow(dead_code)] Flock<File>);
+
+fn io_at(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
+    move |source| Error::Io { path: path.to_path_buf(), source }
+}
+
+/// Writes `bytes` to `path` atomically (a temp file in the same directory, then rename).
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp).map_err(io_at(&tmp))?;
+    f.write_all(bytes).map_err(io_at(&tmp))?;
+    fs::rename(&tmp, path).map_err(io_at(path))
+}
+
+/// The `containers/` directory of a store.
+#[derive(Debug, Clone)]
+pub struct Containers {
+    root: PathBuf,
+}
+
+/// Docker's name rule: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
+pub fn valid_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphanumeric())
+        && name.len() >= 2
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+impl Containers {
+    pub fn open(store_root: &Path) -> Result<Containers> {
+        let root = store_root.join("containers");
+        fs::create_dir_all(root.join("names")).map_err(io_at(&root))?;
+        Ok(Containers { root })
+    }
+
+    pub fn dir(&self, id: &ContainerId) -> PathBuf {
+        self.root.join(id.as_str())
+    }
+
+    fn name_path(&self, name: &str) -> PathBuf {
+        self.root.join("names").join(name)
+    }
+
+    /// Reserves `name` for `id` (fails if taken).
+    pub fn reserve_name(&self, name: &str, id: &ContainerId) -> Result<()> {
+        if !valid_name(name) {
+            return Err(Error::Invalid(format!(
+                "invalid container name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            )));
+        }
+        let path = self.name_path(name);
+        match OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(mut f) => f.write_all(id.as_str().as_bytes()).map_err(io_at(&path)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let owner = fs::read_to_string(&path).unwrap_or_default();
+                Err(Error::Conflict(format!(
+                    "the container name \"/{name}\" is already in use by container \"{owner}\": \
+                     remove (or rename) that container to reuse the name"
+                )))
+            }
+            Err(e) => Err(io_at(&path)(e)),
+        }
+    }
+
+    pub fn release_name(&self, name: &str, id: &ContainerId) {
+        let path = self.name_path(name);
+        if fs::read_to_string(&path).is_ok_and(|owner| owner == id.as_str()) {
+            let _ = fs::remove_file(&path);
+        }
+    }
+
+    /// A name docker-style (`adjective_scientist`) that is free.
+    pub fn generate_name(&self) -> String {
+        loop {
+            let name = crate::names::random();
+            if !self.name_path(&name).exists() {
+                return name;
+            }
+        }
+    }
+
+    /// Writes a new container's directory (rootfs dirs, config, state); the name must have
+    /// been reserved.
+    pub fn create(&self, config: &ContainerConfig) -> Result<Container> {
+        let dir = self.dir(&config.id);
+        for sub in ["rootfs/init", "rootfs/upper", "rootfs/work"] {
+            let p = dir.join(sub);
+            fs::create_dir_all(&p).map_err(io_at(&p))?;
+        }
+        File::create(dir.join("lock")).map_err(io_at(&dir))?;
+        let c = Container { config: config.clone(), state: State::default(), dir };
+        self.save_config(&c)?;
+        self.save_state(&c)?;
+        Ok(c)
+    }
+
+    pub fn save_config(&self, c: &Container) -> Result<()> {
+        let json = serde_json::to_vec_pretty(&c.config).map_err(|e| Error::Invalid(e.to_string()))?;
+        write_atomic(&c.dir.join("config.json"), &json)
+    }
+
+    pub fn save_state(&self, c: &Container) -> Result<()> {
+        let json = serde_json::to_vec_pretty(&c.state).map_err(|e| Error::Invalid(e.to_string()))?;
+        write_atomic(&c.dir.join("state.json"), &json)
+    }
+
+    /// Takes the container's lock (blocking).
+    pub fn lock(&self, id: &ContainerId) -> Result<ContainerLock> {
+        let path = self.dir(id).join("lock");
+        let f = OpenOptions::new().write(true).open(&path).map_err(|_| Error::NoSuchContainer(id.to_string()))?;
+        Flock::lock(f, FlockArg::LockExclusive)
+            .map(ContainerLock)
+            .map_err(|(_, e)| Error::Io { path, source: e.into() })
+    }
+
+    pub fn load(&self, id: &ContainerId) -> Result<Container> {
+        let dir = self.dir(id);
+        let read = |name: &str| -> Result<Vec<u8>> {
+            let p = dir.join(name);
+            fs::read(&p).map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound => Error::NoSuchContainer(id.to_string()),
+                _ => io_at(&p)(e),
+            })
+        };
+        let bad = |e: serde_json::Error| Error::Invalid(format!("{}: {e}", dir.display()));
+        let config = serde_json::from_slice(&read("config.json")?).map_err(bad)?;
+        let state = serde_json::from_slice(&read("state.json")?).map_err(bad)?;
+        Ok(Container { config, state, dir })
+    }
+
+    /// Every container, oldest first.
+    pub fn list(&self) -> Result<Vec<Container>> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&self.root).map_err(io_at(&self.root))? {
+            let entry = entry.map_err(io_at(&self.root))?;
+            let Ok(id) = ContainerId::try_from(entry.file_name().to_string_lossy().into_owned()) else {
+                continue;
+            };
+            match self.load(&id) {
+                Ok(c) => out.push(c),
+                // Being created or removed right now.
+                Err(Error::NoSuchContainer(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        out.sort_by(|a, b| a.config.created.cmp(&b.config.created));
+        Ok(out)
+    }
+
+    /// By full id, unique id prefix, or name (with or without docker's leading `/`).
+    pub fn find(&self, what: &str) -> Result<Container> {
+        let what = what.strip_prefix('/').unwrap_or(what);
+        if let Ok(id) = fs::read_to_string(self.name_path(what))
+            && let Ok(id) = ContainerId::try_from(id)
+            && let Ok(c) = self.load(&id)
+        {
+            return Ok(c);
+        }
+        if !what.is_empty() && what.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let mut found = Vec::new();
+            for entry in fs::read_dir(&self.root).map_err(io_at(&self.root))? {
+                let name = entry.map_err(io_at(&self.root))?.file_name().to_string_lossy().into_owned();
+                if name.len() == 64 && name.starts_with(&what.to_ascii_lowercase()) {
+                    found.push(name);
+                }
+            }
+            match found.len() {
+                1 => {
+                    let id = ContainerId::try_from(found.remove(0)).map_err(Error::Invalid)?;
+                    return self.load(&id);
+                }
+                n if n > 1 => {
+                    return Err(Error::Invalid(format!(
+                        "multiple containers match {what:?}: use more of the id"
+                    )));
+                }
+                _ => {}
+            }
+        }
+        Err(Error::NoSuchContainer(what.to_string()))
+    }
+
+    /// Deletes the container's directory and its name. The caller has stopped it and torn
+    /// down what it had mounted.
+    pub fn delete(&self, c: &Container) -> Result<()> {
+        self.release_name(&c.config.name, &c.config.id);
+        // Renamed first so a half-deleted container never lists as one.
+        let trash = self.root.join(format!(".removing-{}", c.config.id));
+        fs::rename(&c.dir, &trash).map_err(io_at(&c.dir))?;
+        fs::remove_dir_all(&trash).map_err(io_at(&trash))
+    }
+}
+
+/// Now, as docker prints times: RFC 3339 UTC with nanoseconds.
+pub fn now_rfc3339() -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    rfc3339(now.as_secs() as i64, now.subsec_nanos())
+}
+
+/// Seconds (and nanoseconds) since the epoch as `2024-05-01T12:00:00.123456789Z`.
+pub fn rfc3339(secs: i64, nanos: u32) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// Howard Hinnant's days-from-civil inverse.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Parses what [`rfc3339`] writes (and docker's plain-seconds form) back to seconds and nanos.
+pub fn parse_rfc3339(s: &str) -> Option<(i64, u32)> {
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[10] != b'T' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let mut nanos = 0u32;
+    let rest = &s[19..];
+    let rest = if let Some(frac) = rest.strip_prefix('.') {
+        let digits: String = frac.chars().take_while(|c| c.is_ascii_digit()).collect();
+        let padded = format!("{digits:0<9}");
+        nanos = padded[..9].parse().ok()?;
+        &frac[digits.len()..]
+    } else {
+        rest
+    };
+    if rest != "Z" {
+        return None;
+    }
+    let days = days_from_civil(y, mo as u32, d as u32);
+    Some((days * 86_400 + h * 3600 + mi * 60 + se, nanos))
+}
+
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = if m > 2 { m - 3 } else { m + 9 } as i64;
+    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_round_trip() {
+        assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(rfc3339(1_700_000_000, 5), "2023-11-14T22:13:20.000000005Z");
+        assert_eq!(parse_rfc3339("2023-11-14T22:13:20.000000005Z"), Some((1_700_000_000, 5)));
+        assert_eq!(parse_rfc3339("2023-11-14T22:13:20Z"), Some((1_700_000_000, 0)));
+        assert_eq!(parse_rfc3339("2024-02-29T00:00:00.5Z"), Some((1_709_164_800, 500_000_000)));
+    }
+
+    #[test]
+    fn names() {
+        assert!(valid_name("web-1.a_b"));
+        assert!(!valid_name("-web"));
+        assert!(!valid_name("a"));
+        assert!(!valid_name("we/b"));
+    }
+}
