@@ -2,7 +2,8 @@
 # The whole test suite, as CI runs it (.ci/run calls exactly this). Needs root on Debian:
 # the tests make real namespaces and mounts, check our images with skopeo and umoci, and create
 # a user to run rbuild rootless (with uidmap's newuidmap/newgidmap); the registry tests start
-# Debian's docker-registry on 127.0.0.1 (htpasswd -B from apache2-utils for the auth one).
+# Debian's docker-registry on 127.0.0.1 (htpasswd -B from apache2-utils for the auth one); the
+# container tests make bridges, veths and nftables rules (nft) and remove them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
@@ -12,6 +13,8 @@ command -v umoci >/dev/null || need+=(umoci)
 command -v newuidmap >/dev/null || need+=(uidmap)
 [ -x /usr/bin/docker-registry ] || need+=(docker-registry)
 command -v htpasswd >/dev/null || need+=(apache2-utils)
+# Published container ports get NAT rules through nft (a userland proxy works without it).
+command -v nft >/dev/null || need+=(nftables)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]}" >&2
   apt-get update -qq

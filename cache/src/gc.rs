@@ -336,7 +336,7 @@ impl Store {
     /// being made, so it may use any); else only those with a record do.
     fn mark_layer_users(&self, dir: &Path, required: bool, marks: &mut Marks) -> Result<()> {
         for entry in fs::read_dir(dir).at(dir)? {
-            let snap = entry.at(&dir)?.path();
+            let snap = entry.at(dir)?.path();
             if !fs::symlink_metadata(&snap).is_ok_and(|m| m.is_dir()) {
                 continue;
             }

@@ -98,8 +98,45 @@ pub enum Command {
     Logout(LogoutArgs),
     /// Read images from a tar archive written by `save`, `docker save` or skopeo.
     Load(LoadArgs),
-    /// Run a command in a new container from an image, in the foreground.
-    Run(RunArgs),
+    /// Run a command in a new container.
+    Run(crate::container_args::RunArgs),
+    /// Create a container (without starting it).
+    Create(crate::container_args::CreateArgs),
+    /// Start stopped containers.
+    Start(crate::container_args::StartArgs),
+    /// Stop running containers: the stop signal, then SIGKILL after a timeout.
+    Stop(crate::container_args::StopArgs),
+    /// Restart containers.
+    Restart(crate::container_args::StopArgs),
+    /// Send a signal to running containers (default SIGKILL).
+    Kill(crate::container_args::KillArgs),
+    /// Freeze every process of containers.
+    Pause(crate::container_args::ContainersArgs),
+    /// Thaw paused containers.
+    Unpause(crate::container_args::ContainersArgs),
+    /// Run a command in a running container.
+    Exec(crate::container_args::ExecArgs),
+    /// Print a container's output.
+    Logs(crate::container_args::LogsArgs),
+    /// List containers.
+    Ps(crate::container_args::PsArgs),
+    /// Remove containers.
+    Rm(crate::container_args::RmArgs),
+    /// Wait for containers to stop and print their exit codes.
+    Wait(crate::container_args::WaitArgs),
+    /// Show a container's processes.
+    Top(crate::container_args::TopArgs),
+    /// Show containers' CPU, memory, network and process counts (from their cgroups).
+    Stats(crate::container_args::StatsArgs),
+    /// Show a container's published ports.
+    Port(crate::container_args::PortArgs),
+    /// Rename a container.
+    Rename(crate::container_args::RenameArgs),
+    /// Attach this terminal to a running container's stdio.
+    Attach(crate::container_args::AttachArgs),
+    /// Manage containers.
+    #[command(subcommand)]
+    Container(crate::container_args::ContainerCommand),
     /// Copy files between a container and the host (`CONTAINER:PATH`; `-` is a tar stream).
     Cp(crate::container_fs::CpArgs),
     /// List the files a container changed (A added, C changed, D deleted).
@@ -222,13 +259,27 @@ pub enum ImageCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum SystemCommand {
-    /// Remove dangling images, then blobs, unpacked layers, snapshots and temp files that nothing
-    /// references.
-    Prune,
+    /// Remove stopped containers, unused networks, dangling images (every unused image with
+    /// -a), the build cache, and with --volumes unused anonymous volumes; then blobs, layers and
+    /// temp files nothing references.
+    Prune(SystemPruneArgs),
     /// Show how much space images, containers, volumes and the build cache take.
     Df,
     /// Check every blob against its digest and every image and cache record for missing blobs.
     Verify,
+}
+
+#[derive(Debug, Args)]
+pub struct SystemPruneArgs {
+    /// Remove every unused image, not only dangling ones.
+    #[arg(short, long)]
+    pub all: bool,
+    /// Also remove unused anonymous volumes.
+    #[arg(long)]
+    pub volumes: bool,
+    /// Don't ask (rbuild never asks; accepted for docker compatibility).
+    #[arg(short, long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -407,7 +458,10 @@ pub struct RmiArgs {
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    #[arg(value_name = "IMAGE", required = true)]
+    /// Go template (`{{.State.ExitCode}}`, `{{json .Config}}`).
+    #[arg(short, long, value_name = "FORMAT")]
+    pub format: Option<String>,
+    #[arg(value_name = "NAME", required = true)]
     pub images: Vec<String>,
 }
 
@@ -458,35 +512,6 @@ pub struct LoadArgs {
     /// The archive to read.
     #[arg(short, long, value_name = "FILE")]
     pub input: PathBuf,
-}
-
-#[derive(Debug, Args)]
-#[command(trailing_var_arg = true)]
-pub struct RunArgs {
-    /// Remove the container when it exits (in this version containers are never kept).
-    #[arg(long)]
-    pub rm: bool,
-    /// Set an environment variable (`NAME=value`, or `NAME` to take it from the environment).
-    #[arg(short, long = "env", value_name = "NAME[=VALUE]")]
-    pub env: Vec<String>,
-    /// Working directory inside the container.
-    #[arg(short, long, value_name = "DIR")]
-    pub workdir: Option<String>,
-    /// User (`name|uid[:group|gid]`).
-    #[arg(short, long, value_name = "USER")]
-    pub user: Option<String>,
-    /// Override the image's ENTRYPOINT.
-    #[arg(long, value_name = "CMD")]
-    pub entrypoint: Option<String>,
-    /// Container host name.
-    #[arg(long, value_name = "NAME")]
-    pub hostname: Option<String>,
-    /// The image to run.
-    #[arg(value_name = "IMAGE")]
-    pub image: String,
-    /// Command and arguments, replacing the image's CMD.
-    #[arg(value_name = "COMMAND", allow_hyphen_values = true)]
-    pub command: Vec<String>,
 }
 
 #[derive(Debug, Args)]

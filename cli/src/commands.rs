@@ -11,7 +11,7 @@ use cache::oci::{self, History, ImageConfig, RootFs};
 use cache::{Compression, ImageRef, Store};
 
 use crate::args::{self, Cli, Command};
-use crate::{images, progress};
+use crate::{containers, images, progress};
 
 pub fn dispatch(cli: Cli) -> Result<ExitCode> {
     let root = cli.root.clone();
@@ -22,7 +22,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Images(a) => images::images(&store()?, a),
         Command::Tag(a) => images::tag(&store()?, a),
         Command::Rmi(a) => images::rmi(&store()?, a),
-        Command::Inspect(a) => images::inspect(&store()?, a),
+        Command::Inspect(a) => containers::inspect(&store()?, &a.images, a.format.as_deref(), false),
         Command::History(a) => images::history(&store()?, a),
         Command::Image(c) => {
             let store = store()?;
@@ -44,7 +44,25 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Login(a) => crate::transfer::login(a),
         Command::Logout(a) => crate::transfer::logout(a),
         Command::Load(a) => load(&store()?, a),
-        Command::Run(a) => run(&store()?, a),
+        Command::Run(a) => containers::run(&store()?, a),
+        Command::Create(a) => containers::create(&store()?, a),
+        Command::Start(a) => containers::start(&store()?, a),
+        Command::Stop(a) => containers::stop(&store()?, a),
+        Command::Restart(a) => containers::restart(&store()?, a),
+        Command::Kill(a) => containers::kill(&store()?, a),
+        Command::Pause(a) => containers::pause(&store()?, a, true),
+        Command::Unpause(a) => containers::pause(&store()?, a, false),
+        Command::Exec(a) => containers::exec(&store()?, a),
+        Command::Logs(a) => containers::logs(&store()?, a),
+        Command::Ps(a) => containers::ps(&store()?, a),
+        Command::Rm(a) => containers::rm(&store()?, a),
+        Command::Wait(a) => containers::wait(&store()?, a),
+        Command::Top(a) => containers::top(&store()?, a),
+        Command::Stats(a) => containers::stats(&store()?, a),
+        Command::Port(a) => containers::port(&store()?, a),
+        Command::Rename(a) => containers::rename(&store()?, a),
+        Command::Attach(a) => containers::attach(&store()?, a),
+        Command::Container(c) => container_command(&store()?, c),
         Command::Cp(a) => crate::container_fs::cp(&store()?, a),
         Command::Diff(a) => crate::container_fs::diff(&store()?, a),
         Command::Commit(a) => crate::container_fs::commit(&store()?, a),
@@ -56,7 +74,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
             println!("{}", store()?.prune_build_cache()?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::System(args::SystemCommand::Prune) => images::system_prune(&store()?),
+        Command::System(args::SystemCommand::Prune(a)) => images::system_prune(&store()?, a),
         Command::System(args::SystemCommand::Df) => images::system_df(&store()?),
         Command::System(args::SystemCommand::Verify) => {
             let report = store()?.verify()?;
@@ -171,6 +189,35 @@ fn build(store: &Store, a: args::BuildArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn container_command(store: &Store, c: crate::container_args::ContainerCommand) -> Result<ExitCode> {
+    use crate::container_args::ContainerCommand as C;
+    match c {
+        C::Create(a) => containers::create(store, a),
+        C::Run(a) => containers::run(store, a),
+        C::Start(a) => containers::start(store, a),
+        C::Stop(a) => containers::stop(store, a),
+        C::Restart(a) => containers::restart(store, a),
+        C::Kill(a) => containers::kill(store, a),
+        C::Pause(a) => containers::pause(store, a, true),
+        C::Unpause(a) => containers::pause(store, a, false),
+        C::Exec(a) => containers::exec(store, a),
+        C::Logs(a) => containers::logs(store, a),
+        C::Ls(a) => containers::ps(store, a),
+        C::Inspect(a) => containers::inspect(store, &a.containers, a.format.as_deref(), true),
+        C::Rm(a) => containers::rm(store, a),
+        C::Wait(a) => containers::wait(store, a),
+        C::Top(a) => containers::top(store, a),
+        C::Stats(a) => containers::stats(store, a),
+        C::Port(a) => containers::port(store, a),
+        C::Rename(a) => containers::rename(store, a),
+        C::Attach(a) => containers::attach(store, a),
+        C::Prune(a) => containers::prune(store, a),
+        C::Cp(a) => crate::container_fs::cp(store, a),
+        C::Diff(a) => crate::container_fs::diff(store, a),
+        C::Commit(a) => crate::container_fs::commit(store, a),
+    }
+}
+
 fn dump_ast(file: &std::path::Path) -> Result<ExitCode> {
     let bytes = std::fs::read(file).with_context(|| format!("reading Dockerfile {}", file.display()))?;
     let name = file.display().to_string();
@@ -262,61 +309,6 @@ fn load(store: &Store, a: args::LoadArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn run(store: &Store, a: args::RunArgs) -> Result<ExitCode> {
-    let image = store.resolve(&a.image)?;
-    let cfg = &image.config.config;
-    let entrypoint = match &a.entrypoint {
-        Some(e) if e.is_empty() => vec![],
-        Some(e) => vec![e.clone()],
-        None => cfg.entrypoint.clone().unwrap_or_default(),
-    };
-    // As docker: arguments replace CMD; a new --entrypoint drops the image's CMD too.
-    let cmd = if !a.command.is_empty() {
-        a.command.clone()
-    } else if a.entrypoint.is_some() {
-        vec![]
-    } else {
-        cfg.cmd.clone().unwrap_or_default()
-    };
-    let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
-    if args.is_empty() {
-        bail!("no command specified: the image {} has no CMD or ENTRYPOINT", a.image);
-    }
-    let mut env = cfg.env.clone().unwrap_or_default();
-    for e in &a.env {
-        if let Some((k, v)) = key_value(e, "--env")? {
-            let mut c = oci::ContainerConfig { env: Some(env), ..Default::default() };
-            c.env_set(&k, &v);
-            env = c.env.unwrap_or_default();
-        }
-    }
-    store.remove_stale_snapshots()?;
-    let snapshot = store.create_snapshot(&image.layers())?;
-    let id = cache::Digest::of(snapshot.id.as_bytes());
-    let spec = executor::SandboxSpec {
-        rootfs: solver::sandbox_rootfs(&snapshot),
-        process: executor::Process {
-            args,
-            env,
-            cwd: a
-                .workdir
-                .clone()
-                .or_else(|| cfg.working_dir.clone())
-                .filter(|w| !w.is_empty())
-                .unwrap_or_else(|| "/".into()),
-            user: a.user.clone().or_else(|| cfg.user.clone()).unwrap_or_default(),
-        },
-        hostname: a.hostname.clone().unwrap_or_else(|| id.short().to_string()),
-        network: executor::NetworkMode::None,
-        mounts: Vec::new(),
-        resources: executor::Resources::default(),
-        security: executor::Security::docker_default(),
-    };
-    let status = executor::run(&spec, executor::Stdio::Inherit)?.status;
-    drop(snapshot);
-    Ok(ExitCode::from(status.code().clamp(0, 255) as u8))
 }
 
 /// `--secret id=NAME,src=FILE` / `id=NAME,env=VAR` (also `type=file|env`, `source=`), as

@@ -16,8 +16,9 @@ use crate::args;
 /// The images that containers use, which `rmi` refuses to delete without `-f` and `image prune`
 /// and `system df` count as active. Containers are not kept yet (issue #7: `rbuild run` never
 /// keeps one), so none is in use; when containers are kept, this reads their records.
-pub fn images_in_use(_store: &Store) -> Result<BTreeSet<Digest>> {
-    Ok(BTreeSet::new())
+pub fn images_in_use(store: &Store) -> Result<BTreeSet<Digest>> {
+    let containers = runtime::container::Containers::open(store.root())?;
+    Ok(containers.list()?.into_iter().map(|c| c.config.image_id).collect())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -44,7 +45,7 @@ pub fn human_size(n: u64, precision: usize) -> String {
 }
 
 /// `2 weeks`, as go-units' `HumanDuration`.
-fn human_duration(secs: i64) -> String {
+pub(crate) fn human_duration(secs: i64) -> String {
     let hours = (secs as f64 / 3600.0 + 0.5) as i64;
     match secs {
         s if s < 1 => "Less than a second".to_string(),
@@ -62,7 +63,7 @@ fn human_duration(secs: i64) -> String {
 }
 
 /// Seconds since the epoch of an RFC 3339 time (`2024-05-01T10:00:00.5+02:00`).
-fn parse_rfc3339(s: &str) -> Option<i64> {
+pub(crate) fn parse_rfc3339(s: &str) -> Option<i64> {
     let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
     let b = s.as_bytes();
     if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
@@ -95,7 +96,7 @@ fn parse_rfc3339(s: &str) -> Option<i64> {
     Some(days * 86_400 + hh * 3600 + mm * 60 + ss - offset)
 }
 
-fn now_secs() -> i64 {
+pub(crate) fn now_secs() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
@@ -161,7 +162,7 @@ pub fn tabulate(lines: &[String]) -> String {
 
 /// A `--format` value: Go-template-like text with `{{.Field}}` (and `{{json .}}`), optionally
 /// prefixed `table ` (a header line, columns aligned), or `json`.
-struct Template {
+pub(crate) struct Template {
     table: bool,
     parts: Vec<Part>,
 }
@@ -173,7 +174,7 @@ enum Part {
 }
 
 impl Template {
-    fn parse(format: &str, fields: &[(&str, &str)], default_table: &str) -> Result<Template> {
+    pub(crate) fn parse(format: &str, fields: &[(&str, &str)], default_table: &str) -> Result<Template> {
         let trimmed = format.trim();
         if trimmed == "json" {
             return Ok(Template { table: false, parts: vec![Part::Json] });
@@ -216,7 +217,7 @@ impl Template {
     }
 
     /// One line for a row, whose fields `value` gives (and `object` in JSON).
-    fn render(&self, value: impl Fn(&str) -> String, object: &Value) -> String {
+    pub(crate) fn render(&self, value: impl Fn(&str) -> String, object: &Value) -> String {
         let mut out = String::new();
         for p in &self.parts {
             match p {
@@ -234,7 +235,12 @@ impl Template {
     }
 
     /// Writes the rows (a header first for a table), aligned as Docker's tables are.
-    fn write(&self, fields: &[(&str, &str)], rows: Vec<String>, out: &mut impl Write) -> Result<()> {
+    pub(crate) fn write(
+        &self,
+        fields: &[(&str, &str)],
+        rows: Vec<String>,
+        out: &mut impl Write,
+    ) -> Result<()> {
         if self.table {
             let mut lines = vec![self.header(fields)];
             lines.extend(rows);
@@ -509,7 +515,7 @@ pub fn rmi(store: &Store, a: args::RmiArgs) -> Result<ExitCode> {
 // ---------------------------------------------------------------------------------------------
 // inspect, history
 
-fn inspect_json(store: &Store, image: &Image) -> Result<Value> {
+pub(crate) fn inspect_json(store: &Store, image: &Image) -> Result<Value> {
     let tags = store.tags_of(&image.digest)?;
     let mut repos: Vec<String> = Vec::new();
     for t in &tags {
@@ -579,7 +585,7 @@ pub fn inspect(store: &Store, a: args::InspectArgs) -> Result<ExitCode> {
 }
 
 /// `s` cut to `max` characters with `…` as the last one, as docker's `Ellipsis`.
-fn ellipsis(s: &str, max: usize) -> String {
+pub(crate) fn ellipsis(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         return s.to_string();
     }
@@ -673,11 +679,38 @@ pub fn image_prune(store: &Store, a: args::PruneArgs) -> Result<ExitCode> {
 }
 
 /// `system prune`: dangling images, then garbage collection.
-pub fn system_prune(store: &Store) -> Result<ExitCode> {
-    let removed = store.prune_images(false, &images_in_use(store)?)?;
-    for r in &removed {
-        println!("deleted: {}", r.digest);
+/// `system prune`: what docker's removes, in its order: stopped containers, unused networks,
+/// (with --volumes) unused anonymous volumes, dangling images (every unused one with -a), the
+/// build cache; then the blobs and layers nothing references any more.
+pub fn system_prune(store: &Store, a: args::SystemPruneArgs) -> Result<ExitCode> {
+    let (containers, _) = crate::containers::prune_containers(store)?;
+    if !containers.is_empty() {
+        println!("Deleted Containers:");
+        containers.iter().for_each(|id| println!("{id}"));
+        println!();
     }
+    let networks = runtime::network::Networks::open(store.root())?.prune()?;
+    if !networks.is_empty() {
+        println!("Deleted Networks:");
+        networks.iter().for_each(|n| println!("{}", n.name));
+        println!();
+    }
+    if a.volumes {
+        let in_use: BTreeSet<String> = runtime::volume::volume_users(store.root())?.into_keys().collect();
+        let volumes = runtime::volume::Volumes::open(store.root())?.prune(&in_use, false)?;
+        if !volumes.is_empty() {
+            println!("Deleted Volumes:");
+            volumes.iter().for_each(|(name, _)| println!("{name}"));
+            println!();
+        }
+    }
+    let removed = store.prune_images(a.all, &images_in_use(store)?)?;
+    if !removed.is_empty() {
+        println!("Deleted Images:");
+        removed.iter().for_each(|r| println!("deleted: {}", r.digest));
+        println!();
+    }
+    println!("Build cache: {}", store.prune_build_cache()?);
     println!("{}", store.gc()?);
     Ok(ExitCode::SUCCESS)
 }

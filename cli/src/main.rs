@@ -6,7 +6,10 @@
 mod args;
 mod cacheopts;
 mod commands;
+mod container_args;
 mod container_fs;
+mod containers;
+mod gotemplate;
 mod graph;
 mod images;
 mod interrupt;
@@ -23,6 +26,12 @@ fn main() -> ExitCode {
     // The sandbox re-executes this binary as its init; that must win over everything else.
     if argv.get(1).map(String::as_str) == Some(executor::INIT_ARG) {
         executor::init_main(&argv);
+    }
+    if argv.get(1).map(String::as_str) == Some(executor::EXEC_ARG) {
+        executor::exec_main(&argv);
+    }
+    if argv.get(1).map(String::as_str) == Some(runtime::monitor::MONITOR_ARG) {
+        runtime::monitor::monitor_main(&argv);
     }
     // Parsing starts no thread, and resolves the store's default (which differs rootless) while
     // the process still has its own ids.

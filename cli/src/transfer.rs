@@ -151,3 +151,10 @@ pub fn fetcher(insecure: &[String]) -> solver::Fetcher {
         Err(_) => solver::Fetcher(None),
     }
 }
+
+/// `run`/`create` of an image the store lacks: pulled when its reference names a registry host
+/// (the same rule as builds, see [`Puller`]), with pull progress on stderr.
+pub fn ensure_pulled(store: &Store, reference: &str) -> Result<()> {
+    let puller = Puller { client: client(&[])? };
+    solver::ImageFetcher::fetch(&puller, store, reference).map_err(|e| anyhow::anyhow!(e))
+}

@@ -1,16 +1,310 @@
-//! `rbuild volume ...` (being written).
+//! `rbuild volume create|ls|inspect|rm|prune`, with docker's output: the same columns, JSON
+//! fields, prompts and messages.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{self, BufRead, Write};
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use cache::Store;
+use runtime::volume::{self, Volume, Volumes};
+use serde_json::{Value, json};
+
+use crate::images::{human_size, tabulate};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum VolumeCommand {
+    /// Create a volume (an existing one of that name is kept) and print its name.
+    Create(CreateArgs),
     /// List volumes.
-    Ls,
+    #[command(visible_alias = "list")]
+    Ls(LsArgs),
+    /// Show volumes as docker-compatible JSON.
+    Inspect(InspectArgs),
+    /// Remove volumes; one a container uses (running or not) is refused.
+    #[command(visible_alias = "remove")]
+    Rm(RmArgs),
+    /// Remove the anonymous volumes no container uses (with -a, every unused volume).
+    Prune(PruneArgs),
 }
 
-pub fn volume(_store: &Store, _cmd: VolumeCommand) -> Result<ExitCode> {
-    anyhow::bail!("volume: not written yet")
+#[derive(Debug, clap::Args)]
+pub struct CreateArgs {
+    /// The name (`[a-zA-Z0-9][a-zA-Z0-9_.-]+`); a random 64-hex-digit one if none.
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+    /// A label, `KEY=VALUE` (or `KEY`, empty); may be repeated.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// The volume driver: only `local` exists.
+    #[arg(short, long, default_value = "local")]
+    pub driver: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LsArgs {
+    /// Only the names.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// `dangling=true|false` (used by no container or by some), `name=TEXT` (part of the
+    /// name), `label=KEY[=VALUE]`, `driver=local`; the same key repeated matches any of its
+    /// values, different keys must all match.
+    #[arg(short, long = "filter", value_name = "KEY=VALUE")]
+    pub filters: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InspectArgs {
+    #[arg(value_name = "VOLUME", required = true)]
+    pub names: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RmArgs {
+    /// A volume that does not exist is no error (one in use is still refused, as docker does).
+    #[arg(short, long)]
+    pub force: bool,
+    #[arg(value_name = "VOLUME", required = true)]
+    pub names: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PruneArgs {
+    /// Every volume no container uses, named ones too.
+    #[arg(short, long)]
+    pub all: bool,
+    /// Do not ask for confirmation.
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+pub fn volume(store: &Store, cmd: VolumeCommand) -> Result<ExitCode> {
+    let volumes = Volumes::open(store.root())?;
+    match cmd {
+        VolumeCommand::Create(a) => create(&volumes, a),
+        VolumeCommand::Ls(a) => ls(store, &volumes, a),
+        VolumeCommand::Inspect(a) => inspect(&volumes, a),
+        VolumeCommand::Rm(a) => rm(store, &volumes, a),
+        VolumeCommand::Prune(a) => prune(store, &volumes, a),
+    }
+}
+
+fn create(volumes: &Volumes, a: CreateArgs) -> Result<ExitCode> {
+    if a.driver != "local" {
+        bail!(
+            "create {}: volume driver {:?} is not supported: only \"local\" is",
+            a.name.as_deref().unwrap_or(""),
+            a.driver
+        );
+    }
+    let mut labels = BTreeMap::new();
+    for l in &a.labels {
+        let (k, v) = l.split_once('=').unwrap_or((l, ""));
+        if k.is_empty() {
+            bail!("invalid argument {l:?} for \"--label\" flag: a label needs a key (KEY=VALUE)");
+        }
+        labels.insert(k.to_string(), v.to_string());
+    }
+    let v = volumes.create(a.name.as_deref(), labels, false)?;
+    println!("{}", v.name);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `volume ls --filter` values, grouped by key.
+struct Filters(BTreeMap<String, Vec<String>>);
+
+impl Filters {
+    fn parse(values: &[String]) -> Result<Filters> {
+        let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for f in values {
+            let Some((key, value)) = f.split_once('=') else {
+                bail!("bad format of filter (expected name=value): {f}");
+            };
+            let key = key.trim().to_ascii_lowercase();
+            match key.as_str() {
+                "dangling" if !matches!(value, "true" | "1" | "false" | "0") => {
+                    bail!("invalid filter 'dangling={value}'")
+                }
+                "dangling" | "name" | "label" | "driver" => {}
+                _ => bail!("invalid filter '{key}'"),
+            }
+            map.entry(key).or_default().push(value.to_string());
+        }
+        Ok(Filters(map))
+    }
+
+    fn matches(&self, v: &Volume, used: bool) -> bool {
+        let labels = v.docker_labels();
+        self.0.iter().all(|(key, values)| {
+            values.iter().any(|value| match key.as_str() {
+                "dangling" => matches!(value.as_str(), "true" | "1") != used,
+                "name" => v.name.contains(value.as_str()),
+                "driver" => v.driver() == value,
+                "label" => match value.split_once('=') {
+                    Some((k, want)) => labels.get(k).is_some_and(|have| have == want),
+                    None => labels.contains_key(value),
+                },
+                _ => false,
+            })
+        })
+    }
+}
+
+fn ls(store: &Store, volumes: &Volumes, a: LsArgs) -> Result<ExitCode> {
+    let filters = Filters::parse(&a.filters)?;
+    let used = volume::volume_users(store.root())?;
+    let mut list = volumes.list()?;
+    list.retain(|v| filters.matches(v, used.contains_key(&v.name)));
+    list.sort_by(|x, y| natural_cmp(&x.name, &y.name));
+    let mut out = io::stdout().lock();
+    if a.quiet {
+        for v in &list {
+            writeln!(out, "{}", v.name)?;
+        }
+    } else {
+        let mut lines = vec!["DRIVER\tVOLUME NAME".to_string()];
+        lines.extend(list.iter().map(|v| format!("{}\t{}", v.driver(), v.name)));
+        out.write_all(tabulate(&lines).as_bytes())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Names in natural order, as docker's `volume ls` sorts them: runs of digits compare as
+/// numbers (`v2` before `v10`).
+fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    let (mut a, mut b) = (a, b);
+    loop {
+        match (a.chars().next(), b.chars().next()) {
+            (None, None) => return std::cmp::Ordering::Equal,
+            (None, Some(_)) => return std::cmp::Ordering::Less,
+            (Some(_), None) => return std::cmp::Ordering::Greater,
+            (Some(x), Some(y)) if x.is_ascii_digit() && y.is_ascii_digit() => {
+                let da = a.find(|c: char| !c.is_ascii_digit()).unwrap_or(a.len());
+                let db = b.find(|c: char| !c.is_ascii_digit()).unwrap_or(b.len());
+                let (na, nb) = (a[..da].trim_start_matches('0'), b[..db].trim_start_matches('0'));
+                let order = na.len().cmp(&nb.len()).then_with(|| na.cmp(nb)).then_with(|| da.cmp(&db));
+                if order.is_ne() {
+                    return order;
+                }
+                (a, b) = (&a[da..], &b[db..]);
+            }
+            (Some(x), Some(y)) => {
+                if x != y {
+                    return x.cmp(&y);
+                }
+                (a, b) = (&a[x.len_utf8()..], &b[y.len_utf8()..]);
+            }
+        }
+    }
+}
+
+/// Docker's `volume inspect` object (Go's field order, which is alphabetical).
+fn inspect_json(v: &Volume) -> Value {
+    // The local driver prints RFC 3339 to the second.
+    let created = match runtime::container::parse_rfc3339(&v.created) {
+        Some((secs, _)) => runtime::container::rfc3339(secs, 0).replace(".000000000Z", "Z"),
+        None => v.created.clone(),
+    };
+    json!({
+        "CreatedAt": created,
+        "Driver": v.driver(),
+        "Labels": v.docker_labels(),
+        "Mountpoint": v.mountpoint,
+        "Name": v.name,
+        "Options": {},
+        "Scope": "local",
+    })
+}
+
+/// Like `docker volume inspect`: the JSON array of those found, then each missing one as an
+/// error, exit 1 if any is missing.
+fn inspect(volumes: &Volumes, a: InspectArgs) -> Result<ExitCode> {
+    let mut found = Vec::new();
+    let mut missing = Vec::new();
+    for name in &a.names {
+        match volumes.get(name) {
+            Ok(v) => found.push(inspect_json(&v)),
+            Err(e @ volume::Error::NotFound(_)) => missing.push(e),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    println!("{}", serde_json::to_string_pretty(&Value::Array(found))?);
+    for e in &missing {
+        eprintln!("rbuild: error: {e}");
+    }
+    Ok(if missing.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Each name removed is printed; each refusal is an error line; exit 1 if any failed.
+fn rm(store: &Store, volumes: &Volumes, a: RmArgs) -> Result<ExitCode> {
+    let users = volume::volume_users(store.root())?;
+    let mut failed = false;
+    for name in &a.names {
+        let ids = users.get(name).map(Vec::as_slice).unwrap_or_default();
+        match volumes.remove(name, ids, a.force) {
+            Ok(()) => println!("{name}"),
+            Err(e) => {
+                eprintln!("rbuild: error: {e}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+fn prune(store: &Store, volumes: &Volumes, a: PruneArgs) -> Result<ExitCode> {
+    let warning = if a.all {
+        "This will remove all local volumes not used by at least one container."
+    } else {
+        "This will remove anonymous local volumes not used by at least one container."
+    };
+    if !a.force && !confirm(warning)? {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let in_use: BTreeSet<String> = volume::volume_users(store.root())?.into_keys().collect();
+    let removed = volumes.prune(&in_use, a.all)?;
+    let mut out = io::stdout().lock();
+    if !removed.is_empty() {
+        writeln!(out, "Deleted Volumes:")?;
+        for (name, _) in &removed {
+            writeln!(out, "{name}")?;
+        }
+        writeln!(out)?;
+    }
+    let total = removed.iter().map(|(_, bytes)| bytes).sum();
+    writeln!(out, "Total reclaimed space: {}", human_size(total, 3))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Asks on stderr and reads y/N from stdin, as docker's prune commands do.
+fn confirm(warning: &str) -> Result<bool> {
+    eprint!("WARNING! {warning}\nAre you sure you want to continue? [y/N] ");
+    io::stderr().flush()?;
+    let mut answer = String::new();
+    io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "Yes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_sort_naturally() {
+        let mut names = vec!["v10", "v2", "b", "a1", "v02", "v1"];
+        names.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(names, ["a1", "b", "v1", "v2", "v02", "v10"]);
+    }
+
+    #[test]
+    fn filters_parse_and_bad_ones_say_why() {
+        let f = |v: &[&str]| Filters::parse(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert!(f(&["dangling=true", "name=x", "label=a=b", "driver=local"]).is_ok());
+        assert_eq!(f(&["dangling=maybe"]).err().unwrap().to_string(), "invalid filter 'dangling=maybe'");
+        assert_eq!(f(&["colour=red"]).err().unwrap().to_string(), "invalid filter 'colour'");
+        assert_eq!(
+            f(&["dangling"]).err().unwrap().to_string(),
+            "bad format of filter (expected name=value): dangling"
+        );
+    }
 }

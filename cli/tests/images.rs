@@ -199,7 +199,8 @@ fn inspect_and_history_show_config_layers_and_steps() {
         serde_json::from_str(&s.ok(&["image", "inspect", "app:1", "busybox"])).unwrap();
     assert_eq!(two.as_array().unwrap().len(), 2);
     let e = fails(&s, &["inspect", "nothere"]);
-    assert_eq!(e, "rbuild: error: No such image: nothere");
+    // Containers first, then images, as `docker inspect`: hence docker's "object".
+    assert_eq!(e, "rbuild: error: No such object: nothere");
 
     let out = s.ok(&["history", "app:1"]);
     let l = lines(&out);

@@ -1,11 +1,15 @@
 //! Sandbox start-to-exit for `/bin/true`, beside a plain fork+exec of the same binary on the
-//! host. `cargo bench -p executor --bench start [-- N]` prints the medians (N runs, 100 by
-//! default). Needs root. This binary is also the sandbox's init (see `executor::INIT_ARG`).
+//! host, through `run` (RUN steps) and `spawn` + `wait` (containers), and `exec` into a running
+//! sandbox. `cargo bench -p executor --bench start [-- N]` prints the medians (N runs, 100 by
+//! default). Needs root. This binary is also the sandbox's init and exec helper (see
+//! `executor::INIT_ARG`, `executor::EXEC_ARG`).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use executor::{NetworkMode, Process, Resources, Rootfs, SandboxSpec, Security, Stdio};
+use executor::{
+    ExecSpec, NetworkMode, Process, Resources, Rootfs, SandboxSpec, Security, SpawnOptions, SpawnStdio, Stdio,
+};
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -55,13 +59,16 @@ fn spec(
         mounts: Vec::new(),
         resources,
         security,
+        readonly_rootfs: false,
     }
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some(executor::INIT_ARG) {
-        executor::init_main(&args);
+    match args.get(1).map(String::as_str) {
+        Some(executor::INIT_ARG) => executor::init_main(&args),
+        Some(executor::EXEC_ARG) => executor::exec_main(&args),
+        _ => {}
     }
     let runs: usize = args.iter().skip(1).find_map(|a| a.parse().ok()).unwrap_or(100);
 
@@ -82,7 +89,7 @@ fn main() {
     let mut sandbox = |security: Security, resources: Resources, network: NetworkMode| {
         time(runs, || {
             n += 1;
-            let s = spec(base.path(), &lower, n, security.clone(), resources.clone(), network);
+            let s = spec(base.path(), &lower, n, security.clone(), resources.clone(), network.clone());
             let out = executor::run(&s, Stdio::Capture(&mut |_| {})).expect("sandbox runs");
             assert!(out.success());
         })
@@ -108,10 +115,34 @@ fn main() {
         ),
     ];
     for (security, resources, network) in &variants {
-        sandbox(security.clone(), resources.clone(), *network);
+        sandbox(security.clone(), resources.clone(), network.clone());
     }
     let [hardened, limited, host_net, bare] =
         variants.map(|(security, resources, network)| sandbox(security, resources, network));
+    let spawn_once = |n: usize, args: &[&str]| {
+        let mut s =
+            spec(base.path(), &lower, n, Security::docker_default(), Resources::default(), NetworkMode::None);
+        s.process.args = args.iter().map(|a| a.to_string()).collect();
+        executor::spawn(&s, SpawnOptions { stdio: SpawnStdio::Null, init: false }).expect("sandbox spawns")
+    };
+    let spawned = time(runs, || {
+        n += 1;
+        assert!(spawn_once(n, &["/bin/true"]).wait().expect("sandbox ends").success());
+    });
+    n += 1;
+    let running = spawn_once(n, &["/bin/sleep", "1000"]);
+    let target = ExecSpec {
+        pid: running.pid(),
+        process: spec(base.path(), &lower, 0, Security::default(), Resources::default(), NetworkMode::None)
+            .process,
+        security: Security::docker_default(),
+        cgroup: running.cgroup_name(),
+    };
+    let exec = time(runs, || {
+        let p = executor::exec(&target, SpawnStdio::Null).expect("exec starts");
+        assert!(p.wait().expect("exec ends").success());
+    });
+    drop(running);
     println!("sandbox start-to-exit of /bin/true, median of {runs}:");
     println!("  plain fork+exec on the host:                 {}", ms(plain));
     println!(
@@ -122,4 +153,6 @@ fn main() {
     println!("  sandbox with --memory and --pids-limit:      {}", ms(limited));
     println!("  sandbox with the host's network:             {}", ms(host_net));
     println!("  sandbox without caps/seccomp/masked paths:   {}", ms(bare));
+    println!("  spawn + wait (a container's start and end):  {}", ms(spawned));
+    println!("  exec into a running sandbox, to its end:     {}", ms(exec));
 }

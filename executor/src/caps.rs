@@ -82,6 +82,46 @@ pub fn all_names() -> Vec<String> {
     ALL.iter().map(|c| c.to_string()).collect()
 }
 
+/// `base` with docker's `--cap-add`/`--cap-drop` applied (moby's `TweakCapabilities`): names
+/// in any case, with or without `CAP_`. `ALL` in `add` gives every capability but those in
+/// `drop`; otherwise `ALL` in `drop` gives just those in `add`; otherwise `base` less `drop`,
+/// then `add`. The result has canonical names (`CAP_CHOWN`), each once, in `base`'s order then
+/// `add`'s. An unknown name is an error naming it, as docker words it.
+pub fn with_changes(base: &[String], add: &[String], drop: &[String]) -> Result<Vec<String>, String> {
+    if add.is_empty() && drop.is_empty() {
+        return Ok(base.to_vec());
+    }
+    let normalize = |names: &[String]| -> Result<Vec<String>, String> {
+        names
+            .iter()
+            .map(|n| {
+                if n.eq_ignore_ascii_case("ALL") {
+                    return Ok("ALL".to_string());
+                }
+                let upper = n.to_ascii_uppercase();
+                let full = if upper.starts_with("CAP_") { upper } else { format!("CAP_{upper}") };
+                match number(&full) {
+                    Some(i) => Ok(ALL[i as usize].to_string()),
+                    None => Err(format!("unknown capability: {full:?}")),
+                }
+            })
+            .collect()
+    };
+    let (add, drop) = (normalize(add)?, normalize(drop)?);
+    let has_all = |list: &[String]| list.iter().any(|c| c == "ALL");
+    let mut caps: Vec<String> = if has_all(&add) {
+        ALL.iter().map(|c| c.to_string()).filter(|c| !drop.contains(c)).collect()
+    } else if has_all(&drop) {
+        add
+    } else {
+        let base = normalize(base)?;
+        base.into_iter().filter(|c| c != "ALL" && !drop.contains(c)).chain(add).collect()
+    };
+    let mut seen = std::collections::HashSet::new();
+    caps.retain(|c| seen.insert(c.clone()));
+    Ok(caps)
+}
+
 /// A set of capabilities: bit N is capability number N (`CAP_CHOWN` = bit 0).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct CapSet(u64);
@@ -232,6 +272,42 @@ mod tests {
         assert_eq!(number("CAP_"), None);
         assert_eq!(number("CAP_NOPE"), None);
         assert_eq!(number(""), None);
+    }
+
+    fn strings(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn with_changes_as_docker() {
+        let base = strings(DOCKER_DEFAULT);
+        // Nothing to change: the base as it is.
+        assert_eq!(with_changes(&base, &[], &[]).unwrap(), base);
+        // Drop and add, any case, with or without the prefix; an add already there is kept once.
+        let caps =
+            with_changes(&base, &strings(&["sys_admin", "CAP_CHOWN"]), &strings(&["net_raw", "Cap_Kill"]))
+                .unwrap();
+        assert!(caps.contains(&"CAP_SYS_ADMIN".to_string()), "{caps:?}");
+        assert!(!caps.contains(&"CAP_NET_RAW".to_string()) && !caps.contains(&"CAP_KILL".to_string()));
+        assert_eq!(caps.iter().filter(|c| *c == "CAP_CHOWN").count(), 1);
+        assert_eq!(caps.len(), DOCKER_DEFAULT.len() - 2 + 1);
+        assert_eq!(caps.last().map(String::as_str), Some("CAP_SYS_ADMIN"));
+        // --cap-drop ALL --cap-add X: only X.
+        let caps = with_changes(&base, &strings(&["NET_BIND_SERVICE"]), &strings(&["all"])).unwrap();
+        assert_eq!(caps, ["CAP_NET_BIND_SERVICE"]);
+        // --cap-add ALL --cap-drop X: everything but X.
+        let caps = with_changes(&base, &strings(&["ALL"]), &strings(&["mknod"])).unwrap();
+        assert_eq!(caps.len(), ALL.len() - 1);
+        assert!(!caps.contains(&"CAP_MKNOD".to_string()));
+        // ALL in both: add wins, as in docker.
+        assert_eq!(with_changes(&base, &strings(&["ALL"]), &strings(&["ALL"])).unwrap().len(), ALL.len());
+        // Unknown names, in either list, are named.
+        let err = with_changes(&base, &strings(&["fly"]), &[]).unwrap_err();
+        assert_eq!(err, "unknown capability: \"CAP_FLY\"");
+        let err = with_changes(&base, &[], &strings(&["CAP_NOPE"])).unwrap_err();
+        assert_eq!(err, "unknown capability: \"CAP_NOPE\"");
+        // The result is what the sandbox accepts.
+        assert!(parse(&with_changes(&base, &strings(&["sys_time"]), &[]).unwrap()).is_ok());
     }
 
     #[test]

@@ -144,6 +144,9 @@ pub enum Error {
     NotMounted,
     #[error("cgroup: invalid cgroup name {0:?}")]
     InvalidName(String),
+    /// [`Cgroup::open`] found no directory of that name.
+    #[error("cgroup: no cgroup {0:?} (the sandbox has ended)")]
+    NotFound(String),
     /// [`layout`]'s cached detection error, as text.
     #[error("{0}")]
     Detect(String),
@@ -500,8 +503,25 @@ pub fn sweep_stale(layout: &Layout) {
     }
 }
 
-/// A sandbox's cgroup: one directory per hierarchy. Removed by [`remove`](Cgroup::remove) or,
-/// failing that, on drop.
+/// What [`Cgroup::stats`] reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Bytes of memory in use, as `docker stats` counts them: the usage less the inactive page
+    /// cache (which the kernel reclaims first); 0 without a memory controller.
+    pub memory_usage: u64,
+    /// The memory limit in bytes; `None` when unlimited.
+    pub memory_limit: Option<u64>,
+    /// Processes and threads (`pids.current`; without a pids controller, the processes).
+    pub pids_current: u64,
+    /// `None` when unlimited.
+    pub pids_limit: Option<u64>,
+    /// CPU time used by every process of the cgroup since it was made, in nanoseconds.
+    pub cpu_usage_ns: u64,
+}
+
+/// A sandbox's cgroup: one directory per hierarchy. One made by [`create`](Cgroup::create) is
+/// removed by [`remove`](Cgroup::remove) or, failing that, on drop; one found by
+/// [`open`](Cgroup::open) only by `remove`.
 #[derive(Debug)]
 pub struct Cgroup {
     name: String,
@@ -511,7 +531,8 @@ pub struct Cgroup {
     controllers: Vec<(Controller, PathBuf, bool)>,
     /// The directory in the cgroup2 tree.
     v2: Option<PathBuf>,
-    removed: bool,
+    /// Dropping removes the cgroup.
+    owned: bool,
 }
 
 impl Cgroup {
@@ -526,16 +547,27 @@ impl Cgroup {
             })
             .collect();
         let v2 = layout.v2_root().map(|r| r.join(PARENT).join(name));
-        Cgroup { name: name.to_string(), dirs, controllers, v2, removed: false }
+        Cgroup { name: name.to_string(), dirs, controllers, v2, owned: false }
+    }
+
+    /// The existing cgroup `name` ([`Cgroup::name`] of a sandbox, from any process: for pause,
+    /// stats, top and kill from outside the process that made it). Dropping the handle leaves
+    /// the cgroup alone.
+    pub fn open(name: &str) -> Result<Cgroup, Error> {
+        check_name(name)?;
+        let mut cgroup = Cgroup::skeleton(layout()?, name);
+        cgroup.dirs.retain(|d| d.is_dir());
+        if cgroup.dirs.is_empty() {
+            return Err(Error::NotFound(name.to_string()));
+        }
+        Ok(cgroup)
     }
 
     /// Makes cgroup `name` in every hierarchy and writes `resources`' limits into it. Fails if
     /// it exists already, or if a limit needs a controller the machine lacks; on any failure,
     /// the directories made so far are removed again.
     pub fn create(layout: &Layout, name: &str, resources: &Resources) -> Result<Cgroup, Error> {
-        if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0', '\n']) {
-            return Err(Error::InvalidName(name.to_string()));
-        }
+        check_name(name)?;
         let need = |c: Controller, what: &'static str, wanted: bool| {
             if wanted && layout.location(c).is_none() {
                 return Err(Error::MissingController { what, controller: c.name() });
@@ -575,6 +607,7 @@ impl Cgroup {
         }
 
         let mut cgroup = Cgroup::skeleton(layout, name);
+        cgroup.owned = true;
         let dirs = std::mem::take(&mut cgroup.dirs);
         // From here on, an early return drops `cgroup`, which removes what is in `dirs`.
         for dir in dirs {
@@ -705,9 +738,62 @@ impl Cgroup {
         pids
     }
 
-    /// Freezes (`true`) or thaws the cgroup's processes and waits (up to 1 s) until they are:
+    /// Freezes the cgroup's processes (`docker pause`) and waits, up to 1 s, until they are:
     /// through the freezer's location (v1 `freezer.state`, or cgroup2's `cgroup.freeze`).
-    pub fn freeze(&self, frozen: bool) -> Result<(), Error> {
+    pub fn freeze(&self) -> Result<(), Error> {
+        self.set_frozen(true)
+    }
+
+    /// Lets frozen processes run again (`docker unpause`).
+    pub fn thaw(&self) -> Result<(), Error> {
+        self.set_frozen(false)
+    }
+
+    /// Whether the cgroup is frozen (or freezing); false without a freezer.
+    pub fn is_frozen(&self) -> bool {
+        match self.controller_dir(Controller::Freezer) {
+            Some((dir, true)) => read_file(&dir.join("cgroup.freeze")).is_ok_and(|t| t.trim() == "1"),
+            Some((dir, false)) => read_file(&dir.join("freezer.state")).is_ok_and(|t| t.trim() != "THAWED"),
+            None => false,
+        }
+    }
+
+    /// What `docker stats` shows of the cgroup: memory, pids, CPU time. A figure whose
+    /// controller this machine lacks is 0 or `None`.
+    pub fn stats(&self) -> Result<Stats, Error> {
+        let mut stats = Stats::default();
+        if let Some((dir, v2)) = self.controller_dir(Controller::Memory) {
+            let (usage, limit, inactive) = if v2 {
+                ("memory.current", "memory.max", "inactive_file")
+            } else {
+                ("memory.usage_in_bytes", "memory.limit_in_bytes", "total_inactive_file")
+            };
+            let usage = read_number(&dir.join(usage))?.unwrap_or(0);
+            let cache = read_file(&dir.join("memory.stat")).ok().and_then(|t| flat_keyed(&t, inactive));
+            stats.memory_usage = usage.saturating_sub(cache.filter(|&c| c < usage).unwrap_or(0));
+            // v1 says "no limit" with the largest page-aligned value (PAGE_COUNTER_MAX pages).
+            stats.memory_limit = read_number(&dir.join(limit))?.filter(|&l| l < 1 << 62);
+        }
+        match self.controller_dir(Controller::Pids) {
+            Some((dir, _)) => {
+                stats.pids_current = read_number(&dir.join("pids.current"))?.unwrap_or(0);
+                stats.pids_limit = read_number(&dir.join("pids.max"))?;
+            }
+            None => stats.pids_current = self.pids().len() as u64,
+        }
+        stats.cpu_usage_ns = match self.controller_dir(Controller::Cpuacct) {
+            Some((dir, false)) => read_number(&dir.join("cpuacct.usage"))?.unwrap_or(0),
+            Some((dir, true)) => {
+                let text = read_file(&dir.join("cpu.stat"))?;
+                flat_keyed(&text, "usage_usec").unwrap_or(0).saturating_mul(1000)
+            }
+            None => 0,
+        };
+        Ok(stats)
+    }
+
+    /// Freezes (`true`) or thaws, waiting for a freeze to complete (up to 1 s).
+    fn set_frozen(&self, frozen: bool) -> Result<(), Error> {
         let Some((dir, v2)) = self.controller_dir(Controller::Freezer) else {
             return Err(Error::MissingController { what: "freezing", controller: "freezer" });
         };
@@ -748,7 +834,7 @@ impl Cgroup {
                 by_kernel = kill_file.as_ref().is_some_and(|f| write_file(f, "1").is_ok());
                 if !by_kernel && freezer {
                     // Frozen, nothing forks or exits: one round kills every process.
-                    let _ = self.freeze(true);
+                    let _ = self.set_frozen(true);
                     kill_pids(&self.pids());
                 } else if !by_kernel {
                     kill_pids(&pids);
@@ -756,7 +842,7 @@ impl Cgroup {
                 if freezer {
                     // A process frozen by the v1 freezer dies only once thawed (also when it
                     // was frozen by `freeze` and killed through cgroup.kill).
-                    let _ = self.freeze(false);
+                    let _ = self.set_frozen(false);
                 }
             } else if !by_kernel || start.elapsed() > Duration::from_millis(200) {
                 // Forked between read and kill, or (with cgroup.kill) somehow missed.
@@ -773,7 +859,7 @@ impl Cgroup {
 
     /// Kills what is left in the cgroup, waits until it is empty and removes every directory.
     pub fn remove(mut self) -> Result<(), Error> {
-        self.removed = true;
+        self.owned = false;
         self.remove_now()
     }
 
@@ -807,11 +893,31 @@ impl Cgroup {
 
 impl Drop for Cgroup {
     fn drop(&mut self) {
-        if !self.removed {
-            self.removed = true;
+        if self.owned {
+            self.owned = false;
             let _ = self.remove_now();
         }
     }
+}
+
+fn check_name(name: &str) -> Result<(), Error> {
+    if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0', '\n']) {
+        return Err(Error::InvalidName(name.to_string()));
+    }
+    Ok(())
+}
+
+/// A cgroup file holding one number, or `max` (`None`).
+fn read_number(path: &Path) -> Result<Option<u64>, Error> {
+    let text = read_file(path)?;
+    let text = text.trim();
+    if text == "max" {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|_| Error::Read {
+        path: path.into(),
+        source: io::Error::new(io::ErrorKind::InvalidData, format!("{text:?} is not a number")),
+    })
 }
 
 /// runc's conversion of cgroup v1 `cpu.shares` (2..=262144) to cgroup2 `cpu.weight`
@@ -1143,6 +1249,85 @@ mod tests {
         assert_eq!(flat_keyed(v2, "oom"), Some(1));
         assert_eq!(flat_keyed(v2, "oom_kill"), Some(0));
         assert_eq!(flat_keyed(v2, "nope"), None);
+    }
+
+    /// `stats` over fake cgroup files (cgroupfs is not needed to read them): a pure v2
+    /// machine and a pure v1 one, limited and not.
+    #[test]
+    fn stats_read_v1_and_v2_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let write = |dir: &Path, files: &[(&str, &str)]| {
+            fs::create_dir_all(dir).unwrap();
+            for (name, text) in files {
+                fs::write(dir.join(name), text).unwrap();
+            }
+        };
+
+        let v2 = root.join("v2");
+        let mountinfo = format!(
+            "22 1 252:1 / / rw - ext4 /dev/vda1 rw\n25 22 0:26 / {} rw - cgroup2 cgroup2 rw\n",
+            v2.display()
+        );
+        let layout = Layout::parse(&mountinfo, controllers(PURE_V2_CONTROLLERS)).unwrap();
+        let cg = Cgroup::skeleton(&layout, "1-1");
+        write(
+            &v2.join("rbuild/1-1"),
+            &[
+                ("memory.current", "10000\n"),
+                ("memory.max", "65536\n"),
+                ("memory.stat", "anon 6000\nfile 4000\ninactive_file 3000\nactive_file 1000\n"),
+                ("pids.current", "3\n"),
+                ("pids.max", "max\n"),
+                ("cpu.stat", "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\n"),
+            ],
+        );
+        let stats = cg.stats().unwrap();
+        assert_eq!(
+            stats,
+            Stats {
+                memory_usage: 7000,
+                memory_limit: Some(65536),
+                pids_current: 3,
+                pids_limit: None,
+                cpu_usage_ns: 1_500_000
+            }
+        );
+
+        let v1 = |c: &str| root.join("v1").join(c);
+        let mountinfo = ["memory", "pids", "cpuacct"]
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                format!("{} 1 0:{} / {} rw - cgroup cgroup rw,{c}\n", 30 + i, 40 + i, v1(c).display())
+            })
+            .collect::<String>();
+        let layout = Layout::parse(&mountinfo, |_| None).unwrap();
+        let cg = Cgroup::skeleton(&layout, "1-2");
+        write(
+            &v1("memory").join("rbuild/1-2"),
+            &[
+                ("memory.usage_in_bytes", "10000\n"),
+                ("memory.limit_in_bytes", "9223372036854771712\n"),
+                ("memory.stat", "cache 4000\ninactive_file 100\ntotal_inactive_file 2000\n"),
+            ],
+        );
+        write(&v1("pids").join("rbuild/1-2"), &[("pids.current", "2\n"), ("pids.max", "50\n")]);
+        write(&v1("cpuacct").join("rbuild/1-2"), &[("cpuacct.usage", "123456\n")]);
+        let stats = cg.stats().unwrap();
+        assert_eq!(
+            stats,
+            Stats {
+                memory_usage: 8000,
+                memory_limit: None,
+                pids_current: 2,
+                pids_limit: Some(50),
+                cpu_usage_ns: 123_456
+            }
+        );
+        fs::write(v1("pids").join("rbuild/1-2/pids.max"), "lots\n").unwrap();
+        let err = cg.stats().unwrap_err().to_string();
+        assert!(err.ends_with("pids.max: \"lots\" is not a number"), "{err}");
     }
 
     #[test]

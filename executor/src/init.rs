@@ -9,6 +9,11 @@
 //!         └── PID 2: the user's command
 //! ```
 //!
+//! A spawned sandbox ([`crate::spawn`]) has the same supervisor, whose PID 1 either *is* the
+//! command (it execs after the setup) or, with `init`, forwards signals to it as PID 2. Its
+//! status fd is a socket on which the supervisor reports `Started` (the command runs), then
+//! `Ended`; it then keeps PID 1 unreaped (so its pid cannot be reused) until the spawner hangs up.
+//!
 //! This process is single-threaded, so it may fork and keep running Rust code in the child.
 
 use std::ffi::CString;
@@ -37,33 +42,65 @@ use crate::{caps, seccomp};
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// What the init writes, as JSON, to its status fd before exiting.
+/// What the init writes, as JSON, to its status fd: for [`crate::run`] one report before
+/// exiting; for [`crate::spawn`] and [`crate::exec`] one per line, `Started` (or a failure)
+/// then `Ended`. Also what a process about to exec writes on its ready pipe when it cannot.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Report {
     Ended(ExitStatus),
-    Failed { step: String, message: String },
+    Failed {
+        step: String,
+        message: String,
+    },
+    /// The command has been executed; `pid` is its host pid (the sandbox's PID 1 for spawn).
+    Started {
+        pid: i32,
+    },
+    /// The command could not be executed (`message` as `"foo": executable file not found in
+    /// $PATH`; `code` 127 or 126).
+    ExecFailed {
+        message: String,
+        code: i32,
+    },
+}
+
+impl From<Failure> for Report {
+    fn from(f: Failure) -> Report {
+        Report::Failed { step: f.step, message: f.message }
+    }
+}
+
+/// Writes `report` as one line of JSON; false if it could not.
+pub(crate) fn send(out: &mut impl Write, report: &Report) -> bool {
+    match serde_json::to_vec(report) {
+        Ok(mut json) => {
+            json.push(b'\n');
+            out.write_all(&json).is_ok()
+        }
+        Err(_) => false,
+    }
 }
 
 /// A failed setup step, on its way to becoming [`crate::Error::Sandbox`].
 #[derive(Debug)]
-struct Failure {
-    step: String,
-    message: String,
+pub(crate) struct Failure {
+    pub step: String,
+    pub message: String,
 }
 
-type Result<T> = std::result::Result<T, Failure>;
+pub(crate) type Result<T> = std::result::Result<T, Failure>;
 
-fn fail(step: impl Into<String>, message: impl std::fmt::Display) -> Failure {
+pub(crate) fn fail(step: impl Into<String>, message: impl std::fmt::Display) -> Failure {
     Failure { step: step.into(), message: message.to_string() }
 }
 
 /// For `map_err` on nix calls: the step, and the OS error's plain description.
-fn os(step: impl Into<String>) -> impl FnOnce(Errno) -> Failure {
+pub(crate) fn os(step: impl Into<String>) -> impl FnOnce(Errno) -> Failure {
     let step = step.into();
     move |e| fail(step, e.desc())
 }
 
-fn io(step: impl Into<String>) -> impl FnOnce(std::io::Error) -> Failure {
+pub(crate) fn io(step: impl Into<String>) -> impl FnOnce(std::io::Error) -> Failure {
     let step = step.into();
     move |e| match e.raw_os_error() {
         Some(code) => fail(step, Errno::from_raw(code).desc()),
@@ -71,33 +108,47 @@ fn io(step: impl Into<String>) -> impl FnOnce(std::io::Error) -> Failure {
     }
 }
 
-/// Returns the exit code of the supervisor; the sandbox's own outcome goes to the status fd.
-pub(crate) fn main(args: &[String]) -> i32 {
-    let fds = args.iter().position(|a| a == INIT_ARG).map(|i| &args[i + 1..]).unwrap_or_default();
+/// The two descriptors after `marker` on the command line (spec, status), made close-on-exec;
+/// `Err` is the exit code, after a message on stderr.
+pub(crate) fn protocol_fds(args: &[String], marker: &str) -> std::result::Result<(OwnedFd, OwnedFd), i32> {
+    let fds = args.iter().position(|a| a == marker).map(|i| &args[i + 1..]).unwrap_or_default();
     let (Some(Ok(spec_fd)), Some(Ok(status_fd))) =
         (fds.first().map(|a| a.parse()), fds.get(1).map(|a| a.parse()))
     else {
-        eprintln!("rbuild: {INIT_ARG} expects <spec fd> <status fd>; it is started by rbuild itself");
-        return 2;
+        eprintln!("rbuild: {marker} expects <spec fd> <status fd>; it is started by rbuild itself");
+        return Err(2);
     };
     if spec_fd < 3 || status_fd < 3 || spec_fd == status_fd {
-        eprintln!("rbuild: {INIT_ARG}: bad file descriptors {spec_fd} {status_fd}");
-        return 2;
+        eprintln!("rbuild: {marker}: bad file descriptors {spec_fd} {status_fd}");
+        return Err(2);
     }
-    // SAFETY: run() passes two pipe ends it created for us and that nothing else in this fresh
-    // process owns; the numbers were checked not to be stdio.
+    // SAFETY: rbuild passes two descriptors it created for us and that nothing else in this
+    // fresh process owns; the numbers were checked not to be stdio.
     let (spec_fd, status_fd) = unsafe { (OwnedFd::from_raw_fd(spec_fd), OwnedFd::from_raw_fd(status_fd)) };
     // Neither PID 1 nor the user's process may inherit these across exec.
     for fd in [&spec_fd, &status_fd] {
         if fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).is_err() {
-            return 2;
+            return Err(2);
         }
     }
+    Ok((spec_fd, status_fd))
+}
+
+/// Returns the exit code of the supervisor; the sandbox's own outcome goes to the status fd.
+pub(crate) fn main(args: &[String]) -> i32 {
+    let (spec_fd, status_fd) = match protocol_fds(args, INIT_ARG) {
+        Ok(fds) => fds,
+        Err(code) => return code,
+    };
     // What `ps` in the sandbox shows for PID 1 (by default the binary's file name).
     let _ = nix::sys::prctl::set_name(c"rbuild-init");
-    let report = match read_plan(spec_fd).and_then(supervise) {
-        Ok(status) => Report::Ended(status),
-        Err(f) => Report::Failed { step: f.step, message: f.message },
+    let report = match read_plan(spec_fd) {
+        Ok(plan) if plan.spawn.is_some() => return supervise_spawned(&plan, status_fd),
+        Ok(plan) => match supervise(plan) {
+            Ok(status) => Report::Ended(status),
+            Err(f) => f.into(),
+        },
+        Err(f) => f.into(),
     };
     let mut status = File::from(status_fd);
     match serde_json::to_vec(&report) {
@@ -115,18 +166,28 @@ fn read_plan(fd: OwnedFd) -> Result<Plan> {
 
 /// Whether the sandbox runs in a user namespace (rootless rbuild): read once, in the supervisor
 /// before it forks, so PID 1 and PID 2 inherit the answer.
-fn in_userns() -> bool {
+pub(crate) fn in_userns() -> bool {
     static V: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *V.get_or_init(|| !userns::in_initial_userns())
 }
 
-/// The supervisor: new namespaces, then PID 1, whose report it relays.
-fn supervise(plan: Plan) -> Result<ExitStatus> {
+/// The supervisor's namespaces: the network namespace to join, then new ones for PID 1.
+fn enter_namespaces(plan: &Plan) -> Result<()> {
     in_userns();
+    if let Some(path) = &plan.join_net {
+        let step = format!("join the network namespace {}", path.display());
+        let ns = File::open(path).map_err(io(step.clone()))?;
+        nix::sched::setns(&ns, CloneFlags::CLONE_NEWNET).map_err(os(step))?;
+    }
     unshare(plan.namespaces).map_err(os("unshare namespaces"))?;
     // Private, so that none of our mounts (nor our unmount of the old root) reach the host.
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
-        .map_err(os("make / private"))?;
+        .map_err(os("make / private"))
+}
+
+/// The supervisor: new namespaces, then PID 1, whose report it relays.
+fn supervise(plan: Plan) -> Result<ExitStatus> {
+    enter_namespaces(&plan)?;
     let (report_r, report_w) = pipe2(OFlag::O_CLOEXEC).map_err(os("create report pipe"))?;
     // SAFETY: this process is single-threaded (the re-exec'd init), so the child may run
     // arbitrary code after fork.
@@ -152,6 +213,7 @@ fn supervise(plan: Plan) -> Result<ExitStatus> {
             match serde_json::from_slice::<Report>(&json) {
                 Ok(Report::Ended(status)) => Ok(status),
                 Ok(Report::Failed { step, message }) => Err(Failure { step, message }),
+                Ok(other) => Err(fail("sandbox PID 1", format!("unexpected report {other:?}"))),
                 // PID 1 was killed (the OOM killer, or a signal sent from outside): the
                 // kernel took the whole namespace with it, so that is how the process ended.
                 Err(_) if json.is_empty() && matches!(pid1_status, ExitStatus::Signaled(_)) => {
@@ -163,7 +225,7 @@ fn supervise(plan: Plan) -> Result<ExitStatus> {
     }
 }
 
-fn wait_for(pid: Pid) -> nix::Result<ExitStatus> {
+pub(crate) fn wait_for(pid: Pid) -> nix::Result<ExitStatus> {
     loop {
         match waitpid(pid, None) {
             Ok(WaitStatus::Exited(_, code)) => return Ok(ExitStatus::Exited(code)),
@@ -174,8 +236,199 @@ fn wait_for(pid: Pid) -> nix::Result<ExitStatus> {
     }
 }
 
+/// How `pid` ended, leaving it a zombie (so its pid stays taken).
+pub(crate) fn wait_keeping(pid: Pid) -> nix::Result<ExitStatus> {
+    use nix::sys::wait::{Id, WaitPidFlag, waitid};
+    loop {
+        match waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(ExitStatus::Exited(code)),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(ExitStatus::Signaled(sig as i32)),
+            Ok(_) | Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Reports on `status` that `pid` runs, then how it ended, then holds it unreaped until the
+/// other end hangs up: while the spawner may still signal that pid, it is not reused.
+pub(crate) fn report_and_hold(status: OwnedFd, pid: Pid) -> i32 {
+    let mut status = std::os::unix::net::UnixStream::from(status);
+    if !send(&mut status, &Report::Started { pid: pid.as_raw() }) {
+        // The spawner is gone; the parent-death signal is on its way.
+        let _ = wait_for(pid);
+        return 1;
+    }
+    let ended = match wait_keeping(pid) {
+        Ok(s) => Report::Ended(s),
+        Err(e) => fail("wait for the process", e.desc()).into(),
+    };
+    send(&mut status, &ended);
+    let _ = status.shutdown(std::net::Shutdown::Write);
+    let _ = std::io::copy(&mut status, &mut std::io::sink());
+    let _ = wait_for(pid);
+    0
+}
+
+/// The supervisor of a spawned sandbox: namespaces, PID 1, then [`report_and_hold`].
+fn supervise_spawned(plan: &Plan, status: OwnedFd) -> i32 {
+    let pid1 = enter_namespaces(plan).map_err(Report::from).and_then(|()| start_spawned(plan));
+    match pid1 {
+        Ok(pid) => report_and_hold(status, pid),
+        Err(report) => {
+            send(&mut File::from(status), &report);
+            0
+        }
+    }
+}
+
+/// Forks PID 1 and returns once its command runs, or with what went wrong before.
+fn start_spawned(plan: &Plan) -> std::result::Result<Pid, Report> {
+    let (ready_r, ready_w) = pipe2(OFlag::O_CLOEXEC).map_err(os("create exec pipe"))?;
+    // SAFETY: this process is single-threaded (the re-exec'd init), so the child may run
+    // arbitrary code after fork.
+    match unsafe { fork() }.map_err(os("fork the sandbox's PID 1"))? {
+        ForkResult::Child => {
+            drop(ready_r);
+            spawned_pid1(plan, ready_w)
+        }
+        ForkResult::Parent { child } => {
+            drop(ready_w);
+            release_stdio();
+            started(child, ready_r)
+        }
+    }
+}
+
+/// Points our stdin, stdout and stderr at /dev/null, once the process has its copies: whoever
+/// reads the process's output (or a terminal's master) must see EOF when the process and its
+/// children are done, not when we are.
+pub(crate) fn release_stdio() {
+    if let Ok(null) = open("/dev/null", OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty()) {
+        for fd in 0..3 {
+            // SAFETY: dup2 onto the standard descriptors, which this process does not use
+            // through any Rust handle it could later misread.
+            unsafe { libc::dup2(null.as_raw_fd(), fd) };
+        }
+    }
+}
+
+/// Reads the ready pipe of `child` (or of its child) to EOF: nothing means the command was
+/// executed, since the write end is close-on-exec; otherwise the child's report of what failed.
+pub(crate) fn started(child: Pid, ready: OwnedFd) -> std::result::Result<Pid, Report> {
+    let mut msg = Vec::new();
+    let _ = File::from(ready).read_to_end(&mut msg);
+    if msg.is_empty() {
+        return Ok(child);
+    }
+    let _ = wait_for(child);
+    Err(serde_json::from_slice(&msg)
+        .unwrap_or_else(|e| fail("start the process", format!("unreadable report: {e}")).into()))
+}
+
+/// PID 1 of a spawned sandbox: the setup, then the command itself, or with `init` a fork of it
+/// to which signals are forwarded.
+fn spawned_pid1(plan: &Plan, ready: OwnedFd) -> ! {
+    let exec = match prepare_pid1(plan) {
+        Ok(exec) => exec,
+        Err(f) => {
+            send(&mut File::from(ready), &f.into());
+            std::process::exit(1)
+        }
+    };
+    if !plan.spawn.is_some_and(|s| s.init) {
+        exec.run(ready)
+    }
+    let mut signals = SigSet::empty();
+    for s in FORWARDED {
+        signals.add(s);
+    }
+    signals.add(Signal::SIGCHLD);
+    // Blocked before the fork, so none is lost; the child unblocks them all before exec.
+    if let Err(e) = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&signals), None) {
+        send(&mut File::from(ready), &fail("block signals", e.desc()).into());
+        std::process::exit(1)
+    }
+    // SAFETY: PID 1 is single-threaded, so the child may run arbitrary code before exec.
+    match unsafe { fork() } {
+        Ok(ForkResult::Child) => exec.run(ready),
+        Ok(ForkResult::Parent { child }) => {
+            drop(ready);
+            std::process::exit(forward_until(child, &signals))
+        }
+        Err(e) => {
+            send(&mut File::from(ready), &fail("fork the process", e.desc()).into());
+            std::process::exit(1)
+        }
+    }
+}
+
+/// The signals an init PID 1 passes on to the command, as docker-init (tini) does.
+const FORWARDED: [Signal; 8] = [
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+    Signal::SIGCONT,
+];
+
+/// Forwards the blocked `signals` to `main` and reaps every child until `main` has ended;
+/// returns its exit code, 128 + N for a signal N (tini's convention).
+fn forward_until(main: Pid, signals: &SigSet) -> i32 {
+    use nix::sys::wait::WaitPidFlag;
+    let code = |status: ExitStatus| status.code();
+    loop {
+        let Ok(sig) = signals.wait() else {
+            return reap_until(main).map_or(255, code);
+        };
+        if sig != Signal::SIGCHLD {
+            let _ = nix::sys::signal::kill(main, sig);
+            continue;
+        }
+        loop {
+            match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, c)) if pid == main => return c,
+                Ok(WaitStatus::Signaled(pid, s, _)) if pid == main => return 128 + s as i32,
+                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
+                Ok(_) | Err(Errno::EINTR) => continue,
+                Err(_) => break,
+            }
+        }
+    }
+}
+
 /// PID 1 of the new pid namespace.
 fn pid1(plan: &Plan) -> Result<ExitStatus> {
+    let exec = prepare_pid1(plan)?;
+    let (ready_r, ready_w) = pipe2(OFlag::O_CLOEXEC).map_err(os("create exec pipe"))?;
+    // SAFETY: PID 1 is single-threaded, so the child may run arbitrary code before exec.
+    match unsafe { fork() }.map_err(os("fork the process"))? {
+        ForkResult::Child => {
+            drop(ready_r);
+            exec.run(ready_w)
+        }
+        ForkResult::Parent { child } => {
+            drop(ready_w);
+            // EOF means the exec happened (the write end is close-on-exec) or the child exited.
+            let mut setup_error = Vec::new();
+            let _ = File::from(ready_r).read_to_end(&mut setup_error);
+            let status = reap_until(child).map_err(os("wait for the process"))?;
+            if setup_error.is_empty() {
+                return Ok(status);
+            }
+            match serde_json::from_slice(&setup_error) {
+                Ok(Report::Failed { step, message }) => Err(fail(step, message)),
+                _ => Err(fail("start the process", String::from_utf8_lossy(&setup_error))),
+            }
+        }
+    }
+}
+
+/// Everything PID 1 does before the command: cgroup, mounts, pivot_root, hostname, lo,
+/// rlimits, the user; returns the command ready to run.
+fn prepare_pid1(plan: &Plan) -> Result<Exec> {
     // If the supervisor dies, so does PID 1, and with it the kernel kills the whole namespace.
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(os("set the parent-death signal"))?;
     // Into the cgroup first, so every process of the sandbox is counted and limited.
@@ -191,6 +444,9 @@ fn pid1(plan: &Plan) -> Result<ExitStatus> {
     mount_standard_fs(target)?;
     if plan.cgroupns {
         mount_cgroup_fs(target, &plan.cgroup_fs)?;
+    }
+    if plan.spawn.is_some_and(|s| s.console) {
+        mount_console(target)?;
     }
     // Before pivot_root: a bind mount's source must be in our mount tree, which the old root
     // leaves. Targets are resolved inside the rootfs as if it were `/` (nothing of the
@@ -213,6 +469,10 @@ fn pid1(plan: &Plan) -> Result<ExitStatus> {
     // Created after pivot_root so that a symlink in the image resolves inside the rootfs, never
     // on the host.
     std::fs::create_dir_all(&plan.cwd).map_err(io(format!("create working directory {}", plan.cwd)))?;
+    if plan.readonly_rootfs {
+        // Only the rootfs's own mount: the mounts on it keep their flags.
+        remount_readonly(Path::new("/"))?;
+    }
     let hostname = plan.hostname.as_deref().unwrap_or_default();
     if plan.namespaces.contains(CloneFlags::CLONE_NEWUTS) && !hostname.is_empty() {
         sethostname(hostname).map_err(os(format!("set hostname {hostname:?}")))?;
@@ -231,31 +491,35 @@ fn pid1(plan: &Plan) -> Result<ExitStatus> {
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         env.push(format!("HOME={}", user.home));
     }
-    let mut exec = Exec::new(plan, env, user, caps, seccomp)?;
+    let mut exec = Exec::new(&plan.args, &plan.cwd, plan.no_new_privileges, env, user, caps, seccomp)?;
     exec.host_user = host_user;
-
-    let (ready_r, ready_w) = pipe2(OFlag::O_CLOEXEC).map_err(os("create exec pipe"))?;
-    // SAFETY: PID 1 is single-threaded, so the child may run arbitrary code before exec.
-    match unsafe { fork() }.map_err(os("fork the process"))? {
-        ForkResult::Child => {
-            drop(ready_r);
-            exec.run(ready_w)
-        }
-        ForkResult::Parent { child } => {
-            drop(ready_w);
-            // EOF means the exec happened (the write end is close-on-exec) or the child exited.
-            let mut setup_error = String::new();
-            let _ = File::from(ready_r).read_to_string(&mut setup_error);
-            let status = reap_until(child).map_err(os("wait for the process"))?;
-            match setup_error.split_once('\n') {
-                Some((step, message)) => Err(fail(step, message)),
-                None => Ok(status),
-            }
-        }
+    if let Some(spawn) = plan.spawn {
+        exec.tty = spawn.console;
+        exec.report_exec_failure = true;
     }
+    Ok(exec)
 }
 
-fn set_rlimit(limit: &PosixRlimit) -> Result<()> {
+/// The terminal on stdin, bound at /dev/console, as runc shows a container's terminal.
+/// A bind's source must be a mount of our namespace, so the terminal is bound from its path
+/// (`/dev/pts/N`) in the host's tree, which this namespace copied; a terminal that is not
+/// found there (one from another mount namespace) is left out of /dev.
+fn mount_console(root: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(path) = std::fs::read_link("/proc/self/fd/0") else { return Ok(()) };
+    let (Ok(ours), Ok(found)) = (std::fs::metadata("/proc/self/fd/0"), std::fs::metadata(&path)) else {
+        return Ok(());
+    };
+    if (ours.dev(), ours.ino(), ours.rdev()) != (found.dev(), found.ino(), found.rdev()) {
+        return Ok(());
+    }
+    let console = root.join("dev/console");
+    File::create(&console).map_err(io("create /dev/console"))?;
+    mount(Some(&path), &console, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        .map_err(os(format!("bind the terminal {} at /dev/console", path.display())))
+}
+
+pub(crate) fn set_rlimit(limit: &PosixRlimit) -> Result<()> {
     use nix::sys::resource::{Resource, setrlimit};
     let resource = match limit.typ() {
         PosixRlimitType::RlimitNofile => Resource::RLIMIT_NOFILE,
@@ -362,7 +626,7 @@ fn mount_target(dest: &str, path: &Path, dir: bool) -> Result<()> {
 
 /// Makes the mount at `dest` read-only, keeping the flags (nosuid, nodev, ...) it has: a
 /// remount that drops a locked flag fails.
-fn remount_readonly(dest: &Path) -> Result<()> {
+pub(crate) fn remount_readonly(dest: &Path) -> Result<()> {
     remount_readonly_with(dest, MsFlags::empty())
 }
 
@@ -391,12 +655,17 @@ fn user_mount(root: &Path, dest: &str, mount_spec: &PlanMount, fds: &Sources) ->
     let at = resolve_in_root(root, dest)?;
     let at = at.as_path();
     match mount_spec {
-        PlanMount::Bind { readonly, .. } => {
+        PlanMount::Bind { readonly, populate, source: source_path } => {
             let source = &fds[0];
             let dir =
                 nix::sys::stat::fstat(source).map_err(os(format!("stat the source of {dest}")))?.st_mode
                     & libc::S_IFMT
                     == libc::S_IFDIR;
+            if *populate && dir && std::fs::symlink_metadata(at).is_ok_and(|m| m.is_dir()) {
+                use std::os::fd::AsFd;
+                crate::populate::fill_if_empty(at, source.as_fd(), source_path)
+                    .map_err(|m| fail(format!("fill the volume at {dest} from the image"), m))?;
+            }
             mount_target(dest, at, dir)?;
             mount(
                 Some(fd_path(source).as_str()),
@@ -510,7 +779,7 @@ fn setgroups_denied() -> bool {
 }
 
 /// Reaps every child (orphans are re-parented to us) until `main` has ended.
-fn reap_until(main: Pid) -> nix::Result<ExitStatus> {
+pub(crate) fn reap_until(main: Pid) -> nix::Result<ExitStatus> {
     loop {
         match waitpid(None::<Pid>, None) {
             Ok(WaitStatus::Exited(pid, code)) if pid == main => return Ok(ExitStatus::Exited(code)),
@@ -749,8 +1018,9 @@ fn loopback_up() -> Result<()> {
     Ok(())
 }
 
-/// Everything the user's process needs, prepared in PID 1 so the child only makes syscalls.
-struct Exec {
+/// Everything the user's process needs, prepared in PID 1 (or the exec helper) so the child
+/// only makes syscalls.
+pub(crate) struct Exec {
     args: Vec<CString>,
     env: Vec<CString>,
     argv0: String,
@@ -761,12 +1031,20 @@ struct Exec {
     seccomp: Option<seccomp::Filter>,
     no_new_privileges: bool,
     /// In a user namespace: the host user, for "not mapped" errors.
-    host_user: Option<String>,
+    pub host_user: Option<String>,
+    /// stdin is a terminal: the process becomes a session leader with it as its controlling
+    /// terminal.
+    pub tty: bool,
+    /// A failed exec goes to the ready pipe (spawn, exec: the caller's error) rather than
+    /// being the process's own failure (run: exit 127 or 126, as a RUN step shows it).
+    pub report_exec_failure: bool,
 }
 
 impl Exec {
-    fn new(
-        plan: &Plan,
+    pub(crate) fn new(
+        args: &[String],
+        cwd: &str,
+        no_new_privileges: bool,
         env: Vec<String>,
         user: ExecUser,
         caps: caps::CapSet,
@@ -776,25 +1054,29 @@ impl Exec {
             CString::new(s.as_bytes()).map_err(|_| fail("prepare exec", format!("NUL byte in {s:?}")))
         };
         let path = env.iter().rev().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH).to_string();
+        let argv0 = args.first().ok_or_else(|| fail("prepare exec", "no command"))?.clone();
         Ok(Exec {
-            args: plan.args.iter().map(cstring).collect::<Result<_>>()?,
+            args: args.iter().map(cstring).collect::<Result<_>>()?,
             env: env.iter().map(cstring).collect::<Result<_>>()?,
-            argv0: plan.args[0].clone(),
+            argv0,
             path,
-            cwd: plan.cwd.clone(),
+            cwd: cwd.to_string(),
             user,
             caps,
             seccomp,
-            no_new_privileges: plan.no_new_privileges,
+            no_new_privileges,
             host_user: None,
+            tty: false,
+            report_exec_failure: false,
         })
     }
 
-    /// In the forked child: drop to the user, then exec. Setup failures go to `ready` as
-    /// "step\nmessage"; a failed exec is the process's own failure (126/127), as in Docker.
-    fn run(self, ready: OwnedFd) -> ! {
+    /// In the forked child: drop to the user, then exec. Setup failures go to `ready` as a
+    /// [`Report`]; a failed exec is the process's own failure (126/127), as in Docker's RUN,
+    /// unless `report_exec_failure`.
+    pub(crate) fn run(self, ready: OwnedFd) -> ! {
         if let Err(f) = self.prepare() {
-            let _ = File::from(ready).write_all(format!("{}\n{}", f.step, f.message).as_bytes());
+            send(&mut File::from(ready), &f.into());
             std::process::exit(127);
         }
         let (code, why) = match self.lookup() {
@@ -805,11 +1087,25 @@ impl Exec {
                 Err(e) => (126, e.desc().to_lowercase()),
             },
         };
-        eprintln!("rbuild: exec {:?}: {why}", self.argv0);
+        if self.report_exec_failure {
+            let message = format!("{:?}: {why}", self.argv0);
+            send(&mut File::from(ready), &Report::ExecFailed { message, code });
+        } else {
+            eprintln!("rbuild: exec {:?}: {why}", self.argv0);
+        }
         std::process::exit(code)
     }
 
     fn prepare(&self) -> Result<()> {
+        if self.tty {
+            // A new session, so that the terminal can become ours (a session leader's only).
+            nix::unistd::setsid().map_err(os("start a session"))?;
+            // SAFETY: TIOCSCTTY takes an int argument (0: do not steal it from another
+            // session), no pointer.
+            if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } == -1 {
+                return Err(fail("make the terminal the controlling terminal", Errno::last().desc()));
+            }
+        }
         // Rust ignores SIGPIPE and the init inherited that; an ignored signal survives exec,
         // and `yes | head` must work in the sandbox.
         // SAFETY: restoring the default disposition installs no handler code.

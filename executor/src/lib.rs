@@ -1,27 +1,38 @@
-//! The sandbox that RUN steps (and later containers) execute in.
+//! The sandbox that RUN steps and containers execute in.
 //!
 //! It calls the kernel directly through `nix`: no runc, no other runtime. It knows nothing of
-//! Dockerfiles or images: it gets a [`SandboxSpec`] (rootfs layers, process, hostname, network
-//! mode), runs it, and returns how the process ended.
+//! Dockerfiles, images or container state: it gets a [`SandboxSpec`] (rootfs layers, process,
+//! hostname, network mode, mounts), and either runs it to the end ([`run`], for RUN steps) or
+//! starts it and hands back a handle ([`spawn`], for containers, plus [`exec`] into one).
 
 pub mod caps;
 pub mod cgroup;
+mod exec;
 mod init;
+mod populate;
 mod seccomp;
 mod spec;
 mod supervise;
 mod user;
 pub mod userns;
 
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use spec::InitConfig;
+pub use spec::{InitConfig, SpawnConfig};
+pub use supervise::{ExecProcess, Sandbox};
 
 /// The first argument with which the `rbuild` binary is re-executed to become a sandbox's
 /// init. The binary's `main` must call [`init_main`] when it sees it, before anything else.
 pub const INIT_ARG: &str = "__rbuild-sandbox-init";
+
+/// The first argument with which the `rbuild` binary is re-executed to [`exec`] a process into
+/// a running sandbox. The binary's `main` must call [`exec_main`] when it sees it, before
+/// anything else (in particular before starting any thread: `setns` into a mount namespace
+/// needs a single-threaded process).
+pub const EXEC_ARG: &str = "__rbuild-sandbox-exec";
 
 /// What to run and how to isolate it: the one description shared by RUN steps and containers.
 /// [`InitConfig`] turns it into an OCI runtime spec.
@@ -35,6 +46,10 @@ pub struct SandboxSpec {
     pub mounts: Vec<Mount>,
     pub resources: Resources,
     pub security: Security,
+    /// The rootfs is mounted read-only (docker `--read-only`); /proc, /dev, /dev/shm, /sys,
+    /// and the [`mounts`](SandboxSpec::mounts) (a tmpfs on /tmp, say) keep their own flags.
+    #[serde(default)]
+    pub readonly_rootfs: bool,
 }
 
 /// The root filesystem: an overlay mounted inside the sandbox's own mount namespace, so the
@@ -62,12 +77,17 @@ pub struct Process {
     pub user: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NetworkMode {
     /// A new network namespace with only `lo`, up.
     None,
     /// The host's network namespace.
     Host,
+    /// An existing network namespace, named by a file: a bind-mounted nsfs file
+    /// (`/run/netns/NAME`) or `/proc/PID/ns/net`. Joined as it is (its interfaces, `lo`
+    /// included, are left alone): a container's network made by the runtime, or
+    /// `--network container:NAME`.
+    Join(PathBuf),
 }
 
 /// A mount inside the sandbox. `target` is an absolute path in the sandbox; it is resolved
@@ -83,6 +103,13 @@ pub struct Mount {
 pub enum MountKind {
     /// A host file or directory.
     Bind { source: PathBuf, readonly: bool },
+    /// A volume: a bind mount of the host directory `source`. With `populate`, if `source` is
+    /// empty and the image has a directory at the target, that directory's content is first
+    /// copied into `source` (file types, modes, owners, times, hard links and symlinks as they
+    /// are, extended attributes where the filesystem takes them; no symlink is followed), and
+    /// `source` takes the directory's owner and mode, as docker fills a named volume on its
+    /// first mount.
+    Volume { source: PathBuf, readonly: bool, populate: bool },
     /// An overlay of host directories (topmost first). With `upper` (upperdir, workdir) it is
     /// writable; without, read-only (at least two lowers: one is a read-only `Bind`).
     Overlay { lowers: Vec<PathBuf>, upper: Option<(PathBuf, PathBuf)> },
@@ -219,6 +246,14 @@ pub enum Error {
     /// Making, limiting or removing the sandbox's cgroup.
     #[error(transparent)]
     Cgroup(#[from] cgroup::Error),
+    /// [`spawn`] or [`exec`]: the command could not be executed (docker's wording:
+    /// `exec: "nosuch": executable file not found in $PATH`).
+    #[error("exec: {message}")]
+    Exec {
+        message: String,
+        /// The exit code docker gives for it: 127 (not found), 126 (found, not runnable).
+        code: i32,
+    },
 }
 
 /// Runs `spec` in a new sandbox and waits for it to end.
@@ -243,4 +278,69 @@ pub fn run_cancellable(
 /// The entry point of the re-executed binary (`rbuild __rbuild-sandbox-init ...`). Never returns.
 pub fn init_main(args: &[String]) -> ! {
     std::process::exit(init::main(args))
+}
+
+/// The entry point of the re-executed binary (`rbuild __rbuild-sandbox-exec ...`, see
+/// [`EXEC_ARG`]). Never returns.
+pub fn exec_main(args: &[String]) -> ! {
+    std::process::exit(exec::main(args))
+}
+
+/// How [`spawn`] starts a long-running sandbox (a container).
+pub struct SpawnOptions {
+    pub stdio: SpawnStdio,
+    /// `false` (docker's default): the command itself is the sandbox's PID 1, so it gets only
+    /// the signals it has handlers for, and must reap its own orphans. `true` (`docker run
+    /// --init`): rbuild-init is PID 1, forwards SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1,
+    /// SIGUSR2, SIGWINCH and SIGCONT to the command, reaps zombies, and exits with the
+    /// command's status (128 + N if a signal N ended it), as docker-init (tini) does.
+    pub init: bool,
+}
+
+/// The stdio of a [`spawn`]ed sandbox or an [`exec`]ed process.
+pub enum SpawnStdio {
+    /// /dev/null for all three.
+    Null,
+    /// These descriptors (pipe ends, files, sockets) as stdin, stdout and stderr.
+    Fds { stdin: OwnedFd, stdout: OwnedFd, stderr: OwnedFd },
+    /// The slave side of a pseudo-terminal (open it with `O_NOCTTY`, as `openpty` does) as all
+    /// three; the process becomes a session leader with it as its controlling terminal. A
+    /// spawned sandbox also sees it at /dev/console, as runc shows a container's terminal.
+    Tty(OwnedFd),
+}
+
+/// Starts `spec` in a new sandbox and returns once its command has been executed: what fails
+/// before that (a mount, a bad `USER` or working directory, a command that is not there, see
+/// [`Error::Exec`]) is this call's error. The sandbox always has a cgroup of its own when the
+/// host lets rbuild make one (also without limits: pause, stats and top need it).
+///
+/// The sandbox dies with the *thread* that calls `spawn` (its supervisor has
+/// `PR_SET_PDEATHSIG`, which the kernel ties to the parent thread): call it from a thread that
+/// lives as long as the container, such as the monitor's main thread. Dropping the
+/// [`Sandbox`] without [`wait`](Sandbox::wait)ing kills it.
+pub fn spawn(spec: &SandboxSpec, opts: SpawnOptions) -> Result<Sandbox, Error> {
+    supervise::spawn(spec, opts)
+}
+
+/// What to run in an existing sandbox (`docker exec`).
+#[derive(Debug, Clone)]
+pub struct ExecSpec {
+    /// Host PID of the sandbox's PID 1 ([`Sandbox::pid`]).
+    pub pid: i32,
+    /// `cwd` must exist in the sandbox (it is not created); `user` is resolved in the
+    /// sandbox's /etc/passwd and /etc/group.
+    pub process: Process,
+    pub security: Security,
+    /// The sandbox's cgroup, as [`Sandbox::cgroup_name`] gave it; the process joins it.
+    pub cgroup: Option<String>,
+}
+
+/// Starts a process in the namespaces (user if different, mnt, uts, ipc, net, pid, cgroup) and
+/// the cgroup of a running sandbox, with `spec.security` applied as in the sandbox itself, and
+/// returns once it has been executed (so a missing command is this call's [`Error::Exec`]).
+///
+/// Like [`spawn`], the process dies with the thread that calls `exec` (and with the sandbox's
+/// PID 1): a process that must outlive its caller (`exec -d`) is started from the monitor.
+pub fn exec(spec: &ExecSpec, stdio: SpawnStdio) -> Result<ExecProcess, Error> {
+    supervise::exec(spec, stdio)
 }

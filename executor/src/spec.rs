@@ -22,6 +22,9 @@ pub const USER_ANNOTATION: &str = "org.rbuild.user";
 /// [`InitConfig::secrets`].
 const SECRET_TYPE: &str = "rbuild-secret";
 
+/// The option that marks a bind mount as a [`MountKind::Volume`] to fill from the image.
+const POPULATE_OPTION: &str = "rbuild.populate";
+
 /// Docker's masked paths: files get /dev/null bound over them, directories an empty read-only
 /// tmpfs, so the host's kernel details they expose stay hidden.
 pub const MASKED_PATHS: &[&str] = &[
@@ -71,6 +74,18 @@ pub struct InitConfig {
     /// cgroup namespace, so the sandbox's own cgroup is their root and its limits are readable,
     /// as a JVM or `nproc` expect).
     pub cgroup_fs: Vec<CgroupFs>,
+    /// Set by [`crate::spawn`]: the sandbox is long-running and reports its start.
+    #[serde(default)]
+    pub spawn: Option<SpawnConfig>,
+}
+
+/// How a spawned sandbox's init behaves (see [`crate::SpawnOptions`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpawnConfig {
+    /// rbuild-init stays PID 1 and forwards signals; otherwise the command is PID 1.
+    pub init: bool,
+    /// stdin is a terminal to bind at /dev/console and make the controlling terminal.
+    pub console: bool,
 }
 
 /// One cgroup filesystem mount in the sandbox.
@@ -163,22 +178,28 @@ impl InitConfig {
             LinuxNamespaceType::Pid,
             LinuxNamespaceType::Cgroup,
         ];
-        match spec.network {
+        let mut join = None;
+        match &spec.network {
             NetworkMode::None => namespaces.push(LinuxNamespaceType::Network),
             NetworkMode::Host => {}
+            NetworkMode::Join(path) => join = Some(path.clone()),
+        }
+        let mut namespaces: Vec<LinuxNamespace> = namespaces
+            .into_iter()
+            .map(|typ| {
+                let mut ns = LinuxNamespace::default();
+                ns.set_typ(typ);
+                ns
+            })
+            .collect();
+        if let Some(path) = join {
+            let mut ns = LinuxNamespace::default();
+            ns.set_typ(LinuxNamespaceType::Network).set_path(Some(path));
+            namespaces.push(ns);
         }
         let mut linux = Linux::default();
         linux
-            .set_namespaces(Some(
-                namespaces
-                    .into_iter()
-                    .map(|typ| {
-                        let mut ns = LinuxNamespace::default();
-                        ns.set_typ(typ);
-                        ns
-                    })
-                    .collect(),
-            ))
+            .set_namespaces(Some(namespaces))
             .set_resources(Some(resources(&spec.resources)))
             .set_cgroups_path(cgroup_path.map(PathBuf::from))
             .set_masked_paths(
@@ -191,7 +212,7 @@ impl InitConfig {
             .set_seccomp(security.seccomp.then(|| crate::seccomp::docker_profile(capset)));
 
         let mut root = Root::default();
-        root.set_path(spec.rootfs.target.clone()).set_readonly(None);
+        root.set_path(spec.rootfs.target.clone()).set_readonly(spec.readonly_rootfs.then_some(true));
 
         let mut secrets = Vec::new();
         let mounts = spec.mounts.iter().map(|m| oci_mount(m, &mut secrets)).collect();
@@ -202,7 +223,7 @@ impl InitConfig {
             .set_hostname(Some(spec.hostname.clone()))
             .set_annotations(Some(HashMap::from([(USER_ANNOTATION.to_string(), spec.process.user.clone())])))
             .set_linux(Some(linux));
-        Ok(InitConfig { oci, overlay: spec.rootfs.clone(), secrets, cgroup_procs, cgroup_fs })
+        Ok(InitConfig { oci, overlay: spec.rootfs.clone(), secrets, cgroup_procs, cgroup_fs, spawn: None })
     }
 }
 
@@ -229,6 +250,14 @@ fn oci_mount(m: &crate::Mount, secrets: &mut Vec<SecretFile>) -> OciMount {
         MountKind::Bind { source, readonly } => {
             let mut o = vec!["rbind".to_string()];
             o.push(if *readonly { "ro" } else { "rw" }.into());
+            ("bind", source.clone(), o)
+        }
+        MountKind::Volume { source, readonly, populate } => {
+            let mut o = vec!["rbind".to_string()];
+            o.push(if *readonly { "ro" } else { "rw" }.into());
+            if *populate {
+                o.push(POPULATE_OPTION.into());
+            }
             ("bind", source.clone(), o)
         }
         MountKind::Overlay { lowers, upper } => {
@@ -263,33 +292,45 @@ fn oci_mount(m: &crate::Mount, secrets: &mut Vec<SecretFile>) -> OciMount {
     mount
 }
 
-fn validate(spec: &SandboxSpec) -> Result<(), Error> {
+/// The checks [`InitConfig::new`] makes of a process, also for [`crate::exec`].
+pub(crate) fn validate_process(process: &crate::Process) -> Result<(), Error> {
     let invalid = |m: String| Err(Error::InvalidSpec(m));
-    if spec.process.args.is_empty() {
+    if process.args.is_empty() {
         return invalid("process.args is empty".into());
     }
-    if !spec.process.cwd.starts_with('/') {
-        return invalid(format!("process.cwd {:?} is not absolute", spec.process.cwd));
+    if !process.cwd.starts_with('/') {
+        return invalid(format!("process.cwd {:?} is not absolute", process.cwd));
     }
-    if spec.rootfs.lowers.is_empty() {
-        return invalid("rootfs has no lower layer".into());
-    }
-    let strings =
-        spec.process.args.iter().chain(&spec.process.env).chain([&spec.process.cwd, &spec.hostname]);
+    let strings = process.args.iter().chain(&process.env).chain([&process.cwd, &process.user]);
     if let Some(s) = strings.into_iter().find(|s| s.contains('\0')) {
         return invalid(format!("{s:?} contains a NUL byte"));
     }
-    if let Some(e) = spec.process.env.iter().find(|e| !e.contains('=')) {
+    if let Some(e) = process.env.iter().find(|e| !e.contains('=')) {
         return invalid(format!("environment entry {e:?} is not NAME=value"));
+    }
+    Ok(())
+}
+
+fn validate(spec: &SandboxSpec) -> Result<(), Error> {
+    let invalid = |m: String| Err(Error::InvalidSpec(m));
+    validate_process(&spec.process)?;
+    if spec.rootfs.lowers.is_empty() {
+        return invalid("rootfs has no lower layer".into());
+    }
+    if spec.hostname.contains('\0') {
+        return invalid(format!("{:?} contains a NUL byte", spec.hostname));
     }
     let mut paths: Vec<&Path> = spec.rootfs.lowers.iter().map(PathBuf::as_path).collect();
     paths.extend([&spec.rootfs.upper, &spec.rootfs.work, &spec.rootfs.target].map(PathBuf::as_path));
+    if let NetworkMode::Join(p) = &spec.network {
+        paths.push(p);
+    }
     for m in &spec.mounts {
         if !m.target.starts_with('/') || m.target.contains('\0') {
             return invalid(format!("mount target {:?} is not an absolute path", m.target));
         }
         match &m.kind {
-            MountKind::Bind { source, .. } => paths.push(source),
+            MountKind::Bind { source, .. } | MountKind::Volume { source, .. } => paths.push(source),
             MountKind::Overlay { lowers, upper } => {
                 if lowers.is_empty() || (upper.is_none() && lowers.len() < 2) {
                     return invalid(format!(
@@ -325,9 +366,19 @@ fn validate(spec: &SandboxSpec) -> Result<(), Error> {
 /// A mount as the init performs it.
 #[derive(Debug)]
 pub(crate) enum PlanMount {
-    Bind { source: PathBuf, readonly: bool },
-    Overlay { lowers: Vec<PathBuf>, upper: Option<(PathBuf, PathBuf)> },
-    Tmpfs { size: Option<u64> },
+    /// `populate`: a volume to fill from the image first (see [`MountKind::Volume`]).
+    Bind {
+        source: PathBuf,
+        readonly: bool,
+        populate: bool,
+    },
+    Overlay {
+        lowers: Vec<PathBuf>,
+        upper: Option<(PathBuf, PathBuf)>,
+    },
+    Tmpfs {
+        size: Option<u64>,
+    },
     Secret(SecretFile),
 }
 
@@ -341,6 +392,10 @@ pub(crate) struct Plan {
     pub hostname: Option<String>,
     /// Unshared by the supervisor (never the cgroup namespace: see `cgroupns`).
     pub namespaces: CloneFlags,
+    /// A network namespace the supervisor joins (then `namespaces` has no CLONE_NEWNET).
+    pub join_net: Option<PathBuf>,
+    pub readonly_rootfs: bool,
+    pub spawn: Option<SpawnConfig>,
     /// A cgroup namespace, unshared by PID 1 once it is in its cgroup, so the namespace's root
     /// is the sandbox's cgroup.
     pub cgroupns: bool,
@@ -377,9 +432,14 @@ impl Plan {
         let linux = oci.linux().as_ref();
         let mut namespaces = CloneFlags::empty();
         let mut cgroupns = false;
+        let mut join_net = None;
         for ns in linux.and_then(|l| l.namespaces().as_ref()).into_iter().flatten() {
-            if ns.path().is_some() {
-                return Err(format!("joining an existing {} namespace is not supported", ns.typ()));
+            if let Some(path) = ns.path() {
+                if ns.typ() != LinuxNamespaceType::Network {
+                    return Err(format!("joining an existing {} namespace is not supported", ns.typ()));
+                }
+                join_net = Some(path.clone());
+                continue;
             }
             namespaces |= match ns.typ() {
                 LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
@@ -409,7 +469,11 @@ impl Plan {
             let options = m.options().clone().unwrap_or_default();
             let source = m.source().clone().unwrap_or_default();
             let mount = match m.typ().as_deref() {
-                Some("bind") => PlanMount::Bind { source, readonly: options.iter().any(|o| o == "ro") },
+                Some("bind") => PlanMount::Bind {
+                    source,
+                    readonly: options.iter().any(|o| o == "ro"),
+                    populate: options.iter().any(|o| o == POPULATE_OPTION),
+                },
                 Some("overlay") => {
                     let opt = |k: &str| options.iter().find_map(|o| o.strip_prefix(k)).map(PathBuf::from);
                     let lowers = opt("lowerdir=")
@@ -453,6 +517,9 @@ impl Plan {
             user,
             hostname: oci.hostname().clone(),
             namespaces,
+            join_net,
+            readonly_rootfs: oci.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false),
+            spawn: config.spawn,
             cgroupns,
             overlay: config.overlay,
             mounts,

@@ -1,18 +1,23 @@
 //! The rbuild side of a sandbox: spawn the init, feed it the spec, collect output and status.
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::sys::signal::Signal;
 use nix::unistd::pipe2;
 
 use crate::cgroup::{self, Cgroup};
+use crate::exec::ExecConfig;
 use crate::init::Report;
-use crate::spec::InitConfig;
-use crate::{Error, ExitStatus, INIT_ARG, Outcome, SandboxSpec, Stdio};
+use crate::spec::{InitConfig, SpawnConfig};
+use crate::{
+    EXEC_ARG, Error, ExecSpec, ExitStatus, INIT_ARG, Outcome, SandboxSpec, SpawnOptions, SpawnStdio, Stdio,
+};
 
 fn setup(step: &'static str) -> impl FnOnce(std::io::Error) -> Error {
     move |source| Error::Setup { step, source }
@@ -62,20 +67,25 @@ fn make_cgroup(spec: &SandboxSpec) -> Result<Option<Cgroup>, Error> {
     }
 }
 
-pub(crate) fn run(
-    spec: &SandboxSpec,
-    stdio: Stdio<'_>,
-    cancel: Option<&std::sync::atomic::AtomicBool>,
-) -> Result<Outcome, Error> {
-    let cgroup = make_cgroup(spec)?;
-    let (path, procs, fs) = match &cgroup {
+/// The init's configuration for `spec` in `cgroup`.
+fn init_config(spec: &SandboxSpec, cgroup: Option<&Cgroup>) -> Result<InitConfig, Error> {
+    let (path, procs, fs) = match cgroup {
         Some(cg) => {
             let fs = cgroup::layout().map(crate::spec::CgroupFs::for_layout).unwrap_or_default();
             (Some(cg.path()), cg.procs_files(), fs)
         }
         None => (None, Vec::new(), Vec::new()),
     };
-    let config = InitConfig::new(spec, path.as_deref(), procs, fs)?;
+    InitConfig::new(spec, path.as_deref(), procs, fs)
+}
+
+pub(crate) fn run(
+    spec: &SandboxSpec,
+    stdio: Stdio<'_>,
+    cancel: Option<&std::sync::atomic::AtomicBool>,
+) -> Result<Outcome, Error> {
+    let cgroup = make_cgroup(spec)?;
+    let config = init_config(spec, cgroup.as_ref())?;
     let status = run_init(&config, stdio, cancel)?;
     let oom_killed = cgroup.as_ref().is_some_and(Cgroup::oom_killed);
     if let Some(cg) = cgroup {
@@ -203,7 +213,259 @@ fn run_init(
     }
     match serde_json::from_slice::<Report>(&report) {
         Ok(Report::Ended(status)) => Ok(status),
-        Ok(Report::Failed { step, message }) => Err(Error::Sandbox { step, message }),
+        Ok(report) => Err(report_error(report)),
         Err(e) => Err(Error::Init(format!("unreadable status report: {e}"))),
     }
+}
+
+/// A re-executed helper (a spawned sandbox's supervisor, or the exec helper) whose process has
+/// been started: it reports how that ended on `status`, and keeps it unreaped until we hang up.
+struct Helper {
+    /// The host pid of the process (the sandbox's PID 1, or the exec'd process).
+    pid: i32,
+    child: std::process::Child,
+    status: BufReader<UnixStream>,
+    finished: bool,
+}
+
+/// Starts `rbuild <marker> <spec fd> <status fd>` with `stdio`, sends it `json`, and returns
+/// once it reports its process started, or with the error it reports instead.
+fn start_helper(marker: &str, argv0: &str, json: &[u8], stdio: SpawnStdio) -> Result<Helper, Error> {
+    let exe = std::env::current_exe().map_err(setup("find the current executable"))?;
+    let (config_r, config_w) = pipe("create spec pipe")?;
+    let (ours, theirs) = UnixStream::pair().map_err(setup("create status socket"))?;
+    let theirs = above_stdio(OwnedFd::from(theirs), "create status socket")?;
+    let mut cmd = Command::new(exe);
+    cmd.arg0(argv0).arg(marker).arg(config_r.as_raw_fd().to_string()).arg(theirs.as_raw_fd().to_string());
+    match stdio {
+        SpawnStdio::Null => {
+            cmd.stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+        }
+        SpawnStdio::Fds { stdin, stdout, stderr } => {
+            cmd.stdin(stdin).stdout(stdout).stderr(stderr);
+        }
+        SpawnStdio::Tty(tty) => {
+            let out = tty.try_clone().map_err(setup("duplicate the terminal"))?;
+            let err = tty.try_clone().map_err(setup("duplicate the terminal"))?;
+            cmd.stdin(tty).stdout(out).stderr(err);
+        }
+    }
+    let inherited = [config_r.as_raw_fd(), theirs.as_raw_fd()];
+    // SAFETY: as in run_init: only fcntl and prctl between fork and exec, nothing allocated.
+    unsafe {
+        cmd.pre_exec(move || {
+            for fd in inherited {
+                if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            // Tied to the calling thread: see `spawn`'s documentation.
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(setup("start the sandbox init"))?;
+    // The Command holds the stdio descriptors: closed here, only the helper keeps them.
+    drop(cmd);
+    drop(config_r);
+    drop(theirs);
+    // A failed write means the helper died early; its report (or its absence) says why.
+    let _ = File::from(config_w).write_all(json);
+    let mut status = BufReader::new(ours);
+    let mut line = String::new();
+    let read = status.read_line(&mut line);
+    let report = match read {
+        Ok(_) if line.is_empty() => None,
+        Ok(_) => Some(serde_json::from_str::<Report>(&line)),
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(Error::Setup { step: "read the sandbox status", source: e });
+        }
+    };
+    if let Some(Ok(Report::Started { pid })) = report {
+        return Ok(Helper { pid, child, status, finished: false });
+    }
+    // The helper exits after reporting a failure; if it broke the protocol, it is killed.
+    if !matches!(report, Some(Ok(Report::Failed { .. } | Report::ExecFailed { .. }))) {
+        let _ = child.kill();
+    }
+    let helper_status = child.wait().map_err(setup("wait for the sandbox init"))?;
+    Err(match report {
+        Some(Ok(report)) => report_error(report),
+        Some(Err(e)) => Error::Init(format!("unreadable status report: {e}")),
+        None => Error::Init(format!("the init ended ({helper_status}) without reporting a status")),
+    })
+}
+
+fn report_error(report: Report) -> Error {
+    match report {
+        Report::Failed { step, message } => Error::Sandbox { step, message },
+        Report::ExecFailed { message, code } => Error::Exec { message, code },
+        other => Error::Init(format!("unexpected status report {other:?}")),
+    }
+}
+
+impl Helper {
+    fn signal(&self, signal: Signal) -> Result<(), Error> {
+        match nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid), signal) {
+            // Ended, and not reaped yet: nothing left to signal.
+            Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+            Err(e) => Err(Error::Setup { step: "signal the process", source: e.into() }),
+        }
+    }
+
+    /// Blocks until the process has ended; then the helper may reap it and exit.
+    fn finish(&mut self) -> Result<ExitStatus, Error> {
+        let mut line = String::new();
+        let read = self.status.read_line(&mut line);
+        self.finished = true;
+        // Hanging up lets the helper reap the process and exit.
+        let _ = self.status.get_ref().shutdown(std::net::Shutdown::Both);
+        let helper_status = self.child.wait().map_err(setup("wait for the sandbox init"))?;
+        read.map_err(setup("read the sandbox status"))?;
+        if line.is_empty() {
+            return Err(Error::Init(format!("the init ended ({helper_status}) without reporting a status")));
+        }
+        match serde_json::from_str::<Report>(&line) {
+            Ok(Report::Ended(status)) => Ok(status),
+            Ok(report) => Err(report_error(report)),
+            Err(e) => Err(Error::Init(format!("unreadable status report: {e}"))),
+        }
+    }
+}
+
+impl Drop for Helper {
+    /// Not waited for: the process is killed (for a sandbox, PID 1 and with it the whole pid
+    /// namespace) through its pid, which the helper holds unreaped; the helper then reaps it
+    /// and exits as usual (killing the helper instead would leave the process an orphan).
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = self.signal(Signal::SIGKILL);
+            let _ = self.finish();
+        }
+    }
+}
+
+/// A sandbox started by [`crate::spawn`], running until it ends by itself or is signalled.
+pub struct Sandbox {
+    helper: Helper,
+    /// Dropped after `helper`, so on every path out the sandbox has ended before its cgroup
+    /// is removed.
+    cgroup: Option<Cgroup>,
+}
+
+impl Sandbox {
+    /// The host PID of the sandbox's PID 1 (the command itself, or rbuild-init with `init`).
+    /// It stays this sandbox's (never reused) until [`wait`](Sandbox::wait) returns.
+    pub fn pid(&self) -> i32 {
+        self.helper.pid
+    }
+
+    /// The sandbox's cgroup, if the host let rbuild make one.
+    pub fn cgroup(&self) -> Option<&Cgroup> {
+        self.cgroup.as_ref()
+    }
+
+    /// The cgroup's name, for [`Cgroup::open`] in another process and for [`crate::ExecSpec`].
+    pub fn cgroup_name(&self) -> Option<String> {
+        self.cgroup.as_ref().map(|c| c.name().to_string())
+    }
+
+    /// Sends `signal` to PID 1; a sandbox that has just ended is not an error. Race-free: the
+    /// pid cannot have been reused before [`wait`](Sandbox::wait).
+    pub fn signal(&self, signal: Signal) -> Result<(), Error> {
+        self.helper.signal(signal)
+    }
+
+    /// Blocks until PID 1 has ended (and with it, by the kernel, every process of the sandbox),
+    /// removes the cgroup, and says how PID 1 ended and whether the OOM killer struck.
+    pub fn wait(self) -> Result<Outcome, Error> {
+        let Sandbox { mut helper, cgroup } = self;
+        let status = helper.finish()?;
+        let oom_killed = cgroup.as_ref().is_some_and(Cgroup::oom_killed);
+        if let Some(cg) = cgroup {
+            cg.remove()?;
+        }
+        Ok(Outcome { status, oom_killed })
+    }
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox").field("pid", &self.helper.pid).field("cgroup", &self.cgroup_name()).finish()
+    }
+}
+
+pub(crate) fn spawn(spec: &SandboxSpec, opts: SpawnOptions) -> Result<Sandbox, Error> {
+    let cgroup = make_cgroup(spec)?;
+    let mut config = init_config(spec, cgroup.as_ref())?;
+    let console = matches!(opts.stdio, SpawnStdio::Tty(_));
+    config.spawn = Some(SpawnConfig { init: opts.init, console });
+    let json =
+        serde_json::to_vec(&config).map_err(|e| Error::Setup { step: "encode spec", source: e.into() })?;
+    let helper = start_helper(INIT_ARG, "rbuild-init", &json, opts.stdio)?;
+    Ok(Sandbox { helper, cgroup })
+}
+
+/// A process started in a running sandbox by [`crate::exec`].
+pub struct ExecProcess {
+    helper: Helper,
+}
+
+impl ExecProcess {
+    /// The process's host PID; it stays this process's until [`wait`](ExecProcess::wait)
+    /// returns.
+    pub fn pid(&self) -> i32 {
+        self.helper.pid
+    }
+
+    /// Sends `signal` to the process; one that has just ended is not an error.
+    pub fn signal(&self, signal: Signal) -> Result<(), Error> {
+        self.helper.signal(signal)
+    }
+
+    /// Blocks until the process has ended.
+    pub fn wait(mut self) -> Result<ExitStatus, Error> {
+        self.helper.finish()
+    }
+}
+
+impl std::fmt::Debug for ExecProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecProcess").field("pid", &self.helper.pid).finish()
+    }
+}
+
+pub(crate) fn exec(spec: &ExecSpec, stdio: SpawnStdio) -> Result<ExecProcess, Error> {
+    crate::spec::validate_process(&spec.process)?;
+    if spec.pid <= 0 {
+        return Err(Error::InvalidSpec(format!("pid {} is not a process", spec.pid)));
+    }
+    let security = &spec.security;
+    let capset = crate::caps::parse(&security.capabilities).map_err(Error::InvalidSpec)?;
+    let cgroup_procs = match &spec.cgroup {
+        Some(name) => Cgroup::open(name)?.procs_files(),
+        None => Vec::new(),
+    };
+    let config = ExecConfig {
+        pid: spec.pid,
+        args: spec.process.args.clone(),
+        env: spec.process.env.clone(),
+        cwd: spec.process.cwd.clone(),
+        user: spec.process.user.clone(),
+        capabilities: security.capabilities.clone(),
+        no_new_privileges: security.no_new_privileges,
+        seccomp: security.seccomp.then(|| crate::seccomp::docker_profile(capset)),
+        cgroup_procs,
+        tty: matches!(stdio, SpawnStdio::Tty(_)),
+    };
+    let json =
+        serde_json::to_vec(&config).map_err(|e| Error::Setup { step: "encode spec", source: e.into() })?;
+    let helper = start_helper(EXEC_ARG, "rbuild-exec", &json, stdio)?;
+    Ok(ExecProcess { helper })
 }

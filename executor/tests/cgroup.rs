@@ -387,14 +387,75 @@ fn freeze_and_memory_usage() {
             read(&dir.join("freezer.state")) == if frozen { "FROZEN" } else { "THAWED" }
         }
     };
-    cg.freeze(true).unwrap();
-    assert!(state(true));
-    cg.freeze(false).unwrap();
-    assert!(state(false));
+    cg.freeze().unwrap();
+    assert!(state(true) && cg.is_frozen());
+    cg.thaw().unwrap();
+    assert!(state(false) && !cg.is_frozen());
     // remove() kills a frozen cgroup too.
-    cg.freeze(true).unwrap();
+    cg.freeze().unwrap();
     cg.remove().unwrap();
     assert_sigkilled(&mut child);
+}
+
+/// What another rbuild process (pause, stats, top, kill) does with a sandbox's cgroup name.
+#[test]
+fn open_by_name_from_elsewhere() {
+    let Some(layout) = layout("open") else { return };
+    let limited = |c: Controller, v: u64| layout.location(c).map(|_| v);
+    let r = Resources {
+        memory: limited(Controller::Memory, 64 << 20),
+        pids: limited(Controller::Pids, 50),
+        ..Resources::default()
+    };
+    // A sandbox-style name, owned by this (live) process.
+    let owner = Cgroup::create(layout, &cgroup::sandbox_name(), &r).unwrap();
+    let mut child = sleeper(&owner);
+
+    let cg = Cgroup::open(owner.name()).unwrap();
+    assert_eq!(cg.name(), owner.name());
+    assert_eq!(cg.dirs(), owner.dirs());
+    assert_eq!(cg.pids(), [child.id() as i32]);
+    let stats = cg.stats().unwrap();
+    if layout.location(Controller::Memory).is_some() {
+        assert!(stats.memory_usage > 0, "{stats:?}");
+        assert_eq!(stats.memory_limit, Some(64 << 20), "{stats:?}");
+    }
+    assert_eq!(stats.pids_current, 1, "{stats:?}");
+    if layout.location(Controller::Pids).is_some() {
+        assert_eq!(stats.pids_limit, Some(50), "{stats:?}");
+    }
+    if layout.location(Controller::Cpuacct).is_some() {
+        // Its exec of sleep ran in the cgroup.
+        assert!(stats.cpu_usage_ns > 0, "{stats:?}");
+    }
+    if layout.location(Controller::Freezer).is_some() {
+        cg.freeze().unwrap();
+        assert!(owner.is_frozen());
+        cg.thaw().unwrap();
+        assert!(!owner.is_frozen());
+    }
+    // Dropping an opened handle leaves the cgroup, and sweeping leaves a live owner's.
+    drop(cg);
+    cgroup::sweep_stale(layout);
+    for dir in owner.dirs() {
+        assert!(dir.exists(), "{} is gone", dir.display());
+    }
+    Cgroup::open(owner.name()).unwrap().kill_all().unwrap();
+    assert_sigkilled(&mut child);
+    let name = owner.name().to_string();
+    owner.remove().unwrap();
+    assert!(matches!(Cgroup::open(&name), Err(Error::NotFound(_))));
+    assert!(matches!(Cgroup::open("../x"), Err(Error::InvalidName(_))));
+}
+
+/// Unlimited figures read as `None`.
+#[test]
+fn stats_without_limits() {
+    let Some(layout) = layout("stats") else { return };
+    let cg = Cgroup::create(layout, &unique(), &Resources::default()).unwrap();
+    let stats = cg.stats().unwrap();
+    assert_eq!((stats.memory_limit, stats.pids_limit, stats.pids_current), (None, None, 0), "{stats:?}");
+    cg.remove().unwrap();
 }
 
 #[test]

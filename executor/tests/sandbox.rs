@@ -49,6 +49,7 @@ impl Env {
             mounts: Vec::new(),
             resources: Default::default(),
             security: Default::default(),
+            readonly_rootfs: false,
         };
         (spec, layout)
     }

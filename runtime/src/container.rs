@@ -254,7 +254,8 @@ impl Container {
     }
     /// Whether the monitor recorded in the state is still alive.
     pub fn monitor_alive(&self) -> bool {
-        self.state.monitor_pid > 0 && proc_start_time(self.state.monitor_pid) == Some(self.state.monitor_start)
+        self.state.monitor_pid > 0
+            && proc_start_time(self.state.monitor_pid) == Some(self.state.monitor_start)
     }
     pub fn is_running(&self) -> bool {
         matches!(self.state.status, Status::Running | Status::Paused | Status::Restarting)
@@ -379,7 +380,8 @@ impl Containers {
     /// Takes the container's lock (blocking).
     pub fn lock(&self, id: &ContainerId) -> Result<ContainerLock> {
         let path = self.dir(id).join("lock");
-        let f = OpenOptions::new().write(true).open(&path).map_err(|_| Error::NoSuchContainer(id.to_string()))?;
+        let f =
+            OpenOptions::new().write(true).open(&path).map_err(|_| Error::NoSuchContainer(id.to_string()))?;
         Flock::lock(f, FlockArg::LockExclusive)
             .map(ContainerLock)
             .map_err(|(_, e)| Error::Io { path, source: e.into() })

@@ -2,7 +2,13 @@
 //! the executor's sandbox, daemonless: each running container has a monitor process (rbuild
 //! re-executed) that owns its PID 1, its logs and its network plumbing.
 
+pub mod attach;
 pub mod container;
+pub mod fsops;
+pub mod lifecycle;
+pub mod logs;
+pub mod monitor;
+pub mod mountflags;
 mod names;
 pub mod network;
 pub mod spec;
@@ -21,6 +27,8 @@ pub enum Error {
     Store(#[from] cache::Error),
     #[error(transparent)]
     Sandbox(#[from] executor::Error),
+    #[error(transparent)]
+    Cgroup(#[from] executor::cgroup::Error),
     #[error("{path}: {source}")]
     Io {
         path: std::path::PathBuf,
@@ -32,6 +40,9 @@ pub enum Error {
     /// A name or resource already taken, or a container in the wrong state for the command.
     #[error("{0}")]
     Conflict(String),
+    /// The container could not start (its monitor said why).
+    #[error("{0}")]
+    StartFailed(String),
     #[error("no such container: {0}")]
     NoSuchContainer(String),
 }

@@ -919,6 +919,7 @@ impl Builder<'_> {
             mounts: prepared.mounts.clone(),
             resources: self.options.resources.clone(),
             security,
+            readonly_rootfs: false,
         };
         let mut tail: VecDeque<String> = VecDeque::new();
         let mut partial: Vec<u8> = Vec::new();

@@ -173,6 +173,18 @@ impl TestStore {
 
 impl Drop for TestStore {
     fn drop(&mut self) {
+        // Containers a test left (it failed half-way, or kept them on purpose) and the bridges
+        // of its networks: removed through rbuild, which knows exactly what it made.
+        if self.root.path().join("containers").is_dir()
+            && let Ok(out) = self.cmd().args(["ps", "-a", "-q", "--no-trunc"]).output()
+        {
+            for id in String::from_utf8_lossy(&out.stdout).lines() {
+                let _ = self.cmd().args(["rm", "-f", "-v", id]).output();
+            }
+        }
+        if self.root.path().join("networks").is_dir() {
+            let _ = self.cmd().args(["network", "prune", "-f"]).output();
+        }
         unmount_under(self.root.path());
     }
 }
