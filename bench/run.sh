@@ -27,13 +27,13 @@ $rb import "$tmp/busybox.tar" busybox:latest >/dev/null
 median() { python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['results'][0]; print(f\"{r['median']*1000:.1f} ms\")" "$1"; }
 bench() {
   local name=$1; shift
-  hyperfine -N -w 5 -r "$runs" --export-json "$tmp/h.json" "$@" >/dev/null 2>&1
+  hyperfine -N -w 5 -r "$runs" --export-json "$tmp/h.json" "$@" >/dev/null 2>"$tmp/err" || { cat "$tmp/err" >&2; return 1; }
   printf '%-44s %s\n' "$name" "$(median "$tmp/h.json")"
 }
 bench "rbuild run --rm busybox true (bridge)" "$rb run --rm busybox true"
 bench "rbuild run --rm --network none busybox true" "$rb run --rm --network none busybox true"
 bench "rbuild run --rm -p 127.0.0.1::80 busybox true" "$rb run --rm -p 127.0.0.1::80 busybox true"
-bench "rbuild run -d + rm -f (bridge)" -s none "sh -c '$rb rm -f \$($rb run -d busybox sleep 100) >/dev/null'"
+bench "rbuild run -d + rm -f (bridge)" "sh -c '$rb rm -f \$($rb run -d busybox sleep 100) >/dev/null'"
 if command -v podman >/dev/null; then
   podman load -q -i "$tmp/busybox.tar" >/dev/null 2>&1 || podman import -q "$tmp/busybox.tar" localhost/rbench-busybox >/dev/null
   bench "podman run --rm --network=none busybox true" "podman run --rm --network=none localhost/rbench-busybox true"

@@ -14,6 +14,7 @@ pub mod oci;
 mod reference;
 mod snapshot;
 mod store;
+pub mod time;
 mod transfer;
 pub mod userns;
 
@@ -24,5 +25,5 @@ pub use gc::{GC_GRACE, PruneReport, TMP_MAX_AGE, VerifyReport};
 pub use layer::{CommitOptions, Compression};
 pub use oci::{Image, ImageConfig, Layer};
 pub use reference::ImageRef;
-pub use snapshot::{MountGuard, ReadonlyMount, Snapshot};
+pub use snapshot::{MountGuard, ReadonlyMount, Snapshot, mount_overlay};
 pub use store::{CacheRecord, DiskUsage, ImageEntry, LockGuard, RemovedImage, Store};

@@ -235,7 +235,7 @@ const MAX_MOUNT_DATA: usize = 4095;
 /// `/proc/self/fd/<n>` of an `O_PATH` descriptor held open across the mount(2) call (overlayfs
 /// resolves its paths at mount time), which keeps each path under 20 bytes. Only when even that
 /// does not fit (some 200 layers) is it an error.
-fn mount_overlay(
+pub fn mount_overlay(
     target: &Path,
     lowers: &[PathBuf],
     upper_work: Option<(&Path, &Path)>,

@@ -228,64 +228,14 @@ fn apply_changes(config: &mut ContainerConfig, changes: &[String]) -> Result<()>
     for step in &definition.stages[definition.target].steps {
         match &step.op {
             Op::Workdir(dir) => config.working_dir = Some(dir.clone()),
-            Op::Config(op) => apply_config(config, op, &mut cmd_set),
+            Op::Config(op) => {
+                solver::apply_config(config, op, cmd_set);
+                cmd_set |= matches!(op, ConfigOp::Cmd(_));
+            }
             _ => bail!("{} is not a valid change command", step.text),
         }
     }
     Ok(())
-}
-
-fn apply_config(c: &mut ContainerConfig, op: &ConfigOp, cmd_set: &mut bool) {
-    let json_set =
-        |keys: &[String], map: &mut Option<std::collections::BTreeMap<String, serde_json::Value>>| {
-            let map = map.get_or_insert_with(Default::default);
-            for k in keys {
-                map.insert(k.clone(), serde_json::json!({}));
-            }
-        };
-    match op {
-        ConfigOp::Env(pairs) => {
-            for (k, v) in pairs {
-                c.env_set(k, v);
-            }
-        }
-        ConfigOp::User(u) => c.user = Some(u.clone()),
-        ConfigOp::Cmd(v) => {
-            c.cmd = Some(v.clone());
-            *cmd_set = true;
-        }
-        ConfigOp::Entrypoint(v) => {
-            c.entrypoint = Some(v.clone());
-            if !*cmd_set {
-                c.cmd = None;
-            }
-        }
-        ConfigOp::Label(pairs) => c.labels.get_or_insert_with(Default::default).extend(pairs.iter().cloned()),
-        ConfigOp::Expose(ports) => json_set(ports, &mut c.exposed_ports),
-        ConfigOp::Volume(vols) => json_set(vols, &mut c.volumes),
-        ConfigOp::StopSignal(s) => c.stop_signal = Some(s.clone()),
-        ConfigOp::Healthcheck(h) => {
-            let mut m = serde_json::Map::new();
-            m.insert("Test".into(), serde_json::json!(h.test));
-            for (name, v) in [
-                ("Interval", h.interval),
-                ("Timeout", h.timeout),
-                ("StartPeriod", h.start_period),
-                ("StartInterval", h.start_interval),
-            ] {
-                if let Some(v) = v {
-                    m.insert(name.into(), serde_json::json!(v));
-                }
-            }
-            if let Some(r) = h.retries {
-                m.insert("Retries".into(), serde_json::json!(r));
-            }
-            c.healthcheck = Some(serde_json::Value::Object(m));
-        }
-        ConfigOp::Onbuild(t) => c.on_build.get_or_insert_with(Vec::new).push(t.clone()),
-        // Not among the change instructions (checked before).
-        ConfigOp::Shell(_) | ConfigOp::Arg(_) | ConfigOp::Maintainer(_) => {}
-    }
 }
 
 #[cfg(test)]

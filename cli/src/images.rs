@@ -5,7 +5,6 @@ use std::collections::BTreeSet;
 use std::io::{self, BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail};
 use cache::{Digest, Image, ImageRef, Store};
@@ -64,40 +63,11 @@ pub(crate) fn human_duration(secs: i64) -> String {
 
 /// Seconds since the epoch of an RFC 3339 time (`2024-05-01T10:00:00.5+02:00`).
 pub(crate) fn parse_rfc3339(s: &str) -> Option<i64> {
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
-        return None;
-    }
-    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let mut rest = &s[19..];
-    if let Some(frac) = rest.strip_prefix('.') {
-        rest = frac.trim_start_matches(|c: char| c.is_ascii_digit());
-    }
-    let offset = match rest {
-        "Z" | "z" => 0,
-        _ if rest.len() == 6 && (rest.starts_with('+') || rest.starts_with('-')) => {
-            let h: i64 = rest[1..3].parse().ok()?;
-            let m: i64 = rest[4..6].parse().ok()?;
-            let o = h * 3600 + m * 60;
-            if rest.starts_with('-') { -o } else { o }
-        }
-        _ => return None,
-    };
-    // Howard Hinnant's days-from-civil.
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + hh * 3600 + mm * 60 + ss - offset)
+    cache::time::parse_rfc3339(s)
 }
 
 pub(crate) fn now_secs() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+    cache::time::now_unix()
 }
 
 /// `2 weeks ago`, or `N/A` for an image without a creation time.
@@ -116,19 +86,7 @@ fn created_at(created: Option<&str>) -> String {
 }
 
 fn rfc3339_utc(secs: i64) -> String {
-    // `YYYY-MM-DDTHH:MM:SSZ`, via days-to-civil.
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    cache::time::format_unix(secs, 0)
 }
 
 /// Lays out tab-separated lines as Go's `tabwriter.NewWriter(w, 10, 1, 3, ' ', 0)` does for
@@ -640,7 +598,7 @@ pub fn history(store: &Store, a: args::HistoryArgs) -> Result<ExitCode> {
 // image prune, system df
 
 /// Asks `question` on stderr and reads y/N from stdin, as docker's prune commands do.
-fn confirm(warning: &str) -> Result<bool> {
+pub(crate) fn confirm(warning: &str) -> Result<bool> {
     eprint!("WARNING! {warning}\nAre you sure you want to continue? [y/N] ");
     io::stderr().flush()?;
     let mut answer = String::new();

@@ -2,7 +2,7 @@
 //! fields, prompts and messages.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{self, BufRead, Write};
+use std::io::{self, Write};
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
@@ -202,7 +202,7 @@ fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
 fn inspect_json(v: &Volume) -> Value {
     // The local driver prints RFC 3339 to the second.
     let created = match runtime::container::parse_rfc3339(&v.created) {
-        Some((secs, _)) => runtime::container::rfc3339(secs, 0).replace(".000000000Z", "Z"),
+        Some((secs, _)) => cache::time::format_unix(secs, 0),
         None => v.created.clone(),
     };
     json!({
@@ -258,7 +258,7 @@ fn prune(store: &Store, volumes: &Volumes, a: PruneArgs) -> Result<ExitCode> {
     } else {
         "This will remove anonymous local volumes not used by at least one container."
     };
-    if !a.force && !confirm(warning)? {
+    if !a.force && !crate::images::confirm(warning)? {
         return Ok(ExitCode::SUCCESS);
     }
     let in_use: BTreeSet<String> = volume::volume_users(store.root())?.into_keys().collect();
@@ -274,15 +274,6 @@ fn prune(store: &Store, volumes: &Volumes, a: PruneArgs) -> Result<ExitCode> {
     let total = removed.iter().map(|(_, bytes)| bytes).sum();
     writeln!(out, "Total reclaimed space: {}", human_size(total, 3))?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Asks on stderr and reads y/N from stdin, as docker's prune commands do.
-fn confirm(warning: &str) -> Result<bool> {
-    eprint!("WARNING! {warning}\nAre you sure you want to continue? [y/N] ");
-    io::stderr().flush()?;
-    let mut answer = String::new();
-    io::stdin().lock().read_line(&mut answer)?;
-    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "Yes"))
 }
 
 #[cfg(test)]

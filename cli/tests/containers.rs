@@ -507,3 +507,27 @@ fn memory_limit_ends_with_137_and_oomkilled_and_stats_read_the_cgroup() {
     let top = e.ok(&["top", "measured"]);
     assert!(top.contains("sleep 1000"), "{top}");
 }
+
+#[test]
+fn network_connect_and_disconnect_a_running_container() {
+    let e = Env::new();
+    e.ok(&["network", "create", "--subnet", "10.213.7.0/24", "side"]);
+    e.ok(&["run", "-d", "--name", "srv", "--network", "side", "busybox", "sh", "-c", HTTPD]);
+    e.wait_for_log("srv", "serving");
+    e.ok(&["run", "-d", "--name", "client", "busybox", "sh", "-c", "echo ready; sleep 1000; exit 0"]);
+    e.wait_for_log("client", "ready");
+    // Not on `side` yet: the name does not resolve.
+    let (code, _, _) = e.run(&["exec", "client", "wget", "-q", "-T", "2", "-O", "-", "http://srv/"]);
+    assert_ne!(code, 0);
+    e.ok(&["network", "connect", "side", "client"]);
+    let ip = e.inspect("client", "{{.NetworkSettings.Networks.side.IPAddress}}");
+    assert!(ip.starts_with("10.213.7."), "{ip:?}");
+    assert_eq!(e.ok(&["exec", "client", "wget", "-q", "-O", "-", "http://srv/"]), "hello from web\n");
+    let inspect = e.ok(&["network", "inspect", "side"]);
+    assert!(inspect.contains("\"client\"") || inspect.contains("client"), "{inspect}");
+    e.ok(&["network", "disconnect", "side", "client"]);
+    let (code, _, _) = e.run(&["exec", "client", "wget", "-q", "-T", "2", "-O", "-", "http://srv/"]);
+    assert_ne!(code, 0, "disconnected: srv is out of reach");
+    let ifaces = e.ok(&["exec", "client", "cat", "/proc/net/dev"]);
+    assert_eq!(ifaces.lines().filter(|l| l.contains("eth")).count(), 1, "{ifaces}");
+}

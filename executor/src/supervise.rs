@@ -19,6 +19,27 @@ use crate::{
     EXEC_ARG, Error, ExecSpec, ExitStatus, INIT_ARG, Outcome, SandboxSpec, SpawnOptions, SpawnStdio, Stdio,
 };
 
+/// Lets the child (and only it) inherit `fds` across exec, and kills it when the thread that
+/// spawned it ends: a sandbox must not outlive the rbuild thread that waits for it.
+fn inherit_until_parent_dies(cmd: &mut Command, fds: [std::os::fd::RawFd; 2]) {
+    // SAFETY: the closure runs between fork and exec in a copy of a multi-threaded process, so
+    // it may only make async-signal-safe calls; fcntl and prctl are, and it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            for fd in fds {
+                // Clear close-on-exec only in this child, so only the init inherits the pipes.
+                if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 fn setup(step: &'static str) -> impl FnOnce(std::io::Error) -> Error {
     move |source| Error::Setup { step, source }
 }
@@ -122,24 +143,7 @@ fn run_init(
         }
     };
 
-    let inherited = [config_r.as_raw_fd(), status_w.as_raw_fd()];
-    // SAFETY: the closure runs between fork and exec in a copy of a multi-threaded process, so
-    // it may only make async-signal-safe calls; fcntl and prctl are, and it allocates nothing.
-    unsafe {
-        cmd.pre_exec(move || {
-            for fd in inherited {
-                // Clear close-on-exec only in this child, so only the init inherits the pipes.
-                if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            // The sandbox must not outlive the thread of rbuild that waits for it.
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    inherit_until_parent_dies(&mut cmd, [config_r.as_raw_fd(), status_w.as_raw_fd()]);
     let mut child = cmd.spawn().map_err(setup("start the sandbox init"))?;
     // The Command keeps its copies of the output pipe's write ends; drop them, and our copies
     // of the init's pipe ends, or EOF never comes.
@@ -252,22 +256,8 @@ fn start_helper(marker: &str, argv0: &str, json: &[u8], stdio: SpawnStdio) -> Re
             cmd.stdin(tty).stdout(out).stderr(err);
         }
     }
-    let inherited = [config_r.as_raw_fd(), theirs.as_raw_fd()];
-    // SAFETY: as in run_init: only fcntl and prctl between fork and exec, nothing allocated.
-    unsafe {
-        cmd.pre_exec(move || {
-            for fd in inherited {
-                if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            // Tied to the calling thread: see `spawn`'s documentation.
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    // The parent-death signal is tied to the calling thread: see `spawn`'s documentation.
+    inherit_until_parent_dies(&mut cmd, [config_r.as_raw_fd(), theirs.as_raw_fd()]);
     let mut child = cmd.spawn().map_err(setup("start the sandbox init"))?;
     // The Command holds the stdio descriptors: closed here, only the helper keeps them.
     drop(cmd);

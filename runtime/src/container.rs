@@ -467,66 +467,13 @@ impl Containers {
 
 /// Now, as docker prints times: RFC 3339 UTC with nanoseconds.
 pub fn now_rfc3339() -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    rfc3339(now.as_secs() as i64, now.subsec_nanos())
+    cache::time::now_rfc3339()
 }
 
-/// Seconds (and nanoseconds) since the epoch as `2024-05-01T12:00:00.123456789Z`.
-pub fn rfc3339(secs: i64, nanos: u32) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
-/// Howard Hinnant's days-from-civil inverse.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-/// Parses what [`rfc3339`] writes (and docker's plain-seconds form) back to seconds and nanos.
+/// Parses an RFC 3339 time (with fraction and offset) to seconds and nanoseconds since the
+/// epoch.
 pub fn parse_rfc3339(s: &str) -> Option<(i64, u32)> {
-    let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[10] != b'T' {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let mut nanos = 0u32;
-    let rest = &s[19..];
-    let rest = if let Some(frac) = rest.strip_prefix('.') {
-        let digits: String = frac.chars().take_while(|c| c.is_ascii_digit()).collect();
-        let padded = format!("{digits:0<9}");
-        nanos = padded[..9].parse().ok()?;
-        &frac[digits.len()..]
-    } else {
-        rest
-    };
-    if rest != "Z" {
-        return None;
-    }
-    let days = days_from_civil(y, mo as u32, d as u32);
-    Some((days * 86_400 + h * 3600 + mi * 60 + se, nanos))
-}
-
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = if m > 2 { m - 3 } else { m + 9 } as i64;
-    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    cache::time::parse_rfc3339_nanos(s)
 }
 
 #[cfg(test)]
@@ -535,9 +482,8 @@ mod tests {
 
     #[test]
     fn times_round_trip() {
-        assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00.000000000Z");
-        assert_eq!(rfc3339(1_700_000_000, 5), "2023-11-14T22:13:20.000000005Z");
         assert_eq!(parse_rfc3339("2023-11-14T22:13:20.000000005Z"), Some((1_700_000_000, 5)));
+        assert_eq!(parse_rfc3339("2023-11-14T23:13:20.5+01:00"), Some((1_700_000_000, 500_000_000)));
         assert_eq!(parse_rfc3339("2023-11-14T22:13:20Z"), Some((1_700_000_000, 0)));
         assert_eq!(parse_rfc3339("2024-02-29T00:00:00.5Z"), Some((1_709_164_800, 500_000_000)));
     }

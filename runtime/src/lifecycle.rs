@@ -205,7 +205,10 @@ pub fn refresh(containers: &Containers, c: Container) -> Result<Container> {
 /// recorded as this container's.
 fn cleanup_leftovers(c: &Container) {
     let root = c.dir.parent().and_then(Path::parent);
-    let _ = network::unpublish_nat(c.id().as_str());
+    // Only a container that published ports can have rules (and asking costs an `nft` run).
+    if !c.config.host.ports.is_empty() || c.config.host.publish_all {
+        let _ = network::unpublish_nat(c.id().as_str());
+    }
     if let Some(root) = root
         && let Ok(nets) = Networks::open(root)
     {

@@ -1356,7 +1356,9 @@ fn key_of(parts: &[&str]) -> Digest {
     h.finish()
 }
 
-fn apply_config(c: &mut ContainerConfig, op: &ConfigOp, cmd_set: bool) {
+/// Applies one config instruction to an image config as a build does (`cmd_set`: a CMD came
+/// earlier in the stage, so an ENTRYPOINT keeps it). Also `commit -c`'s.
+pub fn apply_config(c: &mut ContainerConfig, op: &ConfigOp, cmd_set: bool) {
     match op {
         ConfigOp::Env(pairs) => {
             for (k, v) in pairs {

@@ -180,74 +180,9 @@ fn mount_private(
     Ok((root, ns))
 }
 
-/// The most the kernel takes as mount data: one page, with its terminating NUL.
-const MAX_MOUNT_DATA: usize = 4095;
-
-/// Mounts the overlay of `lowers` (topmost first) at `target`, writable with `upper_work`,
-/// with the options the store's own overlays use. A long stack names its directories as
-/// `/proc/self/fd/N` of descriptors held across the call.
+/// The store's overlay mount (same options, same long-path handling), read-only without an
+/// upper.
 fn mount_overlay(lowers: &[PathBuf], upper_work: Option<(&Path, &Path)>, target: &Path) -> Result<()> {
-    let extra = if upper_work.is_some() { cache::userns::rw_options() } else { cache::userns::ro_options() };
-    let mut held = Vec::new();
-    let mut data = overlay_data(lowers, upper_work, None)?;
-    if data.len() + extra.len() > MAX_MOUNT_DATA {
-        data = overlay_data(lowers, upper_work, Some(&mut held))?;
-    }
-    if data.len() + extra.len() > MAX_MOUNT_DATA {
-        return Err(super::tree::io_err(target)(Errno::E2BIG));
-    }
     let flags = if upper_work.is_some() { MsFlags::empty() } else { MsFlags::MS_RDONLY };
-    let try_mount = |d: &str| mount(Some("overlay"), target, Some("overlay"), flags, Some(d));
-    let result = try_mount(&format!("{data}{extra}")).or_else(|e| match e {
-        // Older kernels without one of the options, as the store's own mounts allow.
-        Errno::EINVAL if !cache::userns::in_userns() && upper_work.is_some() => try_mount(&data),
-        e => Err(e),
-    });
-    drop(held);
-    result.map_err(super::tree::io_err(target))
-}
-
-fn overlay_data(
-    lowers: &[PathBuf],
-    upper_work: Option<(&Path, &Path)>,
-    mut fds: Option<&mut Vec<OwnedFd>>,
-) -> Result<String> {
-    let mut name = |p: &Path| -> Result<String> {
-        match fds.as_deref_mut() {
-            Some(held) => {
-                let fd = open(p, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-                    .map_err(super::tree::io_err(p))?;
-                let s = format!("/proc/self/fd/{}", fd.as_raw_fd());
-                held.push(fd);
-                Ok(s)
-            }
-            None => Ok(escape(p)),
-        }
-    };
-    let mut data = String::from("lowerdir=");
-    for (i, lower) in lowers.iter().enumerate() {
-        if i > 0 {
-            data.push(':');
-        }
-        data.push_str(&name(lower)?);
-    }
-    if let Some((upper, work)) = upper_work {
-        data.push_str(",upperdir=");
-        data.push_str(&name(upper)?);
-        data.push_str(",workdir=");
-        data.push_str(&name(work)?);
-    }
-    Ok(data)
-}
-
-/// A path as an overlay option value: `\`, `,` and `:` escaped with a backslash.
-fn escape(p: &Path) -> String {
-    let mut out = String::new();
-    for c in p.to_string_lossy().chars() {
-        if matches!(c, '\\' | ',' | ':') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
+    Ok(cache::mount_overlay(target, lowers, upper_work, flags)?)
 }
