@@ -485,6 +485,16 @@ fn session(
     // Blocked here, before any thread starts, so that only the signal thread receives them.
     let signals = proxied_signals();
     let _ = signals.thread_block();
+    if sig_proxy {
+        // A shell starts a background job (`rbuild run ... &`) with SIGINT and SIGQUIT ignored,
+        // and an ignored signal is never pending, so sigwait would not see it: as docker's
+        // CLI, take them back (they stay blocked, so only the signal thread gets them).
+        for sig in signals.iter() {
+            // SAFETY: SIG_DFL installs no handler; the signal is blocked in this thread and in
+            // every thread it starts.
+            let _ = unsafe { nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigDfl) };
+        }
+    }
     let _raw = if tty { Some(RawTerminal::enter()) } else { None };
     if tty && let Some((rows, cols)) = window_size() {
         let _ = ClientFrame::Resize { rows, cols }
@@ -649,6 +659,11 @@ pub fn exec(store: &Store, a: ExecArgs) -> Result<ExitCode> {
                 .map_err(|e| anyhow!(e))?;
         s
     };
+    // Descriptors this rbuild inherited from its caller are no business of the container
+    // (nor of a detached exec's rbuild, which outlives this one).
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC closes nothing; it marks every descriptor
+    // from 3 up close-on-exec (the executor clears the flag on those it hands on).
+    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
     if a.detach {
         return exec_detached(store, &a);
     }
@@ -667,6 +682,11 @@ pub fn exec(store: &Store, a: ExecArgs) -> Result<ExitCode> {
     };
     if a.tty {
         let pty = nix::pty::openpty(None, None).context("allocating a pseudo-terminal")?;
+        // openpty(3) leaves both ends inheritable: the process gets the slave as its stdio only.
+        for fd in [&pty.master, &pty.slave] {
+            nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
+                .context("allocating a pseudo-terminal")?;
+        }
         if let Some((rows, cols)) = window_size() {
             let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
             // SAFETY: TIOCSWINSZ reads one winsize that lives across the call.
@@ -1197,12 +1217,16 @@ pub fn inspect(
         }
         None => println!("{}", serde_json::to_string_pretty(&Value::Array(found))?),
     }
+    // Docker's words: `inspect` looks for any object, `container inspect` for containers.
+    let missing_text = |n: &str| {
+        if containers_only { format!("no such container: {n}") } else { format!("No such object: {n}") }
+    };
     match missing.as_slice() {
         [] => Ok(ExitCode::SUCCESS),
-        [one] => bail!("No such object: {one}"),
+        [one] => bail!("{}", missing_text(one)),
         many => {
             for m in many {
-                eprintln!("rbuild: error: No such object: {m}");
+                eprintln!("rbuild: error: {}", missing_text(m));
             }
             Ok(ExitCode::FAILURE)
         }

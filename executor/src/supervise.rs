@@ -20,12 +20,22 @@ use crate::{
 };
 
 /// Lets the child (and only it) inherit `fds` across exec, and kills it when the thread that
-/// spawned it ends: a sandbox must not outlive the rbuild thread that waits for it.
+/// spawned it ends: a sandbox must not outlive the rbuild thread that waits for it. Signals an
+/// rbuild started from a shell's background job inherited as ignored (SIGINT, SIGQUIT) are
+/// reset, so the sandboxed process can trap them as it could under docker.
 fn inherit_until_parent_dies(cmd: &mut Command, fds: [std::os::fd::RawFd; 2]) {
     // SAFETY: the closure runs between fork and exec in a copy of a multi-threaded process, so
-    // it may only make async-signal-safe calls; fcntl and prctl are, and it allocates nothing.
+    // it may only make async-signal-safe calls; fcntl, sigaction and prctl are, and it
+    // allocates nothing.
     unsafe {
         cmd.pre_exec(move || {
+            let mut dfl: libc::sigaction = std::mem::zeroed();
+            dfl.sa_sigaction = libc::SIG_DFL;
+            for sig in 1..32 {
+                if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                    libc::sigaction(sig, &dfl, std::ptr::null_mut());
+                }
+            }
             for fd in fds {
                 // Clear close-on-exec only in this child, so only the init inherits the pipes.
                 if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {

@@ -15,7 +15,7 @@ use crate::container::{
 };
 use crate::monitor::{self, Ready};
 use crate::network::{self, Networks};
-use crate::spec::{MountRequest, PortMapping, Protocol};
+use crate::spec::{MountRequest, NetworkRequest, PortMapping, Protocol};
 use crate::volume::Volumes;
 use crate::{Error, Result};
 
@@ -70,6 +70,7 @@ pub fn create(root: &Path, store: &cache::Store, image_ref: &str, opts: CreateOp
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
         env_cfg.env_set(k, v);
     }
+    check_network(root, &opts.host.network)?;
     let id = ContainerId::random();
     let mut labels = ic.labels.clone().unwrap_or_default();
     labels.extend(opts.labels.clone());
@@ -131,6 +132,24 @@ pub fn create(root: &Path, store: &cache::Store, image_ref: &str, opts: CreateOp
         let _ = std::fs::remove_dir_all(containers.dir(&id));
     }
     made
+}
+
+/// As docker's create: a network or a `container:` that does not exist fails here, before
+/// anything is made, rather than at every start.
+fn check_network(root: &Path, network: &NetworkRequest) -> Result<()> {
+    match network {
+        NetworkRequest::Bridge(names) => {
+            let nets = Networks::open(root)?;
+            for n in names {
+                nets.get(n)?;
+            }
+        }
+        NetworkRequest::Container(other) => {
+            Containers::open(root)?.find(other)?;
+        }
+        NetworkRequest::None | NetworkRequest::Host => {}
+    }
+    Ok(())
 }
 
 /// How `start` went.

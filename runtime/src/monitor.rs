@@ -102,12 +102,23 @@ pub fn spawn(store_root: &Path, c: &Container, wait_attach: bool) -> Result<Spaw
         .stdout(std::process::Stdio::null())
         .stderr(log);
     let fd = ready_w.as_raw_fd();
-    // SAFETY: between fork and exec only async-signal-safe calls (setsid, fcntl).
+    // SAFETY: between fork and exec only async-signal-safe calls (setsid, close_range, signal,
+    // fcntl).
     unsafe {
         cmd.pre_exec(move || {
             // Its own session: the terminal's Ctrl-C and hangup never reach the monitor.
             if libc::setsid() == -1 {
                 return Err(std::io::Error::last_os_error());
+            }
+            // Descriptors the caller inherited and left open must not reach the monitor, and
+            // through it every container process: only stdio and the ready pipe stay.
+            // Best effort: a kernel without CLOSE_RANGE_CLOEXEC (< 5.11) keeps them.
+            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
+            // Nor signals it ignores (a shell's background job ignores SIGINT and SIGQUIT):
+            // inherited down to the container, an ignored signal can be neither trapped by a
+            // shell nor delivered. Errors are for SIGKILL, SIGSTOP and unused numbers.
+            for sig in 1..=64 {
+                libc::signal(sig, libc::SIG_DFL);
             }
             if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
                 return Err(std::io::Error::last_os_error());
@@ -161,6 +172,9 @@ struct Input {
     closed: bool,
     /// Whether the current process has a stdin at all (`-i` or `-t`).
     open: bool,
+    /// The last window size a client asked for: a foreground `run -t` sends its size before
+    /// the pty exists, and a restarted container gets a new pty of the same size.
+    size: Option<(u16, u16)>,
 }
 
 impl Input {
@@ -181,11 +195,30 @@ impl Input {
         self.closed = true;
     }
 
+    fn resize(&mut self, rows: u16, cols: u16) {
+        self.size = Some((rows, cols));
+        if let Some(t) = self.tty.as_ref() {
+            let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+            // SAFETY: TIOCSWINSZ reads one winsize struct that lives across the call.
+            unsafe {
+                libc::ioctl(t.as_raw_fd(), libc::TIOCSWINSZ, &ws);
+            }
+        }
+    }
+
+    /// Forgets the ended process's stdin, keeping the window size for the next one.
+    fn reset(&mut self) {
+        *self = Input { size: self.size, ..Input::default() };
+    }
+
     /// The new process's stdin: what waited is written to it first.
     fn install(&mut self, tty: Option<File>, pipe: Option<File>) {
         self.tty = tty;
         self.pipe = pipe;
         self.open = true;
+        if let Some((rows, cols)) = self.size {
+            self.resize(rows, cols);
+        }
         let pending = std::mem::take(&mut self.pending);
         if !pending.is_empty() {
             self.write(&pending);
@@ -319,7 +352,7 @@ impl Monitor {
             if let Ok(mut l) = self.log.lock() {
                 let _ = l.flush_partial();
             }
-            *self.input.lock().unwrap_or_else(|p| p.into_inner()) = Input::default();
+            self.input.lock().unwrap_or_else(|p| p.into_inner()).reset();
             self.teardown(plumbing);
             let (code, oom, error) = match outcome {
                 Ok(o) => (o.status.code(), o.oom_killed, String::new()),
@@ -586,6 +619,12 @@ impl Monitor {
         let stdio = if cfg.tty {
             let pty = nix::pty::openpty(None, None)
                 .map_err(|e| Error::Io { path: "/dev/ptmx".into(), source: e.into() })?;
+            // openpty(3) leaves both ends inheritable: the container must get the slave only
+            // as its stdio (dup2 clears the flag there), never the master.
+            for fd in [&pty.master, &pty.slave] {
+                nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
+                    .map_err(|e| Error::Io { path: "/dev/ptmx".into(), source: e.into() })?;
+            }
             let master = File::from(pty.master);
             let reader = master.try_clone().map_err(|e| Error::Io { path: "pty".into(), source: e })?;
             self.input.lock().unwrap_or_else(|p| p.into_inner()).install(Some(master), None);
@@ -729,15 +768,7 @@ fn add_client(clients: &Clients, input: &Arc<Mutex<Input>>, s: UnixStream) {
             match frame {
                 ClientFrame::Stdin(data) => input.write(&data),
                 ClientFrame::StdinClose => input.close(),
-                ClientFrame::Resize { rows, cols } => {
-                    if let Some(t) = input.tty.as_ref() {
-                        let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
-                        // SAFETY: TIOCSWINSZ reads one winsize struct that lives across the call.
-                        unsafe {
-                            libc::ioctl(t.as_raw_fd(), libc::TIOCSWINSZ, &ws);
-                        }
-                    }
-                }
+                ClientFrame::Resize { rows, cols } => input.resize(rows, cols),
             }
         }
     });
