@@ -919,7 +919,12 @@ fn ps_filter(c: &Container, filter: &str) -> Result<bool> {
             }
             c.state.status.as_str() == v
         }
-        "name" => c.name().contains(v.trim_start_matches('/')),
+        // A regular expression over the name, as docker (`name=^web$`); docker's names carry a
+        // leading `/`, so `^/web$` matches too.
+        "name" => {
+            let re = regex_lite::Regex::new(v).map_err(|e| anyhow!("invalid filter 'name={v}': {e}"))?;
+            re.is_match(c.name()) || re.is_match(&format!("/{}", c.name()))
+        }
         "id" => c.id().as_str().starts_with(v),
         "label" => match v.split_once('=') {
             Some((lk, lv)) => c.config.config.labels.get(lk).is_some_and(|x| x == lv),

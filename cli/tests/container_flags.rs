@@ -890,6 +890,9 @@ fn ps_filters_formats_latest_and_the_container_aliases() {
     assert_eq!(e.ps(&["--filter", "status=created", "--format", "{{.Names}}"]), ["fresh"]);
     assert_eq!(e.ps(&["--filter", "status=running", "--format", "{{.Names}}"]), ["up1"]);
     assert_eq!(e.ps(&["-a", "--filter", "name=up", "--format", "{{.Names}}"]), ["up1"]);
+    // A regular expression, as docker's.
+    assert_eq!(e.ps(&["-a", "--filter", "name=^(done|fresh)", "--format", "{{.Names}}"]), ["fresh", "done3"]);
+    assert_eq!(e.ps(&["-a", "--filter", "name=^/up1$", "--format", "{{.Names}}"]), ["up1"]);
     assert_eq!(
         e.ps(&["-a", "--filter", "label=app=x", "--filter", "status=running", "--format", "{{.Names}}"]),
         ["up1"]

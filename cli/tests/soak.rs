@@ -21,6 +21,13 @@ fn mounts() -> Vec<String> {
     m
 }
 
+fn any_process_named(name: &str) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == name)
+            && std::fs::read_to_string(e.path().join("stat")).is_ok_and(|s| !s.contains(") Z "))
+    })
+}
+
 fn interfaces() -> BTreeSet<String> {
     std::fs::read_dir("/sys/class/net")
         .unwrap()
@@ -47,22 +54,36 @@ fn cgroups() -> BTreeSet<String> {
     out
 }
 
-/// Processes of rbuild's (monitors, sandbox inits) and of the containers (busybox), zombies
-/// included.
+/// Every process below this test, zombies included. The test is a child subreaper, so any
+/// process rbuild leaves behind — a monitor, a sandbox init, a container process — stays in
+/// this subtree however it was orphaned; stragglers of other tests elsewhere do not count.
 fn processes() -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
+    let me = std::process::id().to_string();
+    let mut parent = std::collections::HashMap::new();
+    let mut comm = std::collections::HashMap::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if !name.bytes().all(|b| b.is_ascii_digit()) {
+        let pid = e.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) {
             continue;
         }
-        let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
-        let comm = comm.trim();
-        if comm.starts_with("rbuild") || comm == "busybox" || comm == "sleep" {
-            out.insert(format!("{name} {comm}"));
-        }
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { continue };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let ppid = stat[close + 2..].split(' ').nth(1).unwrap_or_default().to_string();
+        comm.insert(pid.clone(), stat[open + 1..close].to_string());
+        parent.insert(pid, ppid);
     }
-    out
+    let below_me = |pid: &String| {
+        let mut p = pid.clone();
+        for _ in 0..64 {
+            match parent.get(&p) {
+                Some(pp) if *pp == me => return true,
+                Some(pp) => p = pp.clone(),
+                None => return false,
+            }
+        }
+        false
+    };
+    parent.keys().filter(|p| below_me(p)).map(|p| format!("{p} {}", comm[p])).collect()
 }
 
 /// Waits (bounded, reaping) until no live process has the store in its command line.
@@ -98,7 +119,13 @@ fn two_hundred_runs_and_twenty_detached_containers_leave_nothing_behind() {
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     let s = TestStore::new(env!("CARGO_BIN_EXE_rbuild"));
     s.import_busybox();
-    // Warm up once (the default network's record, unpacked layers), then count.
+    // Sandboxes of an earlier test killed with its rbuild take a moment to go; the next rbuild
+    // then sweeps their cgroups. Both must happen before counting.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline && any_process_named("rbuild-init") {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // Warm up once (the default network's record, unpacked layers, the sweep), then count.
     s.ok(&["run", "--rm", "busybox", "true"]);
     // Its monitor exits just after `run` returned.
     wait_for_no_process_of(s.path());

@@ -75,6 +75,10 @@ pub fn create(root: &Path, store: &cache::Store, image_ref: &str, opts: CreateOp
     let mut labels = ic.labels.clone().unwrap_or_default();
     labels.extend(opts.labels.clone());
     let mut host = opts.host.clone();
+    // `container:NAME` is kept by id (as docker): a later rename must not break it.
+    if let NetworkRequest::Container(other) = &host.network {
+        host.network = NetworkRequest::Container(Containers::open(root)?.find(other)?.config.id.to_string());
+    }
     let image_volumes: Vec<String> = ic.volumes.iter().flat_map(|v| v.keys().cloned()).collect();
     // The image's VOLUMEs that no explicit mount covers become anonymous volumes.
     let volumes = Volumes::open(root)?;
