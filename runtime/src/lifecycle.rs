@@ -386,7 +386,9 @@ pub fn remove_stopped(root: &Path, containers: &Containers, c: &Container, volum
     let _lock = containers.lock(c.id())?;
     cleanup_leftovers(c);
     containers.delete(c)?;
-    if volumes {
+    let anonymous =
+        c.config.host.mounts.iter().any(|m| matches!(m, MountRequest::Volume { anonymous: true, .. }));
+    if volumes && anonymous {
         let vols = Volumes::open(root)?;
         let users = crate::volume::volume_users(root)?;
         for m in &c.config.host.mounts {

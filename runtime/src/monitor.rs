@@ -298,22 +298,13 @@ impl Monitor {
             self.tell_ready("listening");
             // The client that asked for the start connects right away; a bounded wait keeps a
             // vanished client from leaving a monitor behind.
-            let _ = listener.set_nonblocking(true);
-            let deadline = std::time::Instant::now() + Duration::from_secs(10);
-            loop {
-                match listener.accept() {
-                    Ok((s, _)) => {
-                        let _ = s.set_nonblocking(false);
-                        self.add_client(s);
-                        break;
-                    }
-                    Err(_) if std::time::Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(2))
-                    }
-                    Err(_) => break,
-                }
+            let mut pfd = libc::pollfd { fd: listener.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            // SAFETY: one pollfd that lives across the call.
+            if unsafe { libc::poll(&mut pfd, 1, 10_000) } > 0
+                && let Ok((s, _)) = listener.accept()
+            {
+                self.add_client(s);
             }
-            let _ = listener.set_nonblocking(false);
         }
         {
             let clients = self.clients.clone();
