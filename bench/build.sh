@@ -14,8 +14,9 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 cargo build --release -q --bin rbuild --bin busybox-rootfs
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
 rb="$PWD/target/release/rbuild --root $tmp/store"
+# `run` makes the store's default network bridge, which lives as long as the store: prune it.
+trap '$rb network prune -f >/dev/null 2>&1 || true; rm -rf "$tmp"' EXIT
 target/release/busybox-rootfs "$tmp/busybox.tar"
 $rb import "$tmp/busybox.tar" busybox:latest >/dev/null
 ctx=testdata/demo

@@ -19,6 +19,8 @@ tmp=$(mktemp -d)
 rb="$PWD/target/release/rbuild --root $tmp/store"
 cleanup() {
   for id in $($rb ps -aq --no-trunc 2>/dev/null); do $rb rm -f "$id" >/dev/null 2>&1 || true; done
+  # The default network's bridge stays while its store exists (as docker0): take it down.
+  $rb network prune -f >/dev/null 2>&1 || true
   rm -rf "$tmp"
 }
 trap cleanup EXIT
