@@ -15,99 +15,18 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use serde_json::Value;
-use test_support::TestStore;
+use test_support::containers::{Env, wait_until};
 
 /// Polls `cond` until it holds; panics with `what` after 30 s.
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A store with busybox; `TestStore`'s drop removes every container and network bridge it
-/// made, even when the test failed half-way.
-struct Env {
-    s: TestStore,
-}
-
-impl Env {
-    fn new() -> Env {
-        let s = TestStore::new(env!("CARGO_BIN_EXE_rbuild"));
-        s.import_busybox();
-        Env { s }
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        self.s.ok(args)
-    }
-
-    /// Runs and returns (exit code, stdout, stderr).
-    fn run(&self, args: &[&str]) -> (i32, String, String) {
-        let out = self.s.run(args);
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    /// Runs a command that must fail with exactly one `rbuild: error:` line: returned.
-    fn fails(&self, args: &[&str]) -> String {
-        let (code, _, err) = self.run(args);
-        assert_ne!(code, 0, "rbuild {args:?} should fail:\n{err}");
-        assert_eq!(err.lines().count(), 1, "rbuild {args:?}: one error line:\n{err}");
-        assert!(err.starts_with("rbuild: error: "), "rbuild {args:?}:\n{err}");
-        err.trim_end().to_string()
-    }
-
-    fn inspect(&self, name: &str, format: &str) -> String {
-        self.ok(&["inspect", "--format", format, name]).trim().to_string()
-    }
-
-    /// The container's whole `inspect` object.
-    fn json(&self, name: &str) -> Value {
-        let out = self.ok(&["inspect", name]);
-        let mut all: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
-        all[0].take()
-    }
-
-    fn logs(&self, name: &str) -> String {
-        self.ok(&["logs", name])
-    }
-
-    fn wait_for_log(&self, name: &str, text: &str) {
-        wait_until(&format!("{text:?} in the logs of {name}"), || self.logs(name).contains(text));
-    }
-
-    /// `ps` with a format, one line per container.
-    fn ps(&self, args: &[&str]) -> Vec<String> {
-        let mut all = vec!["ps"];
-        all.extend_from_slice(args);
-        self.ok(&all).lines().map(str::to_string).collect()
-    }
-
-    fn volumes(&self) -> Vec<String> {
-        self.ok(&["volume", "ls", "-q"]).lines().map(str::to_string).collect()
-    }
-
-    /// Builds `dockerfile` (on busybox) as `tag`.
-    fn build(&self, tag: &str, dockerfile: &str) {
-        let ctx = test_support::context(&[("Dockerfile", dockerfile)]);
-        self.ok(&["build", "-q", "-t", tag, ctx.path().to_str().unwrap()]);
-    }
-
-    /// `rbuild ARGS...` in the background with its stdout and stderr collected.
-    fn spawn(&self, args: &[&str]) -> Proc {
-        let mut cmd = self.s.cmd();
-        cmd.args(args).stdin(Stdio::null());
-        Proc::start(cmd)
-    }
+/// `rbuild ARGS...` in the background with its stdout and stderr collected.
+fn spawn(e: &Env, args: &[&str]) -> Proc {
+    let mut cmd = e.s.cmd();
+    cmd.args(args).stdin(Stdio::null());
+    Proc::start(cmd)
 }
 
 /// A process the test started, its output collected by threads. Dropped while running (the
@@ -274,7 +193,7 @@ fn cap_eff(status: &str) -> u64 {
 
 #[test]
 fn env_env_file_workdir_user_and_entrypoint_flags() {
-    let e = Env::new();
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
     let dir = tempfile::tempdir().unwrap();
     let env_file = dir.path().join("app.env");
     std::fs::write(&env_file, "A=1\n# a comment\n\nB=two words\nC=from file\n").unwrap();
@@ -320,7 +239,7 @@ fn env_env_file_workdir_user_and_entrypoint_flags() {
 
 #[test]
 fn hostname_is_the_short_id_unless_given() {
-    let e = Env::new();
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
     let out = e.ok(&[
         "run",
         "--name",
@@ -349,7 +268,7 @@ fn hostname_is_the_short_id_unless_given() {
 
 #[test]
 fn labels_show_in_inspect_and_filter_ps() {
-    let e = Env::new();
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
     let id =
         e.ok(&["run", "-d", "--name", "web", "-l", "tier=web", "-l", "flag", "busybox", "sh", "-c", LOOP]);
     e.ok(&["create", "--name", "db", "--label", "tier=db", "busybox", "true"]);
@@ -364,7 +283,7 @@ fn labels_show_in_inspect_and_filter_ps() {
 
 #[test]
 fn read_only_root_refuses_writes_but_tmpfs_stays_writable() {
-    let e = Env::new();
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
     let (code, _, err) = e.run(&["run", "--rm", "--read-only", "busybox", "touch", "/x"]);
     assert_ne!(code, 0);
     assert!(err.contains("Read-only file system"), "{err}");
@@ -395,7 +314,7 @@ fn read_only_root_refuses_writes_but_tmpfs_stays_writable() {
 
 #[test]
 fn capabilities_follow_cap_drop_cap_add_and_privileged() {
-    let e = Env::new();
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
     let default = cap_eff(&e.ok(&["run", "--rm", "busybox", "cat", "/proc/self/status"]));
     assert_eq!(default, 0xa80425fb, "docker's default set");
     // CHOWN dropped: chown fails, as root.
@@ -441,7 +360,7 @@ fn capabilities_follow_cap_drop_cap_add_and_privileged() {
 
 #[test]
 fn init_runs_the_command_as_pid_2_and_forwards_stop_s_sigterm() {
-    let e = Env::new();
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
     let ps = e.ok(&["run", "--rm", "--init", "busybox", "ps", "-o", "pid,comm"]);
     let rows: Vec<Vec<&str>> = ps.lines().skip(1).map(|l| l.split_whitespace().collect()).collect();
     assert_eq!(rows, [vec!["1", "rbuild-init"], vec!["2", "ps"]], "{ps}");
@@ -454,7 +373,7 @@ fn init_runs_the_command_as_pid_2_and_forwards_stop_s_sigterm() {
 
 #[test]
 fn add_host_and_dns_write_hosts_and_resolv_conf() {
-    let e = Env::new();
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
     let out = e.ok(&[
         "run",
         "--name",
@@ -485,7 +404,7 @@ fn add_host_and_dns_write_hosts_and_resolv_conf() {
 
 #[test]
 fn bind_volume_and_tmpfs_mounts_from_v_and_mount() {
-    let e = Env::new();
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
     let host = tempfile::tempdir().unwrap();
     std::fs::write(host.path().join("a"), "from host\n").unwrap();
     let dir = host.path().to_str().unwrap();
@@ -558,7 +477,7 @@ fn data_volume(e: &Env, container: &str) -> String {
 
 #[test]
 fn anonymous_volumes_go_with_rm_v_and_rm_but_not_plain_rm() {
-    let e = Env::new();
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
     e.build("app:1", APP);
     // The image's VOLUME: an anonymous volume that starts with the image's files.
     assert_eq!(e.ok(&["run", "--name", "kept", "app:1", "cat", "/data/seed"]), "seed\n");
@@ -588,7 +507,7 @@ fn anonymous_volumes_go_with_rm_v_and_rm_but_not_plain_rm() {
 
 #[test]
 fn stop_signal_and_stop_timeout_from_flags_and_the_image() {
-    let e = Env::new();
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
     e.build("app:1", APP);
     let trap = |code: u8| format!("trap 'echo got usr1; exit {code}' USR1; echo ready; {LOOP}");
     e.ok(&["run", "-d", "--name", "flag", "--stop-signal", "USR1", "busybox", "sh", "-c", &trap(5)]);
@@ -614,7 +533,7 @@ fn stop_signal_and_stop_timeout_from_flags_and_the_image() {
 
 #[test]
 fn publish_all_serves_exposed_ports_on_free_host_ports() {
-    let e = Env::new();
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
     e.build("app:1", APP);
     e.ok(&[
         "run",
@@ -649,7 +568,7 @@ fn publish_all_serves_exposed_ports_on_free_host_ports() {
 
 #[test]
 fn restart_always_restarts_until_stopped() {
-    let e = Env::new();
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
     e.ok(&["run", "-d", "--name", "again", "--restart", "always", "busybox", "sh", "-c", "echo run; exit 0"]);
     // Each restart runs the command again (the count goes up when the restart is decided).
     wait_until("two restarts", || e.logs("again").matches("run\n").count() >= 3);
@@ -666,7 +585,7 @@ fn restart_always_restarts_until_stopped() {
 
 #[test]
 fn limits_show_in_inspect_and_stats() {
-    let e = Env::new();
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
     e.ok(&[
         "run",
         "-d",
@@ -693,7 +612,7 @@ fn limits_show_in_inspect_and_stats() {
 
 #[test]
 fn a_name_in_use_is_refused() {
-    let e = Env::new();
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
     let id = e.ok(&["create", "--name", "dup", "busybox", "true"]);
     for cmd in ["create", "run"] {
         let err = e.fails(&[cmd, "--name", "dup", "busybox", "true"]);
@@ -704,7 +623,7 @@ fn a_name_in_use_is_refused() {
 
 #[test]
 fn bad_flags_fail_with_one_line_and_leave_no_container() {
-    let e = Env::new();
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
     let cases: &[(&[&str], &str)] = &[
         (&["-p", "99999:80"], "invalid port specification"),
         (&["-p", "abc"], "invalid port specification"),
@@ -738,7 +657,7 @@ fn bad_flags_fail_with_one_line_and_leave_no_container() {
 
 #[test]
 fn create_then_start_attached_and_start_of_a_running_container_is_a_no_op() {
-    let e = Env::new();
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
     e.ok(&["create", "--name", "later", "busybox", "sh", "-c", "echo out; echo err >&2; exit 4"]);
     let state = e.json("later")["State"].clone();
     assert_eq!(state["Status"], "created");
@@ -758,7 +677,7 @@ fn create_then_start_attached_and_start_of_a_running_container_is_a_no_op() {
 
 #[test]
 fn restart_keeps_the_id_and_starts_anew() {
-    let e = Env::new();
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
     let id = e.ok(&[
         "run",
         "-d",
@@ -786,7 +705,7 @@ fn restart_keeps_the_id_and_starts_anew() {
 
 #[test]
 fn rename_frees_the_old_name() {
-    let e = Env::new();
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
     e.ok(&["run", "-d", "--name", "old", "busybox", "sh", "-c", LOOP]);
     e.ok(&["create", "--name", "other", "busybox", "true"]);
     e.ok(&["rename", "old", "new"]);
@@ -802,11 +721,11 @@ fn rename_frees_the_old_name() {
 
 #[test]
 fn wait_returns_each_exit_code_once_they_stop() {
-    let e = Env::new();
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
     let script = |code: u8| format!("while [ ! -e /tmp/go ]; do sleep 0.05; done; exit {code}");
     e.ok(&["run", "-d", "--name", "w1", "busybox", "sh", "-c", &script(3)]);
     e.ok(&["run", "-d", "--name", "w2", "busybox", "sh", "-c", &script(5)]);
-    let mut waiting = e.spawn(&["wait", "w1", "w2"]);
+    let mut waiting = spawn(&e, &["wait", "w1", "w2"]);
     e.ok(&["exec", "w2", "touch", "/tmp/go"]);
     e.ok(&["exec", "w1", "touch", "/tmp/go"]);
     assert_eq!(waiting.exit_code(), 0);
@@ -817,7 +736,7 @@ fn wait_returns_each_exit_code_once_they_stop() {
 
 #[test]
 fn container_prune_removes_only_stopped_containers() {
-    let e = Env::new();
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
     e.ok(&["run", "--name", "exited", "busybox", "true"]);
     let exited = e.inspect("exited", "{{.Id}}");
     let created = e.ok(&["create", "--name", "created", "busybox", "true"]).trim().to_string();
@@ -836,7 +755,7 @@ fn container_prune_removes_only_stopped_containers() {
 
 #[test]
 fn system_prune_keeps_what_is_used_and_volumes_unless_asked() {
-    let e = Env::new();
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
     e.ok(&["network", "create", "unused"]);
     e.ok(&["network", "create", "used"]);
     e.ok(&["volume", "create", "named"]);
@@ -879,7 +798,7 @@ fn system_prune_keeps_what_is_used_and_volumes_unless_asked() {
 
 #[test]
 fn ps_filters_formats_latest_and_the_container_aliases() {
-    let e = Env::new();
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
     assert_eq!(e.run(&["run", "--name", "done3", "busybox", "sh", "-c", "exit 3"]).0, 3);
     e.ok(&["run", "-d", "--name", "up1", "-l", "app=x", "busybox", "sh", "-c", LOOP]);
     e.ok(&["create", "--name", "fresh", "busybox", "true"]);
@@ -925,7 +844,7 @@ fn ps_filters_formats_latest_and_the_container_aliases() {
 
 #[test]
 fn inspect_shows_docker_s_fields() {
-    let e = Env::new();
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
     e.ok(&["network", "create", "appnet"]);
     e.ok(&[
         "run",
@@ -1008,7 +927,7 @@ fn inspect_shows_docker_s_fields() {
 
 #[test]
 fn stats_top_and_kill_with_a_signal() {
-    let e = Env::new();
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
     let hup = format!("trap 'echo got hup' HUP; echo ready; {LOOP}");
     e.ok(&["run", "-d", "--name", "s1", "busybox", "sh", "-c", &hup]);
     e.ok(&["run", "-d", "--name", "s2", "busybox", "sleep", "1000"]);
@@ -1048,7 +967,7 @@ fn stats_top_and_kill_with_a_signal() {
 
 #[test]
 fn every_command_says_no_such_container() {
-    let e = Env::new();
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
     let commands: &[&[&str]] = &[
         &["start", "nope"],
         &["start", "-a", "nope"],
@@ -1083,7 +1002,7 @@ fn every_command_says_no_such_container() {
 
 #[test]
 fn run_t_gives_a_pty_of_the_terminal_s_size_and_follows_resizes() {
-    let e = Env::new();
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
     let pty = Pty::new(40, 100);
     let script = "stty size; tty; trap 'stty size' WINCH; echo ready; \
                   while [ ! -e /tmp/stop ]; do sleep 0.05; done; echo bye";
@@ -1107,7 +1026,7 @@ fn run_t_gives_a_pty_of_the_terminal_s_size_and_follows_resizes() {
 
 #[test]
 fn run_it_takes_typed_input_and_ctrl_c_interrupts() {
-    let e = Env::new();
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
     let (mut p, mut master) = Pty::new(24, 80)
         .spawn(&e, &["run", "-it", "--rm", "busybox", "sh", "-c", "echo ready; read x; echo got $x"]);
     p.wait_for("ready");
@@ -1137,7 +1056,7 @@ fn run_it_takes_typed_input_and_ctrl_c_interrupts() {
 
 #[test]
 fn signals_to_a_foreground_run_reach_the_container() {
-    let e = Env::new();
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
     let script =
         format!("trap 'echo got int; exit 3' INT; trap 'echo got term; exit 4' TERM; echo ready; {LOOP}");
     for (sig, answer, code, ignored) in [
@@ -1168,13 +1087,13 @@ fn signals_to_a_foreground_run_reach_the_container() {
 
 #[test]
 fn two_attached_clients_see_the_same_new_output() {
-    let e = Env::new();
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
     let script = "trap 'exit 7' TERM; echo before; \
                   while true; do if [ -e /tmp/msg ]; then cat /tmp/msg; rm /tmp/msg; fi; sleep 0.05; done; exit 0";
     e.ok(&["run", "-d", "--name", "talk", "busybox", "sh", "-c", script]);
     e.wait_for_log("talk", "before");
-    let mut a = e.spawn(&["attach", "talk"]);
-    let mut b = e.spawn(&["attach", "--no-stdin", "talk"]);
+    let mut a = spawn(&e, &["attach", "talk"]);
+    let mut b = spawn(&e, &["attach", "--no-stdin", "talk"]);
     // Attached once each sees a ping (there is no "attached" message to wait for).
     wait_until("both clients to attach", || {
         if a.text().contains("ping") && b.text().contains("ping") {
@@ -1201,7 +1120,7 @@ fn two_attached_clients_see_the_same_new_output() {
 
 #[test]
 fn exec_it_gets_a_pty_and_exec_d_keeps_running() {
-    let e = Env::new();
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
     e.ok(&["run", "-d", "--name", "box", "busybox", "sh", "-c", &format!("echo ready; {LOOP}")]);
     e.wait_for_log("box", "ready");
     let (mut p, mut master) = Pty::new(40, 100)
@@ -1219,7 +1138,7 @@ fn exec_it_gets_a_pty_and_exec_d_keeps_running() {
 
 #[test]
 fn container_processes_get_only_their_stdio() {
-    let e = Env::new();
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
     // A descriptor rbuild's caller left inheritable, as shells and CI runners do.
     let stray = File::open("/etc/hostname").unwrap();
     let stray_fd = stray.as_fd().as_raw_fd();

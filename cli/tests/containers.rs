@@ -5,62 +5,13 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use test_support::TestStore;
-
-/// A store with busybox; `TestStore`'s drop removes every container and network bridge it
-/// made, even when the test failed half-way.
-struct Env {
-    s: TestStore,
-}
-
-impl Env {
-    fn new() -> Env {
-        let s = TestStore::new(env!("CARGO_BIN_EXE_rbuild"));
-        s.import_busybox();
-        Env { s }
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        self.s.ok(args)
-    }
-
-    /// Runs and returns (exit code, stdout, stderr).
-    fn run(&self, args: &[&str]) -> (i32, String, String) {
-        let out = self.s.run(args);
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    fn inspect(&self, name: &str, format: &str) -> String {
-        self.ok(&["inspect", "--format", format, name]).trim().to_string()
-    }
-
-    fn logs(&self, name: &str) -> String {
-        self.ok(&["logs", name])
-    }
-
-    /// Polls `cond` until it holds; panics with `what` after 30 s.
-    fn wait_until(&self, what: &str, mut cond: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !cond() {
-            assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn wait_for_log(&self, name: &str, text: &str) {
-        self.wait_until(&format!("{text:?} in the logs of {name}"), || self.logs(name).contains(text));
-    }
-}
+use test_support::containers::Env;
 
 #[test]
 fn run_detached_outlives_the_cli_and_shows_in_ps() {
-    let e = Env::new();
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
     let id = e.ok(&["run", "-d", "--name", "bg", "busybox", "sh", "-c", "echo started; sleep 1000"]);
     let id = id.trim();
     assert_eq!(id.len(), 64, "run -d prints the id: {id:?}");
@@ -83,7 +34,7 @@ fn run_detached_outlives_the_cli_and_shows_in_ps() {
 
 #[test]
 fn logs_follow_streams_while_the_container_runs() {
-    let e = Env::new();
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
     e.ok(&[
         "run",
         "-d",
@@ -132,7 +83,7 @@ fn logs_follow_streams_while_the_container_runs() {
 
 #[test]
 fn stop_lets_a_trapping_pid1_clean_up_and_kills_one_that_ignores_sigterm() {
-    let e = Env::new();
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
     e.ok(&[
         "run",
         "-d",
@@ -166,7 +117,7 @@ fn stop_lets_a_trapping_pid1_clean_up_and_kills_one_that_ignores_sigterm() {
 
 #[test]
 fn pause_freezes_a_counter_and_unpause_resumes_it() {
-    let e = Env::new();
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
     e.ok(&[
         "run",
         "-d",
@@ -192,7 +143,7 @@ fn pause_freezes_a_counter_and_unpause_resumes_it() {
 
 #[test]
 fn exec_shares_the_pid_namespace_and_files() {
-    let e = Env::new();
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
     // `; exit 0` keeps sh as PID 1 (a last simple command would be exec'd).
     e.ok(&[
         "run",
@@ -232,7 +183,7 @@ fn exec_shares_the_pid_namespace_and_files() {
 
 #[test]
 fn restart_on_failure_restarts_at_most_n_times() {
-    let e = Env::new();
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
     e.ok(&[
         "run",
         "-d",
@@ -255,7 +206,7 @@ fn restart_on_failure_restarts_at_most_n_times() {
 
 #[test]
 fn run_rm_leaves_nothing_behind_and_passes_the_exit_code() {
-    let e = Env::new();
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
     let (code, out, _) = e.run(&["run", "--rm", "busybox", "sh", "-c", "echo out; exit 7"]);
     assert_eq!((code, out.as_str()), (7, "out\n"));
     assert_eq!(e.ok(&["ps", "-a", "-q"]), "");
@@ -283,7 +234,7 @@ fn run_rm_leaves_nothing_behind_and_passes_the_exit_code() {
 
 #[test]
 fn a_missing_command_fails_the_start_with_docker_s_exit_code() {
-    let e = Env::new();
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
     let (code, _, err) = e.run(&["run", "--rm", "busybox", "no-such-cmd"]);
     assert_eq!(code, 127, "{err}");
     assert!(err.contains("no-such-cmd") && err.contains("not found"), "{err}");
@@ -293,7 +244,7 @@ fn a_missing_command_fails_the_start_with_docker_s_exit_code() {
 
 #[test]
 fn commit_makes_an_image_with_the_change() {
-    let e = Env::new();
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
     e.ok(&["run", "--name", "maker", "busybox", "sh", "-c", "echo committed > /note; rm /etc/group"]);
     let diff = e.ok(&["diff", "maker"]);
     assert!(diff.lines().any(|l| l == "A /note"), "{diff}");
@@ -309,7 +260,7 @@ fn commit_makes_an_image_with_the_change() {
 
 #[test]
 fn cp_copies_both_ways() {
-    let e = Env::new();
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
     let host = tempfile::tempdir().unwrap();
     std::fs::write(host.path().join("in.txt"), "from host\n").unwrap();
     e.ok(&[
@@ -356,7 +307,7 @@ const HTTPD: &str =
 
 #[test]
 fn containers_on_a_user_network_reach_each_other_by_name_and_ports_publish_to_loopback() {
-    let e = Env::new();
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
     e.ok(&["network", "create", "appnet"]);
     let port = free_port();
     let publish = format!("127.0.0.1:{port}:80");
@@ -415,7 +366,7 @@ fn containers_on_a_user_network_reach_each_other_by_name_and_ports_publish_to_lo
 
 #[test]
 fn network_none_has_only_loopback() {
-    let e = Env::new();
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
     let devs = e.ok(&["run", "--rm", "--network", "none", "busybox", "cat", "/proc/net/dev"]);
     let ifaces: Vec<&str> = devs.lines().skip(2).filter_map(|l| l.split(':').next()).map(str::trim).collect();
     assert_eq!(ifaces, ["lo"]);
@@ -435,7 +386,7 @@ fn network_none_has_only_loopback() {
 
 #[test]
 fn named_volumes_persist_start_with_the_image_files_and_honour_ro() {
-    let e = Env::new();
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
     e.ok(&["run", "--rm", "-v", "data:/data", "busybox", "sh", "-c", "echo kept > /data/f"]);
     assert_eq!(e.ok(&["run", "--rm", "-v", "data:/data", "busybox", "cat", "/data/f"]), "kept\n");
     let ls = e.ok(&["volume", "ls", "-q"]);
@@ -459,7 +410,7 @@ fn named_volumes_persist_start_with_the_image_files_and_honour_ro() {
 
 #[test]
 fn memory_limit_ends_with_137_and_oomkilled_and_stats_read_the_cgroup() {
-    let e = Env::new();
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
     let (code, _, _) = e.run(&[
         "run",
         "--name",
@@ -510,7 +461,7 @@ fn memory_limit_ends_with_137_and_oomkilled_and_stats_read_the_cgroup() {
 
 #[test]
 fn network_connect_and_disconnect_a_running_container() {
-    let e = Env::new();
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
     e.ok(&["network", "create", "--subnet", "10.213.7.0/24", "side"]);
     e.ok(&["run", "-d", "--name", "srv", "--network", "side", "busybox", "sh", "-c", HTTPD]);
     e.wait_for_log("srv", "serving");

@@ -3,6 +3,7 @@
 //!
 //! Nothing here is part of rbuild itself.
 
+pub mod containers;
 pub mod registry;
 
 use std::fs::File;
