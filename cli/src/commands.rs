@@ -364,21 +364,12 @@ fn parse_allow(values: &[String]) -> Result<solver::Entitlements> {
 
 /// `512m`, `2g`, `1048576`, `64MiB`: bytes, with binary k/m/g/t suffixes as Docker reads them.
 pub(crate) fn parse_bytes(flag: &str, value: &str) -> Result<u64> {
-    let v = value.trim().to_ascii_lowercase();
-    let v = v.strip_suffix("ib").or_else(|| v.strip_suffix('b')).unwrap_or(&v);
-    let (num, mult) = match v.char_indices().last() {
-        Some((i, 'k')) => (&v[..i], 1u64 << 10),
-        Some((i, 'm')) => (&v[..i], 1 << 20),
-        Some((i, 'g')) => (&v[..i], 1 << 30),
-        Some((i, 't')) => (&v[..i], 1 << 40),
-        _ => (v, 1),
-    };
-    let n: f64 =
-        num.trim().parse().map_err(|_| anyhow::anyhow!("{flag} {value:?}: not a size (e.g. 512m, 2g)"))?;
-    if !n.is_finite() || n <= 0.0 {
-        bail!("{flag} {value:?}: must be more than 0");
+    // Docker's rule (go-units' RAMInBytes), as for `--mount` sizes.
+    match frontend::ram_in_bytes(value.trim()) {
+        None => bail!("{flag} {value:?}: not a size (e.g. 512m, 2g)"),
+        Some(0) => bail!("{flag} {value:?}: must be more than 0"),
+        Some(n) => Ok(n),
     }
-    Ok((n * mult as f64) as u64)
 }
 
 fn build_resources(a: &crate::args::BuildArgs) -> Result<executor::Resources> {

@@ -650,15 +650,7 @@ pub fn exec(store: &Store, a: ExecArgs) -> Result<ExitCode> {
     if a.tty && env_cfg.env_get("TERM").is_none() {
         env_cfg.env_set("TERM", "xterm");
     }
-    let security = if a.privileged || c.config.host.privileged {
-        executor::Security::insecure()
-    } else {
-        let mut s = executor::Security::docker_default();
-        s.capabilities =
-            executor::caps::with_changes(&s.capabilities, &c.config.host.cap_add, &c.config.host.cap_drop)
-                .map_err(|e| anyhow!(e))?;
-        s
-    };
+    let security = if a.privileged { executor::Security::insecure() } else { c.config.host.security()? };
     // Descriptors this rbuild inherited from its caller are no business of the container
     // (nor of a detached exec's rbuild, which outlives this one).
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC closes nothing; it marks every descriptor

@@ -17,6 +17,8 @@ pub use lower::{
     BaseConfig, DEFAULT_SHELL, ImageResolver, LowerOptions, PROXY_ARGS, host_platform, host_platform_string,
     lower,
 };
+/// Docker's size and path rules, shared with `-v`/`--mount`/`--tmpfs` parsing in runtime/.
+pub use runmount::{go_clean, ram_in_bytes};
 
 use serde::{Deserialize, Serialize};
 

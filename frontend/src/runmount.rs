@@ -435,7 +435,7 @@ fn go_parse_u32(s: &str, radix: u32) -> Option<u32> {
 /// `go-units`' `RAMInBytes` (v0.5.0, the version BuildKit vendors): a number (Go float syntax),
 /// an optional space, and an optional case-insensitive suffix `b`, or `k`/`m`/`g`/`t`/`p` with an
 /// optional `b` or `ib`, all binary (`64m` = `64MB` = `64MiB` = 64 * 1024 * 1024).
-pub(crate) fn ram_in_bytes(s: &str) -> Option<u64> {
+pub fn ram_in_bytes(s: &str) -> Option<u64> {
     let sep = s.rfind(|c: char| c.is_ascii_digit() || c == '.' || c == ' ')?;
     let (num, suffix) =
         if s.as_bytes()[sep] == b' ' { (&s[..sep], &s[sep + 1..]) } else { s.split_at(sep + 1) };
@@ -482,7 +482,7 @@ fn go_parse_float(s: &str) -> Option<f64> {
 
 /// Go's `path.Clean`: `..` and `.` resolved lexically, repeated slashes collapsed, no trailing
 /// slash; `""` is `.`, and a relative path stays relative.
-pub(crate) fn go_clean(path: &str) -> String {
+pub fn go_clean(path: &str) -> String {
     let rooted = path.starts_with('/');
     let mut parts: Vec<&str> = Vec::new();
     for part in path.split('/') {

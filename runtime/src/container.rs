@@ -107,6 +107,20 @@ pub struct HostConfig {
     pub extra_hosts: Vec<(String, IpAddr)>,
 }
 
+impl HostConfig {
+    /// What the container's processes (and `exec`'d ones) may do: docker's defaults with
+    /// `--cap-add`/`--cap-drop`, or everything for `--privileged`.
+    pub fn security(&self) -> Result<executor::Security> {
+        if self.privileged {
+            return Ok(executor::Security::insecure());
+        }
+        let mut s = executor::Security::docker_default();
+        s.capabilities = executor::caps::with_changes(&s.capabilities, &self.cap_add, &self.cap_drop)
+            .map_err(Error::Invalid)?;
+        Ok(s)
+    }
+}
+
 impl Default for HostConfig {
     fn default() -> HostConfig {
         HostConfig {

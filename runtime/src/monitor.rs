@@ -577,18 +577,7 @@ impl Monitor {
         if cfg.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
             env.push("TERM=xterm".into());
         }
-        let security = if c.config.host.privileged {
-            executor::Security::insecure()
-        } else {
-            let mut s = executor::Security::docker_default();
-            s.capabilities = executor::caps::with_changes(
-                &s.capabilities,
-                &c.config.host.cap_add,
-                &c.config.host.cap_drop,
-            )
-            .map_err(Error::Invalid)?;
-            s
-        };
+        let security = c.config.host.security()?;
         let spec = executor::SandboxSpec {
             rootfs: executor::Rootfs { lowers, upper: c.upper(), work: c.work(), target: merged },
             process: executor::Process {

@@ -405,55 +405,15 @@ pub fn image_volumes(volumes: &[String], explicit: &[MountRequest]) -> Vec<Mount
     out
 }
 
-/// A size as docker reads one (go-units' `RAMInBytes`): a number, an optional space, and an
-/// optional case-insensitive suffix: `b`, or `k`/`m`/`g`/`t`/`p` alone or with `b` or `ib`, all
-/// binary (`64m` = `64MB` = `64MiB` = 64 * 1024 * 1024). `None` if it is not one.
+/// A size as docker reads one (go-units' `RAMInBytes`: `64m` = `64MB` = `64MiB`), the same
+/// rule as `RUN --mount=type=tmpfs,size=`. `None` if it is not one.
 pub fn parse_size(s: &str) -> Option<u64> {
-    let split = s.rfind(|c: char| c.is_ascii_digit() || c == '.' || c == ' ')?;
-    let (num, suffix) = match s.as_bytes()[split] {
-        b' ' => (&s[..split], &s[split + 1..]),
-        _ => s.split_at(split + 1),
-    };
-    if !num.starts_with(|c: char| c.is_ascii_digit() || c == '.' || c == '+') {
-        return None;
-    }
-    let n: f64 = num.parse().ok().filter(|n: &f64| n.is_finite() && *n >= 0.0)?;
-    let suffix = suffix.to_ascii_lowercase();
-    let shift = match suffix.as_bytes() {
-        [] | [b'b'] => 0,
-        [unit] | [unit, b'b'] | [unit, b'i', b'b'] => match unit {
-            b'k' => 10,
-            b'm' => 20,
-            b'g' => 30,
-            b't' => 40,
-            b'p' => 50,
-            _ => return None,
-        },
-        _ => return None,
-    };
-    Some((n * (1u64 << shift) as f64) as u64)
+    frontend::ram_in_bytes(s)
 }
 
-/// Go's `path.Clean` for absolute paths and relative ones alike: `.` and `..` resolved
-/// lexically, repeated and trailing slashes dropped.
+/// Go's `path.Clean`, as docker cleans mount paths.
 fn clean(path: &str) -> String {
-    let rooted = path.starts_with('/');
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." if parts.last().is_some_and(|p| *p != "..") => {
-                parts.pop();
-            }
-            ".." if rooted => {}
-            p => parts.push(p),
-        }
-    }
-    match (rooted, parts.is_empty()) {
-        (true, _) => format!("/{}", parts.join("/")),
-        (false, true) => ".".to_string(),
-        (false, false) => parts.join("/"),
-    }
+    frontend::go_clean(path)
 }
 
 #[cfg(test)]
