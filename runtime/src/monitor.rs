@@ -239,6 +239,10 @@ struct Monitor {
     wait_attach: bool,
     clients: Clients,
     input: Arc<Mutex<Input>>,
+    /// Opened once the running state is saved: output pumps wait for it, so whatever a client
+    /// sees of the process implies `state.json` already has its PID (a signal forwarded the
+    /// moment a line arrives must find it).
+    gate: Arc<(Mutex<bool>, std::sync::Condvar)>,
     log: Arc<Mutex<logs::Writer>>,
 }
 
@@ -272,6 +276,7 @@ impl Monitor {
             wait_attach,
             clients: Arc::default(),
             input: Arc::default(),
+            gate: Arc::default(),
             log: Arc::new(Mutex::new(log)),
         })
     }
@@ -482,6 +487,17 @@ impl Monitor {
 
     /// Sets up and starts the container once; on error everything set up so far is undone.
     fn start_once(&mut self) -> Result<(executor::Sandbox, Vec<std::thread::JoinHandle<()>>, Plumbing)> {
+        self.gate = Arc::default();
+        let started = self.start_once_recorded();
+        let (open, wake) = &*self.gate;
+        *open.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        wake.notify_all();
+        started
+    }
+
+    fn start_once_recorded(
+        &mut self,
+    ) -> Result<(executor::Sandbox, Vec<std::thread::JoinHandle<()>>, Plumbing)> {
         let lock = self.containers.lock(&self.id)?;
         let mut c = self.containers.load(&self.id)?;
         let mut plumbing = Plumbing::default();
@@ -707,7 +723,14 @@ impl Monitor {
     fn pump(&self, mut from: File, stream: Stream) -> std::thread::JoinHandle<()> {
         let log = self.log.clone();
         let clients = self.clients.clone();
+        let gate = self.gate.clone();
         std::thread::spawn(move || {
+            let (open, wake) = &*gate;
+            let mut is_open = open.lock().unwrap_or_else(|p| p.into_inner());
+            while !*is_open {
+                is_open = wake.wait(is_open).unwrap_or_else(|p| p.into_inner());
+            }
+            drop(is_open);
             let mut buf = vec![0u8; 64 * 1024];
             loop {
                 let n = match from.read(&mut buf) {
