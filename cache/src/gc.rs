@@ -628,12 +628,7 @@ fn make_dirs_writable(dir: &Path, dev: u64) {
 
 /// Every mount point in this process's mount namespace.
 fn mount_points() -> Vec<PathBuf> {
-    use std::os::unix::ffi::OsStringExt;
-    let Ok(info) = fs::read("/proc/self/mountinfo") else { return Vec::new() };
-    info.split(|&b| b == b'\n')
-        .filter_map(|line| line.split(|&b| b == b' ').nth(4))
-        .map(|mp| PathBuf::from(std::ffi::OsString::from_vec(crate::snapshot::unescape_mountinfo(mp))))
-        .collect()
+    hostutil::mountinfo::read().unwrap_or_default().into_iter().map(|m| m.mount_point).collect()
 }
 
 #[cfg(test)]

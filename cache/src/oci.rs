@@ -49,14 +49,12 @@ pub struct Platform {
 impl Platform {
     /// The platform of the machine rbuild runs on, in OCI (GOARCH) spelling.
     pub fn host() -> Platform {
-        let architecture = match std::env::consts::ARCH {
-            "x86_64" => "amd64",
-            "aarch64" => "arm64",
-            "x86" => "386",
-            "powerpc64" => "ppc64le",
-            other => other,
-        };
-        Platform { architecture: architecture.to_string(), os: "linux".to_string(), variant: None }
+        let host = hostutil::platform::host();
+        Platform {
+            architecture: host.architecture.to_string(),
+            os: host.os.to_string(),
+            variant: Some(host.variant.to_string()).filter(|v| !v.is_empty()),
+        }
     }
 }
 

@@ -7,7 +7,6 @@
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
@@ -308,42 +307,10 @@ fn escape(p: &Path) -> String {
     out
 }
 
-/// Whether something is mounted at `path`, per `/proc/self/mountinfo`.
-fn is_mounted(path: &Path) -> bool {
-    let Ok(path) = fs::canonicalize(path) else { return false };
-    let Ok(info) = fs::read("/proc/self/mountinfo") else { return false };
-    info.split(|&b| b == b'\n').any(|line| {
-        line.split(|&b| b == b' ')
-            .nth(4)
-            .is_some_and(|mp| unescape_mountinfo(mp) == path.as_os_str().as_bytes())
-    })
-}
-
-/// Undoes the octal escapes (`\040` for a space) of a mountinfo field.
-pub(crate) fn unescape_mountinfo(field: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(field.len());
-    let mut i = 0;
-    while i < field.len() {
-        if field[i] == b'\\'
-            && i + 3 < field.len()
-            && field[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b))
-        {
-            out.push(
-                field[i + 1..i + 4].iter().fold(0u8, |acc, b| acc.wrapping_mul(8).wrapping_add(b - b'0')),
-            );
-            i += 4;
-        } else {
-            out.push(field[i]);
-            i += 1;
-        }
-    }
-    out
-}
-
 /// Unmounts everything stacked at `path` (lazily), if anything is.
 fn unmount_all(path: &Path) {
     for _ in 0..16 {
-        if !is_mounted(path) || umount2(path, MntFlags::MNT_DETACH).is_err() {
+        if !hostutil::mountinfo::is_mount_point(path) || umount2(path, MntFlags::MNT_DETACH).is_err() {
             return;
         }
     }
@@ -352,12 +319,6 @@ fn unmount_all(path: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mountinfo_unescape() {
-        assert_eq!(unescape_mountinfo(br"/a\040b\134c"), b"/a b\\c");
-        assert_eq!(unescape_mountinfo(br"/plain\04"), br"/plain\04");
-    }
 
     #[test]
     fn escape_overlay_paths() {

@@ -8,32 +8,23 @@
 
 use std::sync::OnceLock;
 
-/// `(inside, outside, count)` lines of this process's uid map, read once.
-fn uid_map() -> &'static [(u32, u32, u32)] {
-    static MAP: OnceLock<Vec<(u32, u32, u32)>> = OnceLock::new();
-    MAP.get_or_init(|| parse_map(&std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default()))
+use hostutil::idmap::{IdKind, IdMap};
+
+/// This process's uid map, read once; `None` without /proc (the initial namespace is assumed).
+fn uid_map() -> Option<&'static IdMap> {
+    static MAP: OnceLock<Option<IdMap>> = OnceLock::new();
+    MAP.get_or_init(|| IdMap::of_self(IdKind::Uid)).as_ref()
 }
 
-fn parse_map(map: &str) -> Vec<(u32, u32, u32)> {
-    map.lines()
-        .filter_map(|l| {
-            let mut f = l.split_whitespace().map(|n| n.parse::<u32>().ok());
-            Some((f.next()??, f.next()??, f.next()??))
-        })
-        .collect()
-}
-
-/// True when this process is in a user namespace other than the initial one. Without a readable
-/// uid map (no /proc), the initial namespace is assumed.
+/// True when this process is in a user namespace other than the initial one.
 pub fn in_userns() -> bool {
-    let map = uid_map();
-    !map.is_empty() && map != [(0, 0, u32::MAX)]
+    uid_map().is_some_and(|m| !m.is_identity())
 }
 
 /// True in a user namespace that maps a single uid (no subordinate range): `chown` to any other
 /// id fails with `EINVAL`.
 pub fn single_id() -> bool {
-    in_userns() && uid_map().iter().map(|&(_, _, c)| u64::from(c)).sum::<u64>() == 1
+    in_userns() && uid_map().is_some_and(|m| m.count() == 1)
 }
 
 /// The xattr with which overlayfs marks a directory opaque.
@@ -66,18 +57,12 @@ pub fn ro_options() -> &'static str {
 
 /// The highest id the namespace maps (from 0 up, without gaps, as rbuild maps them).
 pub fn top_mapped_id() -> u64 {
-    uid_map().iter().map(|&(inside, _, c)| u64::from(inside) + u64::from(c)).max().unwrap_or(1) - 1
+    uid_map().map_or(u64::from(u32::MAX) - 1, IdMap::top)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn maps_parse() {
-        assert_eq!(parse_map("         0          0 4294967295\n"), vec![(0, 0, u32::MAX)]);
-        assert_eq!(parse_map("0 1001 1\n1 100000 65536\n"), vec![(0, 1001, 1), (1, 100000, 65536)]);
-    }
 
     #[test]
     fn overlay_xattrs_in_both_namespaces() {

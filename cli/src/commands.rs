@@ -365,7 +365,7 @@ fn parse_allow(values: &[String]) -> Result<solver::Entitlements> {
 /// `512m`, `2g`, `1048576`, `64MiB`: bytes, with binary k/m/g/t suffixes as Docker reads them.
 pub(crate) fn parse_bytes(flag: &str, value: &str) -> Result<u64> {
     // Docker's rule (go-units' RAMInBytes), as for `--mount` sizes.
-    match frontend::ram_in_bytes(value.trim()) {
+    match hostutil::units::ram_in_bytes(value.trim()) {
         None => bail!("{flag} {value:?}: not a size (e.g. 512m, 2g)"),
         Some(0) => bail!("{flag} {value:?}: must be more than 0"),
         Some(n) => Ok(n),

@@ -86,6 +86,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use hostutil::mountinfo::Mount;
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -264,51 +265,6 @@ pub struct Layout {
     locations: Vec<(Controller, Location)>,
 }
 
-/// One line of mountinfo, the fields we need.
-struct MountLine<'a> {
-    id: &'a str,
-    /// `major:minor` of the filesystem: one per cgroup hierarchy.
-    dev: &'a str,
-    root: String,
-    mountpoint: PathBuf,
-    fstype: &'a str,
-    super_options: &'a str,
-}
-
-fn parse_mountinfo_line(line: &str) -> Option<MountLine<'_>> {
-    // id parent major:minor root mountpoint options [optional...] - fstype source superoptions
-    let fields: Vec<&str> = line.split(' ').collect();
-    if fields.len() < 10 {
-        return None;
-    }
-    let dash = fields.iter().skip(6).position(|f| *f == "-")? + 6;
-    Some(MountLine {
-        id: fields[0],
-        dev: fields[2],
-        root: unescape(fields[3]),
-        mountpoint: PathBuf::from(unescape(fields[4])),
-        fstype: fields.get(dash + 1)?,
-        super_options: fields.get(dash + 3)?,
-    })
-}
-
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 impl Layout {
     /// Reads a `/proc/self/mountinfo` text. `v2_controllers` is called with the cgroup2 mount's
     /// root and returns the contents of its `cgroup.controllers`; `None` (unreadable) means the
@@ -316,19 +272,19 @@ impl Layout {
     pub fn parse(mountinfo: &str, v2_controllers: impl Fn(&Path) -> Option<String>) -> Result<Layout, Error> {
         // The last mount on a mountpoint hides the earlier ones (a child is always listed
         // after its parent).
-        let mut top: HashMap<PathBuf, &str> = HashMap::new();
-        let lines: Vec<MountLine> = mountinfo.lines().filter_map(parse_mountinfo_line).collect();
+        let mut top: HashMap<&Path, u32> = HashMap::new();
+        let lines = hostutil::mountinfo::parse(mountinfo);
         for m in &lines {
-            top.insert(m.mountpoint.clone(), m.id);
+            top.insert(&m.mount_point, m.id);
         }
-        let visible = |m: &MountLine| top.get(&m.mountpoint) == Some(&m.id);
+        let visible = |m: &Mount| top.get(m.mount_point.as_path()) == Some(&m.id);
 
         // (dev, hierarchy, mounted at its root)
         let mut v1: Vec<(&str, V1Hierarchy, bool)> = Vec::new();
         let mut v2: Option<(PathBuf, bool)> = None;
         for m in lines.iter().filter(|m| visible(m)) {
-            let whole = m.root == "/";
-            match m.fstype {
+            let whole = m.root == Path::new("/");
+            match m.fstype.as_str() {
                 "cgroup" => {
                     let mut controllers: Vec<String> = m
                         .super_options
@@ -337,19 +293,19 @@ impl Layout {
                         .map(str::to_string)
                         .collect();
                     controllers.sort();
-                    let h = V1Hierarchy { root: m.mountpoint.clone(), controllers };
+                    let h = V1Hierarchy { root: m.mount_point.clone(), controllers };
                     // One hierarchy mounted twice (same device): keep one, preferring a mount
                     // of the hierarchy's root.
                     match v1.iter_mut().find(|(dev, _, _)| *dev == m.dev) {
-                        Some(existing) if !existing.2 && whole => *existing = (m.dev, h, whole),
+                        Some(existing) if !existing.2 && whole => *existing = (&m.dev, h, whole),
                         Some(_) => {}
-                        None => v1.push((m.dev, h, whole)),
+                        None => v1.push((&m.dev, h, whole)),
                     }
                 }
                 "cgroup2" => match &v2 {
                     Some((_, true)) => {}
                     Some((_, false)) if !whole => {}
-                    _ => v2 = Some((m.mountpoint.clone(), whole)),
+                    _ => v2 = Some((m.mount_point.clone(), whole)),
                 },
                 _ => {}
             }

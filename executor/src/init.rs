@@ -23,6 +23,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
+use hostutil::{inroot, mountinfo};
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl, open};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
@@ -168,7 +169,7 @@ fn read_plan(fd: OwnedFd) -> Result<Plan> {
 /// before it forks, so PID 1 and PID 2 inherit the answer.
 pub(crate) fn in_userns() -> bool {
     static V: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *V.get_or_init(|| !userns::in_initial_userns())
+    *V.get_or_init(|| !hostutil::idmap::in_initial_userns())
 }
 
 /// The supervisor's namespaces: the network namespace to join, then new ones for PID 1.
@@ -561,44 +562,8 @@ fn fd_path(fd: &OwnedFd) -> String {
     format!("/proc/self/fd/{}", fd.as_raw_fd())
 }
 
-/// `path` (absolute, in the sandbox) inside `root`, as if `root` were `/`: `..` stops at the
-/// root and symlinks, absolute or relative, are followed within it. The last component need
-/// not exist.
-fn resolve_in_root(root: &Path, path: &str) -> Result<PathBuf> {
-    use std::collections::VecDeque;
-    let mut pending: VecDeque<String> =
-        path.split('/').filter(|c| !c.is_empty() && *c != ".").map(str::to_string).collect();
-    let mut resolved = PathBuf::new();
-    let mut links = 0;
-    while let Some(c) = pending.pop_front() {
-        if c == ".." {
-            resolved.pop();
-            continue;
-        }
-        let candidate = resolved.join(&c);
-        match std::fs::read_link(root.join(&candidate)) {
-            Ok(target) => {
-                links += 1;
-                if links > 40 {
-                    return Err(fail(format!("mount at {path}"), "too many levels of symbolic links"));
-                }
-                let target = target.to_string_lossy().into_owned();
-                if target.starts_with('/') {
-                    resolved = PathBuf::new();
-                }
-                let mut next: VecDeque<String> =
-                    target.split('/').filter(|c| !c.is_empty() && *c != ".").map(str::to_string).collect();
-                next.extend(pending);
-                pending = next;
-            }
-            Err(_) => resolved = candidate,
-        }
-    }
-    Ok(root.join(resolved))
-}
-
 /// Creates `path` (a directory, or an empty file) if missing; `path` was resolved with
-/// [`resolve_in_root`], so the missing part holds no symlink.
+/// [`hostutil::inroot::resolve`], so the missing part holds no symlink.
 fn mount_target(dest: &str, path: &Path, dir: bool) -> Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(io(format!("create mount point {dest}")))?;
@@ -652,7 +617,7 @@ fn remount_readonly_with(dest: &Path, extra: MsFlags) -> Result<()> {
 }
 
 fn user_mount(root: &Path, dest: &str, mount_spec: &PlanMount, fds: &Sources) -> Result<()> {
-    let at = resolve_in_root(root, dest)?;
+    let at = inroot::resolve(root, Path::new(dest)).map_err(io(format!("resolve the mount point {dest}")))?;
     let at = at.as_path();
     match mount_spec {
         PlanMount::Bind { readonly, populate, source: source_path } => {
@@ -895,11 +860,10 @@ fn bind_host_sys(sys: &Path) -> Result<()> {
     let step = "bind-mount the host's /sys (rootless, host network)";
     mount(Some("/sys"), sys, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
         .map_err(os(step))?;
-    let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(io(step))?;
-    let mut targets: Vec<PathBuf> = info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|p| PathBuf::from(unescape_mountinfo(p)))
+    let mut targets: Vec<PathBuf> = mountinfo::read()
+        .map_err(io(step))?
+        .into_iter()
+        .map(|m| m.mount_point)
         .filter(|p| p.starts_with(sys))
         .collect();
     // Parents first: a child's mount point must be reached through its (already read-only)
@@ -911,27 +875,6 @@ fn bind_host_sys(sys: &Path) -> Result<()> {
         remount_readonly_with(&target, extra)?;
     }
     Ok(())
-}
-
-/// A mount point as /proc/self/mountinfo writes it: space, tab, newline and backslash as `\ooo`.
-fn unescape_mountinfo(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes.get(i + 1..i + 4).filter(|o| o.iter().all(|b| (b'0'..=b'7').contains(b)));
-        match (bytes[i], octal) {
-            (b'\\', Some(o)) => {
-                out.push(o.iter().fold(0u8, |n, d| n.wrapping_mul(8) + (d - b'0')));
-                i += 4;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The overlay option a user namespace needs: without it overlayfs wants `trusted.*` xattrs,
@@ -1183,17 +1126,5 @@ impl Exec {
                 .then(|| CString::new(candidate).ok())
                 .flatten()
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::unescape_mountinfo;
-
-    #[test]
-    fn mountinfo_paths_are_unescaped() {
-        assert_eq!(unescape_mountinfo("/a\\040b/c\\134d\\011e"), "/a b/c\\d\te");
-        assert_eq!(unescape_mountinfo("/plain/sys"), "/plain/sys");
-        assert_eq!(unescape_mountinfo("/odd\\04"), "/odd\\04");
     }
 }

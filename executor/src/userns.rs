@@ -28,6 +28,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
+pub use hostutil::idmap::IdKind;
+use hostutil::idmap::IdMap;
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::mount::{MsFlags, mount};
@@ -96,28 +98,7 @@ pub fn is_rootless() -> bool {
     state().is_some() || !geteuid().is_root()
 }
 
-/// True when this process sees the full identity map, i.e. it is in the initial user namespace.
-/// Without a readable `/proc/self/uid_map` (no /proc) that is assumed.
-pub fn in_initial_userns() -> bool {
-    match std::fs::read_to_string("/proc/self/uid_map") {
-        Ok(s) => is_identity_map(&s),
-        Err(_) => true,
-    }
-}
-
-fn is_identity_map(map: &str) -> bool {
-    map.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"]
-}
-
-/// Lines `inside outside count` of a `/proc/<pid>/{uid,gid}_map`.
-fn parse_map(map: &str) -> Vec<(u32, u32, u32)> {
-    map.lines()
-        .filter_map(|l| {
-            let mut f = l.split_whitespace().map(|n| n.parse::<u32>().ok());
-            Some((f.next()??, f.next()??, f.next()??))
-        })
-        .collect()
-}
+pub use hostutil::idmap::in_initial_userns;
 
 /// The ranges of a `/etc/subuid`-style file for the user `name` (or its numeric id `id`): lines
 /// `name-or-id:start:count`; comments and malformed lines are skipped.
@@ -389,11 +370,11 @@ pub fn enter() -> Result<Option<&'static Rootless>, EnterError> {
 /// `/etc/passwd` knows it, else `uid N`); `None` in the initial namespace. Call it before
 /// `pivot_root`: afterwards the name would be looked up in the image.
 pub fn host_user() -> Option<String> {
-    let map = std::fs::read_to_string("/proc/self/uid_map").ok()?;
-    if is_identity_map(&map) {
+    let map = IdMap::of_self(IdKind::Uid)?;
+    if map.is_identity() {
         return None;
     }
-    let (_, host, _) = parse_map(&map).into_iter().find(|&(inside, _, _)| inside == 0)?;
+    let host = map.outside(0)?;
     Some(match User::from_uid(Uid::from_raw(host)) {
         Ok(Some(u)) => u.name,
         _ => format!("uid {host}"),
@@ -411,52 +392,22 @@ pub fn subuid_hint(user: Option<&str>) -> String {
     )
 }
 
-/// Which id kind a message is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IdKind {
-    Uid,
-    Gid,
-}
-
-impl IdKind {
-    fn name(self) -> &'static str {
-        match self {
-            IdKind::Uid => "uid",
-            IdKind::Gid => "gid",
-        }
-    }
-
-    fn map_file(self) -> &'static str {
-        match self {
-            IdKind::Uid => "/proc/self/uid_map",
-            IdKind::Gid => "/proc/self/gid_map",
-        }
-    }
-}
-
 /// Whether `id` has a mapping in this process's user namespace (always, in the initial one).
 pub fn is_mapped(kind: IdKind, id: u32) -> bool {
-    match std::fs::read_to_string(kind.map_file()) {
-        Ok(map) => parse_map(&map).iter().any(|&(inside, _, count)| {
-            u64::from(id) >= u64::from(inside) && u64::from(id) < u64::from(inside) + u64::from(count)
-        }),
-        Err(_) => true,
-    }
+    IdMap::of_self(kind).is_none_or(|m| m.maps(id))
 }
 
 /// The error for an id that cannot be used because the user namespace does not map it: with only
 /// root mapped, how to get a subordinate range; with ranges, how far they reach. `user` is the
 /// host user ([`host_user`]).
 pub fn not_mapped_message(kind: IdKind, id: u32, user: Option<&str>) -> String {
-    let map = std::fs::read_to_string(kind.map_file()).unwrap_or_default();
-    let lines = parse_map(&map);
+    let map = IdMap::of_self(kind).unwrap_or_default();
     let (k, file) = (kind.name(), format!("/etc/sub{}", kind.name()));
-    let mapped: u64 = lines.iter().map(|&(_, _, c)| u64::from(c)).sum();
-    if mapped <= 1 {
+    if map.count() <= 1 {
         format!("{k} {id} is not mapped: {}", subuid_hint(Some(user.unwrap_or("your user"))))
     } else {
         let user = user.unwrap_or("your user");
-        let top = lines.iter().map(|&(inside, _, c)| u64::from(inside) + u64::from(c)).max().unwrap_or(1) - 1;
+        let top = map.top();
         format!(
             "{k} {id} is not mapped in rootless rbuild's user namespace (0-{top}): widen the range for \
              {user} in {file}"
@@ -485,12 +436,5 @@ mod tests {
             map_args(1001, &ranges),
             ["0", "1001", "1", "1", "100000", "65536", "65537", "300000", "10"].map(String::from)
         );
-    }
-
-    #[test]
-    fn identity_and_maps() {
-        assert!(is_identity_map("         0          0 4294967295\n"));
-        assert!(!is_identity_map("         0       1001          1\n"));
-        assert_eq!(parse_map("0 1001 1\n1 100000 65536\n"), vec![(0, 1001, 1), (1, 100000, 65536)]);
     }
 }

@@ -13,12 +13,7 @@ mod runmount;
 
 pub use error::{Error, Location};
 pub use expand::{env_get, expand_word, expand_word_with_escape, expand_words};
-pub use lower::{
-    BaseConfig, DEFAULT_SHELL, ImageResolver, LowerOptions, PROXY_ARGS, host_platform, host_platform_string,
-    lower,
-};
-/// Docker's size and path rules, shared with `-v`/`--mount`/`--tmpfs` parsing in runtime/.
-pub use runmount::{go_clean, ram_in_bytes};
+pub use lower::{BaseConfig, DEFAULT_SHELL, ImageResolver, LowerOptions, PROXY_ARGS, lower};
 
 use serde::{Deserialize, Serialize};
 

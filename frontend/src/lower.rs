@@ -4,6 +4,8 @@
 
 use std::collections::BTreeSet;
 
+use hostutil::gopath;
+
 use crate::expand::{env_get, expand_word_with_escape, expand_words};
 use crate::parser::{self, Instruction, Pos, chomp_heredoc_content, go_quote, heredoc_word};
 use crate::runmount::{lower_mount, parse_mount, parse_network, parse_security, precheck_mount};
@@ -52,27 +54,6 @@ pub const PROXY_ARGS: [&str; 10] = [
     "ALL_PROXY",
     "all_proxy",
 ];
-
-/// The host platform as `(os, architecture, variant)` in OCI terms, e.g. `("linux", "amd64", "")`.
-pub fn host_platform() -> (&'static str, &'static str, &'static str) {
-    let (arch, variant) = match std::env::consts::ARCH {
-        "x86_64" => ("amd64", ""),
-        "x86" => ("386", ""),
-        "aarch64" => ("arm64", ""),
-        "arm" => ("arm", "v7"),
-        "powerpc64" if cfg!(target_endian = "little") => ("ppc64le", ""),
-        "riscv64" => ("riscv64", ""),
-        "s390x" => ("s390x", ""),
-        other => (other, ""),
-    };
-    ("linux", arch, variant)
-}
-
-/// The host platform as BuildKit formats it: `linux/amd64`, `linux/arm/v7`.
-pub fn host_platform_string() -> String {
-    let (os, arch, variant) = host_platform();
-    if variant.is_empty() { format!("{os}/{arch}") } else { format!("{os}/{arch}/{variant}") }
-}
 
 /// The state BuildKit keeps while dispatching a stage.
 #[derive(Debug, Clone)]
@@ -124,21 +105,6 @@ fn parse_arg_pairs(words: &[String]) -> Result<Vec<(String, Option<String>)>, St
         pairs.push(pair);
     }
     Ok(pairs)
-}
-
-/// Go's `path.Clean` for an absolute path.
-fn clean_path(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            p => parts.push(p),
-        }
-    }
-    format!("/{}", parts.join("/"))
 }
 
 /// Normalizes one EXPOSE spec (`80`, `80/udp`, `8000-8002/tcp`) into `port/proto` entries.
@@ -782,8 +748,9 @@ fn lower_inner(
     };
 
     // Global args: BuildKit's defaults (platforms, TARGETSTAGE), then the ARGs before FROM.
-    let (os, arch, variant) = host_platform();
-    let platform = host_platform_string();
+    let host = hostutil::platform::host();
+    let (os, arch, variant) = (host.os, host.architecture, host.variant);
+    let platform = host.to_string();
     let defaults = [
         ("BUILDPLATFORM", platform.as_str()),
         ("BUILDOS", os),
@@ -1147,9 +1114,9 @@ fn lower_instruction(
                 return Err(ctx.err(p, "cannot normalize nothing"));
             }
             let path = if path.starts_with('/') {
-                clean_path(&path)
+                gopath::clean(&path)
             } else {
-                clean_path(&format!("{}/{path}", state.workdir))
+                gopath::clean(&format!("/{}/{path}", state.workdir))
             };
             state.workdir = path.clone();
             Op::Workdir(path)
@@ -1347,9 +1314,7 @@ mod tests {
     }
 
     #[test]
-    fn paths_and_signals() {
-        assert_eq!(clean_path("/a/./b/../c//"), "/a/c");
-        assert_eq!(clean_path("/.."), "/");
+    fn signals() {
         assert!(
             valid_signal("SIGTERM")
                 && valid_signal("kill")

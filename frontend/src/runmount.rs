@@ -9,6 +9,8 @@
 //!
 //! Everything here is pure: errors are BuildKit's messages, located by the caller.
 
+use hostutil::gopath;
+
 use crate::parser::{go_quote, suggest};
 use crate::{CacheSharing, CopyFrom, RunMount, RunNetwork, RunSecurity};
 
@@ -181,7 +183,9 @@ pub(crate) fn parse_mount(
                 m.required = go_parse_bool(&value).ok_or_else(invalid)?;
             }
             "required" => return Err(unexpected(m.typ)),
-            "size" if m.typ == MountType::Tmpfs => m.size = ram_in_bytes(&value).ok_or_else(invalid)?,
+            "size" if m.typ == MountType::Tmpfs => {
+                m.size = hostutil::units::ram_in_bytes(&value).ok_or_else(invalid)?
+            }
             "size" => return Err(unexpected(m.typ)),
             "id" => m.id = value,
             "sharing" => {
@@ -263,19 +267,19 @@ pub(crate) fn lower_mount(m: &Mount, workdir: &str, from: Option<CopyFrom>) -> R
     }
     // A relative target is relative to the WORKDIR; an empty one is the WORKDIR itself.
     let target = if m.target.starts_with('/') {
-        go_clean(&m.target)
+        gopath::clean(&m.target)
     } else {
-        go_clean(&format!("/{workdir}/{}", m.target))
+        gopath::clean(&format!("/{workdir}/{}", m.target))
     };
     if target == "/" {
         return Err(format!("invalid mount target {}", go_quote(&target)));
     }
-    let source = go_clean(&format!("/{}", m.source)).trim_start_matches('/').to_owned();
+    let source = gopath::clean(&format!("/{}", m.source)).trim_start_matches('/').to_owned();
     Ok(match m.typ {
         MountType::Cache => RunMount::Cache {
             target,
             // The default id is the target as written, cleaned (not resolved against WORKDIR).
-            id: if m.id.is_empty() { go_clean(&m.target) } else { m.id.clone() },
+            id: if m.id.is_empty() { gopath::clean(&m.target) } else { m.id.clone() },
             sharing: m.sharing.unwrap_or_default(),
             readonly: m.readonly,
             from,
@@ -299,12 +303,12 @@ fn lower_secret(m: &Mount) -> RunMount {
     } else if !m.id.is_empty() {
         m.id.clone()
     } else {
-        go_base(&m.target)
+        gopath::base(&m.target)
     };
     let target = if !m.target.is_empty() {
-        Some(go_clean(&format!("/{}", m.target)))
+        Some(gopath::clean(&format!("/{}", m.target)))
     } else if m.env.is_none() {
-        Some(format!("/run/secrets/{}", go_base(&id)))
+        Some(format!("/run/secrets/{}", gopath::base(&id)))
     } else {
         None
     };
@@ -432,92 +436,6 @@ fn go_parse_u32(s: &str, radix: u32) -> Option<u32> {
     u32::from_str_radix(s, radix).ok()
 }
 
-/// `go-units`' `RAMInBytes` (v0.5.0, the version BuildKit vendors): a number (Go float syntax),
-/// an optional space, and an optional case-insensitive suffix `b`, or `k`/`m`/`g`/`t`/`p` with an
-/// optional `b` or `ib`, all binary (`64m` = `64MB` = `64MiB` = 64 * 1024 * 1024).
-pub fn ram_in_bytes(s: &str) -> Option<u64> {
-    let sep = s.rfind(|c: char| c.is_ascii_digit() || c == '.' || c == ' ')?;
-    let (num, suffix) =
-        if s.as_bytes()[sep] == b' ' { (&s[..sep], &s[sep + 1..]) } else { s.split_at(sep + 1) };
-    let size = go_parse_float(num)?;
-    if size < 0.0 {
-        return None;
-    }
-    if suffix.is_empty() {
-        return Some(size as u64);
-    }
-    if suffix.len() > 3 {
-        return None;
-    }
-    let suffix = suffix.to_lowercase();
-    let bytes = suffix.as_bytes();
-    if bytes[0] == b'b' {
-        return (bytes.len() == 1).then_some(size as u64);
-    }
-    let shift = match bytes[0] {
-        b'k' => 10,
-        b'm' => 20,
-        b'g' => 30,
-        b't' => 40,
-        b'p' => 50,
-        _ => return None,
-    };
-    let ok = match bytes.len() {
-        2 => bytes[1] == b'b',
-        3 => &bytes[1..] == b"ib",
-        _ => true,
-    };
-    ok.then(|| (size * (1u64 << shift) as f64) as u64)
-}
-
-/// Go's `strconv.ParseFloat` for decimal input (`1`, `1.5`, `.5`, `1e3`, `+2`); Go's words
-/// (`inf`, `nan`) and hex floats cannot reach here, as the number must end in a digit or `.`.
-fn go_parse_float(s: &str) -> Option<f64> {
-    let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
-    if !digits.starts_with(|c: char| c.is_ascii_digit() || c == '.') {
-        return None;
-    }
-    s.parse().ok()
-}
-
-/// Go's `path.Clean`: `..` and `.` resolved lexically, repeated slashes collapsed, no trailing
-/// slash; `""` is `.`, and a relative path stays relative.
-pub fn go_clean(path: &str) -> String {
-    let rooted = path.starts_with('/');
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                if parts.last().is_some_and(|p| *p != "..") {
-                    parts.pop();
-                } else if !rooted {
-                    parts.push("..");
-                }
-            }
-            p => parts.push(p),
-        }
-    }
-    let joined = parts.join("/");
-    match (rooted, joined.is_empty()) {
-        (true, _) => format!("/{joined}"),
-        (false, true) => ".".into(),
-        (false, false) => joined,
-    }
-}
-
-/// Go's `path.Base`: the last element, trailing slashes ignored; `""` is `.`, `/` is `/`.
-fn go_base(path: &str) -> String {
-    if path.is_empty() {
-        return ".".into();
-    }
-    let trimmed = path.trim_end_matches('/');
-    if trimmed.is_empty() {
-        return "/".into();
-    }
-    trimmed.rsplit('/').next().unwrap_or(trimmed).to_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -554,32 +472,7 @@ mod tests {
     }
 
     #[test]
-    fn ram_sizes() {
-        assert_eq!(ram_in_bytes("64m"), Some(64 << 20));
-        assert_eq!(ram_in_bytes("64M"), Some(64 << 20));
-        assert_eq!(ram_in_bytes("64MB"), Some(64 << 20));
-        assert_eq!(ram_in_bytes("64mib"), Some(64 << 20));
-        assert_eq!(ram_in_bytes("1 GiB"), Some(1 << 30));
-        assert_eq!(ram_in_bytes("2k"), Some(2048));
-        assert_eq!(ram_in_bytes("1.5k"), Some(1536));
-        assert_eq!(ram_in_bytes("100"), Some(100));
-        assert_eq!(ram_in_bytes("100b"), Some(100));
-        assert_eq!(ram_in_bytes("1t"), Some(1 << 40));
-        assert_eq!(ram_in_bytes("1p"), Some(1 << 50));
-        for bad in ["", "m", "64x", "64mb2", "64mbb", "64bb", "64kiB1", "-1", "64 mx", "1_0"] {
-            assert_eq!(ram_in_bytes(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
     fn go_helpers() {
-        assert_eq!(go_clean(""), ".");
-        assert_eq!(go_clean("a/../.."), "..");
-        assert_eq!(go_clean("/a/../.."), "/");
-        assert_eq!(go_clean("./x//y/"), "x/y");
-        assert_eq!(go_base("/run/secrets/"), "secrets");
-        assert_eq!(go_base("token"), "token");
-        assert_eq!(go_base("/"), "/");
         assert_eq!(go_parse_u32("0755", 8), Some(0o755));
         assert_eq!(go_parse_u32("+1", 10), None);
         assert_eq!(go_parse_u32("8", 8), None);

@@ -268,13 +268,13 @@ fn unused_build_arg_warns_and_proxies_reach_run() {
 
 #[test]
 fn predefined_platform_args() {
-    let arch = frontend::host_platform().1;
+    let arch = hostutil::platform::host().architecture;
     let def = lower("FROM busybox AS b\nRUN echo $TARGETARCH\nARG TARGETARCH\nARG BUILDPLATFORM\nRUN x\n");
     // Not in the stage before `ARG TARGETARCH`; the global value after.
     assert_eq!(run_op(&ops(&def, 0)[0]).build_args, Vec::<String>::new());
     assert_eq!(
         run_op(&ops(&def, 0)[3]).build_args,
-        vec![format!("TARGETARCH={arch}"), format!("BUILDPLATFORM={}", frontend::host_platform_string())]
+        vec![format!("TARGETARCH={arch}"), format!("BUILDPLATFORM={}", hostutil::platform::host())]
     );
     // Usable in FROM (global).
     let err = lower_err("FROM ${TARGETOS}-${TARGETARCH}\n");

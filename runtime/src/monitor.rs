@@ -198,11 +198,7 @@ impl Input {
     fn resize(&mut self, rows: u16, cols: u16) {
         self.size = Some((rows, cols));
         if let Some(t) = self.tty.as_ref() {
-            let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
-            // SAFETY: TIOCSWINSZ reads one winsize struct that lives across the call.
-            unsafe {
-                libc::ioctl(t.as_raw_fd(), libc::TIOCSWINSZ, &ws);
-            }
+            let _ = hostutil::tty::set_window_size(t, hostutil::tty::WindowSize { rows, cols });
         }
     }
 

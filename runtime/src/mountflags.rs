@@ -408,12 +408,12 @@ pub fn image_volumes(volumes: &[String], explicit: &[MountRequest]) -> Vec<Mount
 /// A size as docker reads one (go-units' `RAMInBytes`: `64m` = `64MB` = `64MiB`), the same
 /// rule as `RUN --mount=type=tmpfs,size=`. `None` if it is not one.
 pub fn parse_size(s: &str) -> Option<u64> {
-    frontend::ram_in_bytes(s)
+    hostutil::units::ram_in_bytes(s)
 }
 
 /// Go's `path.Clean`, as docker cleans mount paths.
 fn clean(path: &str) -> String {
-    frontend::go_clean(path)
+    hostutil::gopath::clean(path)
 }
 
 #[cfg(test)]

@@ -331,39 +331,11 @@ pub fn volume_users(store_root: &Path) -> Result<BTreeMap<String, Vec<String>>, 
 /// Fails if anything is mounted at or below `dir` in this mount namespace: `remove_dir_all`
 /// would walk into that mount and delete what it shows (a host directory, say).
 fn refuse_if_mounted(name: &str, dir: &Path) -> Result<(), Error> {
-    let info =
-        fs::read_to_string("/proc/self/mountinfo").map_err(io_at(Path::new("/proc/self/mountinfo")))?;
-    match info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(unescape_mountinfo)
-        .find(|p| p.starts_with(dir))
-    {
+    let mounts = hostutil::mountinfo::read().map_err(io_at(Path::new("/proc/self/mountinfo")))?;
+    match mounts.into_iter().map(|m| m.mount_point).find(|p| p.starts_with(dir)) {
         Some(mountpoint) => Err(Error::Mounted { name: name.to_string(), mountpoint }),
         None => Ok(()),
     }
-}
-
-/// `/proc/self/mountinfo` writes space, tab, newline and backslash in paths as `\ooo`.
-fn unescape_mountinfo(field: &str) -> PathBuf {
-    use std::os::unix::ffi::OsStringExt;
-    let b = field.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let octal = b.get(i + 1..i + 4).filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
-        match (b[i], octal) {
-            (b'\\', Some(d)) => {
-                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
-                i += 4;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    PathBuf::from(std::ffi::OsString::from_vec(out))
 }
 
 /// Sum of the sizes of everything but directories below `dir`, hard links counted once, on
@@ -399,12 +371,6 @@ fn dir_size(dir: &Path) -> Result<u64, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mountinfo_paths_unescape() {
-        assert_eq!(unescape_mountinfo("/a\\040b\\011c\\134d"), PathBuf::from("/a b\tc\\d"));
-        assert_eq!(unescape_mountinfo("/plain\\9"), PathBuf::from("/plain\\9"));
-    }
 
     #[test]
     fn random_names_are_valid_and_distinct() {

@@ -6,7 +6,7 @@
 //! - entry names are cleaned; a leading `/` is dropped (as Docker and GNU tar do), so
 //!   `/etc/evil` lands in `<dest>/etc/evil`; a name whose `..` climbs above `dest` is
 //!   rejected, as Docker does (`../escape` fails the step);
-//! - every entry's parent is resolved with [`secure_join`] against the image root, so a
+//! - every entry's parent is resolved with [`inroot::resolve`] against the image root, so a
 //!   symlink (from the image or from earlier in the archive) never leads outside the root;
 //!   the entry's own last component is replaced, never followed;
 //! - hard links must point inside `dest` too.
@@ -26,7 +26,7 @@ use nix::sys::stat::{Mode, SFlag, UtimensatFlags, makedev, mknod, utimensat};
 use nix::sys::time::TimeSpec;
 
 use crate::copy::{chown, mkdir_all};
-use crate::fsutil::secure_join;
+use hostutil::inroot;
 
 /// The compression of a tar archive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,7 +170,7 @@ fn write_entry<R: Read>(
     // Missing parents (archives need not list them) are created like `mkdir -p`, owned by
     // `--chown` or root.
     mkdir_all(root, parent_rel, implicit)?;
-    let parent = secure_join(root, parent_rel).map_err(|e| format!("resolve: {e}"))?;
+    let parent = inroot::resolve(root, parent_rel).map_err(|e| format!("resolve: {e}"))?;
     let target = parent.join(name);
     let existing = fs::symlink_metadata(&target).ok();
     if kind.is_dir() {
@@ -205,7 +205,7 @@ fn write_entry<R: Read>(
         let Some(link_rel) = confine(&link) else {
             return Err(format!("hard link target {:?} is outside the destination", link.display()));
         };
-        let src = secure_join(root, &dest_rel.join(link_rel)).map_err(|e| format!("resolve: {e}"))?;
+        let src = inroot::resolve(root, &dest_rel.join(link_rel)).map_err(|e| format!("resolve: {e}"))?;
         fs::hard_link(&src, &target).map_err(|e| format!("hard link to {}: {e}", link.display()))?;
         return Ok(None);
     } else if kind.is_character_special() || kind.is_block_special() || kind.is_fifo() {

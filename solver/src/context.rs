@@ -2,7 +2,7 @@
 //! then source matching and content checksums for COPY/ADD served from that index.
 //!
 //! - Symlinks are entries of their own and are never followed by the walk; a COPY source whose
-//!   path goes through a symlink is resolved like `fsutil::secure_join` does, but over the
+//!   path goes through a symlink is resolved like `hostutil::inroot::resolve` does, but over the
 //!   included entries only, so it stays in the (filtered) context.
 //! - An excluded directory is not walked at all when no `!` pattern could re-include anything
 //!   below it; an excluded directory that does hold re-included paths is kept (as their parent)
@@ -169,7 +169,7 @@ impl Context {
     }
 
     /// Where `rel` (as written, possibly through symlinks) really is in the index: like
-    /// `fsutil::secure_join` but over the *included* entries only (as BuildKit resolves a source in
+    /// `hostutil::inroot::resolve` but over the *included* entries only (as BuildKit resolves a source in
     /// the filtered context it received), so an excluded link or target is not found.
     fn lookup(&self, rel: &Path) -> Option<usize> {
         use std::collections::VecDeque;

@@ -8,7 +8,7 @@
 //!   from another stage keep theirs, as BuildKit does);
 //! - permission bits and mtimes are kept, unless `--chmod` sets the bits.
 //!
-//! Every destination path is resolved with [`secure_join`], so symlinks in the image resolve
+//! Every destination path is resolved with [`inroot::resolve`], so symlinks in the image resolve
 //! inside the image and never on the host.
 
 use std::fs;
@@ -20,7 +20,7 @@ use nix::sys::stat::{UtimensatFlags, utimensat};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{FchownatFlags, Gid, Uid, fchownat};
 
-use crate::fsutil::secure_join;
+use hostutil::inroot;
 
 /// Who owns what COPY writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,13 +50,14 @@ pub struct CopyJob<'a> {
 pub fn copy(root: &Path, job: &CopyJob<'_>) -> Result<(), String> {
     let dest_is_dir_form = job.dest.ends_with('/');
     let dest_rel = Path::new(job.dest);
-    let dest = secure_join(root, dest_rel).map_err(|e| format!("resolve {}: {e}", job.dest))?;
+    let dest = inroot::resolve(root, dest_rel).map_err(|e| format!("resolve {}: {e}", job.dest))?;
     let several = job.sources.len() > 1;
     if several && !dest_is_dir_form && !dest.is_dir() {
         return Err("when using COPY with more than one source file, the destination must be a directory and end with a /".into());
     }
     for rel in job.sources {
-        let src = secure_join(job.src_root, rel).map_err(|e| format!("resolve {}: {e}", rel.display()))?;
+        let src =
+            inroot::resolve(job.src_root, rel).map_err(|e| format!("resolve {}: {e}", rel.display()))?;
         // Top-level sources are followed (Docker copies what a symlink points to).
         let meta = fs::metadata(&src).map_err(|e| format!("{}: {e}", rel.display()))?;
         if meta.is_dir() {
@@ -101,7 +102,7 @@ pub(crate) fn mkdir_all(root: &Path, rel: &Path, owner: (u32, u32)) -> Result<()
     let mut sofar = PathBuf::new();
     for c in rel.components() {
         sofar.push(c);
-        let p = secure_join(root, &sofar).map_err(|e| format!("resolve {}: {e}", sofar.display()))?;
+        let p = inroot::resolve(root, &sofar).map_err(|e| format!("resolve {}: {e}", sofar.display()))?;
         match fs::symlink_metadata(&p) {
             Ok(m) if m.is_dir() => continue,
             Ok(_) => return Err(format!("{}: not a directory", Path::new("/").join(&sofar).display())),
@@ -135,7 +136,7 @@ fn copy_tree(root: &Path, src_dir: &Path, dest_rel: &Path, job: &CopyJob<'_>) ->
     }
     // Directory mtimes last: writing their contents changed them.
     for (target, meta) in dirs.iter().rev() {
-        let p = secure_join(root, target).map_err(|e| e.to_string())?;
+        let p = inroot::resolve(root, target).map_err(|e| e.to_string())?;
         set_mtime(&p, meta)?;
     }
     Ok(())
@@ -154,7 +155,7 @@ fn copy_entry(
     // replaced, never followed.
     let parent = target_rel.parent().unwrap_or(Path::new(""));
     let name = target_rel.file_name().ok_or_else(|| format!("{}: no file name", shown.display()))?;
-    let target = secure_join(root, parent).map_err(|e| err("resolve", e))?.join(name);
+    let target = inroot::resolve(root, parent).map_err(|e| err("resolve", e))?.join(name);
     let owner = job.owner_for(meta);
     let mode = job.chmod.unwrap_or(meta.permissions().mode() & 0o7777);
     let existing = fs::symlink_metadata(&target).ok();
@@ -232,7 +233,7 @@ fn lookup_id(root: &Path, file: &str, name: &str, field: usize) -> Result<u32, S
     if let Ok(n) = name.parse::<u32>() {
         return Ok(n);
     }
-    let path = secure_join(root, Path::new(file)).map_err(|e| format!("{file}: {e}"))?;
+    let path = inroot::resolve(root, Path::new(file)).map_err(|e| format!("{file}: {e}"))?;
     let text =
         fs::read_to_string(&path).map_err(|_| format!("unable to find {name}: {file} does not exist"))?;
     text.lines()
@@ -285,7 +286,7 @@ pub fn write_inline(
     let parent = target_rel.parent().unwrap_or(Path::new(""));
     let name = target_rel.file_name().ok_or_else(|| format!("{}: no file name", shown.display()))?;
     mkdir_all(root, parent, owner)?;
-    let target = secure_join(root, parent).map_err(|e| err("resolve", e))?.join(name);
+    let target = inroot::resolve(root, parent).map_err(|e| err("resolve", e))?.join(name);
     if let Ok(m) = fs::symlink_metadata(&target) {
         if m.is_dir() {
             return Err(format!("cannot replace directory {} with a file", shown.display()));

@@ -18,6 +18,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use hostutil::gopath;
 use regex::Regex;
 
 /// The parsed rules of one ignore file.
@@ -107,7 +108,7 @@ impl DockerIgnore {
             }
             let mut read = String::new();
             if !p.is_empty() {
-                let c = go_clean(p);
+                let c = gopath::clean(p);
                 read = match c.strip_prefix('/') {
                     Some(rest) if !rest.is_empty() => rest.to_string(),
                     _ => c,
@@ -117,7 +118,7 @@ impl DockerIgnore {
                 read.insert(0, '!');
             }
             // patternmatcher.New
-            let mut p = go_clean(go_trim(&read));
+            let mut p = gopath::clean(go_trim(&read));
             let exclusion = p.starts_with('!');
             if exclusion {
                 if p.len() == 1 {
@@ -141,7 +142,7 @@ impl DockerIgnore {
         if self.patterns.is_empty() {
             return false;
         }
-        let file = go_clean(&rel.to_string_lossy());
+        let file = gopath::clean(&rel.to_string_lossy());
         if file == "." {
             return false;
         }
@@ -185,7 +186,7 @@ impl DockerIgnore {
         if !self.exclusions {
             return true;
         }
-        let dir = go_clean(&rel_dir.to_string_lossy());
+        let dir = gopath::clean(&rel_dir.to_string_lossy());
         !self.patterns.iter().any(|p| p.exclusion && p.may_match_below(&dir))
     }
 
@@ -224,34 +225,6 @@ pub fn load(context: &Path, dockerfile: Option<&Path>) -> io::Result<DockerIgnor
 /// Go's `strings.TrimSpace` (Unicode white space).
 fn go_trim(s: &str) -> &str {
     s.trim_matches(char::is_whitespace)
-}
-
-/// Go's `filepath.Clean` on a Unix path.
-pub(crate) fn go_clean(path: &str) -> String {
-    if path.is_empty() {
-        return ".".into();
-    }
-    let rooted = path.starts_with('/');
-    let mut out: Vec<&str> = Vec::new();
-    for c in path.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                if out.last().is_some_and(|l| *l != "..") {
-                    out.pop();
-                } else if !rooted {
-                    out.push("..");
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    let joined = out.join("/");
-    match (rooted, joined.is_empty()) {
-        (true, _) => format!("/{joined}"),
-        (false, true) => ".".into(),
-        (false, false) => joined,
-    }
 }
 
 /// Turns a cleaned pattern into a matcher the way patternmatcher's `compile` does.

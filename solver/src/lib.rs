@@ -29,6 +29,7 @@ use frontend::{
     AddOp, Base, BuildDefinition, ConfigOp, CopyFrom, CopyOp, Healthcheck, InlineFile, Op, RunMount,
     RunNetwork, RunOp, RunSecurity, Stage, Step,
 };
+use hostutil::inroot;
 
 pub use error::{Error, ErrorKind, Result};
 use explain::{ExplainStore, KeyInputs};
@@ -1089,8 +1090,8 @@ impl Builder<'_> {
         let ctx = self.context().map_err(copy_err)?;
         let include = |rel: &Path| ctx.includes(rel);
         for rel in &sources {
-            let src = fsutil::secure_join(ctx.root(), rel)
-                .map_err(|e| copy_err(format!("{}: {e}", rel.display())))?;
+            let src =
+                inroot::resolve(ctx.root(), rel).map_err(|e| copy_err(format!("{}: {e}", rel.display())))?;
             let is_file = std::fs::metadata(&src).map(|m| m.is_file()).unwrap_or(false);
             let kind = if is_file {
                 add::archive_kind(&src).map_err(|e| copy_err(format!("{}: {e}", rel.display())))?
@@ -1118,7 +1119,7 @@ impl Builder<'_> {
         let file_owner = owner.unwrap_or((0, 0));
         for (url, d) in &downloads {
             let dest_dir = dest.ends_with('/')
-                || fsutil::secure_join(&root, Path::new(&dest)).map(|p| p.is_dir()).unwrap_or(false);
+                || inroot::resolve(&root, Path::new(&dest)).map(|p| p.is_dir()).unwrap_or(false);
             let target = if dest_dir {
                 let name = add::url_file_name(url).ok_or_else(|| {
                     copy_err(format!("cannot name the file downloaded from {url}: give a destination file"))
@@ -1132,7 +1133,7 @@ impl Builder<'_> {
             copy::write_inline(&root, &target, &mut content, file_owner, op.chmod.unwrap_or(0o600))
                 .map_err(copy_err)?;
             if let Some(t) = d.last_modified {
-                let p = fsutil::secure_join(&root, &target).map_err(|e| copy_err(e.to_string()))?;
+                let p = inroot::resolve(&root, &target).map_err(|e| copy_err(e.to_string()))?;
                 std::fs::File::options()
                     .write(true)
                     .open(&p)
@@ -1296,7 +1297,7 @@ fn several_dest(
     if total <= 1 || dest.ends_with('/') {
         return Ok(dest);
     }
-    let is_dir = fsutil::secure_join(root, Path::new(&dest)).map(|p| p.is_dir()).unwrap_or(false);
+    let is_dir = inroot::resolve(root, Path::new(&dest)).map(|p| p.is_dir()).unwrap_or(false);
     if !is_dir && files > 0 {
         return Err(format!(
             "when using {what} with more than one source file, the destination must be a directory and end with a /"
@@ -1318,7 +1319,7 @@ fn write_heredocs(
 ) -> std::result::Result<(), String> {
     for h in heredocs {
         let is_dir = dest.ends_with('/')
-            || fsutil::secure_join(root, Path::new(dest)).map(|p| p.is_dir()).unwrap_or(false);
+            || inroot::resolve(root, Path::new(dest)).map(|p| p.is_dir()).unwrap_or(false);
         let target = if total == 1 && !is_dir { PathBuf::from(dest) } else { Path::new(dest).join(&h.name) };
         copy::write_inline(root, &target, &mut h.content.as_bytes(), owner, chmod.unwrap_or(0o644))?;
     }

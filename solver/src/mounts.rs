@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 use cache::{Digest, Layer, Store};
 use frontend::{CacheSharing, CopyFrom, RunMount};
+use hostutil::inroot;
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::fsutil::clean_relative;
@@ -116,7 +117,7 @@ pub(crate) fn prepare(
                         // resolved in it (its symlinks lead within the stage, never the host).
                         let view = store.mount_readonly(&layers).map_err(|e| e.to_string())?;
                         let not_found = || format!("--mount source {source:?}: not found");
-                        let src = crate::fsutil::secure_join(view.path(), Path::new(source))
+                        let src = inroot::resolve(view.path(), Path::new(source))
                             .map_err(|e| format!("--mount source {source:?}: {e}"))?;
                         let meta = fs::metadata(&src).map_err(|_| not_found())?;
                         let kind = if meta.is_dir() && *readwrite {
@@ -273,7 +274,7 @@ fn create_cache_dir(
         }
         Some(Source::Layers(layers)) => {
             let mounted = store.mount_readonly(&layers).map_err(|e| e.to_string())?;
-            let from = crate::fsutil::secure_join(mounted.path(), Path::new(source)).map_err(err)?;
+            let from = inroot::resolve(mounted.path(), Path::new(source)).map_err(err)?;
             copy_tree(&from, &new).map_err(err)?;
         }
     }
@@ -316,7 +317,7 @@ pub(crate) fn remove_stubs(upper: &Path, lowers: &[PathBuf], targets: &[String])
     stack.extend(lowers.iter().map(PathBuf::as_path));
     for target in targets {
         // Where the sandbox made it: symlinks in the image resolved as the sandbox did.
-        let Ok(mut rel) = crate::fsutil::resolve_stacked(&stack, Path::new(target)) else { continue };
+        let Ok(mut rel) = inroot::resolve_stacked(&stack, Path::new(target)) else { continue };
         while !rel.as_os_str().is_empty() {
             if lowers.iter().any(|l| fs::symlink_metadata(l.join(&rel)).is_ok()) {
                 break;

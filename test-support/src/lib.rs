@@ -192,13 +192,7 @@ impl Drop for TestStore {
 
 /// Unmounts every mount point at or below `dir`, deepest first, by exact path.
 pub fn unmount_under(dir: &Path) {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return };
-    let mut targets: Vec<PathBuf> = info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|p| PathBuf::from(p.replace("\\040", " ")))
-        .filter(|p| p.starts_with(dir))
-        .collect();
+    let mut targets = hostutil::mountinfo::mount_points_under(dir);
     targets.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     for t in targets {
         if let Ok(c) = std::ffi::CString::new(t.as_os_str().as_encoded_bytes()) {

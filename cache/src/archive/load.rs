@@ -296,25 +296,11 @@ impl Loader<'_> {
             }
             let index: Index = self.parse(&format!("image index {}", desc.digest), &bytes)?;
             let host = Platform::host();
-            let matches = |p: &Platform| p.os == host.os && p.architecture == host.architecture;
-            let chosen = index
-                .manifests
-                .iter()
-                .find(|m| m.platform.as_ref().is_some_and(|p| matches(p) && p.variant == host.variant))
-                .or_else(|| index.manifests.iter().find(|m| m.platform.as_ref().is_some_and(matches)));
-            let Some(chosen) = chosen else {
-                let have: Vec<String> = index
-                    .manifests
-                    .iter()
-                    .filter_map(|m| m.platform.as_ref())
-                    .map(|p| format!("{}/{}", p.os, p.architecture))
-                    .collect();
+            let Some(chosen) = index.manifest_for(&host) else {
                 return Err(self.err(format!(
-                    "image index {} has no image for {}/{} (it has: {})",
+                    "image index {} has no image for {host} (it has: {})",
                     desc.digest,
-                    host.os,
-                    host.architecture,
-                    if have.is_empty() { "none".to_string() } else { have.join(", ") }
+                    index.platforms()
                 )));
             };
             return self.resolve_manifest(chosen, depth + 1);

@@ -14,10 +14,10 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{AT_FDCWD, AtFlags, OFlag, OpenHow, ResolveFlag, openat, openat2, readlinkat};
+use nix::fcntl::{AT_FDCWD, AtFlags, OFlag, openat, readlinkat};
 use nix::sys::stat::{FileStat, Mode, SFlag, fstat, fstatat, futimens, mkdirat, mknodat, utimensat};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fchownat, linkat, symlinkat, unlinkat};
@@ -106,20 +106,7 @@ impl Tree {
         let flags = flags | OFlag::O_CLOEXEC;
         match &self.resolve {
             Resolve::Host => openat(AT_FDCWD, path, flags, Mode::empty()),
-            Resolve::InRoot(root) => {
-                let how = OpenHow::new()
-                    .flags(flags)
-                    .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-                // EAGAIN: a rename elsewhere in the tree raced with the lookup; the kernel asks
-                // for a retry rather than risk a wrong answer.
-                let mut tries = 0;
-                loop {
-                    match openat2(root, path, how) {
-                        Err(Errno::EAGAIN) if tries < 64 => tries += 1,
-                        r => return r,
-                    }
-                }
-            }
+            Resolve::InRoot(root) => hostutil::inroot::open(root, path, flags),
         }
     }
 
@@ -173,17 +160,7 @@ pub(crate) fn is(st: &FileStat, kind: SFlag) -> bool {
 /// `path` made absolute and lexically clean, as Go's `filepath.Clean` (`..` at the root stays
 /// at the root): `a//b/./c/..` is `/a/b`.
 pub(crate) fn clean(path: &Path) -> PathBuf {
-    let mut out = PathBuf::from("/");
-    for c in path.components() {
-        match c {
-            Component::Normal(n) => out.push(n),
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
-        }
-    }
-    out
+    hostutil::gopath::clean_absolute_path(path)
 }
 
 /// Reads everything a copy of the file or directory `fd` (with stat `st`) gives into `sink`:
@@ -585,18 +562,5 @@ impl DirSink<'_> {
             Kind::Fifo => self.write_node(parent, name, &path, SFlag::S_IFIFO, 0, meta)?,
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paths_clean_like_go() {
-        assert_eq!(clean(Path::new("a//b/./c/..")), Path::new("/a/b"));
-        assert_eq!(clean(Path::new("/../x")), Path::new("/x"));
-        assert_eq!(clean(Path::new("/")), Path::new("/"));
-        assert_eq!(clean(Path::new("/etc/.")), Path::new("/etc"));
     }
 }
