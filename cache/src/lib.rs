@@ -9,6 +9,7 @@ mod archive;
 mod digest;
 mod error;
 mod gc;
+mod inspect;
 mod layer;
 pub mod oci;
 mod reference;

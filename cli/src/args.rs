@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub struct Cli {
     /// The store directory. Rootless (run by a user other than root), the default is
     /// `$XDG_DATA_HOME/rbuild`, else `~/.local/share/rbuild`.
-    #[arg(long, global = true, env = "RBUILD_ROOT", default_value_os_t = default_root(), value_name = "DIR")]
+    #[arg(long, global = true, env = "RBUILD_ROOT", default_value_os_t = runtime::process::default_store_root(), value_name = "DIR")]
     pub root: PathBuf,
 
     #[command(subcommand)]
@@ -42,27 +42,6 @@ impl Cli {
         }
         <Cli as clap::Parser>::parse_from(argv)
     }
-}
-
-/// The store's default place: `/var/lib/rbuild` for root; rootless, the XDG data directory
-/// (`$XDG_DATA_HOME` if absolute, as the XDG spec wants, else `$HOME/.local/share`, else the
-/// home directory in the password database) + `rbuild`. Evaluated before rbuild enters its user
-/// namespace, where getpwuid would answer for root.
-fn default_root() -> PathBuf {
-    if !executor::userns::is_rootless() {
-        return PathBuf::from("/var/lib/rbuild");
-    }
-    let absolute = |v: std::ffi::OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
-    let home = || {
-        std::env::var_os("HOME").and_then(absolute).or_else(|| {
-            let user = nix::unistd::User::from_uid(nix::unistd::geteuid()).ok().flatten()?;
-            Some(user.dir).filter(|p| p.is_absolute() && executor::userns::state().is_none())
-        })
-    };
-    std::env::var_os("XDG_DATA_HOME")
-        .and_then(absolute)
-        .or_else(|| home().map(|h| h.join(".local/share")))
-        .map_or_else(|| PathBuf::from("/var/lib/rbuild"), |d| d.join("rbuild"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -359,18 +338,9 @@ pub struct BuildArgs {
     /// (`RUN --security=insecure`).
     #[arg(long, value_name = "ENTITLEMENT")]
     pub allow: Vec<String>,
-    /// Memory limit of every RUN (e.g. `512m`, `2g`); no swap beyond it.
-    #[arg(short = 'm', long, value_name = "BYTES")]
-    pub memory: Option<String>,
-    /// CPUs every RUN may use (e.g. `1`, `0.5`).
-    #[arg(long, value_name = "N")]
-    pub cpus: Option<f64>,
-    /// CPU shares of every RUN (relative weight; 1024 is normal).
-    #[arg(long, value_name = "SHARES")]
-    pub cpu_shares: Option<u64>,
-    /// Most processes a RUN may have at once.
-    #[arg(long, value_name = "N")]
-    pub pids_limit: Option<u64>,
+    /// The limits of every RUN's cgroup.
+    #[command(flatten)]
+    pub resources: ResourceFlags,
     /// Where the result goes: `type=image` (the default: the store), `type=oci,dest=FILE`,
     /// `type=docker,dest=FILE` (archives), `type=local,dest=DIR` (the root filesystem),
     /// `type=tar,dest=FILE` (it as a tar; `-` for stdout); a bare `DIR` is `type=local,dest=DIR`.
@@ -518,4 +488,33 @@ pub struct LoadArgs {
 pub struct CompletionArgs {
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
+}
+
+/// `--memory`, `--cpus`, `--cpu-shares`, `--pids-limit`: the same flags, read by the same rules
+/// (`runtime::Resources::from_flags`, docker's), for `build` (every RUN) and `run`/`create`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ResourceFlags {
+    /// Memory limit (`512m`, `2g`; at least 6m), swap included.
+    #[arg(short = 'm', long, value_name = "BYTES")]
+    pub memory: Option<String>,
+    /// Number of CPUs (`1.5`).
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<String>,
+    /// CPU shares (relative weight, 1024 = normal).
+    #[arg(short = 'c', long = "cpu-shares", value_name = "N")]
+    pub cpu_shares: Option<i64>,
+    /// Most processes at once (0 or -1: unlimited).
+    #[arg(long = "pids-limit", value_name = "N", allow_negative_numbers = true)]
+    pub pids_limit: Option<i64>,
+}
+
+impl ResourceFlags {
+    pub fn resources(&self) -> anyhow::Result<runtime::Resources> {
+        Ok(runtime::Resources::from_flags(
+            self.memory.as_deref(),
+            self.cpus.as_deref(),
+            self.cpu_shares,
+            self.pids_limit,
+        )?)
+    }
 }

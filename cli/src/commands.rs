@@ -150,7 +150,7 @@ fn build(store: &Store, a: args::BuildArgs) -> Result<ExitCode> {
         cancel: Some(crate::interrupt::install()),
         secrets: a.secret.iter().map(|s| parse_secret(s)).collect::<Result<_>>()?,
         allow: parse_allow(&a.allow)?,
-        resources: build_resources(&a)?,
+        resources: a.resources.resources()?,
         cache_from: crate::cacheopts::sources(
             store,
             &a.cache_from
@@ -256,9 +256,7 @@ fn import(store: &Store, a: args::ImportArgs) -> Result<ExitCode> {
         .import_layer(io::BufReader::new(input), Compression::Gzip)
         .with_context(|| format!("importing {}", a.file.display()))?;
     let mut container = oci::ContainerConfig::default();
-    for change in &a.changes {
-        images::apply_change(&mut container, change)?;
-    }
+    solver::apply_changes(&mut container, &a.changes)?;
     let platform = oci::Platform::host();
     let now = solver::now_rfc3339();
     let config = ImageConfig {
@@ -360,46 +358,4 @@ fn parse_allow(values: &[String]) -> Result<solver::Entitlements> {
         }
     }
     Ok(allow)
-}
-
-/// `512m`, `2g`, `1048576`, `64MiB`: bytes, with binary k/m/g/t suffixes as Docker reads them.
-pub(crate) fn parse_bytes(flag: &str, value: &str) -> Result<u64> {
-    // Docker's rule (go-units' RAMInBytes), as for `--mount` sizes.
-    match hostutil::units::ram_in_bytes(value.trim()) {
-        None => bail!("{flag} {value:?}: not a size (e.g. 512m, 2g)"),
-        Some(0) => bail!("{flag} {value:?}: must be more than 0"),
-        Some(n) => Ok(n),
-    }
-}
-
-fn build_resources(a: &crate::args::BuildArgs) -> Result<executor::Resources> {
-    let mut r = executor::Resources::default();
-    if let Some(m) = &a.memory {
-        let bytes = parse_bytes("--memory", m)?;
-        // Docker's floor: below this a container cannot even start its init.
-        if bytes < 6 * 1024 * 1024 {
-            bail!("--memory {m:?}: the minimum is 6m");
-        }
-        r.memory = Some(bytes);
-    }
-    if let Some(cpus) = a.cpus {
-        if !cpus.is_finite() || cpus <= 0.0 {
-            bail!("--cpus {cpus}: must be more than 0");
-        }
-        r.cpu_period = Some(100_000);
-        r.cpu_quota = Some((cpus * 100_000.0).round() as u64);
-    }
-    if let Some(shares) = a.cpu_shares {
-        if shares < 2 {
-            bail!("--cpu-shares {shares}: the minimum is 2");
-        }
-        r.cpu_shares = Some(shares);
-    }
-    if let Some(pids) = a.pids_limit {
-        if pids == 0 {
-            bail!("--pids-limit 0: must be at least 1");
-        }
-        r.pids = Some(pids);
-    }
-    Ok(r)
 }

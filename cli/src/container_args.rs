@@ -53,18 +53,8 @@ pub struct CreateFlags {
     /// Restart policy: `no`, `on-failure[:N]`, `always`, `unless-stopped`.
     #[arg(long, value_name = "POLICY", default_value = "no")]
     pub restart: String,
-    /// Number of CPUs (`1.5`).
-    #[arg(long, value_name = "N")]
-    pub cpus: Option<String>,
-    /// CPU shares (relative weight, 1024 = normal).
-    #[arg(short = 'c', long = "cpu-shares", value_name = "N")]
-    pub cpu_shares: Option<u64>,
-    /// Memory limit (`64m`, `1g`).
-    #[arg(short, long, value_name = "BYTES")]
-    pub memory: Option<String>,
-    /// Most processes at once (-1: unlimited).
-    #[arg(long = "pids-limit", value_name = "N", allow_negative_numbers = true)]
-    pub pids_limit: Option<i64>,
+    #[command(flatten)]
+    pub resources: crate::args::ResourceFlags,
     /// Signal to stop the container with (default: the image's STOPSIGNAL, else SIGTERM).
     #[arg(long = "stop-signal", value_name = "SIGNAL")]
     pub stop_signal: Option<String>,

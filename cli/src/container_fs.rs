@@ -1,14 +1,12 @@
 //! `rbuild cp`, `diff` and `commit`: a container's files, in docker's spelling. The work is in
-//! `runtime::fsops`; this is the command line and `commit -c`, read by the Dockerfile frontend.
+//! `runtime::fsops` (and `commit -c` in `solver::apply_changes`); this is the command line.
 
 use std::io::{self, IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use cache::oci::ContainerConfig;
 use cache::{ImageRef, Store};
-use frontend::{ConfigOp, Op};
 use runtime::container::Containers;
 use runtime::fsops::{self, CommitOptions, CopyOptions, HostDest, HostSource};
 
@@ -113,26 +111,9 @@ pub fn cp(store: &Store, a: CpArgs) -> Result<ExitCode> {
     };
     // Docker's closing line, for a person watching (never into a pipe or a log).
     if !a.quiet && io::stderr().is_terminal() {
-        eprintln!("Successfully copied {} to {to}", human_size(copied));
+        eprintln!("Successfully copied {} to {to}", crate::output::human_size(copied, 4));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// A size as docker's `units.HumanSize`: decimal units, four significant digits.
-fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
-    let mut v = bytes as f64;
-    let mut unit = 0;
-    while v >= 1000.0 && unit + 1 < UNITS.len() {
-        v /= 1000.0;
-        unit += 1;
-    }
-    let whole_digits = if v >= 1.0 { v.log10().floor() as usize + 1 } else { 1 };
-    let mut s = format!("{v:.*}", 4usize.saturating_sub(whole_digits));
-    if s.contains('.') {
-        s = s.trim_end_matches('0').trim_end_matches('.').to_string();
-    }
-    format!("{s}{}", UNITS[unit])
 }
 
 pub fn diff(store: &Store, a: DiffArgs) -> Result<ExitCode> {
@@ -159,7 +140,7 @@ pub fn commit(store: &Store, a: CommitArgs) -> Result<ExitCode> {
     };
     let image = store.image(&c.config.image_id)?;
     let mut config = fsops::commit_config(&image.config.config, &c.config.config);
-    apply_changes(&mut config, &a.changes)?;
+    solver::apply_changes(&mut config, &a.changes)?;
     let opts = CommitOptions {
         author: a.author,
         comment: a.message,
@@ -171,71 +152,6 @@ pub fn commit(store: &Store, a: CommitArgs) -> Result<ExitCode> {
     let committed = fsops::commit(store, &c, &opts)?;
     println!("{}", committed.digest);
     Ok(ExitCode::SUCCESS)
-}
-
-/// The instructions `commit -c` takes, as docker's `validCommitCommands`.
-const CHANGE_INSTRUCTIONS: [&str; 11] = [
-    "cmd",
-    "entrypoint",
-    "env",
-    "expose",
-    "healthcheck",
-    "label",
-    "onbuild",
-    "stopsignal",
-    "user",
-    "volume",
-    "workdir",
-];
-
-/// The image a change's `FROM` names: only its ENV and WORKDIR are asked for (to expand
-/// variables and resolve a relative WORKDIR), and they are the new config's.
-const CHANGE_BASE: &str = "rbuild-commit-base";
-
-struct ChangeBase<'a>(&'a ContainerConfig);
-
-impl frontend::ImageResolver for ChangeBase<'_> {
-    fn resolve(&self, _reference: &str) -> Result<frontend::BaseConfig, String> {
-        Ok(frontend::BaseConfig {
-            env: self.0.env.clone().unwrap_or_default(),
-            working_dir: self.0.working_dir.clone(),
-            on_build: Vec::new(),
-        })
-    }
-}
-
-/// Applies `-c` changes in order, each read as a Dockerfile line is (variables expanded with
-/// the config's ENV, a relative WORKDIR against its WORKDIR). As in a build, an ENTRYPOINT
-/// clears the CMD unless a CMD came before it.
-fn apply_changes(config: &mut ContainerConfig, changes: &[String]) -> Result<()> {
-    if changes.is_empty() {
-        return Ok(());
-    }
-    let text = changes.join("\n");
-    for ins in frontend::parse("--change", &text)?.instructions {
-        if !CHANGE_INSTRUCTIONS.contains(&ins.name.as_str()) {
-            bail!("{} is not a valid change command", ins.name);
-        }
-    }
-    let dockerfile = format!("FROM {CHANGE_BASE}\n{text}\n");
-    let definition = frontend::build_definition(
-        "--change",
-        &dockerfile,
-        &frontend::LowerOptions::default(),
-        &ChangeBase(config),
-    )?;
-    let mut cmd_set = false;
-    for step in &definition.stages[definition.target].steps {
-        match &step.op {
-            Op::Workdir(dir) => config.working_dir = Some(dir.clone()),
-            Op::Config(op) => {
-                solver::apply_config(config, op, cmd_set);
-                cmd_set |= matches!(op, ConfigOp::Cmd(_));
-            }
-            _ => bail!("{} is not a valid change command", step.text),
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -251,45 +167,5 @@ mod tests {
         assert_eq!(split_cp_arg("-"), (None, "-"));
         assert_eq!(container_path("etc"), "/etc");
         assert_eq!(container_path(""), "/");
-    }
-
-    #[test]
-    fn sizes_read_as_docker_s() {
-        assert_eq!(human_size(0), "0B");
-        assert_eq!(human_size(512), "512B");
-        assert_eq!(human_size(2048), "2.048kB");
-        assert_eq!(human_size(1_500_000), "1.5MB");
-    }
-
-    #[test]
-    fn changes_apply_in_order_with_expansion() {
-        let mut c = ContainerConfig {
-            env: Some(vec!["PATH=/bin".into(), "HOME=/root".into()]),
-            cmd: Some(vec!["sh".into()]),
-            working_dir: Some("/srv".into()),
-            ..Default::default()
-        };
-        let changes = [
-            "ENV GREETING=hi HOMEDIR=$HOME",
-            "LABEL a=b",
-            "WORKDIR app",
-            "ENTRYPOINT [\"/bin/echo\"]",
-            "EXPOSE 80",
-        ]
-        .map(String::from);
-        apply_changes(&mut c, &changes).unwrap();
-        assert_eq!(c.env_get("HOMEDIR"), Some("/root"));
-        assert_eq!(c.env_get("GREETING"), Some("hi"));
-        assert_eq!(c.working_dir.as_deref(), Some("/srv/app"));
-        assert_eq!(c.entrypoint, Some(vec!["/bin/echo".to_string()]));
-        assert_eq!(c.cmd, None, "ENTRYPOINT without a CMD in the changes clears CMD");
-        assert!(c.exposed_ports.unwrap().contains_key("80/tcp"));
-        assert_eq!(c.labels.unwrap()["a"], "b");
-    }
-
-    #[test]
-    fn run_is_not_a_change() {
-        let err = apply_changes(&mut ContainerConfig::default(), &["RUN true".into()]).unwrap_err();
-        assert_eq!(err.to_string(), "run is not a valid change command");
     }
 }

@@ -2,7 +2,7 @@
 //! and `build --output`. Output is Docker's: the same columns, sizes, times and JSON fields.
 
 use std::collections::BTreeSet;
-use std::io::{self, BufRead, Write};
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -11,206 +11,19 @@ use cache::{Digest, Image, ImageRef, Store};
 use serde_json::{Value, json};
 
 use crate::args;
+use crate::output::{Format, confirm, ellipsis, finish, human_size, since, tabulate};
 
 /// The images that containers use, which `rmi` refuses to delete without `-f` and `image prune`
-/// and `system df` count as active. Containers are not kept yet (issue #7: `rbuild run` never
-/// keeps one), so none is in use; when containers are kept, this reads their records.
-pub fn images_in_use(store: &Store) -> Result<BTreeSet<Digest>> {
-    let containers = runtime::container::Containers::open(store.root())?;
-    Ok(containers.list()?.into_iter().map(|c| c.config.image_id).collect())
-}
-
-// ---------------------------------------------------------------------------------------------
-// Formatting as Docker does (github.com/docker/go-units, text/tabwriter).
-
-/// `4.26MB`: decimal units with `precision` significant digits, as go-units'
-/// `HumanSizeWithPrecision` (`docker images` uses 3, `docker system df` 4).
-pub fn human_size(n: u64, precision: usize) -> String {
-    const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1000.0 && u < UNITS.len() - 1 {
-        v /= 1000.0;
-        u += 1;
-    }
-    // Go's %.*g: `precision` significant digits, trailing zeros dropped.
-    let int_digits = if v < 1.0 { 1 } else { (v.log10().floor() as usize) + 1 };
-    let decimals = precision.saturating_sub(int_digits);
-    let mut s = format!("{v:.decimals$}");
-    if s.contains('.') {
-        s = s.trim_end_matches('0').trim_end_matches('.').to_string();
-    }
-    format!("{s}{}", UNITS[u])
-}
-
-/// `2 weeks`, as go-units' `HumanDuration`.
-pub(crate) fn human_duration(secs: i64) -> String {
-    let hours = (secs as f64 / 3600.0 + 0.5) as i64;
-    match secs {
-        s if s < 1 => "Less than a second".to_string(),
-        1 => "1 second".to_string(),
-        s if s < 60 => format!("{s} seconds"),
-        s if s / 60 == 1 => "About a minute".to_string(),
-        s if s / 60 < 60 => format!("{} minutes", s / 60),
-        _ if hours == 1 => "About an hour".to_string(),
-        _ if hours < 48 => format!("{hours} hours"),
-        _ if hours < 24 * 7 * 2 => format!("{} days", hours / 24),
-        _ if hours < 24 * 30 * 2 => format!("{} weeks", hours / 24 / 7),
-        _ if hours < 24 * 365 * 2 => format!("{} months", hours / 24 / 30),
-        s => format!("{} years", s / 3600 / 24 / 365),
-    }
-}
-
-/// Seconds since the epoch of an RFC 3339 time (`2024-05-01T10:00:00.5+02:00`).
-pub(crate) fn parse_rfc3339(s: &str) -> Option<i64> {
-    cache::time::parse_rfc3339(s)
-}
-
-pub(crate) fn now_secs() -> i64 {
-    cache::time::now_unix()
-}
-
-/// `2 weeks ago`, or `N/A` for an image without a creation time.
-fn created_since(created: Option<&str>) -> String {
-    match created.and_then(parse_rfc3339) {
-        Some(t) => format!("{} ago", human_duration(now_secs() - t)),
-        None => "N/A".to_string(),
-    }
+/// and `system df` count as active.
+fn images_in_use(store: &Store) -> Result<BTreeSet<Digest>> {
+    Ok(runtime::container::Containers::open(store.root())?.images_in_use()?)
 }
 
 /// `2024-05-01 08:00:00 +0000 UTC`, as Go prints a UTC time.
 fn created_at(created: Option<&str>) -> String {
-    let Some(t) = created.and_then(parse_rfc3339) else { return String::new() };
-    let rfc = rfc3339_utc(t);
+    let Some(t) = created.and_then(cache::time::parse_rfc3339) else { return String::new() };
+    let rfc = cache::time::format_unix(t, 0);
     format!("{} {} +0000 UTC", &rfc[..10], &rfc[11..19])
-}
-
-fn rfc3339_utc(secs: i64) -> String {
-    cache::time::format_unix(secs, 0)
-}
-
-/// Lays out tab-separated lines as Go's `tabwriter.NewWriter(w, 10, 1, 3, ' ', 0)` does for
-/// Docker's tables: each cell but the last of a line is padded to its column's widest cell + 3,
-/// and at least 10.
-pub fn tabulate(lines: &[String]) -> String {
-    let rows: Vec<Vec<&str>> = lines.iter().map(|l| l.split('\t').collect()).collect();
-    let mut widths: Vec<usize> = Vec::new();
-    for row in &rows {
-        for (i, cell) in row.iter().enumerate().take(row.len().saturating_sub(1)) {
-            let w = (cell.chars().count() + 3).max(10);
-            if widths.len() <= i {
-                widths.push(w);
-            } else {
-                widths[i] = widths[i].max(w);
-            }
-        }
-    }
-    let mut out = String::new();
-    for row in &rows {
-        for (i, cell) in row.iter().enumerate() {
-            out.push_str(cell);
-            if i + 1 < row.len() {
-                out.extend(std::iter::repeat_n(' ', widths[i] - cell.chars().count()));
-            }
-        }
-        out.push('\n');
-    }
-    out
-}
-
-/// A `--format` value: Go-template-like text with `{{.Field}}` (and `{{json .}}`), optionally
-/// prefixed `table ` (a header line, columns aligned), or `json`.
-pub(crate) struct Template {
-    table: bool,
-    parts: Vec<Part>,
-}
-
-enum Part {
-    Text(String),
-    Field(String),
-    Json,
-}
-
-impl Template {
-    pub(crate) fn parse(format: &str, fields: &[(&str, &str)], default_table: &str) -> Result<Template> {
-        let trimmed = format.trim();
-        if trimmed == "json" {
-            return Ok(Template { table: false, parts: vec![Part::Json] });
-        }
-        let (table, body) = match trimmed.strip_prefix("table") {
-            Some("") => (true, default_table),
-            Some(rest) if rest.starts_with([' ', '\t']) => (true, rest.trim()),
-            _ => (false, trimmed),
-        };
-        let body = body.replace("\\t", "\t").replace("\\n", "\n");
-        let mut parts = Vec::new();
-        let mut rest = body.as_str();
-        while let Some(start) = rest.find("{{") {
-            if start > 0 {
-                parts.push(Part::Text(rest[..start].to_string()));
-            }
-            let end = rest[start..]
-                .find("}}")
-                .ok_or_else(|| anyhow!("--format {format:?}: an action `{{{{` is not closed with `}}}}`"))?;
-            let action = rest[start + 2..start + end].trim();
-            if action == "json ." {
-                parts.push(Part::Json);
-            } else if let Some(name) = action.strip_prefix('.')
-                && fields.iter().any(|(f, _)| *f == name)
-            {
-                parts.push(Part::Field(name.to_string()));
-            } else {
-                let names: Vec<String> = fields.iter().map(|(f, _)| format!(".{f}")).collect();
-                bail!(
-                    "--format {format:?}: cannot evaluate {{{{{action}}}}}: the fields are {} (and `json .`)",
-                    names.join(", ")
-                );
-            }
-            rest = &rest[start + end + 2..];
-        }
-        if !rest.is_empty() {
-            parts.push(Part::Text(rest.to_string()));
-        }
-        Ok(Template { table, parts })
-    }
-
-    /// One line for a row, whose fields `value` gives (and `object` in JSON).
-    pub(crate) fn render(&self, value: impl Fn(&str) -> String, object: &Value) -> String {
-        let mut out = String::new();
-        for p in &self.parts {
-            match p {
-                Part::Text(t) => out.push_str(t),
-                Part::Field(f) => out.push_str(&value(f)),
-                Part::Json => out.push_str(&object.to_string()),
-            }
-        }
-        out
-    }
-
-    fn header(&self, fields: &[(&str, &str)]) -> String {
-        let header = |f: &str| fields.iter().find(|(n, _)| *n == f).map_or("", |(_, h)| *h).to_string();
-        self.render(header, &Value::Null)
-    }
-
-    /// Writes the rows (a header first for a table), aligned as Docker's tables are.
-    pub(crate) fn write(
-        &self,
-        fields: &[(&str, &str)],
-        rows: Vec<String>,
-        out: &mut impl Write,
-    ) -> Result<()> {
-        if self.table {
-            let mut lines = vec![self.header(fields)];
-            lines.extend(rows);
-            let lines: Vec<String> = lines.iter().flat_map(|l| l.split('\n').map(str::to_string)).collect();
-            out.write_all(tabulate(&lines).as_bytes())?;
-        } else {
-            for r in rows {
-                writeln!(out, "{r}")?;
-            }
-        }
-        Ok(())
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -311,7 +124,7 @@ pub fn images(store: &Store, a: args::ImagesArgs) -> Result<ExitCode> {
     }
     // Newest first, as docker lists them.
     rows.sort_by(|x, y| {
-        let t = |r: &ImageRow| r.created.as_deref().and_then(parse_rfc3339).unwrap_or(i64::MIN);
+        let t = |r: &ImageRow| r.created.as_deref().and_then(cache::time::parse_rfc3339).unwrap_or(i64::MIN);
         t(y).cmp(&t(x)).then_with(|| (&x.repository, &x.tag).cmp(&(&y.repository, &y.tag)))
     });
     let id = |d: &Digest| if a.no_trunc { d.to_string() } else { d.short().to_string() };
@@ -324,36 +137,26 @@ pub fn images(store: &Store, a: args::ImagesArgs) -> Result<ExitCode> {
         (None, false, false) => "table".to_string(),
     };
     let default_table = "{{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}";
-    let template = Template::parse(&format, IMAGE_FIELDS, default_table)?;
-    let mut lines = Vec::new();
-    for r in &rows {
-        let value = |f: &str| match f {
-            "Repository" => r.repository.clone(),
-            "Tag" => r.tag.clone(),
-            "ID" => id(&r.digest),
-            "Digest" => r.digest.to_string(),
-            "CreatedSince" => created_since(r.created.as_deref()),
-            "CreatedAt" => created_at(r.created.as_deref()),
-            "Size" => human_size(r.size, 3),
-            "Containers" => "N/A".to_string(),
-            _ => String::new(),
-        };
-        let object = json!({
-            "Containers": "N/A",
-            "CreatedAt": value("CreatedAt"),
-            "CreatedSince": value("CreatedSince"),
-            "Digest": value("Digest"),
-            "ID": value("ID"),
-            "Repository": value("Repository"),
-            "SharedSize": "N/A",
-            "Size": value("Size"),
-            "Tag": value("Tag"),
-            "UniqueSize": "N/A",
-            "VirtualSize": human_size(r.size, 4),
-        });
-        lines.push(template.render(value, &object));
-    }
-    template.write(IMAGE_FIELDS, lines, &mut io::stdout().lock())?;
+    let format = Format::for_list(&format, IMAGE_FIELDS, default_table)?;
+    let rows: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "Containers": "N/A",
+                "CreatedAt": created_at(r.created.as_deref()),
+                "CreatedSince": since(r.created.as_deref()),
+                "Digest": r.digest.to_string(),
+                "ID": id(&r.digest),
+                "Repository": r.repository,
+                "SharedSize": "N/A",
+                "Size": human_size(r.size, 3),
+                "Tag": r.tag,
+                "UniqueSize": "N/A",
+                "VirtualSize": human_size(r.size, 4),
+            })
+        })
+        .collect();
+    format.write_rows(IMAGE_FIELDS, &rows, &mut io::stdout().lock())?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -457,65 +260,12 @@ pub fn rmi(store: &Store, a: args::RmiArgs) -> Result<ExitCode> {
             failed.push(e);
         }
     }
-    match failed.len() {
-        0 => Ok(ExitCode::SUCCESS),
-        1 => Err(failed.remove(0)),
-        _ => {
-            out.flush()?;
-            for e in &failed {
-                eprintln!("rbuild: error: {e:#}");
-            }
-            Ok(ExitCode::FAILURE)
-        }
-    }
+    drop(out);
+    finish(failed)
 }
 
 // ---------------------------------------------------------------------------------------------
 // inspect, history
-
-pub(crate) fn inspect_json(store: &Store, image: &Image) -> Result<Value> {
-    let tags = store.tags_of(&image.digest)?;
-    let mut repos: Vec<String> = Vec::new();
-    for t in &tags {
-        let r: ImageRef = t.parse()?;
-        if !repos.iter().any(|n| n == r.name()) {
-            repos.push(r.name().to_string());
-        }
-    }
-    let c = &image.config;
-    let manifest_size = std::fs::metadata(store.blob_path(&image.digest)).map_or(0, |m| m.len());
-    let media_type =
-        image.manifest.media_type.clone().unwrap_or_else(|| cache::oci::MEDIA_TYPE_MANIFEST.to_string());
-    let mut v = json!({
-        "Id": image.digest.to_string(),
-        "RepoTags": tags,
-        "RepoDigests": repos.iter().map(|n| format!("{n}@{}", image.digest)).collect::<Vec<_>>(),
-        "Parent": "",
-        "Comment": c.history.last().and_then(|h| h.comment.clone()).unwrap_or_default(),
-        "Created": c.created.clone().unwrap_or_else(|| "0001-01-01T00:00:00Z".to_string()),
-        "DockerVersion": "",
-        "Author": c.author.clone().unwrap_or_default(),
-        "Config": serde_json::to_value(&c.config)?,
-        "Architecture": c.architecture,
-        "Os": c.os,
-        "Size": store.image_size(image),
-        "RootFS": {
-            "Type": c.rootfs.kind,
-            "Layers": c.rootfs.diff_ids.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        },
-        "Metadata": { "LastTagTime": "0001-01-01T00:00:00Z" },
-        "Descriptor": {
-            "mediaType": media_type,
-            "digest": image.digest.to_string(),
-            "size": manifest_size,
-        },
-        "ConfigDigest": image.config_digest.to_string(),
-    });
-    if let Some(variant) = &c.variant {
-        v["Variant"] = json!(variant);
-    }
-    Ok(v)
-}
 
 /// `inspect IMAGE...`: a JSON array with one object per image, as `docker inspect`. Images that
 /// are not found are reported after the array (which holds the others), and the exit is 1.
@@ -524,7 +274,7 @@ pub fn inspect(store: &Store, a: args::InspectArgs) -> Result<ExitCode> {
     let mut missing = Vec::new();
     for name in &a.images {
         match store.resolve(name) {
-            Ok(image) => found.push(inspect_json(store, &image)?),
+            Ok(image) => found.push(store.inspect_json(&image)?),
             Err(cache::Error::ImageNotFound(_)) => missing.push(name),
             Err(e) => return Err(e.into()),
         }
@@ -540,16 +290,6 @@ pub fn inspect(store: &Store, a: args::InspectArgs) -> Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
-}
-
-/// `s` cut to `max` characters with `…` as the last one, as docker's `Ellipsis`.
-pub(crate) fn ellipsis(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_string();
-    }
-    let mut out: String = s.chars().take(max - 1).collect();
-    out.push('…');
-    out
 }
 
 pub fn history(store: &Store, a: args::HistoryArgs) -> Result<ExitCode> {
@@ -584,7 +324,7 @@ pub fn history(store: &Store, a: args::HistoryArgs) -> Result<ExitCode> {
         let by = if a.no_trunc { by.clone() } else { ellipsis(by, 45) };
         lines.push(format!(
             "{shown_id}\t{}\t{by}\t{}\t{comment}",
-            created_since(created.as_deref()),
+            since(created.as_deref()),
             human_size(*size, 3)
         ));
     }
@@ -596,15 +336,6 @@ pub fn history(store: &Store, a: args::HistoryArgs) -> Result<ExitCode> {
 
 // ---------------------------------------------------------------------------------------------
 // image prune, system df
-
-/// Asks `question` on stderr and reads y/N from stdin, as docker's prune commands do.
-pub(crate) fn confirm(warning: &str) -> Result<bool> {
-    eprint!("WARNING! {warning}\nAre you sure you want to continue? [y/N] ");
-    io::stderr().flush()?;
-    let mut answer = String::new();
-    io::stdin().lock().read_line(&mut answer)?;
-    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "Yes"))
-}
 
 pub fn image_prune(store: &Store, a: args::PruneArgs) -> Result<ExitCode> {
     let warning = if a.all {
@@ -641,7 +372,7 @@ pub fn image_prune(store: &Store, a: args::PruneArgs) -> Result<ExitCode> {
 /// (with --volumes) unused anonymous volumes, dangling images (every unused one with -a), the
 /// build cache; then the blobs and layers nothing references any more.
 pub fn system_prune(store: &Store, a: args::SystemPruneArgs) -> Result<ExitCode> {
-    let (containers, _) = crate::containers::prune_containers(store)?;
+    let containers = runtime::lifecycle::prune(store.root())?.containers;
     if !containers.is_empty() {
         println!("Deleted Containers:");
         containers.iter().for_each(|id| println!("{id}"));
@@ -673,146 +404,42 @@ pub fn system_prune(store: &Store, a: args::SystemPruneArgs) -> Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
+/// `system df`: images, containers (their writable layers), volumes and the build cache, with
+/// what is in use and what a prune would free, as docker's.
 pub fn system_df(store: &Store) -> Result<ExitCode> {
     let u = store.disk_usage(&images_in_use(store)?)?;
+    let containers = runtime::container::Containers::open(store.root())?.disk_usage()?;
+    let in_use: BTreeSet<String> = runtime::volume::volume_users(store.root())?.into_keys().collect();
+    let volumes = runtime::volume::Volumes::open(store.root())?.disk_usage(&in_use)?;
     let reclaim = |part: u64, total: u64| match (part * 100).checked_div(total) {
         Some(percent) => format!("{} ({percent}%)", human_size(part, 4)),
         None => human_size(part, 4),
     };
+    let line = |kind: &str, total: usize, active: usize, bytes: u64, reclaimable: String| {
+        format!("{kind}\t{total}\t{active}\t{}\t{reclaimable}", human_size(bytes, 4))
+    };
     let lines = vec![
         "TYPE\tTOTAL\tACTIVE\tSIZE\tRECLAIMABLE".to_string(),
-        format!(
-            "Images\t{}\t{}\t{}\t{}",
-            u.images,
-            u.images_active,
-            human_size(u.image_bytes, 4),
-            reclaim(u.image_reclaimable, u.image_bytes)
+        line("Images", u.images, u.images_active, u.image_bytes, reclaim(u.image_reclaimable, u.image_bytes)),
+        line(
+            "Containers",
+            containers.total,
+            containers.active,
+            containers.bytes,
+            reclaim(containers.reclaimable, containers.bytes),
         ),
-        // Containers and volumes are not kept yet (issue #7).
-        "Containers\t0\t0\t0B\t0B".to_string(),
-        "Local Volumes\t0\t0\t0B\t0B".to_string(),
-        format!(
-            "Build Cache\t{}\t0\t{}\t{}",
-            u.cache_records,
-            human_size(u.cache_bytes, 4),
-            human_size(u.cache_bytes, 4)
+        line(
+            "Local Volumes",
+            volumes.total,
+            volumes.active,
+            volumes.bytes,
+            reclaim(volumes.reclaimable, volumes.bytes),
         ),
+        // Every record is reclaimable (`builder prune` drops them all); docker gives no percent.
+        line("Build Cache", u.cache_records, 0, u.cache_bytes, human_size(u.cache_bytes, 4)),
     ];
     print!("{}", tabulate(&lines));
     Ok(ExitCode::SUCCESS)
-}
-
-// ---------------------------------------------------------------------------------------------
-// import --change
-
-/// Applies one `--change` Dockerfile instruction to an imported image's config.
-pub fn apply_change(config: &mut cache::oci::ContainerConfig, change: &str) -> Result<()> {
-    let change = change.trim();
-    let (word, rest) = change.split_once(char::is_whitespace).unwrap_or((change, ""));
-    let rest = rest.trim();
-    let bad = |why: &str| anyhow!("--change {change:?}: {why}");
-    // The exec form (a JSON array of strings), else the shell form.
-    let command = |rest: &str| -> Result<Vec<String>> {
-        if rest.starts_with('[') {
-            serde_json::from_str::<Vec<String>>(rest).map_err(|_| bad("not a JSON array of strings"))
-        } else {
-            Ok(vec!["/bin/sh".to_string(), "-c".to_string(), rest.to_string()])
-        }
-    };
-    let pairs = |rest: &str| -> Result<Vec<(String, String)>> {
-        let words = split_words(rest);
-        if words.len() >= 2 && !words[0].contains('=') {
-            // The legacy `ENV NAME value with spaces` form.
-            let (k, v) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
-            return Ok(vec![(k.to_string(), v.trim().to_string())]);
-        }
-        words
-            .iter()
-            .map(|w| {
-                let (k, v) = w.split_once('=').ok_or_else(|| bad(&format!("{w:?} is not NAME=value")))?;
-                if k.is_empty() {
-                    return Err(bad("a name is empty"));
-                }
-                Ok((k.to_string(), v.to_string()))
-            })
-            .collect()
-    };
-    if rest.is_empty() {
-        return Err(bad("the instruction has no arguments"));
-    }
-    match word.to_ascii_uppercase().as_str() {
-        "CMD" => config.cmd = Some(command(rest)?),
-        "ENTRYPOINT" => config.entrypoint = Some(command(rest)?),
-        "ENV" => {
-            for (k, v) in pairs(rest)? {
-                config.env_set(&k, &v);
-            }
-        }
-        "LABEL" => {
-            let labels = config.labels.get_or_insert_with(Default::default);
-            for (k, v) in pairs(rest)? {
-                labels.insert(k, v);
-            }
-        }
-        "EXPOSE" => {
-            let ports = config.exposed_ports.get_or_insert_with(Default::default);
-            for p in rest.split_whitespace() {
-                let p = if p.contains('/') { p.to_string() } else { format!("{p}/tcp") };
-                ports.insert(p, json!({}));
-            }
-        }
-        "VOLUME" => {
-            let list: Vec<String> = if rest.starts_with('[') {
-                serde_json::from_str(rest).map_err(|_| bad("not a JSON array of strings"))?
-            } else {
-                rest.split_whitespace().map(str::to_string).collect()
-            };
-            let volumes = config.volumes.get_or_insert_with(Default::default);
-            for v in list {
-                volumes.insert(v, json!({}));
-            }
-        }
-        "USER" => config.user = Some(rest.to_string()),
-        "WORKDIR" => config.working_dir = Some(rest.to_string()),
-        "STOPSIGNAL" => config.stop_signal = Some(rest.to_string()),
-        "ONBUILD" => config.on_build.get_or_insert_with(Vec::new).push(rest.to_string()),
-        other => {
-            return Err(bad(&format!(
-                "{other} cannot be applied (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, ONBUILD, STOPSIGNAL, USER, \
-                 VOLUME, WORKDIR)"
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// Words separated by whitespace, where double or single quotes group (and are removed).
-fn split_words(s: &str) -> Vec<String> {
-    let mut words = Vec::new();
-    let mut cur = String::new();
-    let mut quote = None;
-    let mut any = false;
-    for c in s.chars() {
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), c) => cur.push(c),
-            (None, '"' | '\'') => {
-                quote = Some(c);
-                any = true;
-            }
-            (None, c) if c.is_whitespace() => {
-                if any || !cur.is_empty() {
-                    words.push(std::mem::take(&mut cur));
-                    any = false;
-                }
-            }
-            (None, c) => cur.push(c),
-        }
-    }
-    if any || !cur.is_empty() {
-        words.push(cur);
-    }
-    words
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -965,43 +592,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes_and_durations_read_as_docker_prints_them() {
-        assert_eq!(human_size(0, 3), "0B");
-        assert_eq!(human_size(999, 3), "999B");
-        assert_eq!(human_size(4_261_550, 3), "4.26MB");
-        assert_eq!(human_size(4_261_550, 4), "4.262MB");
-        assert_eq!(human_size(1_000, 3), "1kB");
-        assert_eq!(human_size(123_456_789, 3), "123MB");
-        assert_eq!(human_duration(0), "Less than a second");
-        assert_eq!(human_duration(45), "45 seconds");
-        assert_eq!(human_duration(90), "About a minute");
-        assert_eq!(human_duration(3 * 3600), "3 hours");
-        assert_eq!(human_duration(15 * 86_400), "2 weeks");
-    }
-
-    #[test]
-    fn rfc3339_times_parse() {
-        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_rfc3339("2024-02-29T12:00:00.123456789Z"), Some(1_709_208_000));
-        assert_eq!(parse_rfc3339("2024-02-29T14:00:00+02:00"), Some(1_709_208_000));
+    fn times_print_as_go_prints_utc() {
         assert_eq!(created_at(Some("2024-02-29T14:00:00+02:00")), "2024-02-29 12:00:00 +0000 UTC");
-        assert_eq!(parse_rfc3339("yesterday"), None);
-    }
-
-    #[test]
-    fn tables_align_as_tabwriter_does() {
-        let t = tabulate(&["A\tBB\tC".to_string(), "longer value\tx\ty".to_string()]);
-        assert_eq!(t, "A              BB        C\nlonger value   x         y\n");
-    }
-
-    #[test]
-    fn templates_render_fields_and_reject_unknown_ones() {
-        let t = Template::parse("table {{.Repository}}:{{ .Tag }}\\t{{.Size}}", IMAGE_FIELDS, "").unwrap();
-        assert!(t.table);
-        assert_eq!(t.header(IMAGE_FIELDS), "REPOSITORY:TAG\tSIZE");
-        let err = Template::parse("{{.Nope}}", IMAGE_FIELDS, "").err().unwrap().to_string();
-        assert!(err.contains(".Repository"), "{err}");
-        assert!(Template::parse("{{.ID", IMAGE_FIELDS, "").is_err());
+        assert_eq!(created_at(Some("yesterday")), "");
     }
 
     #[test]
@@ -1021,21 +614,5 @@ mod tests {
         assert!(e.contains("unknown type \"foo\""), "{e}");
         let e = parse_output("type=local").unwrap_err().to_string();
         assert!(e.contains("needs dest="), "{e}");
-    }
-
-    #[test]
-    fn changes_apply_to_the_config() {
-        let mut c = cache::oci::ContainerConfig::default();
-        apply_change(&mut c, "CMD [\"/bin/sh\", \"-c\", \"echo hi\"]").unwrap();
-        apply_change(&mut c, "ENV A=1 B=\"two words\"").unwrap();
-        apply_change(&mut c, "ENV C three four").unwrap();
-        apply_change(&mut c, "EXPOSE 80 53/udp").unwrap();
-        apply_change(&mut c, "workdir /srv").unwrap();
-        assert_eq!(c.cmd.as_deref().unwrap()[2], "echo hi");
-        assert_eq!(c.env.as_deref().unwrap(), ["A=1", "B=two words", "C=three four"]);
-        assert!(c.exposed_ports.as_ref().unwrap().contains_key("53/udp"));
-        assert_eq!(c.working_dir.as_deref(), Some("/srv"));
-        assert!(apply_change(&mut c, "RUN true").is_err());
-        assert!(apply_change(&mut c, "CMD").is_err());
     }
 }

@@ -1,7 +1,8 @@
 //! `rbuild`: builds OCI images from Dockerfiles and runs them, without a daemon.
 //!
-//! This crate is only the command line: argument parsing, progress display and turning errors
-//! into one readable line. The work happens in frontend/, solver/, executor/ and cache/.
+//! This crate is only the command line: it parses arguments, calls the library crates (solver/
+//! for builds, runtime/ for containers, cache/ and registry/ for images), and prints their
+//! results and errors the way docker's CLI does.
 
 mod args;
 mod cacheopts;
@@ -9,12 +10,13 @@ mod commands;
 mod container_args;
 mod container_fs;
 mod containers;
-mod gotemplate;
 mod graph;
 mod images;
 mod interrupt;
 mod networks;
+mod output;
 mod progress;
+mod session;
 mod transfer;
 mod transfer_progress;
 mod volumes;
@@ -23,27 +25,30 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().collect();
-    // The sandbox re-executes this binary as its init; that must win over everything else.
-    if argv.get(1).map(String::as_str) == Some(executor::INIT_ARG) {
-        executor::init_main(&argv);
-    }
-    if argv.get(1).map(String::as_str) == Some(executor::EXEC_ARG) {
-        executor::exec_main(&argv);
-    }
-    if argv.get(1).map(String::as_str) == Some(runtime::monitor::MONITOR_ARG) {
-        runtime::monitor::monitor_main(&argv);
-    }
+    // rbuild re-executes itself as a sandbox's init, an exec helper, a container's monitor and
+    // a detached exec's waiter; that must win over everything else.
+    // SAFETY: first thing in main: no thread has started.
+    unsafe { runtime::process::run_hidden_entry_point(&argv) };
+    // Build contexts are hashed from memory maps held under read leases; a lease break is
+    // announced with SIGIO, whose default action would end rbuild. The solver releases its
+    // leases by itself, so the signal is of no use: ignored here, for the whole process (the
+    // solver falls back to plain reads where SIGIO is not ignored). Sandboxes and monitors reset
+    // every signal to its default before they exec.
+    // SAFETY: SIG_IGN installs no handler code.
+    let _ =
+        unsafe { nix::sys::signal::signal(nix::sys::signal::SIGIO, nix::sys::signal::SigHandler::SigIgn) };
     // Parsing starts no thread, and resolves the store's default (which differs rootless) while
     // the process still has its own ids.
     let cli = args::Cli::parse_with_default_build(argv);
     // Rootless: into a user namespace (root there) and a mount namespace of our own, while the
-    // process is single-threaded, which unshare(CLONE_NEWUSER) requires. Nothing for root.
-    if cli.command.needs_user_namespace()
-        && let Err(e) = executor::userns::enter()
-    {
-        // A stable prefix: scripts (and the rootless test) tell "cannot run rootless here" by it.
-        eprintln!("rbuild: error: rootless: {e}");
-        return ExitCode::FAILURE;
+    // process is single-threaded. Nothing for root.
+    if cli.command.needs_user_namespace() {
+        // SAFETY: still single-threaded: argument parsing starts no thread.
+        if let Err(e) = unsafe { runtime::process::enter_rootless() } {
+            // A stable prefix: scripts (and the rootless test) tell "cannot run rootless here" by it.
+            eprintln!("rbuild: error: rootless: {e}");
+            return ExitCode::FAILURE;
+        }
     }
     match commands::dispatch(cli) {
         Ok(code) => code,
@@ -58,8 +63,29 @@ fn main() -> ExitCode {
     }
 }
 
-/// Prints an error as one line: the message and its causes joined by ": ". A failed RUN's
-/// last output lines come first, so the line that says what failed is the last one printed.
+/// An error as one line: its message, then each cause in the `source()` chain, joined by
+/// ": ". No message repeats its cause (each crate's errors are written so), and the OS's
+/// errors read as the OS says them ("Permission denied", without "(os error 13)").
+pub fn describe(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let text = match cause.downcast_ref::<std::io::Error>() {
+            Some(io) if io.raw_os_error().is_some() => {
+                let s = io.to_string();
+                s.rsplit_once(" (os error ").map_or(s.clone(), |(m, _)| m.to_string())
+            }
+            _ => cause.to_string(),
+        };
+        if !text.is_empty() {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
+}
+
+/// Prints an error as one line ([`describe`]), with what to do about it when the error is
+/// one only rootless mode causes. A failed RUN's last output lines come first, so the line
+/// that says what failed is the last one printed; a Dockerfile error shows its line under it.
 fn report(e: &anyhow::Error) {
     if let Some(solver::ErrorKind::RunFailed { output_tail, .. }) =
         e.downcast_ref::<solver::Error>().map(solver::Error::kind)
@@ -71,56 +97,26 @@ fn report(e: &anyhow::Error) {
         }
         eprintln!("-------------------------------");
     }
-    let mut msg = e.to_string();
-    for cause in e.chain().skip(1) {
-        let c = cause.to_string();
-        if !msg.contains(&c) {
-            msg.push_str(": ");
-            msg.push_str(&c);
-        }
-    }
-    if let Some(hint) = rootless_hint(e, &msg) {
+    let mut msg = describe(e);
+    let hint = e.chain().find_map(|c| {
+        c.downcast_ref::<solver::Error>()
+            .and_then(solver::Error::hint)
+            .or_else(|| c.downcast_ref::<runtime::Error>().and_then(runtime::Error::hint))
+    });
+    if let Some(hint) = hint {
         msg.push_str(": ");
         msg.push_str(&hint);
     }
     eprintln!("rbuild: error: {msg}");
-    let frontend_error =
-        e.downcast_ref::<frontend::Error>().or_else(|| match e.downcast_ref::<solver::Error>()?.kind() {
+    let frontend_error = e.chain().find_map(|c| {
+        c.downcast_ref::<frontend::Error>().or_else(|| match c.downcast_ref::<solver::Error>()?.kind() {
             solver::ErrorKind::Frontend(f) => Some(f),
             _ => None,
-        });
+        })
+    });
     if let Some(f) = frontend_error
         && let Some(line) = f.source_line()
     {
         eprintln!("{:>6} | {line}", f.location().line);
     }
-}
-
-/// What a rootless user can do about errors that only rootless mode causes: limits without a
-/// cgroup, and ids that a single-id user namespace cannot represent (a chown to them fails with
-/// EINVAL in COPY --chown, ADD, or a cache mount's uid/gid).
-fn rootless_hint(e: &anyhow::Error, msg: &str) -> Option<String> {
-    let rootless = executor::userns::state()?;
-    let cgroup = e.chain().any(|c| {
-        matches!(c.downcast_ref::<executor::Error>(), Some(executor::Error::Cgroup(c)) if c.is_permission())
-    });
-    if cgroup {
-        return Some(
-            "resource limits (--memory, --cpus, --cpu-shares, --pids-limit) need a cgroup of rbuild's own, \
-             and rootless rbuild cannot create one (the cgroup hierarchies belong to root: on cgroup v1 \
-             always, on cgroup v2 without systemd delegation, which rbuild does not use yet); build without \
-             them, or as root"
-                .to_string(),
-        );
-    }
-    let single = matches!(rootless.mapping, executor::userns::Mapping::Single { .. });
-    // COPY/ADD --chown and ADD's archive owners (solver's chown), a cache mount's uid/gid.
-    let owner = msg.contains("chown") || msg.contains("cache mount");
-    let chown_einval = owner && (msg.contains("EINVAL") || msg.contains("Invalid argument"));
-    (single && chown_einval && !msg.contains("is not mapped")).then(|| {
-        format!(
-            "an id other than root (0) is not mapped in rootless rbuild's user namespace: {}",
-            executor::userns::subuid_hint(rootless.user.as_deref())
-        )
-    })
 }

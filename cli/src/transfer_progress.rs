@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use registry::{Outcome, Progress, ProgressFn};
 
-use crate::images::human_size;
+use crate::output::human_size;
 
 /// Which way blobs move; it decides the words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

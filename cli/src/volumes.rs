@@ -7,10 +7,11 @@ use std::process::ExitCode;
 
 use anyhow::{Result, bail};
 use cache::Store;
-use runtime::volume::{self, Volume, Volumes};
-use serde_json::{Value, json};
+use runtime::filters::Filters;
+use runtime::volume::{self, Volumes};
+use serde_json::Value;
 
-use crate::images::{human_size, tabulate};
+use crate::output::{confirm, human_size, tabulate};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum VolumeCommand {
@@ -110,51 +111,11 @@ fn create(volumes: &Volumes, a: CreateArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `volume ls --filter` values, grouped by key.
-struct Filters(BTreeMap<String, Vec<String>>);
-
-impl Filters {
-    fn parse(values: &[String]) -> Result<Filters> {
-        let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for f in values {
-            let Some((key, value)) = f.split_once('=') else {
-                bail!("bad format of filter (expected name=value): {f}");
-            };
-            let key = key.trim().to_ascii_lowercase();
-            match key.as_str() {
-                "dangling" if !matches!(value, "true" | "1" | "false" | "0") => {
-                    bail!("invalid filter 'dangling={value}'")
-                }
-                "dangling" | "name" | "label" | "driver" => {}
-                _ => bail!("invalid filter '{key}'"),
-            }
-            map.entry(key).or_default().push(value.to_string());
-        }
-        Ok(Filters(map))
-    }
-
-    fn matches(&self, v: &Volume, used: bool) -> bool {
-        let labels = v.docker_labels();
-        self.0.iter().all(|(key, values)| {
-            values.iter().any(|value| match key.as_str() {
-                "dangling" => matches!(value.as_str(), "true" | "1") != used,
-                "name" => v.name.contains(value.as_str()),
-                "driver" => v.driver() == value,
-                "label" => match value.split_once('=') {
-                    Some((k, want)) => labels.get(k).is_some_and(|have| have == want),
-                    None => labels.contains_key(value),
-                },
-                _ => false,
-            })
-        })
-    }
-}
-
 fn ls(store: &Store, volumes: &Volumes, a: LsArgs) -> Result<ExitCode> {
-    let filters = Filters::parse(&a.filters)?;
+    let filters = Filters::for_volumes(&a.filters)?;
     let used = volume::volume_users(store.root())?;
     let mut list = volumes.list()?;
-    list.retain(|v| filters.matches(v, used.contains_key(&v.name)));
+    list.retain(|v| filters.matches_volume(v, used.contains_key(&v.name)));
     list.sort_by(|x, y| natural_cmp(&x.name, &y.name));
     let mut out = io::stdout().lock();
     if a.quiet {
@@ -198,24 +159,6 @@ fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     }
 }
 
-/// Docker's `volume inspect` object (Go's field order, which is alphabetical).
-fn inspect_json(v: &Volume) -> Value {
-    // The local driver prints RFC 3339 to the second.
-    let created = match runtime::container::parse_rfc3339(&v.created) {
-        Some((secs, _)) => cache::time::format_unix(secs, 0),
-        None => v.created.clone(),
-    };
-    json!({
-        "CreatedAt": created,
-        "Driver": v.driver(),
-        "Labels": v.docker_labels(),
-        "Mountpoint": v.mountpoint,
-        "Name": v.name,
-        "Options": {},
-        "Scope": "local",
-    })
-}
-
 /// Like `docker volume inspect`: the JSON array of those found, then each missing one as an
 /// error, exit 1 if any is missing.
 fn inspect(volumes: &Volumes, a: InspectArgs) -> Result<ExitCode> {
@@ -223,7 +166,7 @@ fn inspect(volumes: &Volumes, a: InspectArgs) -> Result<ExitCode> {
     let mut missing = Vec::new();
     for name in &a.names {
         match volumes.get(name) {
-            Ok(v) => found.push(inspect_json(&v)),
+            Ok(v) => found.push(runtime::inspect::volume(&v)),
             Err(e @ volume::Error::NotFound(_)) => missing.push(e),
             Err(e) => return Err(e.into()),
         }
@@ -258,7 +201,7 @@ fn prune(store: &Store, volumes: &Volumes, a: PruneArgs) -> Result<ExitCode> {
     } else {
         "This will remove anonymous local volumes not used by at least one container."
     };
-    if !a.force && !crate::images::confirm(warning)? {
+    if !a.force && !confirm(warning)? {
         return Ok(ExitCode::SUCCESS);
     }
     let in_use: BTreeSet<String> = volume::volume_users(store.root())?.into_keys().collect();
@@ -285,17 +228,5 @@ mod tests {
         let mut names = vec!["v10", "v2", "b", "a1", "v02", "v1"];
         names.sort_by(|a, b| natural_cmp(a, b));
         assert_eq!(names, ["a1", "b", "v1", "v2", "v02", "v10"]);
-    }
-
-    #[test]
-    fn filters_parse_and_bad_ones_say_why() {
-        let f = |v: &[&str]| Filters::parse(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
-        assert!(f(&["dangling=true", "name=x", "label=a=b", "driver=local"]).is_ok());
-        assert_eq!(f(&["dangling=maybe"]).err().unwrap().to_string(), "invalid filter 'dangling=maybe'");
-        assert_eq!(f(&["colour=red"]).err().unwrap().to_string(), "invalid filter 'colour'");
-        assert_eq!(
-            f(&["dangling"]).err().unwrap().to_string(),
-            "bad format of filter (expected name=value): dangling"
-        );
     }
 }

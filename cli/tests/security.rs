@@ -428,8 +428,9 @@ fn bad_resource_flags_are_one_line_errors() {
     let ctx = context(&[("Dockerfile", "FROM busybox\n")]);
     for (flag, value, expect) in [
         ("--memory", "lots", "not a size"),
-        ("--memory", "1k", "minimum is 6m"),
-        ("--pids-limit", "0", "at least 1"),
+        ("--memory", "1k", "the minimum memory limit is 6MiB"),
+        ("--cpus", "0.001", "the range of CPUs is from 0.01"),
+        ("--cpus", "two", "not a number"),
         ("--allow", "root", "unknown entitlement"),
         ("--secret", "src=/nonexistent", "id= is required"),
         ("--secret", "id=x,src=/nonexistent/file", "not a readable file"),
@@ -439,5 +440,14 @@ fn bad_resource_flags_are_one_line_errors() {
         assert_eq!(out.status.code(), Some(1), "{flag} {value}: {err}");
         assert_eq!(err.lines().count(), 1, "{flag} {value}: {err}");
         assert!(err.contains(expect), "{flag} {value}: {err}");
+        // The resource flags are read once, by the same rules, for builds and containers.
+        if ["--memory", "--cpus"].contains(&flag) {
+            for cmd in ["run", "create"] {
+                let out = s.run(&[cmd, flag, value, "busybox", "true"]);
+                assert_eq!(String::from_utf8_lossy(&out.stderr), err, "{cmd} {flag} {value}");
+                assert_eq!(out.status.code(), Some(1));
+            }
+        }
     }
+    assert!(s.ok(&["ps", "-a", "-q"]).is_empty(), "nothing was created");
 }

@@ -166,6 +166,17 @@ impl Error {
         };
         matches!(source.raw_os_error(), Some(libc::EACCES | libc::EPERM | libc::EROFS))
     }
+
+    /// Rootless, a cgroup that cannot be made for lack of permission: why, and what to do.
+    pub fn hint(&self) -> Option<String> {
+        (self.is_permission() && crate::userns::state().is_some()).then(|| {
+            "resource limits (--memory, --cpus, --cpu-shares, --pids-limit) need a cgroup of rbuild's own, \
+             and rootless rbuild cannot create one (the cgroup hierarchies belong to root: on cgroup v1 \
+             always, on cgroup v2 without systemd delegation, which rbuild does not use yet); go without \
+             them, or run as root"
+                .to_string()
+        })
+    }
 }
 
 /// The plain description of an OS error ("Device or resource busy"), without "(os error 16)".

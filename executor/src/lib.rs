@@ -10,6 +10,7 @@ pub mod cgroup;
 mod exec;
 mod init;
 mod populate;
+mod resources;
 mod seccomp;
 mod spec;
 mod supervise;
@@ -21,6 +22,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use resources::{MIN_MEMORY, ResourceError};
 pub use spec::{InitConfig, SpawnConfig};
 pub use supervise::{ExecProcess, Sandbox};
 
@@ -256,6 +258,17 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// What a user can do about an error that only rootless mode causes: resource limits need
+    /// a cgroup of rbuild's own, which an unprivileged user cannot make.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::Cgroup(c) => c.hint(),
+            _ => None,
+        }
+    }
+}
+
 /// Runs `spec` in a new sandbox and waits for it to end.
 ///
 /// The sandbox is a re-execution of the current binary (see [`INIT_ARG`]); the spec reaches it
@@ -276,13 +289,25 @@ pub fn run_cancellable(
 }
 
 /// The entry point of the re-executed binary (`rbuild __rbuild-sandbox-init ...`). Never returns.
-pub fn init_main(args: &[String]) -> ! {
+///
+/// # Safety
+///
+/// The process must be single-threaded: the init unshares namespaces (a new pid namespace and
+/// `CLONE_NEWUSER` need a single thread) and forks, and a fork of a multi-threaded process may
+/// only make async-signal-safe calls, which the init does not limit itself to. Call it first
+/// thing in `main`, before anything starts a thread.
+pub unsafe fn init_main(args: &[String]) -> ! {
     std::process::exit(init::main(args))
 }
 
 /// The entry point of the re-executed binary (`rbuild __rbuild-sandbox-exec ...`, see
 /// [`EXEC_ARG`]). Never returns.
-pub fn exec_main(args: &[String]) -> ! {
+///
+/// # Safety
+///
+/// As [`init_main`]: `setns` into a mount namespace refuses a multi-threaded process, and the
+/// helper forks.
+pub unsafe fn exec_main(args: &[String]) -> ! {
     std::process::exit(exec::main(args))
 }
 

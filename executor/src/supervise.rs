@@ -19,14 +19,14 @@ use crate::{
     EXEC_ARG, Error, ExecSpec, ExitStatus, INIT_ARG, Outcome, SandboxSpec, SpawnOptions, SpawnStdio, Stdio,
 };
 
-/// Lets the child (and only it) inherit `fds` across exec, and kills it when the thread that
-/// spawned it ends: a sandbox must not outlive the rbuild thread that waits for it. Signals an
-/// rbuild started from a shell's background job inherited as ignored (SIGINT, SIGQUIT) are
-/// reset, so the sandboxed process can trap them as it could under docker.
+/// Lets the child inherit `fds` across exec and no other descriptor beyond stdio, and kills it
+/// when the thread that spawned it ends: a sandbox must not outlive the rbuild thread that
+/// waits for it. Signals an rbuild started from a shell's background job inherited as ignored
+/// (SIGINT, SIGQUIT) are reset, so the sandboxed process can trap them as it could under docker.
 fn inherit_until_parent_dies(cmd: &mut Command, fds: [std::os::fd::RawFd; 2]) {
     // SAFETY: the closure runs between fork and exec in a copy of a multi-threaded process, so
-    // it may only make async-signal-safe calls; fcntl, sigaction and prctl are, and it
-    // allocates nothing.
+    // it may only make async-signal-safe calls; fcntl, sigaction, close_range and prctl are,
+    // and it allocates nothing.
     unsafe {
         cmd.pre_exec(move || {
             let mut dfl: libc::sigaction = std::mem::zeroed();
@@ -36,8 +36,12 @@ fn inherit_until_parent_dies(cmd: &mut Command, fds: [std::os::fd::RawFd; 2]) {
                     libc::sigaction(sig, &dfl, std::ptr::null_mut());
                 }
             }
+            // Descriptors rbuild inherited from its caller and left open are no business of a
+            // sandbox: every one from 3 up is made close-on-exec in this child (best effort: a
+            // kernel before 5.11 lacks CLOSE_RANGE_CLOEXEC and keeps them)...
+            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
             for fd in fds {
-                // Clear close-on-exec only in this child, so only the init inherits the pipes.
+                // ...but the pipes, which only the init inherits.
                 if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
                     return Err(std::io::Error::last_os_error());
                 }

@@ -246,9 +246,14 @@ const HELPER_GIDMAP_FAILED: i32 = 11;
 
 /// Moves this process into a new user namespace, as root there, and a new mount namespace with
 /// `/` made private, unless the effective uid is 0 already (then it does nothing and returns
-/// `None`). **Must be called while the process is single-threaded**, before anything (rayon,
-/// a progress thread, the solver) starts a thread. Calling it again returns the first result.
-pub fn enter() -> Result<Option<&'static Rootless>, EnterError> {
+/// `None`). Calling it again returns the first result.
+///
+/// # Safety
+///
+/// The process must be single-threaded, before anything (rayon, a progress thread, the solver)
+/// starts a thread: `unshare(CLONE_NEWUSER)` refuses a multi-threaded caller, and the helper
+/// that writes the id maps is forked and runs code that is not async-signal-safe.
+pub unsafe fn enter() -> Result<Option<&'static Rootless>, EnterError> {
     if let Some(state) = STATE.get() {
         return Ok(Some(state));
     }

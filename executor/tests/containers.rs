@@ -542,8 +542,10 @@ fn our_children() -> Vec<String> {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
-        Some(executor::INIT_ARG) => executor::init_main(&args),
-        Some(executor::EXEC_ARG) => executor::exec_main(&args),
+        // SAFETY: first thing in main: no thread has started.
+        Some(executor::INIT_ARG) => unsafe { executor::init_main(&args) },
+        // SAFETY: as above.
+        Some(executor::EXEC_ARG) => unsafe { executor::exec_main(&args) },
         _ => {}
     }
 

@@ -221,7 +221,8 @@ fn host_mounts_under(dir: &Path) -> Vec<String> {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some(executor::INIT_ARG) {
-        executor::init_main(&args);
+        // SAFETY: first thing in main: no thread has started.
+        unsafe { executor::init_main(&args) };
     }
 
     let base = tempfile::Builder::new().prefix("rbuild-executor-test-").tempdir_in("/tmp").unwrap();

@@ -19,7 +19,7 @@ const LINES: usize = 10_000;
 struct Resolver;
 
 impl ImageResolver for Resolver {
-    fn resolve(&self, _reference: &str) -> Result<BaseConfig, String> {
+    fn resolve(&self, _reference: &str) -> Result<BaseConfig, frontend::ResolveError> {
         Ok(BaseConfig {
             env: vec![
                 "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),

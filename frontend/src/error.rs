@@ -16,6 +16,10 @@ impl fmt::Display for Location {
     }
 }
 
+/// Why an [`ImageResolver`](crate::ImageResolver) could not answer: the resolver's own error
+/// (the store's, a registry's), kept whole so the caller can tell what went wrong.
+pub type ResolveError = Box<dyn std::error::Error + Send + Sync>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Anything wrong with the Dockerfile, at a place in it.
@@ -26,6 +30,16 @@ pub enum Error {
         /// The Dockerfile line the location points at (without its line ending), for showing
         /// under the error; `None` when the error is not about one line.
         source_line: Option<String>,
+    },
+    /// The image a `FROM` names could not be looked up (its ENV and WORKDIR are needed to
+    /// expand the stage); `source` says why.
+    #[error("{location}: FROM {reference}")]
+    BaseImage {
+        location: Location,
+        reference: String,
+        source_line: Option<String>,
+        #[source]
+        source: ResolveError,
     },
 }
 
@@ -52,7 +66,8 @@ impl Error {
 
     /// Fills in the source line from `text` (the Dockerfile the location is in) if not set.
     pub(crate) fn with_source(mut self, text: &str) -> Error {
-        let Error::Syntax { location, source_line, .. } = &mut self;
+        let (Error::Syntax { location, source_line, .. } | Error::BaseImage { location, source_line, .. }) =
+            &mut self;
         if source_line.is_none() {
             let text = text.strip_prefix('\u{feff}').unwrap_or(text);
             *source_line = text
@@ -67,21 +82,24 @@ impl Error {
     /// The offending line of the Dockerfile, when the error points at one.
     pub fn source_line(&self) -> Option<&str> {
         match self {
-            Error::Syntax { source_line, .. } => source_line.as_deref(),
+            Error::Syntax { source_line, .. } | Error::BaseImage { source_line, .. } => {
+                source_line.as_deref()
+            }
         }
     }
 
     /// Where the error is.
     pub fn location(&self) -> &Location {
         match self {
-            Error::Syntax { location, .. } => location,
+            Error::Syntax { location, .. } | Error::BaseImage { location, .. } => location,
         }
     }
 
     /// The message without the location.
-    pub fn message(&self) -> &str {
+    pub fn message(&self) -> String {
         match self {
-            Error::Syntax { message, .. } => message,
+            Error::Syntax { message, .. } => message.clone(),
+            Error::BaseImage { reference, .. } => format!("FROM {reference}"),
         }
     }
 }

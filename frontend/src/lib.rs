@@ -11,7 +11,7 @@ mod lower;
 pub mod parser;
 mod runmount;
 
-pub use error::{Error, Location};
+pub use error::{Error, Location, ResolveError};
 pub use expand::{env_get, expand_word, expand_word_with_escape, expand_words};
 pub use lower::{BaseConfig, DEFAULT_SHELL, ImageResolver, LowerOptions, PROXY_ARGS, lower};
 

@@ -11,7 +11,7 @@ use crate::parser::{self, Instruction, Pos, chomp_heredoc_content, go_quote, her
 use crate::runmount::{lower_mount, parse_mount, parse_network, parse_security, precheck_mount};
 use crate::{
     AddOp, Base, BuildDefinition, ConfigOp, CopyFrom, CopyOp, Error, Healthcheck, InlineFile, Location, Op,
-    RunMount, RunNetwork, RunOp, RunSecurity, Stage, Step,
+    ResolveError, RunMount, RunNetwork, RunOp, RunSecurity, Stage, Step,
 };
 
 /// What the frontend needs to know about a base image.
@@ -25,8 +25,8 @@ pub struct BaseConfig {
 
 /// Answers questions about base images (the solver looks them up in the store).
 pub trait ImageResolver {
-    /// The config of image `reference`, or an error message if it cannot be found.
-    fn resolve(&self, reference: &str) -> Result<BaseConfig, String>;
+    /// The config of image `reference`, or why it cannot be had.
+    fn resolve(&self, reference: &str) -> Result<BaseConfig, ResolveError>;
 }
 
 #[derive(Debug, Clone, Default)]
@@ -824,7 +824,12 @@ fn lower_inner(
             let triggers = std::mem::take(&mut state.on_build);
             (Base::Stage(j), state, triggers)
         } else {
-            let config = resolver.resolve(&base_name).map_err(|e| ctx.err(from_pos, e))?;
+            let config = resolver.resolve(&base_name).map_err(|source| Error::BaseImage {
+                location: ctx.loc(from_pos),
+                reference: base_name.clone(),
+                source_line: None,
+                source,
+            })?;
             let env = config
                 .env
                 .iter()
@@ -855,10 +860,10 @@ fn lower_inner(
                     format!("{} isn't allowed as an ONBUILD trigger", ins.keyword.to_uppercase()),
                 ));
             }
-            check_instruction(&ctx, ins).map_err(|e| fail(&ctx, e.message().to_owned()))?;
+            check_instruction(&ctx, ins).map_err(|e| fail(&ctx, e.message()))?;
             let mut text = format!("ONBUILD {}", ins.original.trim());
             let op = lower_instruction(&mut ctx, ins, &mut state, &scope, &mut declared, &mut text)
-                .map_err(|e| fail(&ctx, e.message().to_owned()))?;
+                .map_err(|e| fail(&ctx, e.message()))?;
             steps.push(Step { location: ctx.loc(from_pos), text, op });
         }
         for ins in instructions {

@@ -9,7 +9,7 @@ use frontend::{
 struct FakeResolver;
 
 impl ImageResolver for FakeResolver {
-    fn resolve(&self, reference: &str) -> Result<BaseConfig, String> {
+    fn resolve(&self, reference: &str) -> Result<BaseConfig, frontend::ResolveError> {
         match reference {
             "busybox" | "busybox:1" => Ok(BaseConfig {
                 env: vec!["PATH=/usr/bin:/bin".into(), "FOO=from-image".into()],
@@ -22,7 +22,7 @@ impl ImageResolver for FakeResolver {
                 working_dir: None,
                 on_build: vec!["RUN echo $FOO".into(), "ENV T=$FOO".into()],
             }),
-            other => Err(format!("image {other} not found")),
+            other => Err(format!("image {other} not found").into()),
         }
     }
 }
@@ -35,8 +35,16 @@ fn lower(text: &str) -> BuildDefinition {
     lower_with(text, &LowerOptions::default()).unwrap()
 }
 
+/// The error as the CLI prints it: the message, then each cause.
 fn lower_err(text: &str) -> String {
-    lower_with(text, &LowerOptions::default()).unwrap_err().to_string()
+    let e = lower_with(text, &LowerOptions::default()).unwrap_err();
+    let mut out = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        out.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    out
 }
 
 fn with_args(args: &[(&str, &str)]) -> LowerOptions {
@@ -278,7 +286,7 @@ fn predefined_platform_args() {
     );
     // Usable in FROM (global).
     let err = lower_err("FROM ${TARGETOS}-${TARGETARCH}\n");
-    assert_eq!(err, format!("Dockerfile:1:1: image linux-{arch} not found"));
+    assert_eq!(err, format!("Dockerfile:1:1: FROM linux-{arch}: image linux-{arch} not found"));
 }
 
 #[test]
@@ -427,7 +435,7 @@ fn errors_carry_locations() {
     assert_eq!(lower_err("# just a comment\n"), "Dockerfile:1:1: file with no instructions");
     assert_eq!(lower_err("ARG A=1\n"), "Dockerfile:1:1: dockerfile contains no stages to build");
     assert_eq!(lower_err("ARG X\nFROM ${X}\n"), "Dockerfile:2:1: base name (${X}) should not be blank");
-    assert_eq!(lower_err("FROM nope\n"), "Dockerfile:1:1: image nope not found");
+    assert_eq!(lower_err("FROM nope\n"), "Dockerfile:1:1: FROM nope: image nope not found");
     assert_eq!(
         lower_err("FROM busybox AS 1x\n"),
         "Dockerfile:1:17: invalid name for build stage: \"1x\", name can't start with a number or contain symbols"

@@ -9,7 +9,7 @@ use frontend::{
 struct FakeResolver;
 
 impl ImageResolver for FakeResolver {
-    fn resolve(&self, reference: &str) -> Result<BaseConfig, String> {
+    fn resolve(&self, reference: &str) -> Result<BaseConfig, frontend::ResolveError> {
         match reference {
             "busybox" => Ok(BaseConfig {
                 env: vec!["PATH=/bin".into(), "FOO=from-image".into()],
@@ -22,7 +22,7 @@ impl ImageResolver for FakeResolver {
                 working_dir: None,
                 on_build: vec!["RUN --mount=type=cache,target=/c make".into()],
             }),
-            other => Err(format!("image {other} not found")),
+            other => Err(format!("image {other} not found").into()),
         }
     }
 }
@@ -324,7 +324,7 @@ fn from_cannot_use_variables_and_is_checked_before_lowering() {
         "Dockerfile:2:5: security \"privileged\" is not valid"
     );
     // Everything else is checked when the RUN is lowered.
-    assert_eq!(lower_err("FROM nope\nRUN --mount=type=nope true\n"), "Dockerfile:1:1: image nope not found");
+    assert_eq!(lower_err("FROM nope\nRUN --mount=type=nope true\n"), "Dockerfile:1:1: FROM nope");
 }
 
 #[test]

@@ -217,6 +217,46 @@ pub struct State {
     pub ports: Vec<PortMapping>,
 }
 
+impl State {
+    /// The process ended (or never started): what it held while it ran is gone, and why it
+    /// ended is recorded. The monitor may still be there (to restart it); the status is the
+    /// caller's to set.
+    pub fn process_ended(&mut self, exit_code: i32, oom_killed: bool, error: &str) {
+        self.exit_code = exit_code;
+        self.oom_killed = oom_killed;
+        self.error = error.to_string();
+        self.finished_at = Some(now_rfc3339());
+        self.pid = 0;
+        self.pid_start = 0;
+        self.cgroup = None;
+        self.endpoints.clear();
+        self.ports.clear();
+    }
+
+    /// Nothing runs or watches any more: [`State::process_ended`], no monitor, and `status`
+    /// (exited, or created for a container whose first start failed).
+    pub fn stopped(&mut self, status: Status, exit_code: i32, oom_killed: bool, error: &str) {
+        self.process_ended(exit_code, oom_killed, error);
+        if status == Status::Created {
+            // It never ran, so it never finished (docker's zero time).
+            self.finished_at = None;
+        }
+        self.status = status;
+        self.monitor_pid = 0;
+        self.monitor_start = 0;
+    }
+}
+
+/// A `system df` line: how many there are, how many are in use, their bytes and the bytes a
+/// prune would free.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub total: usize,
+    pub active: usize,
+    pub bytes: u64,
+    pub reclaimable: u64,
+}
+
 /// A container as read from the store.
 #[derive(Debug, Clone)]
 pub struct Container {
@@ -468,6 +508,29 @@ impl Containers {
         Err(Error::NoSuchContainer(what.to_string()))
     }
 
+    /// The images containers are made from: `rmi` refuses to delete them without `-f`, and
+    /// `image prune` and `system df` count them as in use.
+    pub fn images_in_use(&self) -> Result<std::collections::BTreeSet<cache::Digest>> {
+        Ok(self.list()?.into_iter().map(|c| c.config.image_id).collect())
+    }
+
+    /// `system df`'s line for containers: how many, how many run, the bytes of their writable
+    /// layers, and of those of the ones not running (what `container prune` would free).
+    pub fn disk_usage(&self) -> Result<Usage> {
+        let mut u = Usage::default();
+        for c in self.list()? {
+            let bytes = crate::volume::dir_size(&c.upper()).unwrap_or(0);
+            u.total += 1;
+            u.bytes += bytes;
+            if c.is_running() {
+                u.active += 1;
+            } else {
+                u.reclaimable += bytes;
+            }
+        }
+        Ok(u)
+    }
+
     /// Deletes the container's directory and its name. The caller has stopped it and torn
     /// down what it had mounted.
     pub fn delete(&self, c: &Container) -> Result<()> {
@@ -500,6 +563,48 @@ mod tests {
         assert_eq!(parse_rfc3339("2023-11-14T23:13:20.5+01:00"), Some((1_700_000_000, 500_000_000)));
         assert_eq!(parse_rfc3339("2023-11-14T22:13:20Z"), Some((1_700_000_000, 0)));
         assert_eq!(parse_rfc3339("2024-02-29T00:00:00.5Z"), Some((1_709_164_800, 500_000_000)));
+    }
+
+    /// Every way a container stops (its process exits, its monitor dies, its start fails) goes
+    /// through one function, so no path forgets a field that only a running container has.
+    #[test]
+    fn a_stopped_state_keeps_nothing_of_the_run() {
+        let running = State {
+            status: Status::Running,
+            pid: 42,
+            pid_start: 7,
+            monitor_pid: 41,
+            monitor_start: 6,
+            cgroup: Some("rbuild-x".into()),
+            ports: vec![PortMapping {
+                host_ip: None,
+                host_port: 8080,
+                container_port: 80,
+                protocol: crate::spec::Protocol::Tcp,
+            }],
+            started_at: Some("2024-01-01T00:00:00Z".into()),
+            restart_count: 2,
+            ..State::default()
+        };
+        let mut s = running.clone();
+        s.stopped(Status::Exited, 137, true, "gone");
+        assert_eq!(
+            (s.pid, s.pid_start, s.monitor_pid, s.monitor_start, s.cgroup.as_deref(), s.ports.len()),
+            (0, 0, 0, 0, None, 0)
+        );
+        assert_eq!(
+            (s.status, s.exit_code, s.oom_killed, s.error.as_str()),
+            (Status::Exited, 137, true, "gone")
+        );
+        assert!(s.finished_at.is_some());
+        assert_eq!((s.started_at, s.restart_count), (running.started_at.clone(), 2), "history is kept");
+        let mut r = running;
+        r.process_ended(1, false, "");
+        assert_eq!(
+            (r.status, r.monitor_pid, r.pid),
+            (Status::Running, 41, 0),
+            "the monitor stays to restart"
+        );
     }
 
     #[test]

@@ -3,17 +3,25 @@
 //! re-executed) that owns its PID 1, its logs and its network plumbing.
 
 pub mod attach;
+pub mod connect;
 pub mod container;
+pub mod exec;
+pub mod filters;
 pub mod fsops;
+pub mod inspect;
 pub mod lifecycle;
 pub mod logs;
 pub mod monitor;
 pub mod mountflags;
 mod names;
 pub mod network;
+pub mod process;
 pub mod spec;
+pub mod stats;
+pub mod top;
 pub mod volume;
 
+pub use executor::{ResourceError, Resources};
 pub use spec::{MountRequest, NetworkRequest, PortMapping, Protocol, RestartPolicy};
 
 /// Errors of the runtime, each with what the user needs to act on it.
@@ -45,6 +53,19 @@ pub enum Error {
     StartFailed(String),
     #[error("no such container: {0}")]
     NoSuchContainer(String),
+    #[error(transparent)]
+    Resources(#[from] executor::ResourceError),
+}
+
+impl Error {
+    /// What a user can do about an error that only rootless mode causes.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::Sandbox(e) => e.hint(),
+            Error::Cgroup(e) => e.hint(),
+            _ => None,
+        }
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

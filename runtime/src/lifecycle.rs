@@ -209,16 +209,7 @@ pub fn refresh(containers: &Containers, c: Container) -> Result<Container> {
         return Ok(c);
     }
     cleanup_leftovers(&c);
-    let s = &mut c.state;
-    s.status = Status::Exited;
-    s.exit_code = 137;
-    s.error = "the container's monitor ended unexpectedly".into();
-    s.finished_at = Some(now_rfc3339());
-    s.pid = 0;
-    s.monitor_pid = 0;
-    s.cgroup = None;
-    s.endpoints.clear();
-    s.ports.clear();
+    c.state.stopped(Status::Exited, 137, false, "the container's monitor ended unexpectedly");
     containers.save_state(&c)?;
     Ok(c)
 }
@@ -400,6 +391,30 @@ pub fn remove_stopped(root: &Path, containers: &Containers, c: &Container, volum
         }
     }
     Ok(())
+}
+
+/// What `container prune` removed.
+#[derive(Debug, Default)]
+pub struct Pruned {
+    pub containers: Vec<ContainerId>,
+    /// The bytes their writable layers held.
+    pub reclaimed: u64,
+}
+
+/// `container prune`: removes every container that is not running (nor about to restart).
+pub fn prune(root: &Path) -> Result<Pruned> {
+    let containers = Containers::open(root)?;
+    let mut pruned = Pruned::default();
+    for c in containers.list()? {
+        let c = refresh(&containers, c)?;
+        if c.is_running() || c.state.monitor_pid > 0 {
+            continue;
+        }
+        pruned.reclaimed += crate::volume::dir_size(&c.upper()).unwrap_or(0);
+        remove_stopped(root, &containers, &c, false)?;
+        pruned.containers.push(c.id().clone());
+    }
+    Ok(pruned)
 }
 
 /// Waits until the container's monitor has exited (it records the exit and cleans up before

@@ -393,9 +393,9 @@ impl Monitor {
         if !c.state.stopped_by_user {
             return false;
         }
-        c.state.status = Status::Exited;
-        c.state.monitor_pid = 0;
-        c.state.monitor_start = 0;
+        // The process ended before the restart delay: its exit is recorded already.
+        let (code, oom, error) = (c.state.exit_code, c.state.oom_killed, c.state.error.clone());
+        c.state.stopped(Status::Exited, code, oom, &error);
         let _ = self.containers.save_state(&c);
         true
     }
@@ -407,14 +407,8 @@ impl Monitor {
     fn record_failure(&self, msg: &str) {
         let Ok(_lock) = self.containers.lock(&self.id) else { return };
         let Ok(mut c) = self.containers.load(&self.id) else { return };
-        c.state.status = if c.state.started_at.is_some() { Status::Exited } else { Status::Created };
-        c.state.error = msg.to_string();
-        c.state.exit_code = if msg.contains("not found") { 127 } else { 126 };
-        c.state.pid = 0;
-        c.state.monitor_pid = 0;
-        c.state.endpoints.clear();
-        c.state.ports.clear();
-        c.state.cgroup = None;
+        let status = if c.state.started_at.is_some() { Status::Exited } else { Status::Created };
+        c.state.stopped(status, if msg.contains("not found") { 127 } else { 126 }, false, msg);
         let _ = self.containers.save_state(&c);
     }
 
@@ -423,15 +417,7 @@ impl Monitor {
         let _lock = self.containers.lock(&self.id)?;
         let mut c = self.containers.load(&self.id)?;
         let s = &mut c.state;
-        s.exit_code = code;
-        s.oom_killed = oom;
-        s.error = error.to_string();
-        s.finished_at = Some(now_rfc3339());
-        s.pid = 0;
-        s.pid_start = 0;
-        s.cgroup = None;
-        s.endpoints.clear();
-        s.ports.clear();
+        s.process_ended(code, oom, error);
         let policy = c.config.host.restart;
         let restart = !s.stopped_by_user
             && match policy {
@@ -447,9 +433,7 @@ impl Monitor {
             self.containers.save_state(&c)?;
             Ok(Some(delay))
         } else {
-            s.status = Status::Exited;
-            s.monitor_pid = 0;
-            s.monitor_start = 0;
+            s.stopped(Status::Exited, code, oom, error);
             self.containers.save_state(&c)?;
             Ok(None)
         }
@@ -685,20 +669,14 @@ impl Monitor {
                 plumbing.netns = Some(ns.clone());
                 let nets = Networks::open(&self.root)?;
                 for (i, name) in names.iter().enumerate() {
-                    let ifname = format!("eth{i}");
-                    let req = network::AttachRequest {
-                        container_id: c.id().as_str(),
-                        name: c.name(),
-                        aliases: &host.network_aliases,
-                        netns: &ns,
-                        ifname: &ifname,
-                        hosts: network::HostsFile {
-                            path: &c.hosts_path(),
-                            hostname,
-                            extra: &host.extra_hosts,
-                        },
-                    };
-                    plumbing.endpoints.push(nets.attach(name, &req)?);
+                    plumbing.endpoints.push(crate::connect::join(
+                        &nets,
+                        c,
+                        name,
+                        &ns,
+                        &format!("eth{i}"),
+                        &[],
+                    )?);
                 }
                 let ports = crate::lifecycle::ports_to_publish(c);
                 if !ports.is_empty()

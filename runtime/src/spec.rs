@@ -21,6 +21,19 @@ pub enum NetworkRequest {
     Container(String),
 }
 
+impl NetworkRequest {
+    /// What a container gets without `--network`: the `bridge` network, as docker; rootless,
+    /// its own namespace with only `lo`, since a user cannot make bridges or veths (decision in
+    /// cli/README.md).
+    pub fn default_for_this_process() -> NetworkRequest {
+        if hostutil::idmap::in_initial_userns() {
+            NetworkRequest::Bridge(vec!["bridge".into()])
+        } else {
+            NetworkRequest::None
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Protocol {
     Tcp,

@@ -298,6 +298,23 @@ impl Volumes {
         Ok(removed)
     }
 
+    /// `system df`'s line for volumes: how many, how many a container uses (`in_use`, names),
+    /// their bytes, and those of the unused ones.
+    pub fn disk_usage(&self, in_use: &BTreeSet<String>) -> Result<crate::container::Usage, Error> {
+        let mut u = crate::container::Usage::default();
+        for v in self.list()? {
+            let bytes = v.size()?;
+            u.total += 1;
+            u.bytes += bytes;
+            if in_use.contains(&v.name) {
+                u.active += 1;
+            } else {
+                u.reclaimable += bytes;
+            }
+        }
+        Ok(u)
+    }
+
     /// Deletes a volume's directory; the lock is held and the volume exists. Renamed first, so
     /// that a deletion cut short never leaves half a volume listed.
     fn delete(&self, name: &str) -> Result<(), Error> {
@@ -340,7 +357,7 @@ fn refuse_if_mounted(name: &str, dir: &Path) -> Result<(), Error> {
 
 /// Sum of the sizes of everything but directories below `dir`, hard links counted once, on
 /// `dir`'s filesystem only.
-fn dir_size(dir: &Path) -> Result<u64, Error> {
+pub(crate) fn dir_size(dir: &Path) -> Result<u64, Error> {
     let root_dev = fs::symlink_metadata(dir).map_err(io_at(dir))?.dev();
     let mut seen = HashSet::new();
     let mut total = 0;

@@ -33,6 +33,10 @@ fn run(dir: &Path, cache: Option<&Path>) -> (f64, u64, usize, usize) {
 }
 
 fn main() {
+    // As rbuild's main: SIGIO (a lease break) must not end the process, or large files are read
+    // instead of mapped.
+    // SAFETY: SIG_IGN installs no handler code.
+    unsafe { libc::signal(libc::SIGIO, libc::SIG_IGN) };
     let args: Vec<String> = std::env::args().collect();
     let threads = rayon::current_num_threads();
     match args.get(1).map(String::as_str) {

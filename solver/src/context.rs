@@ -486,13 +486,16 @@ fn hash_file(path: &Path) -> io::Result<Digest> {
 /// opens the file for writing or truncates it wait until we release the lease (lease-break
 /// time at most; we release as soon as the hash is done). A file someone already has open for
 /// writing cannot be leased: it is read with `read()`, which a truncation cannot crash.
+///
+/// A lease break is announced with SIGIO, whose default action ends the process. The solver
+/// never changes a signal's disposition (that is the program's business: rbuild's `main`
+/// ignores SIGIO); where SIGIO is not ignored or handled, files are read, not leased.
 fn hash_mapped(f: &File) -> Option<Digest> {
     use std::os::fd::AsRawFd;
     let len = f.metadata().ok()?.len();
-    if len < MMAP_MIN {
+    if len < MMAP_MIN || !sigio_ignored() {
         return None;
     }
-    ignore_sigio();
     let fd = f.as_raw_fd();
     // SAFETY: fcntl on a descriptor we own; F_SETLEASE takes an int argument.
     if unsafe { libc::fcntl(fd, libc::F_SETLEASE, libc::F_RDLCK) } != 0 {
@@ -521,14 +524,14 @@ fn hash_mapped(f: &File) -> Option<Digest> {
     digest
 }
 
-/// A lease break is announced with SIGIO, whose default action would end rbuild; we do not
-/// use the signal (we release the lease by ourselves within one file's hashing time).
-fn ignore_sigio() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        // SAFETY: setting SIGIO to SIG_IGN installs no handler code.
-        unsafe { libc::signal(libc::SIGIO, libc::SIG_IGN) };
-    });
+/// Whether SIGIO would not end the process (ignored, or handled), so a lease may be taken.
+/// One syscall, per file of [`MMAP_MIN`] bytes or more.
+fn sigio_ignored() -> bool {
+    // SAFETY: an all-zero sigaction is a valid value of the C struct, which the call overwrites.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: a null new action makes sigaction only read the current one into `old`.
+    let r = unsafe { libc::sigaction(libc::SIGIO, std::ptr::null(), &mut old) };
+    r == 0 && old.sa_sigaction != libc::SIG_DFL
 }
 
 impl HashCache {
@@ -612,6 +615,13 @@ mod tests {
         let data: Vec<u8> = (0..(MMAP_MIN as usize + 12345)).map(|i| (i * 31 % 251) as u8).collect();
         fs::write(&path, &data).unwrap();
         let expected = Digest::of(&data);
+        // A program that leaves SIGIO at its default gets no lease (a break would kill it).
+        // SAFETY: SIG_DFL and SIG_IGN install no handler code.
+        unsafe { libc::signal(libc::SIGIO, libc::SIG_DFL) };
+        assert_eq!(hash_mapped(&File::open(&path).unwrap()), None);
+        assert_eq!(hash_file(&path).unwrap(), expected);
+        // SAFETY: as above.
+        unsafe { libc::signal(libc::SIGIO, libc::SIG_IGN) };
         // Leasable: hashed through the mapping.
         assert_eq!(hash_mapped(&File::open(&path).unwrap()), Some(expected.clone()));
         assert_eq!(hash_file(&path).unwrap(), expected);

@@ -12,6 +12,28 @@ impl Error {
     pub fn kind(&self) -> &ErrorKind {
         &self.0
     }
+
+    /// What a user can do about an error that only rootless mode causes: limits without a
+    /// cgroup, and ids that a single-id user namespace cannot own (a chown to them fails with
+    /// EINVAL in COPY --chown, ADD, or a cache mount's uid/gid).
+    pub fn hint(&self) -> Option<String> {
+        match self.kind() {
+            ErrorKind::Sandbox { source, .. } => source.hint(),
+            ErrorKind::Copy { message, .. } => {
+                let rootless = executor::userns::state()?;
+                let single = matches!(rootless.mapping, executor::userns::Mapping::Single { .. });
+                let owner = message.contains("chown") || message.contains("cache mount");
+                let einval = message.contains("EINVAL") || message.contains("Invalid argument");
+                (single && owner && einval && !message.contains("is not mapped")).then(|| {
+                    format!(
+                        "an id other than root (0) is not mapped in rootless rbuild's user namespace: {}",
+                        executor::userns::subuid_hint(rootless.user.as_deref())
+                    )
+                })
+            }
+            _ => None,
+        }
+    }
 }
 
 impl<E: Into<ErrorKind>> From<E> for Error {

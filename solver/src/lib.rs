@@ -8,6 +8,7 @@
 
 mod add;
 pub mod buildcache;
+mod changes;
 mod context;
 mod copy;
 mod dockerignore;
@@ -31,6 +32,7 @@ use frontend::{
 };
 use hostutil::inroot;
 
+pub use changes::{ChangeError, apply_changes};
 pub use error::{Error, ErrorKind, Result};
 use explain::{ExplainStore, KeyInputs};
 pub use mounts::{Secret, SecretSource};
@@ -201,7 +203,7 @@ struct State {
 struct Resolver<'a>(&'a Store, &'a Fetcher);
 
 impl frontend::ImageResolver for Resolver<'_> {
-    fn resolve(&self, reference: &str) -> std::result::Result<frontend::BaseConfig, String> {
+    fn resolve(&self, reference: &str) -> std::result::Result<frontend::BaseConfig, frontend::ResolveError> {
         let image = self.1.resolve(self.0, reference)?;
         Ok(frontend::BaseConfig {
             env: image.config.config.env.clone().unwrap_or_default(),
