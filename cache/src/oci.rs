@@ -223,3 +223,18 @@ impl Image {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The platform an image records, the one picked from an index and `BUILDPLATFORM` are one
+    /// mapping (it once was two, and only one knew arm's `v7`).
+    #[test]
+    fn the_host_platform_is_hostutils() {
+        let ours = Platform::host();
+        let host = hostutil::platform::host();
+        assert_eq!(ours.to_string(), host.to_string());
+        assert_eq!(ours.variant.is_some(), !host.variant.is_empty());
+    }
+}

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, anyhow, bail};
 use cache::oci::{self, History, ImageConfig, RootFs};
 use cache::{Compression, ImageRef, Store};
+use solver::buildcache::{CacheFrom, CacheTo};
 
 use crate::args::{self, Cli, Command};
 use crate::{containers, images, progress};
@@ -153,10 +154,7 @@ fn build(store: &Store, a: args::BuildArgs) -> Result<ExitCode> {
         resources: a.resources.resources()?,
         cache_from: crate::cacheopts::sources(
             store,
-            &a.cache_from
-                .iter()
-                .map(|c| crate::cacheopts::parse_cache_from(c))
-                .collect::<Result<Vec<_>>>()?,
+            &a.cache_from.iter().map(|c| CacheFrom::parse(c)).collect::<Result<Vec<_>, _>>()?,
             &a.insecure_registry,
         )?,
         source_date_epoch: a.source_date_epoch,
@@ -165,8 +163,7 @@ fn build(store: &Store, a: args::BuildArgs) -> Result<ExitCode> {
         })?,
         fetcher: crate::transfer::fetcher(&a.insecure_registry),
     };
-    let cache_to =
-        a.cache_to.iter().map(|c| crate::cacheopts::parse_cache_to(c)).collect::<Result<Vec<_>>>()?;
+    let cache_to = a.cache_to.iter().map(|c| CacheTo::parse(c)).collect::<Result<Vec<_>, _>>()?;
     let sink = progress::for_mode(a.progress, a.quiet);
     let out = solver::build(store, &options, sink.as_progress());
     sink.finish();

@@ -2,31 +2,7 @@
 
 use std::fmt::Write;
 
-use frontend::{Base, BuildDefinition, CopyFrom, Op};
-
-/// Which stages the target needs (itself, its base stages, its `COPY --from` stages).
-fn needed(def: &BuildDefinition) -> Vec<bool> {
-    let mut need = vec![false; def.stages.len()];
-    let mut todo = vec![def.target];
-    while let Some(i) = todo.pop() {
-        if need[i] {
-            continue;
-        }
-        need[i] = true;
-        let stage = &def.stages[i];
-        if let Base::Stage(j) = stage.base {
-            todo.push(j);
-        }
-        for step in &stage.steps {
-            if let Op::Copy(c) = &step.op
-                && let Some(CopyFrom::Stage(j)) = c.from
-            {
-                todo.push(j);
-            }
-        }
-    }
-    need
-}
+use frontend::{Base, BuildDefinition, CopyFrom, CopyOp, Op};
 
 fn kind(op: &Op) -> &'static str {
     match op {
@@ -37,7 +13,7 @@ fn kind(op: &Op) -> &'static str {
 }
 
 pub fn text(def: &BuildDefinition) -> String {
-    let need = needed(def);
+    let need = def.needed_stages();
     let mut out = String::new();
     for (i, stage) in def.stages.iter().enumerate() {
         let role = if i == def.target {
@@ -55,14 +31,10 @@ pub fn text(def: &BuildDefinition) -> String {
         let _ =
             writeln!(out, "stage {i} {} [{role}] from {base}  ({})", stage.display_name(), stage.location);
         for (n, step) in stage.steps.iter().enumerate() {
-            let from = match &step.op {
-                Op::Copy(c) => match &c.from {
-                    Some(CopyFrom::Stage(j)) => format!("  <- stage {j}"),
-                    Some(CopyFrom::Image(r)) => format!("  <- image {r}"),
-                    None => String::new(),
-                },
-                _ => String::new(),
-            };
+            let mut from: String = step.stage_sources().iter().map(|j| format!("  <- stage {j}")).collect();
+            if let Op::Copy(CopyOp { from: Some(CopyFrom::Image(r)), .. }) = &step.op {
+                from.push_str(&format!("  <- image {r}"));
+            }
             let _ = writeln!(
                 out,
                 "  {:>3} {:<6} {}{from}  ({})",
@@ -81,7 +53,7 @@ fn quote(s: &str) -> String {
 }
 
 pub fn dot(def: &BuildDefinition) -> String {
-    let need = needed(def);
+    let need = def.needed_stages();
     let mut out = String::from("digraph build {\n  rankdir=TB;\n  node [shape=box, fontname=monospace];\n");
     // The node that stands for a stage's result: its last step, or its FROM.
     let last = |i: usize| {
@@ -102,10 +74,9 @@ pub fn dot(def: &BuildDefinition) -> String {
             let _ = writeln!(out, "    s{i}_{n} [label={}];", quote(&step.text));
             let _ = writeln!(out, "    {prev} -> s{i}_{n};");
             prev = format!("s{i}_{n}");
-            if let Op::Copy(c) = &step.op
-                && let Some(CopyFrom::Stage(j)) = c.from
-            {
-                let _ = writeln!(edges, "  {} -> s{i}_{n} [style=dashed, label=\"COPY --from\"];", last(j));
+            let how = if matches!(step.op, Op::Run(_)) { "RUN --mount from" } else { "COPY --from" };
+            for j in step.stage_sources() {
+                let _ = writeln!(edges, "  {} -> s{i}_{n} [style=dashed, label=\"{how}\"];", last(j));
             }
         }
         out.push_str("  }\n");

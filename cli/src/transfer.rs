@@ -122,39 +122,18 @@ pub fn logout(a: args::LogoutArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Pulls images a build needs and the store lacks, when their reference names a registry host
-/// (`HOST[:PORT]/...`, `localhost/...`). A bare `busybox` that the store lacks is an error, not
-/// an implicit request to docker.io: builds that must stay offline (CI farms, our tests) never
-/// reach out by accident, and `rbuild pull busybox` is one explicit command away. Decision
-/// recorded in cli/README.md.
-struct Puller {
-    client: registry::Client,
-}
-
-impl solver::ImageFetcher for Puller {
-    fn fetch(&self, store: &Store, reference: &str) -> std::result::Result<(), String> {
-        let first = reference.split('/').next().unwrap_or_default();
-        let names_host = reference.contains('/') && (first.contains(['.', ':']) || first == "localhost");
-        if !names_host {
-            return Err(format!(
-                "image {reference:?} is not in the store (add it with `rbuild pull`, `rbuild import` or `rbuild load`)"
-            ));
-        }
-        let r: ImageRef = reference.parse().map_err(|e| format!("invalid reference {reference:?}: {e}"))?;
-        self.client.pull(store, &r, None).map(drop).map_err(|e| e.to_string())
-    }
-}
-
+/// The puller of a build: images the store lacks are pulled when their reference names a
+/// registry host (`solver::fetch`). Without a usable client, nothing is pulled.
 pub fn fetcher(insecure: &[String]) -> solver::Fetcher {
     match client(insecure) {
-        Ok(client) => solver::Fetcher(Some(Arc::new(Puller { client }))),
-        Err(_) => solver::Fetcher(None),
+        Ok(client) => solver::Fetcher::registry(Arc::new(client)),
+        Err(_) => solver::Fetcher::default(),
     }
 }
 
 /// `run`/`create` of an image the store lacks: pulled when its reference names a registry host
-/// (the same rule as builds, see [`Puller`]), with pull progress on stderr.
+/// (the same rule as builds).
 pub fn ensure_pulled(store: &Store, reference: &str) -> Result<()> {
-    let puller = Puller { client: client(&[])? };
-    solver::ImageFetcher::fetch(&puller, store, reference).map_err(|e| anyhow::anyhow!(e))
+    solver::Fetcher::registry(Arc::new(client(&[])?)).resolve(store, reference)?;
+    Ok(())
 }

@@ -86,6 +86,37 @@ fn debug_graph_shows_needed_and_skipped_stages_as_text_and_dot() {
     assert!(dot.contains("label=\"stage 1: unused\", style=dashed"), "{dot}");
 }
 
+/// A stage that only a `RUN --mount=from=` reads is needed: the solver builds it, so the graph
+/// must not call it skipped (it once did: each had its own idea of what a stage needs).
+#[test]
+fn debug_graph_counts_stages_read_by_run_mounts() {
+    let s = TestStore::new(BIN);
+    s.import_busybox();
+    let ctx = context(&[(
+        "Dockerfile",
+        "FROM busybox AS tools\nRUN echo tool > /tool\nFROM busybox AS cache\nRUN mkdir /c\n\
+         FROM busybox AS unused\nFROM busybox\nRUN --mount=from=tools,target=/t cat /t/tool\n\
+         RUN --mount=type=cache,from=cache,source=/c,target=/c true\n",
+    )]);
+    let text = s.ok(&["debug", "graph", ctx.path().to_str().unwrap()]);
+    assert!(text.contains("stage 0 tools [needed]"), "{text}");
+    assert!(text.contains("stage 1 cache [needed]"), "{text}");
+    assert!(text.contains("stage 2 unused [skipped]"), "{text}");
+    assert!(text.contains("cat /t/tool  <- stage 0"), "{text}");
+    let dot = s.ok(&["debug", "graph", "--format", "dot", ctx.path().to_str().unwrap()]);
+    assert!(dot.contains("s0_0 -> s3_0 [style=dashed, label=\"RUN --mount from\"]"), "{dot}");
+    assert!(!dot.contains("label=\"stage 0: tools\", style=dashed"), "{dot}");
+    // And the build runs exactly what the graph says is needed.
+    let out = s.run(&["build", "--progress=plain", ctx.path().to_str().unwrap()]);
+    let progress = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{progress}");
+    assert!(
+        progress.contains("[tools 2/2] RUN echo tool") && progress.contains("[cache 2/2] RUN mkdir"),
+        "{progress}"
+    );
+    assert!(!progress.contains("[unused"), "{progress}");
+}
+
 #[test]
 fn a_dockerfile_that_is_not_utf8_is_a_located_error() {
     let s = TestStore::new(BIN);

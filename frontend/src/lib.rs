@@ -45,6 +45,48 @@ impl Stage {
     pub fn display_name(&self) -> String {
         self.name.clone().unwrap_or_else(|| format!("stage-{}", self.index))
     }
+
+    /// The stages this one reads: its base (`FROM <stage>`), then what its steps read
+    /// ([`Step::stage_sources`]), in Dockerfile order (a stage may appear more than once).
+    pub fn dependencies(&self) -> Vec<usize> {
+        let mut deps = Vec::new();
+        if let Base::Stage(i) = self.base {
+            deps.push(i);
+        }
+        deps.extend(self.steps.iter().flat_map(Step::stage_sources));
+        deps
+    }
+}
+
+impl Step {
+    /// The stages this step reads: `COPY --from=<stage>`, and `RUN --mount=...,from=<stage>`
+    /// (bind and cache mounts).
+    pub fn stage_sources(&self) -> Vec<usize> {
+        match &self.op {
+            Op::Copy(CopyOp { from: Some(CopyFrom::Stage(i)), .. }) => vec![*i],
+            Op::Run(run) => run.mounts.iter().filter_map(RunMount::from_stage).collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl BuildDefinition {
+    /// Which stages a build of the target runs: the target and, transitively, every stage it
+    /// depends on ([`Stage::dependencies`]); by stage index. The solver builds exactly these,
+    /// and `debug graph` shows the others as skipped.
+    pub fn needed_stages(&self) -> Vec<bool> {
+        let mut need = vec![false; self.stages.len()];
+        let mut todo = vec![self.target];
+        while let Some(i) = todo.pop() {
+            if let Some(slot) = need.get_mut(i)
+                && !*slot
+            {
+                *slot = true;
+                todo.extend(self.stages[i].dependencies());
+            }
+        }
+        need
+    }
 }
 
 /// What a stage starts from.

@@ -859,3 +859,14 @@ fn no_panic_on_odd_inputs() {
         );
     }
 }
+
+#[test]
+fn needed_stages_follow_from_copy_and_run_mounts() {
+    let def = lower(
+        "FROM busybox AS a\nFROM busybox AS b\nFROM busybox AS c\nFROM a AS d\n\
+         FROM busybox\nCOPY --from=b /x /x\nRUN --mount=type=cache,from=d,target=/c true\n",
+    );
+    assert_eq!(def.needed_stages(), [true, true, false, true, true]);
+    assert_eq!(def.stages[4].dependencies(), [1, 3]);
+    assert_eq!(def.stages[3].dependencies(), [0]);
+}

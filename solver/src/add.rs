@@ -25,8 +25,85 @@ use cache::{Digest, HashingWriter};
 use nix::sys::stat::{Mode, SFlag, UtimensatFlags, makedev, mknod, utimensat};
 use nix::sys::time::TimeSpec;
 
-use crate::copy::{chown, mkdir_all};
 use hostutil::inroot;
+
+use crate::copy::{FileError, chown, mkdir_all};
+
+/// Why a local archive could not be extracted.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("{}", archive.display())]
+    Read {
+        archive: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{}: decompressing xz", archive.display())]
+    Xz {
+        archive: PathBuf,
+        #[source]
+        source: lzma_rs::error::Error,
+    },
+    #[error("{}: archive entry {:?} is outside the destination", archive.display(), entry.display())]
+    Outside { archive: PathBuf, entry: PathBuf },
+    #[error("{}: {}", archive.display(), entry.display())]
+    Entry {
+        archive: PathBuf,
+        entry: PathBuf,
+        #[source]
+        source: EntryError,
+    },
+    #[error(transparent)]
+    File(#[from] FileError),
+}
+
+/// Why one entry of an archive could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum EntryError {
+    #[error("{op}")]
+    Io {
+        op: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error("{0} without a target")]
+    NoTarget(&'static str),
+    #[error("hard link target {:?} is outside the destination", .0.display())]
+    LinkOutside(PathBuf),
+}
+
+fn entry_io(op: &'static str) -> impl Fn(io::Error) -> EntryError {
+    move |source| EntryError::Io { op, source }
+}
+
+/// Why an ADD of a URL failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    #[error("downloading {url}: HTTP status {status}")]
+    Status { url: String, status: reqwest::StatusCode },
+    #[error("downloading {url}")]
+    Transport {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("downloading {url}")]
+    Write {
+        url: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("checksum mismatch for {url}: expected {expected}, got {actual}")]
+    Checksum { url: String, expected: String, actual: Digest },
+    #[error("invalid checksum {0:?}: expected sha256:<64 hex digits>")]
+    BadChecksum(String),
+    #[error("--checksum needs exactly one source, an http(s) URL")]
+    ChecksumNeedsOneUrl,
+    #[error("cannot name the file downloaded from {0}: give a destination file")]
+    Unnamed(String),
+}
 
 /// The compression of a tar archive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,48 +161,53 @@ pub fn extract(
     owner: Option<(u32, u32)>,
     chmod: Option<u32>,
     tmp: &Path,
-) -> Result<(), String> {
-    let shown = file.display();
-    let f = File::open(file).map_err(|e| format!("{shown}: {e}"))?;
+) -> Result<(), ArchiveError> {
+    let read = |source| ArchiveError::Read { archive: file.to_path_buf(), source };
+    let f = File::open(file).map_err(read)?;
     let reader: Box<dyn Read> = match kind {
         ArchiveKind::Tar => Box::new(BufReader::new(f)),
         ArchiveKind::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(f))),
         ArchiveKind::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(BufReader::new(f))),
         ArchiveKind::Xz => {
             // lzma-rs decodes xz into a writer: go through a temporary file.
-            let mut out = tempfile::tempfile_in(tmp).map_err(|e| format!("temporary file: {e}"))?;
+            let mut out = tempfile::tempfile_in(tmp).map_err(read)?;
             let mut w = io::BufWriter::new(&mut out);
             lzma_rs::xz_decompress(&mut BufReader::new(f), &mut w)
-                .map_err(|e| format!("{shown}: decompressing xz: {e}"))?;
-            w.flush().map_err(|e| e.to_string())?;
+                .map_err(|source| ArchiveError::Xz { archive: file.to_path_buf(), source })?;
+            w.flush().map_err(read)?;
             drop(w);
-            out.rewind().map_err(|e| e.to_string())?;
+            out.rewind().map_err(read)?;
             Box::new(BufReader::new(out))
         }
     };
     mkdir_all(root, dest_rel, owner.unwrap_or((0, 0)))?;
     let mut archive = tar::Archive::new(reader);
     let mut dirs: Vec<(PathBuf, u64)> = Vec::new();
-    let entries = archive.entries().map_err(|e| format!("{shown}: {e}"))?;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| format!("{shown}: reading the archive: {e}"))?;
-        let raw = entry.path().map_err(|e| format!("{shown}: {e}"))?.into_owned();
+    for entry in archive.entries().map_err(read)? {
+        let mut entry = entry.map_err(read)?;
+        let raw = entry.path().map_err(read)?.into_owned();
         let Some(rel) = confine(&raw) else {
-            return Err(format!("{shown}: archive entry {:?} is outside the destination", raw.display()));
+            return Err(ArchiveError::Outside { archive: file.to_path_buf(), entry: raw });
         };
         if rel.as_os_str().is_empty() {
             continue; // `./` itself
         }
         let target_rel = dest_rel.join(&rel);
-        if let Some(dir) = write_entry(root, dest_rel, &target_rel, &mut entry, owner, chmod)
-            .map_err(|e| format!("{shown}: {}: {e}", raw.display()))?
-        {
-            dirs.push(dir);
+        match write_entry(root, dest_rel, &target_rel, &mut entry, owner, chmod) {
+            Ok(Some(dir)) => dirs.push(dir),
+            Ok(None) => {}
+            Err(source) => {
+                return Err(ArchiveError::Entry { archive: file.to_path_buf(), entry: raw, source });
+            }
         }
     }
     // Directory mtimes last: writing their contents changed them.
     for (p, mtime) in dirs.iter().rev() {
-        set_mtime(p, *mtime).map_err(|e| format!("set mtime of {}: {e}", p.display()))?;
+        set_mtime(p, *mtime).map_err(|e| FileError::Io {
+            op: "set the mtime of",
+            path: p.clone(),
+            source: e.into(),
+        })?;
     }
     Ok(())
 }
@@ -153,7 +235,7 @@ fn write_entry<R: Read>(
     entry: &mut tar::Entry<'_, R>,
     owner: Option<(u32, u32)>,
     chmod: Option<u32>,
-) -> Result<Option<(PathBuf, u64)>, String> {
+) -> Result<Option<(PathBuf, u64)>, EntryError> {
     let header = entry.header();
     let kind = header.entry_type();
     // Archives in the wild leave numeric fields empty: such a field counts as 0 (0644 for a
@@ -166,47 +248,47 @@ fn write_entry<R: Read>(
         None => (header.uid().unwrap_or(0) as u32, header.gid().unwrap_or(0) as u32),
     };
     let parent_rel = target_rel.parent().unwrap_or(Path::new(""));
-    let name = target_rel.file_name().ok_or("no file name")?;
+    let name = target_rel.file_name().ok_or(FileError::NoFileName { path: target_rel.to_path_buf() })?;
     // Missing parents (archives need not list them) are created like `mkdir -p`, owned by
     // `--chown` or root.
     mkdir_all(root, parent_rel, implicit)?;
-    let parent = inroot::resolve(root, parent_rel).map_err(|e| format!("resolve: {e}"))?;
+    let parent = inroot::resolve(root, parent_rel).map_err(entry_io("resolve"))?;
     let target = parent.join(name);
     let existing = fs::symlink_metadata(&target).ok();
     if kind.is_dir() {
         match existing {
             Some(m) if m.is_dir() => {}
             Some(_) => {
-                fs::remove_file(&target).map_err(|e| format!("replace: {e}"))?;
-                fs::create_dir(&target).map_err(|e| format!("mkdir: {e}"))?;
+                fs::remove_file(&target).map_err(entry_io("replace"))?;
+                fs::create_dir(&target).map_err(entry_io("mkdir"))?;
             }
-            None => fs::create_dir(&target).map_err(|e| format!("mkdir: {e}"))?,
+            None => fs::create_dir(&target).map_err(entry_io("mkdir"))?,
         }
         chown(&target, owner)?;
-        fs::set_permissions(&target, fs::Permissions::from_mode(mode)).map_err(|e| format!("chmod: {e}"))?;
+        fs::set_permissions(&target, fs::Permissions::from_mode(mode)).map_err(entry_io("chmod"))?;
         return Ok(Some((target, mtime)));
     }
     match existing {
-        Some(m) if m.is_dir() => fs::remove_dir_all(&target).map_err(|e| format!("replace: {e}"))?,
-        Some(_) => fs::remove_file(&target).map_err(|e| format!("replace: {e}"))?,
+        Some(m) if m.is_dir() => fs::remove_dir_all(&target).map_err(entry_io("replace"))?,
+        Some(_) => fs::remove_file(&target).map_err(entry_io("replace"))?,
         None => {}
     }
     if kind.is_file() || kind == tar::EntryType::Continuous || kind == tar::EntryType::GNUSparse {
-        let mut out = File::create(&target).map_err(|e| format!("create: {e}"))?;
-        io::copy(entry, &mut out).map_err(|e| format!("write: {e}"))?;
+        let mut out = File::create(&target).map_err(entry_io("create"))?;
+        io::copy(entry, &mut out).map_err(entry_io("write"))?;
     } else if kind.is_symlink() {
-        let link = entry.link_name().map_err(|e| e.to_string())?.ok_or("symlink without a target")?;
-        symlink(&link, &target).map_err(|e| format!("symlink: {e}"))?;
+        let link = entry.link_name().map_err(entry_io("read"))?.ok_or(EntryError::NoTarget("symlink"))?;
+        symlink(&link, &target).map_err(entry_io("symlink"))?;
         chown(&target, owner)?;
-        set_mtime(&target, mtime).map_err(|e| format!("set mtime: {e}"))?;
+        set_mtime(&target, mtime).map_err(|e| entry_io("set the mtime")(e.into()))?;
         return Ok(None);
     } else if kind.is_hard_link() {
-        let link = entry.link_name().map_err(|e| e.to_string())?.ok_or("hard link without a target")?;
+        let link = entry.link_name().map_err(entry_io("read"))?.ok_or(EntryError::NoTarget("hard link"))?;
         let Some(link_rel) = confine(&link) else {
-            return Err(format!("hard link target {:?} is outside the destination", link.display()));
+            return Err(EntryError::LinkOutside(link.into_owned()));
         };
-        let src = inroot::resolve(root, &dest_rel.join(link_rel)).map_err(|e| format!("resolve: {e}"))?;
-        fs::hard_link(&src, &target).map_err(|e| format!("hard link to {}: {e}", link.display()))?;
+        let src = inroot::resolve(root, &dest_rel.join(link_rel)).map_err(entry_io("resolve"))?;
+        fs::hard_link(&src, &target).map_err(entry_io("hard link"))?;
         return Ok(None);
     } else if kind.is_character_special() || kind.is_block_special() || kind.is_fifo() {
         let sflag = if kind.is_character_special() {
@@ -220,15 +302,16 @@ fn write_entry<R: Read>(
             header.device_major().ok().flatten().unwrap_or(0) as u64,
             header.device_minor().ok().flatten().unwrap_or(0) as u64,
         );
-        mknod(&target, sflag, Mode::from_bits_truncate(mode), dev).map_err(|e| format!("mknod: {e}"))?;
+        mknod(&target, sflag, Mode::from_bits_truncate(mode), dev)
+            .map_err(|e| entry_io("mknod")(e.into()))?;
     } else {
         // pax/GNU extension headers are consumed by the tar crate; anything else is skipped.
         return Ok(None);
     }
     chown(&target, owner)?;
     // chown clears setuid/setgid bits, so the mode goes last.
-    fs::set_permissions(&target, fs::Permissions::from_mode(mode)).map_err(|e| format!("chmod: {e}"))?;
-    set_mtime(&target, mtime).map_err(|e| format!("set mtime: {e}"))?;
+    fs::set_permissions(&target, fs::Permissions::from_mode(mode)).map_err(entry_io("chmod"))?;
+    set_mtime(&target, mtime).map_err(|e| entry_io("set the mtime")(e.into()))?;
     Ok(None)
 }
 
@@ -248,33 +331,44 @@ pub struct Download {
 
 /// Downloads `url` into `file` (a fresh temp file in the store's `tmp/`), hashing it as it
 /// streams. With `expected` (`sha256:<hex>`), a different digest is an error and the file is
-/// dropped. Errors are one line naming the URL.
+/// dropped. Proxies come from the environment (`HTTPS_PROXY`, `NO_PROXY`...), as for every
+/// client of rbuild's HTTP stack (reqwest).
 pub fn download(
     url: &str,
     file: tempfile::NamedTempFile,
     expected: Option<&str>,
-) -> Result<Download, String> {
-    let agent = ureq::AgentBuilder::new()
-        .timeout_connect(Duration::from_secs(30))
-        .timeout_read(Duration::from_secs(300))
+) -> Result<Download, DownloadError> {
+    let transport = |source| DownloadError::Transport { url: url.to_string(), source };
+    let client = reqwest::blocking::Client::builder()
         .user_agent(concat!("rbuild/", env!("CARGO_PKG_VERSION")))
-        .build();
-    let resp = match agent.get(url).call() {
-        Ok(r) => r,
-        Err(ureq::Error::Status(code, r)) => {
-            return Err(format!("downloading {url}: HTTP status {code} {}", r.status_text()));
-        }
-        Err(ureq::Error::Transport(t)) => return Err(format!("downloading {url}: {t}")),
-    };
-    let last_modified = resp.header("Last-Modified").and_then(|v| httpdate::parse_http_date(v).ok());
+        .connect_timeout(Duration::from_secs(30))
+        // The blocking client applies this to the response head and to each read of the body:
+        // a slow download goes on as long as bytes keep coming.
+        .timeout(Duration::from_secs(300))
+        .build()
+        .map_err(transport)?;
+    let mut resp = client.get(url).send().map_err(transport)?;
+    if !resp.status().is_success() {
+        return Err(DownloadError::Status { url: url.to_string(), status: resp.status() });
+    }
+    let last_modified = resp
+        .headers()
+        .get(reqwest::header::LAST_MODIFIED)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok());
+    let write = |source| DownloadError::Write { url: url.to_string(), source };
     let mut w = HashingWriter::new(io::BufWriter::new(file));
-    io::copy(&mut resp.into_reader(), &mut w).map_err(|e| format!("downloading {url}: {e}"))?;
+    io::copy(&mut resp, &mut w).map_err(write)?;
     let (buf, digest, _) = w.finish();
-    let file = buf.into_inner().map_err(|e| format!("downloading {url}: {}", e.error()))?;
+    let file = buf.into_inner().map_err(|e| write(e.into_error()))?;
     if let Some(expected) = expected
         && expected != digest.as_str()
     {
-        return Err(format!("checksum mismatch for {url}: expected {expected}, got {digest}"));
+        return Err(DownloadError::Checksum {
+            url: url.to_string(),
+            expected: expected.to_string(),
+            actual: digest,
+        });
     }
     Ok(Download { file, digest, last_modified })
 }
@@ -289,11 +383,8 @@ pub fn url_file_name(url: &str) -> Option<String> {
 }
 
 /// Checks a `--checksum` value: `sha256:` and 64 hex digits.
-pub fn parse_checksum(s: &str) -> Result<String, String> {
-    let d: Digest = s
-        .to_ascii_lowercase()
-        .parse()
-        .map_err(|_| format!("invalid checksum {s:?}: expected sha256:<64 hex digits>"))?;
+pub fn parse_checksum(s: &str) -> Result<String, DownloadError> {
+    let d: Digest = s.to_ascii_lowercase().parse().map_err(|_| DownloadError::BadChecksum(s.to_string()))?;
     Ok(d.to_string())
 }
 

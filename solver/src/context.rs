@@ -15,8 +15,6 @@
 //!   (absolute path, dev, inode, size, mtime and ctime in ns, mode), so a rebuild only reads the
 //!   files that changed.
 
-// Wired into the solver by lib.rs; until then only the tests and the bench use it.
-
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -32,6 +30,38 @@ use rayon::prelude::*;
 
 use crate::dockerignore::{self, DockerIgnore, go_match};
 use crate::fsutil::clean_relative;
+
+/// Why the build context, or a source in it, could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ContextError {
+    #[error("{}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{} is not a directory", path.display())]
+    NotADirectory { path: PathBuf },
+    #[error("{path:?}: not found in the build context (or excluded by .dockerignore)")]
+    NotFound { path: PathBuf },
+    /// The context failed to load earlier in this build (the error is kept for every step
+    /// that asks).
+    #[error(transparent)]
+    Loading(std::sync::Arc<ContextError>),
+    #[error(transparent)]
+    Ignore(#[from] dockerignore::LoadError),
+    #[error("saving the context's file digests to {}", path.display())]
+    HashCache {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// An I/O error about `path`.
+fn io_at(path: &Path) -> impl Fn(io::Error) -> ContextError + Copy + '_ {
+    move |source| ContextError::Io { path: path.to_path_buf(), source }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -118,13 +148,16 @@ const RACY_NS: i64 = 50_000_000;
 impl Context {
     /// Walks `root` once, applying `.dockerignore` (or `<dockerfile>.dockerignore`). See the
     /// module docs. `hash_cache` is a directory for remembered file digests (None: off).
-    pub fn load(root: &Path, dockerfile: Option<&Path>, hash_cache: Option<&Path>) -> io::Result<Context> {
-        let root = fs::canonicalize(root)
-            .map_err(|e| io::Error::new(e.kind(), format!("context {}: {e}", root.display())))?;
+    pub fn load(
+        root: &Path,
+        dockerfile: Option<&Path>,
+        hash_cache: Option<&Path>,
+    ) -> Result<Context, ContextError> {
+        let root = fs::canonicalize(root).map_err(io_at(root))?;
         let ignore = dockerignore::load(&root, dockerfile)?;
-        let meta = fs::metadata(&root)?;
+        let meta = fs::metadata(&root).map_err(io_at(&root))?;
         if !meta.is_dir() {
-            return Err(io::Error::other(format!("context {} is not a directory", root.display())));
+            return Err(ContextError::NotADirectory { path: root });
         }
         let mut entries = vec![entry(PathBuf::new(), &meta)];
         entries.extend(walk(&root, Path::new(""), &ignore)?);
@@ -260,13 +293,8 @@ impl Context {
     /// which must not exist: directories with their modes, files hard-linked (copied across
     /// file systems), symlinks as they are. This is what a `RUN --mount=type=bind` of the
     /// context sees: the context as BuildKit would have received it, `.dockerignore` applied.
-    pub fn link_tree(&self, rel: &Path, dest: &Path) -> io::Result<()> {
-        let top = self.lookup(rel).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("{}: not found in the build context", rel.display()),
-            )
-        })?;
+    pub fn link_tree(&self, rel: &Path, dest: &Path) -> Result<(), ContextError> {
+        let top = self.lookup(rel).ok_or_else(|| ContextError::NotFound { path: rel.to_path_buf() })?;
         let base = &self.entries[top].rel;
         for e in &self.entries[top..self.entries[top].end] {
             let to = match e.rel.strip_prefix(base) {
@@ -277,15 +305,18 @@ impl Context {
             let from = self.root.join(&e.rel);
             match e.kind {
                 Kind::Dir => {
-                    fs::create_dir(&to)?;
-                    fs::set_permissions(&to, fs::Permissions::from_mode(e.mode))?;
+                    fs::create_dir(&to).map_err(io_at(&to))?;
+                    fs::set_permissions(&to, fs::Permissions::from_mode(e.mode)).map_err(io_at(&to))?;
                 }
                 Kind::File => {
                     if fs::hard_link(&from, &to).is_err() {
-                        fs::copy(&from, &to)?;
+                        fs::copy(&from, &to).map_err(io_at(&from))?;
                     }
                 }
-                Kind::Symlink => std::os::unix::fs::symlink(fs::read_link(&from)?, &to)?,
+                Kind::Symlink => {
+                    let target = fs::read_link(&from).map_err(io_at(&from))?;
+                    std::os::unix::fs::symlink(target, &to).map_err(io_at(&to))?;
+                }
                 Kind::Other => {}
             }
         }
@@ -295,20 +326,12 @@ impl Context {
     /// The content checksum of the sources `rels` (each a file or a directory, taken
     /// recursively; only included entries), and the per-path list behind it: file -> content
     /// digest, symlink -> target, directory -> permission bits in octal.
-    pub fn checksum(&self, rels: &[PathBuf]) -> io::Result<(Digest, Vec<(String, String)>)> {
+    pub fn checksum(&self, rels: &[PathBuf]) -> Result<(Digest, Vec<(String, String)>), ContextError> {
         let started = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
         // (line prefix, shown path, entry)
         let mut items: Vec<(String, String, &Entry)> = Vec::new();
         for (i, rel) in rels.iter().enumerate() {
-            let top = self.lookup(rel).ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::NotFound,
-                    format!(
-                        "{}: not found in the build context (or excluded by .dockerignore)",
-                        rel.display()
-                    ),
-                )
-            })?;
+            let top = self.lookup(rel).ok_or_else(|| ContextError::NotFound { path: rel.clone() })?;
             let name = rel.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let top_rel = &self.entries[top].rel;
             for e in &self.entries[top..self.entries[top].end] {
@@ -346,10 +369,13 @@ impl Context {
                         hash_file(&self.root.join(&e.rel)).map(|d| d.to_string())
                     }
                 },
-                Kind::Symlink => fs::read_link(self.root.join(&e.rel)).map(|t| t.display().to_string()),
+                Kind::Symlink => {
+                    let p = self.root.join(&e.rel);
+                    fs::read_link(&p).map(|t| t.display().to_string()).map_err(io_at(&p))
+                }
                 _ => Ok(String::new()),
             })
-            .collect::<io::Result<_>>()?;
+            .collect::<Result<_, ContextError>>()?;
         let mut h = Hasher::new();
         let mut list = Vec::with_capacity(items.len());
         for ((prefix, shown, e), c) in items.iter().zip(&contents) {
@@ -365,8 +391,12 @@ impl Context {
             let mut guard = hc.map.lock().unwrap();
             for (((_, _, e), k), c) in items.iter().zip(&known).zip(&contents) {
                 let racy = e.stat.mtime_ns > started - RACY_NS || e.stat.ctime_ns > started - RACY_NS;
-                if e.kind == Kind::File && k.is_none() && !racy {
-                    let d: Digest = c.parse().map_err(io::Error::other)?;
+                // `c` is a digest's text, made above.
+                if e.kind == Kind::File
+                    && k.is_none()
+                    && !racy
+                    && let Ok(d) = c.parse::<Digest>()
+                {
                     guard.0.insert(self.root.join(&e.rel), (e.stat, d));
                     guard.1 = true;
                 }
@@ -376,7 +406,8 @@ impl Context {
                 guard
                     .0
                     .retain(|p, _| p.strip_prefix(&self.root).map_or(true, |r| self.index.contains_key(r)));
-                hc.save(&guard.0)?;
+                hc.save(&guard.0)
+                    .map_err(|source| ContextError::HashCache { path: hc.file.clone(), source })?;
                 guard.1 = false;
             }
         }
@@ -406,9 +437,9 @@ fn entry(rel: PathBuf, m: &fs::Metadata) -> Entry {
 }
 
 /// The included entries below `rel_dir`, unsorted; subdirectories are walked in parallel.
-fn walk(root: &Path, rel_dir: &Path, ignore: &DockerIgnore) -> io::Result<Vec<Entry>> {
+fn walk(root: &Path, rel_dir: &Path, ignore: &DockerIgnore) -> Result<Vec<Entry>, ContextError> {
     let abs = root.join(rel_dir);
-    let err = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", abs.display()));
+    let err = io_at(&abs);
     let mut out = Vec::new();
     let mut dirs = Vec::new();
     for item in fs::read_dir(&abs).map_err(err)? {
@@ -429,7 +460,7 @@ fn walk(root: &Path, rel_dir: &Path, ignore: &DockerIgnore) -> io::Result<Vec<En
     let below: Vec<(Entry, bool, Vec<Entry>)> = dirs
         .into_par_iter()
         .map(|(e, excluded)| walk(root, &e.rel, ignore).map(|sub| (e, excluded, sub)))
-        .collect::<io::Result<_>>()?;
+        .collect::<Result<_, ContextError>>()?;
     for (e, excluded, sub) in below {
         // An excluded directory stays only as the parent of re-included paths.
         if !excluded || !sub.is_empty() {
@@ -454,9 +485,9 @@ const MMAP_MIN: u64 = 8 * 1024 * 1024;
 
 /// sha256 of a file's contents: large files through a mapping guarded by a read lease, the
 /// rest streamed through a per-thread buffer.
-fn hash_file(path: &Path) -> io::Result<Digest> {
+fn hash_file(path: &Path) -> Result<Digest, ContextError> {
     use std::os::fd::AsRawFd;
-    let err = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+    let err = io_at(path);
     let mut f = File::open(path).map_err(err)?;
     if let Some(d) = hash_mapped(&f) {
         return Ok(d);

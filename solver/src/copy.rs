@@ -22,6 +22,50 @@ use nix::unistd::{FchownatFlags, Gid, Uid, fchownat};
 
 use hostutil::inroot;
 
+/// Why writing files into an image failed (COPY, ADD, WORKDIR, heredocs). Paths are the
+/// image's (`/etc/x`), or the source's.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("{op} {}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{} is not a directory", path.display())]
+    NotADirectory { path: PathBuf },
+    #[error("cannot replace directory {} with a file", path.display())]
+    ReplaceDirectory { path: PathBuf },
+    #[error("{}: COPY of special files (devices, fifos, sockets) is not supported", path.display())]
+    SpecialFile { path: PathBuf },
+    #[error("{}: no file name", path.display())]
+    NoFileName { path: PathBuf },
+    #[error(
+        "when using {instruction} with more than one source file, the destination must be a directory and end with a /"
+    )]
+    SeveralSources { instruction: &'static str },
+    /// The owner could not be set; EINVAL in a rootless user namespace means the id is not
+    /// mapped there.
+    #[error("chown {} to {uid}:{gid}", path.display())]
+    Chown {
+        path: PathBuf,
+        uid: u32,
+        gid: u32,
+        #[source]
+        source: io::Error,
+    },
+    #[error("unable to find {name}: {file} does not exist")]
+    NoIdFile { name: String, file: &'static str },
+    #[error("unable to find {name} in {file}")]
+    UnknownId { name: String, file: &'static str },
+}
+
+/// An OS error of `op` on `path`.
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl Fn(io::Error) -> FileError + 'a {
+    move |source| FileError::Io { op, path: path.to_path_buf(), source }
+}
+
 /// Who owns what COPY writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Owner {
@@ -47,26 +91,24 @@ pub struct CopyJob<'a> {
 }
 
 /// Runs `job` into the rootfs mounted at `root`.
-pub fn copy(root: &Path, job: &CopyJob<'_>) -> Result<(), String> {
+pub fn copy(root: &Path, job: &CopyJob<'_>) -> Result<(), FileError> {
     let dest_is_dir_form = job.dest.ends_with('/');
     let dest_rel = Path::new(job.dest);
-    let dest = inroot::resolve(root, dest_rel).map_err(|e| format!("resolve {}: {e}", job.dest))?;
+    let dest = inroot::resolve(root, dest_rel).map_err(io_err("resolve", dest_rel))?;
     let several = job.sources.len() > 1;
     if several && !dest_is_dir_form && !dest.is_dir() {
-        return Err("when using COPY with more than one source file, the destination must be a directory and end with a /".into());
+        return Err(FileError::SeveralSources { instruction: "COPY" });
     }
     for rel in job.sources {
-        let src =
-            inroot::resolve(job.src_root, rel).map_err(|e| format!("resolve {}: {e}", rel.display()))?;
+        let src = inroot::resolve(job.src_root, rel).map_err(io_err("resolve", rel))?;
         // Top-level sources are followed (Docker copies what a symlink points to).
-        let meta = fs::metadata(&src).map_err(|e| format!("{}: {e}", rel.display()))?;
+        let meta = fs::metadata(&src).map_err(io_err("read", rel))?;
         if meta.is_dir() {
             mkdir_all(root, dest_rel, job.owner_for(&meta))?;
             copy_tree(root, &src, dest_rel, job)?;
         } else {
             let target = if dest_is_dir_form || several || dest.is_dir() {
-                let name =
-                    rel.file_name().ok_or_else(|| format!("{}: source has no file name", rel.display()))?;
+                let name = rel.file_name().ok_or_else(|| FileError::NoFileName { path: rel.clone() })?;
                 dest_rel.join(name)
             } else {
                 dest_rel.to_path_buf()
@@ -98,18 +140,19 @@ impl CopyJob<'_> {
 }
 
 /// `mkdir -p` of `rel` inside `root`; directories that exist are left as they are.
-pub(crate) fn mkdir_all(root: &Path, rel: &Path, owner: (u32, u32)) -> Result<(), String> {
+pub(crate) fn mkdir_all(root: &Path, rel: &Path, owner: (u32, u32)) -> Result<(), FileError> {
     let mut sofar = PathBuf::new();
     for c in rel.components() {
         sofar.push(c);
-        let p = inroot::resolve(root, &sofar).map_err(|e| format!("resolve {}: {e}", sofar.display()))?;
+        let shown = Path::new("/").join(&sofar);
+        let p = inroot::resolve(root, &sofar).map_err(io_err("resolve", &shown))?;
         match fs::symlink_metadata(&p) {
             Ok(m) if m.is_dir() => continue,
-            Ok(_) => return Err(format!("{}: not a directory", Path::new("/").join(&sofar).display())),
+            Ok(_) => return Err(FileError::NotADirectory { path: shown }),
             Err(_) => {
-                fs::create_dir(&p)
-                    .map_err(|e| format!("mkdir {}: {e}", Path::new("/").join(&sofar).display()))?;
-                fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
+                fs::create_dir(&p).map_err(io_err("mkdir", &shown))?;
+                fs::set_permissions(&p, fs::Permissions::from_mode(0o755))
+                    .map_err(io_err("chmod", &shown))?;
                 chown(&p, owner)?;
             }
         }
@@ -117,7 +160,7 @@ pub(crate) fn mkdir_all(root: &Path, rel: &Path, owner: (u32, u32)) -> Result<()
     Ok(())
 }
 
-fn copy_tree(root: &Path, src_dir: &Path, dest_rel: &Path, job: &CopyJob<'_>) -> Result<(), String> {
+fn copy_tree(root: &Path, src_dir: &Path, dest_rel: &Path, job: &CopyJob<'_>) -> Result<(), FileError> {
     let mut dirs = Vec::new();
     let walker = walkdir::WalkDir::new(src_dir).min_depth(1).sort_by_file_name().into_iter();
     let wanted = |e: &walkdir::DirEntry| match job.include {
@@ -125,10 +168,14 @@ fn copy_tree(root: &Path, src_dir: &Path, dest_rel: &Path, job: &CopyJob<'_>) ->
         None => true,
     };
     for item in walker.filter_entry(wanted) {
-        let item = item.map_err(|e| e.to_string())?;
-        let below = item.path().strip_prefix(src_dir).map_err(|e| e.to_string())?;
+        let item = item.map_err(|e| {
+            let path = e.path().unwrap_or(src_dir).to_path_buf();
+            FileError::Io { op: "read", path, source: e.into() }
+        })?;
+        // The walk starts at `src_dir`: every entry is below it.
+        let below = item.path().strip_prefix(src_dir).unwrap_or(item.path());
         let target = dest_rel.join(below);
-        let meta = item.path().symlink_metadata().map_err(|e| format!("{}: {e}", item.path().display()))?;
+        let meta = item.path().symlink_metadata().map_err(io_err("read", item.path()))?;
         copy_entry(root, item.path(), &meta, &target, job)?;
         if meta.is_dir() {
             dirs.push((target, meta));
@@ -136,7 +183,7 @@ fn copy_tree(root: &Path, src_dir: &Path, dest_rel: &Path, job: &CopyJob<'_>) ->
     }
     // Directory mtimes last: writing their contents changed them.
     for (target, meta) in dirs.iter().rev() {
-        let p = inroot::resolve(root, target).map_err(|e| e.to_string())?;
+        let p = inroot::resolve(root, target).map_err(io_err("resolve", target))?;
         set_mtime(&p, meta)?;
     }
     Ok(())
@@ -148,14 +195,14 @@ fn copy_entry(
     meta: &fs::Metadata,
     target_rel: &Path,
     job: &CopyJob<'_>,
-) -> Result<(), String> {
+) -> Result<(), FileError> {
     let shown = Path::new("/").join(target_rel);
-    let err = |what: &str, e: io::Error| format!("{what} {}: {e}", shown.display());
+    let err = |op: &'static str| io_err(op, &shown);
     // The parent is resolved (it may be a symlink inside the image); the last component is
     // replaced, never followed.
     let parent = target_rel.parent().unwrap_or(Path::new(""));
-    let name = target_rel.file_name().ok_or_else(|| format!("{}: no file name", shown.display()))?;
-    let target = inroot::resolve(root, parent).map_err(|e| err("resolve", e))?.join(name);
+    let name = target_rel.file_name().ok_or_else(|| FileError::NoFileName { path: shown.clone() })?;
+    let target = inroot::resolve(root, parent).map_err(err("resolve"))?.join(name);
     let owner = job.owner_for(meta);
     let mode = job.chmod.unwrap_or(meta.permissions().mode() & 0o7777);
     let existing = fs::symlink_metadata(&target).ok();
@@ -163,41 +210,38 @@ fn copy_entry(
     if ft.is_dir() {
         match existing {
             Some(m) if m.is_dir() => return Ok(()),
-            Some(_) => fs::remove_file(&target).map_err(|e| err("replace", e))?,
+            Some(_) => fs::remove_file(&target).map_err(err("replace"))?,
             None => {}
         }
-        fs::create_dir(&target).map_err(|e| err("mkdir", e))?;
-        fs::set_permissions(&target, fs::Permissions::from_mode(mode)).map_err(|e| err("chmod", e))?;
+        fs::create_dir(&target).map_err(err("mkdir"))?;
+        fs::set_permissions(&target, fs::Permissions::from_mode(mode)).map_err(err("chmod"))?;
         chown(&target, owner)?;
         return Ok(());
     }
     if let Some(m) = existing {
         if m.is_dir() {
-            return Err(format!("cannot replace directory {} with a file", shown.display()));
+            return Err(FileError::ReplaceDirectory { path: shown });
         }
-        fs::remove_file(&target).map_err(|e| err("replace", e))?;
+        fs::remove_file(&target).map_err(err("replace"))?;
     }
     if ft.is_symlink() {
-        let link = fs::read_link(src).map_err(|e| err("readlink", e))?;
-        symlink(&link, &target).map_err(|e| err("symlink", e))?;
+        let link = fs::read_link(src).map_err(io_err("readlink", src))?;
+        symlink(&link, &target).map_err(err("symlink"))?;
         chown(&target, owner)?;
         set_mtime(&target, meta)?;
     } else if ft.is_file() {
-        fs::copy(src, &target).map_err(|e| err("copy to", e))?;
+        fs::copy(src, &target).map_err(err("copy to"))?;
         chown(&target, owner)?;
         // chown clears setuid/setgid bits, so the mode goes last.
-        fs::set_permissions(&target, fs::Permissions::from_mode(mode)).map_err(|e| err("chmod", e))?;
+        fs::set_permissions(&target, fs::Permissions::from_mode(mode)).map_err(err("chmod"))?;
         set_mtime(&target, meta)?;
     } else {
-        return Err(format!(
-            "{}: COPY of special files (devices, fifos, sockets) is not supported",
-            src.display()
-        ));
+        return Err(FileError::SpecialFile { path: src.to_path_buf() });
     }
     Ok(())
 }
 
-pub(crate) fn chown(path: &Path, (uid, gid): (u32, u32)) -> Result<(), String> {
+pub(crate) fn chown(path: &Path, (uid, gid): (u32, u32)) -> Result<(), FileError> {
     fchownat(
         nix::fcntl::AT_FDCWD,
         path,
@@ -205,18 +249,18 @@ pub(crate) fn chown(path: &Path, (uid, gid): (u32, u32)) -> Result<(), String> {
         Some(Gid::from_raw(gid)),
         FchownatFlags::AT_SYMLINK_NOFOLLOW,
     )
-    .map_err(|e| format!("chown {}: {e}", path.display()))
+    .map_err(|e| FileError::Chown { path: path.to_path_buf(), uid, gid, source: e.into() })
 }
 
-fn set_mtime(path: &Path, meta: &fs::Metadata) -> Result<(), String> {
+fn set_mtime(path: &Path, meta: &fs::Metadata) -> Result<(), FileError> {
     let t = TimeSpec::new(meta.mtime(), meta.mtime_nsec());
     utimensat(nix::fcntl::AT_FDCWD, path, &t, &t, UtimensatFlags::NoFollowSymlink)
-        .map_err(|e| format!("set mtime of {}: {e}", path.display()))
+        .map_err(|e| FileError::Io { op: "set the mtime of", path: path.to_path_buf(), source: e.into() })
 }
 
 /// Resolves `--chown=user[:group]` against the rootfs's /etc/passwd and /etc/group. Without a
 /// group the gid is the uid, as Docker documents.
-pub fn resolve_chown(root: &Path, spec: &str) -> Result<(u32, u32), String> {
+pub fn resolve_chown(root: &Path, spec: &str) -> Result<(u32, u32), FileError> {
     let (user, group) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
@@ -229,20 +273,19 @@ pub fn resolve_chown(root: &Path, spec: &str) -> Result<(u32, u32), String> {
     Ok((uid, gid))
 }
 
-fn lookup_id(root: &Path, file: &str, name: &str, field: usize) -> Result<u32, String> {
+fn lookup_id(root: &Path, file: &'static str, name: &str, field: usize) -> Result<u32, FileError> {
     if let Ok(n) = name.parse::<u32>() {
         return Ok(n);
     }
-    let path = inroot::resolve(root, Path::new(file)).map_err(|e| format!("{file}: {e}"))?;
-    let text =
-        fs::read_to_string(&path).map_err(|_| format!("unable to find {name}: {file} does not exist"))?;
+    let path = inroot::resolve(root, Path::new(file)).map_err(io_err("resolve", Path::new(file)))?;
+    let text = fs::read_to_string(&path).map_err(|_| FileError::NoIdFile { name: name.to_string(), file })?;
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .find_map(|l| {
             let cols: Vec<&str> = l.split(':').collect();
             (cols.first() == Some(&name)).then(|| cols.get(field).and_then(|v| v.parse().ok())).flatten()
         })
-        .ok_or_else(|| format!("unable to find {name} in {file}"))
+        .ok_or_else(|| FileError::UnknownId { name: name.to_string(), file })
 }
 
 /// Resolves the USER in effect (`user[:group]`, names or numbers) to the owner of what WORKDIR
@@ -250,7 +293,7 @@ fn lookup_id(root: &Path, file: &str, name: &str, field: usize) -> Result<u32, S
 /// /etc/passwd, a numeric uid without a group uses the uid as gid, and a group (name or
 /// number) replaces the gid. An empty USER is root. A name that /etc/passwd (or /etc/group)
 /// lacks is an error here (BuildKit silently uses 0).
-pub fn resolve_user(root: &Path, spec: &str) -> Result<(u32, u32), String> {
+pub fn resolve_user(root: &Path, spec: &str) -> Result<(u32, u32), FileError> {
     if spec.is_empty() {
         return Ok((0, 0));
     }
@@ -272,30 +315,31 @@ pub fn resolve_user(root: &Path, spec: &str) -> Result<(u32, u32), String> {
     Ok((uid, gid))
 }
 
-/// Writes a file made in the Dockerfile (a heredoc) or downloaded (ADD <url>) at `target_rel` inside `root`: missing
-/// parents are created (0755, owned like the file), an existing file is replaced.
+/// Writes a file made in the Dockerfile (a heredoc) or downloaded (ADD <url>) at `target_rel`
+/// inside `root`: missing parents are created (0755, owned like the file), an existing file is
+/// replaced.
 pub fn write_inline(
     root: &Path,
     target_rel: &Path,
     content: &mut dyn io::Read,
     owner: (u32, u32),
     mode: u32,
-) -> Result<(), String> {
+) -> Result<(), FileError> {
     let shown = Path::new("/").join(target_rel);
-    let err = |what: &str, e: io::Error| format!("{what} {}: {e}", shown.display());
+    let err = |op: &'static str| io_err(op, &shown);
     let parent = target_rel.parent().unwrap_or(Path::new(""));
-    let name = target_rel.file_name().ok_or_else(|| format!("{}: no file name", shown.display()))?;
+    let name = target_rel.file_name().ok_or_else(|| FileError::NoFileName { path: shown.clone() })?;
     mkdir_all(root, parent, owner)?;
-    let target = inroot::resolve(root, parent).map_err(|e| err("resolve", e))?.join(name);
+    let target = inroot::resolve(root, parent).map_err(err("resolve"))?.join(name);
     if let Ok(m) = fs::symlink_metadata(&target) {
         if m.is_dir() {
-            return Err(format!("cannot replace directory {} with a file", shown.display()));
+            return Err(FileError::ReplaceDirectory { path: shown });
         }
-        fs::remove_file(&target).map_err(|e| err("replace", e))?;
+        fs::remove_file(&target).map_err(err("replace"))?;
     }
-    let mut out = fs::File::create(&target).map_err(|e| err("create", e))?;
-    io::copy(content, &mut out).map_err(|e| err("write", e))?;
+    let mut out = fs::File::create(&target).map_err(err("create"))?;
+    io::copy(content, &mut out).map_err(err("write"))?;
     chown(&target, owner)?;
-    fs::set_permissions(&target, fs::Permissions::from_mode(mode)).map_err(|e| err("chmod", e))?;
+    fs::set_permissions(&target, fs::Permissions::from_mode(mode)).map_err(err("chmod"))?;
     Ok(())
 }

@@ -86,9 +86,42 @@ impl Pattern {
     }
 }
 
+/// A pattern of an ignore file that Docker would refuse, by line.
+#[derive(Debug, thiserror::Error)]
+pub enum PatternError {
+    #[error("line {line}: illegal exclusion pattern: \"!\"")]
+    LoneExclusion { line: usize },
+    #[error("line {line}: syntax error in pattern {pattern:?}")]
+    Syntax { line: usize, pattern: String },
+    #[error("line {line}: bad pattern {pattern:?}")]
+    Regex {
+        line: usize,
+        pattern: String,
+        #[source]
+        source: regex::Error,
+    },
+}
+
+/// Why the ignore file of a build could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("reading {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{}", path.display())]
+    Pattern {
+        path: PathBuf,
+        #[source]
+        source: PatternError,
+    },
+}
+
 impl DockerIgnore {
     /// Parses the text of an ignore file. A malformed pattern is an error naming its line.
-    pub fn parse(text: &str) -> Result<DockerIgnore, String> {
+    pub fn parse(text: &str) -> Result<DockerIgnore, PatternError> {
         let mut out = DockerIgnore::default();
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         // bufio.ScanLines: split on \n, drop one trailing \r.
@@ -122,14 +155,18 @@ impl DockerIgnore {
             let exclusion = p.starts_with('!');
             if exclusion {
                 if p.len() == 1 {
-                    return Err(format!("line {}: illegal exclusion pattern: \"!\"", n + 1));
+                    return Err(PatternError::LoneExclusion { line: n + 1 });
                 }
                 p.remove(0);
             }
             if go_match(&p, ".").is_err() {
-                return Err(format!("line {}: syntax error in pattern {p:?}", n + 1));
+                return Err(PatternError::Syntax { line: n + 1, pattern: p });
             }
-            let kind = compile(&p).map_err(|e| format!("line {}: bad pattern {p:?}: {e}", n + 1))?;
+            let kind = compile(&p).map_err(|source| PatternError::Regex {
+                line: n + 1,
+                pattern: p.clone(),
+                source,
+            })?;
             out.exclusions |= exclusion;
             out.patterns.push(Pattern { text: p, exclusion, kind });
         }
@@ -198,7 +235,7 @@ impl DockerIgnore {
 
 /// The ignore file for a build: `<dockerfile>.dockerignore` next to the Dockerfile if it exists
 /// (BuildKit), else `<context>/.dockerignore`, else no rules.
-pub fn load(context: &Path, dockerfile: Option<&Path>) -> io::Result<DockerIgnore> {
+pub fn load(context: &Path, dockerfile: Option<&Path>) -> Result<DockerIgnore, LoadError> {
     let mut candidates: Vec<PathBuf> = Vec::new();
     if let Some(df) = dockerfile
         && let Some(name) = df.file_name()
@@ -211,12 +248,11 @@ pub fn load(context: &Path, dockerfile: Option<&Path>) -> io::Result<DockerIgnor
     for path in candidates {
         match std::fs::read(&path) {
             Ok(bytes) => {
-                return DockerIgnore::parse(&String::from_utf8_lossy(&bytes)).map_err(|e| {
-                    io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))
-                });
+                return DockerIgnore::parse(&String::from_utf8_lossy(&bytes))
+                    .map_err(|source| LoadError::Pattern { path, source });
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
+            Err(source) => return Err(LoadError::Read { path, source }),
         }
     }
     Ok(DockerIgnore::default())
@@ -523,8 +559,8 @@ mod tests {
         assert!(!ex("*.md\n!README*.md\nREADME-secret.md", "README-public.md"));
         // "! /x" is trimmed and cleaned like any other pattern.
         assert!(!ex("x/*\n! /x/keep", "x/keep"));
-        assert!(DockerIgnore::parse("!\n").unwrap_err().contains("line 1"));
-        assert!(DockerIgnore::parse("a\n! \n").unwrap_err().contains("line 2"));
+        assert!(DockerIgnore::parse("!\n").unwrap_err().to_string().contains("line 1"));
+        assert!(DockerIgnore::parse("a\n! \n").unwrap_err().to_string().contains("line 2"));
     }
 
     #[test]
@@ -606,8 +642,8 @@ mod tests {
         assert!(ex("a.b", "a.b"));
         assert!(!ex("a.b", "axb"));
         assert!(ex("a+(b)", "a+(b)"));
-        assert!(DockerIgnore::parse("[a-").unwrap_err().contains("line 1"));
-        assert!(DockerIgnore::parse("ok\nx[]").unwrap_err().contains("line 2"));
+        assert!(DockerIgnore::parse("[a-").unwrap_err().to_string().contains("line 1"));
+        assert!(DockerIgnore::parse("ok\nx[]").unwrap_err().to_string().contains("line 2"));
         assert!(DockerIgnore::parse("a\\").is_err());
     }
 

@@ -1,6 +1,14 @@
 use std::path::PathBuf;
 
+use cache::Digest;
 use frontend::Location;
+
+use crate::add::{ArchiveError, DownloadError};
+use crate::buildcache::CacheError;
+use crate::context::ContextError;
+use crate::copy::FileError;
+use crate::fetch::FetchError;
+use crate::mounts::MountError;
 
 /// A build failure; [`Error::kind`] says which. Boxed, because failures are rare and the
 /// details are large, while `Result<State>` is returned on every step.
@@ -15,24 +23,28 @@ impl Error {
 
     /// What a user can do about an error that only rootless mode causes: limits without a
     /// cgroup, and ids that a single-id user namespace cannot own (a chown to them fails with
-    /// EINVAL in COPY --chown, ADD, or a cache mount's uid/gid).
+    /// EINVAL: COPY/ADD `--chown`, an archive's owners, a cache mount's uid/gid).
     pub fn hint(&self) -> Option<String> {
-        match self.kind() {
-            ErrorKind::Sandbox { source, .. } => source.hint(),
-            ErrorKind::Copy { message, .. } => {
-                let rootless = executor::userns::state()?;
-                let single = matches!(rootless.mapping, executor::userns::Mapping::Single { .. });
-                let owner = message.contains("chown") || message.contains("cache mount");
-                let einval = message.contains("EINVAL") || message.contains("Invalid argument");
-                (single && owner && einval && !message.contains("is not mapped")).then(|| {
-                    format!(
-                        "an id other than root (0) is not mapped in rootless rbuild's user namespace: {}",
-                        executor::userns::subuid_hint(rootless.user.as_deref())
-                    )
-                })
-            }
-            _ => None,
-        }
+        let ErrorKind::Step { source, .. } = self.kind() else { return None };
+        let chown = match source {
+            StepError::Sandbox(e) => return e.hint(),
+            StepError::File(FileError::Chown { source, .. })
+            | StepError::Archive(ArchiveError::File(FileError::Chown { source, .. }))
+            | StepError::Archive(ArchiveError::Entry {
+                source: crate::add::EntryError::File(FileError::Chown { source, .. }),
+                ..
+            })
+            | StepError::Mount(MountError::CacheOwner { source, .. }) => source,
+            _ => return None,
+        };
+        let rootless = executor::userns::state()?;
+        let single = matches!(rootless.mapping, executor::userns::Mapping::Single { .. });
+        (single && chown.raw_os_error() == Some(libc::EINVAL)).then(|| {
+            format!(
+                "an id other than root (0) is not mapped in rootless rbuild's user namespace: {}",
+                executor::userns::subuid_hint(rootless.user.as_deref())
+            )
+        })
     }
 }
 
@@ -43,7 +55,8 @@ impl<E: Into<ErrorKind>> From<E> for Error {
 }
 
 /// Every variant about a step carries the step's Dockerfile location, so the CLI can print
-/// `Dockerfile:LINE:COL: ...` on one line.
+/// `Dockerfile:LINE:COL: STEP: why` on one line. No message repeats its source: the caller
+/// walks the `source()` chain.
 #[derive(Debug, thiserror::Error)]
 pub enum ErrorKind {
     /// The build was cancelled (Ctrl-C, or another stage failed first).
@@ -51,21 +64,15 @@ pub enum ErrorKind {
     Cancelled,
     #[error(transparent)]
     Frontend(#[from] frontend::Error),
-    #[error("{location}: {step}: {source}")]
-    Store {
-        location: Location,
-        step: String,
-        #[source]
-        source: cache::Error,
-    },
     #[error(transparent)]
     Cache(#[from] cache::Error),
-    #[error("{location}: {step}: {source}")]
-    Sandbox {
+    /// A step (its `FROM` included) could not be done; `source` says why.
+    #[error("{location}: {step}")]
+    Step {
         location: Location,
         step: String,
         #[source]
-        source: executor::Error,
+        source: StepError,
     },
     /// A RUN whose process did not exit 0. `output_tail` holds its last output lines; `oom` is
     /// set (to the memory limit, if any) when the kernel's OOM killer killed a process of it.
@@ -77,22 +84,74 @@ pub enum ErrorKind {
         oom: Option<Option<u64>>,
         output_tail: Vec<String>,
     },
-    #[error("{location}: {step}: {message}")]
-    Copy { location: Location, step: String, message: String },
-    #[error("{location}: FROM {reference}: {message}")]
-    BaseImage { location: Location, reference: String, message: String },
     /// A [`frontend::BuildDefinition`] that cannot be built (a stage index out of range...).
     #[error("invalid build definition: {0}")]
     Definition(String),
-    /// A `--cache-from` hit whose layers could not be fetched.
-    #[error("build cache: {0}")]
-    RemoteCache(String),
-    #[error("{path}: {source}")]
+    /// A `--cache-from` hit whose layers could not be fetched; `source` is the last source's
+    /// reason, when there was a source to ask.
+    #[error("build cache: layers {} are in no store or cache source", list(layers))]
+    RemoteCache {
+        layers: Vec<Digest>,
+        #[source]
+        source: Option<CacheError>,
+    },
+    #[error("{}", path.display())]
     Context {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
+}
+
+/// Why a step could not be done (its RUN's own failure is [`ErrorKind::RunFailed`]).
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error(transparent)]
+    Store(#[from] cache::Error),
+    #[error(transparent)]
+    Sandbox(#[from] executor::Error),
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    #[error(transparent)]
+    Download(#[from] DownloadError),
+    #[error(transparent)]
+    Mount(#[from] MountError),
+    #[error(transparent)]
+    Context(#[from] ContextError),
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    /// A flag that names its value (`--chown=app`, `--from=img`), and why the value failed.
+    #[error("{flag}")]
+    Flag {
+        flag: String,
+        #[source]
+        source: Box<StepError>,
+    },
+    #[error("{pattern:?}: not found in the source stage")]
+    NotInStage { pattern: String },
+    #[error("{pattern}")]
+    Pattern {
+        pattern: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// An entitlement the build was not given (BuildKit's `--allow`).
+    #[error("{what} is not allowed: pass --allow {entitlement} to rbuild build to allow it")]
+    NotAllowed { what: &'static str, entitlement: &'static str },
+}
+
+impl StepError {
+    /// This error as the failure of `flag` (`--chown=app`): `--chown=app: unable to find app`.
+    pub(crate) fn of_flag(flag: impl Into<String>) -> impl FnOnce(StepError) -> StepError {
+        let flag = flag.into();
+        move |e| StepError::Flag { flag, source: Box::new(e) }
+    }
+}
+
+fn list(digests: &[Digest]) -> String {
+    digests.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
 }
 
 fn describe_status(status: executor::ExitStatus, oom: Option<Option<u64>>) -> String {

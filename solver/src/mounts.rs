@@ -19,10 +19,11 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use cache::{Digest, Layer, Store};
-use frontend::{CacheSharing, CopyFrom, RunMount};
+use frontend::{CacheSharing, RunMount};
 use hostutil::inroot;
 use nix::fcntl::{Flock, FlockArg};
 
+use crate::context::ContextError;
 use crate::fsutil::clean_relative;
 
 /// Where `--secret id=...` comes from.
@@ -41,16 +42,69 @@ pub struct Secret {
 }
 
 impl Secret {
-    fn read(&self) -> Result<Vec<u8>, String> {
+    fn read(&self) -> Result<Vec<u8>, MountError> {
         match &self.source {
-            SecretSource::File(p) => {
-                fs::read(p).map_err(|e| format!("secret {:?}: reading {}: {e}", self.id, p.display()))
-            }
+            SecretSource::File(p) => fs::read(p).map_err(|source| MountError::SecretFile {
+                id: self.id.clone(),
+                path: p.clone(),
+                source,
+            }),
             SecretSource::Env(var) => std::env::var_os(var)
                 .map(|v| v.into_encoded_bytes())
-                .ok_or_else(|| format!("secret {:?}: environment variable {var} is not set", self.id)),
+                .ok_or_else(|| MountError::SecretEnvUnset { id: self.id.clone(), var: var.clone() }),
         }
     }
+}
+
+/// Why a `RUN --mount` could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    #[error("secret {id:?}: reading {}", path.display())]
+    SecretFile {
+        id: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("secret {id:?}: environment variable {var} is not set")]
+    SecretEnvUnset { id: String, var: String },
+    #[error("secret {id:?} is required but was not given (--secret id={id},src=FILE)")]
+    SecretMissing { id: String },
+    #[error("secret {id:?} contains a NUL byte, so it cannot be the variable {var}")]
+    SecretNul { id: String, var: String },
+    #[error("--mount source {path:?}")]
+    Context {
+        path: String,
+        #[source]
+        source: ContextError,
+    },
+    #[error("--mount source {path:?}: not found")]
+    NotFound { path: String },
+    #[error("--mount source {path:?}: {}", at.display())]
+    Io {
+        path: String,
+        at: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cache mount at {}", dir.display())]
+    CacheDir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Giving a new cache directory its `uid`/`gid` failed (EINVAL: the id is not mapped in a
+    /// rootless user namespace).
+    #[error("cache mount at {}: chown to {uid}:{gid}", dir.display())]
+    CacheOwner {
+        dir: PathBuf,
+        uid: u32,
+        gid: u32,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] cache::Error),
 }
 
 /// What the mounts of one RUN need, kept alive until the step has been committed.
@@ -72,17 +126,16 @@ pub(crate) enum Source<'a> {
     Layers(Vec<Layer>),
 }
 
-/// Resolves `from=` for the mounts; given by the solver.
-pub(crate) trait Sources {
-    fn source(&self, from: &Option<CopyFrom>) -> Result<Source<'_>, String>;
-}
-
+/// Prepares `mounts`; `sources[i]` is where mount `i` reads from (its `from=`: the context, or
+/// a stage's or image's layers), for bind mounts and cache mounts seeded `from=` (None else).
+/// The solver resolves them first, so that waiting for a stage (and a cancellation while it
+/// waits) stays the solver's business.
 pub(crate) fn prepare(
     store: &Store,
     mounts: &[RunMount],
     secrets: &[Secret],
-    sources: &dyn Sources,
-) -> Result<Prepared, String> {
+    sources: Vec<Option<Source<'_>>>,
+) -> Result<Prepared, MountError> {
     let mut p = Prepared {
         mounts: Vec::new(),
         env: Vec::new(),
@@ -91,20 +144,25 @@ pub(crate) fn prepare(
         _temp: Vec::new(),
         _locks: Vec::new(),
     };
-    for m in mounts {
+    for (m, from) in mounts.iter().zip(sources) {
         match m {
-            RunMount::Bind { target, from, source, readwrite } => {
-                let kind = match sources.source(from)? {
+            RunMount::Bind { target, source, readwrite, .. } => {
+                let io = |at: &Path| {
+                    let at = at.to_path_buf();
+                    move |e| MountError::Io { path: source.clone(), at, source: e }
+                };
+                let Some(from) = from else { return Err(MountError::NotFound { path: source.clone() }) };
+                let kind = match from {
                     Source::Context(ctx) => {
-                        let tmp = store.temp_dir("mount-").map_err(|e| e.to_string())?;
+                        let tmp = store.temp_dir("mount-")?;
                         let tree = tmp.path().join("tree");
                         ctx.link_tree(&clean_relative(source), &tree)
-                            .map_err(|e| format!("--mount source {source:?}: {e}"))?;
+                            .map_err(|e| MountError::Context { path: source.clone(), source: e })?;
                         let kind = if *readwrite && tree.is_dir() {
                             throwaway_overlay(store, vec![tree], &mut p)?
                         } else if *readwrite {
                             // A hard link would write through to the user's file.
-                            unlink_copy(&tree).map_err(|e| format!("--mount source {source:?}: {e}"))?;
+                            unlink_copy(&tree).map_err(io(&tree))?;
                             executor::MountKind::Bind { source: tree, readonly: false }
                         } else {
                             executor::MountKind::Bind { source: tree, readonly: !readwrite }
@@ -115,18 +173,17 @@ pub(crate) fn prepare(
                     Source::Layers(layers) => {
                         // The stage as it looks, mounted read-only for the step; `source` is
                         // resolved in it (its symlinks lead within the stage, never the host).
-                        let view = store.mount_readonly(&layers).map_err(|e| e.to_string())?;
-                        let not_found = || format!("--mount source {source:?}: not found");
-                        let src = inroot::resolve(view.path(), Path::new(source))
-                            .map_err(|e| format!("--mount source {source:?}: {e}"))?;
-                        let meta = fs::metadata(&src).map_err(|_| not_found())?;
+                        let view = store.mount_readonly(&layers)?;
+                        let src = inroot::resolve(view.path(), Path::new(source)).map_err(io(view.path()))?;
+                        let meta =
+                            fs::metadata(&src).map_err(|_| MountError::NotFound { path: source.clone() })?;
                         let kind = if meta.is_dir() && *readwrite {
                             throwaway_overlay(store, vec![src], &mut p)?
                         } else if *readwrite {
                             // Writes to a bound layer file would change the stored layer.
-                            let tmp = store.temp_dir("mount-").map_err(|e| e.to_string())?;
+                            let tmp = store.temp_dir("mount-")?;
                             let copy = tmp.path().join("file");
-                            copy_tree(&src, &copy).map_err(|e| format!("--mount source {source:?}: {e}"))?;
+                            copy_tree(&src, &copy).map_err(io(&src))?;
                             p._temp.push(tmp);
                             executor::MountKind::Bind { source: copy, readonly: false }
                         } else {
@@ -139,14 +196,10 @@ pub(crate) fn prepare(
                 p.mounts.push(executor::Mount { target: target.clone(), kind });
                 p.targets.push(target.clone());
             }
-            RunMount::Cache { target, id, sharing, readonly, from, source, mode, uid, gid } => {
+            RunMount::Cache { target, id, sharing, readonly, source, mode, uid, gid, .. } => {
                 let dir = cache_dir(store, id, *sharing, &mut p)?;
                 if !dir.exists() {
-                    let seed = match from {
-                        None => None,
-                        Some(_) => Some(sources.source(from)?),
-                    };
-                    create_cache_dir(store, &dir, seed, source, *mode, (*uid, *gid))?;
+                    create_cache_dir(store, &dir, from, source, *mode, (*uid, *gid))?;
                 }
                 p.mounts.push(executor::Mount {
                     target: target.clone(),
@@ -164,18 +217,14 @@ pub(crate) fn prepare(
             RunMount::Secret { id, target, env, required, mode, uid, gid } => {
                 let Some(secret) = secrets.iter().find(|s| &s.id == id) else {
                     if *required {
-                        return Err(format!(
-                            "secret {id:?} is required but was not given (--secret id={id},src=FILE)"
-                        ));
+                        return Err(MountError::SecretMissing { id: id.clone() });
                     }
                     continue;
                 };
                 let contents = secret.read()?;
                 if let Some(var) = env.as_deref().filter(|v| !v.is_empty()) {
                     if contents.contains(&0) {
-                        return Err(format!(
-                            "secret {id:?} contains a NUL byte, so it cannot be the variable {var}"
-                        ));
+                        return Err(MountError::SecretNul { id: id.clone(), var: var.to_string() });
                     }
                     p.env.push(format!("{var}={}", String::from_utf8_lossy(&contents)));
                 }
@@ -199,11 +248,11 @@ fn throwaway_overlay(
     store: &Store,
     lowers: Vec<PathBuf>,
     p: &mut Prepared,
-) -> Result<executor::MountKind, String> {
-    let tmp = store.temp_dir("mount-rw-").map_err(|e| e.to_string())?;
+) -> Result<executor::MountKind, MountError> {
+    let tmp = store.temp_dir("mount-rw-")?;
     let (upper, work) = (tmp.path().join("upper"), tmp.path().join("work"));
     for d in [&upper, &work] {
-        fs::create_dir(d).map_err(|e| format!("{}: {e}", d.display()))?;
+        fs::create_dir(d).map_err(|source| MountError::CacheDir { dir: d.clone(), source })?;
     }
     p._temp.push(tmp);
     Ok(executor::MountKind::Overlay { lowers, upper: Some((upper, work)) })
@@ -217,21 +266,22 @@ fn unlink_copy(path: &Path) -> std::io::Result<()> {
 }
 
 /// Picks (and locks as `sharing` says) the directory of cache mount `id`.
-fn cache_dir(store: &Store, id: &str, sharing: CacheSharing, p: &mut Prepared) -> Result<PathBuf, String> {
+fn cache_dir(
+    store: &Store,
+    id: &str,
+    sharing: CacheSharing,
+    p: &mut Prepared,
+) -> Result<PathBuf, MountError> {
     let root = store.root().join("cache/mounts").join(&Digest::of(id.as_bytes()).hex()[..32]);
-    fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
-    let lock = |name: &str, how: FlockArg| -> Result<Option<Flock<File>>, String> {
+    fs::create_dir_all(&root).map_err(|source| MountError::CacheDir { dir: root.clone(), source })?;
+    let lock = |name: &str, how: FlockArg| -> Result<Option<Flock<File>>, MountError> {
         let path = root.join(name);
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let err = |source| MountError::CacheDir { dir: path.clone(), source };
+        let file = File::options().create(true).truncate(false).write(true).open(&path).map_err(err)?;
         match Flock::lock(file, how) {
             Ok(l) => Ok(Some(l)),
             Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
-            Err((_, e)) => Err(format!("lock {}: {e}", path.display())),
+            Err((_, e)) => Err(err(e.into())),
         }
     };
     let (lock, dir) = match sharing {
@@ -263,22 +313,28 @@ fn create_cache_dir(
     source: &str,
     mode: u32,
     (uid, gid): (u32, u32),
-) -> Result<(), String> {
-    let tmp = store.temp_dir("cache-mount-").map_err(|e| e.to_string())?;
+) -> Result<(), MountError> {
+    let tmp = store.temp_dir("cache-mount-")?;
     let new = tmp.path().join("dir");
-    let err = |e: std::io::Error| format!("creating cache mount {}: {e}", dir.display());
+    let err = |source| MountError::CacheDir { dir: dir.to_path_buf(), source };
     match seed {
         None => fs::create_dir(&new).map_err(err)?,
         Some(Source::Context(ctx)) => {
-            ctx.link_tree(&clean_relative(source), &new).map_err(err)?;
+            ctx.link_tree(&clean_relative(source), &new)
+                .map_err(|e| MountError::Context { path: source.to_string(), source: e })?;
         }
         Some(Source::Layers(layers)) => {
-            let mounted = store.mount_readonly(&layers).map_err(|e| e.to_string())?;
+            let mounted = store.mount_readonly(&layers)?;
             let from = inroot::resolve(mounted.path(), Path::new(source)).map_err(err)?;
             copy_tree(&from, &new).map_err(err)?;
         }
     }
-    std::os::unix::fs::chown(&new, Some(uid), Some(gid)).map_err(err)?;
+    std::os::unix::fs::chown(&new, Some(uid), Some(gid)).map_err(|source| MountError::CacheOwner {
+        dir: dir.to_path_buf(),
+        uid,
+        gid,
+        source,
+    })?;
     fs::set_permissions(&new, fs::Permissions::from_mode(mode)).map_err(err)?;
     match fs::rename(&new, dir) {
         Ok(()) => Ok(()),

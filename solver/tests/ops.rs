@@ -16,6 +16,17 @@ use frontend::{
 };
 use solver::{BuildOptions, BuildOutput, Event, Progress};
 
+/// An error as the CLI prints it: the message, then each cause.
+fn message(e: &solver::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        out.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    out
+}
+
 struct Quiet;
 impl Progress for Quiet {
     fn event(&self, _: Event<'_>) {}
@@ -373,14 +384,16 @@ fn add_of_a_malicious_archive_writes_nothing_outside_the_root() {
     let up = format!("{}{}/escape", "../".repeat(12), s.trim_start_matches('/'));
     raw_entry(&mut b, tar::EntryType::Regular, &up, b"x", "");
     fs::write(env.ctx("up.tar"), b.into_inner().unwrap()).unwrap();
-    let err = env.build(&def(vec![Op::Add(add(&["up.tar"], &[], "/x/"))])).unwrap_err().to_string();
+    let err =
+        env.build(&def(vec![Op::Add(add(&["up.tar"], &[], "/x/"))])).map_err(|e| message(&e)).unwrap_err();
     assert!(err.contains("outside the destination"), "{err}");
     assert!(!sentinel.path().join("escape").exists());
     // The same in a v7 archive (no magic: recognized by its header checksum).
     let mut b = tar::Builder::new(Vec::new());
     raw_entry_in(&mut b, tar::EntryType::Regular, &up, b"x", "", true);
     fs::write(env.ctx("up.tar"), b.into_inner().unwrap()).unwrap();
-    let err = env.build(&def(vec![Op::Add(add(&["up.tar"], &[], "/x/"))])).unwrap_err().to_string();
+    let err =
+        env.build(&def(vec![Op::Add(add(&["up.tar"], &[], "/x/"))])).map_err(|e| message(&e)).unwrap_err();
     assert!(err.contains("outside the destination"), "{err}");
     assert!(!sentinel.path().join("escape").exists());
 
@@ -521,23 +534,21 @@ fn add_downloads_urls_checks_checksums_and_keys_on_content() {
     let wrong_sum = format!("sha256:{}", "0".repeat(64));
     let mut wrong = add(&[], std::slice::from_ref(&url), "/sum/");
     wrong.checksum = Some(wrong_sum.clone());
-    let err = env.build_tagged(&def(vec![Op::Add(wrong)]), "sum:bad").unwrap_err().to_string();
+    let err = env.build_tagged(&def(vec![Op::Add(wrong)]), "sum:bad").map_err(|e| message(&e)).unwrap_err();
     assert!(err.contains(&url) && err.contains(&wrong_sum) && err.contains(&digest), "{err}");
     assert!(env.store.resolve("sum:bad").is_err());
 
     // 404: one line with the URL and the status.
     let missing = server.url("/nope.txt");
     let err = env.build(&def(vec![Op::Add(add(&[], std::slice::from_ref(&missing), "/"))])).unwrap_err();
-    let msg = err.to_string();
+    let msg = message(&err);
     assert!(msg.contains(&missing) && msg.contains("404") && !msg.contains('\n'), "{msg}");
 
     // Connection refused: a port nothing listens on (bound then closed).
     let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let refused = format!("http://127.0.0.1:{closed}/x");
-    let msg = env
-        .build(&def(vec![Op::Add(add(&[], std::slice::from_ref(&refused), "/"))]))
-        .unwrap_err()
-        .to_string();
+    let msg =
+        message(&env.build(&def(vec![Op::Add(add(&[], std::slice::from_ref(&refused), "/"))])).unwrap_err());
     assert!(msg.contains(&refused), "{msg}");
 }
 
@@ -595,7 +606,7 @@ fn invalid_definitions_are_errors() {
     let env = Env::new();
     let mut d = def(vec![]);
     d.target = 3;
-    assert!(env.build(&d).unwrap_err().to_string().contains("target stage 3"));
+    assert!(env.build(&d).map_err(|e| message(&e)).unwrap_err().contains("target stage 3"));
     let d = BuildDefinition { stages: vec![stage(Base::Stage(0), vec![])], target: 0, warnings: vec![] };
     assert!(env.build(&d).is_err());
 }

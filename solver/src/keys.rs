@@ -1,0 +1,184 @@
+//! Cache keys: a step's key is sha256 over a version tag, its parent's key, its lowered
+//! definition (the `Op` as JSON), and the content of what it reads from outside the Dockerfile
+//! (context files, another stage's layers, an image's digest, a download). Same inputs, same
+//! key, on any machine: that is what lets build farms share a cache.
+
+use std::collections::HashMap;
+
+use cache::{Digest, Hasher};
+use frontend::{AddOp, ConfigOp, CopyFrom, Op, RunMount, RunOp, Step};
+
+use crate::add;
+use crate::error::{Result, StepError};
+use crate::explain::KeyInputs;
+use crate::schedule::{AtStep, Builder, State};
+
+/// Files an ADD step downloaded while computing its key, by URL, for its execution to use.
+pub(crate) type Downloads = HashMap<String, add::Download>;
+
+/// What a step's key needs from outside the Dockerfile.
+#[derive(Default)]
+pub(crate) struct StepInputs {
+    /// The content part of the key (COPY/ADD sources' checksum, URL digests, a stage's layers).
+    pub key: String,
+    /// Files an ADD downloaded to compute the key, for its execution to use.
+    pub downloads: Downloads,
+    /// Per-file checksums of context sources, for --explain-cache.
+    pub files: Vec<(String, String)>,
+}
+
+/// A step's key, what computing it downloaded, and what `--explain-cache` compares.
+pub(crate) struct StepKey {
+    pub key: Digest,
+    pub downloads: Downloads,
+    pub inputs: KeyInputs,
+}
+
+pub(crate) fn key_of(parts: &[&str]) -> Digest {
+    let mut h = Hasher::new();
+    h.update(b"rbuild-cache-key-v1");
+    for p in parts {
+        h.update(&(p.len() as u64).to_le_bytes());
+        h.update(p.as_bytes());
+    }
+    h.finish()
+}
+
+impl Builder<'_> {
+    /// The key of `step` on `state`. `cmd_set`: a CMD came earlier in the stage (an ENTRYPOINT
+    /// keeps it then, so the result differs).
+    pub(crate) fn step_key(&self, state: &State, step: &Step, cmd_set: bool) -> Result<StepKey> {
+        // An ARG's value is not part of its own key: like BuildKit, a changed build arg
+        // invalidates the steps that use it (RUN sees it in its environment; an expansion
+        // changes the op), not every step after the ARG.
+        let op_json = match &step.op {
+            Op::Config(ConfigOp::Arg(_)) => format!("ARG\t{}", step.text),
+            // Ops are plain data with string keys: serialization cannot fail.
+            op => serde_json::to_string(op).unwrap_or_default(),
+        };
+        let StepInputs { key: inputs, downloads, files } = self.inputs_key(step)?;
+        let mut key_parts = vec!["step", state.key.as_str(), op_json.as_str(), inputs.as_str()];
+        if matches!(step.op, Op::Config(ConfigOp::Entrypoint(_))) && cmd_set {
+            key_parts.push("cmd-set");
+        }
+        let key = key_of(&key_parts);
+        let build_args = match &step.op {
+            Op::Run(r) => {
+                let mut args: Vec<(String, String)> = r
+                    .build_args
+                    .iter()
+                    .map(|a| {
+                        a.split_once('=').map_or((a.clone(), String::new()), |(k, v)| (k.into(), v.into()))
+                    })
+                    .collect();
+                args.sort();
+                args
+            }
+            _ => vec![],
+        };
+        let inputs =
+            KeyInputs { parent_key: state.key.to_string(), op: op_json, files, build_args, base: None };
+        Ok(StepKey { key, downloads, inputs })
+    }
+
+    /// The part of a step's key that comes from outside the Dockerfile: the content of COPY
+    /// and ADD sources (heredoc contents are in the op itself).
+    /// Also returns the per-file checksums of context sources, for --explain-cache.
+    fn inputs_key(&self, step: &Step) -> Result<StepInputs> {
+        if let Op::Add(add) = &step.op {
+            return self.add_inputs_key(add).at(step);
+        }
+        if let Op::Run(run) = &step.op {
+            return self.run_inputs_key(step, run);
+        }
+        let Op::Copy(copy) = &step.op else { return Ok(StepInputs::default()) };
+        match &copy.from {
+            None => {
+                let rels = self.context_sources(&copy.sources).at(step)?;
+                let (sum, files) = self.context_checksum(&rels).at(step)?;
+                Ok(StepInputs { key: sum.to_string(), files, ..Default::default() })
+            }
+            Some(CopyFrom::Stage(i)) => {
+                let src = self.wait_stage(*i)?;
+                let ids: Vec<&str> = src.layers.iter().map(|l| l.diff_id.as_str()).collect();
+                Ok(StepInputs { key: key_of(&ids).to_string(), ..Default::default() })
+            }
+            Some(CopyFrom::Image(r)) => {
+                let image = self
+                    .options
+                    .fetcher
+                    .resolve(self.store, r)
+                    .map_err(|e| StepError::of_flag(format!("--from={r}"))(e.into()))
+                    .at(step)?;
+                Ok(StepInputs { key: image.digest.to_string(), ..Default::default() })
+            }
+        }
+    }
+
+    /// A RUN's inputs: the content of what its bind mounts show (context paths, stages,
+    /// images). Cache mounts, tmpfs and secrets are not inputs: their content is not in the key.
+    fn run_inputs_key(&self, step: &Step, run: &RunOp) -> Result<StepInputs> {
+        let mut parts = Vec::new();
+        let mut files = Vec::new();
+        for m in &run.mounts {
+            let RunMount::Bind { from, source, .. } = m else { continue };
+            match from {
+                None => {
+                    let source = if source.is_empty() { ".".to_string() } else { source.clone() };
+                    let rels = self.context_sources(&[source]).at(step)?;
+                    let (sum, f) = self.context_checksum(&rels).at(step)?;
+                    parts.push(sum.to_string());
+                    files.extend(f);
+                }
+                Some(CopyFrom::Stage(i)) => {
+                    let src = self.wait_stage(*i)?;
+                    let ids: Vec<&str> = src.layers.iter().map(|l| l.diff_id.as_str()).collect();
+                    parts.push(key_of(&ids).to_string());
+                }
+                Some(CopyFrom::Image(r)) => {
+                    let image = self
+                        .options
+                        .fetcher
+                        .resolve(self.store, r)
+                        .map_err(|e| StepError::of_flag(format!("--mount from={r}"))(e.into()))
+                        .at(step)?;
+                    parts.push(image.digest.to_string());
+                }
+            }
+        }
+        Ok(StepInputs { key: parts.join("\n"), files, ..Default::default() })
+    }
+
+    /// ADD's inputs: the context sources' checksum, and per URL either its `--checksum`
+    /// (nothing is downloaded to compute the key) or the downloaded content's digest and its
+    /// `Last-Modified` (which becomes the file's mtime). Downloads are kept for the step.
+    fn add_inputs_key(&self, add: &AddOp) -> std::result::Result<StepInputs, StepError> {
+        let mut downloads = Downloads::new();
+        let checksum = match &add.checksum {
+            Some(c) => {
+                if add.urls.len() != 1 || !add.sources.is_empty() || !add.heredocs.is_empty() {
+                    return Err(add::DownloadError::ChecksumNeedsOneUrl.into());
+                }
+                Some(add::parse_checksum(c)?)
+            }
+            None => None,
+        };
+        let rels = self.context_sources(&add.sources)?;
+        let (sum, files) = self.context_checksum(&rels)?;
+        let mut parts = vec![sum.to_string()];
+        for url in &add.urls {
+            if let Some(c) = &checksum {
+                parts.push(format!("{url}\t{c}"));
+                continue;
+            }
+            let tmp = self.store.temp_file()?;
+            let d = add::download(url, tmp, None)?;
+            let modified = d.last_modified.map(|t| {
+                t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0).to_string()
+            });
+            parts.push(format!("{url}\t{}\t{}", d.digest, modified.unwrap_or_default()));
+            downloads.insert(url.clone(), d);
+        }
+        Ok(StepInputs { key: parts.join("\n"), downloads, files })
+    }
+}

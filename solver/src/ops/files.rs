@@ -1,0 +1,208 @@
+//! COPY, ADD and WORKDIR: files written into a snapshot mounted in rbuild's own namespace
+//! (no sandbox), every destination resolved inside the image root.
+
+use std::path::{Path, PathBuf};
+
+use cache::oci::Layer;
+use frontend::{AddOp, CopyFrom, CopyOp, Step};
+use hostutil::inroot;
+
+use crate::add;
+use crate::copy::{self, FileError};
+use crate::error::{Result, StepError};
+use crate::fsutil;
+use crate::keys::Downloads;
+use crate::ops::{absolute_dest, several_dest, write_heredocs};
+use crate::schedule::{AtStep, Builder, State};
+
+/// An owner that `--chown=SPEC` could not give.
+fn chown_flag(spec: &str) -> impl FnOnce(FileError) -> StepError + '_ {
+    move |e| StepError::of_flag(format!("--chown={spec}"))(e.into())
+}
+
+/// Reading `path` failed.
+fn read_err(path: &Path) -> impl Fn(std::io::Error) -> FileError + '_ {
+    move |source| FileError::Io { op: "read", path: path.to_path_buf(), source }
+}
+
+impl Builder<'_> {
+    pub(super) fn copy(&self, state: &State, step: &Step, copy: &CopyOp) -> Result<Option<Layer>> {
+        self.ensure_layers(&state.layers)?;
+        let snapshot = self.store.create_snapshot(&state.layers).at(step)?;
+        let mounted = snapshot.mount().at(step)?;
+        let root = mounted.target.clone();
+        let dest = absolute_dest(state, &copy.dest);
+        let owner = match &copy.chown {
+            Some(spec) => {
+                let (u, g) = copy::resolve_chown(&root, spec).map_err(chown_flag(spec)).at(step)?;
+                copy::Owner::Set(u, g)
+            }
+            None if copy.from.is_none() => copy::Owner::Set(0, 0),
+            None => copy::Owner::Keep,
+        };
+        let src_layers = match &copy.from {
+            None => None,
+            Some(CopyFrom::Stage(i)) => Some(self.wait_stage(*i)?.layers),
+            Some(CopyFrom::Image(r)) => Some(self.store.resolve(r).at(step)?.layers()),
+        };
+        let source_mount = match &src_layers {
+            Some(layers) => {
+                self.ensure_layers(layers)?;
+                Some(self.store.mount_readonly(layers).at(step)?)
+            }
+            None => None,
+        };
+        let ctx = match &copy.from {
+            None => Some(self.context().at(step)?),
+            Some(_) => None,
+        };
+        let src_root: &Path = match (&source_mount, ctx) {
+            (Some(view), _) => view.path(),
+            (None, Some(ctx)) => ctx.root(),
+            (None, None) => unreachable!("a COPY reads from the context or a mounted stage"),
+        };
+        let include = |rel: &Path| ctx.is_none_or(|c| c.includes(rel));
+        let sources = match &copy.from {
+            None => self.context_sources(&copy.sources).at(step)?,
+            Some(_) => {
+                let mut all = Vec::new();
+                for src in &copy.sources {
+                    let found = fsutil::match_sources(src_root, src)
+                        .map_err(|source| StepError::Pattern { pattern: src.clone(), source })
+                        .at(step)?;
+                    if found.is_empty() {
+                        return Err(StepError::NotInStage { pattern: src.clone() }).at(step);
+                    }
+                    all.extend(found);
+                }
+                all
+            }
+        };
+        let total = sources.len() + copy.heredocs.len();
+        let dest = several_dest(&root, dest, sources.len(), total, "COPY").at(step)?;
+        let job = copy::CopyJob {
+            src_root,
+            sources: &sources,
+            dest: &dest,
+            owner,
+            chmod: copy.chmod,
+            include: Some(&include),
+        };
+        copy::copy(&root, &job).at(step)?;
+        let inline_owner = match owner {
+            copy::Owner::Set(u, g) => (u, g),
+            copy::Owner::Keep => (0, 0),
+        };
+        write_heredocs(&root, &dest, &copy.heredocs, total, inline_owner, copy.chmod).at(step)?;
+        drop(source_mount);
+        drop(mounted);
+        self.commit(&snapshot, step)
+    }
+
+    /// ADD: context sources (tar archives extracted), URLs (downloaded), heredocs.
+    pub(super) fn add(
+        &self,
+        state: &State,
+        step: &Step,
+        op: &AddOp,
+        prefetched: &mut Downloads,
+    ) -> Result<Option<Layer>> {
+        let sources = self.context_sources(&op.sources).at(step)?;
+        // Download what the key did not need (with --checksum, or on a miss after a hit
+        // elsewhere): before mounting anything, so a failure writes nothing.
+        let checksum = op.checksum.as_deref().map(add::parse_checksum).transpose().at(step)?;
+        let mut downloads = Vec::new();
+        for url in &op.urls {
+            let d = match prefetched.remove(url) {
+                Some(d) => d,
+                None => {
+                    let tmp = self.store.temp_file().at(step)?;
+                    add::download(url, tmp, checksum.as_deref()).at(step)?
+                }
+            };
+            downloads.push((url, d));
+        }
+        self.ensure_layers(&state.layers)?;
+        let snapshot = self.store.create_snapshot(&state.layers).at(step)?;
+        let mounted = snapshot.mount().at(step)?;
+        let root = mounted.target.clone();
+        let dest = absolute_dest(state, &op.dest);
+        let owner = match &op.chown {
+            Some(spec) => Some(copy::resolve_chown(&root, spec).map_err(chown_flag(spec)).at(step)?),
+            None => None,
+        };
+        let total = sources.len() + op.urls.len() + op.heredocs.len();
+        let dest = several_dest(&root, dest, sources.len() + op.urls.len(), total, "ADD").at(step)?;
+        let tmp = self.store.temp_dir("add-").at(step)?;
+        let ctx = self.context().at(step)?;
+        let include = |rel: &Path| ctx.includes(rel);
+        for rel in &sources {
+            let src = inroot::resolve(ctx.root(), rel).map_err(read_err(rel)).at(step)?;
+            let is_file = std::fs::metadata(&src).map(|m| m.is_file()).unwrap_or(false);
+            let kind = if is_file { add::archive_kind(&src).map_err(read_err(rel)).at(step)? } else { None };
+            match kind {
+                Some(kind) => {
+                    add::extract(&root, &src, kind, Path::new(&dest), owner, op.chmod, tmp.path())
+                        .at(step)?;
+                }
+                None => {
+                    let job = copy::CopyJob {
+                        src_root: ctx.root(),
+                        sources: std::slice::from_ref(rel),
+                        dest: &dest,
+                        owner: copy::Owner::Set(owner.map_or(0, |o| o.0), owner.map_or(0, |o| o.1)),
+                        chmod: op.chmod,
+                        include: Some(&include),
+                    };
+                    copy::copy(&root, &job).at(step)?;
+                }
+            }
+        }
+        let file_owner = owner.unwrap_or((0, 0));
+        for (url, d) in &downloads {
+            let dest_dir = dest.ends_with('/')
+                || inroot::resolve(&root, Path::new(&dest)).map(|p| p.is_dir()).unwrap_or(false);
+            let target = if dest_dir {
+                let name = add::url_file_name(url)
+                    .ok_or_else(|| add::DownloadError::Unnamed(url.to_string()))
+                    .at(step)?;
+                Path::new(&dest).join(name)
+            } else {
+                PathBuf::from(&dest)
+            };
+            let mut content = std::fs::File::open(d.file.path()).map_err(read_err(d.file.path())).at(step)?;
+            copy::write_inline(&root, &target, &mut content, file_owner, op.chmod.unwrap_or(0o600))
+                .at(step)?;
+            if let Some(t) = d.last_modified {
+                let p = inroot::resolve(&root, &target).map_err(read_err(&target)).at(step)?;
+                std::fs::File::options()
+                    .write(true)
+                    .open(&p)
+                    .and_then(|f| f.set_modified(t))
+                    .map_err(|source| FileError::Io { op: "set the mtime of", path: target.clone(), source })
+                    .at(step)?;
+            }
+        }
+        write_heredocs(&root, &dest, &op.heredocs, total, file_owner, op.chmod).at(step)?;
+        drop(tmp);
+        drop(downloads);
+        drop(mounted);
+        self.commit(&snapshot, step)
+    }
+
+    /// WORKDIR: `mkdir -p` of `dir` owned by the USER in effect (see [`copy::resolve_user`]),
+    /// mode 0755; existing directories are left alone, so nothing created → no layer.
+    pub(super) fn workdir(&self, state: &State, step: &Step, dir: &str) -> Result<Option<Layer>> {
+        self.ensure_layers(&state.layers)?;
+        let snapshot = self.store.create_snapshot(&state.layers).at(step)?;
+        let mounted = snapshot.mount().at(step)?;
+        let user = state.config.config.user.clone().unwrap_or_default();
+        let owner = copy::resolve_user(&mounted.target, &user)
+            .map_err(|e| StepError::of_flag(format!("USER {user}"))(e.into()))
+            .at(step)?;
+        let dir = absolute_dest(state, dir);
+        copy::mkdir_all(&mounted.target, Path::new(&dir), owner).at(step)?;
+        drop(mounted);
+        self.commit(&snapshot, step)
+    }
+}

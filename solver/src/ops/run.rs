@@ -1,0 +1,148 @@
+//! RUN: the argv in the sandbox over a snapshot of the parent's layers, with the image's ENV
+//! (plus build args), WORKDIR and USER, its `--mount`s, network and security, and the build's
+//! limits; its output streamed to progress, the last lines kept for the error.
+
+use std::collections::VecDeque;
+
+use cache::oci::{ContainerConfig, Layer};
+use frontend::{CopyFrom, RunMount, RunNetwork, RunOp, RunSecurity, Step};
+
+use crate::error::{ErrorKind, Result, StepError};
+use crate::mounts::{self, Source};
+use crate::ops::sandbox_rootfs;
+use crate::schedule::{AtStep, Builder, State};
+use crate::{Event, StepName};
+
+/// How many of a failed RUN's last output lines the error shows.
+const OUTPUT_TAIL: usize = 10;
+
+impl Builder<'_> {
+    pub(super) fn run(
+        &self,
+        state: &State,
+        step: &Step,
+        run: &RunOp,
+        name: &StepName,
+    ) -> Result<Option<Layer>> {
+        self.ensure_layers(&state.layers)?;
+        let snapshot = self.store.create_snapshot(&state.layers).at(step)?;
+        let cfg = &state.config.config;
+        // The frontend hands over exactly the entries where the RUN's environment differs from
+        // the image's ENV (an ARG declared after an ENV of the same name wins, as in BuildKit).
+        let mut run_env = ContainerConfig { env: cfg.env.clone(), ..Default::default() };
+        for arg in &run.build_args {
+            let (k, v) = arg.split_once('=').unwrap_or((arg.as_str(), ""));
+            run_env.env_set(k, v);
+        }
+        let refused = |what, entitlement| Err(StepError::NotAllowed { what, entitlement }).at(step);
+        let network = match run.network {
+            // No build network yet: `default` is `none`.
+            RunNetwork::Default | RunNetwork::None => executor::NetworkMode::None,
+            RunNetwork::Host if self.options.allow.network_host => executor::NetworkMode::Host,
+            RunNetwork::Host => return refused("RUN --network=host", "network.host"),
+        };
+        let security = match run.security {
+            RunSecurity::Sandbox => executor::Security::docker_default(),
+            RunSecurity::Insecure if self.options.allow.security_insecure => executor::Security::insecure(),
+            RunSecurity::Insecure => return refused("RUN --security=insecure", "security.insecure"),
+        };
+        let sources = self.mount_sources(step, &run.mounts)?;
+        let prepared = mounts::prepare(self.store, &run.mounts, &self.options.secrets, sources).at(step)?;
+        for kv in &prepared.env {
+            let (k, v) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
+            run_env.env_set(k, v);
+        }
+        let env = run_env.env.unwrap_or_default();
+        let spec = executor::SandboxSpec {
+            rootfs: sandbox_rootfs(&snapshot),
+            process: executor::Process {
+                args: run.args.clone(),
+                env,
+                cwd: cfg.working_dir.clone().filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into()),
+                user: cfg.user.clone().unwrap_or_default(),
+            },
+            hostname: "rbuild-sandbox".into(),
+            network,
+            mounts: prepared.mounts.clone(),
+            resources: self.options.resources.clone(),
+            security,
+            readonly_rootfs: false,
+        };
+        let mut tail: VecDeque<String> = VecDeque::new();
+        let mut partial: Vec<u8> = Vec::new();
+        let progress = self.progress;
+        let mut on_line = |line: &[u8]| {
+            let line = String::from_utf8_lossy(line).into_owned();
+            progress.event(Event::Output(name, &line));
+            if tail.len() == OUTPUT_TAIL {
+                tail.pop_front();
+            }
+            tail.push_back(line);
+        };
+        let mut on_output = |chunk: &[u8]| {
+            partial.extend_from_slice(chunk);
+            while let Some(pos) = partial.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = partial.drain(..=pos).collect();
+                on_line(&line[..line.len() - 1]);
+            }
+        };
+        let outcome =
+            match executor::run_cancellable(&spec, executor::Stdio::Capture(&mut on_output), self.cancel) {
+                Ok(outcome) => outcome,
+                Err(executor::Error::Cancelled) => return Err(ErrorKind::Cancelled.into()),
+                Err(e) => return Err(e).at(step),
+            };
+        if !partial.is_empty() {
+            on_line(&partial);
+        }
+        if !outcome.success() {
+            return Err(ErrorKind::RunFailed {
+                location: step.location.clone(),
+                step: step.text.clone(),
+                status: outcome.status,
+                oom: outcome.oom_killed.then_some(self.options.resources.memory),
+                output_tail: tail.into(),
+            }
+            .into());
+        }
+        mounts::remove_stubs(&snapshot.upper(), &snapshot.lowers, &prepared.targets);
+        let layer = self.commit(&snapshot, step);
+        drop(prepared);
+        layer
+    }
+
+    /// Where each mount reads from (`from=`: the context, a stage's or an image's layers), for
+    /// bind mounts and cache mounts seeded `from=`; waiting for a stage as needed.
+    fn mount_sources(&self, step: &Step, run_mounts: &[RunMount]) -> Result<Vec<Option<Source<'_>>>> {
+        let mut sources = Vec::with_capacity(run_mounts.len());
+        for m in run_mounts {
+            let from = match m {
+                RunMount::Bind { from, .. } => from,
+                RunMount::Cache { from: from @ Some(_), .. } => from,
+                _ => {
+                    sources.push(None);
+                    continue;
+                }
+            };
+            let source = match from {
+                None => Source::Context(self.context().at(step)?),
+                Some(CopyFrom::Stage(i)) => {
+                    let layers = self.wait_stage(*i)?.layers;
+                    self.ensure_layers(&layers)?;
+                    Source::Layers(layers)
+                }
+                Some(CopyFrom::Image(r)) => {
+                    let image = self
+                        .options
+                        .fetcher
+                        .resolve(self.store, r)
+                        .map_err(|e| StepError::of_flag(format!("--mount from={r}"))(e.into()))
+                        .at(step)?;
+                    Source::Layers(image.layers())
+                }
+            };
+            sources.push(Some(source));
+        }
+        Ok(sources)
+    }
+}

@@ -1,0 +1,493 @@
+//! Running a build: a thread per needed stage, waiting only for the stages it reads; per step,
+//! its cache key, a cache lookup (the store, then `--cache-from`), the key's lock (so identical
+//! steps run once, across processes too), and on a miss the op (`ops/`); the first failure
+//! cancels the rest.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use cache::oci::{self, ContainerConfig, ImageConfig, Layer, RootFs};
+use cache::{CacheRecord, Digest, Store};
+use frontend::{Base, BuildDefinition, ConfigOp, Op, Stage, Step};
+
+use crate::context::{self, ContextError};
+use crate::error::{Error, ErrorKind, Result, StepError};
+use crate::explain::ExplainStore;
+use crate::keys::key_of;
+use crate::{BuildOptions, BuildOutput, DEFAULT_PATH, Event, Progress, StepName};
+
+/// The state of an image while its stage is built: layers, config, and the cache key that
+/// produced it.
+#[derive(Debug, Clone)]
+pub(crate) struct State {
+    pub layers: Vec<Layer>,
+    pub config: ImageConfig,
+    pub key: Digest,
+}
+
+/// Turns a step's failure into the build's error, located at the step.
+pub(crate) trait AtStep<T> {
+    fn at(self, step: &Step) -> Result<T>;
+}
+
+impl<T, E: Into<StepError>> AtStep<T> for std::result::Result<T, E> {
+    fn at(self, step: &Step) -> Result<T> {
+        self.map_err(|e| {
+            ErrorKind::Step { location: step.location.clone(), step: step.text.clone(), source: e.into() }
+                .into()
+        })
+    }
+}
+
+/// See [`crate::build_definition`].
+pub(crate) fn build(
+    store: &Store,
+    def: &BuildDefinition,
+    options: &BuildOptions,
+    progress: &dyn Progress,
+) -> Result<BuildOutput> {
+    check_definition(def)?;
+    for w in &def.warnings {
+        progress.event(Event::Warning(w));
+    }
+    let jobs = if options.jobs == 0 {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    } else {
+        options.jobs
+    };
+    let local_cancel = AtomicBool::new(false);
+    let builder = Builder {
+        store,
+        options,
+        progress,
+        def,
+        slots: Mutex::new(vec![Slot::Pending; def.stages.len()]),
+        slot_changed: Condvar::new(),
+        executed: AtomicUsize::new(0),
+        cached: AtomicUsize::new(0),
+        cancel: options.cancel.unwrap_or(&local_cancel),
+        jobs: Semaphore::new(jobs),
+        ran_keys: Mutex::new(HashSet::new()),
+        first_error: Mutex::new(None),
+        context: std::sync::OnceLock::new(),
+        keys: Mutex::new(Vec::new()),
+    };
+    let needed = def.needed_stages();
+    std::thread::scope(|scope| {
+        for (i, need) in needed.iter().enumerate() {
+            if *need {
+                let builder = &builder;
+                scope.spawn(move || builder.run_stage(i));
+            }
+        }
+    });
+    if let Some(e) = builder.first_error.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        return Err(e);
+    }
+    let state = builder.wait_stage(def.target)?;
+    let mut config = state.config.clone();
+    config.created = config.history.last().and_then(|h| h.created.clone());
+    if let Some(epoch) = options.source_date_epoch {
+        crate::time::clamp_created(&mut config, epoch);
+    }
+    builder.ensure_layers(&state.layers)?;
+    let image = store.put_image(&config, &state.layers)?;
+    for tag in &options.tags {
+        store.tag(tag, &image.digest)?;
+    }
+    let keys = std::mem::take(&mut *builder.keys.lock().unwrap_or_else(|p| p.into_inner()));
+    Ok(BuildOutput {
+        image,
+        executed: builder.executed.load(Ordering::SeqCst),
+        cached: builder.cached.load(Ordering::SeqCst),
+        keys,
+        target: def.target,
+    })
+}
+
+#[derive(Clone)]
+enum Slot {
+    Pending,
+    Done(Box<State>),
+    Failed,
+}
+
+/// A counting semaphore: how many steps may execute at once.
+struct Semaphore {
+    free: Mutex<usize>,
+    freed: Condvar,
+}
+
+struct Permit<'a>(&'a Semaphore);
+
+impl Semaphore {
+    fn new(n: usize) -> Semaphore {
+        Semaphore { free: Mutex::new(n.max(1)), freed: Condvar::new() }
+    }
+
+    fn acquire(&self) -> Permit<'_> {
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        while *free == 0 {
+            free = self.freed.wait(free).unwrap_or_else(|p| p.into_inner());
+        }
+        *free -= 1;
+        Permit(self)
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        self.0.freed.notify_one();
+    }
+}
+
+pub(crate) struct Builder<'a> {
+    pub store: &'a Store,
+    pub options: &'a BuildOptions,
+    pub progress: &'a dyn Progress,
+    def: &'a BuildDefinition,
+    /// Each stage's result, filled by its thread; waited on by the stages that need it.
+    slots: Mutex<Vec<Slot>>,
+    slot_changed: Condvar,
+    pub executed: AtomicUsize,
+    cached: AtomicUsize,
+    pub cancel: &'a AtomicBool,
+    jobs: Semaphore,
+    /// Keys executed in this build, so that with `--no-cache` an identical step in another
+    /// stage reuses the first one's result instead of running again.
+    ran_keys: Mutex<HashSet<Digest>>,
+    /// The failure that stopped the build (not the cancellations it caused elsewhere).
+    first_error: Mutex<Option<Error>>,
+    /// The build context, read once, when the first step needs it.
+    context: std::sync::OnceLock<std::result::Result<context::Context, std::sync::Arc<ContextError>>>,
+    /// (stage, key) of every finished step.
+    keys: Mutex<Vec<(usize, Digest)>>,
+}
+
+/// Rejects definitions that would make the build loop index out of range or recurse: the
+/// target and every stage a stage uses must exist, and be earlier stages.
+fn check_definition(def: &BuildDefinition) -> Result<()> {
+    let bad = |message: String| Err(ErrorKind::Definition(message).into());
+    if def.target >= def.stages.len() {
+        return bad(format!("target stage {} does not exist ({} stages)", def.target, def.stages.len()));
+    }
+    for (i, stage) in def.stages.iter().enumerate() {
+        for dep in stage.dependencies() {
+            if dep >= i {
+                return bad(format!("stage {i} uses stage {dep}, which is not an earlier stage"));
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Builder<'_> {
+    /// A stage's thread: builds it, publishes the result, and on failure cancels the build.
+    pub(crate) fn run_stage(&self, index: usize) {
+        let result = self.build_stage(index);
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(state) => slots[index] = Slot::Done(Box::new(state)),
+            Err(e) => {
+                slots[index] = Slot::Failed;
+                // Cancellations caused by another stage's failure are not the story.
+                let mut first = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
+                let cancelled = matches!(e.kind(), ErrorKind::Cancelled);
+                if first.is_none()
+                    || (!cancelled
+                        && first.as_ref().is_some_and(|f| matches!(f.kind(), ErrorKind::Cancelled)))
+                {
+                    *first = Some(e);
+                }
+                self.cancel.store(true, Ordering::SeqCst);
+            }
+        }
+        drop(slots);
+        self.slot_changed.notify_all();
+    }
+
+    /// The final state of stage `index`, waiting for its thread to finish it.
+    pub(crate) fn wait_stage(&self, index: usize) -> Result<State> {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            match &slots[index] {
+                Slot::Done(state) => return Ok((**state).clone()),
+                Slot::Failed => return Err(ErrorKind::Cancelled.into()),
+                Slot::Pending => {
+                    let (guard, _) = self
+                        .slot_changed
+                        .wait_timeout(slots, Duration::from_millis(100))
+                        .unwrap_or_else(|p| p.into_inner());
+                    slots = guard;
+                    if self.cancelled() {
+                        return Err(ErrorKind::Cancelled.into());
+                    }
+                }
+            }
+        }
+    }
+
+    pub(crate) fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::SeqCst)
+    }
+
+    /// The id of the first step (the FROM) of stage `index`.
+    fn first_id(&self, index: usize) -> usize {
+        self.def.stages[..index].iter().map(|s| s.steps.len() + 1).sum()
+    }
+
+    fn build_stage(&self, index: usize) -> Result<State> {
+        let def = self.def;
+        let stage = &def.stages[index];
+        let total = stage.steps.len() + 1;
+        let first = self.first_id(index);
+        let name = |i: usize, text: &str| StepName {
+            id: first + i - 1,
+            stage: stage.display_name(),
+            index: i,
+            total,
+            text: text.to_string(),
+        };
+        let from_name = name(1, &stage.text);
+        let started = Instant::now();
+        let mut state = self.base(stage)?;
+        self.progress.event(Event::Finished(&from_name, started.elapsed()));
+        let no_cache =
+            self.options.no_cache
+                || self.options.no_cache_filter.iter().any(|f| {
+                    stage.name.as_deref() == Some(f.to_lowercase().as_str()) || *f == index.to_string()
+                });
+        let mut run = StageRun {
+            cmd_set: false,
+            no_cache,
+            parent_missed: false,
+            base: Some(self.base_description(stage)),
+            stage_name: stage.display_name(),
+        };
+        for (i, step) in stage.steps.iter().enumerate() {
+            if self.cancelled() {
+                return Err(ErrorKind::Cancelled.into());
+            }
+            let step_name = name(i + 2, &step.text);
+            state = match self.step(state, step, &step_name, &mut run, i) {
+                Ok(s) => {
+                    self.keys.lock().unwrap_or_else(|p| p.into_inner()).push((index, s.key.clone()));
+                    s
+                }
+                Err(e) => {
+                    if !matches!(e.kind(), ErrorKind::Cancelled) {
+                        self.progress.event(Event::Failed(&step_name, &e.to_string()));
+                    }
+                    return Err(e);
+                }
+            };
+        }
+        Ok(state)
+    }
+
+    fn base(&self, stage: &Stage) -> Result<State> {
+        match &stage.base {
+            Base::Scratch => {
+                let platform = oci::Platform::host();
+                let config = ImageConfig {
+                    architecture: platform.architecture,
+                    os: platform.os,
+                    config: ContainerConfig {
+                        env: Some(vec![format!("PATH={DEFAULT_PATH}")]),
+                        ..Default::default()
+                    },
+                    rootfs: RootFs { kind: "layers".into(), diff_ids: vec![] },
+                    ..Default::default()
+                };
+                Ok(State { layers: vec![], config, key: key_of(&["scratch"]) })
+            }
+            Base::Image(reference) => {
+                let image =
+                    self.options.fetcher.resolve(self.store, reference).map_err(|e| ErrorKind::Step {
+                        location: stage.location.clone(),
+                        step: stage.text.clone(),
+                        source: e.into(),
+                    })?;
+                let layers = image.layers();
+                let mut config = image.config;
+                // ONBUILD triggers run in the child (the frontend lowers them as its first
+                // steps) and are not inherited, as in Docker and BuildKit.
+                config.config.on_build = None;
+                Ok(State { layers, config, key: key_of(&["image", image.digest.as_str()]) })
+            }
+            Base::Stage(i) => {
+                let mut s = self.wait_stage(*i)?;
+                s.config.config.on_build = None;
+                s.key = key_of(&["stage", s.key.as_str()]);
+                Ok(s)
+            }
+        }
+    }
+
+    /// What explain reports as a stage's base: the image and its digest, scratch, or a stage.
+    fn base_description(&self, stage: &Stage) -> String {
+        match &stage.base {
+            Base::Scratch => "scratch".into(),
+            Base::Image(r) => match self.store.resolve(r) {
+                Ok(image) => format!("image {r} {}", image.digest),
+                Err(_) => format!("image {r}"),
+            },
+            Base::Stage(i) => format!("stage {i}"),
+        }
+    }
+
+    fn step(
+        &self,
+        state: State,
+        step: &Step,
+        name: &StepName,
+        run: &mut StageRun,
+        index: usize,
+    ) -> Result<State> {
+        let no_cache = run.no_cache;
+        let crate::keys::StepKey { key, mut downloads, inputs: mut key_inputs } =
+            self.step_key(&state, step, run.cmd_set)?;
+        key_inputs.base = run.base.take();
+        if let Op::Config(ConfigOp::Cmd(_)) = step.op {
+            run.cmd_set = true;
+        }
+        let explain = ExplainStore::new(self.store.root());
+        let identity = ExplainStore::identity(
+            &self.options.context,
+            &self.options.dockerfile_name,
+            &run.stage_name,
+            index,
+        );
+        // Remembered on every build (a small file per step), so that the first --explain-cache
+        // build after a normal one can already say what changed. A failure only loses that.
+        let remember = || {
+            let _ = explain.remember_keyed(&identity, key.as_str(), &key_inputs);
+        };
+        if !no_cache && let Some(record) = self.cache_lookup(&key)? {
+            remember();
+            run.parent_missed = false;
+            return Ok(self.hit(name, record, key));
+        }
+        if self.options.explain {
+            let why = explain.explain(&identity, &key_inputs, run.parent_missed, no_cache);
+            self.progress.event(Event::Explain(name, &why));
+        }
+        run.parent_missed = true;
+        let _permit = self.jobs.acquire();
+        // One execution per key, in this build and across concurrent rbuild processes: whoever
+        // holds the key's lock runs the step; the others find its result when they get it.
+        let _key_lock = self.store.lock(&format!("step-{}", key.hex()))?;
+        let ran_here = self.ran_keys.lock().unwrap_or_else(|p| p.into_inner()).contains(&key);
+        if (!no_cache || ran_here)
+            && let Some(record) = self.cache_lookup(&key)?
+        {
+            remember();
+            return Ok(self.hit(name, record, key));
+        }
+        if self.cancelled() {
+            return Err(ErrorKind::Cancelled.into());
+        }
+        self.progress.event(Event::Started(name));
+        let started = Instant::now();
+        let next = self.execute(state, step, name, run.cmd_set, key.clone(), &mut downloads)?;
+        remember();
+        self.ran_keys.lock().unwrap_or_else(|p| p.into_inner()).insert(key);
+        self.executed.fetch_add(1, Ordering::SeqCst);
+        self.progress.event(Event::Finished(name, started.elapsed()));
+        Ok(next)
+    }
+
+    /// The store's record for `key`, else the first `--cache-from` source's (not stored: its
+    /// layers may not be here; [`Builder::ensure_layers`] fetches them when needed).
+    fn cache_lookup(&self, key: &Digest) -> Result<Option<CacheRecord>> {
+        if let Some(record) = self.store.cache_get(key)? {
+            return Ok(Some(record));
+        }
+        Ok(self.options.cache_from.0.iter().find_map(|source| source.lookup(key)))
+    }
+
+    /// Makes sure the store has the blobs of `layers`, fetching missing ones from the
+    /// `--cache-from` sources (a cache hit there brings only its index entry).
+    pub(crate) fn ensure_layers(&self, layers: &[Layer]) -> Result<()> {
+        let missing: Vec<Layer> =
+            layers.iter().filter(|l| !self.store.has_blob(&l.digest)).cloned().collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut last = None;
+        for source in &self.options.cache_from.0 {
+            match source.fetch(self.store, &missing) {
+                Ok(()) => return Ok(()),
+                Err(e) => last = Some(e),
+            }
+        }
+        let layers = missing.into_iter().map(|l| l.digest).collect();
+        Err(ErrorKind::RemoteCache { layers, source: last }.into())
+    }
+
+    pub(crate) fn hit(&self, name: &StepName, record: CacheRecord, key: Digest) -> State {
+        self.cached.fetch_add(1, Ordering::SeqCst);
+        self.progress.event(Event::Cached(name));
+        State { layers: record.layers, config: record.config, key }
+    }
+
+    /// The build context, walked once (with .dockerignore applied) on first use; file digests
+    /// are remembered in the store (`cache/context/`) so a rebuild re-reads only changed files.
+    pub(crate) fn context(&self) -> std::result::Result<&context::Context, ContextError> {
+        self.context
+            .get_or_init(|| {
+                let dockerfile = Path::new(&self.options.dockerfile_name);
+                // One digest cache per context directory, so a small context never loads the
+                // digests of a large one.
+                let root = std::fs::canonicalize(&self.options.context)
+                    .unwrap_or_else(|_| self.options.context.clone());
+                let id = Digest::of(root.as_os_str().as_encoded_bytes());
+                let hash_cache = self.store.root().join("cache/context").join(&id.hex()[..16]);
+                context::Context::load(&self.options.context, Some(dockerfile), Some(&hash_cache))
+                    .map_err(std::sync::Arc::new)
+            })
+            .as_ref()
+            .map_err(|e| ContextError::Loading(e.clone()))
+    }
+
+    /// The context paths COPY/ADD sources name (globs expanded; excluded files never match).
+    pub(crate) fn context_sources(
+        &self,
+        sources: &[String],
+    ) -> std::result::Result<Vec<PathBuf>, ContextError> {
+        let ctx = self.context()?;
+        let mut all = Vec::new();
+        for src in sources {
+            let found = ctx.matches(src);
+            if found.is_empty() {
+                return Err(ContextError::NotFound { path: PathBuf::from(src) });
+            }
+            all.extend(found);
+        }
+        Ok(all)
+    }
+
+    /// The checksum of context sources and its per-file list.
+    pub(crate) fn context_checksum(
+        &self,
+        rels: &[PathBuf],
+    ) -> std::result::Result<(Digest, Vec<(String, String)>), ContextError> {
+        self.context()?.checksum(rels)
+    }
+}
+
+/// What a stage's steps carry from one to the next.
+struct StageRun {
+    /// BuildKit: ENTRYPOINT resets a CMD inherited from the base, not one set in this stage.
+    cmd_set: bool,
+    no_cache: bool,
+    /// Whether the previous step missed the cache (for --explain-cache).
+    parent_missed: bool,
+    /// The base, for the stage's first step's explain record.
+    base: Option<String>,
+    stage_name: String,
+}
