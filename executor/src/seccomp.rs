@@ -1141,6 +1141,7 @@ mod tests {
         let pid = unsafe { libc::fork() };
         assert!(pid >= 0, "fork: {}", Errno::last());
         if pid == 0 {
+            // SAFETY: as above: the child only makes raw syscalls and leaves through _exit.
             unsafe {
                 let errno = || *libc::__errno_location();
                 let check = |ok: bool, code: i32| {

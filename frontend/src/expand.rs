@@ -1,25 +1,51 @@
 //! BuildKit's shell-word processing (`ProcessWord` / `ProcessWords` in
 //! `frontend/dockerfile/shell/lex.go`): variable expansion, quote removal and escapes.
 //!
-//! Errors are returned as BuildKit's bare message (e.g. `syntax error: bad substitution`); the
-//! lowering wraps them with the word and the location.
+//! Errors ([`ExpandError`]) read as BuildKit's bare messages (e.g. `syntax error: bad
+//! substitution`); the lowering wraps them with the word and the location.
+
+/// Why a word could not be expanded, in BuildKit's words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExpandError {
+    #[error("unexpected end of statement while looking for matching {0}")]
+    Unterminated(char),
+    #[error("unexpected end of statement while looking for matching single-quote")]
+    UnterminatedSingleQuote,
+    #[error("unexpected end of statement while looking for matching double-quote")]
+    UnterminatedDoubleQuote,
+    #[error("syntax error: missing '}}'")]
+    MissingBrace,
+    #[error("syntax error: missing '/' in ${{}}")]
+    MissingSlash,
+    #[error("syntax error: bad substitution")]
+    BadSubstitution,
+    #[error("unsupported modifier ({0}) in substitution")]
+    UnsupportedModifier(String),
+    /// `${NAME?message}` / `${NAME:?message}` of an unset (or empty) variable.
+    #[error("{name}: {message}")]
+    Required { name: String, message: String },
+}
 
 /// Expands `$VAR`, `${VAR}` and BuildKit's `${VAR:-word}` family in `word`, removing quotes and
 /// escapes (`\` is the escape character). Unknown variables expand to nothing. `env` is searched
 /// from the end: the last definition of a name wins.
-pub fn expand_word(word: &str, env: &[(String, String)]) -> Result<String, String> {
+pub fn expand_word(word: &str, env: &[(String, String)]) -> Result<String, ExpandError> {
     expand_word_with_escape(word, env, '\\')
 }
 
 /// [`expand_word`] with another escape character (the `# escape=` directive: `\` or `` ` ``).
-pub fn expand_word_with_escape(word: &str, env: &[(String, String)], escape: char) -> Result<String, String> {
+pub fn expand_word_with_escape(
+    word: &str,
+    env: &[(String, String)],
+    escape: char,
+) -> Result<String, ExpandError> {
     Lexer::new(word, env, escape).process_stop_on(None, false).map(|(word, _)| word)
 }
 
 /// Like [`expand_word_with_escape`], then splits the result into words on whitespace that was
 /// not quoted or escaped (BuildKit's `ProcessWords`; splitting happens after expansion, so a
 /// variable holding `a b` gives two words unless it is quoted).
-pub fn expand_words(word: &str, env: &[(String, String)], escape: char) -> Result<Vec<String>, String> {
+pub fn expand_words(word: &str, env: &[(String, String)], escape: char) -> Result<Vec<String>, ExpandError> {
     Lexer::new(word, env, escape).process_stop_on(None, false).map(|(_, words)| words)
 }
 
@@ -112,7 +138,7 @@ impl<'a> Lexer<'a> {
         &mut self,
         stop: Option<char>,
         raw_escapes: bool,
-    ) -> Result<(String, Vec<String>), String> {
+    ) -> Result<(String, Vec<String>), ExpandError> {
         let mut result = String::new();
         let mut words = Words::default();
         while let Some(ch) = self.peek() {
@@ -158,19 +184,19 @@ impl<'a> Lexer<'a> {
             }
         }
         if let Some(stop) = stop {
-            return Err(format!("unexpected end of statement while looking for matching {stop}"));
+            return Err(ExpandError::Unterminated(stop));
         }
         Ok((result, words.finish()))
     }
 
-    fn single_quote(&mut self) -> Result<String, String> {
+    fn single_quote(&mut self) -> Result<String, ExpandError> {
         // Everything up to the next ' is literal; ' itself cannot be escaped.
         self.next();
         let mut result = String::new();
         loop {
             match self.next() {
                 None => {
-                    return Err("unexpected end of statement while looking for matching single-quote".into());
+                    return Err(ExpandError::UnterminatedSingleQuote);
                 }
                 Some('\'') => return Ok(result),
                 Some(c) => result.push(c),
@@ -178,14 +204,14 @@ impl<'a> Lexer<'a> {
         }
     }
 
-    fn double_quote(&mut self) -> Result<String, String> {
+    fn double_quote(&mut self) -> Result<String, ExpandError> {
         // Literal except `$` and the escape character, which only escapes `"`, `$` and itself.
         self.next();
         let mut result = String::new();
         loop {
             match self.peek() {
                 None => {
-                    return Err("unexpected end of statement while looking for matching double-quote".into());
+                    return Err(ExpandError::UnterminatedDoubleQuote);
                 }
                 Some('"') => {
                     self.next();
@@ -234,7 +260,7 @@ impl<'a> Lexer<'a> {
         name
     }
 
-    fn dollar(&mut self) -> Result<String, String> {
+    fn dollar(&mut self) -> Result<String, ExpandError> {
         self.next();
         if self.peek() != Some('{') {
             let name = self.process_name();
@@ -245,29 +271,29 @@ impl<'a> Lexer<'a> {
         }
         self.next();
         match self.peek() {
-            None => return Err("syntax error: missing '}'".into()),
-            Some('{' | '}' | ':') => return Err("syntax error: bad substitution".into()),
+            None => return Err(ExpandError::MissingBrace),
+            Some('{' | '}' | ':') => return Err(ExpandError::BadSubstitution),
             Some(_) => {}
         }
         let name = self.process_name();
-        let Some(mut ch) = self.next() else { return Err("syntax error: missing '}'".into()) };
+        let Some(mut ch) = self.next() else { return Err(ExpandError::MissingBrace) };
         let mut chs = ch.to_string();
         match ch {
             '}' => Ok(self.get_env(&name).unwrap_or_default()),
             ':' | '+' | '-' | '?' | '#' | '%' => {
                 let null_is_unset = ch == ':';
                 if null_is_unset {
-                    let Some(c) = self.next() else { return Err("syntax error: missing '}'".into()) };
+                    let Some(c) = self.next() else { return Err(ExpandError::MissingBrace) };
                     ch = c;
                     chs.push(c);
                 }
                 let raw_escapes = ch == '#' || ch == '%';
                 if null_is_unset && raw_escapes {
-                    return Err(format!("unsupported modifier ({chs}) in substitution"));
+                    return Err(ExpandError::UnsupportedModifier(chs));
                 }
                 let word = match self.process_stop_on(Some('}'), raw_escapes) {
                     Ok((word, _)) => word,
-                    Err(_) if self.peek().is_none() => return Err("syntax error: missing '}'".into()),
+                    Err(_) if self.peek().is_none() => return Err(ExpandError::MissingBrace),
                     Err(e) => return Err(e),
                 };
                 let value = self.get_env(&name);
@@ -276,14 +302,14 @@ impl<'a> Lexer<'a> {
                     '-' => Ok(if unset { word } else { value.unwrap_or_default() }),
                     '+' => Ok(if unset { String::new() } else { word }),
                     '?' => match value {
-                        None => Err(format!(
-                            "{name}: {}",
-                            if word.is_empty() { "is not allowed to be unset" } else { &word }
-                        )),
-                        Some(v) if null_is_unset && v.is_empty() => Err(format!(
-                            "{name}: {}",
-                            if word.is_empty() { "is not allowed to be empty" } else { &word }
-                        )),
+                        None => Err(ExpandError::Required {
+                            message: if word.is_empty() { "is not allowed to be unset".into() } else { word },
+                            name,
+                        }),
+                        Some(v) if null_is_unset && v.is_empty() => Err(ExpandError::Required {
+                            message: if word.is_empty() { "is not allowed to be empty".into() } else { word },
+                            name,
+                        }),
                         Some(v) => Ok(v),
                     },
                     '#' | '%' => {
@@ -299,7 +325,7 @@ impl<'a> Lexer<'a> {
                             trim_suffix(&pattern, &value, greedy, self.escape)
                         })
                     }
-                    _ => Err(format!("unsupported modifier ({chs}) in substitution")),
+                    _ => Err(ExpandError::UnsupportedModifier(chs)),
                 }
             }
             '/' => {
@@ -310,13 +336,13 @@ impl<'a> Lexer<'a> {
                 let pattern = match self.process_stop_on(Some('/'), true) {
                     Ok((p, _)) => p,
                     Err(_) if self.peek().is_none() => {
-                        return Err("syntax error: missing '/' in ${}".into());
+                        return Err(ExpandError::MissingSlash);
                     }
                     Err(e) => return Err(e),
                 };
                 let replacement = match self.process_stop_on(Some('}'), true) {
                     Ok((r, _)) => r,
-                    Err(_) if self.peek().is_none() => return Err("syntax error: missing '}'".into()),
+                    Err(_) if self.peek().is_none() => return Err(ExpandError::MissingBrace),
                     Err(e) => return Err(e),
                 };
                 let value = self.get_env(&name).unwrap_or_default();
@@ -324,7 +350,7 @@ impl<'a> Lexer<'a> {
                 let replacement = unescape(&replacement, self.escape);
                 Ok(replace(&pattern, &value, &replacement, replace_all, self.escape))
             }
-            _ => Err(format!("unsupported modifier ({chs}) in substitution")),
+            _ => Err(ExpandError::UnsupportedModifier(chs)),
         }
     }
 }

@@ -5,6 +5,8 @@
 //! arguments, and a resolver that answers questions about base images (their ENV and WORKDIR,
 //! which ENV/WORKDIR expansion needs), and returns a [`BuildDefinition`].
 
+#![forbid(unsafe_code)]
+
 mod error;
 mod expand;
 mod lower;
@@ -12,7 +14,7 @@ pub mod parser;
 mod runmount;
 
 pub use error::{Error, Location, ResolveError};
-pub use expand::{env_get, expand_word, expand_word_with_escape, expand_words};
+pub use expand::{ExpandError, env_get, expand_word, expand_word_with_escape, expand_words};
 pub use lower::{BaseConfig, DEFAULT_SHELL, ImageResolver, LowerOptions, PROXY_ARGS, lower};
 
 use serde::{Deserialize, Serialize};

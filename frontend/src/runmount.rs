@@ -11,8 +11,71 @@
 
 use hostutil::gopath;
 
+use crate::expand::ExpandError;
 use crate::parser::{go_quote, suggest};
 use crate::{CacheSharing, CopyFrom, RunMount, RunNetwork, RunSecurity};
+
+/// A `RUN --mount` (or `--network`, `--security`) value BuildKit would refuse, in its words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MountFlagError {
+    #[error("failed to parse csv mounts: {0}")]
+    Csv(CsvError),
+    #[error("'from' doesn't support variable expansion, define alias stage instead")]
+    FromVariable,
+    #[error("failed to process \"{word}\": {error}")]
+    Expand { word: String, error: ExpandError },
+    #[error("unexpected key '{key}' for mount type '{typ}'")]
+    KeyForType { key: String, typ: &'static str },
+    #[error("invalid field '{0}' must be a key=value pair")]
+    NotKeyValue(String),
+    #[error("invalid value for {key}: {value}")]
+    Value { key: String, value: String },
+    #[error("unsupported mount type {}{}", go_quote(value), did_you_mean(suggestion))]
+    Type { value: String, suggestion: Option<String> },
+    #[error("unsupported sharing value {}{}", go_quote(value), did_you_mean(suggestion))]
+    Sharing { value: String, suggestion: Option<String> },
+    #[error("invalid value {value} for {key}")]
+    Number { key: &'static str, value: String },
+    #[error("unexpected key '{key}' in '{field}'{}", did_you_mean(suggestion))]
+    Key { key: String, field: String, suggestion: Option<String> },
+    #[error("{name} not allowed for {} type mounts", go_quote(typ))]
+    NotAllowed { name: &'static str, typ: &'static str },
+    #[error("secret mount should not have a from")]
+    SecretFrom,
+    #[error("secret mount should not define sharing")]
+    SecretSharing,
+    #[error("invalid secret mount. one of source, target required")]
+    SecretTarget,
+    #[error("both source and id can't be set")]
+    SecretSourceAndId,
+    #[error("invalid cache sharing set for {0} mount")]
+    SharingNotCache(&'static str),
+    #[error("RUN --mount=type=ssh is not supported yet")]
+    Ssh,
+    #[error("invalid mount target {}", go_quote(.0))]
+    Target(String),
+    #[error("invalid network mode {}", go_quote(.0))]
+    Network(String),
+    #[error("security {} is not valid", go_quote(.0))]
+    Security(String),
+}
+
+/// Go's `csv.ParseError` for one line (columns are 1-based byte offsets), or `EOF` for an
+/// empty value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CsvError {
+    #[error("EOF")]
+    Eof,
+    #[error("parse error on line 1, column {column}: bare \" in non-quoted-field")]
+    BareQuote { column: usize },
+    #[error("parse error on line 1, column {column}: extraneous or missing \" in quoted-field")]
+    Quote { column: usize },
+}
+
+/// BuildKit's hint after a misspelled value: ` (did you mean cache?)`.
+fn did_you_mean(suggestion: &Option<String>) -> String {
+    suggestion.as_ref().map(|s| format!(" (did you mean {s}?)")).unwrap_or_default()
+}
 
 /// `type=` of a mount.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,14 +151,14 @@ pub(crate) struct Mount {
 /// the CSV syntax, and a `from` without variables (a `$` is allowed only as the last
 /// character). Returns the last `from=` value as written, which names the stage or image the
 /// mount reads (BuildKit resolves it before expansion); empty when there is none.
-pub(crate) fn precheck_mount(value: &str) -> Result<String, String> {
-    let fields = csv_fields(value).map_err(|e| format!("failed to parse csv mounts: {e}"))?;
+pub(crate) fn precheck_mount(value: &str) -> Result<String, MountFlagError> {
+    let fields = csv_fields(value).map_err(MountFlagError::Csv)?;
     let mut from = String::new();
     for field in fields {
         let Some((key, value)) = field.split_once('=') else { continue };
         if key.to_lowercase() == "from" {
             if value.find('$').is_some_and(|i| i != value.len() - 1) {
-                return Err("'from' doesn't support variable expansion, define alias stage instead".into());
+                return Err(MountFlagError::FromVariable);
             }
             from = value.to_owned();
         }
@@ -108,9 +171,9 @@ pub(crate) fn precheck_mount(value: &str) -> Result<String, String> {
 /// `type` they need) and the result is validated.
 pub(crate) fn parse_mount(
     value: &str,
-    expand: &mut dyn FnMut(&str) -> Result<String, String>,
-) -> Result<Mount, String> {
-    let fields = csv_fields(value).map_err(|e| format!("failed to parse csv mounts: {e}"))?;
+    expand: &mut dyn FnMut(&str) -> Result<String, ExpandError>,
+) -> Result<Mount, MountFlagError> {
+    let fields = csv_fields(value).map_err(MountFlagError::Csv)?;
     let mut m = Mount {
         typ: MountType::Bind,
         from: String::new(),
@@ -132,7 +195,7 @@ pub(crate) fn parse_mount(
             Some((k, v)) => (k.to_lowercase(), Some(v)),
             None => (field.to_lowercase(), None),
         };
-        let unexpected = |typ: MountType| format!("unexpected key '{key}' for mount type '{}'", typ.name());
+        let unexpected = |typ: MountType| MountFlagError::KeyForType { key: key.clone(), typ: typ.name() };
         let Some(value) = value else {
             match key.as_str() {
                 "readonly" | "ro" => {
@@ -145,12 +208,13 @@ pub(crate) fn parse_mount(
                 }
                 "required" if matches!(m.typ, MountType::Secret | MountType::Ssh) => m.required = true,
                 "required" => return Err(unexpected(m.typ)),
-                _ => return Err(format!("invalid field '{field}' must be a key=value pair")),
+                _ => return Err(MountFlagError::NotKeyValue(field.clone())),
             }
             continue;
         };
-        let value = expand(value)?;
-        let invalid = || format!("invalid value for {key}: {value}");
+        let value =
+            expand(value).map_err(|error| MountFlagError::Expand { word: value.to_string(), error })?;
+        let invalid = || MountFlagError::Value { key: key.clone(), value: value.clone() };
         match key.as_str() {
             "type" => {
                 m.typ = match value.to_lowercase().as_str() {
@@ -160,11 +224,8 @@ pub(crate) fn parse_mount(
                     "secret" => MountType::Secret,
                     "ssh" => MountType::Ssh,
                     _ => {
-                        return Err(with_suggestion(
-                            format!("unsupported mount type {}", go_quote(&value)),
-                            &value,
-                            &MOUNT_TYPES,
-                        ));
+                        let suggestion = suggest(&value, &MOUNT_TYPES, true);
+                        return Err(MountFlagError::Type { value, suggestion });
                     }
                 }
             }
@@ -194,42 +255,36 @@ pub(crate) fn parse_mount(
                     "private" => CacheSharing::Private,
                     "locked" => CacheSharing::Locked,
                     _ => {
-                        return Err(with_suggestion(
-                            format!("unsupported sharing value {}", go_quote(&value)),
-                            &value,
-                            &SHARING_MODES,
-                        ));
+                        let suggestion = suggest(&value, &SHARING_MODES, true);
+                        return Err(MountFlagError::Sharing { value, suggestion });
                     }
                 })
             }
-            "mode" => {
-                m.mode =
-                    Some(go_parse_u32(&value, 8).ok_or_else(|| format!("invalid value {value} for mode"))?)
-            }
-            "uid" => {
-                m.uid =
-                    Some(go_parse_u32(&value, 10).ok_or_else(|| format!("invalid value {value} for uid"))?)
-            }
-            "gid" => {
-                m.gid =
-                    Some(go_parse_u32(&value, 10).ok_or_else(|| format!("invalid value {value} for gid"))?)
+            "mode" | "uid" | "gid" => {
+                let (key, radix) = match key.as_str() {
+                    "mode" => ("mode", 8),
+                    "uid" => ("uid", 10),
+                    _ => ("gid", 10),
+                };
+                let n = go_parse_u32(&value, radix).ok_or(MountFlagError::Number { key, value })?;
+                *match key {
+                    "mode" => &mut m.mode,
+                    "uid" => &mut m.uid,
+                    _ => &mut m.gid,
+                } = Some(n);
             }
             "env" => m.env = Some(value),
             _ => {
-                return Err(with_suggestion(
-                    format!("unexpected key '{key}' in '{field}'"),
-                    &key,
-                    &MOUNT_KEYS,
-                ));
+                let suggestion = suggest(&key, &MOUNT_KEYS, true);
+                return Err(MountFlagError::Key { key, field: field.clone(), suggestion });
             }
         }
     }
 
     if !matches!(m.typ, MountType::Secret | MountType::Ssh | MountType::Cache) {
-        let typ = go_quote(m.typ.name());
         for (name, set) in [("mode", m.mode.is_some()), ("uid", m.uid.is_some()), ("gid", m.gid.is_some())] {
             if set {
-                return Err(format!("{name} not allowed for {typ} type mounts"));
+                return Err(MountFlagError::NotAllowed { name, typ: m.typ.name() });
             }
         }
     }
@@ -238,20 +293,20 @@ pub(crate) fn parse_mount(
     }
     if m.typ == MountType::Secret {
         if !m.from.is_empty() {
-            return Err("secret mount should not have a from".into());
+            return Err(MountFlagError::SecretFrom);
         }
         if m.sharing.is_some() {
-            return Err("secret mount should not define sharing".into());
+            return Err(MountFlagError::SecretSharing);
         }
         if m.source.is_empty() && m.target.is_empty() && m.id.is_empty() {
-            return Err("invalid secret mount. one of source, target required".into());
+            return Err(MountFlagError::SecretTarget);
         }
         if !m.source.is_empty() && !m.id.is_empty() {
-            return Err("both source and id can't be set".into());
+            return Err(MountFlagError::SecretSourceAndId);
         }
     }
     if m.sharing.is_some() && m.typ != MountType::Cache {
-        return Err(format!("invalid cache sharing set for {} mount", m.typ.name()));
+        return Err(MountFlagError::SharingNotCache(m.typ.name()));
     }
     Ok(m)
 }
@@ -259,9 +314,13 @@ pub(crate) fn parse_mount(
 /// BuildKit's `dispatchRunMounts`/`dispatchSecret` for one parsed mount: defaults, the target
 /// resolved against `workdir`, the source cleaned. `from` is the resolved `from=` (the caller
 /// resolves it, since it knows the stages); tmpfs mounts ignore it, as BuildKit does.
-pub(crate) fn lower_mount(m: &Mount, workdir: &str, from: Option<CopyFrom>) -> Result<RunMount, String> {
+pub(crate) fn lower_mount(
+    m: &Mount,
+    workdir: &str,
+    from: Option<CopyFrom>,
+) -> Result<RunMount, MountFlagError> {
     match m.typ {
-        MountType::Ssh => return Err("RUN --mount=type=ssh is not supported yet".into()),
+        MountType::Ssh => return Err(MountFlagError::Ssh),
         MountType::Secret => return Ok(lower_secret(m)),
         _ => {}
     }
@@ -272,7 +331,7 @@ pub(crate) fn lower_mount(m: &Mount, workdir: &str, from: Option<CopyFrom>) -> R
         gopath::clean(&format!("/{workdir}/{}", m.target))
     };
     if target == "/" {
-        return Err(format!("invalid mount target {}", go_quote(&target)));
+        return Err(MountFlagError::Target(target));
     }
     let source = gopath::clean(&format!("/{}", m.source)).trim_start_matches('/').to_owned();
     Ok(match m.typ {
@@ -324,28 +383,21 @@ fn lower_secret(m: &Mount) -> RunMount {
 }
 
 /// `RUN --network=`, checked as written (BuildKit does not expand it).
-pub(crate) fn parse_network(value: &str) -> Result<RunNetwork, String> {
+pub(crate) fn parse_network(value: &str) -> Result<RunNetwork, MountFlagError> {
     match value {
         "default" => Ok(RunNetwork::Default),
         "none" => Ok(RunNetwork::None),
         "host" => Ok(RunNetwork::Host),
-        _ => Err(format!("invalid network mode {}", go_quote(value))),
+        _ => Err(MountFlagError::Network(value.to_string())),
     }
 }
 
 /// `RUN --security=`, checked as written.
-pub(crate) fn parse_security(value: &str) -> Result<RunSecurity, String> {
+pub(crate) fn parse_security(value: &str) -> Result<RunSecurity, MountFlagError> {
     match value {
         "sandbox" => Ok(RunSecurity::Sandbox),
         "insecure" => Ok(RunSecurity::Insecure),
-        _ => Err(format!("security {} is not valid", go_quote(value))),
-    }
-}
-
-fn with_suggestion(message: String, value: &str, options: &[&str]) -> String {
-    match suggest(value, options, true) {
-        Some(s) => format!("{message} (did you mean {s}?)"),
-        None => message,
+        _ => Err(MountFlagError::Security(value.to_string())),
     }
 }
 
@@ -353,16 +405,13 @@ fn with_suggestion(message: String, value: &str, options: &[&str]) -> String {
 /// fields split at `,`; a field that starts with `"` is quoted (`""` is a quote, the closing
 /// quote must end the field); a quote elsewhere is an error. Errors are Go's `csv.ParseError`
 /// texts (columns are 1-based byte offsets); an empty value is `EOF`.
-pub(crate) fn csv_fields(line: &str) -> Result<Vec<String>, String> {
-    let parse_err = |pos: usize, what: &str| format!("parse error on line 1, column {}: {what}", pos + 1);
-    const BARE_QUOTE: &str = "bare \" in non-quoted-field";
-    const QUOTE: &str = "extraneous or missing \" in quoted-field";
+pub(crate) fn csv_fields(line: &str) -> Result<Vec<String>, CsvError> {
     let mut line = line;
     if let Some(l) = line.strip_suffix('\n') {
         line = l.strip_suffix('\r').unwrap_or(l);
     }
     if line.is_empty() {
-        return Err("EOF".into());
+        return Err(CsvError::Eof);
     }
     let mut fields: Vec<String> = Vec::new();
     let mut pos = 0;
@@ -371,7 +420,7 @@ pub(crate) fn csv_fields(line: &str) -> Result<Vec<String>, String> {
             let end = line.find(',');
             let field = &line[..end.unwrap_or(line.len())];
             if let Some(j) = field.find('"') {
-                return Err(parse_err(pos + j, BARE_QUOTE));
+                return Err(CsvError::BareQuote { column: pos + j + 1 });
             }
             fields.push(field.to_owned());
             match end {
@@ -387,7 +436,7 @@ pub(crate) fn csv_fields(line: &str) -> Result<Vec<String>, String> {
         pos += 1;
         let mut half_open = false;
         loop {
-            let Some(i) = line.find('"') else { return Err(parse_err(pos, QUOTE)) };
+            let Some(i) = line.find('"') else { return Err(CsvError::Quote { column: pos + 1 }) };
             if half_open {
                 if let Some(last) = fields.last_mut() {
                     last.push_str(&line[..i]);
@@ -412,7 +461,7 @@ pub(crate) fn csv_fields(line: &str) -> Result<Vec<String>, String> {
             } else if line.is_empty() {
                 break 'field;
             } else {
-                return Err(parse_err(pos - 1, QUOTE));
+                return Err(CsvError::Quote { column: pos });
             }
         }
     }
@@ -441,11 +490,11 @@ mod tests {
     use super::*;
 
     fn parse(value: &str) -> Result<Mount, String> {
-        parse_mount(value, &mut |w| Ok(w.to_owned()))
+        parse_mount(value, &mut |w| Ok(w.to_owned())).map_err(|e| e.to_string())
     }
 
     fn lower(value: &str, workdir: &str) -> Result<RunMount, String> {
-        lower_mount(&parse(value)?, workdir, None)
+        lower_mount(&parse(value)?, workdir, None).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -456,17 +505,17 @@ mod tests {
         assert_eq!(csv_fields("\"say \"\"hi\"\"\"").unwrap(), ["say \"hi\""]);
         assert_eq!(csv_fields("\"\"").unwrap(), [""]);
         assert_eq!(csv_fields("x\n").unwrap(), ["x"]);
-        assert_eq!(csv_fields("").unwrap_err(), "EOF");
+        assert_eq!(csv_fields("").unwrap_err().to_string(), "EOF");
         assert_eq!(
-            csv_fields("ab\"c").unwrap_err(),
+            csv_fields("ab\"c").unwrap_err().to_string(),
             "parse error on line 1, column 3: bare \" in non-quoted-field"
         );
         assert_eq!(
-            csv_fields("x,\"ab\"c").unwrap_err(),
+            csv_fields("x,\"ab\"c").unwrap_err().to_string(),
             "parse error on line 1, column 6: extraneous or missing \" in quoted-field"
         );
         assert_eq!(
-            csv_fields("\"abc").unwrap_err(),
+            csv_fields("\"abc").unwrap_err().to_string(),
             "parse error on line 1, column 2: extraneous or missing \" in quoted-field"
         );
     }
@@ -619,8 +668,8 @@ mod tests {
         .unwrap();
         assert_eq!(seen, ["$T", "$D"]);
         assert_eq!((m.typ, m.target.as_str(), m.readonly), (MountType::Cache, "/d", false));
-        let err = parse_mount("target=$X", &mut |_| Err("boom".into())).unwrap_err();
-        assert_eq!(err, "boom");
+        let err = parse_mount("target=$X", &mut |_| Err(ExpandError::BadSubstitution)).unwrap_err();
+        assert_eq!(err.to_string(), "failed to process \"$X\": syntax error: bad substitution");
     }
 
     #[test]
@@ -669,10 +718,10 @@ mod tests {
         assert_eq!(precheck_mount("target=/x").unwrap(), "");
         assert_eq!(precheck_mount("from=a$").unwrap(), "a$");
         assert_eq!(
-            precheck_mount("from=$stage").unwrap_err(),
+            precheck_mount("from=$stage").unwrap_err().to_string(),
             "'from' doesn't support variable expansion, define alias stage instead"
         );
-        assert_eq!(precheck_mount("").unwrap_err(), "failed to parse csv mounts: EOF");
+        assert_eq!(precheck_mount("").unwrap_err().to_string(), "failed to parse csv mounts: EOF");
     }
 
     #[test]
@@ -680,10 +729,10 @@ mod tests {
         assert_eq!(parse_network("default"), Ok(RunNetwork::Default));
         assert_eq!(parse_network("none"), Ok(RunNetwork::None));
         assert_eq!(parse_network("host"), Ok(RunNetwork::Host));
-        assert_eq!(parse_network("HOST").unwrap_err(), "invalid network mode \"HOST\"");
-        assert_eq!(parse_network("").unwrap_err(), "invalid network mode \"\"");
+        assert_eq!(parse_network("HOST").unwrap_err().to_string(), "invalid network mode \"HOST\"");
+        assert_eq!(parse_network("").unwrap_err().to_string(), "invalid network mode \"\"");
         assert_eq!(parse_security("sandbox"), Ok(RunSecurity::Sandbox));
         assert_eq!(parse_security("insecure"), Ok(RunSecurity::Insecure));
-        assert_eq!(parse_security("root").unwrap_err(), "security \"root\" is not valid");
+        assert_eq!(parse_security("root").unwrap_err().to_string(), "security \"root\" is not valid");
     }
 }

@@ -12,6 +12,8 @@
 //!
 //! Everything is blocking; blobs move in parallel on `Options::jobs` threads.
 
+#![forbid(unsafe_code)]
+
 mod artifact;
 mod auth;
 mod error;

@@ -12,6 +12,11 @@ pub struct Directive {
     pub line: usize,
 }
 
+/// A directive given twice.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("only one {0} parser directive can be used")]
+pub struct DuplicateDirective(pub String);
+
 /// BuildKit's `DirectiveParser`: fed every line, it stops looking at the first line that is not a
 /// directive.
 #[derive(Debug, Default)]
@@ -23,7 +28,7 @@ pub(crate) struct DirectiveParser {
 
 impl DirectiveParser {
     /// Looks at one line (newline trimmed). `Ok(Some)` for a directive.
-    pub(crate) fn parse_line(&mut self, line: &str) -> Result<Option<Directive>, String> {
+    pub(crate) fn parse_line(&mut self, line: &str) -> Result<Option<Directive>, DuplicateDirective> {
         self.line += 1;
         if self.done {
             return Ok(None);
@@ -61,7 +66,7 @@ impl DirectiveParser {
             return Ok(None);
         }
         if self.seen.contains(&name) {
-            return Err(format!("only one {name} parser directive can be used"));
+            return Err(DuplicateDirective(name));
         }
         self.seen.push(name.clone());
         Ok(Some(Directive { name, value: value.to_owned(), line: self.line }))

@@ -5,6 +5,8 @@
 //! `^(\d*)<<(-?)\s*([^<]*)$` whose rest is a single shell word as a heredoc. The delimiter is
 //! that word with quotes removed; the content is expanded only when no part of it was quoted.
 
+use crate::expand::ExpandError;
+
 /// A heredoc attached to an instruction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Heredoc {
@@ -20,10 +22,19 @@ pub struct Heredoc {
     pub content: String,
 }
 
+/// A heredoc word BuildKit's `ParseHeredoc` refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeredocError {
+    #[error(transparent)]
+    Lex(#[from] ExpandError),
+    #[error("internal lexing of heredoc produced inconsistent results: {0}")]
+    Inconsistent(String),
+}
+
 /// Splits `text` into shell words as BuildKit's lexer (escape `\`, no environment, unset
 /// variables kept as written). `raw_quotes` keeps quote characters, `raw_escapes` keeps escape
 /// characters. Errors on an unterminated quote.
-fn shell_words(text: &str, raw_quotes: bool, raw_escapes: bool) -> Result<Vec<String>, String> {
+fn shell_words(text: &str, raw_quotes: bool, raw_escapes: bool) -> Result<Vec<String>, HeredocError> {
     let mut words = Vec::new();
     let mut word = String::new();
     let mut in_word = false;
@@ -38,9 +49,7 @@ fn shell_words(text: &str, raw_quotes: bool, raw_escapes: bool) -> Result<Vec<St
                 loop {
                     match chars.next() {
                         None => {
-                            return Err(
-                                "unexpected end of statement while looking for matching single-quote".into(),
-                            );
+                            return Err(ExpandError::UnterminatedSingleQuote.into());
                         }
                         Some('\'') => break,
                         Some(c) => word.push(c),
@@ -58,9 +67,7 @@ fn shell_words(text: &str, raw_quotes: bool, raw_escapes: bool) -> Result<Vec<St
                 loop {
                     match chars.next() {
                         None => {
-                            return Err(
-                                "unexpected end of statement while looking for matching double-quote".into(),
-                            );
+                            return Err(ExpandError::UnterminatedDoubleQuote.into());
                         }
                         Some('"') => break,
                         Some('\\') => match chars.peek() {
@@ -111,7 +118,7 @@ fn shell_words(text: &str, raw_quotes: bool, raw_escapes: bool) -> Result<Vec<St
 }
 
 /// BuildKit's `ParseHeredoc`: `Ok(None)` when `word` is not a heredoc word.
-pub fn parse_heredoc(word: &str) -> Result<Option<Heredoc>, String> {
+pub fn parse_heredoc(word: &str) -> Result<Option<Heredoc>, HeredocError> {
     let digits = word.len() - word.trim_start_matches(|c: char| c.is_ascii_digit()).len();
     let Some(rest) = word[digits..].strip_prefix("<<") else { return Ok(None) };
     let (chomp, rest) = match rest.strip_prefix('-') {
@@ -126,7 +133,7 @@ pub fn parse_heredoc(word: &str) -> Result<Option<Heredoc>, String> {
     let [name] = words.as_slice() else { return Ok(None) };
     let raw = shell_words(rest, true, false)?;
     let [raw] = raw.as_slice() else {
-        return Err(format!("internal lexing of heredoc produced inconsistent results: {rest}"));
+        return Err(HeredocError::Inconsistent(rest.to_string()));
     };
     let quotes = |s: &str| s.chars().filter(|c| matches!(c, '\'' | '"')).count();
     Ok(Some(Heredoc {
@@ -144,7 +151,7 @@ pub fn heredoc_word(word: &str) -> Option<Heredoc> {
 }
 
 /// BuildKit's `heredocsFromLine`: the heredocs a line introduces, in order.
-pub(crate) fn heredocs_from_line(line: &str) -> Result<Vec<Heredoc>, String> {
+pub(crate) fn heredocs_from_line(line: &str) -> Result<Vec<Heredoc>, HeredocError> {
     let words = shell_words(line, true, true).unwrap_or_default();
     let mut docs = Vec::new();
     for word in words {

@@ -37,7 +37,7 @@ pub(crate) fn node_from_line(map: &LineMap, start: usize, escape: char) -> Resul
     };
     let name = keyword.to_lowercase();
     let args_pos = map.pos(rest_offset);
-    let error = |message: String| ParseError::new(args_pos, message);
+    let error = |e: ArgsError| ParseError::new(args_pos, e);
     let args = match name.as_str() {
         "add" | "copy" | "volume" => parse_maybe_json_to_list(rest, rest_offset).map_err(error)?,
         "arg" => parse_name_or_name_val(rest, rest_offset, escape),
@@ -277,35 +277,44 @@ fn parse_json(rest: &str, offset: usize) -> Result<Args, JsonError> {
     Ok(Args { values: out, json: true, sub: None })
 }
 
-const NOT_STRING_ARRAY: &str = "when using JSON array syntax, arrays must be comprised of strings only";
+/// Arguments BuildKit's line parsers refuse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ArgsError {
+    #[error("when using JSON array syntax, arrays must be comprised of strings only")]
+    NotStringArray,
+    #[error("{0} must have two arguments")]
+    TwoArguments(&'static str),
+    #[error("Syntax error - can't find = in {}. Must be of the form: name=value", super::go_quote(.0))]
+    NoEquals(String),
+}
 
-fn parse_maybe_json(rest: &str, offset: usize) -> Result<Args, String> {
+fn parse_maybe_json(rest: &str, offset: usize) -> Result<Args, ArgsError> {
     if rest.is_empty() {
         return Ok(Args::default());
     }
     match parse_json(rest, offset) {
         Ok(args) => Ok(args),
-        Err(JsonError::NotStringArray) => Err(NOT_STRING_ARRAY.into()),
+        Err(JsonError::NotStringArray) => Err(ArgsError::NotStringArray),
         Err(JsonError::Other) => Ok(Args::one(rest, offset)),
     }
 }
 
-fn parse_maybe_json_to_list(rest: &str, offset: usize) -> Result<Args, String> {
+fn parse_maybe_json_to_list(rest: &str, offset: usize) -> Result<Args, ArgsError> {
     match parse_json(rest, offset) {
         Ok(args) => Ok(args),
-        Err(JsonError::NotStringArray) => Err(NOT_STRING_ARRAY.into()),
+        Err(JsonError::NotStringArray) => Err(ArgsError::NotStringArray),
         Err(JsonError::Other) => Ok(parse_strings_whitespace_delimited(rest, offset)),
     }
 }
 
 /// ENV and LABEL: `k=v ...` (separator `=`) or the legacy `k v` (separator empty).
-fn parse_name_val(rest: &str, offset: usize, key: &str, escape: char) -> Result<Args, String> {
+fn parse_name_val(rest: &str, offset: usize, key: &'static str, escape: char) -> Result<Args, ArgsError> {
     let words = parse_words(rest, escape);
     let Some((first, _)) = words.first() else { return Ok(Args::default()) };
     if !first.contains('=') {
         let parts = split_re_whitespace(rest, offset, Some(2));
         let [(k, ko), (v, vo)] = parts.as_slice() else {
-            return Err(format!("{key} must have two arguments"));
+            return Err(ArgsError::TwoArguments(key));
         };
         return Ok(Args {
             values: vec![(k.clone(), *ko), (v.clone(), *vo), (String::new(), *vo)],
@@ -315,10 +324,7 @@ fn parse_name_val(rest: &str, offset: usize, key: &str, escape: char) -> Result<
     let mut values = Vec::new();
     for (word, o) in words {
         let Some((k, v)) = word.split_once('=') else {
-            return Err(format!(
-                "Syntax error - can't find = in {}. Must be of the form: name=value",
-                super::go_quote(&word)
-            ));
+            return Err(ArgsError::NoEquals(word));
         };
         values.push((k.to_owned(), offset + o));
         values.push((v.to_owned(), offset + o));
@@ -335,7 +341,7 @@ fn parse_name_or_name_val(rest: &str, offset: usize, escape: char) -> Args {
 }
 
 /// HEALTHCHECK: the type word, then the command as `parseMaybeJSON` gives it.
-fn parse_health_config(rest: &str, offset: usize) -> Result<Args, String> {
+fn parse_health_config(rest: &str, offset: usize) -> Result<Args, ArgsError> {
     let sep = rest.find(is_space).unwrap_or(rest.len());
     if sep == 0 {
         return Ok(Args::default());

@@ -18,7 +18,7 @@ mod line_parsers;
 
 pub use directives::Directive;
 pub use dump::{dump, go_quote};
-pub use heredoc::{Heredoc, chomp_heredoc_content, heredoc_word, parse_heredoc};
+pub use heredoc::{Heredoc, HeredocError, chomp_heredoc_content, heredoc_word, parse_heredoc};
 
 /// A place in the Dockerfile, 1-based; columns count characters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -94,8 +94,8 @@ pub struct ParseError {
 }
 
 impl ParseError {
-    pub(crate) fn new(pos: Pos, message: impl Into<String>) -> Self {
-        ParseError { pos, message: message.into() }
+    pub(crate) fn new(pos: Pos, message: impl std::fmt::Display) -> Self {
+        ParseError { pos, message: message.to_string() }
     }
 }
 
