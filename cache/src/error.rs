@@ -4,7 +4,7 @@ use std::path::PathBuf;
 /// so the CLI can print one line a user can act on.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {source}")]
+    #[error("{}", path.display())]
     Io {
         path: PathBuf,
         #[source]
@@ -30,7 +30,7 @@ pub enum Error {
     Layer { layer: String, reason: String },
     #[error("archive {path}: {reason}")]
     Archive { path: PathBuf, reason: String },
-    #[error("mount {target}: {source}")]
+    #[error("mount {}", target.display())]
     Mount {
         target: PathBuf,
         #[source]

@@ -301,7 +301,7 @@ impl Store {
     }
 
     /// Every `cache/*.json` record, parsed (or why not).
-    fn cache_records(&self) -> Result<Vec<(PathBuf, std::result::Result<CacheRecord, String>)>> {
+    fn cache_records(&self) -> Result<Vec<(PathBuf, std::result::Result<CacheRecord, serde_json::Error>)>> {
         let dir = self.root().join("cache");
         let mut out = Vec::new();
         for entry in fs::read_dir(&dir).at(&dir)? {
@@ -314,7 +314,7 @@ impl Store {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(Error::Io { path, source: e }),
             };
-            let record = serde_json::from_slice::<CacheRecord>(&bytes).map_err(|e| e.to_string());
+            let record = serde_json::from_slice::<CacheRecord>(&bytes);
             out.push((path, record));
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -468,7 +468,11 @@ impl Store {
         }
         blobs.sort();
         report.blobs = blobs.len();
-        let mut problems: Vec<String> = blobs.par_iter().filter_map(|p| check_blob(p).err()).collect();
+        let mut problems: Vec<String> = blobs
+            .par_iter()
+            .filter_map(|p| check_blob(p).err())
+            .map(|e| hostutil::errors::one_line(&e))
+            .collect();
 
         for (name, digest) in self.tags()? {
             report.images += 1;
@@ -532,13 +536,29 @@ impl Store {
     }
 }
 
+/// What `verify` finds wrong with a blob file.
+#[derive(Debug, thiserror::Error)]
+enum BlobProblem {
+    #[error("blobs/sha256/{0}: not a blob name")]
+    BadName(String),
+    #[error("blob {digest}")]
+    Read {
+        digest: Digest,
+        #[source]
+        source: io::Error,
+    },
+    #[error("blob {expected} is corrupt: its content hashes to {actual}")]
+    Corrupt { expected: Digest, actual: Digest },
+}
+
 /// Hashes the blob at `path` and compares the digest with its name.
-fn check_blob(path: &Path) -> std::result::Result<(), String> {
+fn check_blob(path: &Path) -> std::result::Result<(), BlobProblem> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let Ok(expected) = format!("sha256:{name}").parse::<Digest>() else {
-        return Err(format!("blobs/sha256/{name}: not a blob name"));
+        return Err(BlobProblem::BadName(name));
     };
-    let mut f = File::open(path).map_err(|e| format!("blob {expected}: {e}"))?;
+    let read = |source| BlobProblem::Read { digest: expected.clone(), source };
+    let mut f = File::open(path).map_err(read)?;
     let mut hasher = Hasher::new();
     let mut buf = vec![0u8; 256 * 1024];
     loop {
@@ -546,15 +566,11 @@ fn check_blob(path: &Path) -> std::result::Result<(), String> {
             Ok(0) => break,
             Ok(n) => hasher.update(&buf[..n]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("blob {expected}: {e}")),
+            Err(e) => return Err(read(e)),
         }
     }
     let actual = hasher.finish();
-    if actual == expected {
-        Ok(())
-    } else {
-        Err(format!("blob {expected} is corrupt: its content hashes to {actual}"))
-    }
+    if actual == expected { Ok(()) } else { Err(BlobProblem::Corrupt { expected, actual }) }
 }
 
 fn is_young(meta: &fs::Metadata, now: SystemTime, grace: Duration) -> bool {

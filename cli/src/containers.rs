@@ -201,17 +201,11 @@ pub fn create(store: &Store, a: CreateArgs) -> Result<ExitCode> {
 /// Docker's exit codes for a container that could not start: 127 when the command does not
 /// exist, 126 when it cannot be run; the message is the one error line.
 fn start_failed(e: runtime::Error) -> Result<ExitCode> {
-    match e {
-        runtime::Error::StartFailed(msg) => {
-            eprintln!("rbuild: error: {msg}");
-            Ok(ExitCode::from(if msg.contains("not found") || msg.contains("no such file") {
-                127
-            } else {
-                126
-            }))
-        }
-        e => Err(e.into()),
+    if !e.is_start_failure() {
+        return Err(e.into());
     }
+    eprintln!("rbuild: error: {}", hostutil::errors::one_line(&e));
+    Ok(ExitCode::from(e.start_code().clamp(0, 255) as u8))
 }
 
 pub fn run(store: &Store, a: RunArgs) -> Result<ExitCode> {
@@ -381,11 +375,16 @@ pub fn exec(store: &Store, a: ExecArgs) -> Result<ExitCode> {
         privileged: a.privileged,
     };
     if a.detach {
-        runtime::exec::detach(store.root(), &a.container, &req)?;
-        return Ok(ExitCode::SUCCESS);
+        return match runtime::exec::detach(store.root(), &a.container, &req) {
+            Ok(()) => Ok(ExitCode::SUCCESS),
+            Err(e) => start_failed(e),
+        };
     }
     if req.tty {
-        let exec = runtime::exec::exec(store.root(), &a.container, &req, ExecStdio::Null)?;
+        let exec = match runtime::exec::exec(store.root(), &a.container, &req, ExecStdio::Null) {
+            Ok(exec) => exec,
+            Err(e) => return start_failed(e),
+        };
         return Ok(code(session::exec_tty(exec, a.interactive)?));
     }
     let stdin: OwnedFd = if a.interactive {
@@ -398,8 +397,10 @@ pub fn exec(store: &Store, a: ExecArgs) -> Result<ExitCode> {
         stdout: io::stdout().as_fd().try_clone_to_owned()?,
         stderr: io::stderr().as_fd().try_clone_to_owned()?,
     };
-    let exec = runtime::exec::exec(store.root(), &a.container, &req, stdio)?;
-    Ok(code(exec.wait()?))
+    match runtime::exec::exec(store.root(), &a.container, &req, stdio) {
+        Ok(exec) => Ok(code(exec.wait()?)),
+        Err(e) => start_failed(e),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -63,24 +63,10 @@ fn main() -> ExitCode {
     }
 }
 
-/// An error as one line: its message, then each cause in the `source()` chain, joined by
-/// ": ". No message repeats its cause (each crate's errors are written so), and the OS's
-/// errors read as the OS says them ("Permission denied", without "(os error 13)").
+/// An error as one line: its message, then each cause (`hostutil::errors::one_line`).
 pub fn describe(e: &anyhow::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    for cause in e.chain() {
-        let text = match cause.downcast_ref::<std::io::Error>() {
-            Some(io) if io.raw_os_error().is_some() => {
-                let s = io.to_string();
-                s.rsplit_once(" (os error ").map_or(s.clone(), |(m, _)| m.to_string())
-            }
-            _ => cause.to_string(),
-        };
-        if !text.is_empty() {
-            parts.push(text);
-        }
-    }
-    parts.join(": ")
+    let e: &(dyn std::error::Error + 'static) = e.as_ref();
+    hostutil::errors::one_line(e)
 }
 
 /// Prints an error as one line ([`describe`]), with what to do about it when the error is

@@ -52,7 +52,7 @@ pub struct CreateArgs {
     pub name: String,
 }
 
-fn parse_subnet(s: &str) -> Result<Subnet, String> {
+fn parse_subnet(s: &str) -> Result<Subnet, runtime::network::SubnetError> {
     s.parse()
 }
 

@@ -143,7 +143,9 @@ pub fn attached(
                 let _ = err.write_all(&d);
             }
             Ok(Some(MonitorFrame::Started)) => {}
-            Ok(Some(MonitorFrame::Error(m))) => return Err(runtime::Error::StartFailed(m).into()),
+            Ok(Some(MonitorFrame::Error(m))) => {
+                return Err(runtime::Error::from_start_failure_text(&m).into());
+            }
             Ok(Some(MonitorFrame::Exit(code))) => return Ok(code),
             // The monitor went away without a word: read what the state says.
             Ok(None) | Err(_) => {

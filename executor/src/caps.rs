@@ -82,16 +82,25 @@ pub fn all_names() -> Vec<String> {
     ALL.iter().map(|c| c.to_string()).collect()
 }
 
+/// A capability name that Linux does not have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown capability: {0:?}")]
+pub struct UnknownCapability(pub String);
+
 /// `base` with docker's `--cap-add`/`--cap-drop` applied (moby's `TweakCapabilities`): names
 /// in any case, with or without `CAP_`. `ALL` in `add` gives every capability but those in
 /// `drop`; otherwise `ALL` in `drop` gives just those in `add`; otherwise `base` less `drop`,
 /// then `add`. The result has canonical names (`CAP_CHOWN`), each once, in `base`'s order then
 /// `add`'s. An unknown name is an error naming it, as docker words it.
-pub fn with_changes(base: &[String], add: &[String], drop: &[String]) -> Result<Vec<String>, String> {
+pub fn with_changes(
+    base: &[String],
+    add: &[String],
+    drop: &[String],
+) -> Result<Vec<String>, UnknownCapability> {
     if add.is_empty() && drop.is_empty() {
         return Ok(base.to_vec());
     }
-    let normalize = |names: &[String]| -> Result<Vec<String>, String> {
+    let normalize = |names: &[String]| -> Result<Vec<String>, UnknownCapability> {
         names
             .iter()
             .map(|n| {
@@ -102,7 +111,7 @@ pub fn with_changes(base: &[String], add: &[String], drop: &[String]) -> Result<
                 let full = if upper.starts_with("CAP_") { upper } else { format!("CAP_{upper}") };
                 match number(&full) {
                     Some(i) => Ok(ALL[i as usize].to_string()),
-                    None => Err(format!("unknown capability: {full:?}")),
+                    None => Err(UnknownCapability(full)),
                 }
             })
             .collect()
@@ -162,7 +171,7 @@ pub(crate) fn number(name: &str) -> Option<u32> {
 
 /// The set named by `names` (see [`number`]); `ALL` stands for every capability, as in Docker's
 /// `--cap-add ALL`. An unknown name is an error that names it.
-pub(crate) fn parse<S: AsRef<str>>(names: &[S]) -> Result<CapSet, String> {
+pub(crate) fn parse<S: AsRef<str>>(names: &[S]) -> Result<CapSet, UnknownCapability> {
     let mut set = CapSet::EMPTY;
     for name in names {
         let name = name.as_ref();
@@ -170,7 +179,7 @@ pub(crate) fn parse<S: AsRef<str>>(names: &[S]) -> Result<CapSet, String> {
             set.0 |= (1 << ALL.len()) - 1;
             continue;
         }
-        let cap = number(name).ok_or_else(|| format!("unknown capability {name:?}"))?;
+        let cap = number(name).ok_or_else(|| UnknownCapability(name.to_string()))?;
         set.0 |= 1 << cap;
     }
     Ok(set)
@@ -303,9 +312,9 @@ mod tests {
         assert_eq!(with_changes(&base, &strings(&["ALL"]), &strings(&["ALL"])).unwrap().len(), ALL.len());
         // Unknown names, in either list, are named.
         let err = with_changes(&base, &strings(&["fly"]), &[]).unwrap_err();
-        assert_eq!(err, "unknown capability: \"CAP_FLY\"");
+        assert_eq!(err.to_string(), "unknown capability: \"CAP_FLY\"");
         let err = with_changes(&base, &[], &strings(&["CAP_NOPE"])).unwrap_err();
-        assert_eq!(err, "unknown capability: \"CAP_NOPE\"");
+        assert_eq!(err.to_string(), "unknown capability: \"CAP_NOPE\"");
         // The result is what the sandbox accepts.
         assert!(parse(&with_changes(&base, &strings(&["sys_time"]), &[]).unwrap()).is_ok());
     }
@@ -329,7 +338,7 @@ mod tests {
         assert_eq!(parse(&all_names()).unwrap().bits(), (1 << 41) - 1);
         assert_eq!(parse(&["all"]).unwrap().bits(), (1 << 41) - 1);
         let err = parse(&["CAP_CHOWN", "CAP_FLY"]).unwrap_err();
-        assert!(err.contains("\"CAP_FLY\""), "{err}");
+        assert!(err.to_string().contains("\"CAP_FLY\""), "{err}");
     }
 
     /// The capability lines of `/proc/self/status` of `cat` run in a forked child that applies

@@ -106,26 +106,26 @@ const DEFAULT_CPU_PERIOD: u64 = 100_000;
 /// Errors detecting, making, limiting or removing cgroups. Each names the file and the OS error.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cgroup: read {}: {}", .path.display(), os_message(.source))]
+    #[error("cgroup: read {}", .path.display())]
     Read {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("cgroup: write {value} to {}: {}", .path.display(), os_message(.source))]
+    #[error("cgroup: write {value} to {}", .path.display())]
     Write {
         value: String,
         path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("cgroup: mkdir {}: {}", .path.display(), os_message(.source))]
+    #[error("cgroup: mkdir {}", .path.display())]
     Mkdir {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("cgroup: rmdir {}: {}", .path.display(), os_message(.source))]
+    #[error("cgroup: rmdir {}", .path.display())]
     Rmdir {
         path: PathBuf,
         #[source]
@@ -148,9 +148,9 @@ pub enum Error {
     /// [`Cgroup::open`] found no directory of that name.
     #[error("cgroup: no cgroup {0:?} (the sandbox has ended)")]
     NotFound(String),
-    /// [`layout`]'s cached detection error, as text.
-    #[error("{0}")]
-    Detect(String),
+    /// [`layout`]'s detection error, kept for every later call.
+    #[error(transparent)]
+    Detect(std::sync::Arc<Error>),
 }
 
 impl Error {
@@ -176,14 +176,6 @@ impl Error {
              them, or run as root"
                 .to_string()
         })
-    }
-}
-
-/// The plain description of an OS error ("Device or resource busy"), without "(os error 16)".
-fn os_message(e: &io::Error) -> String {
-    match e.raw_os_error() {
-        Some(n) => Errno::from_raw(n).desc().to_string(),
-        None => e.to_string(),
     }
 }
 
@@ -414,8 +406,11 @@ pub fn detect() -> Result<Layout, Error> {
 
 /// [`detect`], once per process; later calls return the same layout (or the same error).
 pub fn layout() -> Result<&'static Layout, Error> {
-    static LAYOUT: OnceLock<Result<Layout, String>> = OnceLock::new();
-    LAYOUT.get_or_init(|| detect().map_err(|e| e.to_string())).as_ref().map_err(|e| Error::Detect(e.clone()))
+    static LAYOUT: OnceLock<Result<Layout, std::sync::Arc<Error>>> = OnceLock::new();
+    LAYOUT
+        .get_or_init(|| detect().map_err(std::sync::Arc::new))
+        .as_ref()
+        .map_err(|e| Error::Detect(e.clone()))
 }
 
 /// The next sequence number [`sandbox_name`] hands out.
@@ -1293,7 +1288,7 @@ mod tests {
             }
         );
         fs::write(v1("pids").join("rbuild/1-2/pids.max"), "lots\n").unwrap();
-        let err = cg.stats().unwrap_err().to_string();
+        let err = hostutil::errors::one_line(&cg.stats().unwrap_err());
         assert!(err.ends_with("pids.max: \"lots\" is not a number"), "{err}");
     }
 
@@ -1305,7 +1300,7 @@ mod tests {
             source: io::Error::from_raw_os_error(libc::EBUSY),
         };
         assert_eq!(
-            e.to_string(),
+            hostutil::errors::one_line(&e),
             "cgroup: write 67108864 to /sys/fs/cgroup/memory/rbuild/12-1/memory.limit_in_bytes: \
              Device or resource busy"
         );

@@ -102,7 +102,9 @@ fn start(config: &ExecConfig) -> Result<Pid, Report> {
         .collect::<init::Result<Vec<_>>>()?;
     let namespaces = open_namespaces(config.pid)?;
     let seccomp = match &config.seccomp {
-        Some(profile) => Some(seccomp::compile(profile).map_err(|m| fail("compile the seccomp filter", m))?),
+        Some(profile) => {
+            Some(seccomp::compile(profile).map_err(|e| fail("compile the seccomp filter", init::chain(&e)))?)
+        }
         None => None,
     };
     let caps = caps::parse(&config.capabilities).map_err(|m| fail("capabilities", m))?;

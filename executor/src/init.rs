@@ -95,6 +95,11 @@ pub(crate) fn fail(step: impl Into<String>, message: impl std::fmt::Display) -> 
     Failure { step: step.into(), message: message.to_string() }
 }
 
+/// `e` and each of its causes, as one line: a failure crosses the status pipe as text.
+pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    hostutil::errors::one_line(e)
+}
+
 /// For `map_err` on nix calls: the step, and the OS error's plain description.
 pub(crate) fn os(step: impl Into<String>) -> impl FnOnce(Errno) -> Failure {
     let step = step.into();
@@ -457,7 +462,9 @@ fn prepare_pid1(plan: &Plan) -> Result<Exec> {
         user_mount(target, dest, mount, &fds)?;
     }
     let seccomp = match &plan.seccomp {
-        Some(profile) => Some(seccomp::compile(profile).map_err(|m| fail("compile the seccomp filter", m))?),
+        Some(profile) => {
+            Some(seccomp::compile(profile).map_err(|e| fail("compile the seccomp filter", chain(&e)))?)
+        }
         None => None,
     };
     let caps = caps::parse(&plan.capabilities).map_err(|m| fail("capabilities", m))?;

@@ -227,7 +227,7 @@ pub enum Stdio<'a> {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A step on rbuild's side of the sandbox (spawning the init, pipes, reading output).
-    #[error("sandbox: {step}: {source}")]
+    #[error("sandbox: {step}")]
     Setup {
         step: &'static str,
         #[source]

@@ -18,20 +18,43 @@ use nix::fcntl::{AtFlags, OFlag, openat};
 use nix::sys::stat::{FileStat, Mode, SFlag, fstat, fstatat};
 use nix::sys::time::TimeSpec;
 
+/// Why a volume could not be filled: the operation, the path, the OS's reason.
+#[derive(Debug, thiserror::Error)]
+#[error("{op} {}: {}", path.display(), errno.desc())]
+pub(crate) struct PopulateError {
+    op: &'static str,
+    path: PathBuf,
+    errno: Errno,
+}
+
+/// An error of `op` on `path`, from nix.
+fn pe<'a>(op: &'static str, path: &'a Path) -> impl Fn(Errno) -> PopulateError + 'a {
+    move |errno| PopulateError { op, path: path.to_path_buf(), errno }
+}
+
+/// An error of `op` on `path`, from std (its OS error; EIO if it has none).
+fn pe_io<'a>(op: &'static str, path: &'a Path) -> impl Fn(std::io::Error) -> PopulateError + 'a {
+    move |e| PopulateError {
+        op,
+        path: path.to_path_buf(),
+        errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+    }
+}
+
 /// If the directory `to` (a descriptor, `O_PATH` will do; `to_path` names it in errors) is
 /// empty, copies the content of directory `from` into it and gives it the owner, mode,
 /// extended attributes and times of `from`. `from`'s last component must not be a symlink.
 /// Returns whether it copied.
-pub(crate) fn fill_if_empty(from: &Path, to: BorrowedFd<'_>, to_path: &Path) -> Result<bool, String> {
+pub(crate) fn fill_if_empty(from: &Path, to: BorrowedFd<'_>, to_path: &Path) -> Result<bool, PopulateError> {
     let dst = openat(to, c".", cloexec(OFlag::O_RDONLY | OFlag::O_DIRECTORY), Mode::empty())
-        .map_err(|e| format!("open {}: {}", to_path.display(), e.desc()))?;
+        .map_err(pe("open", to_path))?;
     if !list(&dst, to_path)?.is_empty() {
         return Ok(false);
     }
     let src = open_dir_path(from)?;
     let mut copy = Copy { links: HashMap::new() };
     copy.dir(&src, &dst, from, to_path)?;
-    let st = fstat(&src).map_err(|e| format!("stat {}: {}", from.display(), e.desc()))?;
+    let st = fstat(&src).map_err(pe("stat", from))?;
     set_metadata(&dst, &src, &st, to_path)?;
     Ok(true)
 }
@@ -42,16 +65,16 @@ struct Copy {
 }
 
 impl Copy {
-    fn dir(&mut self, src: &OwnedFd, dst: &OwnedFd, from: &Path, to: &Path) -> Result<(), String> {
+    fn dir(&mut self, src: &OwnedFd, dst: &OwnedFd, from: &Path, to: &Path) -> Result<(), PopulateError> {
         let names = list(src, from)?;
         for name in names {
             let (src_path, dst_path) = (from.join(&name), to.join(&name));
-            let cname =
-                CString::new(name.as_bytes()).map_err(|_| format!("{}: NUL in name", from.display()))?;
+            // A directory entry's name never holds a NUL.
+            let cname = CString::new(name.as_bytes()).map_err(|_| pe("read", from)(Errno::EINVAL))?;
             let st = fstatat(src, cname.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
-                .map_err(|e| format!("stat {}: {}", src_path.display(), e.desc()))?;
+                .map_err(pe("stat", &src_path))?;
             let kind = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
-            let err = |what: &str, e: Errno| format!("{what} {}: {}", dst_path.display(), e.desc());
+            let err = |op: &'static str, e: Errno| pe(op, &dst_path)(e);
             match kind {
                 SFlag::S_IFDIR => {
                     nix::sys::stat::mkdirat(dst, cname.as_c_str(), Mode::from_bits_truncate(0o700))
@@ -82,7 +105,7 @@ impl Copy {
                         cloexec(OFlag::O_RDONLY | OFlag::O_NOFOLLOW),
                         Mode::empty(),
                     )
-                    .map_err(|e| format!("open {}: {}", src_path.display(), e.desc()))?;
+                    .map_err(pe("open", &src_path))?;
                     let to_file = openat(
                         dst,
                         cname.as_c_str(),
@@ -91,16 +114,15 @@ impl Copy {
                     )
                     .map_err(|e| err("create", e))?;
                     let (mut r, mut w) = (File::from(from_file), File::from(to_file));
-                    std::io::copy(&mut r, &mut w)
-                        .map_err(|e| format!("copy to {}: {}", dst_path.display(), desc(&e)))?;
+                    std::io::copy(&mut r, &mut w).map_err(pe_io("copy to", &dst_path))?;
                     set_metadata(&OwnedFd::from(w), &OwnedFd::from(r), &st, &dst_path)?;
                     if st.st_nlink > 1 {
                         self.links.insert(key, dst_path);
                     }
                 }
                 SFlag::S_IFLNK => {
-                    let target = nix::fcntl::readlinkat(src, cname.as_c_str())
-                        .map_err(|e| format!("readlink {}: {}", src_path.display(), e.desc()))?;
+                    let target =
+                        nix::fcntl::readlinkat(src, cname.as_c_str()).map_err(pe("readlink", &src_path))?;
                     nix::unistd::symlinkat(target.as_os_str(), dst, cname.as_c_str())
                         .map_err(|e| err("symlink", e))?;
                     set_link_metadata(dst, &cname, &st, &dst_path)?;
@@ -135,34 +157,27 @@ fn cloexec(flags: OFlag) -> OFlag {
     flags | OFlag::O_CLOEXEC
 }
 
-fn desc(e: &std::io::Error) -> String {
-    match e.raw_os_error() {
-        Some(n) => Errno::from_raw(n).desc().to_string(),
-        None => e.to_string(),
-    }
-}
-
-fn open_dir_path(path: &Path) -> Result<OwnedFd, String> {
+fn open_dir_path(path: &Path) -> Result<OwnedFd, PopulateError> {
     nix::fcntl::open(path, cloexec(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW), Mode::empty())
-        .map_err(|e| format!("open {}: {}", path.display(), e.desc()))
+        .map_err(pe("open", path))
 }
 
-fn open_dir_at(dir: &OwnedFd, name: &CStr, path: &Path) -> Result<OwnedFd, String> {
+fn open_dir_at(dir: &OwnedFd, name: &CStr, path: &Path) -> Result<OwnedFd, PopulateError> {
     openat(dir, name, cloexec(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW), Mode::empty())
-        .map_err(|e| format!("open {}: {}", path.display(), e.desc()))
+        .map_err(pe("open", path))
 }
 
 /// The names in an open directory, sorted (so hard links and errors come out the same each
 /// time).
-fn list(dir: &OwnedFd, path: &Path) -> Result<Vec<std::ffi::OsString>, String> {
+fn list(dir: &OwnedFd, path: &Path) -> Result<Vec<std::ffi::OsString>, PopulateError> {
     // Through the descriptor's /proc link: the directory already opened, whatever its path
     // has become.
     let fd_path = format!("/proc/self/fd/{}", dir.as_raw_fd());
     let mut names: Vec<_> = std::fs::read_dir(&fd_path)
-        .map_err(|e| format!("read {}: {}", path.display(), desc(&e)))?
+        .map_err(pe_io("read", path))?
         .map(|e| e.map(|e| e.file_name()))
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("read {}: {}", path.display(), desc(&e)))?;
+        .map_err(pe_io("read", path))?;
     names.sort();
     Ok(names)
 }
@@ -173,8 +188,8 @@ fn times(st: &FileStat) -> (TimeSpec, TimeSpec) {
 
 /// Owner, then mode (a chown clears set-id bits), extended attributes, then times (last, as
 /// every other change touches ctime and, for a directory, its entries touched mtime).
-fn set_metadata(dst: &OwnedFd, src: &OwnedFd, st: &FileStat, path: &Path) -> Result<(), String> {
-    let err = |what: &str, e: Errno| format!("{what} {}: {}", path.display(), e.desc());
+fn set_metadata(dst: &OwnedFd, src: &OwnedFd, st: &FileStat, path: &Path) -> Result<(), PopulateError> {
+    let err = |op: &'static str, e: Errno| pe(op, path)(e);
     nix::unistd::fchown(dst, Some(st.st_uid.into()), Some(st.st_gid.into())).map_err(|e| err("chown", e))?;
     nix::sys::stat::fchmod(dst, Mode::from_bits_truncate(st.st_mode & 0o7777))
         .map_err(|e| err("chmod", e))?;
@@ -184,8 +199,8 @@ fn set_metadata(dst: &OwnedFd, src: &OwnedFd, st: &FileStat, path: &Path) -> Res
 }
 
 /// Owner and times of an entry that cannot be opened (a symlink, a device node, a fifo).
-fn set_link_metadata(dir: &OwnedFd, name: &CStr, st: &FileStat, path: &Path) -> Result<(), String> {
-    let err = |what: &str, e: Errno| format!("{what} {}: {}", path.display(), e.desc());
+fn set_link_metadata(dir: &OwnedFd, name: &CStr, st: &FileStat, path: &Path) -> Result<(), PopulateError> {
+    let err = |op: &'static str, e: Errno| pe(op, path)(e);
     nix::unistd::fchownat(
         dir,
         name,
@@ -315,6 +330,6 @@ mod tests {
         symlink(tmp.path().join("real"), tmp.path().join("link")).unwrap();
         let volume = open_dir_path(&tmp.path().join("volume")).unwrap();
         let err = fill_if_empty(&tmp.path().join("link"), volume.as_fd(), Path::new("v")).unwrap_err();
-        assert!(err.contains("link: "), "{err}");
+        assert!(err.to_string().contains("link: "), "{err}");
     }
 }

@@ -621,6 +621,35 @@ impl Filter {
 /// (any of which matches).
 type Chains = BTreeMap<i64, Option<Vec<SeccompRule>>>;
 
+/// A seccomp profile rbuild cannot turn into a filter.
+#[derive(Debug, thiserror::Error)]
+pub enum SeccompError {
+    #[error("seccomp filters are not supported on {0}")]
+    Arch(&'static str),
+    #[error("the seccomp profile is for {profile}, not for this machine's {machine}")]
+    OtherArch { profile: String, machine: String },
+    #[error("seccomp flags are not supported: {0}")]
+    Flags(String),
+    #[error("a seccomp listener (SCMP_ACT_NOTIFY) is not supported")]
+    Listener,
+    #[error("seccomp action SCMP_ACT_NOTIFY (user-space notification) is not supported")]
+    Notify,
+    #[error("seccomp errnoRet {0} is out of range (0-4095)")]
+    ErrnoRet(u32),
+    #[error("argument index {0} is out of range (0-5)")]
+    ArgIndex(usize),
+    #[error("SCMP_CMP_MASKED_EQ: value {datum:#x} has bits outside mask {mask:#x}")]
+    MaskedEq { datum: u64, mask: u64 },
+    #[error("seccomp rule for {syscalls}")]
+    Rule {
+        syscalls: String,
+        #[source]
+        source: seccompiler::BackendError,
+    },
+    #[error("seccomp filter")]
+    Filter(#[source] seccompiler::BackendError),
+}
+
 /// Compiles an OCI seccomp profile to BPF for the arch rbuild is built for.
 ///
 /// As runc does: a syscall name unknown on this arch is skipped; a rule whose action is the
@@ -628,23 +657,23 @@ type Chains = BTreeMap<i64, Option<Vec<SeccompRule>>>;
 /// match, unless an argument index appears twice, in which case any of them matching is enough.
 /// Not supported (an error): `SCMP_ACT_NOTIFY`, `flags`, `listenerPath`, a list of
 /// `architectures` without this machine's, an argument index over 5.
-pub(crate) fn compile(profile: &LinuxSeccomp) -> Result<Filter, String> {
+pub(crate) fn compile(profile: &LinuxSeccomp) -> Result<Filter, SeccompError> {
     let Some((arch, target)) = NATIVE else {
-        return Err(format!("seccomp filters are not supported on {}", std::env::consts::ARCH));
+        return Err(SeccompError::Arch(std::env::consts::ARCH));
     };
     if let Some(arches) = profile.architectures()
         && !arches.is_empty()
         && !arches.iter().any(|&a| a == arch || a == Arch::ScmpArchNative)
     {
-        return Err(format!("the seccomp profile is for {arches:?}, not for this machine's {arch}"));
+        return Err(SeccompError::OtherArch { profile: format!("{arches:?}"), machine: arch.to_string() });
     }
     if let Some(flags) = profile.flags()
         && !flags.is_empty()
     {
-        return Err(format!("seccomp flags are not supported: {flags:?}"));
+        return Err(SeccompError::Flags(format!("{flags:?}")));
     }
     if profile.listener_path().is_some() {
-        return Err("a seccomp listener (SCMP_ACT_NOTIFY) is not supported".to_string());
+        return Err(SeccompError::Listener);
     }
     let default = action(profile.default_action(), profile.default_errno_ret())?;
 
@@ -655,8 +684,12 @@ pub(crate) fn compile(profile: &LinuxSeccomp) -> Result<Filter, String> {
         if act == default {
             continue;
         }
-        let rules = rules(syscall.args().as_deref().unwrap_or_default())
-            .map_err(|e| format!("seccomp rule for {:?}: {e}", syscall.names()))?;
+        let rules = rules(syscall.args().as_deref().unwrap_or_default()).map_err(|e| match e {
+            RuleError::Backend(source) => {
+                SeccompError::Rule { syscalls: format!("{:?}", syscall.names()), source }
+            }
+            RuleError::Profile(e) => e,
+        })?;
         let layer = match act {
             SeccompAction::Allow => None,
             _ => Some(match layers.iter().position(|(a, _)| *a == act) {
@@ -702,17 +735,16 @@ fn program(
     mismatch: SeccompAction,
     matched: SeccompAction,
     arch: TargetArch,
-) -> Result<BpfProgram, String> {
+) -> Result<BpfProgram, SeccompError> {
     let rules = chains.into_iter().map(|(nr, rules)| (nr, rules.unwrap_or_default())).collect();
-    let filter =
-        SeccompFilter::new(rules, mismatch, matched, arch).map_err(|e| format!("seccomp filter: {e}"))?;
-    BpfProgram::try_from(filter).map_err(|e| format!("seccomp filter: {e}"))
+    let filter = SeccompFilter::new(rules, mismatch, matched, arch).map_err(SeccompError::Filter)?;
+    BpfProgram::try_from(filter).map_err(SeccompError::Filter)
 }
 
-fn action(action: Action, errno_ret: Option<u32>) -> Result<SeccompAction, String> {
+fn action(action: Action, errno_ret: Option<u32>) -> Result<SeccompAction, SeccompError> {
     let ret = errno_ret.unwrap_or(libc::EPERM as u32);
     if matches!(action, Action::ScmpActErrno | Action::ScmpActTrace) && ret > 4095 {
-        return Err(format!("seccomp errnoRet {ret} is out of range (0-4095)"));
+        return Err(SeccompError::ErrnoRet(ret));
     }
     Ok(match action {
         Action::ScmpActAllow => SeccompAction::Allow,
@@ -723,13 +755,20 @@ fn action(action: Action, errno_ret: Option<u32>) -> Result<SeccompAction, Strin
         Action::ScmpActTrace => SeccompAction::Trace(ret),
         Action::ScmpActLog => SeccompAction::Log,
         Action::ScmpActNotify => {
-            return Err("seccomp action SCMP_ACT_NOTIFY (user-space notification) is not supported".into());
+            return Err(SeccompError::Notify);
         }
     })
 }
 
+/// Why one syscall entry's rules could not be made: the profile asks for what rbuild does not
+/// do, or seccompiler refuses them.
+enum RuleError {
+    Profile(SeccompError),
+    Backend(seccompiler::BackendError),
+}
+
 /// The rules of one OCI syscall entry: `None` if it has no argument condition.
-fn rules(args: &[LinuxSeccompArg]) -> Result<Option<Vec<SeccompRule>>, String> {
+fn rules(args: &[LinuxSeccompArg]) -> Result<Option<Vec<SeccompRule>>, RuleError> {
     if args.is_empty() {
         return Ok(None);
     }
@@ -742,14 +781,14 @@ fn rules(args: &[LinuxSeccompArg]) -> Result<Option<Vec<SeccompRule>>, String> {
     } else {
         SeccompRule::new(conditions).map(|r| vec![r])
     };
-    rules.map(Some).map_err(|e| e.to_string())
+    rules.map(Some).map_err(RuleError::Backend)
 }
 
-fn condition(arg: &LinuxSeccompArg) -> Result<SeccompCondition, String> {
+fn condition(arg: &LinuxSeccompArg) -> Result<SeccompCondition, RuleError> {
     let index = u8::try_from(arg.index())
         .ok()
         .filter(|&i| i <= 5)
-        .ok_or_else(|| format!("argument index {} is out of range (0-5)", arg.index()))?;
+        .ok_or(RuleError::Profile(SeccompError::ArgIndex(arg.index())))?;
     let (op, value) = match arg.op() {
         Op::ScmpCmpNe => (SeccompCmpOp::Ne, arg.value()),
         Op::ScmpCmpLt => (SeccompCmpOp::Lt, arg.value()),
@@ -762,12 +801,12 @@ fn condition(arg: &LinuxSeccompArg) -> Result<SeccompCondition, String> {
         Op::ScmpCmpMaskedEq => {
             let (mask, datum) = (arg.value(), arg.value_two().unwrap_or(0));
             if datum & !mask != 0 {
-                return Err(format!("SCMP_CMP_MASKED_EQ: value {datum:#x} has bits outside mask {mask:#x}"));
+                return Err(RuleError::Profile(SeccompError::MaskedEq { datum, mask }));
             }
             (SeccompCmpOp::MaskedEq(mask), datum)
         }
     };
-    SeccompCondition::new(index, SeccompCmpArgLen::Qword, op, value).map_err(|e| e.to_string())
+    SeccompCondition::new(index, SeccompCmpArgLen::Qword, op, value).map_err(RuleError::Backend)
 }
 
 #[cfg(test)]
@@ -1079,7 +1118,7 @@ mod tests {
             ),
             (format!(r#"{{{base}, "defaultErrnoRet": 70000}}"#), "out of range"),
         ] {
-            let err = compile(&profile(&json)).unwrap_err();
+            let err = hostutil::errors::one_line(&compile(&profile(&json)).unwrap_err());
             assert!(err.contains(expect), "{json}: {err}");
         }
         // Docker's own multi-arch list is accepted (only the native ABI is filtered).

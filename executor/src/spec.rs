@@ -130,7 +130,8 @@ impl InitConfig {
     ) -> Result<InitConfig, Error> {
         validate(spec)?;
         let security = &spec.security;
-        let capset = crate::caps::parse(&security.capabilities).map_err(Error::InvalidSpec)?;
+        let capset =
+            crate::caps::parse(&security.capabilities).map_err(|e| Error::InvalidSpec(e.to_string()))?;
         let caps: Vec<Capability> = security
             .capabilities
             .iter()
@@ -412,22 +413,39 @@ pub(crate) struct Plan {
     pub cgroup_fs: Vec<CgroupFs>,
 }
 
+/// A spec the init cannot run: what rbuild's own writer ([`InitConfig::new`]) never produces.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("spec has no {0}")]
+    Missing(&'static str),
+    #[error("root.path {} is not the overlay target {}", root.display(), target.display())]
+    Root { root: PathBuf, target: PathBuf },
+    #[error("joining an existing {0} namespace is not supported")]
+    JoinNamespace(String),
+    #[error("{0} namespaces are not supported")]
+    Namespace(String),
+    #[error("the mount and pid namespaces are required")]
+    RequiredNamespaces,
+    #[error("mount at {dest}: {problem}")]
+    Mount { dest: String, problem: String },
+    #[error("capability {0} has no name")]
+    Capability(String),
+    #[error("path {} is not UTF-8", .0.display())]
+    NotUtf8(PathBuf),
+}
+
 impl Plan {
-    pub fn from_config(config: InitConfig) -> Result<Plan, String> {
+    pub fn from_config(config: InitConfig) -> Result<Plan, PlanError> {
         let oci = config.oci;
-        let process = oci.process().as_ref().ok_or("spec has no process")?;
+        let process = oci.process().as_ref().ok_or(PlanError::Missing("process"))?;
         let args = process.args().clone().unwrap_or_default();
         if args.is_empty() {
-            return Err("spec has no process.args".into());
+            return Err(PlanError::Missing("process.args"));
         }
         let cwd = path_str(process.cwd())?;
-        let target = oci.root().as_ref().ok_or("spec has no root")?.path();
+        let target = oci.root().as_ref().ok_or(PlanError::Missing("root"))?.path();
         if target != config.overlay.target.as_path() {
-            return Err(format!(
-                "root.path {} is not the overlay target {}",
-                target.display(),
-                config.overlay.target.display()
-            ));
+            return Err(PlanError::Root { root: target.clone(), target: config.overlay.target.clone() });
         }
         let linux = oci.linux().as_ref();
         let mut namespaces = CloneFlags::empty();
@@ -436,7 +454,7 @@ impl Plan {
         for ns in linux.and_then(|l| l.namespaces().as_ref()).into_iter().flatten() {
             if let Some(path) = ns.path() {
                 if ns.typ() != LinuxNamespaceType::Network {
-                    return Err(format!("joining an existing {} namespace is not supported", ns.typ()));
+                    return Err(PlanError::JoinNamespace(ns.typ().to_string()));
                 }
                 join_net = Some(path.clone());
                 continue;
@@ -451,14 +469,14 @@ impl Plan {
                     cgroupns = true;
                     CloneFlags::empty()
                 }
-                other => return Err(format!("{other} namespaces are not supported yet")),
+                other => return Err(PlanError::Namespace(other.to_string())),
             };
         }
         // Without these two the overlay and pivot_root would act on the host, and our
         // PID-1-reaps-everything design would not hold.
         let required = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID;
         if !namespaces.contains(required) {
-            return Err("the mount and pid namespaces are required".into());
+            return Err(PlanError::RequiredNamespaces);
         }
         let user =
             oci.annotations().as_ref().and_then(|a| a.get(USER_ANNOTATION)).cloned().unwrap_or_default();
@@ -466,6 +484,7 @@ impl Plan {
         let mut mounts = Vec::new();
         for m in oci.mounts().iter().flatten() {
             let dest = path_str(m.destination())?;
+            let bad = |problem: String| PlanError::Mount { dest: dest.clone(), problem };
             let options = m.options().clone().unwrap_or_default();
             let source = m.source().clone().unwrap_or_default();
             let mount = match m.typ().as_deref() {
@@ -477,7 +496,7 @@ impl Plan {
                 Some("overlay") => {
                     let opt = |k: &str| options.iter().find_map(|o| o.strip_prefix(k)).map(PathBuf::from);
                     let lowers = opt("lowerdir=")
-                        .ok_or_else(|| format!("overlay mount at {dest} has no lowerdir"))?
+                        .ok_or_else(|| bad("an overlay without lowerdir".into()))?
                         .to_str()
                         .unwrap_or_default()
                         .split(':')
@@ -494,11 +513,11 @@ impl Plan {
                         .to_str()
                         .and_then(|s| s.strip_prefix("secret:"))
                         .and_then(|s| s.parse().ok())
-                        .ok_or_else(|| format!("secret mount at {dest} has a bad source"))?;
+                        .ok_or_else(|| bad("a secret with a bad source".into()))?;
                     let file = secrets.get_mut(i).and_then(Option::take);
-                    PlanMount::Secret(file.ok_or_else(|| format!("secret mount at {dest}: no secret {i}"))?)
+                    PlanMount::Secret(file.ok_or_else(|| bad(format!("no secret {i}")))?)
                 }
-                other => return Err(format!("mount type {other:?} at {dest} is not supported")),
+                other => return Err(bad(format!("mount type {other:?} is not supported"))),
             };
             mounts.push((dest, mount));
         }
@@ -507,9 +526,9 @@ impl Plan {
             .iter()
             .map(|c| match serde_json::to_value(c) {
                 Ok(serde_json::Value::String(s)) => Ok(s),
-                _ => Err(format!("capability {c:?} has no name")),
+                _ => Err(PlanError::Capability(format!("{c:?}"))),
             })
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<_, PlanError>>()?;
         Ok(Plan {
             args,
             env: process.env().clone().unwrap_or_default(),
@@ -535,6 +554,6 @@ impl Plan {
     }
 }
 
-fn path_str(p: &Path) -> Result<String, String> {
-    p.to_str().map(str::to_string).ok_or_else(|| format!("path {} is not UTF-8", p.display()))
+fn path_str(p: &Path) -> Result<String, PlanError> {
+    p.to_str().map(str::to_string).ok_or_else(|| PlanError::NotUtf8(p.to_path_buf()))
 }

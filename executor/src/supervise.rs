@@ -451,7 +451,7 @@ pub(crate) fn exec(spec: &ExecSpec, stdio: SpawnStdio) -> Result<ExecProcess, Er
         return Err(Error::InvalidSpec(format!("pid {} is not a process", spec.pid)));
     }
     let security = &spec.security;
-    let capset = crate::caps::parse(&security.capabilities).map_err(Error::InvalidSpec)?;
+    let capset = crate::caps::parse(&security.capabilities).map_err(|e| Error::InvalidSpec(e.to_string()))?;
     let cgroup_procs = match &spec.cgroup {
         Some(name) => Cgroup::open(name)?.procs_files(),
         None => Vec::new(),

@@ -44,8 +44,17 @@ fn group_entries(text: &str) -> impl Iterator<Item = GroupEntry<'_>> {
     })
 }
 
+/// A USER that the image's files do not know, in runc's words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum UserError {
+    #[error("unable to find user {0}: no matching entries in passwd file")]
+    User(String),
+    #[error("unable to find group {0}: no matching entries in group file")]
+    Group(String),
+}
+
 /// `passwd` and `group` are the files' contents, `None` if missing (numeric ids still work).
-pub(crate) fn resolve(spec: &str, passwd: Option<&str>, group: Option<&str>) -> Result<ExecUser, String> {
+pub(crate) fn resolve(spec: &str, passwd: Option<&str>, group: Option<&str>) -> Result<ExecUser, UserError> {
     let (user_arg, group_arg) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
@@ -66,7 +75,7 @@ pub(crate) fn resolve(spec: &str, passwd: Option<&str>, group: Option<&str>) -> 
         (Some(found), _) => found,
         (None, Some(uid)) => (String::new(), ExecUser { uid, gid: 0, groups: Vec::new(), home: "/".into() }),
         (None, None) => {
-            return Err(format!("unable to find user {user_arg}: no matching entries in passwd file"));
+            return Err(UserError::User(user_arg.to_string()));
         }
     };
 
@@ -79,7 +88,7 @@ pub(crate) fn resolve(spec: &str, passwd: Option<&str>, group: Option<&str>) -> 
                 (Some(e), _) => e.gid,
                 (None, Some(gid)) => gid,
                 (None, None) => {
-                    return Err(format!("unable to find group {g}: no matching entries in group file"));
+                    return Err(UserError::Group(g.to_string()));
                 }
             };
         }
@@ -100,7 +109,7 @@ mod tests {
         "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n# x\nbad line\n";
     const GROUP: &str = "root:x:0:\napp:x:1000:\nstaff:x:50:app\nwheel:x:10:root,app\n";
 
-    fn r(spec: &str) -> Result<ExecUser, String> {
+    fn r(spec: &str) -> Result<ExecUser, UserError> {
         resolve(spec, Some(PASSWD), Some(GROUP))
     }
 
@@ -125,13 +134,16 @@ mod tests {
 
     #[test]
     fn unknown_names_fail_with_dockers_wording() {
-        assert_eq!(r("nope").unwrap_err(), "unable to find user nope: no matching entries in passwd file");
         assert_eq!(
-            resolve("app", None, None).unwrap_err(),
+            r("nope").unwrap_err().to_string(),
+            "unable to find user nope: no matching entries in passwd file"
+        );
+        assert_eq!(
+            resolve("app", None, None).unwrap_err().to_string(),
             "unable to find user app: no matching entries in passwd file"
         );
         assert_eq!(
-            r("app:nogrp").unwrap_err(),
+            r("app:nogrp").unwrap_err().to_string(),
             "unable to find group nogrp: no matching entries in group file"
         );
     }

@@ -345,7 +345,7 @@ fn failed_create_leaves_nothing() {
     let err = Cgroup::create(layout, &name, &Resources { cpu_period: Some(1), ..Resources::default() })
         .unwrap_err();
     let file = if is_v2(layout, Controller::Cpu) { "cpu.max" } else { "cpu.cfs_period_us" };
-    let msg = err.to_string();
+    let msg = hostutil::errors::one_line(&err);
     assert!(
         msg.starts_with("cgroup: write ") && msg.ends_with(&format!("/{name}/{file}: Invalid argument")),
         "{msg}"

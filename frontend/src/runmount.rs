@@ -9,6 +9,7 @@
 //!
 //! Everything here is pure: errors are BuildKit's messages, located by the caller.
 
+use hostutil::goparse::{self, CsvError, csv_fields};
 use hostutil::gopath;
 
 use crate::expand::ExpandError;
@@ -58,18 +59,6 @@ pub enum MountFlagError {
     Network(String),
     #[error("security {} is not valid", go_quote(.0))]
     Security(String),
-}
-
-/// Go's `csv.ParseError` for one line (columns are 1-based byte offsets), or `EOF` for an
-/// empty value.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CsvError {
-    #[error("EOF")]
-    Eof,
-    #[error("parse error on line 1, column {column}: bare \" in non-quoted-field")]
-    BareQuote { column: usize },
-    #[error("parse error on line 1, column {column}: extraneous or missing \" in quoted-field")]
-    Quote { column: usize },
 }
 
 /// BuildKit's hint after a misspelled value: ` (did you mean cache?)`.
@@ -233,15 +222,15 @@ pub(crate) fn parse_mount(
             "source" | "src" => m.source = value,
             "target" | "dst" | "destination" => m.target = value,
             "readonly" | "ro" => {
-                m.readonly = go_parse_bool(&value).ok_or_else(invalid)?;
+                m.readonly = goparse::parse_bool(&value).ok_or_else(invalid)?;
                 ro_auto = false;
             }
             "readwrite" | "rw" => {
-                m.readonly = !go_parse_bool(&value).ok_or_else(invalid)?;
+                m.readonly = !goparse::parse_bool(&value).ok_or_else(invalid)?;
                 ro_auto = false;
             }
             "required" if matches!(m.typ, MountType::Secret | MountType::Ssh) => {
-                m.required = go_parse_bool(&value).ok_or_else(invalid)?;
+                m.required = goparse::parse_bool(&value).ok_or_else(invalid)?;
             }
             "required" => return Err(unexpected(m.typ)),
             "size" if m.typ == MountType::Tmpfs => {
@@ -266,7 +255,7 @@ pub(crate) fn parse_mount(
                     "uid" => ("uid", 10),
                     _ => ("gid", 10),
                 };
-                let n = go_parse_u32(&value, radix).ok_or(MountFlagError::Number { key, value })?;
+                let n = goparse::parse_u32(&value, radix).ok_or(MountFlagError::Number { key, value })?;
                 *match key {
                     "mode" => &mut m.mode,
                     "uid" => &mut m.uid,
@@ -401,133 +390,26 @@ pub(crate) fn parse_security(value: &str) -> Result<RunSecurity, MountFlagError>
     }
 }
 
-/// One CSV record as `go-csvvalue`'s `Fields` (Go's `encoding/csv` for one line) reads it:
-/// fields split at `,`; a field that starts with `"` is quoted (`""` is a quote, the closing
-/// quote must end the field); a quote elsewhere is an error. Errors are Go's `csv.ParseError`
-/// texts (columns are 1-based byte offsets); an empty value is `EOF`.
-pub(crate) fn csv_fields(line: &str) -> Result<Vec<String>, CsvError> {
-    let mut line = line;
-    if let Some(l) = line.strip_suffix('\n') {
-        line = l.strip_suffix('\r').unwrap_or(l);
-    }
-    if line.is_empty() {
-        return Err(CsvError::Eof);
-    }
-    let mut fields: Vec<String> = Vec::new();
-    let mut pos = 0;
-    'field: loop {
-        let Some(quoted) = line.strip_prefix('"') else {
-            let end = line.find(',');
-            let field = &line[..end.unwrap_or(line.len())];
-            if let Some(j) = field.find('"') {
-                return Err(CsvError::BareQuote { column: pos + j + 1 });
-            }
-            fields.push(field.to_owned());
-            match end {
-                Some(i) => {
-                    line = &line[i + 1..];
-                    pos += i + 1;
-                    continue;
-                }
-                None => break,
-            }
-        };
-        line = quoted;
-        pos += 1;
-        let mut half_open = false;
-        loop {
-            let Some(i) = line.find('"') else { return Err(CsvError::Quote { column: pos + 1 }) };
-            if half_open {
-                if let Some(last) = fields.last_mut() {
-                    last.push_str(&line[..i]);
-                }
-            } else {
-                fields.push(line[..i].to_owned());
-            }
-            line = &line[i + 1..];
-            pos += i + 1;
-            if let Some(rest) = line.strip_prefix('"') {
-                // `""`: a quote inside the field.
-                if let Some(last) = fields.last_mut() {
-                    last.push('"');
-                }
-                line = rest;
-                pos += 1;
-                half_open = true;
-            } else if let Some(rest) = line.strip_prefix(',') {
-                line = rest;
-                pos += 1;
-                continue 'field;
-            } else if line.is_empty() {
-                break 'field;
-            } else {
-                return Err(CsvError::Quote { column: pos });
-            }
-        }
-    }
-    Ok(fields)
-}
-
-/// Go's `strconv.ParseBool`.
-fn go_parse_bool(s: &str) -> Option<bool> {
-    match s {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-        _ => None,
-    }
-}
-
-/// Go's `strconv.ParseUint(s, radix, 32)` with an explicit radix: digits only, no sign.
-fn go_parse_u32(s: &str, radix: u32) -> Option<u32> {
-    if s.is_empty() || !s.chars().all(|c| c.is_digit(radix)) {
-        return None;
-    }
-    u32::from_str_radix(s, radix).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parse(value: &str) -> Result<Mount, String> {
-        parse_mount(value, &mut |w| Ok(w.to_owned())).map_err(|e| e.to_string())
+    fn parse(value: &str) -> Result<Mount, MountFlagError> {
+        parse_mount(value, &mut |w| Ok(w.to_owned()))
     }
 
-    fn lower(value: &str, workdir: &str) -> Result<RunMount, String> {
-        lower_mount(&parse(value)?, workdir, None).map_err(|e| e.to_string())
-    }
-
-    #[test]
-    fn csv_like_go() {
-        assert_eq!(csv_fields("a,b=c,,d").unwrap(), ["a", "b=c", "", "d"]);
-        assert_eq!(csv_fields("a,").unwrap(), ["a", ""]);
-        assert_eq!(csv_fields("\"a,b\",c").unwrap(), ["a,b", "c"]);
-        assert_eq!(csv_fields("\"say \"\"hi\"\"\"").unwrap(), ["say \"hi\""]);
-        assert_eq!(csv_fields("\"\"").unwrap(), [""]);
-        assert_eq!(csv_fields("x\n").unwrap(), ["x"]);
-        assert_eq!(csv_fields("").unwrap_err().to_string(), "EOF");
-        assert_eq!(
-            csv_fields("ab\"c").unwrap_err().to_string(),
-            "parse error on line 1, column 3: bare \" in non-quoted-field"
-        );
-        assert_eq!(
-            csv_fields("x,\"ab\"c").unwrap_err().to_string(),
-            "parse error on line 1, column 6: extraneous or missing \" in quoted-field"
-        );
-        assert_eq!(
-            csv_fields("\"abc").unwrap_err().to_string(),
-            "parse error on line 1, column 2: extraneous or missing \" in quoted-field"
-        );
+    fn lower(value: &str, workdir: &str) -> Result<RunMount, MountFlagError> {
+        lower_mount(&parse(value)?, workdir, None)
     }
 
     #[test]
     fn go_helpers() {
-        assert_eq!(go_parse_u32("0755", 8), Some(0o755));
-        assert_eq!(go_parse_u32("+1", 10), None);
-        assert_eq!(go_parse_u32("8", 8), None);
-        assert_eq!(go_parse_u32("4294967296", 10), None);
-        assert_eq!(go_parse_bool("T"), Some(true));
-        assert_eq!(go_parse_bool("yes"), None);
+        assert_eq!(goparse::parse_u32("0755", 8), Some(0o755));
+        assert_eq!(goparse::parse_u32("+1", 10), None);
+        assert_eq!(goparse::parse_u32("8", 8), None);
+        assert_eq!(goparse::parse_u32("4294967296", 10), None);
+        assert_eq!(goparse::parse_bool("T"), Some(true));
+        assert_eq!(goparse::parse_bool("yes"), None);
     }
 
     #[test]
@@ -552,8 +434,8 @@ mod tests {
         assert_eq!(lower("Target=/x,RW=0", "/").unwrap(), bind("/x", "", false));
         // No target: the WORKDIR itself, an error when it is the root.
         assert_eq!(lower("source=a", "/w").unwrap(), bind("/w", "a", false));
-        assert_eq!(lower("source=a", "/").unwrap_err(), "invalid mount target \"/\"");
-        assert_eq!(lower("target=/a/..", "/").unwrap_err(), "invalid mount target \"/\"");
+        assert_eq!(lower("source=a", "/").unwrap_err().to_string(), "invalid mount target \"/\"");
+        assert_eq!(lower("target=/a/..", "/").unwrap_err().to_string(), "invalid mount target \"/\"");
         // `id`, `env` are accepted and ignored.
         assert_eq!(lower("target=/x,id=foo,env=E", "/").unwrap(), bind("/x", "", false));
     }
@@ -674,7 +556,7 @@ mod tests {
 
     #[test]
     fn errors_are_buildkits() {
-        let err = |v: &str| parse(v).unwrap_err();
+        let err = |v: &str| parse(v).unwrap_err().to_string();
         assert_eq!(err("type=tmp"), "unsupported mount type \"tmp\" (did you mean tmpfs?)");
         assert_eq!(err("type=volume"), "unsupported mount type \"volume\"");
         assert_eq!(err("typ=tmpfs"), "unexpected key 'typ' in 'typ=tmpfs' (did you mean type?)");
@@ -709,7 +591,10 @@ mod tests {
             err("a\"b"),
             "failed to parse csv mounts: parse error on line 1, column 2: bare \" in non-quoted-field"
         );
-        assert_eq!(lower("type=ssh", "/").unwrap_err(), "RUN --mount=type=ssh is not supported yet");
+        assert_eq!(
+            lower("type=ssh", "/").unwrap_err().to_string(),
+            "RUN --mount=type=ssh is not supported yet"
+        );
     }
 
     #[test]

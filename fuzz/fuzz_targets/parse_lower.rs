@@ -10,7 +10,7 @@
 
 #![no_main]
 
-use frontend::{Base, BaseConfig, CopyFrom, ImageResolver, LowerOptions, Op, RunMount};
+use frontend::{Base, BaseConfig, CopyFrom, ImageResolver, LowerOptions, Op, ResolveError, RunMount};
 use libfuzzer_sys::fuzz_target;
 
 struct Resolver {
@@ -18,9 +18,9 @@ struct Resolver {
 }
 
 impl ImageResolver for Resolver {
-    fn resolve(&self, reference: &str) -> Result<BaseConfig, String> {
+    fn resolve(&self, reference: &str) -> Result<BaseConfig, ResolveError> {
         if reference.contains("missing") {
-            return Err(format!("image {reference} not found"));
+            return Err(format!("image {reference} not found").into());
         }
         Ok(BaseConfig {
             env: vec![

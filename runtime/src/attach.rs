@@ -35,7 +35,7 @@ pub enum MonitorFrame {
     Stderr(Vec<u8>),
     /// The process runs (sent to the client that asked the monitor to start it).
     Started,
-    /// The start failed: the message says why.
+    /// The start failed: `CODE MESSAGE` (the exit status docker gives it, and why).
     Error(String),
     /// The container's process ended with this code (128 + signal for a signal), and the
     /// monitor has cleaned up (and removed the container, for `--rm`).

@@ -37,13 +37,18 @@ impl ContainerId {
     }
 }
 
+/// A string that is not 64 lowercase hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a container id: {0:?}")]
+pub struct NotAnId(pub String);
+
 impl TryFrom<String> for ContainerId {
-    type Error = String;
-    fn try_from(s: String) -> std::result::Result<ContainerId, String> {
+    type Error = NotAnId;
+    fn try_from(s: String) -> std::result::Result<ContainerId, NotAnId> {
         if s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
             Ok(ContainerId(s))
         } else {
-            Err(format!("not a container id: {s:?}"))
+            Err(NotAnId(s))
         }
     }
 }
@@ -115,8 +120,7 @@ impl HostConfig {
             return Ok(executor::Security::insecure());
         }
         let mut s = executor::Security::docker_default();
-        s.capabilities = executor::caps::with_changes(&s.capabilities, &self.cap_add, &self.cap_drop)
-            .map_err(Error::Invalid)?;
+        s.capabilities = executor::caps::with_changes(&s.capabilities, &self.cap_add, &self.cap_drop)?;
         Ok(s)
     }
 }
@@ -494,7 +498,8 @@ impl Containers {
             }
             match found.len() {
                 1 => {
-                    let id = ContainerId::try_from(found.remove(0)).map_err(Error::Invalid)?;
+                    let id =
+                        ContainerId::try_from(found.remove(0)).map_err(|e| Error::Invalid(e.to_string()))?;
                     return self.load(&id);
                 }
                 n if n > 1 => {

@@ -199,9 +199,12 @@ pub fn detach(root: &Path, what: &str, req: &ExecRequest) -> Result<()> {
     std::io::Read::read_to_string(&mut File::from(ready_r), &mut word)
         .map_err(|e| Error::Io { path: "exec ready pipe".into(), source: e })?;
     match word.strip_prefix("error ") {
-        Some(msg) => Err(Error::StartFailed(msg.trim_end().to_string())),
+        Some(failure) => Err(Error::from_start_failure_text(failure)),
         None if word.trim_end() == "ok" => Ok(()),
-        None => Err(Error::StartFailed("the detached exec ended before it started its process".into())),
+        None => Err(Error::StartFailed {
+            message: "the detached exec ended before it started its process".into(),
+            code: 126,
+        }),
     }
 }
 
@@ -229,7 +232,10 @@ pub fn detached_main(args: &[String]) -> ! {
     let exec = match started {
         Ok(exec) => exec,
         Err(e) => {
-            let _ = std::io::Write::write_all(&mut ready, format!("error {e}\n").as_bytes());
+            let _ = std::io::Write::write_all(
+                &mut ready,
+                format!("error {}\n", e.start_failure_text()).as_bytes(),
+            );
             std::process::exit(1)
         }
     };

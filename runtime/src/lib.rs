@@ -37,7 +37,7 @@ pub enum Error {
     Sandbox(#[from] executor::Error),
     #[error(transparent)]
     Cgroup(#[from] executor::cgroup::Error),
-    #[error("{path}: {source}")]
+    #[error("{}", path.display())]
     Io {
         path: std::path::PathBuf,
         #[source]
@@ -48,16 +48,50 @@ pub enum Error {
     /// A name or resource already taken, or a container in the wrong state for the command.
     #[error("{0}")]
     Conflict(String),
-    /// The container could not start (its monitor said why).
-    #[error("{0}")]
-    StartFailed(String),
+    /// The container (or an exec) could not start: its monitor says why, and the exit status
+    /// docker gives for it (127: the command was not found, 126: it could not be run).
+    #[error("{message}")]
+    StartFailed { message: String, code: i32 },
     #[error("no such container: {0}")]
     NoSuchContainer(String),
     #[error(transparent)]
     Resources(#[from] executor::ResourceError),
+    #[error(transparent)]
+    Capability(#[from] executor::caps::UnknownCapability),
 }
 
 impl Error {
+    /// The exit status docker gives a container or exec that could not start for this reason:
+    /// the command's own (127 not found, 126 not runnable), else 126.
+    pub fn start_code(&self) -> i32 {
+        match self {
+            Error::Sandbox(executor::Error::Exec { code, .. }) => *code,
+            Error::StartFailed { code, .. } => *code,
+            _ => 126,
+        }
+    }
+
+    /// Whether this is a command that could not be started (not found, not runnable), which
+    /// docker reports with the exit status [`Error::start_code`] rather than as an error.
+    pub fn is_start_failure(&self) -> bool {
+        matches!(self, Error::StartFailed { .. } | Error::Sandbox(executor::Error::Exec { .. }))
+    }
+
+    /// How a failed start crosses the monitor's ready pipe, its attach socket or a detached
+    /// exec's pipe: `CODE MESSAGE` (the message with its causes, on one line).
+    pub fn start_failure_text(&self) -> String {
+        format!("{} {}", self.start_code(), hostutil::errors::one_line(self))
+    }
+
+    /// The [`Error::StartFailed`] that [`Error::start_failure_text`] wrote.
+    pub fn from_start_failure_text(text: &str) -> Error {
+        let text = text.trim_end();
+        match text.split_once(' ').and_then(|(c, m)| Some((c.parse().ok()?, m))) {
+            Some((code, message)) => Error::StartFailed { message: message.to_string(), code },
+            None => Error::StartFailed { message: text.to_string(), code: 126 },
+        }
+    }
+
     /// What a user can do about an error that only rootless mode causes.
     pub fn hint(&self) -> Option<String> {
         match self {

@@ -68,11 +68,14 @@ impl Spawned {
             "ok" => Ok(Ready::Started),
             "listening" => Ok(Ready::Listening),
             _ => match line.strip_prefix("error ") {
-                Some(msg) => Err(Error::StartFailed(msg.to_string())),
+                Some(failure) => Err(Error::from_start_failure_text(failure)),
                 None => {
                     let tail = fs::read_to_string(log).unwrap_or_default();
                     let last = tail.lines().last().unwrap_or("no message").to_string();
-                    Err(Error::StartFailed(format!("the container's monitor ended early: {last}")))
+                    Err(Error::StartFailed {
+                        message: format!("the container's monitor ended early: {last}"),
+                        code: 126,
+                    })
                 }
             },
         }
@@ -152,7 +155,7 @@ pub fn monitor_main(args: &[String]) -> ! {
     let code = match Monitor::new(Path::new(root), id, ready, wait == "1") {
         Ok(m) => m.run(),
         Err(e) => {
-            eprintln!("rbuild-monitor: {e}");
+            eprintln!("rbuild-monitor: {}", hostutil::errors::one_line(&e));
             1
         }
     };
@@ -323,12 +326,12 @@ impl Monitor {
             let (sandbox, pumps, plumbing) = match started {
                 Ok(s) => s,
                 Err(e) => {
-                    let msg = e.to_string();
-                    self.record_failure(&msg);
+                    self.record_failure(&e);
+                    let failure = e.start_failure_text();
                     if first {
-                        self.tell_ready(&format!("error {msg}"));
+                        self.tell_ready(&format!("error {failure}"));
                     }
-                    self.broadcast(&MonitorFrame::Error(msg));
+                    self.broadcast(&MonitorFrame::Error(failure));
                     break 1;
                 }
             };
@@ -348,7 +351,7 @@ impl Monitor {
             self.teardown(plumbing);
             let (code, oom, error) = match outcome {
                 Ok(o) => (o.status.code(), o.oom_killed, String::new()),
-                Err(e) => (255, false, e.to_string()),
+                Err(e) => (255, false, hostutil::errors::one_line(&e)),
             };
             match self.record_exit(code, oom, &error) {
                 Ok(Some(delay)) => {
@@ -361,7 +364,7 @@ impl Monitor {
                 }
                 Ok(None) => break code,
                 Err(e) => {
-                    eprintln!("rbuild-monitor: recording the exit: {e}");
+                    eprintln!("rbuild-monitor: recording the exit: {}", hostutil::errors::one_line(&e));
                     break code;
                 }
             }
@@ -376,7 +379,7 @@ impl Monitor {
             && c.config.host.auto_remove
             && let Err(e) = crate::lifecycle::remove_stopped(&self.root, &self.containers, &c, true)
         {
-            eprintln!("rbuild-monitor: removing the container: {e}");
+            eprintln!("rbuild-monitor: removing the container: {}", hostutil::errors::one_line(&e));
         }
         self.broadcast(&MonitorFrame::Exit(code));
         let clients = std::mem::take(&mut *self.clients.lock().unwrap_or_else(|p| p.into_inner()));
@@ -404,11 +407,11 @@ impl Monitor {
         add_client(&self.clients, &self.input, s);
     }
 
-    fn record_failure(&self, msg: &str) {
+    fn record_failure(&self, e: &Error) {
         let Ok(_lock) = self.containers.lock(&self.id) else { return };
         let Ok(mut c) = self.containers.load(&self.id) else { return };
         let status = if c.state.started_at.is_some() { Status::Exited } else { Status::Created };
-        c.state.stopped(status, if msg.contains("not found") { 127 } else { 126 }, false, msg);
+        c.state.stopped(status, e.start_code(), false, &hostutil::errors::one_line(e));
         let _ = self.containers.save_state(&c);
     }
 
@@ -444,24 +447,28 @@ impl Monitor {
         if p.nat
             && let Err(e) = network::unpublish_nat(self.id.as_str())
         {
-            eprintln!("rbuild-monitor: removing port rules: {e}");
+            eprintln!("rbuild-monitor: removing port rules: {}", hostutil::errors::one_line(&e));
         }
         if !p.endpoints.is_empty() {
             match Networks::open(&self.root) {
                 Ok(nets) => {
                     for ep in &p.endpoints {
                         if let Err(e) = nets.detach_exiting(&ep.network, self.id.as_str()) {
-                            eprintln!("rbuild-monitor: leaving network {}: {e}", ep.network);
+                            eprintln!(
+                                "rbuild-monitor: leaving network {}: {}",
+                                ep.network,
+                                hostutil::errors::one_line(&e)
+                            );
                         }
                     }
                 }
-                Err(e) => eprintln!("rbuild-monitor: {e}"),
+                Err(e) => eprintln!("rbuild-monitor: {}", hostutil::errors::one_line(&e)),
             }
         }
         if let Some(ns) = p.netns
             && let Err(e) = network::remove_netns(&ns)
         {
-            eprintln!("rbuild-monitor: removing the network namespace: {e}");
+            eprintln!("rbuild-monitor: removing the network namespace: {}", hostutil::errors::one_line(&e));
         }
     }
 

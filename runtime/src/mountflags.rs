@@ -8,6 +8,8 @@
 
 use std::path::{Path, PathBuf};
 
+use hostutil::goparse;
+
 use crate::spec::MountRequest;
 use crate::volume::{Error, valid_name};
 
@@ -116,7 +118,7 @@ fn parse_volume_spec(spec: &str) -> Result<(MountRequest, bool), Error> {
             "invalid volume specification: '{spec}': invalid mount config for type \"{kind}\": {e}"
         ))
     };
-    let target = check_target(target).map_err(config_error)?;
+    let target = check_target(target).map_err(|e| config_error(e.to_string()))?;
     if is_bind {
         if nocopy {
             return Err(config_error("field VolumeOptions must not be specified".into()));
@@ -135,16 +137,27 @@ fn parse_volume_spec(spec: &str) -> Result<(MountRequest, bool), Error> {
     Ok((MountRequest::Volume { name, target, readonly, anonymous, nocopy }, false))
 }
 
+/// A container path docker refuses as a mount target, in its words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    #[error("field Target must not be empty")]
+    Empty,
+    #[error("invalid specification: destination can't be '/'")]
+    Root,
+    #[error("invalid mount path: '{0}' mount path must be absolute")]
+    Relative(String),
+}
+
 /// Docker's checks of a container path, then the path cleaned (`/data/` is `/data`).
-fn check_target(target: &str) -> Result<String, String> {
+fn check_target(target: &str) -> Result<String, TargetError> {
     if target.is_empty() {
-        return Err("field Target must not be empty".into());
+        return Err(TargetError::Empty);
     }
     if clean(&target.replace('\\', "/")) == "/" {
-        return Err("invalid specification: destination can't be '/'".into());
+        return Err(TargetError::Root);
     }
     if !target.starts_with('/') {
-        return Err(format!("invalid mount path: '{target}' mount path must be absolute"));
+        return Err(TargetError::Relative(target.to_string()));
     }
     Ok(clean(target))
 }
@@ -187,7 +200,7 @@ pub fn parse_mount(value: &str) -> Result<MountRequest, Error> {
     let (mut volume_opts, mut bind_opts, mut tmpfs_opts) = (false, false, false);
     let mut nocopy = false;
     let (mut size, mut mode) = (None, None);
-    for field in csv_fields(value).map_err(flag_error)? {
+    for field in goparse::csv_fields(value).map_err(|e| flag_error(e.to_string()))? {
         let Some((key, val)) = field.split_once('=') else {
             match field.to_ascii_lowercase().as_str() {
                 "readonly" | "ro" => readonly = true,
@@ -205,12 +218,12 @@ pub fn parse_mount(value: &str) -> Result<MountRequest, Error> {
             "type" => kind = val.to_ascii_lowercase(),
             "source" | "src" => source = Some(val.to_string()),
             "target" | "dst" | "destination" => target = Some(val.to_string()),
-            "readonly" | "ro" => readonly = parse_bool(val).ok_or_else(bad_value)?,
+            "readonly" | "ro" => readonly = goparse::parse_bool(val).ok_or_else(bad_value)?,
             "consistency" => {}
             "bind-propagation" => bind_opts = true,
             "volume-nocopy" => {
                 volume_opts = true;
-                nocopy = parse_bool(val).ok_or_else(bad_value)?;
+                nocopy = goparse::parse_bool(val).ok_or_else(bad_value)?;
             }
             "tmpfs-size" => {
                 tmpfs_opts = true;
@@ -218,7 +231,7 @@ pub fn parse_mount(value: &str) -> Result<MountRequest, Error> {
             }
             "tmpfs-mode" => {
                 tmpfs_opts = true;
-                mode = Some(parse_octal(val).ok_or_else(bad_value)?);
+                mode = Some(goparse::parse_u32(val, 8).ok_or_else(bad_value)?);
             }
             "volume-driver" | "volume-label" | "volume-opt" | "volume-subpath" | "bind-nonrecursive"
             | "bind-recursive" | "bind-create-src" | "image-subpath" => {
@@ -241,7 +254,7 @@ pub fn parse_mount(value: &str) -> Result<MountRequest, Error> {
     }
     let config_error =
         |e: String| Error::InvalidMount(format!("invalid mount config for type \"{kind}\": {e}"));
-    let target = check_target(&target).map_err(config_error)?;
+    let target = check_target(&target).map_err(|e| config_error(e.to_string()))?;
     let source = source.unwrap_or_default();
     match kind.as_str() {
         "bind" => {
@@ -284,75 +297,13 @@ pub fn parse_mount(value: &str) -> Result<MountRequest, Error> {
     }
 }
 
-/// The fields of one CSV record, as Go's `encoding/csv` reads `--mount`: separated by commas;
-/// a field that starts with `"` runs to the closing `"` (`""` inside is one `"`).
-fn csv_fields(value: &str) -> Result<Vec<String>, String> {
-    let mut fields = Vec::new();
-    if value.is_empty() {
-        return Ok(fields);
-    }
-    let mut chars = value.chars().peekable();
-    loop {
-        let mut field = String::new();
-        if chars.peek() == Some(&'"') {
-            chars.next();
-            loop {
-                match chars.next() {
-                    Some('"') if chars.peek() == Some(&'"') => {
-                        chars.next();
-                        field.push('"');
-                    }
-                    Some('"') => break,
-                    Some(c) => field.push(c),
-                    None => return Err("extraneous or missing \" in quoted-field".into()),
-                }
-            }
-            if !matches!(chars.peek(), None | Some(',')) {
-                return Err("extraneous or missing \" in quoted-field".into());
-            }
-        } else {
-            while let Some(&c) = chars.peek() {
-                if c == ',' {
-                    break;
-                }
-                if c == '"' {
-                    return Err("bare \" in non-quoted-field".into());
-                }
-                field.push(c);
-                chars.next();
-            }
-        }
-        fields.push(field);
-        if chars.next().is_none() {
-            return Ok(fields);
-        }
-    }
-}
-
-/// Go's `strconv.ParseBool`.
-fn parse_bool(s: &str) -> Option<bool> {
-    match s {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-        _ => None,
-    }
-}
-
-/// Permission bits in octal (`1777`), as Go's `strconv.ParseUint(s, 8, 32)`.
-fn parse_octal(s: &str) -> Option<u32> {
-    if s.is_empty() || !s.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
-        return None;
-    }
-    u32::from_str_radix(s, 8).ok()
-}
-
 /// One `--tmpfs` value: `/path[:options]`, the options as mount(8) takes them for tmpfs:
 /// `size=` (bytes, or with a k/m/g suffix), `mode=` (octal), and the flags `rw`, `exec`,
 /// `nosuid`, `nodev`, which is how rbuild mounts every tmpfs. Options it cannot honour
 /// (`ro`, `noexec`, `uid=`...) fail rather than being dropped.
 pub fn parse_tmpfs(value: &str) -> Result<MountRequest, Error> {
     let (target, options) = value.split_once(':').unwrap_or((value, ""));
-    let target = check_target(target).map_err(Error::InvalidMount)?;
+    let target = check_target(target).map_err(|e| Error::InvalidMount(e.to_string()))?;
     let (mut size, mut mode) = (None, None);
     for option in options.split(',').filter(|o| !o.is_empty()) {
         let unsupported = || {
@@ -369,7 +320,7 @@ pub fn parse_tmpfs(value: &str) -> Result<MountRequest, Error> {
                 })?)
             }
             Some(("mode", v)) => {
-                mode = Some(parse_octal(v).ok_or_else(|| {
+                mode = Some(goparse::parse_u32(v, 8).ok_or_else(|| {
                     Error::InvalidMount(format!(
                         "--tmpfs {value}: invalid mode {v:?}: octal permissions (1777)"
                     ))
@@ -579,7 +530,7 @@ mod tests {
     fn mount_flag_errors_read_as_docker_s() {
         let flag = |v: &str, e: &str| format!("invalid argument \"{v}\" for \"--mount\" flag: {e}");
         assert_eq!(err(parse_mount("type=bind,src=/tmp")), flag("type=bind,src=/tmp", "target is required"));
-        assert_eq!(err(parse_mount("")), flag("", "target is required"));
+        assert_eq!(err(parse_mount("")), flag("", "EOF"));
         assert_eq!(
             err(parse_mount("dst=/x,bogus")),
             flag("dst=/x,bogus", "invalid field 'bogus' must be a key=value pair")
@@ -612,7 +563,10 @@ mod tests {
             err(parse_mount("dst=/x,bind-propagation=shared")),
             flag("dst=/x,bind-propagation=shared", "cannot mix 'bind-*' options with mount type 'volume'")
         );
-        assert_eq!(err(parse_mount("dst=\"/x")), flag("dst=\"/x", "bare \" in non-quoted-field"));
+        assert_eq!(
+            err(parse_mount("dst=\"/x")),
+            flag("dst=\"/x", "parse error on line 1, column 5: bare \" in non-quoted-field")
+        );
         assert!(err(parse_mount("dst=/x,volume-driver=nfs")).contains("volume-driver is not supported"));
         assert_eq!(
             err(parse_mount("type=bind,src=/nonexistent-rbuild-test-path,dst=/x")),

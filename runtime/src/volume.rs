@@ -45,7 +45,7 @@ pub enum Error {
     InvalidMount(String),
     #[error("{path}: {reason}")]
     Corrupt { path: PathBuf, reason: String },
-    #[error("{path}: {source}")]
+    #[error("{}", path.display())]
     Io {
         path: PathBuf,
         #[source]

@@ -325,7 +325,8 @@ fn netns_has_lo_up_and_removal_is_idempotent() {
     assert!(!c.netns.exists());
     network::remove_netns(&c.netns).expect("remove again");
     let err = network::create_netns(Path::new("/nonexistent-dir/netns")).expect_err("no such dir");
-    assert!(err.to_string().starts_with("/nonexistent-dir/netns: "), "{err}");
+    let err = hostutil::errors::one_line(&err);
+    assert!(err.starts_with("/nonexistent-dir/netns: "), "{err}");
 }
 
 #[test]
@@ -440,10 +441,8 @@ fn proxy_relays_tcp_and_udp_from_loopback_into_a_namespace() {
     // A taken address is refused, binding nothing.
     let taken = PortMapping { host_port: bound[0].host_port, ..mappings[0].clone() };
     let err = Proxy::start(&[mappings[1].clone(), taken], e.ip).err().expect("port in use");
-    assert!(
-        err.to_string().starts_with(&format!("cannot publish 127.0.0.1:{}/tcp: ", bound[0].host_port)),
-        "{err}"
-    );
+    let err = hostutil::errors::one_line(&err);
+    assert!(err.starts_with(&format!("cannot publish 127.0.0.1:{}/tcp: ", bound[0].host_port)), "{err}");
 
     let port = bound[0].host_port;
     drop(proxy);

@@ -114,7 +114,7 @@ impl Unpacker<'_> {
         }
         let raw = entry.path_bytes().into_owned();
         let shown = String::from_utf8_lossy(&raw).into_owned();
-        let rel = normalize(&raw).map_err(|r| self.bad(&shown, r))?;
+        let rel = normalize(&raw).map_err(|r| self.bad(&shown, r.to_string()))?;
         let meta = self.meta(&mut entry, &shown)?;
 
         let Some(name) = rel.file_name().map(|n| n.as_bytes().to_vec()) else {
@@ -369,13 +369,18 @@ impl Unpacker<'_> {
     }
 }
 
+/// A layer entry name that climbs (`..`): never unpacked.
+#[derive(Debug, thiserror::Error)]
+#[error("path has a '..' component")]
+struct DotDot;
+
 /// `a/./b//c` -> `a/b/c`, a leading `/` dropped; an error for any `..`.
-fn normalize(raw: &[u8]) -> Result<PathBuf, String> {
+fn normalize(raw: &[u8]) -> Result<PathBuf, DotDot> {
     let mut out = PathBuf::new();
     for comp in raw.split(|&b| b == b'/') {
         match comp {
             b"" | b"." => {}
-            b".." => return Err("path has a '..' component".to_string()),
+            b".." => return Err(DotDot),
             c => out.push(OsStr::from_bytes(c)),
         }
     }

@@ -28,7 +28,7 @@ pub use nat::{Firewall, NatRules, Rule, publish_nat, unpublish_nat};
 pub use netns::{create_netns, is_netns, remove_netns, run_in_netns};
 pub use proxy::Proxy;
 pub use store::{AttachRequest, Networks};
-pub use subnet::Subnet;
+pub use subnet::{Subnet, SubnetError};
 
 /// Errors of networks and their setup.
 #[derive(Debug, thiserror::Error)]
@@ -49,14 +49,14 @@ pub enum Error {
     Conflict(String),
     #[error("bridge networks need root: rootless rbuild supports --network none and --network host")]
     Rootless,
-    #[error("cannot publish {addr}/{protocol}: {source}")]
+    #[error("cannot publish {addr}/{protocol}")]
     Bind {
         addr: SocketAddr,
         protocol: &'static str,
         #[source]
         source: io::Error,
     },
-    #[error("netlink: {what}: {source}")]
+    #[error("netlink: {what}")]
     Netlink {
         what: String,
         #[source]
@@ -64,7 +64,7 @@ pub enum Error {
     },
     #[error("firewall: {0}")]
     Firewall(String),
-    #[error("{path}: {source}")]
+    #[error("{}", path.display())]
     Io {
         path: PathBuf,
         #[source]

@@ -67,36 +67,38 @@ impl fmt::Display for Subnet {
     }
 }
 
+/// A subnet rbuild cannot use, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid subnet {given:?}: {problem}")]
+pub struct SubnetError {
+    pub given: String,
+    pub problem: String,
+}
+
 impl FromStr for Subnet {
-    type Err = String;
+    type Err = SubnetError;
 
     /// `A.B.C.D/N` with no host bits set; only IPv4 (rbuild's networks are IPv4 only), and
     /// at most /30 so that a gateway and one container fit.
-    fn from_str(s: &str) -> Result<Subnet, String> {
-        let (ip, len) = s
-            .split_once('/')
-            .ok_or_else(|| format!("invalid subnet {s:?}: expected CIDR like 10.89.0.0/24"))?;
-        let ip: Ipv4Addr =
-            ip.parse().map_err(|_| format!("invalid subnet {s:?}: only IPv4 subnets are supported"))?;
-        let len: u8 = len
-            .parse()
-            .ok()
-            .filter(|l| *l <= 32)
-            .ok_or_else(|| format!("invalid subnet {s:?}: bad prefix length"))?;
+    fn from_str(s: &str) -> Result<Subnet, SubnetError> {
+        let bad = |problem: String| SubnetError { given: s.to_string(), problem };
+        let (ip, len) = s.split_once('/').ok_or_else(|| bad("expected CIDR like 10.89.0.0/24".into()))?;
+        let ip: Ipv4Addr = ip.parse().map_err(|_| bad("only IPv4 subnets are supported".into()))?;
+        let len: u8 = len.parse().ok().filter(|l| *l <= 32).ok_or_else(|| bad("bad prefix length".into()))?;
         if len > 30 {
-            return Err(format!("invalid subnet {s:?}: a /{len} has no room for a gateway and a container"));
+            return Err(bad(format!("a /{len} has no room for a gateway and a container")));
         }
         let subnet = Subnet::containing(ip, len);
         if subnet.addr != ip {
-            return Err(format!("invalid subnet {s:?}: it has host bits set, did you mean {subnet}?"));
+            return Err(bad(format!("it has host bits set, did you mean {subnet}?")));
         }
         Ok(subnet)
     }
 }
 
 impl TryFrom<String> for Subnet {
-    type Error = String;
-    fn try_from(s: String) -> Result<Subnet, String> {
+    type Error = SubnetError;
+    fn try_from(s: String) -> Result<Subnet, SubnetError> {
         s.parse()
     }
 }
@@ -117,7 +119,9 @@ mod tests {
         assert_eq!(s.to_string(), "10.89.3.0/24");
         assert_eq!(s.broadcast(), Ipv4Addr::new(10, 89, 3, 255));
         assert_eq!(s.first_host(), Ipv4Addr::new(10, 89, 3, 1));
-        assert!("10.89.3.1/24".parse::<Subnet>().unwrap_err().contains("did you mean 10.89.3.0/24"));
+        assert!(
+            "10.89.3.1/24".parse::<Subnet>().unwrap_err().to_string().contains("did you mean 10.89.3.0/24")
+        );
         assert!("10.89.3.0/31".parse::<Subnet>().is_err());
         assert!("fd00::/64".parse::<Subnet>().is_err());
         assert!("10.89.3.0".parse::<Subnet>().is_err());
