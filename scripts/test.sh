@@ -26,7 +26,7 @@ cargo test --workspace
 # Tests that cannot run on this machine pass after printing `skipped: <reason>`; libtest hides
 # a passing test's output, so show those reasons here.
 echo "tests skipped on this machine, and why:"
-for t in "-p executor --test cgroup" "-p cli --test rootless"; do
+for t in "-p frontend --test conformance" "-p executor --test cgroup" "-p runtime --test network" "-p cli --test rootless"; do
   # shellcheck disable=SC2086
   cargo test -q $t -- --nocapture --test-threads=1 2>&1 | grep -o 'skipped: .*' || true
 done

@@ -64,24 +64,13 @@ fn spec(
 }
 
 fn main() {
+    // SAFETY: first thing in main: no thread has started.
+    unsafe { test_support::harness::serve_reexec() };
     let args: Vec<String> = std::env::args().collect();
-    match args.get(1).map(String::as_str) {
-        // SAFETY: first thing in main: no thread has started.
-        Some(executor::INIT_ARG) => unsafe { executor::init_main(&args) },
-        // SAFETY: as above.
-        Some(executor::EXEC_ARG) => unsafe { executor::exec_main(&args) },
-        _ => {}
-    }
     let runs: usize = args.iter().skip(1).find_map(|a| a.parse().ok()).unwrap_or(100);
 
     let base = tempfile::Builder::new().prefix("rbuild-bench-start-").tempdir_in("/tmp").expect("temp dir");
-    let lower = base.path().join("busybox");
-    let tar_path = base.path().join("busybox.tar");
-    test_support::write_busybox_rootfs_tar(&tar_path).expect("busybox rootfs");
-    let mut archive = tar::Archive::new(std::fs::File::open(&tar_path).expect("tar"));
-    archive.set_preserve_permissions(true);
-    archive.set_preserve_ownerships(true);
-    archive.unpack(&lower).expect("unpack busybox");
+    let lower = test_support::harness::unpack_busybox(base.path());
 
     let plain = time(runs, || {
         let status = std::process::Command::new(lower.join("bin/true")).status().expect("fork+exec");

@@ -457,36 +457,3 @@ fn stats_without_limits() {
     assert_eq!((stats.memory_limit, stats.pids_limit, stats.pids_current), (None, None, 0), "{stats:?}");
     cg.remove().unwrap();
 }
-
-#[test]
-fn create_remove_timing() {
-    let Some(layout) = layout("timing") else { return };
-    let r = Resources {
-        memory: layout.location(Controller::Memory).map(|_| 256 << 20),
-        pids: layout.location(Controller::Pids).map(|_| 1000),
-        cpu_quota: layout.location(Controller::Cpu).map(|_| 100_000),
-        cpu_period: layout.location(Controller::Cpu).map(|_| 100_000),
-        cpu_shares: None,
-    };
-    const N: u32 = 50;
-    let start = Instant::now();
-    for _ in 0..N {
-        Cgroup::create(layout, &unique(), &r).unwrap().remove().unwrap();
-    }
-    let empty = start.elapsed() / N;
-    const M: u32 = 10;
-    let mut kill_remove = Duration::ZERO;
-    for _ in 0..M {
-        let cg = Cgroup::create(layout, &unique(), &r).unwrap();
-        let mut child = sleeper(&cg);
-        let start = Instant::now();
-        cg.remove().unwrap();
-        kill_remove += start.elapsed();
-        child.wait().unwrap();
-    }
-    println!(
-        "create+remove ({} directories): {empty:?} per cgroup; remove with a process to kill: {:?}",
-        layout.roots().len(),
-        kill_remove / M,
-    );
-}

@@ -19,6 +19,7 @@ use executor::{
     Security, SpawnOptions, SpawnStdio, Stdio,
 };
 use nix::sys::signal::Signal;
+use test_support::harness::Test;
 
 /// The unpacked busybox rootfs (shared, read-only lower) and the directory tests work in.
 struct Env {
@@ -505,103 +506,29 @@ fn dropping_kills_everything(env: &Env) {
     }
 }
 
-type Test = fn(&Env);
-
-fn host_mounts_under(dir: &Path) -> Vec<String> {
-    let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let dir = dir.to_str().unwrap();
-    info.lines().filter(|l| l.contains(dir)).map(str::to_string).collect()
-}
-
-/// cgroups named for this process (`<pid>-<n>`), in every hierarchy.
-fn our_cgroups() -> Vec<PathBuf> {
-    let Ok(layout) = executor::cgroup::layout() else { return Vec::new() };
-    let prefix = format!("{}-", std::process::id());
-    layout
-        .roots()
-        .iter()
-        .filter_map(|r| fs::read_dir(r.join(executor::cgroup::PARENT)).ok())
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-        .map(|e| e.path())
-        .collect()
-}
-
-/// Our child processes, zombies included.
-fn our_children() -> Vec<String> {
-    let mut out = Vec::new();
-    for task in fs::read_dir("/proc/self/task").unwrap().flatten() {
-        if let Ok(children) = fs::read_to_string(task.path().join("children")) {
-            out.extend(children.split_whitespace().map(str::to_string));
-        }
-    }
-    out
-}
+const TESTS: &[Test<Env>] = &[
+    ("pid1_is_the_command", pid1_is_the_command),
+    ("trap_in_pid1_runs_on_sigterm", trap_in_pid1_runs_on_sigterm),
+    ("pid1_without_handler_ignores_sigterm", pid1_without_handler_ignores_sigterm),
+    ("init_forwards_signals_and_reaps", init_forwards_signals_and_reaps),
+    ("fds_are_the_processes_stdio", fds_are_the_processes_stdio),
+    ("tty_is_the_controlling_terminal", tty_is_the_controlling_terminal),
+    ("exec_joins_the_sandbox", exec_joins_the_sandbox),
+    ("spawn_errors_are_returned", spawn_errors_are_returned),
+    ("readonly_rootfs", readonly_rootfs),
+    ("volumes_are_filled_once", volumes_are_filled_once),
+    ("joins_a_network_namespace", joins_a_network_namespace),
+    ("cgroup_of_a_running_sandbox", cgroup_of_a_running_sandbox),
+    ("oom_kill_is_reported", oom_kill_is_reported),
+    ("dropping_kills_everything", dropping_kills_everything),
+];
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    match args.get(1).map(String::as_str) {
-        // SAFETY: first thing in main: no thread has started.
-        Some(executor::INIT_ARG) => unsafe { executor::init_main(&args) },
-        // SAFETY: as above.
-        Some(executor::EXEC_ARG) => unsafe { executor::exec_main(&args) },
-        _ => {}
+    // SAFETY: first thing in main: no thread has started.
+    unsafe {
+        test_support::harness::main("rbuild-containers-test-", TESTS, |base| Env {
+            base: base.to_path_buf(),
+            lower: test_support::harness::unpack_busybox(base),
+        })
     }
-
-    let base = tempfile::Builder::new().prefix("rbuild-containers-test-").tempdir_in("/tmp").unwrap();
-    let lower = base.path().join("busybox");
-    let tar_path = base.path().join("busybox.tar");
-    test_support::write_busybox_rootfs_tar(&tar_path).unwrap();
-    let mut archive = tar::Archive::new(File::open(&tar_path).unwrap());
-    archive.set_preserve_permissions(true);
-    archive.set_preserve_ownerships(true);
-    archive.unpack(&lower).unwrap();
-    let env = Env { base: base.path().to_path_buf(), lower };
-
-    let filter = args.get(1).filter(|a| !a.starts_with('-')).cloned();
-    let tests: &[(&str, Test)] = &[
-        ("pid1_is_the_command", pid1_is_the_command),
-        ("trap_in_pid1_runs_on_sigterm", trap_in_pid1_runs_on_sigterm),
-        ("pid1_without_handler_ignores_sigterm", pid1_without_handler_ignores_sigterm),
-        ("init_forwards_signals_and_reaps", init_forwards_signals_and_reaps),
-        ("fds_are_the_processes_stdio", fds_are_the_processes_stdio),
-        ("tty_is_the_controlling_terminal", tty_is_the_controlling_terminal),
-        ("exec_joins_the_sandbox", exec_joins_the_sandbox),
-        ("spawn_errors_are_returned", spawn_errors_are_returned),
-        ("readonly_rootfs", readonly_rootfs),
-        ("volumes_are_filled_once", volumes_are_filled_once),
-        ("joins_a_network_namespace", joins_a_network_namespace),
-        ("cgroup_of_a_running_sandbox", cgroup_of_a_running_sandbox),
-        ("oom_kill_is_reported", oom_kill_is_reported),
-        ("dropping_kills_everything", dropping_kills_everything),
-    ];
-    let (mut passed, mut failed) = (0, 0);
-    for (name, test) in tests {
-        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
-            continue;
-        }
-        let result = std::panic::catch_unwind(|| test(&env));
-        let mut leaks = host_mounts_under(&env.base);
-        leaks.extend(our_cgroups().iter().map(|p| format!("cgroup {}", p.display())));
-        leaks.extend(our_children().iter().map(|p| format!("child process {p}")));
-        match (result, leaks.is_empty()) {
-            (Ok(()), true) => {
-                passed += 1;
-                println!("test {name} ... ok");
-            }
-            (Ok(()), false) => {
-                failed += 1;
-                println!("test {name} ... FAILED: left behind:\n{}", leaks.join("\n"));
-            }
-            (Err(_), _) => {
-                failed += 1;
-                println!("test {name} ... FAILED");
-            }
-        }
-        test_support::unmount_under(&env.base);
-    }
-    drop(base);
-    println!("\n{passed} passed, {failed} failed");
-    std::process::exit(if failed == 0 { 0 } else { 1 });
 }

@@ -5,9 +5,10 @@
 
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use executor::{Error, ExitStatus, NetworkMode, Process, Rootfs, SandboxSpec, Stdio};
+use test_support::harness::Test;
 
 /// The unpacked busybox rootfs (shared, read-only lower) and the directory tests work in.
 struct Env {
@@ -210,71 +211,26 @@ fn setup_failure_is_readable(env: &Env) {
     assert!(err.starts_with("sandbox: mount overlay at ") && err.contains("merged: "), "got: {err}");
 }
 
-type Test = fn(&Env);
-
-fn host_mounts_under(dir: &Path) -> Vec<String> {
-    let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let dir = dir.to_str().unwrap();
-    info.lines().filter(|l| l.contains(dir)).map(str::to_string).collect()
-}
+const TESTS: &[Test<Env>] = &[
+    ("output_and_exit_codes", output_and_exit_codes),
+    ("large_output_is_complete", large_output_is_complete),
+    ("pid_namespace", pid_namespace),
+    ("hostname_and_network", hostname_and_network),
+    ("mounts_hide_host_paths", mounts_hide_host_paths),
+    ("devices", devices),
+    ("writes_land_in_upper", writes_land_in_upper),
+    ("cwd_is_created", cwd_is_created),
+    ("users", users),
+    ("missing_command", missing_command),
+    ("setup_failure_is_readable", setup_failure_is_readable),
+];
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some(executor::INIT_ARG) {
-        // SAFETY: first thing in main: no thread has started.
-        unsafe { executor::init_main(&args) };
+    // SAFETY: first thing in main: no thread has started.
+    unsafe {
+        test_support::harness::main("rbuild-executor-test-", TESTS, |base| Env {
+            base: base.to_path_buf(),
+            lower: test_support::harness::unpack_busybox(base),
+        })
     }
-
-    let base = tempfile::Builder::new().prefix("rbuild-executor-test-").tempdir_in("/tmp").unwrap();
-    let lower = base.path().join("busybox");
-    let tar_path = base.path().join("busybox.tar");
-    test_support::write_busybox_rootfs_tar(&tar_path).unwrap();
-    let mut archive = tar::Archive::new(fs::File::open(&tar_path).unwrap());
-    archive.set_preserve_permissions(true);
-    archive.set_preserve_ownerships(true);
-    archive.unpack(&lower).unwrap();
-    let env = Env { base: base.path().to_path_buf(), lower };
-
-    let filter = args.get(1).filter(|a| !a.starts_with('-')).cloned();
-    let tests: &[(&str, Test)] = &[
-        ("output_and_exit_codes", output_and_exit_codes),
-        ("large_output_is_complete", large_output_is_complete),
-        ("pid_namespace", pid_namespace),
-        ("hostname_and_network", hostname_and_network),
-        ("mounts_hide_host_paths", mounts_hide_host_paths),
-        ("devices", devices),
-        ("writes_land_in_upper", writes_land_in_upper),
-        ("cwd_is_created", cwd_is_created),
-        ("users", users),
-        ("missing_command", missing_command),
-        ("setup_failure_is_readable", setup_failure_is_readable),
-    ];
-    let (mut passed, mut failed) = (0, 0);
-    for (name, test) in tests {
-        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
-            continue;
-        }
-        let result = std::panic::catch_unwind(|| test(&env));
-        let leaked = host_mounts_under(&env.base);
-        match (result, leaked.is_empty()) {
-            (Ok(()), true) => {
-                passed += 1;
-                println!("test {name} ... ok");
-            }
-            (Ok(()), false) => {
-                failed += 1;
-                println!("test {name} ... FAILED: mounts left on the host:\n{}", leaked.join("\n"));
-            }
-            (Err(_), _) => {
-                failed += 1;
-                println!("test {name} ... FAILED");
-            }
-        }
-        if !leaked.is_empty() {
-            test_support::unmount_under(&env.base);
-        }
-    }
-    drop(base);
-    println!("\n{passed} passed, {failed} failed");
-    std::process::exit(if failed == 0 { 0 } else { 1 });
 }

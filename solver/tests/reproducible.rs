@@ -4,6 +4,7 @@
 
 use std::fs;
 use std::io::BufReader;
+use std::path::{Path, PathBuf};
 
 use cache::oci::{self, History, ImageConfig, RootFs};
 use cache::{Compression, Image, ImageRef, Store};
@@ -60,30 +61,20 @@ fn build(store: &Store, context: &std::path::Path, epoch: Option<i64>, compressi
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some(executor::INIT_ARG) {
-        // SAFETY: first thing in main: no thread has started.
-        unsafe { executor::init_main(&args) };
+    // SAFETY: first thing in main: no thread has started.
+    unsafe {
+        test_support::harness::main(
+            "rbuild-reproducible-test-",
+            &[("same_epoch_same_manifest_digest", |scratch: &PathBuf| {
+                same_epoch_same_manifest_digest(scratch)
+            })],
+            Path::to_path_buf,
+        )
     }
-    // `cargo test -- --list` and filters: one test, run unless filtered out.
-    if args.iter().any(|a| a == "--list") {
-        println!("same_epoch_same_manifest_digest: test");
-        return;
-    }
-    let filters: Vec<&String> = args[1..].iter().filter(|a| !a.starts_with('-')).collect();
-    if !filters.is_empty() && !filters.iter().any(|f| "same_epoch_same_manifest_digest".contains(f.as_str()))
-    {
-        println!("test result: ok. 0 passed; 0 failed; 1 filtered out");
-        return;
-    }
-    same_epoch_same_manifest_digest();
-    println!("test same_epoch_same_manifest_digest ... ok");
-    println!("test result: ok. 1 passed; 0 failed");
 }
 
-fn same_epoch_same_manifest_digest() {
-    let root = tempfile::tempdir().unwrap();
-    let store = store_with_busybox(root.path());
+fn same_epoch_same_manifest_digest(scratch: &Path) {
+    let store = store_with_busybox(scratch);
     let context = test_support::context(&[("hello.txt", "hello\n"), ("dir/nested", "nested\n")]);
     let epoch = 1_700_000_000; // 2023-11-14T22:13:20Z
 
