@@ -268,6 +268,8 @@ fn import_applies_changes() {
         "--change",
         "ENV GREETING=hello",
         "-c",
+        "ENV WHO=${GREETING}-there SHELLISH='a b'",
+        "-c",
         "WORKDIR /tmp",
         "-m",
         "base image",
@@ -276,6 +278,10 @@ fn import_applies_changes() {
     ]);
     assert_eq!(s.ok(&["run", "--rm", "base:1"]), "hello from /tmp\n");
     assert!(s.ok(&["history", "base:1"]).contains("base image"));
+    // The changes go through the Dockerfile parser, as commit's do: variables expand, quotes
+    // are removed (a hand-written reader once kept both literally).
+    let env = &s.config("base:1")["config"]["Env"];
+    assert_eq!(env, &serde_json::json!(["GREETING=hello", "WHO=hello-there", "SHELLISH=a b"]));
     let e = fails(&s, &["import", "-c", "RUN true", tar.to_str().unwrap(), "bad:1"]);
     assert!(e.ends_with("run is not a valid change command"), "{e}");
     assert!(!s.ok(&["images"]).contains("bad"));

@@ -638,6 +638,9 @@ fn read_cache(mut r: impl Read) -> io::Result<Digests> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::symlink;
+
+    use super::*;
 
     #[test]
     fn large_files_hash_the_same_mapped_or_read() {
@@ -666,8 +669,6 @@ mod tests {
         assert_eq!(hash_mapped(&File::open(dir.path().join("small")).unwrap()), None);
         assert_eq!(hash_file(&dir.path().join("small")).unwrap(), Digest::of(b"abc"));
     }
-    use super::*;
-    use std::os::unix::fs::symlink;
 
     fn write(root: &Path, rel: &str, data: &str) {
         let p = root.join(rel);
