@@ -24,7 +24,7 @@ use oci_spec::runtime::LinuxSeccomp;
 use serde::{Deserialize, Serialize};
 
 use crate::init::{self, Exec, Failure, Report, fail, io, os, send};
-use crate::{EXEC_ARG, caps, seccomp, user, userns};
+use crate::{EXEC_ARG, userns};
 
 /// What [`crate::exec`] sends the helper, as JSON.
 #[derive(Debug, Serialize, Deserialize)]
@@ -101,25 +101,13 @@ fn start(config: &ExecConfig) -> Result<Pid, Report> {
         })
         .collect::<init::Result<Vec<_>>>()?;
     let namespaces = open_namespaces(config.pid)?;
-    let seccomp = match &config.seccomp {
-        Some(profile) => {
-            Some(seccomp::compile(profile).map_err(|e| fail("compile the seccomp filter", init::chain(&e)))?)
-        }
-        None => None,
-    };
-    let caps = caps::parse(&config.capabilities).map_err(|m| fail("capabilities", m))?;
+    let (caps, seccomp) = init::security(&config.capabilities, config.seccomp.as_ref())?;
     for (name, fd, flag) in namespaces {
         nix::sched::setns(&fd, flag)
             .map_err(os(format!("join the {name} namespace of PID {}", config.pid)))?;
     }
     // setns into the mount namespace put us at its root: the sandbox's rootfs.
-    let read = |p: &str| std::fs::read_to_string(p).ok();
-    let user = user::resolve(&config.user, read("/etc/passwd").as_deref(), read("/etc/group").as_deref())
-        .map_err(|m| fail("resolve user", m))?;
-    let mut env = config.env.clone();
-    if !env.iter().any(|e| e.starts_with("HOME=")) {
-        env.push(format!("HOME={}", user.home));
-    }
+    let (user, env) = init::user_and_env(&config.user, &config.env)?;
     let mut exec = Exec::new(&config.args, &config.cwd, config.no_new_privileges, env, user, caps, seccomp)?;
     exec.host_user = host_user;
     exec.tty = config.tty;

@@ -1,6 +1,18 @@
-//! A terminal's window size: read from the user's terminal, written to a container's pty.
+//! Terminals: a new pty for a container or an exec'd process, and window sizes read from the
+//! user's terminal and written to that pty.
 
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+/// A new pseudo-terminal, both ends close-on-exec: openpty(3) leaves them inheritable, and the
+/// process must get the slave only as its stdio (dup2 clears the flag there), never the master.
+/// Returns (master, slave).
+pub fn open_pty() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let pty = nix::pty::openpty(None, None)?;
+    for fd in [&pty.master, &pty.slave] {
+        nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))?;
+    }
+    Ok((pty.master, pty.slave))
+}
 
 /// Rows and columns of a terminal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,9 +45,13 @@ mod tests {
 
     #[test]
     fn a_pty_keeps_the_size_it_is_given() {
-        let pty = nix::pty::openpty(None, None).expect("openpty");
-        set_window_size(&pty.master, WindowSize { rows: 33, cols: 120 }).expect("TIOCSWINSZ");
-        assert_eq!(window_size(&pty.slave), Some(WindowSize { rows: 33, cols: 120 }));
+        let (master, slave) = open_pty().expect("openpty");
+        for fd in [&master, &slave] {
+            let flags = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).expect("F_GETFD");
+            assert_ne!(flags & libc::FD_CLOEXEC, 0, "both ends are close-on-exec");
+        }
+        set_window_size(&master, WindowSize { rows: 33, cols: 120 }).expect("TIOCSWINSZ");
+        assert_eq!(window_size(&slave), Some(WindowSize { rows: 33, cols: 120 }));
         let file = tempfile::tempfile().expect("temp file");
         assert_eq!(window_size(&file), None);
         assert!(set_window_size(&file, WindowSize { rows: 1, cols: 1 }).is_err());

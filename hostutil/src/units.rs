@@ -67,7 +67,11 @@ mod tests {
         assert_eq!(ram_in_bytes("100b"), Some(100));
         assert_eq!(ram_in_bytes("1t"), Some(1 << 40));
         assert_eq!(ram_in_bytes("1p"), Some(1 << 50));
-        for bad in ["", "m", "64x", "64mb2", "64mbb", "64bb", "64kiB1", "-1", "64 mx", "1_0", "0x10"] {
+        assert_eq!(ram_in_bytes("10 kb"), Some(10 << 10));
+        assert_eq!(ram_in_bytes("7b"), Some(7));
+        for bad in
+            ["", "m", "64x", "64mb2", "64mbb", "64bb", "64kiB1", "-1", "64 mx", "1_0", "0x10", "50%", "1bb"]
+        {
             assert_eq!(ram_in_bytes(bad), None, "{bad}");
         }
     }

@@ -126,18 +126,13 @@ pub fn exec(root: &Path, what: &str, req: &ExecRequest, stdio: ExecStdio) -> Res
     let c = joinable(root, what)?;
     let spec = spec_for(&c, req)?;
     if req.tty {
-        let pty = nix::pty::openpty(None, None)
-            .map_err(|e| Error::Io { path: "/dev/ptmx".into(), source: e.into() })?;
-        // openpty(3) leaves both ends inheritable: the process gets the slave as its stdio only.
-        for fd in [&pty.master, &pty.slave] {
-            nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
-                .map_err(|e| Error::Io { path: "/dev/ptmx".into(), source: e.into() })?;
-        }
-        let terminal = File::from(pty.master);
+        let (master, slave) =
+            hostutil::tty::open_pty().map_err(|e| Error::Io { path: "/dev/ptmx".into(), source: e })?;
+        let terminal = File::from(master);
         if let Some((rows, cols)) = req.size {
             resize(&terminal, rows, cols)?;
         }
-        let process = executor::exec(&spec, executor::SpawnStdio::Tty(pty.slave))?;
+        let process = executor::exec(&spec, executor::SpawnStdio::Tty(slave))?;
         return Ok(Exec { process, terminal: Some(terminal) });
     }
     let stdio = match stdio {

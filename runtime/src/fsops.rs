@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 use cache::oci::{self, History};
 use cache::{Compression, Image, ImageRef, Store};
+use hostutil::gopath::clean_absolute_path;
 use nix::errno::Errno;
 use nix::sys::stat::SFlag;
 
@@ -27,7 +28,7 @@ pub use diff::{Change, ChangeKind};
 
 use crate::container::{Config, Container, Containers, Status};
 use crate::{Error, Result};
-use tree::{DirSink, Owner, Tree, clean, io_err, is};
+use tree::{DirSink, Owner, Tree, io_err, is};
 
 /// `cp`'s flags.
 #[derive(Debug, Clone, Copy, Default)]
@@ -66,7 +67,7 @@ struct SourcePath {
 impl SourcePath {
     fn parse(raw: &Path) -> SourcePath {
         let bytes = raw.as_os_str().as_bytes();
-        let path = clean(raw);
+        let path = clean_absolute_path(raw);
         let contents_only = bytes.ends_with(b"/.") || bytes == b"." || path == Path::new("/");
         let wants_dir = contents_only || bytes.ends_with(b"/");
         SourcePath { path, contents_only, wants_dir }
@@ -89,7 +90,7 @@ type Placement = (PathBuf, Option<OsString>);
 fn place(tree: &Tree, dest: &Path, src: &SourcePath, src_is_dir: bool) -> Result<Placement> {
     let bytes = dest.as_os_str().as_bytes();
     let asserts_dir = bytes.ends_with(b"/") || bytes.ends_with(b"/.") || bytes == b".";
-    let (resolved, st) = tree.resolve_last(&clean(dest))?;
+    let (resolved, st) = tree.resolve_last(&clean_absolute_path(dest))?;
     let split = |p: &Path| -> Placement {
         let parent = p.parent().unwrap_or(Path::new("/")).to_path_buf();
         (parent, Some(p.file_name().map_or_else(|| OsString::from("."), OsStr::to_os_string)))
@@ -184,7 +185,7 @@ pub fn copy_in(
     match src {
         HostSource::Tar(input) => {
             let root = rootfs::open_root(store, &c, true)?;
-            let dest = clean(dest);
+            let dest = clean_absolute_path(dest);
             match root.tree.lookup(&dest, true)? {
                 Some((_, st)) if is(&st, SFlag::S_IFDIR) => {}
                 Some(_) => {

@@ -600,19 +600,13 @@ impl Monitor {
         // stdio: a pty, or pipes (stdin only with -i).
         let mut pumps = Vec::new();
         let stdio = if cfg.tty {
-            let pty = nix::pty::openpty(None, None)
-                .map_err(|e| Error::Io { path: "/dev/ptmx".into(), source: e.into() })?;
-            // openpty(3) leaves both ends inheritable: the container must get the slave only
-            // as its stdio (dup2 clears the flag there), never the master.
-            for fd in [&pty.master, &pty.slave] {
-                nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
-                    .map_err(|e| Error::Io { path: "/dev/ptmx".into(), source: e.into() })?;
-            }
-            let master = File::from(pty.master);
+            let (master, slave) =
+                hostutil::tty::open_pty().map_err(|e| Error::Io { path: "/dev/ptmx".into(), source: e })?;
+            let master = File::from(master);
             let reader = master.try_clone().map_err(|e| Error::Io { path: "pty".into(), source: e })?;
             self.input.lock().unwrap_or_else(|p| p.into_inner()).install(Some(master), None);
             pumps.push(self.pump(reader, Stream::Stdout));
-            executor::SpawnStdio::Tty(pty.slave)
+            executor::SpawnStdio::Tty(slave)
         } else {
             let (out_r, out_w) = pipe()?;
             let (err_r, err_w) = pipe()?;

@@ -9,6 +9,8 @@
 use std::path::{Path, PathBuf};
 
 use hostutil::goparse;
+use hostutil::gopath::clean;
+use hostutil::units::ram_in_bytes;
 
 use crate::spec::MountRequest;
 use crate::volume::{Error, valid_name};
@@ -227,7 +229,7 @@ pub fn parse_mount(value: &str) -> Result<MountRequest, Error> {
             }
             "tmpfs-size" => {
                 tmpfs_opts = true;
-                size = Some(parse_size(val).ok_or_else(bad_value)?);
+                size = Some(ram_in_bytes(val).ok_or_else(bad_value)?);
             }
             "tmpfs-mode" => {
                 tmpfs_opts = true;
@@ -313,7 +315,7 @@ pub fn parse_tmpfs(value: &str) -> Result<MountRequest, Error> {
         };
         match option.split_once('=') {
             Some(("size", v)) => {
-                size = Some(parse_size(v).ok_or_else(|| {
+                size = Some(ram_in_bytes(v).ok_or_else(|| {
                     Error::InvalidMount(format!(
                         "--tmpfs {value}: invalid size {v:?}: bytes, or with k, m or g (64m)"
                     ))
@@ -354,17 +356,6 @@ pub fn image_volumes(volumes: &[String], explicit: &[MountRequest]) -> Vec<Mount
         });
     }
     out
-}
-
-/// A size as docker reads one (go-units' `RAMInBytes`: `64m` = `64MB` = `64MiB`), the same
-/// rule as `RUN --mount=type=tmpfs,size=`. `None` if it is not one.
-pub fn parse_size(s: &str) -> Option<u64> {
-    hostutil::units::ram_in_bytes(s)
-}
-
-/// Go's `path.Clean`, as docker cleans mount paths.
-fn clean(path: &str) -> String {
-    hostutil::gopath::clean(path)
 }
 
 #[cfg(test)]
@@ -625,27 +616,6 @@ mod tests {
     }
 
     #[test]
-    fn sizes_read_as_docker_reads_them() {
-        assert_eq!(parse_size("1024"), Some(1024));
-        assert_eq!(parse_size("64m"), Some(64 << 20));
-        assert_eq!(parse_size("64MB"), Some(64 << 20));
-        assert_eq!(parse_size("64MiB"), Some(64 << 20));
-        assert_eq!(parse_size("1g"), Some(1 << 30));
-        assert_eq!(parse_size("1.5k"), Some(1536));
-        assert_eq!(parse_size("10 kb"), Some(10 << 10));
-        assert_eq!(parse_size("2t"), Some(2 << 40));
-        assert_eq!(parse_size("7b"), Some(7));
-        assert_eq!(parse_size(""), None);
-        assert_eq!(parse_size("m"), None);
-        assert_eq!(parse_size("-1"), None);
-        assert_eq!(parse_size("1x"), None);
-        assert_eq!(parse_size("1mb1"), None);
-        assert_eq!(parse_size("1bb"), None);
-        assert_eq!(parse_size("1mx"), None);
-        assert_eq!(parse_size("50%"), None);
-    }
-
-    #[test]
     fn image_volumes_fill_only_uncovered_paths() {
         let explicit = vec![volume("data", "/data", false, false), bind("/tmp", "/logs", false)];
         let image = [
@@ -682,14 +652,5 @@ mod tests {
         assert!(!host.exists(), "a failed parse leaves the host untouched");
         parse_mounts(&volumes, &[], &[]).unwrap();
         assert!(host.is_dir());
-    }
-
-    #[test]
-    fn paths_clean_as_go_does() {
-        assert_eq!(clean("/a//b/./c/.."), "/a/b");
-        assert_eq!(clean("/../a/"), "/a");
-        assert_eq!(clean("a/../../b"), "../b");
-        assert_eq!(clean(""), ".");
-        assert_eq!(clean("/"), "/");
     }
 }

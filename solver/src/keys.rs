@@ -98,21 +98,20 @@ impl Builder<'_> {
                 let (sum, files) = self.context_checksum(&rels).at(step)?;
                 Ok(StepInputs { key: sum.to_string(), files, ..Default::default() })
             }
-            Some(CopyFrom::Stage(i)) => {
-                let src = self.wait_stage(*i)?;
-                let ids: Vec<&str> = src.layers.iter().map(|l| l.diff_id.as_str()).collect();
-                Ok(StepInputs { key: key_of(&ids).to_string(), ..Default::default() })
-            }
+            Some(CopyFrom::Stage(i)) => Ok(StepInputs { key: self.stage_key(*i)?, ..Default::default() }),
             Some(CopyFrom::Image(r)) => {
-                let image = self
-                    .options
-                    .fetcher
-                    .resolve(self.store, r)
-                    .map_err(|e| StepError::of_flag(format!("--from={r}"))(e.into()))
-                    .at(step)?;
+                let image = self.source_image(step, r, "--from=")?;
                 Ok(StepInputs { key: image.digest.to_string(), ..Default::default() })
             }
         }
+    }
+
+    /// What a stage stands for in the key of a step that reads it (`COPY --from`, `RUN --mount
+    /// from=`): its layers' content, so a rebuilt stage with the same files keeps the cache.
+    fn stage_key(&self, index: usize) -> Result<String> {
+        let stage = self.wait_stage(index)?;
+        let ids: Vec<&str> = stage.layers.iter().map(|l| l.diff_id.as_str()).collect();
+        Ok(key_of(&ids).to_string())
     }
 
     /// A RUN's inputs: the content of what its bind mounts show (context paths, stages,
@@ -130,18 +129,9 @@ impl Builder<'_> {
                     parts.push(sum.to_string());
                     files.extend(f);
                 }
-                Some(CopyFrom::Stage(i)) => {
-                    let src = self.wait_stage(*i)?;
-                    let ids: Vec<&str> = src.layers.iter().map(|l| l.diff_id.as_str()).collect();
-                    parts.push(key_of(&ids).to_string());
-                }
+                Some(CopyFrom::Stage(i)) => parts.push(self.stage_key(*i)?),
                 Some(CopyFrom::Image(r)) => {
-                    let image = self
-                        .options
-                        .fetcher
-                        .resolve(self.store, r)
-                        .map_err(|e| StepError::of_flag(format!("--mount from={r}"))(e.into()))
-                        .at(step)?;
+                    let image = self.source_image(step, r, "--mount from=")?;
                     parts.push(image.digest.to_string());
                 }
             }

@@ -410,6 +410,16 @@ impl Builder<'_> {
         Ok(self.options.cache_from.0.iter().find_map(|source| source.lookup(key)))
     }
 
+    /// The image a step's `flag` (`--from=`, `--mount from=`) names, pulled if the store lacks
+    /// it and the reference names a registry.
+    pub(crate) fn source_image(&self, step: &Step, reference: &str, flag: &str) -> Result<cache::Image> {
+        self.options
+            .fetcher
+            .resolve(self.store, reference)
+            .map_err(|e| StepError::of_flag(format!("{flag}{reference}"))(e.into()))
+            .at(step)
+    }
+
     /// Makes sure the store has the blobs of `layers`, fetching missing ones from the
     /// `--cache-from` sources (a cache hit there brings only its index entry).
     pub(crate) fn ensure_layers(&self, layers: &[Layer]) -> Result<()> {

@@ -39,12 +39,10 @@ use nix::unistd::sethostname;
 use serde::{Deserialize, Serialize};
 
 use crate::spec::{InitConfig, Plan};
-use crate::user;
 use crate::userns::{self, IdKind};
 use crate::{ExitStatus, INIT_ARG};
-use crate::{caps, seccomp};
 
-pub(crate) use process::Exec;
+pub(crate) use process::{Exec, security, user_and_env};
 pub(crate) use tree::{release_stdio, report_and_hold, started};
 
 /// What the init writes, as JSON, to its status fd: for [`crate::run`] one report before
@@ -219,13 +217,7 @@ fn prepare_pid1(plan: &Plan) -> Result<Exec> {
         let fds = rootfs::open_sources(dest, mount)?;
         rootfs::user_mount(target, dest, mount, &fds)?;
     }
-    let seccomp = match &plan.seccomp {
-        Some(profile) => {
-            Some(seccomp::compile(profile).map_err(|e| fail("compile the seccomp filter", chain(&e)))?)
-        }
-        None => None,
-    };
-    let caps = caps::parse(&plan.capabilities).map_err(|m| fail("capabilities", m))?;
+    let (caps, seccomp) = process::security(&plan.capabilities, plan.seccomp.as_ref())?;
     // For "not mapped" errors: the host user's name, looked up while the host's /etc/passwd is
     // still what getpwuid reads.
     let host_user = if in_userns() { userns::host_user() } else { None };
@@ -250,13 +242,7 @@ fn prepare_pid1(plan: &Plan) -> Result<Exec> {
         process::set_rlimit(limit)?;
     }
 
-    let read = |p: &str| std::fs::read_to_string(p).ok();
-    let user = user::resolve(&plan.user, read("/etc/passwd").as_deref(), read("/etc/group").as_deref())
-        .map_err(|m| fail("resolve user", m))?;
-    let mut env = plan.env.clone();
-    if !env.iter().any(|e| e.starts_with("HOME=")) {
-        env.push(format!("HOME={}", user.home));
-    }
+    let (user, env) = process::user_and_env(&plan.user, &plan.env)?;
     let mut exec = Exec::new(&plan.args, &plan.cwd, plan.no_new_privileges, env, user, caps, seccomp)?;
     exec.host_user = host_user;
     if let Some(spawn) = plan.spawn {

@@ -9,14 +9,42 @@ use std::os::unix::fs::PermissionsExt;
 use nix::errno::Errno;
 use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, sigprocmask};
 use nix::unistd::{Gid, Uid, chdir, execve};
-use oci_spec::runtime::{PosixRlimit, PosixRlimitType};
+use oci_spec::runtime::{LinuxSeccomp, PosixRlimit, PosixRlimitType};
 
 use super::{Failure, Report, Result, fail, in_userns, os, send, unmapped};
-use crate::user::ExecUser;
+use crate::user::{self, ExecUser};
 use crate::userns::{self, IdKind};
 use crate::{caps, seccomp};
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The process's capability sets and its seccomp filter, compiled before anything of the
+/// sandbox runs (the child only installs them).
+pub(crate) fn security(
+    capabilities: &[String],
+    profile: Option<&LinuxSeccomp>,
+) -> Result<(caps::CapSet, Option<seccomp::Filter>)> {
+    let caps = caps::parse(capabilities).map_err(|m| fail("capabilities", m))?;
+    let filter = profile
+        .map(seccomp::compile)
+        .transpose()
+        .map_err(|e| fail("compile the seccomp filter", super::chain(&e)))?;
+    Ok((caps, filter))
+}
+
+/// USER resolved in the rootfs that is `/` now (its /etc/passwd and /etc/group), and `env`
+/// with `HOME` set to the user's home when it has none (docker's rule, for RUN, a container's
+/// process and an exec alike).
+pub(crate) fn user_and_env(user: &str, env: &[String]) -> Result<(ExecUser, Vec<String>)> {
+    let read = |p: &str| std::fs::read_to_string(p).ok();
+    let user = user::resolve(user, read("/etc/passwd").as_deref(), read("/etc/group").as_deref())
+        .map_err(|m| fail("resolve user", m))?;
+    let mut env = env.to_vec();
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", user.home));
+    }
+    Ok((user, env))
+}
 
 /// Everything the user's process needs, prepared in PID 1 (or the exec helper) so the child
 /// only makes syscalls.

@@ -16,6 +16,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
+use hostutil::gopath::clean_absolute_path;
 use nix::errno::Errno;
 use nix::fcntl::{AT_FDCWD, AtFlags, OFlag, openat, readlinkat};
 use nix::sys::stat::{FileStat, Mode, SFlag, fstat, fstatat, futimens, mkdirat, mknodat, utimensat};
@@ -139,9 +140,9 @@ impl Tree {
             let target = readlinkat(&fd, "").map_err(io_err(&path))?;
             let target = Path::new(&target);
             path = if target.is_absolute() {
-                clean(target)
+                clean_absolute_path(target)
             } else {
-                clean(&path.parent().unwrap_or(Path::new("/")).join(target))
+                clean_absolute_path(&path.parent().unwrap_or(Path::new("/")).join(target))
             };
         }
         Err(io_err(&path)(Errno::ELOOP))
@@ -155,12 +156,6 @@ pub(crate) fn io_err(path: &Path) -> impl Fn(Errno) -> Error + '_ {
 
 pub(crate) fn is(st: &FileStat, kind: SFlag) -> bool {
     st.st_mode & SFlag::S_IFMT.bits() == kind.bits()
-}
-
-/// `path` made absolute and lexically clean, as Go's `filepath.Clean` (`..` at the root stays
-/// at the root): `a//b/./c/..` is `/a/b`.
-pub(crate) fn clean(path: &Path) -> PathBuf {
-    hostutil::gopath::clean_absolute_path(path)
 }
 
 /// Reads everything a copy of the file or directory `fd` (with stat `st`) gives into `sink`:

@@ -132,13 +132,7 @@ impl Builder<'_> {
                     Source::Layers(layers)
                 }
                 Some(CopyFrom::Image(r)) => {
-                    let image = self
-                        .options
-                        .fetcher
-                        .resolve(self.store, r)
-                        .map_err(|e| StepError::of_flag(format!("--mount from={r}"))(e.into()))
-                        .at(step)?;
-                    Source::Layers(image.layers())
+                    Source::Layers(self.source_image(step, r, "--mount from=")?.layers())
                 }
             };
             sources.push(Some(source));
