@@ -11,17 +11,6 @@ fn store() -> TestStore {
     s
 }
 
-fn tool(name: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {name}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        eprintln!("SKIP: {name} is not installed (scripts/test.sh installs it)");
-    }
-    found
-}
-
 fn run_ok(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(
@@ -47,7 +36,7 @@ fn build_changed_image(s: &TestStore) {
 
 #[test]
 fn oci_archive_is_accepted_by_skopeo_and_umoci_with_whiteouts_applied() {
-    if !tool("skopeo") || !tool("umoci") {
+    if !test_support::installed("skopeo") || !test_support::installed("umoci") {
         return;
     }
     let s = store();
@@ -80,7 +69,7 @@ fn oci_archive_is_accepted_by_skopeo_and_umoci_with_whiteouts_applied() {
 
 #[test]
 fn docker_archive_is_accepted_by_skopeo_and_both_formats_load_back() {
-    if !tool("skopeo") {
+    if !test_support::installed("skopeo") {
         return;
     }
     let s = store();
@@ -163,7 +152,7 @@ fn several_images_in_one_archive_both_formats() {
         names.dedup();
         assert_eq!(names.len(), n, "{format}: an entry is written twice");
 
-        if tool("skopeo") {
+        if test_support::installed("skopeo") {
             // skopeo picks each image out of the archive by name.
             let pick = |image: &str| {
                 let src = match format {
@@ -182,7 +171,7 @@ fn several_images_in_one_archive_both_formats() {
 
 #[test]
 fn archives_made_by_skopeo_load_and_run() {
-    if !tool("skopeo") {
+    if !test_support::installed("skopeo") {
         return;
     }
     let s = store();

@@ -37,7 +37,7 @@ impl Fixture {
     fn cp_fails(&self, args: &[&str]) -> String {
         let mut all = vec!["cp"];
         all.extend_from_slice(args);
-        fails(&self.s, &all)
+        self.s.fails(&all)
     }
 
     fn h(&self, rel: &str) -> PathBuf {
@@ -51,16 +51,6 @@ impl Fixture {
     fn upper(&self, rel: &str) -> PathBuf {
         self.c.upper().join(rel)
     }
-}
-
-fn fails(s: &TestStore, args: &[&str]) -> String {
-    let out = s.run(args);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(1), "rbuild {args:?}: expected exit 1:\n{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("rbuild: error: ")).collect();
-    assert_eq!(errors.len(), 1, "expected exactly one error line:\n{stderr}");
-    errors[0].to_string()
 }
 
 fn whiteout(path: &Path) {
@@ -152,7 +142,7 @@ fn diff_lists_added_changed_and_deleted_paths_like_docker() {
     // The init layer's mount points are not changes, and an id prefix finds the container.
     let by_id = f.s.ok(&["diff", &f.c.id().as_str()[..12]]);
     assert_eq!(by_id, out);
-    let e = fails(&f.s, &["diff", "nope"]);
+    let e = f.s.fails(&["diff", "nope"]);
     assert_eq!(e, "rbuild: error: no such container: nope");
 }
 
@@ -222,7 +212,7 @@ fn commit_makes_an_image_of_the_changes_with_config_and_history() {
     // Without a name the image is kept dangling; a RUN is no change.
     let dangling = f.s.ok(&["commit", "--pause=false", NAME]);
     assert!(dangling.trim().starts_with("sha256:"));
-    let e = fails(&f.s, &["commit", "-c", "RUN rm -rf /", NAME]);
+    let e = f.s.fails(&["commit", "-c", "RUN rm -rf /", NAME]);
     assert_eq!(e, "rbuild: error: run is not a valid change command");
     // ENTRYPOINT without CMD clears the container's command, as in a build.
     f.s.ok(&["commit", "-c", "ENTRYPOINT [\"/bin/echo\"]", NAME, "ep:1"]);

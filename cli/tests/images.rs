@@ -33,18 +33,6 @@ fn build(s: &TestStore, extra: &[&str], marker: &str) -> (tempfile::TempDir, Str
     (ctx, digest)
 }
 
-/// Runs a command expected to fail: exit 1, no panic, exactly one `rbuild: error:` line,
-/// which is returned.
-fn fails(s: &TestStore, args: &[&str]) -> String {
-    let out = s.run(args);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(1), "rbuild {args:?}: expected exit 1:\n{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("rbuild: error: ")).collect();
-    assert_eq!(errors.len(), 1, "expected exactly one error line:\n{stderr}");
-    errors[0].to_string()
-}
-
 fn lines(s: &str) -> Vec<&str> {
     s.lines().collect()
 }
@@ -103,7 +91,7 @@ fn images_lists_in_docker_columns_and_formats() {
         serde_json::from_str(s.ok(&["images", "--format", "{{json .}}", "app"]).trim()).unwrap();
     assert_eq!(same["ID"], id);
 
-    let e = fails(&s, &["images", "--format", "{{.Nope}}"]);
+    let e = s.fails(&["images", "--format", "{{.Nope}}"]);
     assert!(e.contains("{{.Nope}}") && e.contains(".Repository"), "{e}");
     assert_eq!(s.ok(&["image", "ls", "-q", "app"]), format!("{id}\n"));
 }
@@ -118,7 +106,7 @@ fn tag_rmi_and_dangling_images() {
     assert_eq!(ids.lines().filter(|l| *l == first).count(), 3, "{ids}");
 
     // By ID, an image with several names needs -f.
-    let e = fails(&s, &["rmi", &first[7..19]]);
+    let e = s.fails(&["rmi", &first[7..19]]);
     assert!(e.contains("must be forced") && e.contains("multiple repositories"), "{e}");
     // A name goes alone while others are left.
     assert_eq!(s.ok(&["rmi", "app:2"]), "Untagged: app:2\n");
@@ -144,7 +132,7 @@ fn tag_rmi_and_dangling_images() {
     let (_c3, three) = build(&s, &[], "three");
     assert_eq!(s.ok(&["images", "-q"]).lines().count(), 4);
 
-    let e = fails(&s, &["rmi", "nothere:1"]);
+    let e = s.fails(&["rmi", "nothere:1"]);
     assert_eq!(e, "rbuild: error: No such image: nothere:1");
     // Several: each is tried, each failure reported, exit 1.
     let out = s.run(&["rmi", "nothere:1", &three, "nothere:2"]);
@@ -198,7 +186,7 @@ fn inspect_and_history_show_config_layers_and_steps() {
     let two: serde_json::Value =
         serde_json::from_str(&s.ok(&["image", "inspect", "app:1", "busybox"])).unwrap();
     assert_eq!(two.as_array().unwrap().len(), 2);
-    let e = fails(&s, &["inspect", "nothere"]);
+    let e = s.fails(&["inspect", "nothere"]);
     // Containers first, then images, as `docker inspect`: hence docker's "object".
     assert_eq!(e, "rbuild: error: No such object: nothere");
 
@@ -282,20 +270,9 @@ fn import_applies_changes() {
     // are removed (a hand-written reader once kept both literally).
     let env = &s.config("base:1")["config"]["Env"];
     assert_eq!(env, &serde_json::json!(["GREETING=hello", "WHO=hello-there", "SHELLISH=a b"]));
-    let e = fails(&s, &["import", "-c", "RUN true", tar.to_str().unwrap(), "bad:1"]);
+    let e = s.fails(&["import", "-c", "RUN true", tar.to_str().unwrap(), "bad:1"]);
     assert!(e.ends_with("run is not a valid change command"), "{e}");
     assert!(!s.ok(&["images"]).contains("bad"));
-}
-
-fn tool(name: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {name}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        eprintln!("SKIP: {name} is not installed (scripts/test.sh installs it)");
-    }
-    found
 }
 
 /// The files of a tar, as `path` -> (kind, content).
@@ -385,7 +362,7 @@ fn build_output_archives_load_elsewhere_and_skopeo_reads_them() {
             assert_eq!(fresh.ok(&["run", "--rm", n]), "archive\n");
         }
     }
-    if tool("skopeo") {
+    if test_support::installed("skopeo") {
         let inspect = |src: String| -> serde_json::Value {
             let out = Command::new("skopeo").args(["inspect", &src]).output().unwrap();
             assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -403,18 +380,18 @@ fn bad_outputs_fail_before_building_with_one_line() {
     let s = store();
     let ctx = context(&[("Dockerfile", "FROM busybox\nRUN echo ran\n")]);
     let c = ctx.path().to_str().unwrap();
-    let e = fails(&s, &["build", "-o", "type=foo,dest=x", c]);
+    let e = s.fails(&["build", "-o", "type=foo,dest=x", c]);
     assert_eq!(
         e,
         "rbuild: error: --output \"type=foo,dest=x\": unknown type \"foo\" (image, oci, docker, local, tar)"
     );
-    let e = fails(&s, &["build", "-o", "type=local", c]);
+    let e = s.fails(&["build", "-o", "type=local", c]);
     assert_eq!(e, "rbuild: error: --output \"type=local\": type=local needs dest=");
-    let e = fails(&s, &["build", "-o", "type=tar,dest=", c]);
+    let e = s.fails(&["build", "-o", "type=tar,dest=", c]);
     assert!(e.contains("type=tar needs dest="), "{e}");
-    let e = fails(&s, &["build", "-o", "dest=x", c]);
+    let e = s.fails(&["build", "-o", "dest=x", c]);
     assert!(e.contains("type= is required"), "{e}");
-    let e = fails(&s, &["build", "-o", "type=oci,dest=x,bogus=1", c]);
+    let e = s.fails(&["build", "-o", "type=oci,dest=x,bogus=1", c]);
     assert!(e.contains("unknown key \"bogus\""), "{e}");
     // Nothing ran, nothing was written.
     assert_eq!(
@@ -425,6 +402,6 @@ fn bad_outputs_fail_before_building_with_one_line() {
         0
     );
     // A destination that cannot be written: one line, no half file.
-    let e = fails(&s, &["build", "-o", "type=tar,dest=/nonexistent/dir/x.tar", c]);
+    let e = s.fails(&["build", "-o", "type=tar,dest=/nonexistent/dir/x.tar", c]);
     assert!(e.contains("/nonexistent/dir/x.tar"), "{e}");
 }

@@ -37,14 +37,7 @@ fn lower(text: &str) -> BuildDefinition {
 
 /// The error as the CLI prints it: the message, then each cause.
 fn lower_err(text: &str) -> String {
-    let e = lower_with(text, &LowerOptions::default()).unwrap_err();
-    let mut out = e.to_string();
-    let mut cause = std::error::Error::source(&e);
-    while let Some(c) = cause {
-        out.push_str(&format!(": {c}"));
-        cause = c.source();
-    }
-    out
+    hostutil::errors::one_line(&lower_with(text, &LowerOptions::default()).unwrap_err())
 }
 
 fn with_args(args: &[(&str, &str)]) -> LowerOptions {

@@ -9,8 +9,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use cache::oci::{self, History, ImageConfig, RootFs};
-use cache::{Compression, Image, ImageRef, Store};
+use cache::{Image, Store};
 use frontend::{
     AddOp, Base, BuildDefinition, ConfigOp, CopyOp, Healthcheck, InlineFile, Location, Op, Stage, Step,
 };
@@ -18,13 +17,7 @@ use solver::{BuildOptions, BuildOutput, Event, Progress};
 
 /// An error as the CLI prints it: the message, then each cause.
 fn message(e: &solver::Error) -> String {
-    let mut out = e.to_string();
-    let mut cause = std::error::Error::source(e);
-    while let Some(c) = cause {
-        out.push_str(&format!(": {c}"));
-        cause = c.source();
-    }
-    out
+    hostutil::errors::one_line(e)
 }
 
 struct Quiet;
@@ -44,23 +37,7 @@ impl Env {
     fn new() -> Env {
         let root = tempfile::Builder::new().prefix("rbuild-solver-test-").tempdir().unwrap();
         let context = tempfile::Builder::new().prefix("rbuild-solver-ctx-").tempdir().unwrap();
-        let store = Store::open(root.path().join("store")).unwrap();
-        let tar = root.path().join("busybox.tar");
-        test_support::write_busybox_rootfs_tar(&tar).unwrap();
-        let layer =
-            store.import_layer(BufReader::new(fs::File::open(&tar).unwrap()), Compression::Gzip).unwrap();
-        fs::remove_file(&tar).unwrap();
-        let platform = oci::Platform::host();
-        let config = ImageConfig {
-            created: Some("2000-01-01T00:00:00Z".into()),
-            architecture: platform.architecture,
-            os: platform.os,
-            rootfs: RootFs { kind: "layers".into(), diff_ids: vec![layer.diff_id.clone()] },
-            history: vec![History { created_by: Some("import".into()), ..Default::default() }],
-            ..Default::default()
-        };
-        let image = store.put_image(&config, &[layer]).unwrap();
-        store.tag(&"busybox:latest".parse::<ImageRef>().unwrap(), &image.digest).unwrap();
+        let store = test_support::store_with_busybox(root.path());
         Env { store, root, context, base_layers: 1 }
     }
 

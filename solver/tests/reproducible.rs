@@ -2,41 +2,15 @@
 //! manifest digest. Real builds (with RUN steps) over the busybox test image: needs root. The
 //! sandbox re-executes this binary as its init, so it has its own `main` (`harness = false`).
 
-use std::fs;
-use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
-use cache::oci::{self, History, ImageConfig, RootFs};
-use cache::{Compression, Image, ImageRef, Store};
+use cache::oci;
+use cache::{Compression, Image, Store};
 use solver::{BuildOptions, Event, Progress};
 
 struct Quiet;
 impl Progress for Quiet {
     fn event(&self, _: Event<'_>) {}
-}
-
-/// A store with `busybox:latest` (its history dated 2000-01-01, before the epoch used here).
-fn store_with_busybox(root: &std::path::Path) -> Store {
-    let store = Store::open(root.join("store")).unwrap();
-    let tar = root.join("busybox.tar");
-    test_support::write_busybox_rootfs_tar(&tar).unwrap();
-    let layer = store.import_layer(BufReader::new(fs::File::open(&tar).unwrap()), Compression::Gzip).unwrap();
-    let platform = oci::Platform::host();
-    let config = ImageConfig {
-        created: Some("2000-01-01T00:00:00Z".into()),
-        architecture: platform.architecture,
-        os: platform.os,
-        rootfs: RootFs { kind: "layers".into(), diff_ids: vec![layer.diff_id.clone()] },
-        history: vec![History {
-            created: Some("2000-01-01T00:00:00Z".into()),
-            created_by: Some("import".into()),
-            ..Default::default()
-        }],
-        ..Default::default()
-    };
-    let image = store.put_image(&config, &[layer]).unwrap();
-    store.tag(&"busybox:latest".parse::<ImageRef>().unwrap(), &image.digest).unwrap();
-    store
 }
 
 const DOCKERFILE: &str = "FROM busybox
@@ -74,7 +48,7 @@ fn main() {
 }
 
 fn same_epoch_same_manifest_digest(scratch: &Path) {
-    let store = store_with_busybox(scratch);
+    let store = test_support::store_with_busybox(scratch);
     let context = test_support::context(&[("hello.txt", "hello\n"), ("dir/nested", "nested\n")]);
     let epoch = 1_700_000_000; // 2023-11-14T22:13:20Z
 

@@ -130,6 +130,18 @@ impl TestStore {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Runs a command expected to fail: exit 1, no panic, exactly one `rbuild: error:` line,
+    /// which is returned.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "rbuild {args:?}: expected exit 1:\n{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("rbuild: error: ")).collect();
+        assert_eq!(errors.len(), 1, "expected exactly one error line:\n{stderr}");
+        errors[0].to_string()
+    }
+
     /// Imports the busybox rootfs as `busybox:latest` and returns the image name.
     pub fn import_busybox(&self) -> &'static str {
         let tar = self.root.path().join("busybox-rootfs.tar");
@@ -199,6 +211,48 @@ pub fn skip_unless_ci(reason: &str) {
         panic!("{reason}, and CI=true: this test must run in CI");
     }
     println!("skipped: {reason}");
+}
+
+/// A store under `dir/store` holding the busybox rootfs as `busybox:latest` (one gzip layer,
+/// this host's platform, created and its history dated 2000-01-01), for tests that drive the
+/// library crates directly rather than the binary.
+pub fn store_with_busybox(dir: &Path) -> cache::Store {
+    use cache::oci::{History, ImageConfig, Platform, RootFs};
+    let store = cache::Store::open(dir.join("store")).expect("open the store");
+    let tar = dir.join("busybox.tar");
+    write_busybox_rootfs_tar(&tar).expect("busybox rootfs tar");
+    let file = io::BufReader::new(File::open(&tar).expect("busybox rootfs tar"));
+    let layer = store.import_layer(file, cache::Compression::Gzip).expect("import the busybox layer");
+    std::fs::remove_file(&tar).expect("remove the rootfs tar");
+    let platform = Platform::host();
+    let config = ImageConfig {
+        created: Some("2000-01-01T00:00:00Z".into()),
+        architecture: platform.architecture,
+        os: platform.os,
+        rootfs: RootFs { kind: "layers".into(), diff_ids: vec![layer.diff_id.clone()] },
+        history: vec![History {
+            created: Some("2000-01-01T00:00:00Z".into()),
+            created_by: Some("import".into()),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let image = store.put_image(&config, &[layer]).expect("store the busybox image");
+    let name = "busybox:latest".parse::<cache::ImageRef>().expect("a valid name");
+    store.tag(&name, &image.digest).expect("tag busybox:latest");
+    store
+}
+
+/// Whether the program `name` is on PATH; if not, says `skipped: ...` (the caller returns).
+pub fn installed(name: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        println!("skipped: {name} is not installed (scripts/test.sh installs it)");
+    }
+    found
 }
 
 /// Unmounts every mount point at or below `dir`, deepest first, by exact path.
