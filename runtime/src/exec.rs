@@ -207,23 +207,10 @@ pub fn detach(root: &Path, what: &str, req: &ExecRequest) -> Result<()> {
 /// starts the process, says `ok` (or `error MESSAGE`) on the pipe, and waits for it. Never
 /// returns.
 pub fn detached_main(args: &[String]) -> ! {
-    let pos = args.iter().position(|a| a == DETACHED_ARG).unwrap_or(0);
-    let rest = &args[pos + 1..];
-    let (Some(root), Some(what), Some(json), Some(fd)) =
-        (rest.first(), rest.get(1), rest.get(2), rest.get(3))
-    else {
-        eprintln!("rbuild: {DETACHED_ARG} is started by rbuild itself");
-        std::process::exit(2)
-    };
-    let Ok(fd) = fd.parse::<i32>() else { std::process::exit(2) };
-    if fd < 3 {
-        std::process::exit(2)
-    }
-    // SAFETY: `detach` passed us this pipe's write end; nothing else in this process owns it.
-    let mut ready = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-    let started = serde_json::from_str::<ExecRequest>(json)
+    let ([root, what, json, _], mut ready) = crate::process::hidden_entry_args::<4>(args, DETACHED_ARG);
+    let started = serde_json::from_str::<ExecRequest>(&json)
         .map_err(|e| Error::Invalid(e.to_string()))
-        .and_then(|req| exec(Path::new(root), what, &req, ExecStdio::Null));
+        .and_then(|req| exec(Path::new(&root), &what, &req, ExecStdio::Null));
     let exec = match started {
         Ok(exec) => exec,
         Err(e) => {

@@ -16,7 +16,7 @@
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -99,8 +99,8 @@ pub fn spawn(store_root: &Path, c: &Container, wait_attach: bool) -> Result<Spaw
         .arg(MONITOR_ARG)
         .arg(store_root)
         .arg(c.id().as_str())
-        .arg(ready_w.as_raw_fd().to_string())
         .arg(if wait_attach { "1" } else { "0" })
+        .arg(ready_w.as_raw_fd().to_string())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(log);
@@ -138,21 +138,9 @@ pub fn spawn(store_root: &Path, c: &Container, wait_attach: bool) -> Result<Spaw
 
 /// The monitor process's entry point. Never returns.
 pub fn monitor_main(args: &[String]) -> ! {
-    let pos = args.iter().position(|a| a == MONITOR_ARG).unwrap_or(0);
-    let rest = &args[pos + 1..];
-    let (Some(root), Some(id), Some(fd), Some(wait)) = (rest.first(), rest.get(1), rest.get(2), rest.get(3))
-    else {
-        eprintln!("rbuild: {MONITOR_ARG} is started by rbuild itself");
-        std::process::exit(2)
-    };
-    let Ok(fd) = fd.parse::<i32>() else { std::process::exit(2) };
-    if fd < 3 {
-        std::process::exit(2)
-    }
-    // SAFETY: `spawn` passed us this pipe's write end; nothing else in this process owns it.
-    let ready = unsafe { File::from(OwnedFd::from_raw_fd(fd)) };
-    let Ok(id) = ContainerId::try_from(id.clone()) else { std::process::exit(2) };
-    let code = match Monitor::new(Path::new(root), id, ready, wait == "1") {
+    let ([root, id, wait, _], ready) = crate::process::hidden_entry_args::<4>(args, MONITOR_ARG);
+    let Ok(id) = ContainerId::try_from(id) else { std::process::exit(2) };
+    let code = match Monitor::new(Path::new(&root), id, ready, wait == "1") {
         Ok(m) => m.run(),
         Err(e) => {
             eprintln!("rbuild-monitor: {}", hostutil::errors::one_line(&e));

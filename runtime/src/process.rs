@@ -3,6 +3,7 @@
 //! waiter), and, run by a user other than root, move into its user namespace. The binary calls
 //! both first thing in `main`, while it is still single-threaded.
 
+use std::fs::File;
 use std::path::PathBuf;
 
 pub use executor::userns::EnterError as RootlessError;
@@ -59,4 +60,25 @@ pub fn default_store_root() -> PathBuf {
         .and_then(absolute)
         .or_else(|| home().map(|h| h.join(".local/share")))
         .map_or_else(|| PathBuf::from("/var/lib/rbuild"), |d| d.join("rbuild"))
+}
+
+/// The `N` arguments after `marker` on a hidden entry point's command line, the last of them a
+/// pipe's write end passed by number (`ROOT ... FD`), taken over. Only rbuild itself starts
+/// these entry points: anything else is a usage error that exits 2 after one line.
+pub(crate) fn hidden_entry_args<const N: usize>(args: &[String], marker: &str) -> ([String; N], File) {
+    let usage = || -> ! {
+        eprintln!("rbuild: {marker} is started by rbuild itself");
+        std::process::exit(2)
+    };
+    let pos = args.iter().position(|a| a == marker).unwrap_or_else(|| usage());
+    let given = args.get(pos + 1..pos + 1 + N).unwrap_or_else(|| usage());
+    let rest: [String; N] = std::array::from_fn(|i| given[i].clone());
+    let fd = match rest.last().map(|f| f.parse::<i32>()) {
+        Some(Ok(fd)) if fd > 2 => fd,
+        _ => usage(),
+    };
+    // SAFETY: the rbuild that started this process passed that pipe end for us alone (it is
+    // not one of the standard descriptors, checked above); nothing else here owns it.
+    let ready = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    (rest, ready)
 }
