@@ -12,11 +12,12 @@ use serde_json::{Value, json};
 
 use crate::args;
 use crate::output::{Format, confirm, ellipsis, finish, human_size, since, tabulate};
+use runtime::images::Removed;
 
 /// The images that containers use, which `rmi` refuses to delete without `-f` and `image prune`
 /// and `system df` count as active.
 fn images_in_use(store: &Store) -> Result<BTreeSet<Digest>> {
-    Ok(runtime::container::Containers::open(store.root())?.images_in_use()?)
+    Ok(runtime::images::in_use(store.root())?)
 }
 
 /// `2024-05-01 08:00:00 +0000 UTC`, as Go prints a UTC time.
@@ -173,91 +174,22 @@ pub fn tag(store: &Store, a: args::TagArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// What `rmi IMAGE` names: one tag of an image, or an image by ID or digest.
-enum RmiTarget {
-    Tag(ImageRef, Digest),
-    Image(Digest),
-}
-
-fn rmi_target(store: &Store, name: &str) -> Result<RmiTarget> {
-    if let Ok(r) = name.parse::<ImageRef>()
-        && r.digest().is_none()
-        && let Some((_, d)) = store.tags()?.into_iter().find(|(k, _)| *k == r.key())
-    {
-        return Ok(RmiTarget::Tag(r, d));
-    }
-    match store.resolve(name) {
-        Ok(image) => Ok(RmiTarget::Image(image.digest)),
-        Err(cache::Error::ImageNotFound(_)) => bail!("No such image: {name}"),
-        Err(e) => Err(e.into()),
-    }
-}
-
-fn rmi_one(
-    store: &Store,
-    name: &str,
-    force: bool,
-    in_use: &BTreeSet<Digest>,
-    out: &mut impl Write,
-) -> Result<()> {
-    match rmi_target(store, name)? {
-        RmiTarget::Tag(reference, digest) => {
-            let others = store.tags_of(&digest)?.len() > 1;
-            if !others && in_use.contains(&digest) && !force {
-                bail!(
-                    "conflict: unable to remove repository reference {name:?} (must force) - a container is \
-                     using its referenced image {}",
-                    digest.short()
-                );
-            }
-            store.untag(&reference)?;
-            writeln!(out, "Untagged: {}", reference.key())?;
-            if !others {
-                if in_use.contains(&digest) {
-                    // -f: the name goes, the image stays for its container, as a dangling one.
-                    store.keep_dangling(&digest)?;
-                } else {
-                    writeln!(out, "Deleted: {digest}")?;
-                }
-            }
-        }
-        RmiTarget::Image(digest) => {
-            let tags = store.tags_of(&digest)?;
-            if tags.len() > 1 && !force {
-                bail!(
-                    "conflict: unable to delete {} (must be forced) - image is referenced in multiple \
-                     repositories",
-                    digest.short()
-                );
-            }
-            if in_use.contains(&digest) && !force {
-                bail!(
-                    "conflict: unable to delete {} (must be forced) - image is being used by a container",
-                    digest.short()
-                );
-            }
-            let removed = store.remove_image(&digest)?;
-            for t in &removed.untagged {
-                writeln!(out, "Untagged: {t}")?;
-            }
-            if in_use.contains(&digest) {
-                store.keep_dangling(&digest)?;
-            } else {
-                writeln!(out, "Deleted: {digest}")?;
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Removes each image; one that fails is reported (as docker does) and the rest still go.
 pub fn rmi(store: &Store, a: args::RmiArgs) -> Result<ExitCode> {
     let in_use = images_in_use(store)?;
     let mut out = io::stdout().lock();
     let mut failed = Vec::new();
     for name in &a.images {
-        if let Err(e) = rmi_one(store, name, a.force, &in_use, &mut out) {
-            failed.push(e);
+        match runtime::images::remove(store, name, a.force, &in_use) {
+            Ok(removed) => {
+                for r in removed {
+                    match r {
+                        Removed::Untagged(name) => writeln!(out, "Untagged: {name}")?,
+                        Removed::Deleted(digest) => writeln!(out, "Deleted: {digest}")?,
+                    }
+                }
+            }
+            Err(e) => failed.push(e.into()),
         }
     }
     drop(out);

@@ -156,6 +156,34 @@ fn tag_rmi_and_dangling_images() {
     assert!(s.ok(&["system", "verify"]).contains("no problems"));
 }
 
+/// docker's rules for an image a container uses: `rmi` refuses it by name and by ID; `-f`
+/// takes its names but keeps it, dangling, so the container still starts; `image prune -a`
+/// keeps it while the container exists.
+#[test]
+fn rmi_of_an_image_a_container_uses() {
+    let s = store();
+    let (_c, digest) = build(&s, &["-t", "used:1"], "used");
+    s.ok(&["create", "--name", "user", "--network", "none", "used:1"]);
+    let e = s.fails(&["rmi", "used:1"]);
+    assert_eq!(
+        e,
+        format!(
+            "rbuild: error: conflict: unable to remove repository reference \"used:1\" (must force) - a \
+             container is using its referenced image {}",
+            &digest[7..19]
+        )
+    );
+    let e = s.fails(&["rmi", &digest[7..19]]);
+    assert!(e.ends_with("image is being used by a container"), "{e}");
+    assert_eq!(s.ok(&["rmi", "-f", "used:1"]), "Untagged: used:1\n");
+    assert!(s.ok(&["images", "-q", "--no-trunc"]).contains(&digest), "kept, dangling, for its container");
+    s.ok(&["image", "prune", "-a", "-f"]);
+    assert!(s.ok(&["images", "-q", "--no-trunc"]).contains(&digest), "prune keeps what a container uses");
+    assert_eq!(s.ok(&["start", "-a", "user"]), "used\n");
+    s.ok(&["rm", "user"]);
+    assert_eq!(s.ok(&["rmi", &digest]), format!("Deleted: {digest}\n"));
+}
+
 #[test]
 fn prune_without_force_asks_and_no_keeps_everything() {
     let s = store();

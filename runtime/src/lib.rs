@@ -8,6 +8,7 @@ pub mod container;
 pub mod exec;
 pub mod filters;
 pub mod fsops;
+pub mod images;
 pub mod inspect;
 pub mod lifecycle;
 pub mod logs;
@@ -54,6 +55,8 @@ pub enum Error {
     StartFailed { message: String, code: i32 },
     #[error("no such container: {0}")]
     NoSuchContainer(String),
+    #[error("No such image: {0}")]
+    NoSuchImage(String),
     #[error(transparent)]
     Resources(#[from] executor::ResourceError),
     #[error(transparent)]
