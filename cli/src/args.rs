@@ -365,6 +365,11 @@ pub struct BuildArgs {
     /// A registry to reach over plain HTTP (loopback registries always are); may be repeated.
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     pub insecure_registry: Vec<String>,
+    /// When to pull the images FROM, `COPY --from` and `RUN --mount from=` name: `missing` (the
+    /// default), `always` (`--pull` alone, as docker's), `never`.
+    #[arg(long, value_name = "POLICY", num_args = 0..=1, require_equals = true,
+          default_value = "missing", default_missing_value = "always")]
+    pub pull: solver::PullPolicy,
     /// The build context directory.
     #[arg(value_name = "CONTEXT")]
     pub context: PathBuf,

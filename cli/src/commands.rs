@@ -161,7 +161,7 @@ fn build(store: &Store, a: args::BuildArgs) -> Result<ExitCode> {
         compression: cache::Compression::from_name(&a.compression).ok_or_else(|| {
             anyhow!("--compression {:?}: must be gzip, zstd or uncompressed", a.compression)
         })?,
-        fetcher: crate::transfer::fetcher(&a.insecure_registry),
+        fetcher: crate::transfer::fetcher(&a.insecure_registry, a.pull)?,
     };
     let cache_to = a.cache_to.iter().map(|c| CacheTo::parse(c)).collect::<Result<Vec<_>, _>>()?;
     let sink = progress::for_mode(a.progress, a.quiet);

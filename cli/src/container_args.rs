@@ -91,6 +91,10 @@ pub struct CreateFlags {
     /// A DNS search domain.
     #[arg(long = "dns-search", value_name = "DOMAIN")]
     pub dns_search: Vec<String>,
+    /// Pull the image: `missing` (the default: only when the store lacks it), `always`,
+    /// `never`.
+    #[arg(long, value_name = "POLICY", default_value = "missing")]
+    pub pull: solver::PullPolicy,
     /// The image.
     #[arg(value_name = "IMAGE")]
     pub image: String,

@@ -182,16 +182,17 @@ fn create_options(f: &CreateFlags, auto_remove: bool) -> Result<CreateOptions> {
     })
 }
 
-/// The image, pulled first if the store lacks it and the reference names a registry host.
-fn ensure_image(store: &Store, image: &str) -> Result<()> {
-    if store.lookup(image).is_ok() {
+/// The image, pulled as `--pull` says (default: only if the store lacks it). A name that is an
+/// index in the store (`pull --all-platforms`) counts as present.
+fn ensure_image(store: &Store, f: &CreateFlags) -> Result<()> {
+    if f.pull != solver::PullPolicy::Always && store.lookup(&f.image).is_ok() {
         return Ok(());
     }
-    crate::transfer::ensure_pulled(store, image)
+    crate::transfer::ensure_pulled(store, &f.image, f.pull)
 }
 
 pub fn create(store: &Store, a: CreateArgs) -> Result<ExitCode> {
-    ensure_image(store, &a.create.image)?;
+    ensure_image(store, &a.create)?;
     let opts = create_options(&a.create, false)?;
     let c = lifecycle::create(store.root(), store, &a.create.image, opts)?;
     println!("{}", c.id());
@@ -209,7 +210,7 @@ fn start_failed(e: runtime::Error) -> Result<ExitCode> {
 }
 
 pub fn run(store: &Store, a: RunArgs) -> Result<ExitCode> {
-    ensure_image(store, &a.create.image)?;
+    ensure_image(store, &a.create)?;
     let opts = create_options(&a.create, a.rm)?;
     let tty = opts.tty;
     let stdin = opts.open_stdin;

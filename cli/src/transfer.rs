@@ -10,9 +10,15 @@ use cache::{ImageRef, Store};
 
 use crate::args;
 
+/// The registry options every command uses: `--insecure-registry` hosts and the config file's
+/// `[registries]` (mirrors, blocked and insecure registries).
+fn options(insecure: &[String]) -> Result<registry::Options> {
+    let registries = registry::config::Registries::load()?;
+    Ok(registry::Options { insecure_registries: insecure.to_vec(), registries, ..Default::default() })
+}
+
 pub fn client(insecure: &[String]) -> Result<registry::Client> {
-    let options = registry::Options { insecure_registries: insecure.to_vec(), ..Default::default() };
-    registry::Client::new(options).map_err(|e| anyhow!("{e}"))
+    registry::Client::new(options(insecure)?).map_err(|e| anyhow!("{e}"))
 }
 
 /// A client for `rbuild pull`/`push` that shows each blob's progress on stderr (bars on a
@@ -23,9 +29,8 @@ pub fn client_with_progress(
     direction: crate::transfer_progress::Direction,
 ) -> Result<registry::Client> {
     let options = registry::Options {
-        insecure_registries: insecure.to_vec(),
         progress: crate::transfer_progress::reporter(direction, quiet),
-        ..Default::default()
+        ..options(insecure)?
     };
     registry::Client::new(options).map_err(|e| anyhow!("{e}"))
 }
@@ -122,18 +127,14 @@ pub fn logout(a: args::LogoutArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The puller of a build: images the store lacks are pulled when their reference names a
-/// registry host (`solver::fetch`). Without a usable client, nothing is pulled.
-pub fn fetcher(insecure: &[String]) -> solver::Fetcher {
-    match client(insecure) {
-        Ok(client) => solver::Fetcher::registry(Arc::new(client)),
-        Err(_) => solver::Fetcher::default(),
-    }
+/// How a build (or `run`, `create`) gets the images it names: from the store, pulled from
+/// their registry (or its mirrors) as `policy` says.
+pub fn fetcher(insecure: &[String], policy: solver::PullPolicy) -> Result<solver::Fetcher> {
+    Ok(solver::Fetcher::registry(Arc::new(client(insecure)?), policy))
 }
 
-/// `run`/`create` of an image the store lacks: pulled when its reference names a registry host
-/// (the same rule as builds).
-pub fn ensure_pulled(store: &Store, reference: &str) -> Result<()> {
-    solver::Fetcher::registry(Arc::new(client(&[])?)).resolve(store, reference)?;
+/// `run`/`create`'s image: pulled as `policy` says (the same rule as a build's FROM).
+pub fn ensure_pulled(store: &Store, reference: &str, policy: solver::PullPolicy) -> Result<()> {
+    fetcher(&[], policy)?.resolve(store, reference)?;
     Ok(())
 }

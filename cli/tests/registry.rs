@@ -412,3 +412,63 @@ fn pull_and_push_failures_are_one_line_and_store_nothing() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), pushed);
 }
+
+/// The air-gapped machine's setup: the config names the test registry as Docker Hub's mirror
+/// and blocks Docker Hub. Short names then behave as with docker: `FROM busybox` and `run
+/// busybox` pull `docker.io/library/busybox` (from the mirror) on first use only; `--pull=never`
+/// refuses what the store lacks; `--pull=always` sees a tag that moved in the registry.
+#[test]
+fn short_names_pull_from_the_configured_mirror_as_the_pull_policy_says() {
+    let reg = TestRegistry::start();
+    // The mirror holds library/busybox, as a mirror of Docker Hub does.
+    let seed = store();
+    seed.import_busybox();
+    seed.ok(&["push", "busybox:latest", &format!("{}/library/busybox:latest", reg.host())]);
+    let manifest_gets = || reg.log().matches("GET /v2/library/busybox/manifests/latest").count();
+
+    let mut s = store();
+    s.use_hub_mirror(&reg.host());
+    let ctx = context(&[("Dockerfile", "FROM busybox\nRUN echo from-mirror > /f\n")]);
+    let ctx = ctx.path().to_str().unwrap();
+    build(&s, &["build", "-t", "app:1", ctx]);
+    assert_eq!(manifest_gets(), 1, "pulled on first use");
+    assert!(s.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]).contains("busybox:latest"));
+    assert_eq!(s.ok(&["run", "--rm", "app:1", "cat", "/f"]), "from-mirror\n");
+    build(&s, &["build", "--no-cache", "-t", "app:1", ctx]);
+    assert_eq!(s.ok(&["run", "--rm", "busybox", "true"]), "");
+    assert_eq!(manifest_gets(), 1, "not pulled again: the store has it");
+
+    // run/create in another store pull too.
+    let mut r = store();
+    r.use_hub_mirror(&reg.host());
+    assert_eq!(r.ok(&["run", "--rm", "busybox", "echo", "ran"]), "ran\n");
+    assert_eq!(manifest_gets(), 2);
+
+    // --pull=never: one line, nothing pulled, nothing named.
+    let mut n = store();
+    n.use_hub_mirror(&reg.host());
+    let e = n.fails(&["build", "--pull=never", ctx]);
+    assert!(e.contains("image \"busybox\" is not in the store and --pull=never forbids pulling it"), "{e}");
+    let e = n.fails(&["run", "--pull", "never", "busybox", "true"]);
+    assert!(e.ends_with("--pull=never forbids pulling it"), "{e}");
+    assert_eq!(manifest_gets(), 2);
+    assert_eq!(n.ok(&["images", "-q"]), "");
+
+    // The tag moves in the registry: --pull (always) sees it, the default does not.
+    let moved = store();
+    moved.import_busybox();
+    let c = context(&[("Dockerfile", "FROM busybox\nRUN echo moved > /moved\n")]);
+    moved.ok(&["build", "-t", "busybox:latest", c.path().to_str().unwrap()]);
+    moved.ok(&["push", "busybox:latest", &format!("{}/library/busybox:latest", reg.host())]);
+    let check = context(&[("Dockerfile", "FROM busybox\nRUN (cat /moved 2>/dev/null || echo old) > /r\n")]);
+    let check = check.path().to_str().unwrap();
+    build(&s, &["build", "-t", "check:1", check]);
+    assert_eq!(s.ok(&["run", "--rm", "check:1", "cat", "/r"]), "old\n", "the stored base is used");
+    build(&s, &["build", "--pull", "-t", "check:2", check]);
+    assert_eq!(s.ok(&["run", "--rm", "check:2", "cat", "/r"]), "moved\n");
+
+    // A blocked Docker Hub without a mirror: one line naming the config.
+    let b = store();
+    let e = b.fails(&["pull", "busybox"]);
+    assert!(e.contains("docker.io is blocked in ") && e.contains("offline.toml"), "{e}");
+}

@@ -87,6 +87,7 @@ impl TestUser {
             .env("HOME", &self.home)
             .env("USER", &self.name)
             .env("PATH", "/usr/bin:/bin")
+            .env("RBUILD_CONFIG", test_support::OFFLINE)
             .current_dir(&self.home)
             .output()
             .expect("setpriv runs")

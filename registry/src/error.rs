@@ -45,6 +45,15 @@ pub enum Error {
     /// The HTTP client could not be set up (TLS roots, ...).
     #[error("HTTP client: {0}")]
     Client(String),
+    /// The config file blocks the registry and it has no mirror (`[registries."HOST"]`).
+    #[error("{host} is blocked in {config} and has no mirror to pull {reference} from")]
+    Blocked { host: String, reference: String, config: String },
+    /// The registry is blocked in the config file (a push, which never goes to mirrors).
+    #[error("{host} is blocked in {config}")]
+    PushBlocked { host: String, config: String },
+    /// Every mirror (and the registry) failed: what each said, in the order tried.
+    #[error("pulling {reference}: {}", .tried.iter().map(|(h, e)| format!("{h}: {e}")).collect::<Vec<_>>().join("; "))]
+    AllSourcesFailed { reference: String, tried: Vec<(String, Error)> },
     #[error(transparent)]
     Store(#[from] cache::Error),
 }

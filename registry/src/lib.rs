@@ -16,6 +16,7 @@
 
 mod artifact;
 mod auth;
+pub mod config;
 mod error;
 mod http;
 mod pull;
@@ -72,6 +73,8 @@ pub struct Options {
     pub jobs: usize,
     /// Blobs up to this size are uploaded in one PUT; larger ones in PATCH chunks of this size.
     pub chunk_size: u64,
+    /// Mirrors, blocked and insecure registries from the config file ([`config::Registries`]).
+    pub registries: config::Registries,
 }
 
 impl Default for Options {
@@ -84,6 +87,7 @@ impl Default for Options {
             progress: None,
             jobs: 4,
             chunk_size: 32 << 20,
+            registries: config::Registries::default(),
         }
     }
 }
@@ -142,8 +146,9 @@ impl std::fmt::Display for Repository {
 
 impl Client {
     pub fn new(options: Options) -> Result<Client> {
-        let transport =
-            Transport::new(options.insecure_registries.clone(), options.credentials.clone(), options.jobs)?;
+        let mut insecure = options.insecure_registries.clone();
+        insecure.extend(options.registries.insecure().iter().cloned());
+        let transport = Transport::new(insecure, options.credentials.clone(), options.jobs)?;
         Ok(Client { options, transport })
     }
 

@@ -40,8 +40,21 @@ impl Client {
     /// its digest while it is written; a mismatch or a short blob is an error that names the
     /// blob, and leaves nothing of it stored. The image keeps the registry's manifest bytes,
     /// so its id is the digest the registry reports.
+    ///
+    /// The registry's mirrors in the config file are tried first, in order; the registry itself
+    /// last, unless the config blocks it.
     pub fn pull(&self, store: &Store, reference: &ImageRef, platform: Option<&Platform>) -> Result<Image> {
-        let repo = Repository::of(reference);
+        self.from_sources(reference, |repo| self.pull_from(store, reference, repo, platform))
+    }
+
+    fn pull_from(
+        &self,
+        store: &Store,
+        reference: &ImageRef,
+        repo: &Repository,
+        platform: Option<&Platform>,
+    ) -> Result<Image> {
+        let repo = repo.clone();
         let shown = reference.to_string();
         let wanted = platform.cloned().unwrap_or_else(Platform::host);
         let first = manifest_target(reference);
@@ -75,7 +88,11 @@ impl Client {
     /// index gives the same digest. A reference that is a single manifest is pulled and tagged
     /// as it is. Nothing is tagged unless everything is stored.
     pub fn pull_all_platforms(&self, store: &Store, reference: &ImageRef) -> Result<PulledAll> {
-        let repo = Repository::of(reference);
+        self.from_sources(reference, |repo| self.pull_all_from(store, reference, repo))
+    }
+
+    fn pull_all_from(&self, store: &Store, reference: &ImageRef, repo: &Repository) -> Result<PulledAll> {
+        let repo = repo.clone();
         let shown = reference.to_string();
         let first = manifest_target(reference);
         let (bytes, digest, fetched) = self.fetch_manifest(&repo, &first, reference.digest(), &shown)?;
@@ -112,6 +129,50 @@ impl Client {
             .map(|d| (d.platform.clone(), d.digest.clone()))
             .collect();
         Ok(PulledAll { digest, index: true, images })
+    }
+
+    /// The repositories `reference` may be pulled from, in order, each with how errors name it:
+    /// its registry's mirrors, then the registry unless the config blocks it.
+    fn sources(&self, reference: &ImageRef) -> Result<Vec<(String, Repository)>> {
+        let origin = Repository::of(reference);
+        let registries = &self.options.registries;
+        let endpoints = registries.endpoints(&origin.host);
+        if endpoints.is_empty() {
+            return Err(Error::Blocked {
+                host: origin.host,
+                reference: reference.to_string(),
+                config: registries.path().map_or_else(|| "the config".into(), |p| p.display().to_string()),
+            });
+        }
+        Ok(endpoints
+            .into_iter()
+            .map(|e| {
+                let path = match e.prefix.as_str() {
+                    "" => origin.path.clone(),
+                    prefix => format!("{prefix}/{}", origin.path),
+                };
+                let label = if e.mirror { format!("mirror {}", e.host) } else { e.host.clone() };
+                (label, Repository { host: e.host, path })
+            })
+            .collect())
+    }
+
+    /// `pull` from the first source that has `reference`. With one source its error is the
+    /// answer; with several, what each said. A failure of the store itself is no source's.
+    fn from_sources<T>(&self, reference: &ImageRef, pull: impl Fn(&Repository) -> Result<T>) -> Result<T> {
+        let sources = self.sources(reference)?;
+        if let [(_, only)] = sources.as_slice() {
+            return pull(only);
+        }
+        let mut tried = Vec::new();
+        for (label, repo) in sources {
+            match pull(&repo) {
+                Ok(done) => return Ok(done),
+                Err(e @ Error::Store(_)) => return Err(e),
+                Err(e) => tried.push((label, e)),
+            }
+        }
+        Err(Error::AllSourcesFailed { reference: reference.to_string(), tried })
     }
 
     /// The rest of a single-manifest pull, once its manifest is fetched.

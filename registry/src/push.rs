@@ -23,11 +23,22 @@ fn upload_timeout(size: u64) -> Duration {
 }
 
 impl Client {
+    /// Where a push of `reference` goes: its own registry (never a mirror), unless blocked.
+    fn push_repository(&self, reference: &ImageRef) -> Result<Repository> {
+        let repo = Repository::of(reference);
+        let registries = &self.options.registries;
+        if registries.is_blocked(&repo.host) {
+            let config = registries.path().map_or_else(|| "the config".into(), |p| p.display().to_string());
+            return Err(Error::PushBlocked { host: repo.host, config });
+        }
+        Ok(repo)
+    }
+
     /// Pushes `image` (its blobs from `store`) to `reference` and returns the manifest digest,
     /// which is the image's own digest: the manifest is sent as stored. A reference with a
     /// digest only is pushed by that digest, which must be the image's.
     pub fn push(&self, store: &Store, image: &Image, reference: &ImageRef) -> Result<Digest> {
-        let repo = Repository::of(reference);
+        let repo = self.push_repository(reference)?;
         let shown = reference.to_string();
         let target = match (reference.tag(), reference.digest()) {
             (Some(t), _) => t.to_string(),
@@ -85,7 +96,7 @@ impl Client {
     /// index byte for byte, so its digest, which this returns, stays the same. A reference with
     /// a digest only must name this index.
     pub fn push_index(&self, store: &Store, digest: &Digest, reference: &ImageRef) -> Result<Digest> {
-        let repo = Repository::of(reference);
+        let repo = self.push_repository(reference)?;
         let shown = reference.to_string();
         let target = match (reference.tag(), reference.digest()) {
             (Some(t), _) => t.to_string(),

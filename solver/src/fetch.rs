@@ -1,17 +1,52 @@
-//! Images a build needs and the store lacks (`FROM`, `COPY --from`, `RUN --mount from=`), and
-//! the rule for when to pull one: only a reference that names a registry host
-//! (`HOST[:PORT]/...`, `localhost/...`). A bare `busybox` that the store lacks is an error, not
-//! an implicit request to docker.io: builds that must stay offline (CI farms, our tests) never
-//! reach out by accident, and `rbuild pull busybox` is one explicit command away. The same rule
-//! serves `run` and `create` (decision in cli/README.md).
+//! Images a build needs (`FROM`, `COPY --from`, `RUN --mount from=`), and `run`/`create`'s
+//! image: from the store, pulled from their registry as the pull policy says. As with docker
+//! and podman a short name is Docker Hub's (`busybox` = `docker.io/library/busybox:latest`),
+//! and where it is really fetched from (mirrors, blocked registries) is the registry client's
+//! config (`registry::config`).
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 
 use cache::{Image, ImageRef, Store};
+
+/// When to pull an image a build or a container names (`--pull`, podman's values; docker's
+/// boolean `--pull` is `always`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PullPolicy {
+    /// Pull only what the store lacks (the default).
+    #[default]
+    Missing,
+    /// Pull every image, once per build, even when the store has it: a tag that moved in the
+    /// registry is seen.
+    Always,
+    /// Never pull: what the store lacks is an error.
+    Never,
+}
+
+/// A `--pull` value that is none of the policies.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("invalid pull policy {0:?} (missing, always, never; or true, false)")]
+pub struct PullPolicyError(String);
+
+impl FromStr for PullPolicy {
+    type Err = PullPolicyError;
+
+    fn from_str(s: &str) -> Result<PullPolicy, PullPolicyError> {
+        match s.to_ascii_lowercase().as_str() {
+            "missing" | "false" => Ok(PullPolicy::Missing),
+            "always" | "true" => Ok(PullPolicy::Always),
+            "never" => Ok(PullPolicy::Never),
+            _ => Err(PullPolicyError(s.to_string())),
+        }
+    }
+}
 
 /// Why an image could not be had.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
+    #[error("image {reference:?} is not in the store and --pull=never forbids pulling it")]
+    NeverPull { reference: String },
     #[error(
         "image {reference:?} is not in the store (add it with `rbuild pull`, `rbuild import` or `rbuild load`)"
     )]
@@ -28,60 +63,71 @@ pub enum FetchError {
     Pull(#[from] registry::Error),
 }
 
-/// Brings an image the store lacks into it (a registry pull).
+/// Brings an image into the store (a registry pull).
 pub trait ImageFetcher: Send + Sync {
     fn fetch(&self, store: &Store, reference: &str) -> Result<(), FetchError>;
 }
 
-/// The [`ImageFetcher`] of a build, if any.
+/// How a build (or `run`) gets the images it names: the store, a puller, and the policy.
 #[derive(Clone, Default)]
-pub struct Fetcher(pub Option<Arc<dyn ImageFetcher>>);
+pub struct Fetcher {
+    puller: Option<Arc<dyn ImageFetcher>>,
+    policy: PullPolicy,
+    /// With [`PullPolicy::Always`]: the references pulled already, each pulled once.
+    pulled: Arc<Mutex<HashSet<String>>>,
+}
 
 impl std::fmt::Debug for Fetcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_some() { "Fetcher(registry)" } else { "Fetcher(none)" })
+        let puller = if self.puller.is_some() { "registry" } else { "none" };
+        write!(f, "Fetcher({puller}, {:?})", self.policy)
     }
 }
 
 impl Fetcher {
-    /// Pulls what names a registry host through `client`.
-    pub fn registry(client: Arc<registry::Client>) -> Fetcher {
-        Fetcher(Some(Arc::new(RegistryFetcher { client })))
+    /// Pulls through `client` as `policy` says.
+    pub fn registry(client: Arc<registry::Client>, policy: PullPolicy) -> Fetcher {
+        Fetcher::with(Arc::new(RegistryFetcher { client }), policy)
     }
 
-    /// `reference` from the store, pulled first if the store lacks it.
+    /// Pulls through `puller` as `policy` says.
+    pub fn with(puller: Arc<dyn ImageFetcher>, policy: PullPolicy) -> Fetcher {
+        Fetcher { puller: Some(puller), policy, pulled: Arc::default() }
+    }
+
+    /// `reference` from the store, pulled first as the policy says.
     pub fn resolve(&self, store: &Store, reference: &str) -> Result<Image, FetchError> {
+        if self.policy == PullPolicy::Always
+            && let Some(puller) = &self.puller
+        {
+            let first = self.pulled.lock().unwrap_or_else(|p| p.into_inner()).insert(reference.to_string());
+            if first {
+                puller.fetch(store, reference)?;
+            }
+            return Ok(store.resolve(reference)?);
+        }
         match store.resolve(reference) {
             Ok(image) => Ok(image),
-            Err(cache::Error::ImageNotFound(_)) => match &self.0 {
-                Some(fetcher) => {
-                    fetcher.fetch(store, reference)?;
+            Err(cache::Error::ImageNotFound(_)) => match (&self.puller, self.policy) {
+                (_, PullPolicy::Never) => Err(FetchError::NeverPull { reference: reference.to_string() }),
+                (Some(puller), _) => {
+                    puller.fetch(store, reference)?;
                     Ok(store.resolve(reference)?)
                 }
-                None => Err(FetchError::NotInStore { reference: reference.to_string() }),
+                (None, _) => Err(FetchError::NotInStore { reference: reference.to_string() }),
             },
             Err(e) => Err(e.into()),
         }
     }
 }
 
-/// Whether `reference` names a registry host: its first component has a `.` or a `:`, or is
-/// `localhost` (as docker tells a host from a Docker Hub user).
-pub fn names_registry_host(reference: &str) -> bool {
-    let first = reference.split('/').next().unwrap_or_default();
-    reference.contains('/') && (first.contains(['.', ':']) || first == "localhost")
-}
-
-/// Pulls images whose reference names a registry host.
+/// Pulls from the reference's registry (or its mirrors).
 struct RegistryFetcher {
     client: Arc<registry::Client>,
 }
 
 impl ImageFetcher for RegistryFetcher {
     fn fetch(&self, store: &Store, reference: &str) -> Result<(), FetchError> {
-        if !names_registry_host(reference) {
-            return Err(FetchError::NotInStore { reference: reference.to_string() });
-        }
         let r: ImageRef = reference
             .parse()
             .map_err(|source| FetchError::Reference { reference: reference.to_string(), source })?;
@@ -94,13 +140,52 @@ impl ImageFetcher for RegistryFetcher {
 mod tests {
     use super::*;
 
+    /// Counts pulls; "pulls" by tagging an image that is already in the store.
+    struct Counting(std::sync::atomic::AtomicUsize, cache::Digest);
+
+    impl ImageFetcher for Counting {
+        fn fetch(&self, store: &Store, reference: &str) -> Result<(), FetchError> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            store.tag(&reference.parse()?, &self.1)?;
+            Ok(())
+        }
+    }
+
     #[test]
-    fn only_references_naming_a_host_are_pulled() {
-        for yes in ["127.0.0.1:5000/app:1", "localhost/app", "registry.example/team/app", "h:1/x"] {
-            assert!(names_registry_host(yes), "{yes}");
-        }
-        for no in ["busybox", "library/busybox", "user/app:1", "app:1.0"] {
-            assert!(!names_registry_host(no), "{no}");
-        }
+    fn policies() {
+        assert_eq!("ALWAYS".parse::<PullPolicy>().unwrap(), PullPolicy::Always);
+        assert_eq!("true".parse::<PullPolicy>().unwrap(), PullPolicy::Always);
+        assert_eq!("false".parse::<PullPolicy>().unwrap(), PullPolicy::Missing);
+        assert_eq!(
+            "sometimes".parse::<PullPolicy>().unwrap_err().to_string(),
+            "invalid pull policy \"sometimes\" (missing, always, never; or true, false)"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let config = cache::ImageConfig::default();
+        let image = store.put_image(&config, &[]).unwrap();
+        let fetch = |policy| {
+            let counting = Arc::new(Counting(0.into(), image.digest.clone()));
+            (Fetcher::with(counting.clone(), policy), counting)
+        };
+        let pulls = |c: &Counting| c.0.load(std::sync::atomic::Ordering::SeqCst);
+
+        let (f, c) = fetch(PullPolicy::Missing);
+        f.resolve(&store, "a:1").unwrap();
+        f.resolve(&store, "a:1").unwrap();
+        assert_eq!(pulls(&c), 1, "missing: pulled once, then found");
+
+        let (f, c) = fetch(PullPolicy::Always);
+        f.resolve(&store, "a:1").unwrap();
+        f.resolve(&store, "a:1").unwrap();
+        f.resolve(&store, "b:1").unwrap();
+        assert_eq!(pulls(&c), 2, "always: each reference once per fetcher, though the store has it");
+
+        let (f, c) = fetch(PullPolicy::Never);
+        f.resolve(&store, "a:1").unwrap();
+        let e = f.resolve(&store, "c:1").unwrap_err().to_string();
+        assert_eq!(e, "image \"c:1\" is not in the store and --pull=never forbids pulling it");
+        assert_eq!(pulls(&c), 0);
     }
 }

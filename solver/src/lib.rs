@@ -41,7 +41,7 @@ pub use context::ContextError;
 pub use copy::FileError;
 pub use dockerignore::{LoadError as IgnoreFileError, PatternError};
 pub use error::{Error, ErrorKind, Result, StepError};
-pub use fetch::{FetchError, Fetcher, ImageFetcher};
+pub use fetch::{FetchError, Fetcher, ImageFetcher, PullPolicy, PullPolicyError};
 pub use mounts::{MountError, Secret, SecretSource};
 pub use ops::config::apply_config;
 pub use time::now_rfc3339;

@@ -12,6 +12,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// A config file (`RBUILD_CONFIG`) that blocks Docker Hub: no test may reach beyond this
+/// machine, and a short name (`busybox`) the store lacks must fail rather than go out.
+pub const OFFLINE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/offline.toml");
+
 /// Where Debian's `busybox-static` puts its binary.
 pub const BUSYBOX: &str = "/bin/busybox";
 
@@ -96,20 +100,33 @@ fn header(kind: tar::EntryType, mode: u32, id: u64) -> tar::Header {
 pub struct TestStore {
     pub root: tempfile::TempDir,
     pub bin: PathBuf,
+    /// The config file every command gets as `RBUILD_CONFIG` ([`OFFLINE`] unless a test that
+    /// runs its own registry points Docker Hub's mirror at it).
+    pub config: PathBuf,
 }
 
 impl TestStore {
     /// A new empty store; `bin` is the `rbuild` binary (`env!("CARGO_BIN_EXE_rbuild")`).
     pub fn new(bin: &str) -> TestStore {
         let root = tempfile::Builder::new().prefix("rbuild-test-").tempdir().expect("temp dir for the store");
-        TestStore { root, bin: PathBuf::from(bin) }
+        TestStore { root, bin: PathBuf::from(bin), config: PathBuf::from(OFFLINE) }
     }
 
-    /// `rbuild --root <store>` ready for more arguments.
+    /// `rbuild --root <store>` ready for more arguments, with the store's config file.
     pub fn cmd(&self) -> Command {
         let mut c = Command::new(&self.bin);
-        c.arg("--root").arg(self.root.path()).env_remove("RBUILD_ROOT");
+        c.arg("--root").arg(self.root.path()).env_remove("RBUILD_ROOT").env("RBUILD_CONFIG", &self.config);
         c
+    }
+
+    /// Makes `registry` (`127.0.0.1:PORT`) Docker Hub's only source for this store, as an
+    /// air-gapped machine's config would: short names (`busybox`) are pulled from it, Docker Hub
+    /// itself is never contacted. The config file lives in the store's directory.
+    pub fn use_hub_mirror(&mut self, registry: &str) {
+        let path = self.root.path().join("rbuild-config.toml");
+        let text = format!("[registries.\"docker.io\"]\nmirrors = [\"{registry}\"]\nblocked = true\n");
+        std::fs::write(&path, text).expect("write the config file");
+        self.config = path;
     }
 
     /// Runs `rbuild --root <store> ARGS...` and returns its output.

@@ -108,7 +108,8 @@ impl TestRegistry {
         self.storage().join("docker/registry/v2/blobs/sha256").join(&hex[..2]).join(hex).join("data")
     }
 
-    /// What the registry logged so far (for failure messages).
+    /// What the registry logged so far: warnings and one access-log line per request
+    /// (`"GET /v2/... HTTP/1.1" 200`), for failure messages and for counting requests.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
     }
@@ -142,7 +143,7 @@ fn wait_ready(child: &mut Child, port: u16, limit: Duration) -> bool {
 fn config_yaml(storage: &Path, port: u16, htpasswd: Option<&Path>) -> String {
     let mut y = format!(
         "version: 0.1\n\
-         log:\n  level: warn\n  accesslog:\n    disabled: true\n\
+         log:\n  level: warn\n  accesslog:\n    disabled: false\n\
          storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  \
          maintenance:\n    uploadpurging:\n      enabled: false\n\
          http:\n  addr: 127.0.0.1:{port}\n  secret: rbuild-test-registry\n",
