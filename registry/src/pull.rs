@@ -44,7 +44,7 @@ impl Client {
     /// The registry's mirrors in the config file are tried first, in order; the registry itself
     /// last, unless the config blocks it.
     pub fn pull(&self, store: &Store, reference: &ImageRef, platform: Option<&Platform>) -> Result<Image> {
-        self.from_sources(reference, |repo| self.pull_from(store, reference, repo, platform))
+        self.first_source(reference, |repo| self.pull_from(store, reference, repo, platform))
     }
 
     fn pull_from(
@@ -88,7 +88,7 @@ impl Client {
     /// index gives the same digest. A reference that is a single manifest is pulled and tagged
     /// as it is. Nothing is tagged unless everything is stored.
     pub fn pull_all_platforms(&self, store: &Store, reference: &ImageRef) -> Result<PulledAll> {
-        self.from_sources(reference, |repo| self.pull_all_from(store, reference, repo))
+        self.first_source(reference, |repo| self.pull_all_from(store, reference, repo))
     }
 
     fn pull_all_from(&self, store: &Store, reference: &ImageRef, repo: &Repository) -> Result<PulledAll> {
@@ -159,7 +159,7 @@ impl Client {
 
     /// `pull` from the first source that has `reference`. With one source its error is the
     /// answer; with several, what each said. A failure of the store itself is no source's.
-    fn from_sources<T>(&self, reference: &ImageRef, pull: impl Fn(&Repository) -> Result<T>) -> Result<T> {
+    fn first_source<T>(&self, reference: &ImageRef, pull: impl Fn(&Repository) -> Result<T>) -> Result<T> {
         let sources = self.sources(reference)?;
         if let [(_, only)] = sources.as_slice() {
             return pull(only);
