@@ -293,6 +293,16 @@ pub struct GraphArgs {
     pub target: Option<String>,
     #[arg(long, value_enum, default_value = "text")]
     pub format: GraphFormat,
+    /// Set a label on the image (`KEY=VALUE`, or `KEY` for an empty value); may be repeated.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Write the image ID (`sha256:...`) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub iidfile: Option<PathBuf>,
+    /// Accepted for docker buildx's sake: the image goes to rbuild's store unless `-o` says
+    /// otherwise, which is what `--load` asks for.
+    #[arg(long)]
+    pub load: bool,
     /// The build context directory.
     #[arg(value_name = "CONTEXT")]
     pub context: PathBuf,
@@ -370,6 +380,16 @@ pub struct BuildArgs {
     #[arg(long, value_name = "POLICY", num_args = 0..=1, require_equals = true,
           default_value = "missing", default_missing_value = "always")]
     pub pull: solver::PullPolicy,
+    /// Set a label on the image (`KEY=VALUE`, or `KEY` for an empty value); may be repeated.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Write the image ID (`sha256:...`) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub iidfile: Option<PathBuf>,
+    /// Accepted for docker buildx's sake: the image goes to rbuild's store unless `-o` says
+    /// otherwise, which is what `--load` asks for.
+    #[arg(long)]
+    pub load: bool,
     /// The build context directory.
     #[arg(value_name = "CONTEXT")]
     pub context: PathBuf,

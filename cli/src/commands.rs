@@ -123,6 +123,15 @@ fn read_dockerfile(context: &std::path::Path, file: Option<&std::path::Path>) ->
     Ok((name, text))
 }
 
+/// `--label KEY=VALUE` (`KEY` alone: an empty value, as docker).
+fn parse_label(label: &str) -> Result<(String, String)> {
+    let (key, value) = label.split_once('=').unwrap_or((label, ""));
+    if key.is_empty() {
+        bail!("--label {label:?}: the key is empty");
+    }
+    Ok((key.to_string(), value.to_string()))
+}
+
 fn build_args(args: &[String]) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     for b in args {
@@ -162,6 +171,7 @@ fn build(store: &Store, a: args::BuildArgs) -> Result<ExitCode> {
             anyhow!("--compression {:?}: must be gzip, zstd or uncompressed", a.compression)
         })?,
         fetcher: crate::transfer::fetcher(&a.insecure_registry, a.pull)?,
+        labels: a.labels.iter().map(|l| parse_label(l)).collect::<Result<_>>()?,
     };
     let cache_to = a.cache_to.iter().map(|c| CacheTo::parse(c)).collect::<Result<Vec<_>, _>>()?;
     let sink = progress::for_mode(a.progress, a.quiet);
@@ -169,6 +179,13 @@ fn build(store: &Store, a: args::BuildArgs) -> Result<ExitCode> {
     sink.finish();
     let out = out?;
     images::write_outputs(store, &out.image, &outputs, &tags)?;
+    if let Some(path) = &a.iidfile {
+        // docker's form: the ID alone, no newline; written whole or not at all.
+        let tmp = path.with_extension("rbuild-tmp");
+        std::fs::write(&tmp, out.image.digest.as_str())
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .with_context(|| format!("--iidfile {}", path.display()))?;
+    }
     crate::cacheopts::export(store, &out, &cache_to, &a.insecure_registry)?;
     if a.quiet {
         // Not into a rootfs tar going to stdout (`-o -`).

@@ -197,3 +197,47 @@ fn run_step_is_isolated_from_the_host() {
     let pids: Vec<&str> = ps.lines().skip(1).map(|l| l.split_whitespace().next().unwrap()).collect();
     assert!(pids.iter().all(|p| p.parse::<u32>().unwrap() <= 3), "host processes visible:\n{ps}");
 }
+
+/// `--label` lands in the image's config (over the Dockerfile's LABEL of the same key) without
+/// invalidating any step; `--iidfile` holds the image ID `images` shows; `--load` is accepted.
+#[test]
+fn labels_iidfile_and_load_as_docker_buildx_gives_them() {
+    let s = store();
+    let ctx = context(&[("Dockerfile", "FROM busybox\nLABEL from=dockerfile keep=yes\nRUN echo hi > /f\n")]);
+    let dir = ctx.path().to_str().unwrap();
+    let iid = s.path().join("iid");
+    let iid_arg = iid.to_str().unwrap();
+    s.ok(&[
+        "build",
+        "--load",
+        "-t",
+        "app:1",
+        "--label",
+        "from=flag",
+        "--label",
+        "empty",
+        "--iidfile",
+        iid_arg,
+        dir,
+    ]);
+    let config = s.config("app:1");
+    assert_eq!(
+        config["config"]["Labels"],
+        serde_json::json!({"from": "flag", "keep": "yes", "empty": ""}),
+        "{}",
+        config["config"]
+    );
+    let id = std::fs::read_to_string(&iid).unwrap();
+    assert!(id.starts_with("sha256:") && !id.ends_with('\n'), "{id:?}");
+    assert_eq!(s.ok(&["images", "-q", "--no-trunc", "app:1"]).trim(), id);
+
+    // Another label: a new image, every step cached.
+    let out = s.run(&["build", "-t", "app:2", "--label", "from=other", "--iidfile", iid_arg, dir]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.contains("(0 steps run,"), "{err}");
+    assert_ne!(std::fs::read_to_string(&iid).unwrap(), id);
+    assert_eq!(s.config("app:2")["config"]["Labels"]["from"], "other");
+
+    let e = s.fails(&["build", "--label", "=x", dir]);
+    assert_eq!(e, "rbuild: error: --label \"=x\": the key is empty");
+}

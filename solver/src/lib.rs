@@ -88,6 +88,8 @@ pub struct BuildOptions {
     pub compression: Compression,
     /// Pulls images the store lacks; without one, a missing image is an error.
     pub fetcher: Fetcher,
+    /// `--label KEY=VALUE`: labels of the image (not of any step).
+    pub labels: Vec<(String, String)>,
 }
 
 /// The `--cache-from` sources of a build, in order.

@@ -90,6 +90,12 @@ pub(crate) fn build(
     let state = builder.wait_stage(def.target)?;
     let mut config = state.config.clone();
     config.created = config.history.last().and_then(|h| h.created.clone());
+    // `--label`: on the image only (as BuildKit applies them to the final config), over what
+    // the Dockerfile's LABELs set; no step's key changes, so the cache holds.
+    if !options.labels.is_empty() {
+        let labels = config.config.labels.get_or_insert_with(Default::default);
+        labels.extend(options.labels.iter().cloned());
+    }
     if let Some(epoch) = options.source_date_epoch {
         crate::time::clamp_created(&mut config, epoch);
     }
