@@ -299,6 +299,11 @@ pub struct GraphArgs {
     /// Write the image ID (`sha256:...`) to this file.
     #[arg(long, value_name = "FILE")]
     pub iidfile: Option<PathBuf>,
+    /// Write the build's result as JSON to this file (docker buildx's keys:
+    /// `containerimage.digest`, `containerimage.config.digest`, `containerimage.descriptor`,
+    /// `image.name`; and rbuild's step counts).
+    #[arg(long, value_name = "FILE")]
+    pub metadata_file: Option<PathBuf>,
     /// Accepted for docker buildx's sake: the image goes to rbuild's store unless `-o` says
     /// otherwise, which is what `--load` asks for.
     #[arg(long)]
@@ -386,6 +391,11 @@ pub struct BuildArgs {
     /// Write the image ID (`sha256:...`) to this file.
     #[arg(long, value_name = "FILE")]
     pub iidfile: Option<PathBuf>,
+    /// Write the build's result as JSON to this file (docker buildx's keys:
+    /// `containerimage.digest`, `containerimage.config.digest`, `containerimage.descriptor`,
+    /// `image.name`; and rbuild's step counts).
+    #[arg(long, value_name = "FILE")]
+    pub metadata_file: Option<PathBuf>,
     /// Accepted for docker buildx's sake: the image goes to rbuild's store unless `-o` says
     /// otherwise, which is what `--load` asks for.
     #[arg(long)]

@@ -123,6 +123,13 @@ fn read_dockerfile(context: &std::path::Path, file: Option<&std::path::Path>) ->
     Ok((name, text))
 }
 
+/// Writes `bytes` to `path` whole or not at all (a temp file beside it, renamed).
+fn write_whole(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("rbuild-tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
 /// `--label KEY=VALUE` (`KEY` alone: an empty value, as docker).
 fn parse_label(label: &str) -> Result<(String, String)> {
     let (key, value) = label.split_once('=').unwrap_or((label, ""));
@@ -180,11 +187,30 @@ fn build(store: &Store, a: args::BuildArgs) -> Result<ExitCode> {
     let out = out?;
     images::write_outputs(store, &out.image, &outputs, &tags)?;
     if let Some(path) = &a.iidfile {
-        // docker's form: the ID alone, no newline; written whole or not at all.
-        let tmp = path.with_extension("rbuild-tmp");
-        std::fs::write(&tmp, out.image.digest.as_str())
-            .and_then(|()| std::fs::rename(&tmp, path))
+        // docker's form: the ID alone, no newline.
+        write_whole(path, out.image.digest.as_str().as_bytes())
             .with_context(|| format!("--iidfile {}", path.display()))?;
+    }
+    if let Some(path) = &a.metadata_file {
+        let image = &out.image;
+        let names: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+        let mut meta = serde_json::json!({
+            "containerimage.digest": image.digest.as_str(),
+            "containerimage.config.digest": image.config_digest.as_str(),
+            "containerimage.descriptor": {
+                "mediaType": image.manifest.media_type.clone()
+                    .unwrap_or_else(|| cache::oci::MEDIA_TYPE_MANIFEST.to_string()),
+                "digest": image.digest.as_str(),
+                "size": std::fs::metadata(store.blob_path(&image.digest))?.len(),
+            },
+            "rbuild.steps.run": out.executed,
+            "rbuild.steps.cached": out.cached,
+        });
+        if !names.is_empty() {
+            meta["image.name"] = serde_json::Value::String(names.join(","));
+        }
+        let text = serde_json::to_vec_pretty(&meta)?;
+        write_whole(path, &text).with_context(|| format!("--metadata-file {}", path.display()))?;
     }
     crate::cacheopts::export(store, &out, &cache_to, &a.insecure_registry)?;
     if a.quiet {

@@ -201,7 +201,7 @@ fn run_step_is_isolated_from_the_host() {
 /// `--label` lands in the image's config (over the Dockerfile's LABEL of the same key) without
 /// invalidating any step; `--iidfile` holds the image ID `images` shows; `--load` is accepted.
 #[test]
-fn labels_iidfile_and_load_as_docker_buildx_gives_them() {
+fn labels_iidfile_metadata_file_and_load_as_docker_buildx_gives_them() {
     let s = store();
     let ctx = context(&[("Dockerfile", "FROM busybox\nLABEL from=dockerfile keep=yes\nRUN echo hi > /f\n")]);
     let dir = ctx.path().to_str().unwrap();
@@ -237,6 +237,18 @@ fn labels_iidfile_and_load_as_docker_buildx_gives_them() {
     assert!(out.status.success() && err.contains("(0 steps run,"), "{err}");
     assert_ne!(std::fs::read_to_string(&iid).unwrap(), id);
     assert_eq!(s.config("app:2")["config"]["Labels"]["from"], "other");
+
+    // --metadata-file: buildx's keys, matching the image and its config blob.
+    let meta_path = s.path().join("meta.json");
+    s.ok(&["build", "-t", "app:3", "-t", "app:4", "--metadata-file", meta_path.to_str().unwrap(), dir]);
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
+    let digest = s.ok(&["images", "-q", "--no-trunc", "app:3"]).trim().to_string();
+    assert_eq!(meta["containerimage.digest"], digest.as_str());
+    assert_eq!(meta["containerimage.descriptor"]["digest"], digest.as_str());
+    let inspect: serde_json::Value = serde_json::from_str(&s.ok(&["inspect", "app:3"])).unwrap();
+    assert_eq!(meta["containerimage.config.digest"], inspect[0]["ConfigDigest"], "{meta}");
+    assert_eq!(meta["image.name"], "app:3,app:4");
+    assert_eq!((meta["rbuild.steps.run"].as_u64(), meta["rbuild.steps.cached"].as_u64()), (Some(0), Some(2)));
 
     let e = s.fails(&["build", "--label", "=x", dir]);
     assert_eq!(e, "rbuild: error: --label \"=x\": the key is empty");
