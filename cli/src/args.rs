@@ -293,21 +293,6 @@ pub struct GraphArgs {
     pub target: Option<String>,
     #[arg(long, value_enum, default_value = "text")]
     pub format: GraphFormat,
-    /// Set a label on the image (`KEY=VALUE`, or `KEY` for an empty value); may be repeated.
-    #[arg(long = "label", value_name = "KEY=VALUE")]
-    pub labels: Vec<String>,
-    /// Write the image ID (`sha256:...`) to this file.
-    #[arg(long, value_name = "FILE")]
-    pub iidfile: Option<PathBuf>,
-    /// Write the build's result as JSON to this file (docker buildx's keys:
-    /// `containerimage.digest`, `containerimage.config.digest`, `containerimage.descriptor`,
-    /// `image.name`; and rbuild's step counts).
-    #[arg(long, value_name = "FILE")]
-    pub metadata_file: Option<PathBuf>,
-    /// Accepted for docker buildx's sake: the image goes to rbuild's store unless `-o` says
-    /// otherwise, which is what `--load` asks for.
-    #[arg(long)]
-    pub load: bool,
     /// The build context directory.
     #[arg(value_name = "CONTEXT")]
     pub context: PathBuf,
