@@ -341,6 +341,13 @@ pub struct BuildArgs {
     /// The limits of every RUN's cgroup.
     #[command(flatten)]
     pub resources: ResourceFlags,
+    /// The size of every RUN's /dev/shm (`64m`, `1g`; default 64m).
+    #[arg(long = "shm-size", value_name = "SIZE")]
+    pub shm_size: Option<String>,
+    /// A process limit of every RUN: `NAME=SOFT[:HARD]` (`nofile=1024:2048`, `-1` unlimited);
+    /// may be repeated.
+    #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
+    pub ulimits: Vec<String>,
     /// Where the result goes: `type=image` (the default: the store), `type=oci,dest=FILE`,
     /// `type=docker,dest=FILE` (archives), `type=local,dest=DIR` (the root filesystem),
     /// `type=tar,dest=FILE` (it as a tar; `-` for stdout); a bare `DIR` is `type=local,dest=DIR`.

@@ -123,6 +123,27 @@ fn read_dockerfile(context: &std::path::Path, file: Option<&std::path::Path>) ->
     Ok((name, text))
 }
 
+/// `--shm-size` (go-units' RAMInBytes, as docker) and `--ulimit`s.
+fn process_limits(shm_size: Option<&str>, ulimits: &[String]) -> Result<runtime::ProcessLimits> {
+    let shm_size = match shm_size {
+        None => None,
+        Some(s) => match hostutil::units::ram_in_bytes(s) {
+            Some(0) | None => {
+                bail!("invalid argument {s:?} for \"--shm-size\" flag: not a size (e.g. 64m, 1g)")
+            }
+            Some(n) => Some(n),
+        },
+    };
+    let ulimits = ulimits
+        .iter()
+        .map(|u| {
+            u.parse::<runtime::Ulimit>()
+                .map_err(|e| anyhow!("invalid argument {u:?} for \"--ulimit\" flag: {e}"))
+        })
+        .collect::<Result<_>>()?;
+    Ok(runtime::ProcessLimits { shm_size, ulimits })
+}
+
 /// Writes `bytes` to `path` whole or not at all (a temp file beside it, renamed).
 fn write_whole(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("rbuild-tmp");
@@ -168,6 +189,7 @@ fn build(store: &Store, a: args::BuildArgs) -> Result<ExitCode> {
         secrets: a.secret.iter().map(|s| parse_secret(s)).collect::<Result<_>>()?,
         allow: parse_allow(&a.allow)?,
         resources: a.resources.resources()?,
+        limits: process_limits(a.shm_size.as_deref(), &a.ulimits)?,
         cache_from: crate::cacheopts::sources(
             store,
             &a.cache_from.iter().map(|c| CacheFrom::parse(c)).collect::<Result<Vec<_>, _>>()?,

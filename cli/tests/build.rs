@@ -253,3 +253,34 @@ fn labels_iidfile_metadata_file_and_load_as_docker_buildx_gives_them() {
     let e = s.fails(&["build", "--label", "=x", dir]);
     assert_eq!(e, "rbuild: error: --label \"=x\": the key is empty");
 }
+
+/// `--ulimit` and `--shm-size` reach every RUN, as `docker build` gives them; bad values are one
+/// line in docker's words.
+#[test]
+fn ulimit_and_shm_size_reach_every_run() {
+    let s = store();
+    let ctx = context(&[(
+        "Dockerfile",
+        "FROM busybox\nRUN ulimit -n > /nofile && ulimit -Hn >> /nofile && df -k /dev/shm | tail -1 > /shm\n",
+    )]);
+    let dir = ctx.path().to_str().unwrap();
+    s.ok(&["build", "-t", "lim:1", "--ulimit", "nofile=1024:2048", "--shm-size", "16m", dir]);
+    assert_eq!(s.ok(&["run", "--rm", "lim:1", "cat", "/nofile"]), "1024\n2048\n");
+    let shm = s.ok(&["run", "--rm", "lim:1", "cat", "/shm"]);
+    assert_eq!(shm.split_whitespace().nth(1), Some("16384"), "{shm}");
+    // The limits are in the RUN's cache key (as in BuildKit): without them the step runs
+    // again, and /dev/shm is docker's default, 64 MiB.
+    s.ok(&["build", "-t", "lim:2", dir]);
+    let shm = s.ok(&["run", "--rm", "lim:2", "cat", "/shm"]);
+    assert_eq!(shm.split_whitespace().nth(1), Some("65536"), "{shm}");
+
+    let e = s.fails(&["build", "--ulimit", "files=1", dir]);
+    assert_eq!(
+        e,
+        "rbuild: error: invalid argument \"files=1\" for \"--ulimit\" flag: invalid ulimit type: files"
+    );
+    let e = s.fails(&["build", "--ulimit", "nofile=2:1", dir]);
+    assert!(e.ends_with("ulimit soft limit must be less than or equal to hard limit: 2 > 1"), "{e}");
+    let e = s.fails(&["build", "--shm-size", "lots", dir]);
+    assert!(e.contains("\"--shm-size\""), "{e}");
+}

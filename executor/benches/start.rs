@@ -58,6 +58,7 @@ fn spec(
         network,
         mounts: Vec::new(),
         resources,
+        limits: Default::default(),
         security,
         readonly_rootfs: false,
     }

@@ -22,7 +22,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use resources::{MIN_MEMORY, ResourceError};
+pub use resources::{MIN_MEMORY, ProcessLimits, ResourceError, ULIMIT_NAMES, Ulimit, UlimitError};
 pub use spec::{InitConfig, SpawnConfig};
 pub use supervise::{ExecProcess, Sandbox};
 
@@ -47,6 +47,9 @@ pub struct SandboxSpec {
     /// Mounts on top of the rootfs (after /proc, /dev, /sys), in order.
     pub mounts: Vec<Mount>,
     pub resources: Resources,
+    /// `--shm-size`, `--ulimit`.
+    #[serde(default)]
+    pub limits: ProcessLimits,
     pub security: Security,
     /// The rootfs is mounted read-only (docker `--read-only`); /proc, /dev, /dev/shm, /sys,
     /// and the [`mounts`](SandboxSpec::mounts) (a tmpfs on /tmp, say) keep their own flags.

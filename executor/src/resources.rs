@@ -2,6 +2,8 @@
 //! (and the Engine API's `Memory`, `NanoCpus`, `CpuShares`, `PidsLimit`), checked once with
 //! docker's rules for every front end and every command (`build`, `run`, `create`).
 
+use serde::{Deserialize, Serialize};
+
 use crate::Resources;
 
 /// A resource flag docker would refuse.
@@ -151,5 +153,104 @@ mod tests {
             flags(Some("1k"), None, None, None).unwrap_err().to_string(),
             "--memory \"1k\": the minimum memory limit is 6MiB"
         );
+    }
+}
+
+/// A process limit as docker's `--ulimit NAME=SOFT[:HARD]` gives it (`nofile=1024:2048`;
+/// `-1` is unlimited). Set with setrlimit in the sandbox before the process runs; a limit above
+/// rbuild's own hard limit fails there (raising one needs CAP_SYS_RESOURCE).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ulimit {
+    /// docker's name: `nofile`, `nproc`, `core`, `stack`, ...
+    pub name: String,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// The names docker's `--ulimit` takes (go-units' `ulimitNameMapping`).
+pub const ULIMIT_NAMES: [&str; 16] = [
+    "as",
+    "core",
+    "cpu",
+    "data",
+    "fsize",
+    "locks",
+    "memlock",
+    "msgqueue",
+    "nice",
+    "nofile",
+    "nproc",
+    "rss",
+    "rtprio",
+    "rttime",
+    "sigpending",
+    "stack",
+];
+
+/// A `--ulimit` docker would refuse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UlimitError {
+    #[error("invalid ulimit argument: {0}")]
+    Syntax(String),
+    #[error("invalid ulimit type: {0}")]
+    Name(String),
+    #[error("ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}")]
+    SoftAboveHard { soft: i64, hard: i64 },
+}
+
+impl std::str::FromStr for Ulimit {
+    type Err = UlimitError;
+
+    fn from_str(s: &str) -> Result<Ulimit, UlimitError> {
+        let (name, values) = s.split_once('=').ok_or_else(|| UlimitError::Syntax(s.to_string()))?;
+        if !ULIMIT_NAMES.contains(&name) {
+            return Err(UlimitError::Name(name.to_string()));
+        }
+        let number = |v: &str| v.parse::<i64>().map_err(|_| UlimitError::Syntax(s.to_string()));
+        let (soft, hard) = match values.split_once(':') {
+            Some((soft, hard)) => (number(soft)?, number(hard)?),
+            None => (number(values)?, number(values)?),
+        };
+        // -1 is unlimited, as in docker; other negative numbers are not limits.
+        let limit = |v: i64| match v {
+            -1 => Ok(u64::MAX),
+            v if v < 0 => Err(UlimitError::Syntax(s.to_string())),
+            v => Ok(v as u64),
+        };
+        // docker compares the numbers as they are (so `0:-1` is refused, `-1:-1` is not).
+        if soft > hard {
+            return Err(UlimitError::SoftAboveHard { soft, hard });
+        }
+        Ok(Ulimit { name: name.to_string(), soft: limit(soft)?, hard: limit(hard)? })
+    }
+}
+
+/// What the sandbox's processes get besides cgroup limits: `--shm-size`, `--ulimit`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessLimits {
+    /// Bytes of /dev/shm (default 64 MiB, as docker).
+    pub shm_size: Option<u64>,
+    pub ulimits: Vec<Ulimit>,
+}
+
+#[cfg(test)]
+mod ulimit_tests {
+    use super::*;
+
+    #[test]
+    fn ulimits_read_as_docker_reads_them() {
+        let u = |s: &str| s.parse::<Ulimit>();
+        assert_eq!(u("nofile=1024:2048").unwrap(), Ulimit { name: "nofile".into(), soft: 1024, hard: 2048 });
+        assert_eq!(u("nproc=100").unwrap(), Ulimit { name: "nproc".into(), soft: 100, hard: 100 });
+        assert_eq!(u("core=-1").unwrap(), Ulimit { name: "core".into(), soft: u64::MAX, hard: u64::MAX });
+        assert!(u("core=0:-1").is_err(), "docker compares -1 as a number");
+        assert_eq!(u("files=1").unwrap_err().to_string(), "invalid ulimit type: files");
+        assert_eq!(u("nofile").unwrap_err().to_string(), "invalid ulimit argument: nofile");
+        assert_eq!(u("nofile=a").unwrap_err().to_string(), "invalid ulimit argument: nofile=a");
+        assert_eq!(
+            u("nofile=2048:1024").unwrap_err().to_string(),
+            "ulimit soft limit must be less than or equal to hard limit: 2048 > 1024"
+        );
+        assert!(u("nofile=-2").is_err());
     }
 }

@@ -77,6 +77,10 @@ pub struct InitConfig {
     /// Set by [`crate::spawn`]: the sandbox is long-running and reports its start.
     #[serde(default)]
     pub spawn: Option<SpawnConfig>,
+    /// Bytes of the /dev/shm tmpfs (`--shm-size`; default 64 MiB). OCI would carry it as a
+    /// mount, but the init makes /dev itself.
+    #[serde(default)]
+    pub shm_size: Option<u64>,
 }
 
 /// How a spawned sandbox's init behaves (see [`crate::SpawnOptions`]).
@@ -152,12 +156,22 @@ impl InitConfig {
         let (_, nofile_hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
             .map_err(|e| Error::Setup { step: "read the open-files limit", source: e.into() })?;
         // Within the hard limit rbuild has: raising it needs CAP_SYS_RESOURCE.
-        let nofile = oci_spec::runtime::PosixRlimitBuilder::default()
-            .typ(PosixRlimitType::RlimitNofile)
-            .hard(nofile_hard)
-            .soft(nofile_hard)
-            .build()
-            .map_err(|e| Error::InvalidSpec(e.to_string()))?;
+        let rlimit = |typ, soft, hard| {
+            oci_spec::runtime::PosixRlimitBuilder::default()
+                .typ(typ)
+                .hard(hard)
+                .soft(soft)
+                .build()
+                .map_err(|e| Error::InvalidSpec(e.to_string()))
+        };
+        let mut rlimits = vec![rlimit(PosixRlimitType::RlimitNofile, nofile_hard, nofile_hard)?];
+        // `--ulimit`: each replaces the default of its kind.
+        for u in &spec.limits.ulimits {
+            let typ = rlimit_type(&u.name)
+                .ok_or_else(|| Error::InvalidSpec(format!("invalid ulimit type: {}", u.name)))?;
+            rlimits.retain(|r| r.typ() != typ);
+            rlimits.push(rlimit(typ, u.soft, u.hard)?);
+        }
 
         let mut process = OciProcess::default();
         process
@@ -166,7 +180,7 @@ impl InitConfig {
             .set_cwd(PathBuf::from(&spec.process.cwd))
             .set_user(User::default())
             .set_capabilities(Some(capabilities))
-            .set_rlimits(Some(vec![nofile]))
+            .set_rlimits(Some(rlimits))
             .set_no_new_privileges(Some(security.no_new_privileges))
             .set_apparmor_profile(None)
             .set_oom_score_adj(None)
@@ -224,7 +238,15 @@ impl InitConfig {
             .set_hostname(Some(spec.hostname.clone()))
             .set_annotations(Some(HashMap::from([(USER_ANNOTATION.to_string(), spec.process.user.clone())])))
             .set_linux(Some(linux));
-        Ok(InitConfig { oci, overlay: spec.rootfs.clone(), secrets, cgroup_procs, cgroup_fs, spawn: None })
+        Ok(InitConfig {
+            oci,
+            overlay: spec.rootfs.clone(),
+            secrets,
+            cgroup_procs,
+            cgroup_fs,
+            spawn: None,
+            shm_size: spec.limits.shm_size,
+        })
     }
 }
 
@@ -411,6 +433,7 @@ pub(crate) struct Plan {
     pub rlimits: Vec<PosixRlimit>,
     pub cgroup_procs: Vec<PathBuf>,
     pub cgroup_fs: Vec<CgroupFs>,
+    pub shm_size: Option<u64>,
 }
 
 /// A spec the init cannot run: what rbuild's own writer ([`InitConfig::new`]) never produces.
@@ -550,8 +573,33 @@ impl Plan {
             rlimits: process.rlimits().clone().unwrap_or_default(),
             cgroup_procs: config.cgroup_procs,
             cgroup_fs: config.cgroup_fs,
+            shm_size: config.shm_size,
         })
     }
+}
+
+/// The OCI rlimit of a docker `--ulimit` name.
+fn rlimit_type(name: &str) -> Option<PosixRlimitType> {
+    use PosixRlimitType as T;
+    Some(match name {
+        "as" => T::RlimitAs,
+        "core" => T::RlimitCore,
+        "cpu" => T::RlimitCpu,
+        "data" => T::RlimitData,
+        "fsize" => T::RlimitFsize,
+        "locks" => T::RlimitLocks,
+        "memlock" => T::RlimitMemlock,
+        "msgqueue" => T::RlimitMsgqueue,
+        "nice" => T::RlimitNice,
+        "nofile" => T::RlimitNofile,
+        "nproc" => T::RlimitNproc,
+        "rss" => T::RlimitRss,
+        "rtprio" => T::RlimitRtprio,
+        "rttime" => T::RlimitRttime,
+        "sigpending" => T::RlimitSigpending,
+        "stack" => T::RlimitStack,
+        _ => return None,
+    })
 }
 
 fn path_str(p: &Path) -> Result<String, PlanError> {

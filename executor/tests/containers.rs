@@ -42,6 +42,7 @@ impl Env {
             network: NetworkMode::None,
             mounts: Vec::new(),
             resources: Default::default(),
+            limits: Default::default(),
             security: Default::default(),
             readonly_rootfs: false,
         };

@@ -22,7 +22,7 @@ pub mod stats;
 pub mod top;
 pub mod volume;
 
-pub use executor::{ResourceError, Resources};
+pub use executor::{ProcessLimits, ResourceError, Resources, Ulimit, UlimitError};
 pub use spec::{MountRequest, NetworkRequest, PortMapping, Protocol, RestartPolicy};
 
 /// Errors of the runtime, each with what the user needs to act on it.

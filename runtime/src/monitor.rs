@@ -581,6 +581,7 @@ impl Monitor {
             network,
             mounts,
             resources: c.config.host.resources.clone(),
+            limits: Default::default(),
             security,
             readonly_rootfs: c.config.host.read_only,
         };

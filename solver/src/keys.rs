@@ -61,6 +61,17 @@ impl Builder<'_> {
         if matches!(step.op, Op::Config(ConfigOp::Entrypoint(_))) && cmd_set {
             key_parts.push("cmd-set");
         }
+        // `--ulimit` and `--shm-size` are in a RUN's key, as in BuildKit (they are part of its
+        // exec op there): what a step writes may depend on them. Cgroup limits are not.
+        let limits = match &step.op {
+            Op::Run(_) if self.options.limits != executor::ProcessLimits::default() => {
+                serde_json::to_string(&self.options.limits).unwrap_or_default()
+            }
+            _ => String::new(),
+        };
+        if !limits.is_empty() {
+            key_parts.push(limits.as_str());
+        }
         let key = key_of(&key_parts);
         let build_args = match &step.op {
             Op::Run(r) => {

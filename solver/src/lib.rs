@@ -78,6 +78,8 @@ pub struct BuildOptions {
     pub allow: Entitlements,
     /// `--memory`, `--cpus`, `--pids-limit`: the limits of every RUN's cgroup.
     pub resources: executor::Resources,
+    /// `--shm-size`, `--ulimit`: every RUN's /dev/shm size and process limits.
+    pub limits: executor::ProcessLimits,
     /// `--cache-from`: build caches consulted when a key misses in the store.
     pub cache_from: CacheSources,
     /// `SOURCE_DATE_EPOCH`: layer mtimes later than this are clamped to it, and the config's

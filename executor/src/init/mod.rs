@@ -203,7 +203,7 @@ fn prepare_pid1(plan: &Plan) -> Result<Exec> {
     }
     let target = &plan.overlay.target;
     rootfs::mount_overlay(plan)?;
-    rootfs::mount_standard_fs(target)?;
+    rootfs::mount_standard_fs(target, plan.shm_size)?;
     if plan.cgroupns {
         rootfs::mount_cgroup_fs(target, &plan.cgroup_fs)?;
     }

@@ -215,17 +215,25 @@ impl Exec {
 }
 
 pub(super) fn set_rlimit(limit: &PosixRlimit) -> Result<()> {
+    use PosixRlimitType as T;
     use nix::sys::resource::{Resource, setrlimit};
     let resource = match limit.typ() {
-        PosixRlimitType::RlimitNofile => Resource::RLIMIT_NOFILE,
-        PosixRlimitType::RlimitNproc => Resource::RLIMIT_NPROC,
-        PosixRlimitType::RlimitCore => Resource::RLIMIT_CORE,
-        PosixRlimitType::RlimitStack => Resource::RLIMIT_STACK,
-        PosixRlimitType::RlimitMemlock => Resource::RLIMIT_MEMLOCK,
-        PosixRlimitType::RlimitFsize => Resource::RLIMIT_FSIZE,
-        PosixRlimitType::RlimitCpu => Resource::RLIMIT_CPU,
-        PosixRlimitType::RlimitAs => Resource::RLIMIT_AS,
-        other => return Err(fail("set rlimits", format!("{other:?} is not supported"))),
+        T::RlimitNofile => Resource::RLIMIT_NOFILE,
+        T::RlimitNproc => Resource::RLIMIT_NPROC,
+        T::RlimitCore => Resource::RLIMIT_CORE,
+        T::RlimitStack => Resource::RLIMIT_STACK,
+        T::RlimitMemlock => Resource::RLIMIT_MEMLOCK,
+        T::RlimitFsize => Resource::RLIMIT_FSIZE,
+        T::RlimitCpu => Resource::RLIMIT_CPU,
+        T::RlimitAs => Resource::RLIMIT_AS,
+        T::RlimitData => Resource::RLIMIT_DATA,
+        T::RlimitLocks => Resource::RLIMIT_LOCKS,
+        T::RlimitMsgqueue => Resource::RLIMIT_MSGQUEUE,
+        T::RlimitNice => Resource::RLIMIT_NICE,
+        T::RlimitRss => Resource::RLIMIT_RSS,
+        T::RlimitRtprio => Resource::RLIMIT_RTPRIO,
+        T::RlimitRttime => Resource::RLIMIT_RTTIME,
+        T::RlimitSigpending => Resource::RLIMIT_SIGPENDING,
     };
     setrlimit(resource, limit.soft(), limit.hard()).map_err(os(format!("set {:?}", limit.typ())))
 }

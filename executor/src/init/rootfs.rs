@@ -60,7 +60,7 @@ fn do_mount(source: &str, target: &Path, fstype: &str, flags: MsFlags, data: Opt
         .map_err(os(format!("mount {fstype} at {}", target.display())))
 }
 
-pub(super) fn mount_standard_fs(root: &Path) -> Result<()> {
+pub(super) fn mount_standard_fs(root: &Path, shm_size: Option<u64>) -> Result<()> {
     let nosuid_noexec_nodev = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
     do_mount("proc", &mount_point(root, "proc")?, "proc", nosuid_noexec_nodev, None)?;
 
@@ -91,7 +91,9 @@ pub(super) fn mount_standard_fs(root: &Path) -> Result<()> {
     )?;
     let shm = dev.join("shm");
     std::fs::create_dir(&shm).map_err(io("create /dev/shm"))?;
-    do_mount("shm", &shm, "tmpfs", nosuid_noexec_nodev, Some("mode=1777,size=65536k"))?;
+    // docker's default is 64 MiB (`--shm-size` changes it).
+    let shm_data = format!("mode=1777,size={}", shm_size.unwrap_or(64 << 20));
+    do_mount("shm", &shm, "tmpfs", nosuid_noexec_nodev, Some(&shm_data))?;
     let mqueue = dev.join("mqueue");
     std::fs::create_dir(&mqueue).map_err(io("create /dev/mqueue"))?;
     do_mount("mqueue", &mqueue, "mqueue", nosuid_noexec_nodev, None)?;

@@ -65,6 +65,7 @@ impl Builder<'_> {
             network,
             mounts: prepared.mounts.clone(),
             resources: self.options.resources.clone(),
+            limits: self.options.limits.clone(),
             security,
             readonly_rootfs: false,
         };
