@@ -276,7 +276,7 @@ const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 /// Reads the first bytes of `reader` and returns a reader over the whole stream, decompressed
 /// if it starts with the gzip magic `1f 8b` (all members read) or the zstd magic
 /// `28 b5 2f fd` (all frames read), as is otherwise.
-fn decompressed<'a>(mut reader: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> {
+pub fn decompressed<'a>(mut reader: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> {
     let mut head = [0u8; 4];
     let mut n = 0;
     while n < head.len() {

@@ -23,7 +23,7 @@ pub use archive::{ArchiveFormat, LoadedImage};
 pub use digest::{Digest, Hasher, HashingWriter};
 pub use error::{Error, Result};
 pub use gc::{GC_GRACE, PruneReport, TMP_MAX_AGE, VerifyReport};
-pub use layer::{CommitOptions, Compression};
+pub use layer::{CommitOptions, Compression, decompressed};
 pub use oci::{Image, ImageConfig, Layer};
 pub use reference::ImageRef;
 pub use snapshot::{MountGuard, ReadonlyMount, Snapshot, mount_overlay};

@@ -300,7 +300,7 @@ pub struct GraphArgs {
 
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// The Dockerfile (default: CONTEXT/Dockerfile).
+    /// The Dockerfile (default: CONTEXT/Dockerfile); `-` reads it from stdin.
     #[arg(short = 'f', long = "file", value_name = "PATH")]
     pub file: Option<PathBuf>,
     /// Name and tag the image (`name:tag`); may be given several times.
@@ -392,7 +392,7 @@ pub struct BuildArgs {
     /// otherwise, which is what `--load` asks for.
     #[arg(long)]
     pub load: bool,
-    /// The build context directory.
+    /// The build context directory, or `-` for a tar stream on stdin (plain, gzip or zstd).
     #[arg(value_name = "CONTEXT")]
     pub context: PathBuf,
 }

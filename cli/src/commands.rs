@@ -110,17 +110,49 @@ fn key_value(s: &str, what: &str) -> Result<Option<(String, String)>> {
 
 /// Checks the context directory and reads the Dockerfile (default `CONTEXT/Dockerfile`);
 /// returns its name for messages and its text (non-UTF-8 is a located error).
+/// The Dockerfile's name (as errors call it) and text: `-f FILE`, `-f -` (stdin), or the
+/// context's `Dockerfile`.
 fn read_dockerfile(context: &std::path::Path, file: Option<&std::path::Path>) -> Result<(String, String)> {
     let meta = std::fs::metadata(context)
         .map_err(|_| anyhow!("context directory {:?} does not exist", context.display().to_string()))?;
     if !meta.is_dir() {
         bail!("context {:?} is not a directory", context.display().to_string());
     }
+    if file == Some(std::path::Path::new("-")) {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut bytes)
+            .context("reading the Dockerfile from stdin")?;
+        return Ok(("<stdin>".to_string(), frontend::decode("<stdin>", &bytes)?.to_string()));
+    }
     let file = file.map_or_else(|| context.join("Dockerfile"), std::path::Path::to_path_buf);
     let bytes = std::fs::read(&file).with_context(|| format!("reading Dockerfile {}", file.display()))?;
     let name = file.display().to_string();
     let text = frontend::decode(&name, &bytes)?.to_string();
     Ok((name, text))
+}
+
+/// `rbuild build -`: the context is a tar stream on stdin (plain, gzip or zstd), unpacked into a
+/// directory of the store's `tmp/` that goes when the build does. `-f` then names a file in it.
+fn stdin_context(
+    store: &Store,
+    file: Option<&std::path::Path>,
+) -> Result<(tempfile::TempDir, Option<PathBuf>)> {
+    if file == Some(std::path::Path::new("-")) {
+        bail!("invalid argument: can't use stdin for both build context and dockerfile");
+    }
+    let tmp = store.root().join("tmp");
+    std::fs::create_dir_all(&tmp).with_context(|| format!("{}", tmp.display()))?;
+    let dir = tempfile::Builder::new()
+        .prefix("context-")
+        .tempdir_in(&tmp)
+        .context("a directory for the context")?;
+    let input = cache::decompressed(std::io::stdin().lock()).context("reading the context from stdin")?;
+    let mut archive = tar::Archive::new(input);
+    archive.set_preserve_permissions(true);
+    archive.set_preserve_mtime(true);
+    archive.unpack(dir.path()).context("unpacking the context tar from stdin")?;
+    let file = file.map(|f| dir.path().join(f));
+    Ok((dir, file))
 }
 
 /// `--shm-size` (go-units' RAMInBytes, as docker) and `--ulimit`s.
@@ -168,7 +200,16 @@ fn build_args(args: &[String]) -> Result<Vec<(String, String)>> {
     Ok(out)
 }
 
-fn build(store: &Store, a: args::BuildArgs) -> Result<ExitCode> {
+fn build(store: &Store, mut a: args::BuildArgs) -> Result<ExitCode> {
+    // Kept until the build is done: the unpacked stdin context.
+    let _stdin_context = if a.context == std::path::Path::new("-") {
+        let (dir, file) = stdin_context(store, a.file.as_deref())?;
+        a.context = dir.path().to_path_buf();
+        a.file = file;
+        Some(dir)
+    } else {
+        None
+    };
     let (dockerfile_name, dockerfile) = read_dockerfile(&a.context, a.file.as_deref())?;
     let tags = a.tags.iter().map(|t| parse_ref(t)).collect::<Result<Vec<_>>>()?;
     let outputs = images::parse_outputs(&a.output)?;

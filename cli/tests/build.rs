@@ -284,3 +284,50 @@ fn ulimit_and_shm_size_reach_every_run() {
     let e = s.fails(&["build", "--shm-size", "lots", dir]);
     assert!(e.contains("\"--shm-size\""), "{e}");
 }
+
+/// Runs `rbuild ARGS` with `input` on stdin; returns (success, stderr).
+fn with_stdin(s: &TestStore, args: &[&str], input: &[u8]) -> (bool, String) {
+    use std::io::Write;
+    let mut child = s
+        .cmd()
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// `-f -` reads the Dockerfile from stdin; a context `-` is a tar (here gzip'd) on stdin, with
+/// its Dockerfile inside; both at once is docker's error.
+#[test]
+fn dockerfile_and_context_from_stdin() {
+    let s = store();
+    let ctx = context(&[("hello.txt", "hello\n")]);
+    let dir = ctx.path().to_str().unwrap();
+    let (ok, err) = with_stdin(&s, &["build", "-t", "piped:1", "-f", "-", dir], b"FROM busybox\nCOPY hello.txt /\n");
+    assert!(ok, "{err}");
+    assert_eq!(s.ok(&["run", "--rm", "piped:1", "cat", "/hello.txt"]), "hello\n");
+
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+    for (name, body) in [("Dockerfile", "FROM busybox\nCOPY data/ /data/\n"), ("data/x", "from the tar\n")] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(body.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, name, body.as_bytes()).unwrap();
+    }
+    let gz = tar.into_inner().unwrap().finish().unwrap();
+    let (ok, err) = with_stdin(&s, &["build", "-t", "tarred:1", "-"], &gz);
+    assert!(ok, "{err}");
+    assert_eq!(s.ok(&["run", "--rm", "tarred:1", "cat", "/data/x"]), "from the tar\n");
+    let tmp = std::fs::read_dir(s.path().join("tmp")).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(tmp, 0, "the unpacked context is gone after the build");
+
+    let (ok, err) = with_stdin(&s, &["build", "-f", "-", "-"], b"");
+    assert!(!ok);
+    assert_eq!(err.trim(), "rbuild: error: invalid argument: can't use stdin for both build context and dockerfile");
+}

@@ -83,16 +83,9 @@ fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
 /// A reader of the decompressed content of a gzip (any number of members) or zstd stream,
-/// told apart by its first bytes; other content is read as it is.
-fn decompressor<'a, R: std::io::BufRead + 'a>(mut reader: R) -> std::io::Result<Box<dyn std::io::Read + 'a>> {
-    let head = reader.fill_buf()?;
-    if head.starts_with(&[0x1f, 0x8b]) {
-        Ok(Box::new(flate2::bufread::MultiGzDecoder::new(reader)))
-    } else if head.starts_with(&ZSTD_MAGIC) {
-        Ok(Box::new(zstd::stream::read::Decoder::with_buffer(reader)?))
-    } else {
-        Ok(Box::new(reader))
-    }
+/// told apart by its first bytes; other content is read as it is ([`crate::decompressed`]).
+fn decompressor<'a, R: std::io::BufRead + 'a>(reader: R) -> std::io::Result<Box<dyn std::io::Read + 'a>> {
+    crate::decompressed(reader)
 }
 
 /// The path of a blob inside either archive format.
