@@ -388,6 +388,9 @@ pub struct BuildArgs {
     /// `image.name`; and rbuild's step counts).
     #[arg(long, value_name = "FILE")]
     pub metadata_file: Option<PathBuf>,
+    /// Push the image to the registry its `-t` names name (`-o type=image,push=true`).
+    #[arg(long)]
+    pub push: bool,
     /// Accepted for docker buildx's sake: the image goes to rbuild's store unless `-o` says
     /// otherwise, which is what `--load` asks for.
     #[arg(long)]

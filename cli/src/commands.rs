@@ -213,6 +213,12 @@ fn build(store: &Store, mut a: args::BuildArgs) -> Result<ExitCode> {
     let (dockerfile_name, dockerfile) = read_dockerfile(&a.context, a.file.as_deref())?;
     let tags = a.tags.iter().map(|t| parse_ref(t)).collect::<Result<Vec<_>>>()?;
     let outputs = images::parse_outputs(&a.output)?;
+    let outputs = if a.push { images::with_push(outputs) } else { outputs };
+    let push_to = images::push_names(&outputs, &tags)?;
+    // Checked before building, as buildx does: a push needs a name.
+    if push_to.is_empty() && outputs.iter().any(|o| matches!(o, images::Output::Image { push: true, .. })) {
+        bail!("--push: the image has no name to push to (give -t NAME)");
+    }
     store.remove_stale_snapshots()?;
     let options = solver::BuildOptions {
         context: a.context.clone(),
@@ -274,6 +280,19 @@ fn build(store: &Store, mut a: args::BuildArgs) -> Result<ExitCode> {
         }
         let text = serde_json::to_vec_pretty(&meta)?;
         write_whole(path, &text).with_context(|| format!("--metadata-file {}", path.display()))?;
+    }
+    if !push_to.is_empty() {
+        let client = crate::transfer::client_with_progress(
+            &a.insecure_registry,
+            a.quiet,
+            crate::transfer_progress::Direction::Push,
+        )?;
+        for name in &push_to {
+            let digest = client.push(store, &out.image, name).map_err(|e| anyhow!("{e}"))?;
+            if !a.quiet {
+                eprintln!("pushed {name}: digest: {digest}");
+            }
+        }
     }
     crate::cacheopts::export(store, &out, &cache_to, &a.insecure_registry)?;
     if a.quiet {

@@ -380,8 +380,9 @@ pub fn system_df(store: &Store) -> Result<ExitCode> {
 /// Where `build` puts its result.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
-    /// The store, under the `-t` names (and `name=`).
-    Image { names: Vec<String> },
+    /// The store, under the `-t` names (and `name=`); with `push`, pushed under them too
+    /// (`push=true`, `--push`).
+    Image { names: Vec<String>, push: bool },
     /// An archive of the image (`type=oci` or `type=docker`).
     Archive { format: cache::ArchiveFormat, dest: PathBuf, names: Vec<String> },
     /// The root filesystem in a directory.
@@ -393,7 +394,7 @@ pub enum Output {
 /// Parses the `--output` values (none means `type=image`).
 pub fn parse_outputs(values: &[String]) -> Result<Vec<Output>> {
     if values.is_empty() {
-        return Ok(vec![Output::Image { names: Vec::new() }]);
+        return Ok(vec![Output::Image { names: Vec::new(), push: false }]);
     }
     values.iter().map(|v| parse_output(v)).collect()
 }
@@ -408,7 +409,7 @@ fn parse_output(value: &str) -> Result<Output> {
     if !value.contains('=') {
         return Ok(Output::Local { dest: PathBuf::from(value) });
     }
-    let (mut kind, mut dest, mut names) = (None, None, Vec::new());
+    let (mut kind, mut dest, mut names, mut push) = (None, None, Vec::new(), false);
     for field in value.split(',') {
         let (k, v) =
             field.split_once('=').ok_or_else(|| anyhow!("--output {value:?}: {field:?} is not key=value"))?;
@@ -418,8 +419,14 @@ fn parse_output(value: &str) -> Result<Output> {
             "name" => names.extend(v.split(';').filter(|n| !n.is_empty()).map(str::to_string)),
             // Accepted as docker's exporters take them; they change nothing here.
             "compression" | "oci-mediatypes" | "tar" | "platform-split" | "annotation" => {}
-            "push" if v == "false" => {}
-            other => bail!("--output {value:?}: unknown key {other:?} (type, dest, name)"),
+            "push" => {
+                push = match v.trim() {
+                    "true" => true,
+                    "false" => false,
+                    _ => bail!("--output {value:?}: push={v:?} is not true or false"),
+                }
+            }
+            other => bail!("--output {value:?}: unknown key {other:?} (type, dest, name, push)"),
         }
     }
     let kind = kind
@@ -433,7 +440,9 @@ fn parse_output(value: &str) -> Result<Output> {
         n.parse::<ImageRef>().with_context(|| format!("--output {value:?}: name="))?;
     }
     Ok(match kind.as_str() {
-        "image" | "moby" => Output::Image { names },
+        "image" | "moby" => Output::Image { names, push },
+        // buildx's `type=registry`: an image that is pushed.
+        "registry" => Output::Image { names, push: true },
         "oci" => Output::Archive { format: cache::ArchiveFormat::Oci, dest: need_dest("oci")?.into(), names },
         "docker" => {
             Output::Archive { format: cache::ArchiveFormat::Docker, dest: need_dest("docker")?.into(), names }
@@ -443,8 +452,37 @@ fn parse_output(value: &str) -> Result<Output> {
             "-" => Output::Tar { dest: None },
             d => Output::Tar { dest: Some(d.into()) },
         },
-        other => bail!("--output {value:?}: unknown type {other:?} (image, oci, docker, local, tar)"),
+        other => {
+            bail!("--output {value:?}: unknown type {other:?} (image, registry, oci, docker, local, tar)")
+        }
     })
+}
+
+/// `--push`: the image output pushes (one is added if `-o` named none).
+pub fn with_push(mut outputs: Vec<Output>) -> Vec<Output> {
+    match outputs.iter_mut().find_map(|o| match o {
+        Output::Image { push, .. } => Some(push),
+        _ => None,
+    }) {
+        Some(push) => *push = true,
+        None => outputs.push(Output::Image { names: Vec::new(), push: true }),
+    }
+    outputs
+}
+
+/// The names the image is pushed under: the `-t` names and `name=`s of pushing outputs.
+pub fn push_names(outputs: &[Output], tags: &[ImageRef]) -> Result<Vec<ImageRef>> {
+    let mut out: Vec<ImageRef> = Vec::new();
+    for o in outputs {
+        if let Output::Image { names, push: true } = o {
+            out.extend(tags.iter().cloned());
+            for n in names {
+                out.push(n.parse()?);
+            }
+        }
+    }
+    out.dedup();
+    Ok(out)
 }
 
 /// Whether the built image is kept in the store under its names.
@@ -457,7 +495,7 @@ pub fn stores_image(outputs: &[Output]) -> bool {
 pub fn write_outputs(store: &Store, image: &Image, outputs: &[Output], tags: &[ImageRef]) -> Result<()> {
     for output in outputs {
         match output {
-            Output::Image { names } => {
+            Output::Image { names, .. } => {
                 for n in names {
                     store.tag(&n.parse()?, &image.digest)?;
                 }
@@ -531,7 +569,7 @@ mod tests {
 
     #[test]
     fn outputs_parse_and_bad_ones_say_why() {
-        assert_eq!(parse_outputs(&[]).unwrap(), vec![Output::Image { names: vec![] }]);
+        assert_eq!(parse_outputs(&[]).unwrap(), vec![Output::Image { names: vec![], push: false }]);
         assert_eq!(parse_output("out").unwrap(), Output::Local { dest: "out".into() });
         assert_eq!(parse_output("type=tar,dest=-").unwrap(), Output::Tar { dest: None });
         assert_eq!(

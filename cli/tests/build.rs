@@ -308,7 +308,8 @@ fn dockerfile_and_context_from_stdin() {
     let s = store();
     let ctx = context(&[("hello.txt", "hello\n")]);
     let dir = ctx.path().to_str().unwrap();
-    let (ok, err) = with_stdin(&s, &["build", "-t", "piped:1", "-f", "-", dir], b"FROM busybox\nCOPY hello.txt /\n");
+    let (ok, err) =
+        with_stdin(&s, &["build", "-t", "piped:1", "-f", "-", dir], b"FROM busybox\nCOPY hello.txt /\n");
     assert!(ok, "{err}");
     assert_eq!(s.ok(&["run", "--rm", "piped:1", "cat", "/hello.txt"]), "hello\n");
 
@@ -329,5 +330,8 @@ fn dockerfile_and_context_from_stdin() {
 
     let (ok, err) = with_stdin(&s, &["build", "-f", "-", "-"], b"");
     assert!(!ok);
-    assert_eq!(err.trim(), "rbuild: error: invalid argument: can't use stdin for both build context and dockerfile");
+    assert_eq!(
+        err.trim(),
+        "rbuild: error: invalid argument: can't use stdin for both build context and dockerfile"
+    );
 }

@@ -472,3 +472,30 @@ fn short_names_pull_from_the_configured_mirror_as_the_pull_policy_says() {
     let e = b.fails(&["pull", "busybox"]);
     assert!(e.contains("docker.io is blocked in ") && e.contains("offline.toml"), "{e}");
 }
+
+/// `build --push` (and `-o type=image,push=true`) lands the image in the registry under its
+/// `-t` names: another store pulls the same digest; without a name it fails before building.
+#[test]
+fn build_push_lands_in_the_registry() {
+    let reg = TestRegistry::start();
+    let s = store();
+    s.import_busybox();
+    let ctx = context(&[("Dockerfile", "FROM busybox\nRUN echo pushed > /p\n")]);
+    let dir = ctx.path().to_str().unwrap();
+    let name = format!("{}/built/app:1", reg.host());
+    let other = format!("{}/built/other:2", reg.host());
+    let err = build(&s, &["build", "--push", "-t", &name, dir]);
+    assert!(err.contains(&format!("pushed {name}: digest: sha256:")), "{err}");
+    build(&s, &["build", "-o", &format!("type=image,name={other},push=true"), dir]);
+    let digest = digest_of(&s, &name);
+
+    let fresh = store();
+    fresh.ok(&["pull", &name]);
+    fresh.ok(&["pull", &other]);
+    assert_eq!(digest_of(&fresh, &name), digest);
+    assert_eq!(digest_of(&fresh, &other), digest);
+    assert_eq!(fresh.ok(&["run", "--rm", &name, "cat", "/p"]), "pushed\n");
+
+    let e = s.fails(&["build", "--push", dir]);
+    assert_eq!(e, "rbuild: error: --push: the image has no name to push to (give -t NAME)");
+}
