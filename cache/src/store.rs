@@ -323,6 +323,16 @@ impl Store {
     /// Writes the config and manifest of an image whose layers are already stored, and returns
     /// the manifest's digest (the image's identity).
     pub fn put_image(&self, config: &ImageConfig, layers: &[Layer]) -> Result<Image> {
+        self.put_image_annotated(config, layers, BTreeMap::new())
+    }
+
+    /// [`Store::put_image`] with `annotations` on the manifest (`build --annotation`).
+    pub fn put_image_annotated(
+        &self,
+        config: &ImageConfig,
+        layers: &[Layer],
+        annotations: BTreeMap<String, String>,
+    ) -> Result<Image> {
         let config_bytes = serde_json::to_vec(config).expect("image config serializes");
         let config_digest = self.write_blob(&config_bytes)?;
         let manifest = Manifest {
@@ -336,7 +346,7 @@ impl Store {
                 platform: None,
             },
             layers: layers.iter().map(Layer::descriptor).collect(),
-            annotations: BTreeMap::new(),
+            annotations,
         };
         let manifest_bytes = serde_json::to_vec(&manifest).expect("manifest serializes");
         let digest = self.write_blob(&manifest_bytes)?;

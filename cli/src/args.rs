@@ -388,6 +388,10 @@ pub struct BuildArgs {
     /// `image.name`; and rbuild's step counts).
     #[arg(long, value_name = "FILE")]
     pub metadata_file: Option<PathBuf>,
+    /// An annotation of the image's manifest: `KEY=VALUE` or `manifest:KEY=VALUE`; may be
+    /// repeated.
+    #[arg(long = "annotation", value_name = "KEY=VALUE")]
+    pub annotations: Vec<String>,
     /// Push the image to the registry its `-t` names name (`-o type=image,push=true`).
     #[arg(long)]
     pub push: bool,

@@ -183,6 +183,24 @@ fn write_whole(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+/// `--annotation [manifest:]KEY=VALUE`. A single-platform image has a manifest only, so
+/// buildx's other levels (`index:`, `manifest-descriptor:`, `index-descriptor:`) are refused.
+fn parse_annotation(value: &str) -> Result<(String, String)> {
+    let (kv, level) = match value.split_once(':') {
+        Some((level, rest)) if !level.contains('=') => (rest, level),
+        _ => (value, "manifest"),
+    };
+    if level != "manifest" {
+        bail!(
+            "--annotation {value:?}: only manifest annotations are supported (a single-platform image has no {level:?})"
+        );
+    }
+    match kv.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => bail!("--annotation {value:?}: expected KEY=VALUE"),
+    }
+}
+
 /// `--label KEY=VALUE` (`KEY` alone: an empty value, as docker).
 fn parse_label(label: &str) -> Result<(String, String)> {
     let (key, value) = label.split_once('=').unwrap_or((label, ""));
@@ -248,6 +266,7 @@ fn build(store: &Store, mut a: args::BuildArgs) -> Result<ExitCode> {
         })?,
         fetcher: crate::transfer::fetcher(&a.insecure_registry, a.pull)?,
         labels: a.labels.iter().map(|l| parse_label(l)).collect::<Result<_>>()?,
+        annotations: a.annotations.iter().map(|n| parse_annotation(n)).collect::<Result<_>>()?,
     };
     let cache_to = a.cache_to.iter().map(|c| CacheTo::parse(c)).collect::<Result<Vec<_>, _>>()?;
     let sink = progress::for_mode(a.progress, a.quiet);

@@ -475,8 +475,9 @@ fn short_names_pull_from_the_configured_mirror_as_the_pull_policy_says() {
 
 /// `build --push` (and `-o type=image,push=true`) lands the image in the registry under its
 /// `-t` names: another store pulls the same digest; without a name it fails before building.
+/// `--annotation`s are on the pushed manifest, as skopeo reads it.
 #[test]
-fn build_push_lands_in_the_registry() {
+fn build_push_lands_in_the_registry_with_its_annotations() {
     let reg = TestRegistry::start();
     let s = store();
     s.import_busybox();
@@ -484,16 +485,38 @@ fn build_push_lands_in_the_registry() {
     let dir = ctx.path().to_str().unwrap();
     let name = format!("{}/built/app:1", reg.host());
     let other = format!("{}/built/other:2", reg.host());
-    let err = build(&s, &["build", "--push", "-t", &name, dir]);
+    let err = build(
+        &s,
+        &[
+            "build",
+            "--push",
+            "-t",
+            &name,
+            "--annotation",
+            "org.opencontainers.image.source=https://example.invalid/app",
+            "--annotation",
+            "manifest:team=builders",
+            dir,
+        ],
+    );
     assert!(err.contains(&format!("pushed {name}: digest: sha256:")), "{err}");
-    build(&s, &["build", "-o", &format!("type=image,name={other},push=true"), dir]);
+    let manifest: serde_json::Value = serde_json::from_slice(&raw_manifest(&name)).unwrap();
+    assert_eq!(
+        manifest["annotations"],
+        serde_json::json!({"org.opencontainers.image.source": "https://example.invalid/app", "team": "builders"})
+    );
+    let e = s.fails(&["build", "--annotation", "index:a=b", dir]);
+    assert!(e.contains("only manifest annotations are supported"), "{e}");
     let digest = digest_of(&s, &name);
+    build(&s, &["build", "-o", &format!("type=image,name={other},push=true"), dir]);
+    let plain = digest_of(&s, &other);
+    assert_ne!(plain, digest, "annotations are part of the manifest, so of its digest");
 
     let fresh = store();
     fresh.ok(&["pull", &name]);
     fresh.ok(&["pull", &other]);
     assert_eq!(digest_of(&fresh, &name), digest);
-    assert_eq!(digest_of(&fresh, &other), digest);
+    assert_eq!(digest_of(&fresh, &other), plain);
     assert_eq!(fresh.ok(&["run", "--rm", &name, "cat", "/p"]), "pushed\n");
 
     let e = s.fails(&["build", "--push", dir]);

@@ -92,6 +92,8 @@ pub struct BuildOptions {
     pub fetcher: Fetcher,
     /// `--label KEY=VALUE`: labels of the image (not of any step).
     pub labels: Vec<(String, String)>,
+    /// `--annotation KEY=VALUE`: annotations of the image's manifest.
+    pub annotations: std::collections::BTreeMap<String, String>,
 }
 
 /// The `--cache-from` sources of a build, in order.

@@ -100,7 +100,7 @@ pub(crate) fn build(
         crate::time::clamp_created(&mut config, epoch);
     }
     builder.ensure_layers(&state.layers)?;
-    let image = store.put_image(&config, &state.layers)?;
+    let image = store.put_image_annotated(&config, &state.layers, options.annotations.clone())?;
     for tag in &options.tags {
         store.tag(tag, &image.digest)?;
     }
