@@ -388,6 +388,10 @@ pub struct BuildArgs {
     /// `image.name`; and rbuild's step counts).
     #[arg(long, value_name = "FILE")]
     pub metadata_file: Option<PathBuf>,
+    /// The platform to build for: `OS/ARCH[/VARIANT]` or `local`. This machine's own platform
+    /// only (a foreign one needs emulation, which rbuild has not).
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
     /// An annotation of the image's manifest: `KEY=VALUE` or `manifest:KEY=VALUE`; may be
     /// repeated.
     #[arg(long = "annotation", value_name = "KEY=VALUE")]

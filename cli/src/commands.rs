@@ -183,6 +183,38 @@ fn write_whole(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+/// `build --platform`: this machine's platform (`local`, or its `os/arch[/variant]`; arm64's
+/// `v8` is arm64), or a one-line error naming both.
+fn check_platform(value: &str) -> Result<()> {
+    if value == "local" {
+        return Ok(());
+    }
+    if value.contains(',') {
+        bail!("--platform {value:?}: one platform at a time (multi-platform images are not built yet)");
+    }
+    let wanted = crate::transfer::parse_platform(value)?;
+    let host = cache::oci::Platform::host();
+    let variant = |arch: &str, v: Option<&str>| match (arch, v) {
+        ("arm64", Some("v8")) | (_, None | Some("")) => None,
+        (_, v) => v.map(str::to_string),
+    };
+    let same = wanted.os == host.os
+        && wanted.architecture == host.architecture
+        && variant(&wanted.architecture, wanted.variant.as_deref())
+            == variant(&host.architecture, host.variant.as_deref());
+    if !same {
+        let h = match &host.variant {
+            Some(v) => format!("{}/{}/{v}", host.os, host.architecture),
+            None => format!("{}/{}", host.os, host.architecture),
+        };
+        bail!(
+            "--platform {value}: this machine runs {h}, and building for another platform needs \
+             emulation, which rbuild does not do"
+        );
+    }
+    Ok(())
+}
+
 /// `--annotation [manifest:]KEY=VALUE`. A single-platform image has a manifest only, so
 /// buildx's other levels (`index:`, `manifest-descriptor:`, `index-descriptor:`) are refused.
 fn parse_annotation(value: &str) -> Result<(String, String)> {
@@ -219,6 +251,9 @@ fn build_args(args: &[String]) -> Result<Vec<(String, String)>> {
 }
 
 fn build(store: &Store, mut a: args::BuildArgs) -> Result<ExitCode> {
+    if let Some(p) = &a.platform {
+        check_platform(p)?;
+    }
     // Kept until the build is done: the unpacked stdin context.
     let _stdin_context = if a.context == std::path::Path::new("-") {
         let (dir, file) = stdin_context(store, a.file.as_deref())?;

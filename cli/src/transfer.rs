@@ -39,7 +39,7 @@ fn parse_ref(s: &str) -> Result<ImageRef> {
     s.parse().map_err(|e| anyhow!("invalid reference {s:?}: {e}"))
 }
 
-fn parse_platform(s: &str) -> Result<registry::Platform> {
+pub fn parse_platform(s: &str) -> Result<registry::Platform> {
     let parts: Vec<&str> = s.split('/').collect();
     match parts.as_slice() {
         [os, arch] | [os, arch, _] if !os.is_empty() && !arch.is_empty() => Ok(registry::Platform {

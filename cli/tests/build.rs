@@ -335,3 +335,29 @@ fn dockerfile_and_context_from_stdin() {
         "rbuild: error: invalid argument: can't use stdin for both build context and dockerfile"
     );
 }
+
+/// `--platform`: this machine's own (or `local`) builds; a foreign one is one line that names
+/// both (no emulation).
+#[test]
+fn platform_is_this_machines_or_a_clear_error() {
+    let s = store();
+    let ctx = context(&[("Dockerfile", "FROM busybox\nRUN true\n")]);
+    let dir = ctx.path().to_str().unwrap();
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    s.ok(&["build", "--platform", &format!("linux/{arch}"), dir]);
+    s.ok(&["build", "--platform", "local", dir]);
+    let e = s.fails(&["build", "--platform", "linux/s390x", dir]);
+    assert_eq!(
+        e,
+        format!(
+            "rbuild: error: --platform linux/s390x: this machine runs linux/{arch}, and building for \
+             another platform needs emulation, which rbuild does not do"
+        )
+    );
+    let e = s.fails(&["build", "--platform", "linux/amd64,linux/arm64", dir]);
+    assert!(e.contains("one platform at a time"), "{e}");
+}
