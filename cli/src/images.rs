@@ -429,8 +429,9 @@ fn parse_output(value: &str) -> Result<Output> {
             other => bail!("--output {value:?}: unknown key {other:?} (type, dest, name, push)"),
         }
     }
-    let kind = kind
-        .ok_or_else(|| anyhow!("--output {value:?}: type= is required (image, oci, docker, local, tar)"))?;
+    let kind = kind.ok_or_else(|| {
+        anyhow!("--output {value:?}: type= is required (image, registry, oci, docker, local, tar)")
+    })?;
     let need_dest = |kind: &str| {
         dest.clone()
             .filter(|d| !d.is_empty())

@@ -411,7 +411,7 @@ fn bad_outputs_fail_before_building_with_one_line() {
     let e = s.fails(&["build", "-o", "type=foo,dest=x", c]);
     assert_eq!(
         e,
-        "rbuild: error: --output \"type=foo,dest=x\": unknown type \"foo\" (image, oci, docker, local, tar)"
+        "rbuild: error: --output \"type=foo,dest=x\": unknown type \"foo\" (image, registry, oci, docker, local, tar)"
     );
     let e = s.fails(&["build", "-o", "type=local", c]);
     assert_eq!(e, "rbuild: error: --output \"type=local\": type=local needs dest=");
