@@ -403,6 +403,14 @@ pub struct BuildArgs {
     /// otherwise, which is what `--load` asks for.
     #[arg(long)]
     pub load: bool,
+    /// The network of RUN steps without `--network`: `default` (each step in a namespace of
+    /// its own on the build network, with outbound NAT), `none`, or `host` (no `--allow`
+    /// needed when given here).
+    #[arg(long, value_name = "MODE", default_value = "default")]
+    pub network: String,
+    /// An entry of every RUN's /etc/hosts: `HOST:IP` (or `HOST=IP`); may be repeated.
+    #[arg(long = "add-host", value_name = "HOST:IP")]
+    pub add_host: Vec<String>,
     /// The build context directory, or `-` for a tar stream on stdin (plain, gzip or zstd).
     #[arg(value_name = "CONTEXT")]
     pub context: PathBuf,
@@ -555,4 +563,28 @@ impl ResourceFlags {
             self.pids_limit,
         )?)
     }
+}
+
+/// `--network` of `build`: docker's modes for build steps (checked after parsing, so that a
+/// bad value is a one-line error with exit 1 as every other bad value, not a usage error).
+pub fn parse_step_network(value: &str) -> anyhow::Result<solver::StepNetwork> {
+    match value {
+        "default" | "bridge" => Ok(solver::StepNetwork::Default),
+        "none" => Ok(solver::StepNetwork::None),
+        "host" => Ok(solver::StepNetwork::Host),
+        _ => anyhow::bail!("--network {value:?} is not a build network: use default, none or host"),
+    }
+}
+
+/// `--add-host HOST:IP` (docker's `HOST=IP` and `HOST:[IPv6]` too).
+pub fn parse_add_host(value: &str) -> anyhow::Result<(String, std::net::IpAddr)> {
+    let (name, ip) = value
+        .split_once(['=', ':'])
+        .filter(|(n, _)| !n.is_empty())
+        .ok_or_else(|| anyhow::anyhow!("--add-host {value:?}: use HOST:IP"))?;
+    let ip = ip
+        .trim_matches(['[', ']'])
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--add-host {value:?}: {ip:?} is not an IP address"))?;
+    Ok((name.to_string(), ip))
 }

@@ -302,6 +302,13 @@ fn build(store: &Store, mut a: args::BuildArgs) -> Result<ExitCode> {
         fetcher: crate::transfer::fetcher(&a.insecure_registry, a.pull)?,
         labels: a.labels.iter().map(|l| parse_label(l)).collect::<Result<_>>()?,
         annotations: a.annotations.iter().map(|n| parse_annotation(n)).collect::<Result<_>>()?,
+        network: solver::StepNetworks {
+            mode: crate::args::parse_step_network(&a.network)?,
+            provider: Some(std::sync::Arc::new(runtime::network::BuildNetwork::open(
+                store.root(),
+                a.add_host.iter().map(|h| crate::args::parse_add_host(h)).collect::<Result<_>>()?,
+            )?)),
+        },
     };
     let cache_to = a.cache_to.iter().map(|c| CacheTo::parse(c)).collect::<Result<Vec<_>, _>>()?;
     let sink = progress::for_mode(a.progress, a.quiet);

@@ -145,15 +145,7 @@ fn create_options(f: &CreateFlags, auto_remove: bool) -> Result<CreateOptions> {
         host.dns.push(d.parse().map_err(|_| anyhow!("--dns {d:?}: not an IP address"))?);
     }
     for h in &f.add_host {
-        let (name, ip) = h
-            .split_once(['=', ':'])
-            .filter(|(n, _)| !n.is_empty())
-            .ok_or_else(|| anyhow!("--add-host {h:?}: use HOST:IP"))?;
-        let ip: IpAddr = ip
-            .trim_matches(['[', ']'])
-            .parse()
-            .map_err(|_| anyhow!("--add-host {h:?}: {ip:?} is not an IP address"))?;
-        host.extra_hosts.push((name.to_string(), ip));
+        host.extra_hosts.push(crate::args::parse_add_host(h)?);
     }
     host.mounts = runtime::mountflags::parse_mounts(&f.volume, &f.mount, &f.tmpfs)?;
     host.resources = f.resources.resources()?;

@@ -188,7 +188,7 @@ fn run_step_is_isolated_from_the_host() {
     assert_ne!(cat("/hostname"), host);
     let netdev = cat("/netdev");
     let ifaces: Vec<&str> = netdev.lines().skip(2).map(|l| l.split(':').next().unwrap().trim()).collect();
-    assert_eq!(ifaces, vec!["lo"], "{netdev}");
+    assert_eq!(ifaces, vec!["lo", "eth0"], "its own namespace on the build network:\n{netdev}");
     let mounts = cat("/mountinfo");
     let store_path = s.path().to_str().unwrap();
     assert!(!mounts.contains(store_path), "the store's path is visible:\n{mounts}");

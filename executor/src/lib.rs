@@ -10,6 +10,7 @@ pub mod cgroup;
 mod exec;
 mod init;
 mod populate;
+mod provider;
 mod resources;
 mod seccomp;
 mod spec;
@@ -22,6 +23,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use provider::{NetworkProvider, ProvidedNetwork, ProviderError, StepNetwork};
 pub use resources::{MIN_MEMORY, ProcessLimits, ResourceError, ULIMIT_NAMES, Ulimit, UlimitError};
 pub use spec::{InitConfig, SpawnConfig};
 pub use supervise::{ExecProcess, Sandbox};
@@ -121,7 +123,7 @@ pub enum MountKind {
     /// A fresh tmpfs; `size` in bytes.
     Tmpfs { size: Option<u64> },
     /// A read-only file with these contents, on a tmpfs: the bytes never touch a disk, so a
-    /// secret cannot end up in a layer.
+    /// secret cannot end up in a layer (a build step's /etc/hosts and resolv.conf neither).
     Secret { contents: Vec<u8>, mode: u32, uid: u32, gid: u32 },
 }
 

@@ -131,9 +131,14 @@ pub struct RunOp {
     /// Build args in scope (`ARG`), as `NAME=value`: they are in the RUN's environment but not
     /// in the image's config. Precisely: the entries of the RUN's environment that the image
     /// config's ENV lacks or has with another value (an `ARG X=1` after `ENV X=2` gives `X=1`
-    /// here: BuildKit's RUN sees 1), plus proxy build args (`HTTP_PROXY`... in both cases). They
-    /// take precedence over the config's ENV.
+    /// here: BuildKit's RUN sees 1). They take precedence over the config's ENV.
     pub build_args: Vec<String>,
+    /// Proxy build args (`HTTP_PROXY`... given with `--build-arg`, undeclared, each in both
+    /// cases) as `NAME=value`: in the step's environment, but neither in the image nor in the
+    /// step's cache key, as BuildKit's `ProxyEnv`: a proxy changes how a step reaches the
+    /// network, not what it builds. A declared `ARG HTTP_PROXY` is an ordinary build arg.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub proxy_env: Vec<String>,
     /// How history records the step, e.g. `RUN /bin/sh -c echo hi`, or with build args in scope
     /// `RUN |1 VERSION=1.0 /bin/sh -c echo hi` (BuildKit's text without ` # buildkit`).
     pub created_by: String,
@@ -213,7 +218,8 @@ pub enum CacheSharing {
 /// `RUN --network=`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum RunNetwork {
-    /// No flag, or `default`: the builder's default (no network until build networks exist).
+    /// No flag, or `default`: the build's `--network` (its build network unless it says
+    /// otherwise).
     #[default]
     Default,
     None,

@@ -76,12 +76,15 @@ pub enum ErrorKind {
     },
     /// A RUN whose process did not exit 0. `output_tail` holds its last output lines; `oom` is
     /// set (to the memory limit, if any) when the kernel's OOM killer killed a process of it.
-    #[error("{location}: {step}: {}", describe_status(*.status, *.oom))]
+    /// `network` is named in the message unless it was the build network, so that a step that
+    /// failed for want of a network says it had none.
+    #[error("{location}: {step}: {}", describe_status(*.status, *.oom, *.network))]
     RunFailed {
         location: Location,
         step: String,
         status: executor::ExitStatus,
         oom: Option<Option<u64>>,
+        network: executor::StepNetwork,
         output_tail: Vec<String>,
     },
     /// A [`frontend::BuildDefinition`] that cannot be built (a stage index out of range...).
@@ -122,6 +125,13 @@ pub enum StepError {
     Context(#[from] ContextError),
     #[error(transparent)]
     Fetch(#[from] FetchError),
+    /// The step's network could not be made.
+    #[error("network {network}")]
+    Network {
+        network: executor::StepNetwork,
+        #[source]
+        source: executor::ProviderError,
+    },
     /// A flag that names its value (`--chown=app`, `--from=img`), and why the value failed.
     #[error("{flag}")]
     Flag {
@@ -154,7 +164,11 @@ fn list(digests: &[Digest]) -> String {
     digests.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
 }
 
-fn describe_status(status: executor::ExitStatus, oom: Option<Option<u64>>) -> String {
+fn describe_status(
+    status: executor::ExitStatus,
+    oom: Option<Option<u64>>,
+    network: executor::StepNetwork,
+) -> String {
     let mut text = match status {
         executor::ExitStatus::Exited(c) => format!("process did not complete successfully: exit code {c}"),
         executor::ExitStatus::Signaled(s) => {
@@ -168,6 +182,9 @@ fn describe_status(status: executor::ExitStatus, oom: Option<Option<u64>>) -> St
         )),
         Some(None) => text.push_str(" (out of memory: the kernel's OOM killer killed it)"),
         None => {}
+    }
+    if network != executor::StepNetwork::Default {
+        text.push_str(&format!(" (the step ran with --network={network})"));
     }
     text
 }

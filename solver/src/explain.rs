@@ -412,6 +412,7 @@ mod tests {
         serde_json::to_string(&Op::Run(RunOp {
             args: vec!["/bin/sh".into(), "-c".into(), cmd.into()],
             build_args,
+            proxy_env: vec![],
             created_by: format!("RUN {prefix}/bin/sh -c {cmd}"),
             mounts: vec![],
             network: Default::default(),
@@ -674,6 +675,7 @@ mod tests {
         new.op = serde_json::to_string(&Op::Run(RunOp {
             args: vec!["echo".into(), "b".into()],
             build_args: vec![],
+            proxy_env: vec![],
             created_by: "RUN echo b".into(),
             mounts: vec![],
             network: Default::default(),

@@ -53,6 +53,12 @@ impl Builder<'_> {
         // changes the op), not every step after the ARG.
         let op_json = match &step.op {
             Op::Config(ConfigOp::Arg(_)) => format!("ARG\t{}", step.text),
+            // Proxies are not in the key (BuildKit's ProxyEnv is not either).
+            Op::Run(run) if !run.proxy_env.is_empty() => {
+                let mut keyed = run.clone();
+                keyed.proxy_env.clear();
+                serde_json::to_string(&Op::Run(keyed)).unwrap_or_default()
+            }
             // Ops are plain data with string keys: serialization cannot fail.
             op => serde_json::to_string(op).unwrap_or_default(),
         };

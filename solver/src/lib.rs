@@ -41,6 +41,7 @@ pub use context::ContextError;
 pub use copy::FileError;
 pub use dockerignore::{LoadError as IgnoreFileError, PatternError};
 pub use error::{Error, ErrorKind, Result, StepError};
+pub use executor::StepNetwork;
 pub use fetch::{FetchError, Fetcher, ImageFetcher, PullPolicy, PullPolicyError};
 pub use mounts::{MountError, Secret, SecretSource};
 pub use ops::config::apply_config;
@@ -94,6 +95,26 @@ pub struct BuildOptions {
     pub labels: Vec<(String, String)>,
     /// `--annotation KEY=VALUE`: annotations of the image's manifest.
     pub annotations: std::collections::BTreeMap<String, String>,
+    /// `--network`, and what gives RUN steps their network.
+    pub network: StepNetworks,
+}
+
+/// The network of RUN steps: `mode` for a RUN without `--network` (the build's `--network`),
+/// `provider` making each step's namespace and /etc files. Without a provider (a library user
+/// that brings none) every RUN is isolated, whatever it asks for but `host`.
+#[derive(Clone, Default)]
+pub struct StepNetworks {
+    pub mode: executor::StepNetwork,
+    pub provider: Option<std::sync::Arc<dyn executor::NetworkProvider>>,
+}
+
+impl std::fmt::Debug for StepNetworks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StepNetworks")
+            .field("mode", &self.mode)
+            .field("provider", &self.provider.is_some())
+            .finish()
+    }
 }
 
 /// The `--cache-from` sources of a build, in order.

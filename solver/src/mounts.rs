@@ -367,7 +367,9 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
 
 /// Removes from a step's `upper` the empty mount points the sandbox made for `targets` (and
 /// the directories it made for them), so a mount leaves no trace in the layer. Paths that
-/// exist in a lower layer are the image's and stay.
+/// exist in a lower layer are the image's and stay; a directory of the image that overlayfs
+/// copied up only to make a stub in it (empty in `upper`, not opaque, with the image's mode
+/// and owner) goes too, or every RUN would commit an `etc/` entry for its /etc/hosts.
 pub(crate) fn remove_stubs(upper: &Path, lowers: &[PathBuf], targets: &[String]) {
     let mut stack = vec![upper];
     stack.extend(lowers.iter().map(PathBuf::as_path));
@@ -375,10 +377,14 @@ pub(crate) fn remove_stubs(upper: &Path, lowers: &[PathBuf], targets: &[String])
         // Where the sandbox made it: symlinks in the image resolved as the sandbox did.
         let Ok(mut rel) = inroot::resolve_stacked(&stack, Path::new(target)) else { continue };
         while !rel.as_os_str().is_empty() {
-            if lowers.iter().any(|l| fs::symlink_metadata(l.join(&rel)).is_ok()) {
-                break;
-            }
             let path = upper.join(&rel);
+            if let Some(lower) = lowers.iter().find_map(|l| fs::symlink_metadata(l.join(&rel)).ok()) {
+                if !is_bare_copy_up(&path, &lower) || fs::remove_dir(&path).is_err() {
+                    break;
+                }
+                rel.pop();
+                continue;
+            }
             let removed = match fs::symlink_metadata(&path) {
                 Ok(m) if m.is_dir() => fs::remove_dir(&path).is_ok(),
                 Ok(m) if m.is_file() && m.len() == 0 => fs::remove_file(&path).is_ok(),
@@ -390,4 +396,17 @@ pub(crate) fn remove_stubs(upper: &Path, lowers: &[PathBuf], targets: &[String])
             rel.pop();
         }
     }
+}
+
+/// Whether `path` in the upper directory is a directory overlayfs copied up unchanged from
+/// `lower`: empty, not opaque, same mode and owner.
+fn is_bare_copy_up(path: &Path, lower: &fs::Metadata) -> bool {
+    let Ok(meta) = fs::symlink_metadata(path) else { return false };
+    meta.is_dir()
+        && lower.is_dir()
+        && meta.mode() == lower.mode()
+        && meta.uid() == lower.uid()
+        && meta.gid() == lower.gid()
+        && fs::read_dir(path).is_ok_and(|mut d| d.next().is_none())
+        && !matches!(xattr::get(path, cache::userns::opaque_xattr()), Ok(Some(v)) if v == b"y")
 }

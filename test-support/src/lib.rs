@@ -5,6 +5,7 @@
 
 pub mod containers;
 pub mod harness;
+pub mod outside;
 pub mod registry;
 
 use std::fs::File;
@@ -169,6 +170,41 @@ impl TestStore {
 
     pub fn path(&self) -> &Path {
         self.root.path()
+    }
+
+    /// The entry paths of each of `image`'s layers, bottom first, from `rbuild save`.
+    pub fn layer_entries(&self, image: &str) -> Vec<Vec<String>> {
+        let tar_path = self.root.path().join(format!("layers-{}.tar", image.replace([':', '/'], "_")));
+        self.ok(&["save", "--format", "oci", "-o", tar_path.to_str().expect("utf-8 temp path"), image]);
+        let mut blobs = std::collections::HashMap::new();
+        let mut archive = tar::Archive::new(File::open(&tar_path).expect("saved archive"));
+        for entry in archive.entries().expect("archive entries") {
+            let mut entry = entry.expect("archive entry");
+            let path = entry.path().expect("entry path").to_string_lossy().into_owned();
+            let mut body = Vec::new();
+            io::Read::read_to_end(&mut entry, &mut body).expect("entry body");
+            blobs.insert(path, body);
+        }
+        let _ = std::fs::remove_file(&tar_path);
+        let json = |path: &str| -> serde_json::Value {
+            serde_json::from_slice(blobs.get(path).unwrap_or_else(|| panic!("{path} missing"))).expect("JSON")
+        };
+        let blob = |d: &serde_json::Value| format!("blobs/sha256/{}", &d.as_str().expect("digest")[7..]);
+        let index = json("index.json");
+        let manifest = json(&blob(&index["manifests"][0]["digest"]));
+        let layers = manifest["layers"].as_array().expect("layers").clone();
+        layers
+            .iter()
+            .map(|l| {
+                let bytes = &blobs[&blob(&l["digest"])];
+                let reader = cache::decompressed(io::Cursor::new(bytes.clone())).expect("layer compression");
+                let mut tar = tar::Archive::new(reader);
+                tar.entries()
+                    .expect("layer entries")
+                    .map(|e| e.expect("layer entry").path().expect("path").to_string_lossy().into_owned())
+                    .collect()
+            })
+            .collect()
     }
 
     /// The image config of `image`, byte for byte as `rbuild save --format oci` exports it:

@@ -47,18 +47,19 @@ pub(super) fn lower_run(
         args.push(script);
         args
     };
-    // What the RUN's environment has beyond the image config: ARG values, and proxies.
-    let mut build_args: Vec<String> = Vec::new();
+    // What the RUN's environment has beyond the image config: proxies, and ARG values.
+    let mut proxy_env: Vec<String> = Vec::new();
     for (k, v) in &ctx.build_args {
         if PROXY_ARGS.iter().any(|p| p.eq_ignore_ascii_case(k)) {
             for key in [k.to_ascii_uppercase(), k.to_ascii_lowercase()] {
                 if env_get(&state.env, &key).is_none() {
-                    build_args.retain(|a| !a.starts_with(&format!("{key}=")));
-                    build_args.push(format!("{key}={v}"));
+                    proxy_env.retain(|a| !a.starts_with(&format!("{key}=")));
+                    proxy_env.push(format!("{key}={v}"));
                 }
             }
         }
     }
+    let mut build_args: Vec<String> = Vec::new();
     for (k, v) in &state.env {
         if env_get(&state.config_env, k) != Some(v.as_str()) {
             build_args.push(format!("{k}={v}"));
@@ -66,7 +67,7 @@ pub(super) fn lower_run(
     }
     // As BuildKit's history: the command only, whatever the mounts, network and security.
     let created_by = format!("RUN {}", run_command_string(&args, state));
-    Ok(Op::Run(RunOp { args, build_args, created_by, mounts, network, security }))
+    Ok(Op::Run(RunOp { args, build_args, proxy_env, created_by, mounts, network, security }))
 }
 
 /// CMD / ENTRYPOINT arguments: exec form as written, shell form wrapped in the SHELL.

@@ -6,6 +6,7 @@
 //! attach creates its bridge and NAT rules, the last detach deletes them (as netavark does).
 //! Everything here needs root but the store's records; rootless rbuild has `none` and `host`.
 
+mod build;
 mod hosts;
 mod nat;
 mod netlink;
@@ -23,6 +24,7 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
+pub use build::BuildNetwork;
 pub use hosts::{HostsEntry, HostsFile, host_resolv_conf, hosts_file_content, resolv_conf, write_hosts_file};
 pub use nat::{Firewall, NatRules, Rule, publish_nat, unpublish_nat};
 pub use netns::{create_netns, is_netns, remove_netns, run_in_netns};
@@ -129,6 +131,10 @@ pub struct BridgeConfig {
 /// The networks docker predefines: listed, never removed.
 pub const PREDEFINED: [&str; 3] = ["bridge", "host", "none"];
 
+/// The network of RUN steps ([`BuildNetwork`]): made on first use and kept like `bridge`, but
+/// hidden: not listed, not found by name, not removable, and no container may join it.
+pub const BUILD_NETWORK: &str = "rbuild-build";
+
 impl Network {
     /// The 12-digit id `ls` prints.
     pub fn short_id(&self) -> &str {
@@ -139,9 +145,15 @@ impl Network {
         PREDEFINED.contains(&self.name.as_str())
     }
 
-    /// Whether containers on it find each other by name (not on the default `bridge`).
+    /// The hidden network of build steps.
+    pub fn is_build(&self) -> bool {
+        self.name == BUILD_NETWORK
+    }
+
+    /// Whether containers on it find each other by name (not on the default `bridge`, and
+    /// build steps never see each other).
     pub fn resolves_names(&self) -> bool {
-        self.bridge.is_some() && self.name != "bridge"
+        self.bridge.is_some() && self.name != "bridge" && !self.is_build()
     }
 }
 

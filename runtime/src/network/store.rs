@@ -17,7 +17,9 @@ use super::hosts::{HostsEntry, HostsFile, write_in_place};
 use super::nat::{Firewall, Rule, network_tag};
 use super::netlink::Netlink;
 use super::netns::{is_netns, is_root, require_root};
-use super::{BridgeConfig, CreateOptions, Endpoint, Error, Network, PREDEFINED, Subnet, host_lock};
+use super::{
+    BUILD_NETWORK, BridgeConfig, CreateOptions, Endpoint, Error, Network, PREDEFINED, Subnet, host_lock,
+};
 
 /// What the container monitor (or `network connect`) attaches to a network.
 #[derive(Debug, Clone, Copy)]
@@ -278,6 +280,9 @@ impl Networks {
                 "invalid network name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
             )));
         }
+        if name == BUILD_NETWORK {
+            return Err(Error::Invalid(format!("network name {name} is reserved for build steps")));
+        }
         let _lock = self.lock()?;
         let files = self.load_with_predefined_locked()?;
         if files.iter().any(|f| f.network.name == name) {
@@ -328,18 +333,48 @@ impl Networks {
         Ok(network)
     }
 
-    /// Every network by name, with `bridge`, `host` and `none`.
+    /// Every network by name, with `bridge`, `host` and `none` (the build network is hidden).
     pub fn list(&self) -> Result<Vec<Network>, Error> {
-        Ok(self.load_with_predefined()?.into_iter().map(|f| f.network).collect())
+        Ok(self.load_with_predefined()?.into_iter().map(|f| f.network).filter(|n| !n.is_build()).collect())
     }
 
-    /// By name, full id or unique id prefix.
+    /// By name, full id or unique id prefix; never the hidden build network.
     pub fn get(&self, name_or_id: &str) -> Result<Network, Error> {
-        let files = self.load_with_predefined()?;
+        let files: Vec<NetworkFile> =
+            self.load_with_predefined()?.into_iter().filter(|f| !f.network.is_build()).collect();
         match Self::find(&files, name_or_id)? {
             Some(i) => Ok(files[i].network.clone()),
             None => Err(Error::NotFound(name_or_id.to_string())),
         }
+    }
+
+    /// Makes the build network's record if it has none yet (its bridge comes with the first
+    /// step attached, as any network's).
+    pub(crate) fn ensure_build_network(&self) -> Result<(), Error> {
+        if self.load_all()?.iter().any(|f| f.network.is_build()) {
+            return Ok(());
+        }
+        let _lock = self.lock()?;
+        let files = self.load_with_predefined_locked()?;
+        if files.iter().any(|f| f.network.is_build()) {
+            return Ok(());
+        }
+        let subnet = self.pick_subnet(&files, user_network_candidates(), None)?;
+        let network = Network {
+            id: random_id(),
+            name: BUILD_NETWORK.into(),
+            driver: "bridge".into(),
+            created: crate::container::now_rfc3339(),
+            labels: BTreeMap::new(),
+            internal: false,
+            bridge: Some(BridgeConfig {
+                subnet,
+                gateway: subnet.first_host(),
+                interface: "rbuild-build0".into(),
+                auto_subnet: true,
+            }),
+        };
+        self.save(&NetworkFile { network, endpoints: BTreeMap::new() })
     }
 
     /// Loads the network under the lock, with its stale endpoints reclaimed.
@@ -397,6 +432,9 @@ impl Networks {
     }
 
     fn remove_locked(&self, file: NetworkFile) -> Result<Network, Error> {
+        if file.network.is_build() {
+            return Err(Error::NotFound(file.network.name));
+        }
         if file.network.is_predefined() {
             return Err(Error::Predefined(file.network.name));
         }
@@ -433,7 +471,7 @@ impl Networks {
             if !file.endpoints.is_empty() {
                 continue;
             }
-            if file.network.is_predefined() {
+            if file.network.is_predefined() || file.network.is_build() {
                 if is_root() {
                     teardown(&file.network)?;
                 }
@@ -529,14 +567,16 @@ impl Networks {
         loop {
             match nl.link(&bridge.interface)? {
                 Some(l) if l.alias.as_deref() != Some(alias.as_str()) => {
-                    if file.network.name != "bridge" {
+                    if file.network.name != "bridge" && !file.network.is_build() {
                         return Err(Error::Conflict(format!(
                             "interface {} exists and is not network {}'s bridge",
                             bridge.interface, file.network.name
                         )));
                     }
-                    let n: u32 = bridge.interface.trim_start_matches("rbuild").parse().unwrap_or(0);
-                    bridge.interface = format!("rbuild{}", n + 1);
+                    // rbuild's own networks take the next free name: rbuild1, rbuild-build1...
+                    let stem = bridge.interface.trim_end_matches(|c: char| c.is_ascii_digit());
+                    let n: u32 = bridge.interface[stem.len()..].parse().unwrap_or(0);
+                    bridge.interface = format!("{stem}{}", n + 1);
                     changed = true;
                 }
                 _ => break,

@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 
 use cache::oci::{ContainerConfig, Layer};
+use executor::StepNetwork;
 use frontend::{CopyFrom, RunMount, RunNetwork, RunOp, RunSecurity, Step};
 
 use crate::error::{ErrorKind, Result, StepError};
@@ -15,6 +16,9 @@ use crate::{Event, StepName};
 
 /// How many of a failed RUN's last output lines the error shows.
 const OUTPUT_TAIL: usize = 10;
+
+/// Every RUN's hostname (BuildKit's is `buildkitsandbox`).
+const SANDBOX_HOSTNAME: &str = "rbuild-sandbox";
 
 impl Builder<'_> {
     pub(super) fn run(
@@ -35,10 +39,11 @@ impl Builder<'_> {
             run_env.env_set(k, v);
         }
         let refused = |what, entitlement| Err(StepError::NotAllowed { what, entitlement }).at(step);
+        // The build's `--network=host` needs no entitlement (docker's rule): the user typed it.
         let network = match run.network {
-            // No build network yet: `default` is `none`.
-            RunNetwork::Default | RunNetwork::None => executor::NetworkMode::None,
-            RunNetwork::Host if self.options.allow.network_host => executor::NetworkMode::Host,
+            RunNetwork::Default => self.options.network.mode,
+            RunNetwork::None => StepNetwork::None,
+            RunNetwork::Host if self.options.allow.network_host => StepNetwork::Host,
             RunNetwork::Host => return refused("RUN --network=host", "network.host"),
         };
         let security = match run.security {
@@ -46,13 +51,36 @@ impl Builder<'_> {
             RunSecurity::Insecure if self.options.allow.security_insecure => executor::Security::insecure(),
             RunSecurity::Insecure => return refused("RUN --security=insecure", "security.insecure"),
         };
+        let provided = match &self.options.network.provider {
+            Some(p) => Some(
+                p.provide(network, SANDBOX_HOSTNAME)
+                    .map_err(|source| StepError::Network { network, source })
+                    .at(step)?,
+            ),
+            None => None,
+        };
         let sources = self.mount_sources(step, &run.mounts)?;
         let prepared = mounts::prepare(self.store, &run.mounts, &self.options.secrets, sources).at(step)?;
         for kv in &prepared.env {
             let (k, v) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
             run_env.env_set(k, v);
         }
+        // Proxies given as build args: in the step's environment only (not in its key).
+        for kv in &run.proxy_env {
+            let (k, v) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
+            run_env.env_set(k, v);
+        }
         let env = run_env.env.unwrap_or_default();
+        let (mode, mut mounts) = match &provided {
+            Some(p) => (p.mode.clone(), p.mounts.clone()),
+            None if network == StepNetwork::Host => (executor::NetworkMode::Host, vec![]),
+            None => (executor::NetworkMode::None, vec![]),
+        };
+        // The step's own mounts come after /etc/hosts & co, so that a `--mount` there wins.
+        mounts.extend(prepared.mounts.iter().cloned());
+        let mut stubs: Vec<String> =
+            provided.iter().flat_map(|p| p.mounts.iter().map(|m| m.target.clone())).collect();
+        stubs.extend(prepared.targets.iter().cloned());
         let spec = executor::SandboxSpec {
             rootfs: sandbox_rootfs(&snapshot),
             process: executor::Process {
@@ -61,9 +89,9 @@ impl Builder<'_> {
                 cwd: cfg.working_dir.clone().filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into()),
                 user: cfg.user.clone().unwrap_or_default(),
             },
-            hostname: "rbuild-sandbox".into(),
-            network,
-            mounts: prepared.mounts.clone(),
+            hostname: SANDBOX_HOSTNAME.into(),
+            network: mode,
+            mounts,
             resources: self.options.resources.clone(),
             limits: self.options.limits.clone(),
             security,
@@ -93,6 +121,8 @@ impl Builder<'_> {
                 Err(executor::Error::Cancelled) => return Err(ErrorKind::Cancelled.into()),
                 Err(e) => return Err(e).at(step),
             };
+        // The namespace and address go back now, not after the commit.
+        drop(provided);
         if !partial.is_empty() {
             on_line(&partial);
         }
@@ -102,11 +132,12 @@ impl Builder<'_> {
                 step: step.text.clone(),
                 status: outcome.status,
                 oom: outcome.oom_killed.then_some(self.options.resources.memory),
+                network,
                 output_tail: tail.into(),
             }
             .into());
         }
-        mounts::remove_stubs(&snapshot.upper(), &snapshot.lowers, &prepared.targets);
+        mounts::remove_stubs(&snapshot.upper(), &snapshot.lowers, &stubs);
         let layer = self.commit(&snapshot, step);
         drop(prepared);
         layer

@@ -1,0 +1,100 @@
+//! "The outside world" for network tests, on this machine only: a network namespace reached
+//! from the host through a veth pair on a TEST-NET-1 (RFC 5737) /30, with busybox's httpd
+//! serving one page inside it. A build step that fetches the page went out through the build
+//! network's NAT exactly as it would to the internet, and nothing left the machine.
+//!
+//! Dropping it kills the server (by PID) and deletes the namespace and the veth pair, by name.
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// What the served page says.
+pub const PAGE: &str = "hello from outside\n";
+
+pub struct Outside {
+    netns: String,
+    host_link: String,
+    server: Child,
+    /// The server's address.
+    pub ip: Ipv4Addr,
+    pub port: u16,
+    _www: tempfile::TempDir,
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+impl Outside {
+    /// Sets it up; the /30 and the names come from the test process's id, so that two test
+    /// binaries running at once do not collide.
+    pub fn start() -> Outside {
+        let n = std::process::id() % 64;
+        let tag = format!("{:x}", std::process::id());
+        let netns = format!("rbt-out-{tag}");
+        let host_link = format!("rbto{tag}");
+        let peer = format!("rbti{tag}");
+        let host_ip = Ipv4Addr::new(192, 0, 2, (n * 4 + 1) as u8);
+        let server_ip = Ipv4Addr::new(192, 0, 2, (n * 4 + 2) as u8);
+        let www = tempfile::tempdir().expect("temp dir");
+        std::fs::write(www.path().join("index.html"), PAGE).expect("write the page");
+        ip(&["netns", "add", &netns]);
+        // From here on, a panic still cleans up through Drop (the server is a placeholder).
+        let placeholder = Command::new("true").spawn().expect("spawn true");
+        let mut outside =
+            Outside { netns, host_link, server: placeholder, ip: server_ip, port: 8080, _www: www };
+        let _ = outside.server.wait();
+        let ns = outside.netns.clone();
+        ip(&["link", "add", &outside.host_link, "type", "veth", "peer", "name", &peer, "netns", &ns]);
+        ip(&["addr", "add", &format!("{host_ip}/30"), "dev", &outside.host_link]);
+        ip(&["link", "set", &outside.host_link, "up"]);
+        ip(&["-n", &ns, "addr", "add", &format!("{server_ip}/30"), "dev", &peer]);
+        ip(&["-n", &ns, "link", "set", &peer, "up"]);
+        ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        // Replies go back to whoever asked, through the host.
+        ip(&["-n", &ns, "route", "add", "default", "via", &host_ip.to_string()]);
+        outside.server = Command::new("ip")
+            .args(["netns", "exec", &ns, "/bin/busybox", "httpd", "-f", "-p"])
+            .arg(format!("{server_ip}:{}", outside.port))
+            .arg("-h")
+            .arg(outside._www.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start busybox httpd in the outside namespace");
+        outside.wait_listening();
+        outside
+    }
+
+    /// The page's URL.
+    pub fn url(&self) -> String {
+        format!("http://{}:{}/", self.ip, self.port)
+    }
+
+    fn wait_listening(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let probe = format!("/bin/busybox wget -q -O- {}", self.url());
+        while Instant::now() < deadline {
+            let out = Command::new("sh").arg("-c").arg(&probe).output().expect("probe");
+            if out.status.success() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the outside world's httpd did not answer on {}", self.url());
+    }
+}
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+        // Deleting the host end deletes the pair; the namespace goes by name.
+        let _ = Command::new("ip").args(["link", "del", &self.host_link]).output();
+        let _ = Command::new("ip").args(["netns", "del", &self.netns]).output();
+        debug_assert!(!Path::new(&format!("/run/netns/{}", self.netns)).exists());
+    }
+}
