@@ -15,11 +15,18 @@ command -v newuidmap >/dev/null || need+=(uidmap)
 command -v htpasswd >/dev/null || need+=(apache2-utils)
 # Published container ports get NAT rules through nft (a userland proxy works without it).
 command -v nft >/dev/null || need+=(nftables)
+# Rootless build steps get their network from slirp4netns; the network tests' "outside world"
+# is set up with iproute2's `ip netns`.
+command -v slirp4netns >/dev/null || need+=(slirp4netns)
+command -v ip >/dev/null || need+=(iproute2)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]}" >&2
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+# slirp4netns opens /dev/net/tun as the unprivileged user: Debian's udev makes it 0666, a
+# container (as some CI machines are) may have it 0600.
+if [ -c /dev/net/tun ] && [ "$(stat -c %a /dev/net/tun)" != 666 ]; then chmod 0666 /dev/net/tun; fi
 # No test may reach beyond this machine: Docker Hub (short names) is blocked for every rbuild
 # the suite runs; tests that need a registry start their own on 127.0.0.1.
 export RBUILD_CONFIG="$PWD/test-support/offline.toml"

@@ -252,6 +252,18 @@ fn build_and_run_as_an_unprivileged_user() {
     // With the host's network, /sys is the host's, bound read-only, every mount below it too.
     let net = user.ok(&["run", "--rm", "base", "cat", "/data/net.txt"]);
     assert!(net.lines().any(|l| l == "lo") && !net.contains("writable"), "{net}");
+    // A rootless step's default network is slirp4netns's: out through the host's sockets.
+    let outside = test_support::outside::Outside::start();
+    let dockerfile = format!(
+        "FROM busybox\nRUN wget -q -O /page.txt {} && cat /etc/resolv.conf > /resolv.txt\n",
+        outside.url()
+    );
+    user.write("net/Dockerfile", dockerfile.as_bytes());
+    user.ok(&["build", "--progress=plain", "-t", "net", "net"]);
+    assert_eq!(user.ok(&["run", "--rm", "net", "cat", "/page.txt"]), test_support::outside::PAGE);
+    let resolv = user.ok(&["run", "--rm", "net", "cat", "/resolv.txt"]);
+    assert!(resolv.starts_with("nameserver 10.0.2.3\n"), "{resolv}");
+    drop(outside);
 
     // The layers are what root would have committed: image ids, whiteouts, an opaque directory.
     let entries = saved_entries(&user, "demo");

@@ -15,8 +15,8 @@
 //!
 //! Files and namespaces live under `<store>/build-net/<pid>-<random>/`, one directory per build
 //! process; a build that was SIGKILLed leaves its directory, which the next build sweeps.
-//! Rootless rbuild cannot make veths on the host: it gives `default` steps a user-mode network
-//! (see [`super::usermode`]).
+//! Rootless rbuild cannot make veths on the host: it gives `default` steps a user-mode network,
+//! slirp4netns (`usermode.rs`), and the step's resolv.conf names slirp4netns's DNS forwarder.
 
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr};
@@ -27,7 +27,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use executor::{Mount, MountKind, NetworkMode, NetworkProvider, ProvidedNetwork, ProviderError, StepNetwork};
 
 use super::hosts::{HostsFile, host_resolv_conf, hosts_file_content, resolv_conf};
-use super::netns::{create_netns, is_netns, is_root, remove_netns};
+use super::netns::{create_netns, is_netns, is_root, make_netns, remove_netns};
+use super::usermode::{self, Slirp};
 use super::{AttachRequest, BUILD_NETWORK, Error, Networks};
 
 /// Gives a build's RUN steps their network ([`executor::NetworkProvider`]).
@@ -61,11 +62,21 @@ impl BuildNetwork {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let dir = self.dir.join(n.to_string());
         fs::create_dir(&dir).map_err(io_at(&dir))?;
-        let mut release = Release { nets: None, id: String::new(), netns: None, dir: dir.clone() };
+        let mut release =
+            Release { nets: None, id: String::new(), slirp: None, netns: None, dir: dir.clone() };
         let hosts_path = dir.join("hosts");
         let h = HostsFile { path: &hosts_path, hostname, extra: &self.extra_hosts };
         let (mode, hosts, resolv) = match network {
-            StepNetwork::Default if !is_root() => return Err(Error::Rootless),
+            StepNetwork::Default if !is_root() => {
+                let ns = dir.join("netns");
+                make_netns(&ns)?;
+                release.netns = Some(ns.clone());
+                release.slirp = Some(Slirp::start(&ns, &dir.join("slirp4netns.log"))?);
+                let hosts = hosts_file_content(&h, &[usermode::GUEST_IP], &[], &[]);
+                let host = host_resolv_conf();
+                let resolv = format!("nameserver {}\n{}", usermode::DNS_IP, without_servers(&host));
+                (NetworkMode::Join(ns), hosts, resolv)
+            }
             StepNetwork::Default => {
                 let ns = dir.join("netns");
                 self.nets.ensure_build_network()?;
@@ -130,6 +141,7 @@ impl Drop for BuildNetwork {
 struct Release {
     nets: Option<Networks>,
     id: String,
+    slirp: Option<Slirp>,
     netns: Option<PathBuf>,
     dir: PathBuf,
 }
@@ -140,6 +152,8 @@ impl Drop for Release {
             // The kernel deletes the veth with the namespace, right below.
             let _ = nets.detach_exiting(BUILD_NETWORK, &self.id);
         }
+        // Stopped before its namespace goes.
+        self.slirp.take();
         if let Some(ns) = &self.netns {
             let _ = remove_netns(ns);
         }

@@ -14,6 +14,7 @@ mod netns;
 mod proxy;
 mod store;
 mod subnet;
+mod usermode;
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};

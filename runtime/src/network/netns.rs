@@ -32,6 +32,12 @@ pub(crate) fn is_root() -> bool {
 /// up.
 pub fn create_netns(path: &Path) -> Result<(), Error> {
     require_root()?;
+    make_netns(path)
+}
+
+/// [`create_netns`] in whatever user namespace the caller is in: rootless rbuild's build steps
+/// (a namespace owned by rbuild's user namespace, bind-mounted in its own mount namespace).
+pub(crate) fn make_netns(path: &Path) -> Result<(), Error> {
     if is_netns(path) {
         return Err(Error::Invalid(format!("{}: already a network namespace", path.display())));
     }
