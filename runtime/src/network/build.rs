@@ -23,6 +23,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 use executor::{Mount, MountKind, NetworkMode, NetworkProvider, ProvidedNetwork, ProviderError, StepNetwork};
 
@@ -39,6 +41,9 @@ pub struct BuildNetwork {
     dir: PathBuf,
     extra_hosts: Vec<(String, IpAddr)>,
     next: AtomicU64,
+    /// Steps' teardowns, running in the background (off the path from one step to the next);
+    /// joined when the build is done.
+    releasing: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
 fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -55,15 +60,21 @@ impl BuildNetwork {
         sweep(&parent);
         let dir = parent.join(format!("{}-{:08x}", std::process::id(), rand::random::<u32>()));
         fs::create_dir(&dir).map_err(io_at(&dir))?;
-        Ok(BuildNetwork { nets, dir, extra_hosts, next: AtomicU64::new(0) })
+        Ok(BuildNetwork { nets, dir, extra_hosts, next: AtomicU64::new(0), releasing: Arc::default() })
     }
 
     fn step(&self, network: StepNetwork, hostname: &str) -> Result<ProvidedNetwork, Error> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let dir = self.dir.join(n.to_string());
         fs::create_dir(&dir).map_err(io_at(&dir))?;
-        let mut release =
-            Release { nets: None, id: String::new(), slirp: None, netns: None, dir: dir.clone() };
+        let mut release = Release {
+            nets: None,
+            id: String::new(),
+            slirp: None,
+            netns: None,
+            dir: dir.clone(),
+            releasing: Some(self.releasing.clone()),
+        };
         let hosts_path = dir.join("hosts");
         let h = HostsFile { path: &hosts_path, hostname, extra: &self.extra_hosts };
         let (mode, hosts, resolv) = match network {
@@ -131,23 +142,45 @@ impl NetworkProvider for BuildNetwork {
 
 impl Drop for BuildNetwork {
     fn drop(&mut self) {
-        // Every step's Release has run by now (the solver holds none past its step); what is
-        // left are empty directories.
+        // The solver holds no step's network past its step: every teardown has started.
+        let handles = std::mem::take(&mut *self.releasing.lock().unwrap_or_else(|p| p.into_inner()));
+        for h in handles {
+            let _ = h.join();
+        }
         let _ = fs::remove_dir_all(&self.dir);
     }
 }
 
-/// What one step holds: dropping it detaches the step and removes its namespace and files.
+/// What one step holds: dropping it detaches the step and removes its namespace and files, on
+/// a thread of its own that the [`BuildNetwork`] joins.
 struct Release {
     nets: Option<Networks>,
     id: String,
     slirp: Option<Slirp>,
     netns: Option<PathBuf>,
     dir: PathBuf,
+    /// Set while the step holds it; taken by the drop that hands the work to a thread.
+    releasing: Option<Arc<Mutex<Vec<JoinHandle<()>>>>>,
 }
 
 impl Drop for Release {
     fn drop(&mut self) {
+        if let Some(releasing) = self.releasing.take() {
+            let rest = Release {
+                nets: self.nets.take(),
+                id: std::mem::take(&mut self.id),
+                slirp: self.slirp.take(),
+                netns: self.netns.take(),
+                dir: std::mem::take(&mut self.dir),
+                releasing: None,
+            };
+            let handle = std::thread::spawn(move || drop(rest));
+            releasing.lock().unwrap_or_else(|p| p.into_inner()).push(handle);
+            return;
+        }
+        if self.dir.as_os_str().is_empty() {
+            return;
+        }
         if let Some(nets) = &self.nets {
             // The kernel deletes the veth with the namespace, right below.
             let _ = nets.detach_exiting(BUILD_NETWORK, &self.id);
