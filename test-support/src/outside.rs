@@ -62,7 +62,7 @@ impl Outside {
             .arg("-h")
             .arg(outside._www.path())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(outside._www.path().join("httpd.log")).expect("httpd log"))
             .spawn()
             .expect("start busybox httpd in the outside namespace");
         outside.wait_listening();
@@ -74,7 +74,7 @@ impl Outside {
         format!("http://{}:{}/", self.ip, self.port)
     }
 
-    fn wait_listening(&self) {
+    fn wait_listening(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         let probe = format!("/bin/busybox wget -q -O- {}", self.url());
         while Instant::now() < deadline {
@@ -84,7 +84,16 @@ impl Outside {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("the outside world's httpd did not answer on {}", self.url());
+        let status = self.server.try_wait();
+        let log = std::fs::read_to_string(self._www.path().join("httpd.log")).unwrap_or_default();
+        let addrs = Command::new("ip").args(["-n", &self.netns, "addr"]).output().map(|o| o.stdout);
+        let probe = Command::new("sh").arg("-c").arg(&probe).output();
+        panic!(
+            "the outside world's httpd did not answer on {}: server {status:?}, log {log:?}, \
+             addresses {:?}, probe {probe:?}",
+            self.url(),
+            addrs.map(|a| String::from_utf8_lossy(&a).into_owned())
+        );
     }
 }
 
