@@ -408,6 +408,10 @@ pub struct BuildArgs {
     /// needed when given here).
     #[arg(long, value_name = "MODE", default_value = "default")]
     pub network: String,
+    /// A named context, in place of the stage or image called NAME: `NAME=DIR`,
+    /// `NAME=docker-image://REF` or `NAME=oci-layout://PATH[@TAG]`; may be repeated.
+    #[arg(long = "build-context", value_name = "NAME=VALUE")]
+    pub build_context: Vec<String>,
     /// An entry of every RUN's /etc/hosts: `HOST:IP` (or `HOST=IP`); may be repeated.
     #[arg(long = "add-host", value_name = "HOST:IP")]
     pub add_host: Vec<String>,

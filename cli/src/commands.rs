@@ -302,6 +302,7 @@ fn build(store: &Store, mut a: args::BuildArgs) -> Result<ExitCode> {
         fetcher: crate::transfer::fetcher(&a.insecure_registry, a.pull)?,
         labels: a.labels.iter().map(|l| parse_label(l)).collect::<Result<_>>()?,
         annotations: a.annotations.iter().map(|n| parse_annotation(n)).collect::<Result<_>>()?,
+        named_contexts: crate::contexts::named_contexts(store, &a.build_context)?,
         network: solver::StepNetworks {
             mode: crate::args::parse_step_network(&a.network)?,
             provider: Some(std::sync::Arc::new(runtime::network::BuildNetwork::open(

@@ -10,6 +10,7 @@ mod commands;
 mod container_args;
 mod container_fs;
 mod containers;
+mod contexts;
 mod graph;
 mod images;
 mod interrupt;

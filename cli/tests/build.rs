@@ -361,3 +361,78 @@ fn platform_is_this_machines_or_a_clear_error() {
     let e = s.fails(&["build", "--platform", "linux/amd64,linux/arm64", dir]);
     assert!(e.contains("one platform at a time"), "{e}");
 }
+
+/// `--build-context`: a context named like a stage replaces the stage (its RUN never runs),
+/// one named like an image replaces the image (here one that is nowhere: `alpine:3.19`), a
+/// directory is what `COPY --from` reads; an OCI layout gives the same image as the store's.
+#[test]
+fn build_context_replaces_a_stage_and_an_image_and_gives_directories() {
+    let s = store();
+    let rep = context(&[("Dockerfile", "FROM busybox\nRUN echo from-context > /which\n")]);
+    build(&s, rep.path(), "replacement:1");
+    let src = context(&[("hello.txt", "hello from a named context\n")]);
+    let ctx = context(&[(
+        "Dockerfile",
+        "FROM busybox AS base\nRUN echo from-stage > /which\n\
+         FROM alpine:3.19 AS other\n\
+         FROM base\nCOPY --from=src /hello.txt /hello.txt\nCOPY --from=other /bin/busybox /other-busybox\n",
+    )]);
+    let src_arg = format!("src={}", src.path().display());
+    let mut args = vec![
+        "build",
+        "--build-context",
+        "base=docker-image://replacement:1",
+        "--build-context",
+        "docker.io/library/alpine:3.19=docker-image://busybox",
+        "--build-context",
+        &src_arg,
+        "-t",
+        "bc:1",
+        ctx.path().to_str().unwrap(),
+    ];
+    s.ok(&args);
+    let cat = |image: &str, f: &str| s.ok(&["run", "--rm", "--network", "none", image, "cat", f]);
+    assert_eq!(cat("bc:1", "/which"), "from-context\n");
+    assert_eq!(cat("bc:1", "/hello.txt"), "hello from a named context\n");
+    assert!(
+        s.ok(&["run", "--rm", "--network", "none", "bc:1", "ls", "-l", "/other-busybox"]).contains("rwx")
+    );
+
+    // The same image from an OCI layout directory, picked by its ref.name.
+    let tar = s.path().join("rep.tar");
+    s.ok(&["save", "--format", "oci", "-o", tar.to_str().unwrap(), "replacement:1"]);
+    let layout = s.path().join("layout");
+    std::fs::create_dir(&layout).unwrap();
+    assert!(
+        std::process::Command::new("tar")
+            .arg("xf")
+            .arg(&tar)
+            .arg("-C")
+            .arg(&layout)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let oci_arg = format!("base=oci-layout://{}@1", layout.display());
+    args[2] = &oci_arg;
+    args[8] = "bc:2";
+    s.ok(&args);
+    assert_eq!(cat("bc:2", "/which"), "from-context\n");
+    assert_eq!(s.ok(&["images", "-q", "bc:2"]), s.ok(&["images", "-q", "bc:1"]), "same inputs, same image");
+
+    // Errors: one line each, nothing named.
+    let dir = ctx.path().to_str().unwrap();
+    let line = s.fails(&["build", "--build-context", "src=/nonexistent/ctx", "-t", "bad", dir]);
+    assert!(
+        line.contains("--build-context src=/nonexistent/ctx") && line.contains("not a directory"),
+        "{line}"
+    );
+    let line = s.fails(&["build", "--build-context", "src=git://x/y", "-t", "bad", dir]);
+    assert!(line.contains("use docker-image://REF, oci-layout://PATH[@TAG] or a directory"), "{line}");
+    let line = s.fails(&["build", "--build-context", "nameonly", "-t", "bad", dir]);
+    assert!(line.contains("use NAME=VALUE"), "{line}");
+    let line =
+        s.fails(&["build", "--build-context", &format!("base=oci-layout://{}@nope", layout.display()), dir]);
+    assert!(line.contains("has no image nope"), "{line}");
+    assert!(s.ok(&["images", "-q", "bad"]).is_empty());
+}

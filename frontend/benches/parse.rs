@@ -38,6 +38,7 @@ fn options() -> LowerOptions {
             ("HTTP_PROXY".into(), "http://proxy:3128".into()),
         ],
         target: None,
+        ..Default::default()
     }
 }
 

@@ -15,7 +15,7 @@ mod runmount;
 
 pub use error::{Error, Location, ResolveError};
 pub use expand::{ExpandError, env_get, expand_word, expand_word_with_escape, expand_words};
-pub use lower::{BaseConfig, DEFAULT_SHELL, ImageResolver, LowerOptions, PROXY_ARGS, lower};
+pub use lower::{BaseConfig, DEFAULT_SHELL, ImageResolver, LowerOptions, PROXY_ARGS, context_key, lower};
 
 use serde::{Deserialize, Serialize};
 

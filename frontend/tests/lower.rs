@@ -44,6 +44,7 @@ fn with_args(args: &[(&str, &str)]) -> LowerOptions {
     LowerOptions {
         build_args: args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         target: None,
+        ..Default::default()
     }
 }
 
@@ -460,15 +461,15 @@ fn errors_carry_locations() {
 fn target_selects_a_stage() {
     let text = "FROM busybox AS Build\nFROM alpine AS final\n";
     assert_eq!(lower(text).target, 1);
-    let options = LowerOptions { build_args: vec![], target: Some("BUILD".into()) };
+    let options = LowerOptions { build_args: vec![], target: Some("BUILD".into()), ..Default::default() };
     assert_eq!(lower_with(text, &options).unwrap().target, 0);
-    let options = LowerOptions { build_args: vec![], target: Some("nope".into()) };
+    let options = LowerOptions { build_args: vec![], target: Some("nope".into()), ..Default::default() };
     assert_eq!(
         lower_with(text, &options).unwrap_err().to_string(),
         "Dockerfile:1:1: target stage \"nope\" could not be found"
     );
     // TARGETSTAGE is the target's name.
-    let options = LowerOptions { build_args: vec![], target: Some("build".into()) };
+    let options = LowerOptions { build_args: vec![], target: Some("build".into()), ..Default::default() };
     let def = lower_with("FROM busybox AS build\nARG TARGETSTAGE\nRUN x\nFROM alpine\n", &options).unwrap();
     assert_eq!(run_op(&ops(&def, 0)[1]).build_args, strings(&["TARGETSTAGE=build"]));
 }
@@ -864,4 +865,31 @@ fn needed_stages_follow_from_copy_and_run_mounts() {
     assert_eq!(def.needed_stages(), [true, true, false, true, true]);
     assert_eq!(def.stages[4].dependencies(), [1, 3]);
     assert_eq!(def.stages[3].dependencies(), [0]);
+}
+
+#[test]
+fn named_contexts_replace_stages_and_images_but_not_stage_references() {
+    assert_eq!(frontend::context_key("docker.io/library/Alpine:latest"), "alpine");
+    assert_eq!(frontend::context_key("alpine:3.19"), "alpine:3.19");
+    let mut options = LowerOptions::default();
+    options.named_contexts.insert("base".into(), "busybox:1".into());
+    options.named_contexts.insert("node".into(), "alpine".into());
+    options.named_contexts.insert("files".into(), "sha256:0123".into());
+    let def = lower_with(
+        "FROM scratch AS base\nRUN never\nFROM docker.io/library/node:latest\n\
+         COPY --from=base /a /a\nCOPY --from=files /b /b\n",
+        &options,
+    )
+    .unwrap();
+    // The replaced stage is its context's image, without its instructions.
+    assert_eq!(def.stages[0].base, Base::Image("busybox:1".into()));
+    assert!(def.stages[0].steps.is_empty());
+    assert_eq!(def.stages[1].base, Base::Image("alpine".into()));
+    let from = |i: usize| match &def.stages[1].steps[i].op {
+        Op::Copy(c) => c.from.clone(),
+        other => panic!("{other:?}"),
+    };
+    // A stage's name still means the stage (which the context replaced).
+    assert_eq!(from(0), Some(CopyFrom::Stage(0)));
+    assert_eq!(from(1), Some(CopyFrom::Image("sha256:0123".into())));
 }

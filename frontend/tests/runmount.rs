@@ -31,6 +31,7 @@ fn lower_with(text: &str, args: &[(&str, &str)]) -> Result<BuildDefinition, Erro
     let options = LowerOptions {
         build_args: args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         target: None,
+        ..Default::default()
     };
     build_definition("Dockerfile", text, &options, &FakeResolver)
 }

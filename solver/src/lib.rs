@@ -97,6 +97,9 @@ pub struct BuildOptions {
     pub annotations: std::collections::BTreeMap<String, String>,
     /// `--network`, and what gives RUN steps their network.
     pub network: StepNetworks,
+    /// `--build-context`: the image each named context stands for
+    /// ([`frontend::LowerOptions::named_contexts`]).
+    pub named_contexts: std::collections::BTreeMap<String, String>,
 }
 
 /// The network of RUN steps: `mode` for a RUN without `--network` (the build's `--network`),
@@ -214,8 +217,11 @@ pub fn build(store: &Store, options: &BuildOptions, progress: &dyn Progress) -> 
 /// Parses and lowers `options.dockerfile` (with its build args and target), answering
 /// questions about base images from `store`. Builds nothing.
 pub fn lower(store: &Store, options: &BuildOptions) -> Result<BuildDefinition> {
-    let lower =
-        frontend::LowerOptions { build_args: options.build_args.clone(), target: options.target.clone() };
+    let lower = frontend::LowerOptions {
+        build_args: options.build_args.clone(),
+        target: options.target.clone(),
+        named_contexts: options.named_contexts.clone(),
+    };
     Ok(frontend::build_definition(
         &options.dockerfile_name,
         &options.dockerfile,

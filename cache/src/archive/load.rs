@@ -38,7 +38,7 @@ struct Loader<'a> {
     files: HashMap<String, Entry>,
 }
 
-pub(super) fn load(store: &Store, archive: &Path) -> Result<Vec<LoadedImage>> {
+pub(super) fn load(store: &Store, archive: &Path, name: bool) -> Result<Vec<LoadedImage>> {
     let mut loader = Loader { store, path: archive.to_path_buf(), files: HashMap::new() };
     loader.read_archive()?;
     let has = |name: &str| loader.files.contains_key(name);
@@ -50,7 +50,7 @@ pub(super) fn load(store: &Store, archive: &Path) -> Result<Vec<LoadedImage>> {
         return Err(loader.err("not an image archive (no manifest.json or index.json)"));
     };
     // Every blob of every image is present and verified: only now do names point at them.
-    for loaded in &images {
+    for loaded in images.iter().filter(|_| name) {
         match &loaded.reference {
             Some(r) => store.tag(r, &loaded.image.digest)?,
             // Kept without a name, as docker keeps an untagged image it loads (`<none>`).
@@ -264,7 +264,8 @@ impl Loader<'_> {
         for desc in &index.manifests {
             let reference = self.reference_of(desc)?;
             let digest = self.resolve_manifest(desc, 0)?;
-            images.push(LoadedImage { reference, image: self.store.image(&digest)? });
+            let ref_name = desc.annotations.get(oci::ANNOTATION_REF_NAME).cloned();
+            images.push(LoadedImage { reference, ref_name, image: self.store.image(&digest)? });
         }
         Ok(images)
     }
@@ -370,10 +371,14 @@ impl Loader<'_> {
             let digest = self.store.write_blob(&manifest_bytes)?;
             let image = self.store.image(&digest)?;
             if references.is_empty() {
-                images.push(LoadedImage { reference: None, image });
+                images.push(LoadedImage { reference: None, ref_name: None, image });
             } else {
                 for reference in references {
-                    images.push(LoadedImage { reference: Some(reference), image: image.clone() });
+                    images.push(LoadedImage {
+                        reference: Some(reference),
+                        ref_name: None,
+                        image: image.clone(),
+                    });
                 }
             }
         }

@@ -24,6 +24,9 @@ pub enum ArchiveFormat {
 #[derive(Debug, Clone)]
 pub struct LoadedImage {
     pub reference: Option<ImageRef>,
+    /// An OCI layout's `org.opencontainers.image.ref.name` as written (`latest`, `v1`...):
+    /// what `oci-layout://PATH@TAG` picks by.
+    pub ref_name: Option<String>,
     pub image: Image,
 }
 
@@ -43,7 +46,13 @@ impl Store {
     /// Reads an OCI or Docker archive (detected from its content), stores its blobs and tags,
     /// and returns the images it held.
     pub fn load(&self, archive: &Path) -> Result<Vec<LoadedImage>> {
-        load::load(self, archive)
+        load::load(self, archive, true)
+    }
+
+    /// [`Store::load`] without naming anything: the images are reachable by digest only (a
+    /// build's `--build-context oci-layout://`), and go with the next prune unless used.
+    pub fn load_unnamed(&self, archive: &Path) -> Result<Vec<LoadedImage>> {
+        load::load(self, archive, false)
     }
 }
 

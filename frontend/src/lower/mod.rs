@@ -11,7 +11,7 @@ use config::*;
 use files::*;
 use flags::*;
 use run::*;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use hostutil::gopath;
 
@@ -47,6 +47,25 @@ pub struct LowerOptions {
     pub build_args: Vec<(String, String)>,
     /// `--target`: the stage to build; the last stage when `None`.
     pub target: Option<String>,
+    /// `--build-context NAME=...`, each as the image reference it stands for (the CLI turns a
+    /// directory or an OCI layout into an image first), keyed by [`context_key`] of NAME. As in
+    /// BuildKit, a context named like a stage replaces that stage (its instructions are not
+    /// lowered); one named like an image replaces that image in `FROM`, `COPY --from` and
+    /// `RUN --mount from=`; a stage name still wins over a context in those.
+    pub named_contexts: BTreeMap<String, String>,
+}
+
+/// How `--build-context` names are matched, as BuildKit's `NamedContext`: lower case, and an
+/// image name in its short form without `:latest` (`docker.io/library/alpine:latest` and
+/// `alpine` are the same name).
+pub fn context_key(name: &str) -> String {
+    let name = name.to_lowercase();
+    let short = name
+        .strip_prefix("docker.io/library/")
+        .or_else(|| name.strip_prefix("index.docker.io/library/"))
+        .or_else(|| name.strip_prefix("docker.io/"))
+        .unwrap_or(&name);
+    short.strip_suffix(":latest").unwrap_or(short).to_string()
 }
 
 /// The shell RUN, CMD and ENTRYPOINT use in shell form when no SHELL instruction is in effect.
@@ -134,6 +153,7 @@ struct Ctx<'a> {
     file: &'a str,
     escape: char,
     build_args: Vec<(String, String)>,
+    named_contexts: &'a BTreeMap<String, String>,
     warnings: Vec<String>,
 }
 
@@ -148,6 +168,11 @@ impl Ctx<'_> {
 
     fn build_arg(&self, name: &str) -> Option<&str> {
         env_get(&self.build_args, name)
+    }
+
+    /// The image a `--build-context` named `name` stands for.
+    fn named_context(&self, name: &str) -> Option<&str> {
+        self.named_contexts.get(&context_key(name)).map(String::as_str)
     }
 
     /// Expands one word as BuildKit's `ProcessWord`, an error pointing at `pos`.
@@ -203,7 +228,13 @@ fn lower_inner(
     }
     let dockerfile = parse_file(file, text)?;
     let escape = dockerfile.escape;
-    let mut ctx = Ctx { file, escape, build_args: options.build_args.clone(), warnings: Vec::new() };
+    let mut ctx = Ctx {
+        file,
+        escape,
+        build_args: options.build_args.clone(),
+        named_contexts: &options.named_contexts,
+        warnings: Vec::new(),
+    };
 
     // BuildKit's `instructions.Parse`: every instruction checked, in order, before anything runs.
     let mut seen_from = false;
@@ -325,6 +356,14 @@ fn lower_inner(
             .iter()
             .position(|s| s.name.as_deref() == Some(lower_base.as_str()))
             .or_else(|| base_name.parse::<usize>().ok().filter(|&j| j < infos.len()));
+        // A context named like this stage replaces it: FROM that image, nothing else.
+        let replaced_by = name.as_deref().and_then(|n| ctx.named_context(n)).map(str::to_owned);
+        let base_name = match (&replaced_by, earlier) {
+            (Some(r), _) => r.clone(),
+            (None, None) => ctx.named_context(&base_name).map_or(base_name, str::to_owned),
+            (None, Some(_)) => base_name,
+        };
+        let earlier = earlier.filter(|_| replaced_by.is_none());
         let (base, mut state, triggers) = if base_name == "scratch" {
             (Base::Scratch, StageState::new(Vec::new(), "/".into()), Vec::new())
         } else if let Some(j) = earlier {
@@ -350,6 +389,8 @@ fn lower_inner(
             (Base::Image(base_name.clone()), StageState::new(env, workdir), config.on_build)
         };
 
+        // A replaced stage is the context's image as it is: no ONBUILD either (BuildKit's noinit).
+        let triggers = if replaced_by.is_some() { Vec::new() } else { triggers };
         let display = name.clone().unwrap_or_else(|| format!("stage-{index}"));
         let scope = Scope { global: &global, names: &names, index, display: &display };
         let mut steps = Vec::new();
@@ -374,6 +415,7 @@ fn lower_inner(
                 .map_err(|e| fail(&ctx, e.message()))?;
             steps.push(Step { location: ctx.loc(from_pos), text, op });
         }
+        let instructions = if replaced_by.is_some() { &[][..] } else { &instructions[..] };
         for ins in instructions {
             let mut text = ins.original.trim().to_owned();
             let op = lower_instruction(&mut ctx, ins, &mut state, &scope, &mut declared, &mut text)?;
@@ -499,7 +541,7 @@ fn resolve_stage_ref(
     };
     match found {
         None if value.is_empty() => Err(ctx.err(offset, "missing a value on flag: --from")),
-        None => Ok(CopyFrom::Image(value.to_owned())),
+        None => Ok(CopyFrom::Image(ctx.named_context(value).unwrap_or(value).to_owned())),
         Some(i) if i < scope.index => Ok(CopyFrom::Stage(i)),
         Some(i) if i == scope.index => {
             Err(ctx.err(offset, format!("circular dependency detected on stage: {}", scope.display)))
