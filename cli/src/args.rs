@@ -408,6 +408,10 @@ pub struct BuildArgs {
     /// needed when given here).
     #[arg(long, value_name = "MODE", default_value = "default")]
     pub network: String,
+    /// The cgroup every RUN's cgroup is made in (a path under each hierarchy's root, made if
+    /// missing; default `rbuild`).
+    #[arg(long = "cgroup-parent", value_name = "PATH")]
+    pub cgroup_parent: Option<String>,
     /// A named context, in place of the stage or image called NAME: `NAME=DIR`,
     /// `NAME=docker-image://REF` or `NAME=oci-layout://PATH[@TAG]`; may be repeated.
     #[arg(long = "build-context", value_name = "NAME=VALUE")]

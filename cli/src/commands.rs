@@ -242,6 +242,19 @@ fn parse_label(label: &str) -> Result<(String, String)> {
     Ok((key.to_string(), value.to_string()))
 }
 
+/// `--memory` & co, and `--cgroup-parent` (a relative path: no `.`, `..` or empty component).
+fn executor_resources(a: &args::BuildArgs) -> Result<runtime::Resources> {
+    let mut r = a.resources.resources()?;
+    if let Some(p) = &a.cgroup_parent {
+        let trimmed = p.trim_matches('/');
+        if trimmed.is_empty() || trimmed.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+            bail!("--cgroup-parent {p:?}: use a cgroup path such as build/ci (no empty, . or .. parts)");
+        }
+        r.cgroup_parent = Some(trimmed.to_string());
+    }
+    Ok(r)
+}
+
 fn build_args(args: &[String]) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     for b in args {
@@ -288,7 +301,7 @@ fn build(store: &Store, mut a: args::BuildArgs) -> Result<ExitCode> {
         cancel: Some(crate::interrupt::install()),
         secrets: a.secret.iter().map(|s| parse_secret(s)).collect::<Result<_>>()?,
         allow: parse_allow(&a.allow)?,
-        resources: a.resources.resources()?,
+        resources: executor_resources(&a)?,
         limits: process_limits(a.shm_size.as_deref(), &a.ulimits)?,
         cache_from: crate::cacheopts::sources(
             store,

@@ -436,3 +436,67 @@ fn build_context_replaces_a_stage_and_an_image_and_gives_directories() {
     assert!(line.contains("has no image nope"), "{line}");
     assert!(s.ok(&["images", "-q", "bad"]).is_empty());
 }
+
+/// The cgroup roots of this machine (cgroup2's, and each v1 hierarchy's).
+fn cgroup_roots() -> Vec<std::path::PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    info.lines()
+        .filter_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            let fstype = post.split_whitespace().next()?;
+            (fstype == "cgroup2" || fstype == "cgroup")
+                .then(|| pre.split_whitespace().nth(4).map(Into::into))?
+        })
+        .collect()
+}
+
+/// `--cgroup-parent`: while a RUN runs, its cgroup is a directory under the parent in every
+/// hierarchy; afterwards the step's cgroup is gone and the parent stays (as docker leaves it).
+#[test]
+fn cgroup_parent_holds_every_runs_cgroup() {
+    let s = store();
+    let parent = format!("rbuild-test-{}/ci", std::process::id());
+    let ctx = context(&[("Dockerfile", "FROM busybox\nRUN sleep 2\n")]);
+    let child = s
+        .cmd()
+        .args(["build", "--cgroup-parent", &parent, "-t", "cgp:1", ctx.path().to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let roots = cgroup_roots();
+    assert!(!roots.is_empty());
+    let children = |root: &Path| -> Vec<String> {
+        std::fs::read_dir(root.join(&parent))
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut seen = Vec::new();
+    while std::time::Instant::now() < deadline && seen.is_empty() {
+        seen = roots.iter().flat_map(|r| children(r)).collect();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!seen.is_empty(), "no cgroup appeared under {parent} in {roots:?}");
+    // rbuild's sandbox cgroups are named `<pid>-<n>`.
+    let numeric = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    assert!(
+        seen.iter().all(|n| n.split_once('-').is_some_and(|(a, b)| numeric(a) && numeric(b))),
+        "{seen:?}"
+    );
+    for root in &roots {
+        assert!(children(root).is_empty(), "the step's cgroup outlived it under {}", root.display());
+        // The test's own parent directories go (leaf first).
+        let _ = std::fs::remove_dir(root.join(&parent));
+        let _ = std::fs::remove_dir(root.join(parent.split('/').next().unwrap()));
+    }
+    let line = s.fails(&["build", "--cgroup-parent", "../escape", ctx.path().to_str().unwrap()]);
+    assert!(line.contains("--cgroup-parent \"../escape\""), "{line}");
+}

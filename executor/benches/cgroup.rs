@@ -29,6 +29,7 @@ fn main() {
         cpu_quota: has(Controller::Cpu).then_some(100_000),
         cpu_period: has(Controller::Cpu).then_some(100_000),
         cpu_shares: None,
+        cgroup_parent: None,
     };
     let mut n = 0;
     let mut name = || {

@@ -387,13 +387,13 @@ impl Layout {
         roots
     }
 
-    /// The directory where `controller`'s files of cgroup `name` are.
-    fn dir(&self, controller: Controller, name: &str) -> Option<PathBuf> {
+    /// The directory where `controller`'s files of cgroup `name` under `parent` are.
+    fn dir(&self, controller: Controller, parent: &str, name: &str) -> Option<PathBuf> {
         let root = match self.location(controller)? {
             Location::V1(root) => root.as_path(),
             Location::V2 => self.v2.as_deref()?,
         };
-        Some(root.join(PARENT).join(name))
+        Some(root.join(parent).join(name))
     }
 }
 
@@ -459,7 +459,7 @@ pub fn sweep_stale(layout: &Layout) {
         if !stale {
             continue;
         }
-        let mut cgroup = Cgroup::skeleton(layout, &name);
+        let mut cgroup = Cgroup::skeleton(layout, PARENT, &name);
         cgroup.dirs.retain(|d| d.exists());
         let _ = cgroup.remove();
     }
@@ -486,6 +486,9 @@ pub struct Stats {
 /// [`open`](Cgroup::open) only by `remove`.
 #[derive(Debug)]
 pub struct Cgroup {
+    /// The directory under each hierarchy's root that holds it: [`PARENT`], or the one
+    /// `--cgroup-parent` names.
+    parent: String,
     name: String,
     /// Every directory, in creation order (v1 hierarchies, then cgroup2).
     dirs: Vec<PathBuf>,
@@ -498,18 +501,18 @@ pub struct Cgroup {
 }
 
 impl Cgroup {
-    /// Paths for cgroup `name`, nothing made.
-    fn skeleton(layout: &Layout, name: &str) -> Cgroup {
-        let dirs = layout.roots().iter().map(|r| r.join(PARENT).join(name)).collect();
+    /// Paths for cgroup `name` under `parent`, nothing made.
+    fn skeleton(layout: &Layout, parent: &str, name: &str) -> Cgroup {
+        let dirs = layout.roots().iter().map(|r| r.join(parent).join(name)).collect();
         let controllers = Controller::ALL
             .iter()
             .filter_map(|&c| {
                 let v2 = layout.location(c) == Some(&Location::V2);
-                layout.dir(c, name).map(|d| (c, d, v2))
+                layout.dir(c, parent, name).map(|d| (c, d, v2))
             })
             .collect();
-        let v2 = layout.v2_root().map(|r| r.join(PARENT).join(name));
-        Cgroup { name: name.to_string(), dirs, controllers, v2, owned: false }
+        let v2 = layout.v2_root().map(|r| r.join(parent).join(name));
+        Cgroup { parent: parent.to_string(), name: name.to_string(), dirs, controllers, v2, owned: false }
     }
 
     /// The existing cgroup `name` ([`Cgroup::name`] of a sandbox, from any process: for pause,
@@ -517,7 +520,7 @@ impl Cgroup {
     /// the cgroup alone.
     pub fn open(name: &str) -> Result<Cgroup, Error> {
         check_name(name)?;
-        let mut cgroup = Cgroup::skeleton(layout()?, name);
+        let mut cgroup = Cgroup::skeleton(layout()?, PARENT, name);
         cgroup.dirs.retain(|d| d.is_dir());
         if cgroup.dirs.is_empty() {
             return Err(Error::NotFound(name.to_string()));
@@ -529,7 +532,19 @@ impl Cgroup {
     /// it exists already, or if a limit needs a controller the machine lacks; on any failure,
     /// the directories made so far are removed again.
     pub fn create(layout: &Layout, name: &str, resources: &Resources) -> Result<Cgroup, Error> {
+        Cgroup::create_in(layout, PARENT, name, resources)
+    }
+
+    /// [`Cgroup::create`] under `parent` (`--cgroup-parent`: a path relative to each
+    /// hierarchy's root, made if missing and left in place afterwards, as docker does).
+    pub fn create_in(
+        layout: &Layout,
+        parent: &str,
+        name: &str,
+        resources: &Resources,
+    ) -> Result<Cgroup, Error> {
         check_name(name)?;
+        let parent = check_parent(parent)?;
         let need = |c: Controller, what: &'static str, wanted: bool| {
             if wanted && layout.location(c).is_none() {
                 return Err(Error::MissingController { what, controller: c.name() });
@@ -552,13 +567,18 @@ impl Cgroup {
             ),
         ];
         if let Some(v2_root) = layout.v2_root() {
-            let parent = v2_root.join(PARENT);
-            mkdir_shared(&parent)?;
+            // The root and every directory down to the parent delegate the controllers.
+            let mut chain = vec![v2_root.to_path_buf()];
+            for component in parent.split('/') {
+                let next = chain[chain.len() - 1].join(component);
+                mkdir_shared(&next)?;
+                chain.push(next);
+            }
             for (c, needed) in v2_wanted {
                 if layout.location(c) != Some(&Location::V2) {
                     continue;
                 }
-                for dir in [v2_root, &parent] {
+                for dir in &chain {
                     // Without a limit, a controller is only for accounting: not worth failing for.
                     match enable_controller(dir, c.name()) {
                         Err(e) if needed => return Err(e),
@@ -568,13 +588,13 @@ impl Cgroup {
             }
         }
 
-        let mut cgroup = Cgroup::skeleton(layout, name);
+        let mut cgroup = Cgroup::skeleton(layout, &parent, name);
         cgroup.owned = true;
         let dirs = std::mem::take(&mut cgroup.dirs);
         // From here on, an early return drops `cgroup`, which removes what is in `dirs`.
         for dir in dirs {
             if let Some(parent) = dir.parent() {
-                mkdir_shared(parent)?;
+                fs::create_dir_all(parent).map_err(|source| Error::Mkdir { path: parent.into(), source })?;
             }
             match fs::create_dir(&dir) {
                 Ok(()) => cgroup.dirs.push(dir),
@@ -646,7 +666,7 @@ impl Cgroup {
     /// The cgroup as OCI's `cgroupsPath` spells it: `/rbuild/<name>`, relative to each
     /// hierarchy's root.
     pub fn path(&self) -> String {
-        format!("/{PARENT}/{}", self.name)
+        format!("/{}/{}", self.parent, self.name)
     }
 
     /// Every directory of the cgroup (one per hierarchy).
@@ -862,6 +882,19 @@ impl Drop for Cgroup {
     }
 }
 
+/// A `--cgroup-parent`: a relative path (leading and trailing `/` dropped) without `.`, `..`
+/// or empty components.
+fn check_parent(parent: &str) -> Result<String, Error> {
+    let trimmed = parent.trim_matches('/');
+    if trimmed.is_empty()
+        || trimmed.contains(['\0', '\n'])
+        || trimmed.split('/').any(|c| c.is_empty() || c == "." || c == "..")
+    {
+        return Err(Error::InvalidName(parent.to_string()));
+    }
+    Ok(trimmed.to_string())
+}
+
 fn check_name(name: &str) -> Result<(), Error> {
     if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0', '\n']) {
         return Err(Error::InvalidName(name.to_string()));
@@ -988,6 +1021,14 @@ fn poll_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn cgroup_parent_is_a_relative_path_inside_the_tree() {
+        assert_eq!(super::check_parent("/build/ci/").unwrap(), "build/ci");
+        for bad in ["", "/", "../x", "a/../b", "a//b", "./a"] {
+            assert!(super::check_parent(bad).is_err(), "{bad:?}");
+        }
+    }
+
     use super::*;
 
     /// This machine: systemd-less hybrid, cgroup2 at /sys/fs/cgroup/unified with only hugetlb.
@@ -1105,7 +1146,7 @@ mod tests {
             assert_eq!(layout.location(c), Some(&Location::V2), "{c:?}");
         }
         assert_eq!(layout.roots(), [Path::new("/sys/fs/cgroup")]);
-        let cg = Cgroup::skeleton(&layout, "1-1");
+        let cg = Cgroup::skeleton(&layout, PARENT, "1-1");
         assert_eq!(cg.dir(Controller::Memory), Some(Path::new("/sys/fs/cgroup/rbuild/1-1")));
         assert_eq!(cg.procs_files(), [PathBuf::from("/sys/fs/cgroup/rbuild/1-1/cgroup.procs")]);
         assert_eq!(cg.path(), "/rbuild/1-1");
@@ -1232,7 +1273,7 @@ mod tests {
             v2.display()
         );
         let layout = Layout::parse(&mountinfo, controllers(PURE_V2_CONTROLLERS)).unwrap();
-        let cg = Cgroup::skeleton(&layout, "1-1");
+        let cg = Cgroup::skeleton(&layout, PARENT, "1-1");
         write(
             &v2.join("rbuild/1-1"),
             &[
@@ -1265,7 +1306,7 @@ mod tests {
             })
             .collect::<String>();
         let layout = Layout::parse(&mountinfo, |_| None).unwrap();
-        let cg = Cgroup::skeleton(&layout, "1-2");
+        let cg = Cgroup::skeleton(&layout, PARENT, "1-2");
         write(
             &v1("memory").join("rbuild/1-2"),
             &[

@@ -139,6 +139,11 @@ pub struct Resources {
     pub cpu_shares: Option<u64>,
     /// Most processes (and threads) at once.
     pub pids: Option<u64>,
+    /// `--cgroup-parent`: where the sandbox's cgroup is made, relative to each hierarchy's
+    /// root (default [`cgroup::PARENT`]). Given, the sandbox must get a cgroup (an error if it
+    /// cannot), as with a limit.
+    #[serde(default)]
+    pub cgroup_parent: Option<String>,
 }
 
 /// What the process may do.

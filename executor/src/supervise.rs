@@ -93,7 +93,8 @@ fn make_cgroup(spec: &SandboxSpec) -> Result<Option<Cgroup>, Error> {
     };
     // Cgroups of rbuild processes that were SIGKILLed: only ours, only those whose owner is gone.
     SWEPT.call_once(|| cgroup::sweep_stale(layout));
-    match Cgroup::create(layout, &cgroup::sandbox_name(), &spec.resources) {
+    let parent = spec.resources.cgroup_parent.as_deref().unwrap_or(cgroup::PARENT);
+    match Cgroup::create_in(layout, parent, &cgroup::sandbox_name(), &spec.resources) {
         Ok(cg) => Ok(Some(cg)),
         // Without write access to the cgroup tree (rootless, or inside a container) a sandbox
         // without limits runs without a cgroup of its own; one with limits cannot.

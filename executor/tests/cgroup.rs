@@ -114,6 +114,7 @@ fn limits_are_written_before_anything_joins() {
         cpu_period: Some(100_000),
         cpu_shares: Some(512),
         pids: Some(10),
+        cgroup_parent: None,
     };
     let cg = Cgroup::create(layout, &unique(), &r).unwrap();
     assert!(cg.pids().is_empty());
@@ -320,6 +321,7 @@ fn v2_controllers_limits() {
         cpu_period: None,
         cpu_shares: Some(1024),
         pids: Some(20),
+        cgroup_parent: None,
     };
     let cg = Cgroup::create(layout, &unique(), &r).unwrap();
     let enabled = read(&v2_root.join("rbuild/cgroup.subtree_control"));
