@@ -19,6 +19,8 @@ command -v nft >/dev/null || need+=(nftables)
 # is set up with iproute2's `ip netns`.
 command -v slirp4netns >/dev/null || need+=(slirp4netns)
 command -v ip >/dev/null || need+=(iproute2)
+# `--ssh` tests start ssh-agent and copy ssh-add into their image.
+command -v ssh-agent >/dev/null || need+=(openssh-client)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]}" >&2
   apt-get update -qq

@@ -408,6 +408,11 @@ pub struct BuildArgs {
     /// needed when given here).
     #[arg(long, value_name = "MODE", default_value = "default")]
     pub network: String,
+    /// An ssh agent for `RUN --mount=type=ssh`: `default` (`$SSH_AUTH_SOCK`), `ID=SOCKET`, or
+    /// `ID=KEY[,KEY...]` (private key files, served by an ssh-agent for the build); may be
+    /// repeated.
+    #[arg(long, value_name = "default|ID[=SOCKET|KEY[,KEY...]]")]
+    pub ssh: Vec<String>,
     /// The cgroup every RUN's cgroup is made in (a path under each hierarchy's root, made if
     /// missing; default `rbuild`).
     #[arg(long = "cgroup-parent", value_name = "PATH")]

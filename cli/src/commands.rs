@@ -286,6 +286,10 @@ fn build(store: &Store, mut a: args::BuildArgs) -> Result<ExitCode> {
         bail!("--push: the image has no name to push to (give -t NAME)");
     }
     store.remove_stale_snapshots()?;
+    // Agents started for `--ssh ID=KEY` listen in here; killed and removed after the build.
+    let ssh_dir = store.temp_dir("ssh-agent-")?;
+    let ssh =
+        a.ssh.iter().map(|v| solver::SshSource::parse(v, ssh_dir.path())).collect::<Result<Vec<_>, _>>()?;
     let options = solver::BuildOptions {
         context: a.context.clone(),
         dockerfile,
@@ -300,6 +304,7 @@ fn build(store: &Store, mut a: args::BuildArgs) -> Result<ExitCode> {
         explain: a.explain_cache,
         cancel: Some(crate::interrupt::install()),
         secrets: a.secret.iter().map(|s| parse_secret(s)).collect::<Result<_>>()?,
+        ssh,
         allow: parse_allow(&a.allow)?,
         resources: executor_resources(&a)?,
         limits: process_limits(a.shm_size.as_deref(), &a.ulimits)?,

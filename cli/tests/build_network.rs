@@ -5,7 +5,6 @@
 //! build args in RUN's environment only.
 
 use std::path::Path;
-use std::process::Command;
 
 use test_support::outside::{Outside, PAGE};
 use test_support::{TestStore, context};
@@ -14,26 +13,6 @@ fn store() -> TestStore {
     let s = TestStore::new(env!("CARGO_BIN_EXE_rbuild"));
     s.import_busybox();
     s
-}
-
-/// Copies the host's `getent` and the glibc it loads into `dir` (paths kept), so that a
-/// busybox image gets glibc's resolver (busybox has no `getent`).
-fn add_getent(dir: &Path) {
-    let getent = Path::new("/usr/bin/getent");
-    let ldd = Command::new("ldd").arg(getent).output().expect("ldd");
-    let mut files = vec![getent.to_path_buf()];
-    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
-        let path = line.split("=>").last().unwrap_or(line).split_whitespace().next().unwrap_or("");
-        if path.starts_with('/') {
-            files.push(path.into());
-        }
-    }
-    for f in files {
-        let to = dir.join(f.strip_prefix("/").unwrap());
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        // The file itself, not a symlink to it: the image has no /lib to point into.
-        std::fs::copy(std::fs::canonicalize(&f).unwrap(), &to).unwrap();
-    }
 }
 
 /// The files of `image`'s root, through `rbuild run`.
@@ -60,7 +39,8 @@ fn default_network_reaches_outside_by_address_and_added_name_and_none_cannot() {
                  && getent hosts localhost > /localhost-none.txt && cat /proc/net/dev > /netdev-none.txt\n"
         ),
     )]);
-    add_getent(&ctx.path().join("glibc"));
+    // busybox has no getent: glibc's, for glibc's resolver.
+    test_support::copy_host_binary(Path::new("/usr/bin/getent"), &ctx.path().join("glibc"));
     let add_host = format!("outside.test:{}", outside.ip);
     s.ok(&["build", "--add-host", &add_host, "-t", "net:1", ctx.path().to_str().unwrap()]);
 

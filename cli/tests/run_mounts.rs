@@ -627,15 +627,6 @@ fn the_same_layer_twice_in_an_image() {
 // Errors
 
 #[test]
-fn ssh_mount_is_a_located_error() {
-    let s = store();
-    let ctx = context(&[("Dockerfile", "FROM busybox\nRUN --mount=type=ssh ls\n")]);
-    let (line, _) = failing_build(&s, ctx.path(), &[]);
-    assert!(line.contains("Dockerfile:2:5:") && line.ends_with("type=ssh is not supported yet"), "{line}");
-    assert_store_clean(&s);
-}
-
-#[test]
 fn required_secret_not_given_is_one_line_naming_it() {
     let s = store();
     let ctx = context(&[(
@@ -714,4 +705,78 @@ fn directory_mount_on_an_image_file_is_one_line() {
         "{line}"
     );
     assert_store_clean(&s);
+}
+
+/// An `ssh-agent -D` the test starts, killed by PID when dropped.
+struct TestAgent(std::process::Child);
+
+impl Drop for TestAgent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn host(cmd: &mut std::process::Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `--ssh` with a running agent (`default=SOCKET`) and with a key file (rbuild's own agent):
+/// `ssh-add -l` inside `RUN --mount=type=ssh` lists the key; `SSH_AUTH_SOCK` names BuildKit's
+/// default socket; `uid`/`mode` hold; nothing of it lands in a layer; a required agent that
+/// was not given is a one-line error, an optional one is no mount.
+#[test]
+fn ssh_mount_forwards_an_agent_and_key_files() {
+    let s = store();
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("id_ed25519");
+    host(
+        std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "rbuild-test", "-f"])
+            .arg(&key),
+    );
+    let fingerprint =
+        host(std::process::Command::new("ssh-keygen").arg("-lf").arg(key.with_extension("pub")));
+    let fingerprint = fingerprint.split_whitespace().nth(1).unwrap().to_string();
+    assert!(fingerprint.starts_with("SHA256:"), "{fingerprint}");
+    let sock = keys.path().join("agent.sock");
+    let _agent =
+        TestAgent(std::process::Command::new("ssh-agent").arg("-D").arg("-a").arg(&sock).spawn().unwrap());
+    for _ in 0..500 {
+        if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    host(std::process::Command::new("ssh-add").arg("-q").arg(&key).env("SSH_AUTH_SOCK", &sock));
+
+    let dir = context(&[(
+        "Dockerfile",
+        "FROM busybox\nCOPY tools/ /\n\
+         RUN --mount=type=ssh ssh-add -l > /agent.txt && echo $SSH_AUTH_SOCK > /sock.txt\n\
+         RUN --mount=type=ssh,id=keys,target=/tmp/k.sock,mode=0666,uid=1000 \
+             ssh-add -l > /keys.txt && stat -c '%a %u' /tmp/k.sock > /stat.txt\n\
+         RUN --mount=type=ssh,id=absent test ! -e /run/buildkit/ssh_agent.0\n",
+    )]);
+    test_support::copy_host_binary(Path::new("/usr/bin/ssh-add"), &dir.path().join("tools"));
+    let default = format!("default={}", sock.display());
+    let from_key = format!("keys={}", key.display());
+    build(&s, dir.path(), &["--ssh", &default, "--ssh", &from_key, "-t", "ssh:1"]);
+    let cat = |f: &str| s.ok(&["run", "--rm", "--network", "none", "ssh:1", "cat", f]);
+    assert!(cat("/agent.txt").contains(&fingerprint), "{}", cat("/agent.txt"));
+    assert_eq!(cat("/sock.txt"), "/run/buildkit/ssh_agent.0\n");
+    assert!(cat("/keys.txt").contains(&fingerprint), "{}", cat("/keys.txt"));
+    assert_eq!(cat("/stat.txt"), "666 1000\n");
+    for layer in s.layer_entries("ssh:1").iter().skip(2) {
+        assert!(!layer.iter().any(|p| p.contains("ssh_agent") || p.contains("k.sock")), "{layer:?}");
+    }
+
+    let required = context(&[("Dockerfile", "FROM busybox\nRUN --mount=type=ssh,required=true true\n")]);
+    let line = s.fails(&["build", required.path().to_str().unwrap()]);
+    assert!(line.contains("ssh agent \"default\" is required but was not given"), "{line}");
+    let line = s.fails(&["build", "--ssh", "x=/nonexistent/key", required.path().to_str().unwrap()]);
+    assert!(line.contains("--ssh x: /nonexistent/key"), "{line}");
+    assert!(std::fs::read_dir(s.path().join("tmp")).unwrap().next().is_none(), "tmp/ left behind");
 }

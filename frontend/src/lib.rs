@@ -190,6 +190,12 @@ pub enum RunMount {
         uid: u32,
         gid: u32,
     },
+    /// `type=ssh`: a socket to the `--ssh` agent of that `id` (default `default`) at `target`
+    /// (default `/run/buildkit/ssh_agent.N`, N counting the RUN's ssh mounts from 0, as
+    /// BuildKit), owned by `uid`:`gid` with `mode` (default 0600). `SSH_AUTH_SOCK` names the
+    /// first one unless the environment has it. A missing agent is an error only when
+    /// `required`.
+    Ssh { id: String, target: Option<String>, required: bool, mode: u32, uid: u32, gid: u32 },
 }
 
 impl RunMount {

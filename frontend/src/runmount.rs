@@ -51,8 +51,6 @@ pub enum MountFlagError {
     SecretSourceAndId,
     #[error("invalid cache sharing set for {0} mount")]
     SharingNotCache(&'static str),
-    #[error("RUN --mount=type=ssh is not supported yet")]
-    Ssh,
     #[error("invalid mount target {}", go_quote(.0))]
     Target(String),
     #[error("invalid network mode {}", go_quote(.0))]
@@ -309,7 +307,7 @@ pub(crate) fn lower_mount(
     from: Option<CopyFrom>,
 ) -> Result<RunMount, MountFlagError> {
     match m.typ {
-        MountType::Ssh => return Err(MountFlagError::Ssh),
+        MountType::Ssh => return Ok(lower_ssh(m)),
         MountType::Secret => return Ok(lower_secret(m)),
         _ => {}
     }
@@ -345,6 +343,19 @@ pub(crate) fn lower_mount(
 /// name; the file goes to the target, or `/run/secrets/<id>` unless `env` is given. BuildKit
 /// passes a relative secret target through as it is, which the runtime resolves against the
 /// container's root (not the WORKDIR), so that is where it goes here.
+/// BuildKit's `dispatchSSH`: the id defaults to `default`, the target stays unset (the solver
+/// numbers the sockets), mode 0600.
+fn lower_ssh(m: &Mount) -> RunMount {
+    RunMount::Ssh {
+        id: if m.id.is_empty() { "default".into() } else { m.id.clone() },
+        target: (!m.target.is_empty()).then(|| gopath::clean(&format!("/{}", m.target))),
+        required: m.required,
+        mode: m.mode.unwrap_or(0o600),
+        uid: m.uid.unwrap_or(0),
+        gid: m.gid.unwrap_or(0),
+    }
+}
+
 fn lower_secret(m: &Mount) -> RunMount {
     let id = if !m.source.is_empty() {
         m.source.clone()
@@ -592,8 +603,26 @@ mod tests {
             "failed to parse csv mounts: parse error on line 1, column 2: bare \" in non-quoted-field"
         );
         assert_eq!(
-            lower("type=ssh", "/").unwrap_err().to_string(),
-            "RUN --mount=type=ssh is not supported yet"
+            lower("type=ssh", "/").unwrap(),
+            RunMount::Ssh {
+                id: "default".into(),
+                target: None,
+                required: false,
+                mode: 0o600,
+                uid: 0,
+                gid: 0
+            }
+        );
+        assert_eq!(
+            lower("type=ssh,id=gh,target=run/s.sock,required,mode=0666,uid=1000", "/app").unwrap(),
+            RunMount::Ssh {
+                id: "gh".into(),
+                target: Some("/run/s.sock".into()),
+                required: true,
+                mode: 0o666,
+                uid: 1000,
+                gid: 0
+            }
         );
     }
 

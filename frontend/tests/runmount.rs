@@ -414,8 +414,7 @@ fn errors_are_located_at_the_flag() {
             "RUN --mount=type=tmpfs,target=/x,sharing=locked true",
             "2:5: invalid cache sharing set for tmpfs mount",
         ),
-        ("RUN --mount=type=ssh true", "2:5: RUN --mount=type=ssh is not supported yet"),
-        ("RUN --mount=type=ssh,id=default,required true", "2:5: RUN --mount=type=ssh is not supported yet"),
+        ("RUN --mount=type=ssh,sharing=locked true", "2:5: invalid cache sharing set for ssh mount"),
         (
             "RUN --mount=target=/x --mount=target=${X:?unset} true",
             "2:23: failed to process \"${X:?unset}\": X: unset",

@@ -26,6 +26,7 @@ mod keys;
 mod mounts;
 mod ops;
 mod schedule;
+mod ssh;
 mod time;
 
 use std::path::PathBuf;
@@ -45,6 +46,7 @@ pub use executor::StepNetwork;
 pub use fetch::{FetchError, Fetcher, ImageFetcher, PullPolicy, PullPolicyError};
 pub use mounts::{MountError, Secret, SecretSource};
 pub use ops::config::apply_config;
+pub use ssh::{SshError, SshSource};
 pub use time::now_rfc3339;
 
 /// The environment PATH of an image that sets none, as BuildKit gives `FROM scratch`.
@@ -75,6 +77,8 @@ pub struct BuildOptions {
     pub cancel: Option<&'static AtomicBool>,
     /// `--secret`: what `RUN --mount=type=secret,id=...` reads.
     pub secrets: Vec<Secret>,
+    /// `--ssh`: the agents `RUN --mount=type=ssh,id=...` reaches.
+    pub ssh: Vec<SshSource>,
     /// `--allow`: what a Dockerfile may ask for beyond the sandbox.
     pub allow: Entitlements,
     /// `--memory`, `--cpus`, `--pids-limit`: the limits of every RUN's cgroup.

@@ -70,6 +70,10 @@ pub enum MountError {
     SecretEnvUnset { id: String, var: String },
     #[error("secret {id:?} is required but was not given (--secret id={id},src=FILE)")]
     SecretMissing { id: String },
+    #[error("ssh agent {id:?} is required but was not given (--ssh {id}[=SOCKET|KEY])")]
+    SshMissing { id: String },
+    #[error(transparent)]
+    Ssh(#[from] crate::SshError),
     #[error("secret {id:?} contains a NUL byte, so it cannot be the variable {var}")]
     SecretNul { id: String, var: String },
     #[error("--mount source {path:?}")]
@@ -112,12 +116,16 @@ pub(crate) struct Prepared {
     pub mounts: Vec<executor::Mount>,
     /// `NAME=value` entries for secrets with `env=`.
     pub env: Vec<String>,
+    /// The first ssh mount's socket: `SSH_AUTH_SOCK`, unless the step's environment has one.
+    pub ssh_auth_sock: Option<String>,
     /// Targets whose empty stubs (made by the sandbox as mount points) are removed from the
     /// step's upper directory.
     pub targets: Vec<String>,
     _views: Vec<cache::ReadonlyMount>,
     _temp: Vec<tempfile::TempDir>,
     _locks: Vec<Flock<File>>,
+    /// Each removes its own socket; its directory is in `_temp`.
+    _proxies: Vec<crate::ssh::Proxy>,
 }
 
 /// Where a bind or cache mount reads from.
@@ -134,16 +142,20 @@ pub(crate) fn prepare(
     store: &Store,
     mounts: &[RunMount],
     secrets: &[Secret],
+    ssh: &[crate::SshSource],
     sources: Vec<Option<Source<'_>>>,
 ) -> Result<Prepared, MountError> {
     let mut p = Prepared {
         mounts: Vec::new(),
         env: Vec::new(),
+        ssh_auth_sock: None,
         targets: Vec::new(),
         _views: Vec::new(),
         _temp: Vec::new(),
         _locks: Vec::new(),
+        _proxies: Vec::new(),
     };
+    let mut ssh_index = 0;
     for (m, from) in mounts.iter().zip(sources) {
         match m {
             RunMount::Bind { target, source, readwrite, .. } => {
@@ -213,6 +225,32 @@ pub(crate) fn prepare(
                     kind: executor::MountKind::Tmpfs { size: *size },
                 });
                 p.targets.push(target.clone());
+            }
+            RunMount::Ssh { id, target, required, mode, uid, gid } => {
+                let target = target.clone().unwrap_or_else(|| format!("/run/buildkit/ssh_agent.{ssh_index}"));
+                ssh_index += 1;
+                let Some(source) = ssh.iter().find(|s| &s.id == id) else {
+                    if *required {
+                        return Err(MountError::SshMissing { id: id.clone() });
+                    }
+                    continue;
+                };
+                let dir = store.temp_dir("ssh-")?;
+                let proxy = crate::ssh::Proxy::start(
+                    source.socket(),
+                    &dir.path().join("agent.sock"),
+                    *uid,
+                    *gid,
+                    *mode,
+                )?;
+                p.mounts.push(executor::Mount {
+                    target: target.clone(),
+                    kind: executor::MountKind::Bind { source: proxy.path().to_path_buf(), readonly: false },
+                });
+                p.targets.push(target.clone());
+                p.ssh_auth_sock.get_or_insert(target);
+                p._proxies.push(proxy);
+                p._temp.push(dir);
             }
             RunMount::Secret { id, target, env, required, mode, uid, gid } => {
                 let Some(secret) = secrets.iter().find(|s| &s.id == id) else {

@@ -332,3 +332,23 @@ pub fn context(files: &[(&str, &str)]) -> tempfile::TempDir {
     }
     dir
 }
+
+/// Copies the host's `binary` and the shared libraries `ldd` says it loads into `root` (paths
+/// kept, symlinks resolved), so that a test image built from busybox gets a real glibc tool
+/// (`getent`, `ssh-add`) by `COPY root/ /`.
+pub fn copy_host_binary(binary: &Path, root: &Path) {
+    let ldd = Command::new("ldd").arg(binary).output().expect("ldd");
+    let mut files = vec![binary.to_path_buf()];
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+        let path = line.split("=>").last().unwrap_or(line).split_whitespace().next().unwrap_or("");
+        if path.starts_with('/') {
+            files.push(path.into());
+        }
+    }
+    for f in files {
+        let to = root.join(f.strip_prefix("/").expect("absolute"));
+        std::fs::create_dir_all(to.parent().expect("a parent")).expect("create the directory");
+        // The file itself, not a symlink to it: the image has no /lib to point into.
+        std::fs::copy(std::fs::canonicalize(&f).expect("canonical path"), &to).expect("copy");
+    }
+}

@@ -60,10 +60,17 @@ impl Builder<'_> {
             None => None,
         };
         let sources = self.mount_sources(step, &run.mounts)?;
-        let prepared = mounts::prepare(self.store, &run.mounts, &self.options.secrets, sources).at(step)?;
+        let prepared =
+            mounts::prepare(self.store, &run.mounts, &self.options.secrets, &self.options.ssh, sources)
+                .at(step)?;
         for kv in &prepared.env {
             let (k, v) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
             run_env.env_set(k, v);
+        }
+        if let Some(sock) = &prepared.ssh_auth_sock
+            && run_env.env_get("SSH_AUTH_SOCK").is_none()
+        {
+            run_env.env_set("SSH_AUTH_SOCK", sock);
         }
         // Proxies given as build args: in the step's environment only (not in its key).
         for kv in &run.proxy_env {
