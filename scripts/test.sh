@@ -21,6 +21,8 @@ command -v slirp4netns >/dev/null || need+=(slirp4netns)
 command -v ip >/dev/null || need+=(iproute2)
 # `--ssh` tests start ssh-agent and copy ssh-add into their image.
 command -v ssh-agent >/dev/null || need+=(openssh-client)
+# Git contexts (`rbuild build git://...`) go through the git command; a test serves one.
+command -v git >/dev/null || need+=(git)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]}" >&2
   apt-get update -qq

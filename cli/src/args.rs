@@ -424,7 +424,9 @@ pub struct BuildArgs {
     /// An entry of every RUN's /etc/hosts: `HOST:IP` (or `HOST=IP`); may be repeated.
     #[arg(long = "add-host", value_name = "HOST:IP")]
     pub add_host: Vec<String>,
-    /// The build context directory, or `-` for a tar stream on stdin (plain, gzip or zstd).
+    /// The build context: a directory; `-` for a tar stream on stdin (plain, gzip or zstd); a
+    /// git repository (`https://HOST/REPO.git#REF:DIR`, `git@HOST:REPO`, `git://`, `ssh://`, or
+    /// a local `REPO#REF:DIR`); or an http(s) URL of a tar (or of a Dockerfile alone).
     #[arg(value_name = "CONTEXT")]
     pub context: PathBuf,
 }

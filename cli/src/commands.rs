@@ -155,6 +155,26 @@ fn stdin_context(
     Ok((dir, file))
 }
 
+/// `rbuild build URL` (docker's rules, `solver::RemoteContext`): fetched into the store's
+/// `tmp/`, which the returned directory removes when dropped. A local directory is never
+/// remote, whatever its name. `-f` names a file of the fetched context; a URL that was the
+/// Dockerfile itself gives an empty context.
+fn remote_context(store: &Store, a: &mut args::BuildArgs) -> Result<Option<tempfile::TempDir>> {
+    let Some(arg) = a.context.to_str().filter(|_| !a.context.exists()) else { return Ok(None) };
+    let Some(remote) = solver::RemoteContext::parse(arg) else { return Ok(None) };
+    let dir = store.temp_dir("context-")?;
+    let fetched = remote.fetch(dir.path())?;
+    a.context = fetched.context;
+    if let Some(bytes) = fetched.dockerfile {
+        let path = dir.path().join("Dockerfile");
+        std::fs::write(&path, bytes).with_context(|| format!("{}", path.display()))?;
+        a.file.get_or_insert(path);
+    } else if let Some(f) = a.file.as_mut().filter(|f| f.is_relative() && f.as_os_str() != "-") {
+        *f = a.context.join(&*f);
+    }
+    Ok(Some(dir))
+}
+
 /// `--shm-size` (go-units' RAMInBytes, as docker) and `--ulimit`s.
 fn process_limits(shm_size: Option<&str>, ulimits: &[String]) -> Result<runtime::ProcessLimits> {
     let shm_size = match shm_size {
@@ -276,6 +296,8 @@ fn build(store: &Store, mut a: args::BuildArgs) -> Result<ExitCode> {
     } else {
         None
     };
+    // Kept until the build is done: a git repository or a download (`build URL`).
+    let _remote_context = remote_context(store, &mut a)?;
     let (dockerfile_name, dockerfile) = read_dockerfile(&a.context, a.file.as_deref())?;
     let tags = a.tags.iter().map(|t| parse_ref(t)).collect::<Result<Vec<_>>>()?;
     let outputs = images::parse_outputs(&a.output)?;

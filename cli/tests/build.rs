@@ -500,3 +500,115 @@ fn cgroup_parent_holds_every_runs_cgroup() {
     let line = s.fails(&["build", "--cgroup-parent", "../escape", ctx.path().to_str().unwrap()]);
     assert!(line.contains("--cgroup-parent \"../escape\""), "{line}");
 }
+
+/// A server the test started (git daemon, busybox httpd), killed by PID when dropped.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A free port on 127.0.0.1 (bound and released: a server started right after gets it).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn wait_for_port(port: u16) {
+    for _ in 0..500 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("nothing listens on 127.0.0.1:{port}");
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=rbuild-test", "-c", "user.email=test@rbuild.invalid"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// `rbuild build URL` as `docker build URL`: a git repository served by `git daemon` on
+/// 127.0.0.1 at a tag and a subdirectory, a local repository at its HEAD, an http tarball and
+/// an http Dockerfile; an unreachable remote is one line.
+#[test]
+fn git_and_http_contexts() {
+    let s = store();
+    let base = tempfile::tempdir().unwrap();
+    let repo = base.path().join("repo");
+    std::fs::create_dir_all(repo.join("sub")).unwrap();
+    git(&repo, &["init", "-q"]);
+    std::fs::write(repo.join("sub/Dockerfile"), "FROM busybox\nCOPY version.txt /version.txt\n").unwrap();
+    std::fs::write(repo.join("sub/version.txt"), "v1\n").unwrap();
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "one"]);
+    git(&repo, &["tag", "v1"]);
+    std::fs::write(repo.join("sub/version.txt"), "v2\n").unwrap();
+    git(&repo, &["commit", "-q", "-a", "-m", "two"]);
+
+    // git-daemon itself, not `git daemon`: that would leave its git-daemon child behind when
+    // killed.
+    let exec_path = std::process::Command::new("git").arg("--exec-path").output().unwrap();
+    let exec_path = String::from_utf8_lossy(&exec_path.stdout).trim().to_string();
+    let port = free_port();
+    let _daemon = Server(
+        std::process::Command::new(Path::new(&exec_path).join("git-daemon"))
+            .args(["--reuseaddr", "--export-all", "--listen=127.0.0.1"])
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", base.path().display()))
+            .arg(base.path())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(port);
+    let cat = |image: &str, f: &str| s.ok(&["run", "--rm", "--network", "none", image, "cat", f]);
+    s.ok(&["build", "-t", "git:1", &format!("git://127.0.0.1:{port}/repo#v1:sub")]);
+    assert_eq!(cat("git:1", "/version.txt"), "v1\n");
+    s.ok(&["build", "-t", "git:2", &format!("{}#:sub", repo.display())]);
+    assert_eq!(cat("git:2", "/version.txt"), "v2\n");
+    let line = s.fails(&["build", "-t", "bad", &format!("git://127.0.0.1:{port}/nope#v1")]);
+    assert!(line.contains(&format!("git context git://127.0.0.1:{port}/nope: fatal:")), "{line}");
+    let line = s.fails(&["build", "-t", "bad", &format!("git://127.0.0.1:{port}/repo#v1:nothere")]);
+    assert!(line.contains("nothere is not a directory in the repository"), "{line}");
+
+    // http: a gzip tar of a context, and a Dockerfile alone.
+    let www = base.path().join("www");
+    std::fs::create_dir(&www).unwrap();
+    let tar = std::process::Command::new("tar")
+        .arg("-czf")
+        .arg(www.join("ctx.tar.gz"))
+        .arg("-C")
+        .arg(repo.join("sub"))
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    std::fs::write(www.join("Dockerfile.txt"), "FROM busybox\nRUN echo from-url > /from.txt\n").unwrap();
+    let port = free_port();
+    let _httpd = Server(
+        std::process::Command::new("/bin/busybox")
+            .args(["httpd", "-f", "-p", &format!("127.0.0.1:{port}"), "-h"])
+            .arg(&www)
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(port);
+    s.ok(&["build", "-t", "http:1", &format!("http://127.0.0.1:{port}/ctx.tar.gz")]);
+    assert_eq!(cat("http:1", "/version.txt"), "v2\n");
+    s.ok(&["build", "-t", "http:2", &format!("http://127.0.0.1:{port}/Dockerfile.txt")]);
+    assert_eq!(cat("http:2", "/from.txt"), "from-url\n");
+    let line = s.fails(&["build", &format!("http://127.0.0.1:{port}/missing.tar")]);
+    assert!(line.contains("the server answered 404"), "{line}");
+    assert!(s.ok(&["images", "-q", "bad"]).is_empty());
+    assert!(std::fs::read_dir(s.path().join("tmp")).unwrap().next().is_none(), "tmp/ left behind");
+}

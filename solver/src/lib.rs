@@ -25,6 +25,7 @@ mod fsutil;
 mod keys;
 mod mounts;
 mod ops;
+mod remote;
 mod schedule;
 mod ssh;
 mod time;
@@ -46,6 +47,7 @@ pub use executor::StepNetwork;
 pub use fetch::{FetchError, Fetcher, ImageFetcher, PullPolicy, PullPolicyError};
 pub use mounts::{MountError, Secret, SecretSource};
 pub use ops::config::apply_config;
+pub use remote::{Fetched, RemoteContext, RemoteError};
 pub use ssh::{SshError, SshSource};
 pub use time::now_rfc3339;
 
