@@ -8,19 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-20}
-need=()
-command -v hyperfine >/dev/null || need+=(hyperfine)
-[ -x /bin/busybox ] || need+=(busybox-static)
-if [ ${#need[@]} -gt 0 ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
-cargo build --release -q --bin rbuild --bin busybox-rootfs
-tmp=$(mktemp -d)
-rb="$PWD/target/release/rbuild --root $tmp/store"
-# The build network's bridge lives as long as the store: prune takes it down.
-trap '$rb network prune -f >/dev/null 2>&1 || true; rm -rf "$tmp"' EXIT
-target/release/busybox-rootfs "$tmp/busybox.tar"
-$rb import "$tmp/busybox.tar" busybox:latest >/dev/null
+# shellcheck source=bench/common.sh
+. bench/common.sh
 mkdir "$tmp/ctx"
 { echo "FROM busybox"; for i in $(seq 1 10); do echo "RUN echo $i > /dev/null"; done; } > "$tmp/ctx/Dockerfile"
 # The first build makes the bridge (once per store); the warmups take that.

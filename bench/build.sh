@@ -6,19 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-20}
-need=()
-command -v hyperfine >/dev/null || need+=(hyperfine)
-[ -x /bin/busybox ] || need+=(busybox-static)
-if [ ${#need[@]} -gt 0 ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
-cargo build --release -q --bin rbuild --bin busybox-rootfs
-tmp=$(mktemp -d)
-rb="$PWD/target/release/rbuild --root $tmp/store"
-# `run` makes the store's default network bridge, which lives as long as the store: prune it.
-trap '$rb network prune -f >/dev/null 2>&1 || true; rm -rf "$tmp"' EXIT
-target/release/busybox-rootfs "$tmp/busybox.tar"
-$rb import "$tmp/busybox.tar" busybox:latest >/dev/null
+# shellcheck source=bench/common.sh
+. bench/common.sh
 ctx=testdata/demo
 # A 20-step Dockerfile over a 10,000-file context (100 dirs x 100 files of 1-4 KiB).
 big=$tmp/big

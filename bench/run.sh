@@ -8,24 +8,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-50}
-need=()
-command -v hyperfine >/dev/null || need+=(hyperfine)
-[ -x /bin/busybox ] || need+=(busybox-static)
-if [ ${#need[@]} -gt 0 ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
-cargo build --release -q --bin rbuild --bin busybox-rootfs
-tmp=$(mktemp -d)
-rb="$PWD/target/release/rbuild --root $tmp/store"
-cleanup() {
+bench_cleanup_extra() {
   for id in $($rb ps -aq --no-trunc 2>/dev/null); do $rb rm -f "$id" >/dev/null 2>&1 || true; done
-  # The default network's bridge stays while its store exists (as docker0): take it down.
-  $rb network prune -f >/dev/null 2>&1 || true
-  rm -rf "$tmp"
 }
-trap cleanup EXIT
-target/release/busybox-rootfs "$tmp/busybox.tar"
-$rb import "$tmp/busybox.tar" busybox:latest >/dev/null
+# shellcheck source=bench/common.sh
+. bench/common.sh
 median() { python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['results'][0]; print(f\"{r['median']*1000:.1f} ms\")" "$1"; }
 bench() {
   local name=$1; shift

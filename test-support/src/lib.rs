@@ -172,31 +172,34 @@ impl TestStore {
         self.root.path()
     }
 
-    /// The entry paths of each of `image`'s layers, bottom first, from `rbuild save`.
-    pub fn layer_entries(&self, image: &str) -> Vec<Vec<String>> {
-        let tar_path = self.root.path().join(format!("layers-{}.tar", image.replace([':', '/'], "_")));
+    /// `rbuild save --format oci` of `image`, read back: its files by path, and the image
+    /// manifest (`index.json`'s first entry).
+    fn saved_oci(&self, image: &str) -> (std::collections::HashMap<String, Vec<u8>>, serde_json::Value) {
+        let tar_path = self.root.path().join(format!("saved-{}.tar", image.replace([':', '/'], "_")));
         self.ok(&["save", "--format", "oci", "-o", tar_path.to_str().expect("utf-8 temp path"), image]);
-        let mut blobs = std::collections::HashMap::new();
+        let mut files = std::collections::HashMap::new();
         let mut archive = tar::Archive::new(File::open(&tar_path).expect("saved archive"));
         for entry in archive.entries().expect("archive entries") {
             let mut entry = entry.expect("archive entry");
             let path = entry.path().expect("entry path").to_string_lossy().into_owned();
             let mut body = Vec::new();
             io::Read::read_to_end(&mut entry, &mut body).expect("entry body");
-            blobs.insert(path, body);
+            files.insert(path, body);
         }
         let _ = std::fs::remove_file(&tar_path);
-        let json = |path: &str| -> serde_json::Value {
-            serde_json::from_slice(blobs.get(path).unwrap_or_else(|| panic!("{path} missing"))).expect("JSON")
-        };
-        let blob = |d: &serde_json::Value| format!("blobs/sha256/{}", &d.as_str().expect("digest")[7..]);
-        let index = json("index.json");
-        let manifest = json(&blob(&index["manifests"][0]["digest"]));
+        let index = blob_json(&files, "index.json");
+        let manifest = blob_json(&files, &blob_path(&index["manifests"][0]["digest"]));
+        (files, manifest)
+    }
+
+    /// The entry paths of each of `image`'s layers, bottom first, from `rbuild save`.
+    pub fn layer_entries(&self, image: &str) -> Vec<Vec<String>> {
+        let (files, manifest) = self.saved_oci(image);
         let layers = manifest["layers"].as_array().expect("layers").clone();
         layers
             .iter()
             .map(|l| {
-                let bytes = &blobs[&blob(&l["digest"])];
+                let bytes = &files[&blob_path(&l["digest"])];
                 let reader = cache::decompressed(io::Cursor::new(bytes.clone())).expect("layer compression");
                 let mut tar = tar::Archive::new(reader);
                 tar.entries()
@@ -211,31 +214,20 @@ impl TestStore {
     /// `index.json` -> manifest -> config blob, read from the archive. (skopeo's `--config`
     /// re-encodes through OCI's struct and drops Docker's fields such as `Healthcheck`.)
     pub fn config(&self, image: &str) -> serde_json::Value {
-        let tar_path = self.root.path().join(format!("inspect-{}.tar", image.replace([':', '/'], "_")));
-        self.ok(&["save", "--format", "oci", "-o", tar_path.to_str().expect("utf-8 temp path"), image]);
-        let mut files = std::collections::HashMap::new();
-        let mut archive = tar::Archive::new(File::open(&tar_path).expect("saved archive"));
-        for entry in archive.entries().expect("archive entries") {
-            let mut entry = entry.expect("archive entry");
-            let path = entry.path().expect("entry path").to_string_lossy().into_owned();
-            let mut body = Vec::new();
-            io::Read::read_to_end(&mut entry, &mut body).expect("entry body");
-            files.insert(path, body);
-        }
-        let _ = std::fs::remove_file(&tar_path);
-        let json = |path: &str| -> serde_json::Value {
-            serde_json::from_slice(
-                files.get(path).unwrap_or_else(|| panic!("{path} missing from the archive")),
-            )
-            .expect("JSON in the archive")
-        };
-        let blob = |d: &serde_json::Value| {
-            format!("blobs/sha256/{}", &d.as_str().expect("digest")["sha256:".len()..])
-        };
-        let index = json("index.json");
-        let manifest = json(&blob(&index["manifests"][0]["digest"]));
-        json(&blob(&manifest["config"]["digest"]))
+        let (files, manifest) = self.saved_oci(image);
+        blob_json(&files, &blob_path(&manifest["config"]["digest"]))
     }
+}
+
+/// A file of a saved archive, as JSON.
+fn blob_json(files: &std::collections::HashMap<String, Vec<u8>>, path: &str) -> serde_json::Value {
+    serde_json::from_slice(files.get(path).unwrap_or_else(|| panic!("{path} missing from the archive")))
+        .expect("JSON in the archive")
+}
+
+/// Where a descriptor's digest (`sha256:...`) lives in an OCI layout.
+fn blob_path(digest: &serde_json::Value) -> String {
+    format!("blobs/sha256/{}", &digest.as_str().expect("digest")["sha256:".len()..])
 }
 
 impl Drop for TestStore {

@@ -100,6 +100,25 @@ fn mac_string(mac: [u8; 6]) -> String {
     mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
+/// One of rbuild's own bridge networks (`bridge`, the build network): a subnet rbuild picked,
+/// its first address the gateway.
+fn builtin_bridge(name: &str, subnet: Subnet, interface: &str) -> Network {
+    Network {
+        id: random_id(),
+        name: name.into(),
+        driver: "bridge".into(),
+        created: crate::container::now_rfc3339(),
+        labels: BTreeMap::new(),
+        internal: false,
+        bridge: Some(BridgeConfig {
+            subnet,
+            gateway: subnet.first_host(),
+            interface: interface.into(),
+            auto_subnet: true,
+        }),
+    }
+}
+
 /// The alias rbuild gives a bridge it made: whose it is.
 fn bridge_alias(network_id: &str) -> String {
     format!("rbuild network {network_id}")
@@ -202,20 +221,7 @@ impl Networks {
             let network = match name {
                 "bridge" => {
                     let subnet = self.pick_subnet(&files, default_network_candidates(), None)?;
-                    Network {
-                        id: random_id(),
-                        name: name.into(),
-                        driver: "bridge".into(),
-                        created: crate::container::now_rfc3339(),
-                        labels: BTreeMap::new(),
-                        internal: false,
-                        bridge: Some(BridgeConfig {
-                            subnet,
-                            gateway: subnet.first_host(),
-                            interface: "rbuild0".into(),
-                            auto_subnet: true,
-                        }),
-                    }
+                    builtin_bridge(name, subnet, "rbuild0")
                 }
                 _ => Network {
                     id: random_id(),
@@ -360,20 +366,7 @@ impl Networks {
             return Ok(());
         }
         let subnet = self.pick_subnet(&files, user_network_candidates(), None)?;
-        let network = Network {
-            id: random_id(),
-            name: BUILD_NETWORK.into(),
-            driver: "bridge".into(),
-            created: crate::container::now_rfc3339(),
-            labels: BTreeMap::new(),
-            internal: false,
-            bridge: Some(BridgeConfig {
-                subnet,
-                gateway: subnet.first_host(),
-                interface: "rbuild-build0".into(),
-                auto_subnet: true,
-            }),
-        };
+        let network = builtin_bridge(BUILD_NETWORK, subnet, "rbuild-build0");
         self.save(&NetworkFile { network, endpoints: BTreeMap::new() })
     }
 
