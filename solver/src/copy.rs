@@ -41,10 +41,6 @@ pub enum FileError {
     SpecialFile { path: PathBuf },
     #[error("{}: no file name", path.display())]
     NoFileName { path: PathBuf },
-    #[error(
-        "when using {instruction} with more than one source file, the destination must be a directory and end with a /"
-    )]
-    SeveralSources { instruction: &'static str },
     /// The owner could not be set; EINVAL in a rootless user namespace means the id is not
     /// mapped there.
     #[error("chown {} to {uid}:{gid}", path.display())]
@@ -94,12 +90,11 @@ pub struct CopyJob<'a> {
 pub fn copy(root: &Path, job: &CopyJob<'_>) -> Result<(), FileError> {
     let dest_is_dir_form = job.dest.ends_with('/');
     let dest_rel = Path::new(job.dest);
-    let dest = inroot::resolve(root, dest_rel).map_err(io_err("resolve", dest_rel))?;
-    let several = job.sources.len() > 1;
-    if several && !dest_is_dir_form && !dest.is_dir() {
-        return Err(FileError::SeveralSources { instruction: "COPY" });
-    }
     for rel in job.sources {
+        // Asked again for each source, as fsutil's copy does: with several sources and a
+        // `dest` that is not a directory, each lands on `dest` itself and the last one wins
+        // (BuildKit's behaviour, moby/buildkit#1853), unless an earlier one made it a directory.
+        let dest = inroot::resolve(root, dest_rel).map_err(io_err("resolve", dest_rel))?;
         let src = inroot::resolve(job.src_root, rel).map_err(io_err("resolve", rel))?;
         // Top-level sources are followed (Docker copies what a symlink points to).
         let meta = fs::metadata(&src).map_err(io_err("read", rel))?;
@@ -107,7 +102,7 @@ pub fn copy(root: &Path, job: &CopyJob<'_>) -> Result<(), FileError> {
             mkdir_all(root, dest_rel, job.owner_for(&meta))?;
             copy_tree(root, &src, dest_rel, job)?;
         } else {
-            let target = if dest_is_dir_form || several || dest.is_dir() {
+            let target = if dest_is_dir_form || dest.is_dir() {
                 let name = rel.file_name().ok_or_else(|| FileError::NoFileName { path: rel.clone() })?;
                 dest_rel.join(name)
             } else {
@@ -265,9 +260,12 @@ pub fn resolve_chown(root: &Path, spec: &str) -> Result<(u32, u32), FileError> {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
     };
-    let uid = lookup_id(root, "/etc/passwd", user, 2)?;
+    // An empty part is id 0, as BuildKit's `WithUser` marshals an unnamed user (`--chown=:`,
+    // e.g. `${EMPTY}:${EMPTY}`, is an explicit chown to 0:0).
+    let id = |file, name: &str| if name.is_empty() { Ok(0) } else { lookup_id(root, file, name, 2) };
+    let uid = id("/etc/passwd", user)?;
     let gid = match group {
-        Some(g) => lookup_id(root, "/etc/group", g, 2)?,
+        Some(g) => id("/etc/group", g)?,
         None => uid,
     };
     Ok((uid, gid))

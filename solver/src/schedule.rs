@@ -302,8 +302,10 @@ impl Builder<'_> {
                 let config = ImageConfig {
                     architecture: platform.architecture,
                     os: platform.os,
+                    // BuildKit's emptyImage: PATH, and WorkingDir "/".
                     config: ContainerConfig {
                         env: Some(vec![format!("PATH={DEFAULT_PATH}")]),
+                        working_dir: Some("/".into()),
                         ..Default::default()
                     },
                     rootfs: RootFs { kind: "layers".into(), diff_ids: vec![] },
@@ -479,7 +481,9 @@ impl Builder<'_> {
         let mut all = Vec::new();
         for src in sources {
             let found = ctx.matches(src);
-            if found.is_empty() {
+            // A pattern that matches nothing is no error (BuildKit's COPY sets
+            // AllowEmptyWildcard), but the directory it searches must exist.
+            if found.is_empty() && !(has_wildcard(src) && ctx.matches(&literal_prefix(src)).len() == 1) {
                 return Err(ContextError::NotFound { path: PathBuf::from(src) });
             }
             all.extend(found);
@@ -494,6 +498,19 @@ impl Builder<'_> {
     ) -> std::result::Result<(Digest, Vec<(String, String)>), ContextError> {
         self.context()?.checksum(rels)
     }
+}
+
+/// Whether a COPY source is a pattern (filepath.Match's `*`, `?`, `[`).
+fn has_wildcard(src: &str) -> bool {
+    src.contains(['*', '?', '['])
+}
+
+/// The directory a pattern searches: its components before the first with a wildcard (`.`
+/// for none).
+fn literal_prefix(src: &str) -> String {
+    let parts: Vec<&str> =
+        src.split('/').filter(|c| !c.is_empty()).take_while(|c| !has_wildcard(c)).collect();
+    if parts.is_empty() { ".".to_string() } else { parts.join("/") }
 }
 
 /// What a stage's steps carry from one to the next.

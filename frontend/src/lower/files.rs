@@ -163,7 +163,8 @@ pub(super) fn lower_copy(
                 };
                 from = Some(resolve_stage_ref(ctx, &value, scope, fpos, later)?);
             }
-            "chown" => chown = Some(ctx.expand(value, &state.env, fpos)?),
+            // Empty after expansion: no chown at all (BuildKit adds WithUser only if non-empty).
+            "chown" => chown = Some(ctx.expand(value, &state.env, fpos)?).filter(|c| !c.is_empty()),
             "chmod" => {
                 let value = ctx.expand(value, &state.env, fpos)?;
                 chmod = Some(parse_chmod(ctx, &value, fpos)?);
@@ -191,7 +192,8 @@ pub(super) fn lower_add(
     for (name, value, fpos) in &flags.0 {
         let fpos = *fpos;
         match name.as_str() {
-            "chown" => chown = Some(ctx.expand(value, &state.env, fpos)?),
+            // Empty after expansion: no chown at all (BuildKit adds WithUser only if non-empty).
+            "chown" => chown = Some(ctx.expand(value, &state.env, fpos)?).filter(|c| !c.is_empty()),
             "chmod" => {
                 let value = ctx.expand(value, &state.env, fpos)?;
                 chmod = Some(parse_chmod(ctx, &value, fpos)?);

@@ -161,11 +161,8 @@ pub(super) fn check_instruction(ctx: &Ctx<'_>, ins: &Instruction) -> Result<(), 
                 _ => {}
             }
         }
-        "run" => {
-            if ins.args.is_empty() {
-                return Err(at_least_one());
-            }
-        }
+        // An empty RUN is BuildKit's `sh -c ""` (parseRun has no argument check).
+        "run" => {}
         "healthcheck" => {
             let Some(typ) = ins.args.first() else { return Err(at_least_one()) };
             if typ.eq_ignore_ascii_case("none") {

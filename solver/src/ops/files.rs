@@ -79,7 +79,7 @@ impl Builder<'_> {
             }
         };
         let total = sources.len() + copy.heredocs.len();
-        let dest = several_dest(&root, dest, sources.len(), total, "COPY").at(step)?;
+        let dest = several_dest(&root, dest, sources.len(), total);
         let job = copy::CopyJob {
             src_root,
             sources: &sources,
@@ -132,7 +132,7 @@ impl Builder<'_> {
             None => None,
         };
         let total = sources.len() + op.urls.len() + op.heredocs.len();
-        let dest = several_dest(&root, dest, sources.len() + op.urls.len(), total, "ADD").at(step)?;
+        let dest = several_dest(&root, dest, sources.len() + op.urls.len(), total);
         let tmp = self.store.temp_dir("add-").at(step)?;
         let ctx = self.context().at(step)?;
         let include = |rel: &Path| ctx.includes(rel);

@@ -110,25 +110,21 @@ pub(crate) fn absolute_dest(state: &State, dest: &str) -> String {
     dest
 }
 
-/// With several sources (`total`, heredocs included), `dest` must be a directory: written with
-/// a trailing `/` or existing; returns it with the `/`, so each source goes inside. Only
+/// With several sources (`total`, heredocs included) and a `dest` that is a directory (written
+/// with a trailing `/`, or existing), returns it with the `/`, so each source goes inside. Only
 /// heredocs (no file or URL source, `files == 0`): `dest` is taken as a directory (created if
-/// missing), as their `dest/<name>` rule says.
-pub(crate) fn several_dest(
-    root: &Path,
-    dest: String,
-    files: usize,
-    total: usize,
-    instruction: &'static str,
-) -> std::result::Result<String, FileError> {
+/// missing), as their `dest/<name>` rule says. Files onto a `dest` that is no directory: `dest`
+/// as it is, each source copied onto it in turn, as BuildKit does (no error, the last wins;
+/// moby/buildkit#1853 keeps Docker's old "must be a directory" error unimplemented).
+pub(crate) fn several_dest(root: &Path, dest: String, files: usize, total: usize) -> String {
     if total <= 1 || dest.ends_with('/') {
-        return Ok(dest);
+        return dest;
     }
     let is_dir = inroot::resolve(root, Path::new(&dest)).map(|p| p.is_dir()).unwrap_or(false);
     if !is_dir && files > 0 {
-        return Err(FileError::SeveralSources { instruction });
+        return dest;
     }
-    Ok(format!("{dest}/"))
+    format!("{dest}/")
 }
 
 /// Writes heredoc files: with one source in all and a `dest` that is neither written as a

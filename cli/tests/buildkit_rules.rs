@@ -1,0 +1,152 @@
+//! BuildKit's results on Dockerfiles nobody here wrote (issue 14's rules), each checked the
+//! way a user would: the image's files and config. Where the differential corpus's old oracle
+//! (Docker 20.10's BuildKit) and today's BuildKit differ, today's wins; solver/README.md
+//! ("BuildKit's rules") names the BuildKit source of each.
+
+use test_support::{TestStore, context};
+
+fn store() -> TestStore {
+    let s = TestStore::new(env!("CARGO_BIN_EXE_rbuild"));
+    s.import_busybox();
+    s
+}
+
+fn sh(s: &TestStore, image: &str, script: &str) -> String {
+    s.ok(&["run", "--rm", "--network", "none", image, "sh", "-c", script])
+}
+
+#[test]
+fn scratch_stage_has_workdir_root_and_path() {
+    let s = store();
+    let ctx = context(&[("Dockerfile", "FROM scratch\nCOPY f /f\n"), ("f", "x")]);
+    s.ok(&["build", "-t", "scratch:1", ctx.path().to_str().unwrap()]);
+    let c = s.config("scratch:1");
+    assert_eq!(c["config"]["WorkingDir"], "/");
+    assert_eq!(c["config"]["Env"][0], "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+}
+
+/// `--chown=${EMPTY}:${EMPTY}` is `--chown=:`, an explicit chown to 0:0; an empty `--chown=`
+/// is no chown (a stage's owners stay).
+#[test]
+fn copy_chown_of_empty_values() {
+    let s = store();
+    let ctx = context(&[(
+        "Dockerfile",
+        "FROM busybox AS owned\nRUN touch /f && chown 1000:1000 /f\n\
+         FROM busybox\nARG EMPTY\n\
+         COPY --from=owned --chown=${EMPTY}:${EMPTY} /f /explicit\n\
+         COPY --from=owned --chown=${EMPTY} /f /kept\n",
+    )]);
+    s.ok(&["build", "-t", "chown:1", ctx.path().to_str().unwrap()]);
+    assert_eq!(sh(&s, "chown:1", "stat -c '%u:%g' /explicit /kept"), "0:0\n1000:1000\n");
+}
+
+/// Several sources onto a destination that is not a directory: no error, each copied onto it
+/// in turn, the last (in lexical order for a pattern) wins; onto a directory they go inside.
+#[test]
+fn several_sources_onto_a_non_directory_destination() {
+    let s = store();
+    let ctx = context(&[
+        ("Dockerfile", "FROM busybox\nCOPY *.txt /out\nCOPY a.txt b.txt /pair\nCOPY *.txt /tmp\n"),
+        ("a.txt", "a\n"),
+        ("b.txt", "b\n"),
+    ]);
+    s.ok(&["build", "-t", "several:1", ctx.path().to_str().unwrap()]);
+    assert_eq!(sh(&s, "several:1", "cat /out; cat /pair; cat /tmp/a.txt /tmp/b.txt"), "b\nb\na\nb\n");
+}
+
+/// A pattern that matches nothing copies nothing and creates nothing; a missing directory
+/// under the pattern is still an error.
+#[test]
+fn a_pattern_that_matches_nothing_is_no_error() {
+    let s = store();
+    let ctx = context(&[
+        ("Dockerfile", "FROM busybox\nCOPY nomatch* /nodst/\nCOPY f nomatch* /dst/\n"),
+        ("f", "x"),
+    ]);
+    s.ok(&["build", "-t", "empty:1", ctx.path().to_str().unwrap()]);
+    assert_eq!(sh(&s, "empty:1", "test -e /nodst || echo absent; cat /dst/f"), "absent\nx");
+    let ctx = context(&[("Dockerfile", "FROM busybox\nCOPY nodir/*.txt /dst/\n")]);
+    let line = s.fails(&["build", ctx.path().to_str().unwrap()]);
+    assert!(line.contains("\"nodir/*.txt\": not found in the build context"), "{line}");
+}
+
+/// `RUN` alone is `sh -c ""`: it succeeds and changes nothing.
+#[test]
+fn an_empty_run_succeeds() {
+    let s = store();
+    let ctx = context(&[("Dockerfile", "FROM busybox\nRUN\nRUN echo after > /after\n")]);
+    s.ok(&["build", "-t", "emptyrun:1", ctx.path().to_str().unwrap()]);
+    assert_eq!(sh(&s, "emptyrun:1", "cat /after"), "after\n");
+    let history = s.config("emptyrun:1")["history"].clone();
+    assert_eq!(history[1]["created_by"], "RUN /bin/sh -c ", "{history}");
+}
+
+/// WORKDIR through a symlink whose target does not exist yet creates the target.
+#[test]
+fn workdir_through_a_dangling_symlink_creates_its_target() {
+    let s = store();
+    let ctx = context(&[(
+        "Dockerfile",
+        "FROM busybox\nRUN mkdir /a && ln -s /target /a/link\nWORKDIR /a/link/sub\nRUN pwd -P > /pwd\n",
+    )]);
+    s.ok(&["build", "-t", "wd:1", ctx.path().to_str().unwrap()]);
+    assert_eq!(
+        sh(&s, "wd:1", "cat /pwd; readlink /a/link; test -d /target/sub && echo dir"),
+        "/target/sub\n/target\ndir\n"
+    );
+    assert_eq!(s.config("wd:1")["config"]["WorkingDir"], "/a/link/sub");
+}
+
+/// `.dockerignore` with `subdir` then `!*/sub1*`: today's fsutil walks into the excluded
+/// directory (the exception is a pattern, not a prefix) and `subdir/sub1.txt` is in.
+#[test]
+fn dockerignore_reinclude_through_a_pattern() {
+    let s = store();
+    let ctx = context(&[
+        ("Dockerfile", "FROM busybox\nCOPY . /ctx/\n"),
+        (".dockerignore", "subdir\n!*/sub1*\n"),
+        ("subdir/sub1.txt", "1"),
+        ("subdir/sub2.txt", "2"),
+    ]);
+    s.ok(&["build", "-t", "ign:1", ctx.path().to_str().unwrap()]);
+    assert_eq!(sh(&s, "ign:1", "cd /ctx/subdir && ls"), "sub1.txt\n");
+}
+
+/// `ADD --chown` of a local archive owns every extracted file (today's BuildKit applies the
+/// chown to unpacked entries); without it, the archive's owners stay.
+#[test]
+fn add_chown_applies_to_extracted_archives() {
+    let s = store();
+    let ctx = context(&[(
+        "Dockerfile",
+        "FROM busybox\nADD --chown=1000:1000 local.tar /dst/\nADD local.tar /keep/\n",
+    )]);
+    let src = tempfile::tempdir().unwrap();
+    std::fs::write(src.path().join("foo"), "x").unwrap();
+    let tar = std::process::Command::new("tar")
+        .args(["--owner=33", "--group=33", "-C"])
+        .arg(src.path())
+        .arg("-cf")
+        .arg(ctx.path().join("local.tar"))
+        .arg("foo")
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    s.ok(&["build", "-t", "addchown:1", ctx.path().to_str().unwrap()]);
+    assert_eq!(
+        sh(&s, "addchown:1", "stat -c '%u:%g' /dst /dst/foo /keep/foo"),
+        "1000:1000\n1000:1000\n33:33\n"
+    );
+}
+
+/// Mount points a RUN needed (a `--mount` target, /etc/hosts...) leave no trace, parents
+/// included: BuildKit's Dockerfile frontend sets `removeMountStubsRecursive`.
+#[test]
+fn mount_stubs_are_removed_with_their_parents() {
+    let s = store();
+    let ctx = context(&[("Dockerfile", "FROM busybox\nRUN --mount=type=tmpfs,target=/new/deep/dir true\n")]);
+    s.ok(&["build", "-t", "stubs:1", ctx.path().to_str().unwrap()]);
+    assert_eq!(sh(&s, "stubs:1", "test -e /new || echo gone"), "gone\n");
+    assert_eq!(s.layer_entries("stubs:1").len(), 1, "the RUN added no layer");
+}
