@@ -150,3 +150,39 @@ fn mount_stubs_are_removed_with_their_parents() {
     assert_eq!(sh(&s, "stubs:1", "test -e /new || echo gone"), "gone\n");
     assert_eq!(s.layer_entries("stubs:1").len(), 1, "the RUN added no layer");
 }
+
+/// `COPY --exclude=PATTERN` (repeatable, .dockerignore syntax, matched against each source's
+/// own paths): excluded files stay out of the image and out of the cache key.
+#[test]
+fn copy_exclude_keeps_files_out_of_the_image_and_the_cache_key() {
+    let s = store();
+    let ctx = context(&[
+        (
+            "Dockerfile",
+            "FROM busybox\nCOPY --exclude=*.md --exclude=node_modules . /app/\n\
+             COPY --exclude=*.txt hom* /mydir/\n",
+        ),
+        ("README.md", "readme"),
+        ("src/a.rs", "fn main() {}"),
+        ("sub/docs.md", "nested"),
+        ("node_modules/x.js", "1"),
+        ("home.txt", "t"),
+        ("homework.rs", "w"),
+    ]);
+    let dir = ctx.path().to_str().unwrap();
+    let meta = s.path().join("meta.json");
+    let build = || {
+        s.ok(&["build", "--metadata-file", meta.to_str().unwrap(), "-t", "excl:1", dir]);
+        let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+        m["rbuild.steps.cached"].as_u64().unwrap()
+    };
+    assert_eq!(build(), 0);
+    let files = sh(&s, "excl:1", "cd /app && find . -type f | sort; ls /mydir");
+    assert_eq!(files, "./Dockerfile\n./home.txt\n./homework.rs\n./src/a.rs\n./sub/docs.md\nhomework.rs\n");
+    // A change in an excluded file is no change for the step.
+    std::fs::write(ctx.path().join("node_modules/x.js"), "2").unwrap();
+    std::fs::write(ctx.path().join("README.md"), "changed").unwrap();
+    assert_eq!(build(), 2);
+    std::fs::write(ctx.path().join("src/a.rs"), "fn main() { }").unwrap();
+    assert_eq!(build(), 0, "an included file's change misses (and the step after it)");
+}

@@ -258,6 +258,10 @@ pub struct CopyOp {
     pub chown: Option<String>,
     /// `--chmod=` as an octal mode.
     pub chmod: Option<u32>,
+    /// `--exclude=PATTERN`s after expansion, in .dockerignore syntax: matched against the
+    /// paths below each directory source (relative to it), and a file source's name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
     pub created_by: String,
 }
 

@@ -100,6 +100,7 @@ fn two_stages_lower_exactly() {
                 location: loc(3, 1),
                 text: "COPY main.c .".into(),
                 op: Op::Copy(CopyOp {
+                    exclude: vec![],
                     heredocs: vec![],
                     sources: strings(&["main.c"]),
                     dest: ".".into(),
@@ -133,6 +134,7 @@ fn two_stages_lower_exactly() {
         ops(&def, 1),
         vec![
             Op::Copy(CopyOp {
+                exclude: vec![],
                 heredocs: vec![],
                 sources: strings(&["/src/app"]),
                 dest: "/app".into(),
@@ -176,6 +178,7 @@ fn env_and_workdir_expand_with_base_image_env() {
             Op::Config(ConfigOp::User("one:one".into())),
             Op::Config(ConfigOp::Label(pairs(&[("version", "1.0"), ("who", "one")]))),
             Op::Copy(CopyOp {
+                exclude: vec![],
                 heredocs: vec![],
                 sources: strings(&["from-image", "one.txt"]),
                 dest: "/dst/one/".into(),
@@ -524,6 +527,7 @@ fn copy_heredocs_expand_unless_quoted() {
     assert_eq!(
         ops[1],
         Op::Copy(CopyOp {
+            exclude: vec![],
             sources: vec![],
             heredocs: vec![file("EOF", "hello world \"q\" 'x'\n"), file("RAW", "keep $NAME\n")],
             dest: "/dst/".into(),

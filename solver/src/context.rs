@@ -327,6 +327,17 @@ impl Context {
     /// recursively; only included entries), and the per-path list behind it: file -> content
     /// digest, symlink -> target, directory -> permission bits in octal.
     pub fn checksum(&self, rels: &[PathBuf]) -> Result<(Digest, Vec<(String, String)>), ContextError> {
+        self.checksum_excluding(rels, None)
+    }
+
+    /// [`Context::checksum`] without what `COPY --exclude` leaves out (`exclude`: matched
+    /// against paths below a directory source, and a file source's name), so that an excluded
+    /// file's changes never miss the cache.
+    pub fn checksum_excluding(
+        &self,
+        rels: &[PathBuf],
+        exclude: Option<&crate::dockerignore::DockerIgnore>,
+    ) -> Result<(Digest, Vec<(String, String)>), ContextError> {
         let started = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
         // (line prefix, shown path, entry)
         let mut items: Vec<(String, String, &Entry)> = Vec::new();
@@ -336,6 +347,9 @@ impl Context {
             let top_rel = &self.entries[top].rel;
             for e in &self.entries[top..self.entries[top].end] {
                 let below = e.rel.strip_prefix(top_rel).unwrap_or(Path::new(""));
+                if exclude.is_some_and(|x| x.excludes_copied(below, &name)) {
+                    continue;
+                }
                 let shown = match (below.as_os_str().is_empty(), rel.as_os_str().is_empty()) {
                     (true, true) => ".".to_string(),
                     (true, false) => rel.display().to_string(),
@@ -841,6 +855,7 @@ mod tests {
             owner: crate::copy::Owner::Set(me.0, me.1),
             chmod: None,
             include: Some(&include),
+            exclude: None,
         };
         crate::copy::copy(image.path(), &job).unwrap();
         let app = image.path().join("app");

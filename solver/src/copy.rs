@@ -22,6 +22,8 @@ use nix::unistd::{FchownatFlags, Gid, Uid, fchownat};
 
 use hostutil::inroot;
 
+use crate::dockerignore::DockerIgnore;
+
 /// Why writing files into an image failed (COPY, ADD, WORKDIR, heredocs). Paths are the
 /// image's (`/etc/x`), or the source's.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +41,8 @@ pub enum FileError {
     ReplaceDirectory { path: PathBuf },
     #[error("{}: COPY of special files (devices, fifos, sockets) is not supported", path.display())]
     SpecialFile { path: PathBuf },
+    #[error("--exclude")]
+    Exclude(#[source] crate::dockerignore::PatternError),
     #[error("{}: no file name", path.display())]
     NoFileName { path: PathBuf },
     /// The owner could not be set; EINVAL in a rootless user namespace means the id is not
@@ -84,6 +88,16 @@ pub struct CopyJob<'a> {
     /// context's `.dockerignore`); a directory it rejects is skipped with its contents. None
     /// copies everything.
     pub include: Option<&'a dyn Fn(&Path) -> bool>,
+    /// `COPY --exclude`: see [`excluded`].
+    pub exclude: Option<&'a DockerIgnore>,
+}
+
+/// `COPY --exclude=PATTERN`s as rules (.dockerignore syntax); `None` without any.
+pub fn exclude_rules(patterns: &[String]) -> Result<Option<DockerIgnore>, FileError> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    DockerIgnore::parse(&patterns.join("\n")).map(Some).map_err(FileError::Exclude)
 }
 
 /// Runs `job` into the rootfs mounted at `root`.
@@ -91,6 +105,10 @@ pub fn copy(root: &Path, job: &CopyJob<'_>) -> Result<(), FileError> {
     let dest_is_dir_form = job.dest.ends_with('/');
     let dest_rel = Path::new(job.dest);
     for rel in job.sources {
+        let name = rel.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if job.exclude.is_some_and(|x| x.excludes_copied(Path::new(""), &name)) {
+            continue;
+        }
         // Asked again for each source, as fsutil's copy does: with several sources and a
         // `dest` that is not a directory, each lands on `dest` itself and the last one wins
         // (BuildKit's behaviour, moby/buildkit#1853), unless an earlier one made it a directory.
@@ -158,9 +176,18 @@ pub(crate) fn mkdir_all(root: &Path, rel: &Path, owner: (u32, u32)) -> Result<()
 fn copy_tree(root: &Path, src_dir: &Path, dest_rel: &Path, job: &CopyJob<'_>) -> Result<(), FileError> {
     let mut dirs = Vec::new();
     let walker = walkdir::WalkDir::new(src_dir).min_depth(1).sort_by_file_name().into_iter();
-    let wanted = |e: &walkdir::DirEntry| match job.include {
-        Some(include) => e.path().strip_prefix(job.src_root).map_or(true, include),
-        None => true,
+    let wanted = |e: &walkdir::DirEntry| {
+        let below = e.path().strip_prefix(src_dir).unwrap_or(e.path());
+        if let Some(x) = job.exclude
+            && x.is_excluded(below)
+            && (!e.file_type().is_dir() || x.can_skip_dir(below))
+        {
+            return false;
+        }
+        match job.include {
+            Some(include) => e.path().strip_prefix(job.src_root).map_or(true, include),
+            None => true,
+        }
     };
     for item in walker.filter_entry(wanted) {
         let item = item.map_err(|e| {

@@ -173,6 +173,14 @@ impl DockerIgnore {
         Ok(out)
     }
 
+    /// As `COPY --exclude` rules: whether they leave out an entry whose path below a directory
+    /// source is `below` (empty for a file source, matched by its `name`). BuildKit matches
+    /// each source's own paths: `--exclude=setup/** dir/` leaves out `dir/setup/...`, and
+    /// `--exclude=*.txt hom*` the `.txt` files `hom*` matches.
+    pub fn excludes_copied(&self, below: &Path, name: &str) -> bool {
+        if below.as_os_str().is_empty() { self.is_excluded(Path::new(name)) } else { self.is_excluded(below) }
+    }
+
     /// Whether `rel` (relative to the context root) is excluded: the last pattern matching it or
     /// one of its parent directories decides. Pure pattern logic; the root itself never is.
     pub fn is_excluded(&self, rel: &Path) -> bool {

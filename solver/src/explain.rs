@@ -425,6 +425,7 @@ mod tests {
         let sources: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
         let created_by = format!("COPY {} {dest}", sources.join(" "));
         serde_json::to_string(&Op::Copy(CopyOp {
+            exclude: vec![],
             sources,
             heredocs: vec![],
             dest: dest.into(),

@@ -112,7 +112,8 @@ impl Builder<'_> {
         match &copy.from {
             None => {
                 let rels = self.context_sources(&copy.sources).at(step)?;
-                let (sum, files) = self.context_checksum(&rels).at(step)?;
+                let exclude = crate::copy::exclude_rules(&copy.exclude).at(step)?;
+                let (sum, files) = self.context_checksum_excluding(&rels, exclude.as_ref()).at(step)?;
                 Ok(StepInputs { key: sum.to_string(), files, ..Default::default() })
             }
             Some(CopyFrom::Stage(i)) => Ok(StepInputs { key: self.stage_key(*i)?, ..Default::default() }),

@@ -498,6 +498,15 @@ impl Builder<'_> {
     ) -> std::result::Result<(Digest, Vec<(String, String)>), ContextError> {
         self.context()?.checksum(rels)
     }
+
+    /// [`Builder::context_checksum`] without what `COPY --exclude` leaves out.
+    pub(crate) fn context_checksum_excluding(
+        &self,
+        rels: &[PathBuf],
+        exclude: Option<&crate::dockerignore::DockerIgnore>,
+    ) -> std::result::Result<(Digest, Vec<(String, String)>), ContextError> {
+        self.context()?.checksum_excluding(rels, exclude)
+    }
 }
 
 /// Whether a COPY source is a pattern (filepath.Match's `*`, `?`, `[`).

@@ -150,9 +150,11 @@ pub(super) fn lower_copy(
     let mut chown = None;
     let mut chmod = None;
     let mut chmod_text = None;
+    let mut exclude = Vec::new();
     for (name, value, fpos) in &flags.0 {
         let fpos = *fpos;
         match name.as_str() {
+            "exclude" => exclude.push(ctx.expand(value, &state.env, fpos)?),
             "from" => {
                 let value = ctx.expand(value, &state.env, fpos)?;
                 let later = || {
@@ -176,7 +178,7 @@ pub(super) fn lower_copy(
     let (paths, heredocs, dest, history) = copy_sources(ctx, ins, &state.env)?;
     let created_by = copy_history("COPY", &chown, &chmod_text, &history, &dest);
     let sources = paths.into_iter().map(|(p, _)| p).collect();
-    Ok(Op::Copy(CopyOp { sources, heredocs, dest, from, chown, chmod, created_by }))
+    Ok(Op::Copy(CopyOp { sources, heredocs, dest, from, chown, chmod, exclude, created_by }))
 }
 
 pub(super) fn lower_add(

@@ -80,6 +80,7 @@ impl Builder<'_> {
         };
         let total = sources.len() + copy.heredocs.len();
         let dest = several_dest(&root, dest, sources.len(), total);
+        let exclude = copy::exclude_rules(&copy.exclude).at(step)?;
         let job = copy::CopyJob {
             src_root,
             sources: &sources,
@@ -87,6 +88,7 @@ impl Builder<'_> {
             owner,
             chmod: copy.chmod,
             include: Some(&include),
+            exclude: exclude.as_ref(),
         };
         copy::copy(&root, &job).at(step)?;
         let inline_owner = match owner {
@@ -153,6 +155,7 @@ impl Builder<'_> {
                         owner: copy::Owner::Set(owner.map_or(0, |o| o.0), owner.map_or(0, |o| o.1)),
                         chmod: op.chmod,
                         include: Some(&include),
+                        exclude: None,
                     };
                     copy::copy(&root, &job).at(step)?;
                 }
