@@ -186,3 +186,35 @@ fn copy_exclude_keeps_files_out_of_the_image_and_the_cache_key() {
     std::fs::write(ctx.path().join("src/a.rs"), "fn main() { }").unwrap();
     assert_eq!(build(), 0, "an included file's change misses (and the step after it)");
 }
+
+/// `COPY --parents` keeps each match's directories below the destination, from the context
+/// root or from a `/./` pivot in its source; a directory source keeps its own name.
+#[test]
+fn copy_parents_keeps_directories_and_pivots() {
+    let s = store();
+    let ctx = context(&[
+        (
+            "Dockerfile",
+            "FROM busybox AS files\nCOPY . /src/\n\
+             FROM busybox\n\
+             COPY --parents x/a.txt y/a.txt /no_parents/\n\
+             COPY --parents */a.txt /glob/\n\
+             COPY --parents ./x/./sub/b.txt /pivot/\n\
+             COPY --parents dir /d/\n\
+             COPY --from=files --parents /src/./x/sub /stage/\n",
+        ),
+        ("x/a.txt", "xa"),
+        ("y/a.txt", "ya"),
+        ("x/sub/b.txt", "xb"),
+        ("dir/inner/c.txt", "c"),
+    ]);
+    s.ok(&["build", "-t", "parents:1", ctx.path().to_str().unwrap()]);
+    let files =
+        sh(&s, "parents:1", "for d in /no_parents /glob /pivot /d /stage; do find $d -type f | sort; done");
+    assert_eq!(
+        files,
+        "/no_parents/x/a.txt\n/no_parents/y/a.txt\n/glob/x/a.txt\n/glob/y/a.txt\n/pivot/sub/b.txt\n\
+         /d/dir/inner/c.txt\n/stage/x/sub/b.txt\n"
+    );
+    assert_eq!(sh(&s, "parents:1", "cat /glob/y/a.txt"), "ya");
+}

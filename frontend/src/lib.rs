@@ -262,6 +262,10 @@ pub struct CopyOp {
     /// paths below each directory source (relative to it), and a file source's name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exclude: Vec<String>,
+    /// `--parents`: each match keeps its directories (from the context root, or from a `/./`
+    /// pivot in its source) below `dest`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub parents: bool,
     pub created_by: String,
 }
 

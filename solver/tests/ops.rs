@@ -116,6 +116,7 @@ fn heredoc(name: &str, content: &str) -> InlineFile {
 fn copy_heredocs(heredocs: Vec<InlineFile>, dest: &str, chmod: Option<u32>) -> Op {
     Op::Copy(CopyOp {
         exclude: vec![],
+        parents: false,
         sources: vec![],
         heredocs,
         dest: dest.into(),

@@ -15,6 +15,15 @@ use crate::keys::Downloads;
 use crate::ops::{absolute_dest, several_dest, write_heredocs};
 use crate::schedule::{AtStep, Builder, State};
 
+/// Where `COPY --parents` starts the path it keeps for a source pattern's matches: the part
+/// before a `/./` pivot (BuildKit's), else the root.
+fn pivot(pattern: &str) -> PathBuf {
+    match pattern.trim_start_matches("./").split_once("/./") {
+        Some((before, _)) => fsutil::clean_relative(before),
+        None => PathBuf::new(),
+    }
+}
+
 /// An owner that `--chown=SPEC` could not give.
 fn chown_flag(spec: &str) -> impl FnOnce(FileError) -> StepError + '_ {
     move |e| StepError::of_flag(format!("--chown={spec}"))(e.into())
@@ -62,35 +71,57 @@ impl Builder<'_> {
             (None, None) => unreachable!("a COPY reads from the context or a mounted stage"),
         };
         let include = |rel: &Path| ctx.is_none_or(|c| c.includes(rel));
-        let sources = match &copy.from {
-            None => self.context_sources(&copy.sources).at(step)?,
-            Some(_) => {
-                let mut all = Vec::new();
-                for src in &copy.sources {
+        // Each source pattern's matches, in order, with the pivot `--parents` keeps paths below.
+        let mut groups: Vec<(PathBuf, Vec<PathBuf>)> = Vec::new();
+        for src in &copy.sources {
+            let found = match &copy.from {
+                None => self.context_sources(std::slice::from_ref(src)).at(step)?,
+                Some(_) => {
                     let found = fsutil::match_sources(src_root, src)
                         .map_err(|source| StepError::Pattern { pattern: src.clone(), source })
                         .at(step)?;
                     if found.is_empty() {
                         return Err(StepError::NotInStage { pattern: src.clone() }).at(step);
                     }
-                    all.extend(found);
+                    found
                 }
-                all
-            }
-        };
+            };
+            groups.push((pivot(src), found));
+        }
+        let sources: Vec<PathBuf> = groups.iter().flat_map(|(_, m)| m.iter().cloned()).collect();
         let total = sources.len() + copy.heredocs.len();
-        let dest = several_dest(&root, dest, sources.len(), total);
         let exclude = copy::exclude_rules(&copy.exclude).at(step)?;
-        let job = copy::CopyJob {
-            src_root,
-            sources: &sources,
-            dest: &dest,
-            owner,
-            chmod: copy.chmod,
-            include: Some(&include),
-            exclude: exclude.as_ref(),
+        let run = |sources: &[PathBuf], dest: &str| {
+            let job = copy::CopyJob {
+                src_root,
+                sources,
+                dest,
+                owner,
+                chmod: copy.chmod,
+                include: Some(&include),
+                exclude: exclude.as_ref(),
+            };
+            copy::copy(&root, &job)
         };
-        copy::copy(&root, &job).at(step)?;
+        let dest = if copy.parents {
+            // Each match below `dest` with its directories (from its source's `/./` pivot).
+            let dest = format!("{}/", dest.trim_end_matches('/'));
+            for (pivot, rel) in groups.iter().flat_map(|(p, m)| m.iter().map(move |r| (p, r))) {
+                let kept = rel.strip_prefix(pivot).unwrap_or(rel);
+                let is_dir = inroot::resolve(src_root, rel).is_ok_and(|p| p.is_dir());
+                let at = if is_dir { Some(kept) } else { kept.parent() };
+                let target = match at.filter(|p| !p.as_os_str().is_empty()) {
+                    Some(p) => format!("{dest}{}/", p.display()),
+                    None => dest.clone(),
+                };
+                run(std::slice::from_ref(rel), &target).at(step)?;
+            }
+            dest
+        } else {
+            let dest = several_dest(&root, dest, sources.len(), total);
+            run(&sources, &dest).at(step)?;
+            dest
+        };
         let inline_owner = match owner {
             copy::Owner::Set(u, g) => (u, g),
             copy::Owner::Keep => (0, 0),
