@@ -101,6 +101,7 @@ fn two_stages_lower_exactly() {
                 text: "COPY main.c .".into(),
                 op: Op::Copy(CopyOp {
                     exclude: vec![],
+                    parents: false,
                     heredocs: vec![],
                     sources: strings(&["main.c"]),
                     dest: ".".into(),
@@ -135,6 +136,7 @@ fn two_stages_lower_exactly() {
         vec![
             Op::Copy(CopyOp {
                 exclude: vec![],
+                parents: false,
                 heredocs: vec![],
                 sources: strings(&["/src/app"]),
                 dest: "/app".into(),
@@ -179,6 +181,7 @@ fn env_and_workdir_expand_with_base_image_env() {
             Op::Config(ConfigOp::Label(pairs(&[("version", "1.0"), ("who", "one")]))),
             Op::Copy(CopyOp {
                 exclude: vec![],
+                parents: false,
                 heredocs: vec![],
                 sources: strings(&["from-image", "one.txt"]),
                 dest: "/dst/one/".into(),
@@ -528,6 +531,7 @@ fn copy_heredocs_expand_unless_quoted() {
         ops[1],
         Op::Copy(CopyOp {
             exclude: vec![],
+            parents: false,
             sources: vec![],
             heredocs: vec![file("EOF", "hello world \"q\" 'x'\n"), file("RAW", "keep $NAME\n")],
             dest: "/dst/".into(),

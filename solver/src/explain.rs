@@ -426,6 +426,7 @@ mod tests {
         let created_by = format!("COPY {} {dest}", sources.join(" "));
         serde_json::to_string(&Op::Copy(CopyOp {
             exclude: vec![],
+            parents: false,
             sources,
             heredocs: vec![],
             dest: dest.into(),
