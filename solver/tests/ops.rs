@@ -117,7 +117,6 @@ fn copy_heredocs(heredocs: Vec<InlineFile>, dest: &str, chmod: Option<u32>) -> O
     Op::Copy(CopyOp {
         exclude: vec![],
         parents: false,
-        parents: false,
         sources: vec![],
         heredocs,
         dest: dest.into(),
