@@ -612,3 +612,77 @@ fn git_and_http_contexts() {
     assert!(s.ok(&["images", "-q", "bad"]).is_empty());
     assert!(std::fs::read_dir(s.path().join("tmp")).unwrap().next().is_none(), "tmp/ left behind");
 }
+
+/// `ADD` of a git repository served by git-daemon on 127.0.0.1: at a tag and a subdirectory,
+/// at a branch with `--keep-git-dir`; cached by commit (a rebuild runs nothing, a new commit
+/// on the branch misses); `--checksum` must be the commit.
+#[test]
+fn add_from_git_at_a_ref_and_subdir_cached_by_commit() {
+    let s = store();
+    let base = tempfile::tempdir().unwrap();
+    let repo = base.path().join("repo.git");
+    std::fs::create_dir_all(repo.join("sub")).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("sub/version.txt"), "v1\n").unwrap();
+    std::fs::write(repo.join("top.txt"), "top\n").unwrap();
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "one"]);
+    git(&repo, &["tag", "-a", "-m", "tag", "v1"]);
+    let exec_path = std::process::Command::new("git").arg("--exec-path").output().unwrap();
+    let exec_path = String::from_utf8_lossy(&exec_path.stdout).trim().to_string();
+    let port = free_port();
+    let _daemon = Server(
+        std::process::Command::new(Path::new(&exec_path).join("git-daemon"))
+            .args(["--reuseaddr", "--export-all", "--listen=127.0.0.1"])
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", base.path().display()))
+            .arg(base.path())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(port);
+    let url = format!("git://127.0.0.1:{port}/repo.git");
+    let ctx = context(&[(
+        "Dockerfile",
+        &format!("FROM busybox\nADD {url}#v1:sub /tagged\nADD --keep-git-dir {url}#main /branch\n"),
+    )]);
+    let dir = ctx.path().to_str().unwrap();
+    let meta = s.path().join("meta.json");
+    let build = || {
+        s.ok(&["build", "--metadata-file", meta.to_str().unwrap(), "-t", "addgit:1", dir]);
+        let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+        (m["rbuild.steps.run"].as_u64().unwrap(), m["rbuild.steps.cached"].as_u64().unwrap())
+    };
+    assert_eq!(build(), (2, 0));
+    let cat = |f: &str| s.ok(&["run", "--rm", "--network", "none", "addgit:1", "cat", f]);
+    assert_eq!(cat("/tagged/version.txt"), "v1\n");
+    assert_eq!(cat("/branch/top.txt"), "top\n");
+    let files = s.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "addgit:1",
+        "sh",
+        "-c",
+        "ls -a /tagged; test -d /branch/.git && echo git",
+    ]);
+    assert_eq!(files, ".\n..\nversion.txt\ngit\n");
+    assert_eq!(build(), (0, 2), "same commits, same steps");
+    std::fs::write(repo.join("top.txt"), "top 2\n").unwrap();
+    git(&repo, &["commit", "-q", "-a", "-m", "two"]);
+    assert_eq!(build(), (1, 1), "the branch moved: its ADD misses, the tag's stays");
+    assert_eq!(cat("/branch/top.txt"), "top 2\n");
+
+    let head =
+        std::process::Command::new("git").arg("-C").arg(&repo).args(["rev-parse", "HEAD"]).output().unwrap();
+    let head = String::from_utf8_lossy(&head.stdout).trim().to_string();
+    let ctx =
+        context(&[("Dockerfile", &format!("FROM busybox\nADD --checksum={head} {url}#main /pinned\n"))]);
+    s.ok(&["build", "-t", "addgit:2", ctx.path().to_str().unwrap()]);
+    let ctx =
+        context(&[("Dockerfile", &format!("FROM busybox\nADD --checksum=0123456 {url}#main /pinned\n"))]);
+    let line = s.fails(&["build", "-t", "bad", ctx.path().to_str().unwrap()]);
+    assert!(line.contains(&format!("expected checksum to match 0123456, got {head}")), "{line}");
+}

@@ -291,8 +291,16 @@ pub struct AddOp {
     pub dest: String,
     pub chown: Option<String>,
     pub chmod: Option<u32>,
-    /// `--checksum=sha256:<hex>`: the downloaded content must hash to it (URLs only).
+    /// `--checksum`: `sha256:<hex>` the downloaded content must hash to (a URL), or the
+    /// commit id a git source's ref must resolve to.
     pub checksum: Option<String>,
+    /// Git repositories (`https://host/repo.git#REF:DIR`, `git@...`, `git://`, `ssh://`), their
+    /// tree copied into `dest` as a directory.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub git: Vec<String>,
+    /// `--keep-git-dir`: the repository's `.git` is copied too.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_git_dir: bool,
     pub created_by: String,
 }
 

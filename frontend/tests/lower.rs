@@ -590,6 +590,8 @@ fn add_lowers_sources_urls_and_flags() {
             chown: Some("1:1".into()),
             chmod: Some(0o644),
             checksum: None,
+            git: vec![],
+            keep_git_dir: false,
             created_by: "ADD --chown=1:1 --chmod=644 a-1.tar https://example.com/f.txt /d/".into(),
         })
     );
@@ -609,13 +611,17 @@ fn add_lowers_sources_urls_and_flags() {
         lower_err("FROM busybox\nADD --checksum=sha256:abc https://e.com/a /b\n"),
         "Dockerfile:2:5: invalid checksum digest length"
     );
+    let def = lower("FROM busybox\nADD --keep-git-dir https://h.example/a/b.git#main:sub /src\n");
+    match &def.stages[0].steps[0].op {
+        Op::Add(a) => {
+            assert_eq!(a.git, ["https://h.example/a/b.git#main:sub"]);
+            assert!(a.keep_git_dir && a.urls.is_empty() && a.sources.is_empty());
+        }
+        other => panic!("{other:?}"),
+    }
     assert_eq!(
-        lower_err("FROM busybox\nADD https://github.com/a/b.git#main /src\n"),
-        "Dockerfile:2:5: ADD from git is not supported"
-    );
-    assert_eq!(
-        lower_err("FROM busybox\nADD git@github.com:a/b /src\n"),
-        "Dockerfile:2:5: ADD from git is not supported"
+        lower_err("FROM busybox\nADD --checksum=xyz git@h.example:a/b /src\n"),
+        "Dockerfile:2:5: invalid git checksum \"xyz\": expected a commit id"
     );
     assert!(
         lower_err("FROM busybox\nADD --keep-git-dir a /b\n")

@@ -125,6 +125,8 @@ pub enum StepError {
     Context(#[from] ContextError),
     #[error(transparent)]
     Fetch(#[from] FetchError),
+    #[error(transparent)]
+    Remote(#[from] crate::RemoteError),
     /// The step's network could not be made.
     #[error("network {network}")]
     Network {

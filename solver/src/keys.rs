@@ -163,6 +163,8 @@ impl Builder<'_> {
     fn add_inputs_key(&self, add: &AddOp) -> std::result::Result<StepInputs, StepError> {
         let mut downloads = Downloads::new();
         let checksum = match &add.checksum {
+            // A git source's checksum is its commit, checked below.
+            Some(_) if !add.git.is_empty() => None,
             Some(c) => {
                 if add.urls.len() != 1 || !add.sources.is_empty() || !add.heredocs.is_empty() {
                     return Err(add::DownloadError::ChecksumNeedsOneUrl.into());
@@ -186,6 +188,16 @@ impl Builder<'_> {
             });
             parts.push(format!("{url}\t{}\t{}", d.digest, modified.unwrap_or_default()));
             downloads.insert(url.clone(), d);
+        }
+        // A git source is its commit: a ref that moves is another input, the same commit the
+        // same one (BuildKit keys git sources by commit too).
+        for g in &add.git {
+            let (remote, commit, subdir) = crate::remote::git_source_commit(g, add.checksum.as_deref())?;
+            parts.push(format!(
+                "git\t{remote}\t{commit}\t{}\t{}",
+                subdir.unwrap_or_default(),
+                add.keep_git_dir
+            ));
         }
         Ok(StepInputs { key: parts.join("\n"), downloads, files })
     }

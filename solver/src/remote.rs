@@ -92,7 +92,7 @@ impl RemoteContext {
     pub fn fetch(&self, dir: &Path) -> Result<Fetched, RemoteError> {
         match self {
             RemoteContext::Git { remote, reference, subdir } => {
-                git_checkout(remote, reference.as_deref(), dir)?;
+                git_checkout(remote, reference.as_deref(), dir, false)?;
                 let context = match subdir {
                     None => dir.to_path_buf(),
                     Some(s) => {
@@ -120,7 +120,7 @@ fn is_repository(path: &Path) -> bool {
     path.join(".git").exists() || (path.join("HEAD").is_file() && path.join("objects").is_dir())
 }
 
-fn git(url: &str, dir: &Path, args: &[&str]) -> Result<(), RemoteError> {
+fn git(url: &str, dir: &Path, args: &[&str]) -> Result<String, RemoteError> {
     let out = Command::new("git")
         .arg("-C")
         .arg(dir)
@@ -133,7 +133,7 @@ fn git(url: &str, dir: &Path, args: &[&str]) -> Result<(), RemoteError> {
             _ => RemoteError::Git { url: url.to_string(), message: e.to_string() },
         })?;
     if out.status.success() {
-        return Ok(());
+        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
     }
     let stderr = String::from_utf8_lossy(&out.stderr);
     let message = stderr
@@ -147,7 +147,57 @@ fn git(url: &str, dir: &Path, args: &[&str]) -> Result<(), RemoteError> {
     Err(RemoteError::Git { url: url.to_string(), message })
 }
 
-fn git_checkout(remote: &str, reference: Option<&str>, dir: &Path) -> Result<(), RemoteError> {
+/// The commit `reference` (a branch, a tag, a commit; HEAD if none) names in `remote`, asked
+/// with `git ls-remote` (a full commit id needs no asking). For ADD's cache key: a ref that
+/// moves is another input.
+pub fn resolve_commit(remote: &str, reference: Option<&str>) -> Result<String, RemoteError> {
+    let wanted = reference.unwrap_or("HEAD");
+    if wanted.len() == 40 && wanted.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(wanted.to_ascii_lowercase());
+    }
+    let out = git(remote, Path::new("/"), &["ls-remote", remote, wanted])?;
+    // An annotated tag's own line names the tag object; its `^{}` line the commit.
+    let lines: Vec<(&str, &str)> = out.lines().filter_map(|l| l.split_once('\t')).collect();
+    let pick = |name: &str| lines.iter().find(|(_, n)| *n == name).map(|(id, _)| id.to_string());
+    pick(&format!("refs/tags/{wanted}^{{}}"))
+        .or_else(|| pick(&format!("refs/heads/{wanted}")))
+        .or_else(|| pick(&format!("refs/tags/{wanted}")))
+        .or_else(|| pick(wanted))
+        .ok_or_else(|| RemoteError::Git {
+            url: remote.to_string(),
+            message: format!("no branch, tag or commit {wanted:?} in the repository"),
+        })
+}
+
+/// ADD's git source `src` (as `RemoteContext::parse` reads it) at the commit its ref names
+/// now: `(remote, commit, subdir)`. With `checksum`, the commit must start with it.
+pub fn git_source_commit(
+    src: &str,
+    checksum: Option<&str>,
+) -> Result<(String, String, Option<String>), RemoteError> {
+    let Some(RemoteContext::Git { remote, reference, subdir }) = RemoteContext::parse(src) else {
+        return Err(RemoteError::Git { url: src.to_string(), message: "not a git repository URL".into() });
+    };
+    let commit = resolve_commit(&remote, reference.as_deref())?;
+    if let Some(c) = checksum
+        && !commit.starts_with(&c.to_ascii_lowercase())
+    {
+        return Err(RemoteError::Git {
+            url: remote,
+            message: format!("expected checksum to match {c}, got {commit}"),
+        });
+    }
+    Ok((remote, commit, subdir))
+}
+
+/// Fetches `remote` at `reference` into `dir` (empty) and returns the commit checked out;
+/// `.git` is kept only with `keep_git`.
+pub fn git_checkout(
+    remote: &str,
+    reference: Option<&str>,
+    dir: &Path,
+    keep_git: bool,
+) -> Result<String, RemoteError> {
     git(remote, dir, &["init", "-q"])?;
     let wanted = reference.unwrap_or("HEAD");
     let shallow = git(remote, dir, &["fetch", "-q", "--depth=1", remote, wanted]);
@@ -157,7 +207,11 @@ fn git_checkout(remote: &str, reference: Option<&str>, dir: &Path) -> Result<(),
         if !is_commit {
             return Err(e);
         }
-        git(remote, dir, &["fetch", "-q", remote, "+refs/heads/*:refs/remotes/origin/*"])?;
+        git(
+            remote,
+            dir,
+            &["fetch", "-q", remote, "+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"],
+        )?;
         git(remote, dir, &["checkout", "-q", wanted])?;
     } else {
         git(remote, dir, &["checkout", "-q", "FETCH_HEAD"])?;
@@ -165,12 +219,16 @@ fn git_checkout(remote: &str, reference: Option<&str>, dir: &Path) -> Result<(),
     if dir.join(".gitmodules").is_file() {
         git(remote, dir, &["submodule", "update", "-q", "--init", "--recursive", "--depth=1"])?;
     }
-    let dotgit = dir.join(".git");
-    fs::remove_dir_all(&dotgit).map_err(|source| RemoteError::Io {
-        url: remote.to_string(),
-        path: dotgit,
-        source,
-    })
+    let commit = git(remote, dir, &["rev-parse", "HEAD"])?.trim().to_string();
+    if !keep_git {
+        let dotgit = dir.join(".git");
+        fs::remove_dir_all(&dotgit).map_err(|source| RemoteError::Io {
+            url: remote.to_string(),
+            path: dotgit,
+            source,
+        })?;
+    }
+    Ok(commit)
 }
 
 /// Downloads `url`: a tar (plain, gzip, zstd) is unpacked into `dir`; anything else is the

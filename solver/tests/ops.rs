@@ -136,6 +136,8 @@ fn add(sources: &[&str], urls: &[String], dest: &str) -> AddOp {
         chown: None,
         chmod: None,
         checksum: None,
+        git: vec![],
+        keep_git_dir: false,
         created_by: "ADD".into(),
     }
 }

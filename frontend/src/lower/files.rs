@@ -193,6 +193,7 @@ pub(super) fn lower_add(
     let mut chmod = None;
     let mut chmod_text = None;
     let mut checksum = None;
+    let mut keep_git_dir = None;
     for (name, value, fpos) in &flags.0 {
         let fpos = *fpos;
         match name.as_str() {
@@ -205,38 +206,42 @@ pub(super) fn lower_add(
             }
             "checksum" => {
                 let value = ctx.expand(value, &state.env, fpos)?;
-                check_digest(&value).map_err(|e| ctx.err(fpos, e))?;
                 checksum = Some((value, fpos));
             }
-            "keep-git-dir" => {
-                return Err(ctx.err(
-                    fpos,
-                    "ADD --keep-git-dir is only valid for git sources, and ADD from git is not supported",
-                ));
-            }
+            "keep-git-dir" => keep_git_dir = Some((value == "true", fpos)),
             other => return Err(ctx.err(fpos, format!("ADD --{other} is not supported yet"))),
         }
     }
     let (paths, heredocs, dest, history) = copy_sources(ctx, ins, &state.env)?;
     let mut sources = Vec::new();
     let mut urls = Vec::new();
-    for (p, ppos) in paths {
+    let mut git = Vec::new();
+    for (p, _) in paths {
         if is_git_source(&p) {
-            return Err(ctx.err(ppos, "ADD from git is not supported"));
-        }
-        if is_http_source(&p) {
+            git.push(p);
+        } else if is_http_source(&p) {
             urls.push(p);
         } else {
             sources.push(p);
         }
     }
-    if let Some((_, fpos)) = &checksum {
-        if sources.len() + urls.len() + heredocs.len() != 1 {
+    if let Some((value, fpos)) = &checksum {
+        if sources.len() + urls.len() + git.len() + heredocs.len() != 1 {
             return Err(ctx.err(*fpos, "checksum can't be specified for multiple sources"));
         }
-        if urls.is_empty() {
+        if urls.is_empty() && git.is_empty() {
             return Err(ctx.err(*fpos, "checksum requires HTTP(S) or Git sources"));
         }
+        if !urls.is_empty() {
+            check_digest(value).map_err(|e| ctx.err(*fpos, e))?;
+        } else if !(7..=64).contains(&value.len()) || !value.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ctx.err(*fpos, format!("invalid git checksum {value:?}: expected a commit id")));
+        }
+    }
+    if let Some((_, fpos)) = keep_git_dir
+        && git.is_empty()
+    {
+        return Err(ctx.err(fpos, "ADD --keep-git-dir is only valid for git sources"));
     }
     let created_by = copy_history("ADD", &chown, &chmod_text, &history, &dest);
     Ok(Op::Add(AddOp {
@@ -247,6 +252,8 @@ pub(super) fn lower_add(
         chown,
         chmod,
         checksum: checksum.map(|(c, _)| c),
+        git,
+        keep_git_dir: keep_git_dir.is_some_and(|(k, _)| k),
         created_by,
     }))
 }

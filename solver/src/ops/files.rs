@@ -143,7 +143,28 @@ impl Builder<'_> {
         let sources = self.context_sources(&op.sources).at(step)?;
         // Download what the key did not need (with --checksum, or on a miss after a hit
         // elsewhere): before mounting anything, so a failure writes nothing.
-        let checksum = op.checksum.as_deref().map(add::parse_checksum).transpose().at(step)?;
+        let checksum = match op.git.is_empty() {
+            true => op.checksum.as_deref().map(add::parse_checksum).transpose().at(step)?,
+            false => None,
+        };
+        // Git sources, checked out at the commit their ref names (before mounting anything).
+        let git_dir = self.store.temp_dir("add-git-").at(step)?;
+        let mut trees = Vec::new();
+        for (i, g) in op.git.iter().enumerate() {
+            let (remote, commit, subdir) =
+                crate::remote::git_source_commit(g, op.checksum.as_deref()).at(step)?;
+            let dir = git_dir.path().join(i.to_string());
+            std::fs::create_dir(&dir).map_err(read_err(&dir)).at(step)?;
+            crate::remote::git_checkout(&remote, Some(&commit), &dir, op.keep_git_dir).at(step)?;
+            let tree = PathBuf::from(
+                subdir.map_or(".".into(), |s| fsutil::clean_relative(&s).display().to_string()),
+            );
+            if !inroot::resolve(&dir, &tree).is_ok_and(|p| p.is_dir()) {
+                let subdir = tree.display().to_string();
+                return Err(crate::RemoteError::Subdir { url: remote, subdir }).at(step);
+            }
+            trees.push((dir, tree));
+        }
         let mut downloads = Vec::new();
         for url in &op.urls {
             let d = match prefetched.remove(url) {
@@ -191,6 +212,19 @@ impl Builder<'_> {
                     copy::copy(&root, &job).at(step)?;
                 }
             }
+        }
+        for (dir, tree) in &trees {
+            // The repository's tree into `dest`, a directory, owned by root (or --chown).
+            let job = copy::CopyJob {
+                src_root: dir,
+                sources: std::slice::from_ref(tree),
+                dest: &dest,
+                owner: copy::Owner::Set(owner.map_or(0, |o| o.0), owner.map_or(0, |o| o.1)),
+                chmod: op.chmod,
+                include: None,
+                exclude: None,
+            };
+            copy::copy(&root, &job).at(step)?;
         }
         let file_owner = owner.unwrap_or((0, 0));
         for (url, d) in &downloads {
