@@ -212,6 +212,7 @@ impl Progress for Plain {
         let mut inner = lock(&self.inner);
         let text = match event {
             Event::Warning(w) => format!("WARNING: {w}\n"),
+            Event::Note(n) => format!("{n}\n"),
             Event::Started(s) => {
                 inner.steps.started(s);
                 format!("{} {}\n", tag(s), s.text)
@@ -292,6 +293,11 @@ impl Progress for Json {
                 let mut o = serde_json::Map::new();
                 o.insert("message".into(), json!(w));
                 ("warning", o)
+            }
+            Event::Note(n) => {
+                let mut o = serde_json::Map::new();
+                o.insert("message".into(), json!(n));
+                ("note", o)
             }
             Event::Started(s) => {
                 inner.steps.started(s);
@@ -429,6 +435,7 @@ impl Progress for Tty {
                 let line = style(format!("WARNING: {w}")).yellow().for_stderr().to_string();
                 self.above(state, &line);
             }
+            Event::Note(n) => self.above(state, n),
             Event::Started(s) => {
                 state.steps.started(s);
                 let bar = self.multi.add(ProgressBar::new_spinner());

@@ -218,3 +218,18 @@ fn copy_parents_keeps_directories_and_pivots() {
     );
     assert_eq!(sh(&s, "parents:1", "cat /glob/y/a.txt"), "ya");
 }
+
+/// `# syntax=docker/dockerfile:...` is read by rbuild's own frontend, which says so once in
+/// plain progress; another frontend image is a one-line error naming it.
+#[test]
+fn syntax_directive_is_our_own_frontend_or_an_error() {
+    let s = store();
+    let ctx = context(&[("Dockerfile", "# syntax=docker/dockerfile:1.7\nFROM busybox\nRUN true\n")]);
+    let out = s.run(&["build", "--progress=plain", "-t", "syn:1", ctx.path().to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(err.matches("read by rbuild's own Dockerfile frontend").count(), 1, "{err}");
+    let ctx = context(&[("Dockerfile", "# syntax=example.com/frontend:1\nFROM busybox\n")]);
+    let line = s.fails(&["build", ctx.path().to_str().unwrap()]);
+    assert!(line.contains("cannot run the frontend image example.com/frontend:1"), "{line}");
+}

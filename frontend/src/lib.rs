@@ -27,6 +27,10 @@ pub struct BuildDefinition {
     pub target: usize,
     /// Warnings to show the user (deprecated instructions, unused build args...).
     pub warnings: Vec<String>,
+    /// Plain notes to show once (that `# syntax=docker/dockerfile:...` is read by rbuild's
+    /// own frontend).
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 /// One `FROM` and the instructions after it.

@@ -785,6 +785,19 @@ fn parser_warnings_and_directives() {
     assert_eq!(run_op(&ops(&def, 0)[0]).args[2], "a   b");
     assert_eq!(def.warnings.len(), 1);
     assert!(def.warnings[0].contains("Empty continuation line"), "{:?}", def.warnings);
+    assert_eq!(def.notes.len(), 1);
+    assert!(
+        def.notes[0].starts_with("# syntax=docker/dockerfile:1: read by rbuild's own"),
+        "{:?}",
+        def.notes
+    );
+    for ok in ["docker.io/docker/dockerfile:1.7-labs", "docker/dockerfile-upstream:master@sha256:0123"] {
+        assert_eq!(lower(&format!("# syntax={ok}\nFROM busybox\n")).notes.len(), 1, "{ok}");
+    }
+    assert_eq!(
+        lower_err("# syntax=example.com/my/frontend:2\nFROM busybox\n"),
+        "Dockerfile:1:1: # syntax=example.com/my/frontend:2: rbuild reads Dockerfiles with its own frontend and cannot run the frontend image example.com/my/frontend:2"
+    );
     let parsed = frontend::parse("Dockerfile", "# syntax=x\nFROM a\n").unwrap();
     assert_eq!(parsed.directive("syntax"), Some("x"));
     assert_eq!(

@@ -167,6 +167,8 @@ impl std::fmt::Display for StepName {
 /// steps interleave, and they arrive from several threads.
 pub enum Event<'a> {
     Warning(&'a str),
+    /// Something to say once, plainly (the Dockerfile's `# syntax=`).
+    Note(&'a str),
     /// A step starts running (it was not cached).
     Started(&'a StepName),
     /// A step's result was found in the cache.

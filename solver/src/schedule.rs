@@ -50,6 +50,9 @@ pub(crate) fn build(
     progress: &dyn Progress,
 ) -> Result<BuildOutput> {
     check_definition(def)?;
+    for n in &def.notes {
+        progress.event(Event::Note(n));
+    }
     for w in &def.warnings {
         progress.event(Event::Warning(w));
     }

@@ -106,6 +106,7 @@ fn def(ops: Vec<Op>) -> BuildDefinition {
         stages: vec![stage(Base::Image("busybox:latest".into()), ops)],
         target: 0,
         warnings: vec![],
+        notes: vec![],
     }
 }
 
@@ -567,6 +568,7 @@ fn healthcheck_and_onbuild_are_stored_and_onbuild_is_not_inherited() {
         stages: vec![stage(Base::Image("parent:latest".into()), vec![])],
         target: 0,
         warnings: vec![],
+        notes: vec![],
     };
     let out = env.build(&child).unwrap();
     assert_eq!(out.image.config.config.on_build, None);
@@ -575,8 +577,12 @@ fn healthcheck_and_onbuild_are_stored_and_onbuild_is_not_inherited() {
     // FROM another stage: the same.
     let mut second = stage(Base::Stage(0), vec![Op::Config(ConfigOp::Env(vec![("A".into(), "1".into())]))]);
     second.index = 1;
-    let staged =
-        BuildDefinition { stages: vec![parent.stages[0].clone(), second], target: 1, warnings: vec![] };
+    let staged = BuildDefinition {
+        stages: vec![parent.stages[0].clone(), second],
+        target: 1,
+        warnings: vec![],
+        notes: vec![],
+    };
     let out = env.build(&staged).unwrap();
     assert_eq!(out.image.config.config.on_build, None);
     assert_eq!(out.image.config.config.env_get("A"), Some("1"));
@@ -588,6 +594,11 @@ fn invalid_definitions_are_errors() {
     let mut d = def(vec![]);
     d.target = 3;
     assert!(env.build(&d).map_err(|e| message(&e)).unwrap_err().contains("target stage 3"));
-    let d = BuildDefinition { stages: vec![stage(Base::Stage(0), vec![])], target: 0, warnings: vec![] };
+    let d = BuildDefinition {
+        stages: vec![stage(Base::Stage(0), vec![])],
+        target: 0,
+        warnings: vec![],
+        notes: vec![],
+    };
     assert!(env.build(&d).is_err());
 }

@@ -216,6 +216,29 @@ pub fn lower(
     lower_inner(file, text, options, resolver).map_err(|e| e.with_source(text))
 }
 
+/// `# syntax=`: BuildKit's Dockerfile frontend images (`docker/dockerfile:1`, `:1.7-labs`,
+/// `docker/dockerfile-upstream:...`, with or without `docker.io/` and a digest) name the syntax
+/// rbuild's own frontend reads, which says so once; any other frontend image is an error, as
+/// rbuild runs no frontend images.
+fn syntax_notes(file: &str, dockerfile: &parser::Dockerfile) -> Result<Vec<String>, Error> {
+    let Some(d) = dockerfile.directives.iter().find(|d| d.name == "syntax") else { return Ok(Vec::new()) };
+    let image = d.value.trim();
+    let name = image.split('@').next().unwrap_or(image);
+    let name = name.strip_prefix("docker.io/").unwrap_or(name);
+    let repo = name.split(':').next().unwrap_or(name);
+    if matches!(repo, "docker/dockerfile" | "docker/dockerfile-upstream") {
+        return Ok(vec![format!(
+            "# syntax={image}: read by rbuild's own Dockerfile frontend (no frontend image is pulled)"
+        )]);
+    }
+    Err(Error::at(
+        Location { file: file.into(), line: d.line, column: 1 },
+        format!(
+            "# syntax={image}: rbuild reads Dockerfiles with its own frontend and cannot run the frontend image {image}"
+        ),
+    ))
+}
+
 fn lower_inner(
     file: &str,
     text: &str,
@@ -227,6 +250,7 @@ fn lower_inner(
         return Err(Error::at(start, "the Dockerfile cannot be empty"));
     }
     let dockerfile = parse_file(file, text)?;
+    let notes = syntax_notes(file, &dockerfile)?;
     let escape = dockerfile.escape;
     let mut ctx = Ctx {
         file,
@@ -450,7 +474,7 @@ fn lower_inner(
             w.message
         ));
     }
-    Ok(BuildDefinition { stages, target, warnings: ctx.warnings })
+    Ok(BuildDefinition { stages, target, warnings: ctx.warnings, notes })
 }
 
 /// What an instruction needs to know about the build beyond its stage.
