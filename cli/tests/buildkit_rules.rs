@@ -233,3 +233,38 @@ fn syntax_directive_is_our_own_frontend_or_an_error() {
     let line = s.fails(&["build", ctx.path().to_str().unwrap()]);
     assert!(line.contains("cannot run the frontend image example.com/frontend:1"), "{line}");
 }
+
+/// `COPY --link`: its layer does not depend on the steps before. After the base image changes,
+/// the COPY is a cache hit and its layer's digest is the same; the files are where they belong
+/// on either base.
+#[test]
+fn copy_link_layer_survives_a_base_change() {
+    let s = store();
+    for n in ["1", "2"] {
+        let base = context(&[("Dockerfile", &format!("FROM busybox\nRUN echo {n} > /base\n"))]);
+        s.ok(&["build", "-t", &format!("linkbase:{n}"), base.path().to_str().unwrap()]);
+    }
+    let ctx = context(&[
+        (
+            "Dockerfile",
+            "ARG BASE\nFROM $BASE\nWORKDIR /srv\nCOPY --link app.txt conf/ ./app/\nRUN cat /base\n",
+        ),
+        ("app.txt", "app"),
+        ("conf/c.ini", "c"),
+    ]);
+    let dir = ctx.path().to_str().unwrap();
+    let meta = s.path().join("meta.json");
+    let build = |base: &str, tag: &str| {
+        let arg = format!("BASE={base}");
+        s.ok(&["build", "--build-arg", &arg, "--metadata-file", meta.to_str().unwrap(), "-t", tag, dir]);
+        let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+        m["rbuild.steps.cached"].as_u64().unwrap()
+    };
+    assert_eq!(build("linkbase:1", "linked:1"), 0);
+    // WORKDIR and RUN follow the new base; the linked COPY does not.
+    assert_eq!(build("linkbase:2", "linked:2"), 1);
+    let copy_layer = |image: &str| s.config(image)["rootfs"]["diff_ids"][3].clone();
+    assert_eq!(copy_layer("linked:1"), copy_layer("linked:2"));
+    assert_ne!(s.config("linked:1")["rootfs"]["diff_ids"][1], s.config("linked:2")["rootfs"]["diff_ids"][1]);
+    assert_eq!(sh(&s, "linked:2", "cat /base /srv/app/app.txt /srv/app/c.ini"), "2\nappc");
+}

@@ -270,6 +270,10 @@ pub struct CopyOp {
     /// pivot in its source) below `dest`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub parents: bool,
+    /// `--link`: the files form a layer of their own, copied onto nothing, whose cache key does
+    /// not depend on the steps before (BuildKit's merge of a scratch copy).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub link: bool,
     pub created_by: String,
 }
 

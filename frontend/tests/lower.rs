@@ -102,6 +102,7 @@ fn two_stages_lower_exactly() {
                 op: Op::Copy(CopyOp {
                     exclude: vec![],
                     parents: false,
+                    link: false,
                     heredocs: vec![],
                     sources: strings(&["main.c"]),
                     dest: ".".into(),
@@ -137,6 +138,7 @@ fn two_stages_lower_exactly() {
             Op::Copy(CopyOp {
                 exclude: vec![],
                 parents: false,
+                link: false,
                 heredocs: vec![],
                 sources: strings(&["/src/app"]),
                 dest: "/app".into(),
@@ -182,6 +184,7 @@ fn env_and_workdir_expand_with_base_image_env() {
             Op::Copy(CopyOp {
                 exclude: vec![],
                 parents: false,
+                link: false,
                 heredocs: vec![],
                 sources: strings(&["from-image", "one.txt"]),
                 dest: "/dst/one/".into(),
@@ -416,8 +419,8 @@ fn copy_from_later_or_own_stage_is_an_error() {
         "Dockerfile:2:6: invalid chmod parameter: rwx"
     );
     assert_eq!(
-        lower_err("FROM busybox\nCOPY --link a /\n"),
-        "Dockerfile:2:6: COPY --link is not supported yet"
+        lower_err("FROM busybox\nCOPY --link=maybe a /\n"),
+        "Dockerfile:2:6: expecting boolean value for flag --link, not: maybe"
     );
 }
 
@@ -532,6 +535,7 @@ fn copy_heredocs_expand_unless_quoted() {
         Op::Copy(CopyOp {
             exclude: vec![],
             parents: false,
+            link: false,
             sources: vec![],
             heredocs: vec![file("EOF", "hello world \"q\" 'x'\n"), file("RAW", "keep $NAME\n")],
             dest: "/dst/".into(),

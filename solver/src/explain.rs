@@ -427,6 +427,7 @@ mod tests {
         serde_json::to_string(&Op::Copy(CopyOp {
             exclude: vec![],
             parents: false,
+            link: false,
             sources,
             heredocs: vec![],
             dest: dest.into(),

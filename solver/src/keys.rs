@@ -30,6 +30,8 @@ pub(crate) struct StepInputs {
 /// A step's key, what computing it downloaded, and what `--explain-cache` compares.
 pub(crate) struct StepKey {
     pub key: Digest,
+    /// `COPY --link`: the key of its layer alone, without the steps before.
+    pub link: Option<Digest>,
     pub downloads: Downloads,
     pub inputs: KeyInputs,
 }
@@ -78,7 +80,20 @@ impl Builder<'_> {
         if !limits.is_empty() {
             key_parts.push(limits.as_str());
         }
-        let key = key_of(&key_parts);
+        // COPY --link: the layer's key holds the op, the destination as resolved against the
+        // WORKDIR (which changes where files land) and the inputs; not the parent. The step's
+        // own key still follows the parent, so later steps do.
+        let link = match &step.op {
+            Op::Copy(c) if c.link => {
+                let dest = crate::ops::absolute_dest(state, &c.dest);
+                Some(key_of(&["copy-link", op_json.as_str(), dest.as_str(), inputs.as_str()]))
+            }
+            _ => None,
+        };
+        let key = match &link {
+            Some(l) => key_of(&["step", state.key.as_str(), "link", l.as_str()]),
+            None => key_of(&key_parts),
+        };
         let build_args = match &step.op {
             Op::Run(r) => {
                 let mut args: Vec<(String, String)> = r
@@ -95,7 +110,7 @@ impl Builder<'_> {
         };
         let inputs =
             KeyInputs { parent_key: state.key.to_string(), op: op_json, files, build_args, base: None };
-        Ok(StepKey { key, downloads, inputs })
+        Ok(StepKey { key, link, downloads, inputs })
     }
 
     /// The part of a step's key that comes from outside the Dockerfile: the content of COPY

@@ -360,7 +360,7 @@ impl Builder<'_> {
         index: usize,
     ) -> Result<State> {
         let no_cache = run.no_cache;
-        let crate::keys::StepKey { key, mut downloads, inputs: mut key_inputs } =
+        let crate::keys::StepKey { key, link, mut downloads, inputs: mut key_inputs } =
             self.step_key(&state, step, run.cmd_set)?;
         key_inputs.base = run.base.take();
         if let Op::Config(ConfigOp::Cmd(_)) = step.op {
@@ -402,9 +402,27 @@ impl Builder<'_> {
         if self.cancelled() {
             return Err(ErrorKind::Cancelled.into());
         }
+        // COPY --link: its layer may be cached on another parent; then only the merge is new.
+        if let Some(link) = &link
+            && !no_cache
+            && let Some(record) = self.cache_lookup(link)?
+            && let Ok(layers) = self.ensure_layers(&record.layers).map(|()| record.layers)
+        {
+            remember();
+            let next = self.merge_link(state, step, layers.into_iter().next(), key.clone())?;
+            self.progress.event(Event::Cached(name));
+            self.cached.fetch_add(1, Ordering::SeqCst);
+            return Ok(next);
+        }
         self.progress.event(Event::Started(name));
         let started = Instant::now();
-        let next = self.execute(state, step, name, run.cmd_set, key.clone(), &mut downloads)?;
+        let next = match &link {
+            Some(link) => {
+                let layer = self.copy_link(&state, step, link)?;
+                self.merge_link(state, step, layer, key.clone())?
+            }
+            None => self.execute(state, step, name, run.cmd_set, key.clone(), &mut downloads)?,
+        };
         remember();
         self.ran_keys.lock().unwrap_or_else(|p| p.into_inner()).insert(key);
         self.executed.fetch_add(1, Ordering::SeqCst);

@@ -118,6 +118,7 @@ fn copy_heredocs(heredocs: Vec<InlineFile>, dest: &str, chmod: Option<u32>) -> O
     Op::Copy(CopyOp {
         exclude: vec![],
         parents: false,
+        link: false,
         sources: vec![],
         heredocs,
         dest: dest.into(),

@@ -152,11 +152,13 @@ pub(super) fn lower_copy(
     let mut chmod_text = None;
     let mut exclude = Vec::new();
     let mut parents = false;
+    let mut link = false;
     for (name, value, fpos) in &flags.0 {
         let fpos = *fpos;
         match name.as_str() {
             "exclude" => exclude.push(ctx.expand(value, &state.env, fpos)?),
             "parents" => parents = value == "true",
+            "link" => link = value == "true",
             "from" => {
                 let value = ctx.expand(value, &state.env, fpos)?;
                 let later = || {
@@ -180,7 +182,7 @@ pub(super) fn lower_copy(
     let (paths, heredocs, dest, history) = copy_sources(ctx, ins, &state.env)?;
     let created_by = copy_history("COPY", &chown, &chmod_text, &history, &dest);
     let sources = paths.into_iter().map(|(p, _)| p).collect();
-    Ok(Op::Copy(CopyOp { sources, heredocs, dest, from, chown, chmod, exclude, parents, created_by }))
+    Ok(Op::Copy(CopyOp { sources, heredocs, dest, from, chown, chmod, exclude, parents, link, created_by }))
 }
 
 pub(super) fn lower_add(

@@ -38,16 +38,29 @@ impl Builder<'_> {
             Op::Config(_) => (None, step.text.clone()),
             Op::Workdir(dir) => (self.workdir(&state, step, dir)?, step.text.clone()),
         };
-        let mut next = State { layers: state.layers, config: state.config, key };
+        let mut state = state;
         if let Op::Workdir(dir) = &step.op {
-            next.config.config.working_dir = Some(dir.clone());
+            state.config.config.working_dir = Some(dir.clone());
         }
         if let Op::Config(op) = &step.op {
-            config::apply_config(&mut next.config.config, op, cmd_set);
+            config::apply_config(&mut state.config.config, op, cmd_set);
             if let ConfigOp::Maintainer(name) = op {
-                next.config.author = Some(name.clone());
+                state.config.author = Some(name.clone());
             }
         }
+        self.finish(state, step, layer, created_by, key)
+    }
+
+    /// `state` with the step's history entry and `layer` on top, stored under `key`.
+    pub(crate) fn finish(
+        &self,
+        state: State,
+        step: &Step,
+        layer: Option<Layer>,
+        created_by: String,
+        key: Digest,
+    ) -> Result<State> {
+        let mut next = State { layers: state.layers, config: state.config, key };
         next.config.history.push(History {
             created: Some(now_rfc3339()),
             created_by: Some(created_by),
@@ -63,6 +76,29 @@ impl Builder<'_> {
             .cache_put(&next.key, &CacheRecord { layers: next.layers.clone(), config: next.config.clone() })
             .at(step)?;
         Ok(next)
+    }
+
+    /// `COPY --link`: the copy onto nothing (an empty snapshot; the parent's WORKDIR still
+    /// places relative destinations), its layer stored under `link`, the key of the layer alone.
+    pub(crate) fn copy_link(&self, state: &State, step: &Step, link: &Digest) -> Result<Option<Layer>> {
+        let Op::Copy(copy) = &step.op else { return Ok(None) };
+        let empty = State { layers: Vec::new(), config: state.config.clone(), key: state.key.clone() };
+        let layer = self.copy(&empty, step, copy)?;
+        let record = CacheRecord { layers: layer.iter().cloned().collect(), config: Default::default() };
+        self.store.cache_put(link, &record).at(step)?;
+        Ok(layer)
+    }
+
+    /// The parent with a `COPY --link` layer merged on top, as the step's state under `key`.
+    pub(crate) fn merge_link(
+        &self,
+        state: State,
+        step: &Step,
+        layer: Option<Layer>,
+        key: Digest,
+    ) -> Result<State> {
+        let Op::Copy(copy) = &step.op else { return Ok(state) };
+        self.finish(state, step, layer, copy.created_by.clone(), key)
     }
 
     /// Commits a snapshot's upperdir as a layer; `None` when the step changed nothing.
