@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# BuildKit's result on Dockerfiles nobody here wrote: runs ../shared/differential/differential.py
+# over buildah's tests/bud corpus (301 Dockerfiles) with BuildKit (the private dockerd of
+# ../shared/bench/peers-setup.sh) as the oracle and this checkout's release rbuild as the
+# subject, and prints the two scores (cases BuildKit builds that rbuild matches, cases BuildKit
+# refuses that rbuild refuses) and the difference categories. Nothing leaves the machine: the
+# harness skips cases that would need a registry or the network (see its README).
+#
+# The corpus is not in this repository and this machine cannot reach GitHub: export it from a
+# snapshot of containers/buildah (the harness's README says how) into CORPUS, by default
+# /tmp/research/buildah-bud/tests/bud. Needs root; takes about 20 minutes on 2 cores.
+# Usage: bench/differential.sh [CORPUS] [extra differential.py flags, e.g. --only copy-]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+corpus=${1:-/tmp/research/buildah-bud/tests/bud}
+shift || true
+harness=../shared/differential/differential.py
+[ -f "$harness" ] || { echo "differential.sh: $harness is missing (../shared)" >&2; exit 1; }
+[ -d "$corpus" ] || { echo "differential.sh: no corpus at $corpus (see ../shared/differential/README.md)" >&2; exit 1; }
+# dockerd (BuildKit), podman's base images and the debootstrap base: idempotent.
+if ! [ -S /tmp/peers/docker.sock ]; then bash ../shared/bench/peers-setup.sh >/dev/null; fi
+cargo build --release -q --bin rbuild
+root=$(mktemp -d)
+trap 'target/release/rbuild --root "$root" network prune -f >/dev/null 2>&1 || true; rm -rf "$root"' EXIT
+python3 "$harness" --corpus "$corpus" --subject rbuild --rbuild target/release/rbuild --rbuild-root "$root" \
+  --out "$root/results.json" "$@" | tail -n 40
