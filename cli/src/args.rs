@@ -413,6 +413,9 @@ pub struct BuildArgs {
     /// repeated.
     #[arg(long, value_name = "default|ID[=SOCKET|KEY[,KEY...]]")]
     pub ssh: Vec<String>,
+    /// Run only the build checks (BuildKit's linter) and print their warnings; exit 1 if any.
+    #[arg(long)]
+    pub check: bool,
     /// The cgroup every RUN's cgroup is made in (a path under each hierarchy's root, made if
     /// missing; default `rbuild`).
     #[arg(long = "cgroup-parent", value_name = "PATH")]

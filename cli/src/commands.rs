@@ -175,6 +175,65 @@ fn remote_context(store: &Store, a: &mut args::BuildArgs) -> Result<Option<tempf
     Ok(Some(dir))
 }
 
+/// `build --check`, as `docker buildx build --check`: the build checks of every stage, printed
+/// to stdout sorted by line, each with its rule, URL, message and the lines around it; exit 1
+/// when there is any (and the `error=true` failure on stderr).
+fn check(store: &Store, options: &solver::BuildOptions) -> Result<ExitCode> {
+    let def = solver::lower(store, options)?;
+    let mut warnings: Vec<&solver::LintWarning> = def.lint.iter().collect();
+    warnings.sort_by_key(|w| w.line);
+    let mut out = String::new();
+    match warnings.len() {
+        0 => out.push_str("Check complete, no warnings found.\n"),
+        1 => out.push_str("Check complete, 1 warning has been found!\n"),
+        n => out.push_str(&format!("Check complete, {n} warnings have been found!\n")),
+    }
+    for w in &warnings {
+        out.push_str(&format!("\nWARNING: {} - {}\n{}\n", w.rule, w.url, w.detail));
+        out.push_str(&source_excerpt(&options.dockerfile_name, &options.dockerfile, w.line));
+    }
+    print!("{out}");
+    if warnings.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if def.lint_error {
+        let mut rules: Vec<&str> = warnings.iter().map(|w| w.rule.as_str()).collect();
+        rules.sort();
+        rules.dedup();
+        eprintln!("rbuild: error: lint violation found for rules: {}", rules.join(", "));
+    }
+    Ok(ExitCode::FAILURE)
+}
+
+/// BuildKit's source excerpt (`errdefs.Source.Print`) of one line: up to two lines of context
+/// each side, the line marked `>>>`.
+fn source_excerpt(file: &str, text: &str, line: usize) -> String {
+    let lines: Vec<&str> = text.split('\n').collect();
+    if line < 1 || line > lines.len() {
+        return String::new();
+    }
+    let (mut start, mut end) = (line, line);
+    let mut p = 0;
+    while p < 4 {
+        if start > 1 {
+            start -= 1;
+            p += 1;
+        }
+        if end != lines.len() {
+            end += 1;
+            p += 1;
+        }
+        p += 1;
+    }
+    let mut out = format!("{file}:{line}\n--------------------\n");
+    for i in start..=end {
+        let pfx = if i == line { ">>>" } else { "   " };
+        out.push_str(&format!(" {i:>3} | {pfx} {}\n", lines[i - 1]));
+    }
+    out.push_str("--------------------\n");
+    out
+}
+
 /// `--shm-size` (go-units' RAMInBytes, as docker) and `--ulimit`s.
 fn process_limits(shm_size: Option<&str>, ulimits: &[String]) -> Result<runtime::ProcessLimits> {
     let shm_size = match shm_size {
@@ -351,6 +410,9 @@ fn build(store: &Store, mut a: args::BuildArgs) -> Result<ExitCode> {
             )?)),
         },
     };
+    if a.check {
+        return check(store, &options);
+    }
     let cache_to = a.cache_to.iter().map(|c| CacheTo::parse(c)).collect::<Result<Vec<_>, _>>()?;
     let sink = progress::for_mode(a.progress, a.quiet);
     let out = solver::build(store, &options, sink.as_progress());

@@ -115,11 +115,18 @@ struct Ran {
     outcome: Outcome,
 }
 
-/// Every step that started, by id.
+/// Every step that started, by id; and the build checks' warnings (buildx's `Short` form).
 #[derive(Debug, Default)]
-struct Steps(BTreeMap<usize, Ran>);
+struct Steps(BTreeMap<usize, Ran>, Vec<String>);
 
 impl Steps {
+    fn lint(&mut self, w: &solver::LintWarning) {
+        let short = w.short();
+        if !self.1.contains(&short) {
+            self.1.push(short);
+        }
+    }
+
     fn started(&mut self, s: &StepName) {
         self.0.insert(s.id, Ran { name: s.clone(), started: Instant::now(), outcome: Outcome::Running });
     }
@@ -156,11 +163,21 @@ impl Steps {
         }
     }
 
+    /// Each step's time, then the build checks' warnings as buildx lists them at the end
+    /// (in the order found, not buildx's random one; no colour codes off a terminal).
     fn summary(&self) -> String {
         let mut out = String::new();
         for ran in self.0.values() {
             let (d, how) = Self::time(ran);
             let _ = writeln!(out, "{:>6.2}s {} {}{how}", d.as_secs_f64(), tag(&ran.name), ran.name.text);
+        }
+        if !self.1.is_empty() {
+            let n = self.1.len();
+            let header = if n == 1 { "1 warning found".to_string() } else { format!("{n} warnings found") };
+            let _ = writeln!(out, "\n {header}:");
+            for short in &self.1 {
+                let _ = writeln!(out, " - {short}");
+            }
         }
         out
     }
@@ -213,6 +230,10 @@ impl Progress for Plain {
         let text = match event {
             Event::Warning(w) => format!("WARNING: {w}\n"),
             Event::Note(n) => format!("{n}\n"),
+            Event::Lint(w) => {
+                inner.steps.lint(w);
+                format!("WARN: {}\n", w.short())
+            }
             Event::Started(s) => {
                 inner.steps.started(s);
                 format!("{} {}\n", tag(s), s.text)
@@ -298,6 +319,15 @@ impl Progress for Json {
                 let mut o = serde_json::Map::new();
                 o.insert("message".into(), json!(n));
                 ("note", o)
+            }
+            Event::Lint(w) => {
+                let mut o = serde_json::Map::new();
+                o.insert("rule".into(), json!(w.rule));
+                o.insert("description".into(), json!(w.description));
+                o.insert("url".into(), json!(w.url));
+                o.insert("detail".into(), json!(w.detail));
+                o.insert("line".into(), json!(w.line));
+                ("lint", o)
             }
             Event::Started(s) => {
                 inner.steps.started(s);
@@ -436,6 +466,7 @@ impl Progress for Tty {
                 self.above(state, &line);
             }
             Event::Note(n) => self.above(state, n),
+            Event::Lint(w) => state.steps.lint(w),
             Event::Started(s) => {
                 state.steps.started(s);
                 let bar = self.multi.add(ProgressBar::new_spinner());

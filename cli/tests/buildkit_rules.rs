@@ -268,3 +268,50 @@ fn copy_link_layer_survives_a_base_change() {
     assert_ne!(s.config("linked:1")["rootfs"]["diff_ids"][1], s.config("linked:2")["rootfs"]["diff_ids"][1]);
     assert_eq!(sh(&s, "linked:2", "cat /base /srv/app/app.txt /srv/app/c.ini"), "2\nappc");
 }
+
+/// The build checks: a Dockerfile with three problems builds and ends with three warnings,
+/// each with its line, as buildx lists them; `--check` prints them with their rule's URL and
+/// the lines around them, builds nothing and exits 1; `# check=error=true` fails the build.
+#[test]
+fn build_checks_warn_check_exits_1_and_error_true_fails() {
+    let s = store();
+    let dockerfile = "FROM busybox as base\nMAINTAINER me@example.org\nCMD echo hi\n";
+    let ctx = context(&[("Dockerfile", dockerfile)]);
+    let dir = ctx.path().to_str().unwrap();
+    let out = s.run(&["build", "--progress=plain", "-t", "lint:1", dir]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let summary = err.split("\n 3 warnings found:\n").nth(1).unwrap_or_else(|| panic!("no summary:\n{err}"));
+    assert_eq!(
+        summary.lines().take(3).collect::<Vec<_>>(),
+        [
+            " - FromAsCasing: 'as' and 'FROM' keywords' casing do not match (line 1)",
+            " - MaintainerDeprecated: Maintainer instruction is deprecated in favor of using label (line 2)",
+            " - JSONArgsRecommended: JSON arguments recommended for CMD to prevent unintended behavior related to OS signals (line 3)",
+        ]
+    );
+
+    let out = s.run(&["build", "--check", "-t", "checked:1", dir]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("Check complete, 3 warnings have been found!\n"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "\nWARNING: FromAsCasing - https://docs.docker.com/go/dockerfile/rule/from-as-casing/\n\
+             'as' and 'FROM' keywords' casing do not match\n"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("   1 | >>> FROM busybox as base\n"), "{stdout}");
+    assert!(s.ok(&["images", "-q", "checked"]).is_empty(), "--check built an image");
+    let clean = context(&[("Dockerfile", "FROM busybox AS base\nCMD [\"true\"]\n")]);
+    let out = s.run(&["build", "--check", clean.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "Check complete, no warnings found.\n");
+
+    let strict =
+        context(&[("Dockerfile", &format!("# check=error=true;skip=MaintainerDeprecated\n{dockerfile}"))]);
+    let line = s.fails(&["build", "-t", "strict:1", strict.path().to_str().unwrap()]);
+    assert!(line.ends_with("lint violation found for rules: FromAsCasing, JSONArgsRecommended"), "{line}");
+    assert!(s.ok(&["images", "-q", "strict"]).is_empty());
+}

@@ -9,6 +9,7 @@
 
 mod error;
 mod expand;
+pub mod lint;
 mod lower;
 pub mod parser;
 mod runmount;
@@ -31,6 +32,13 @@ pub struct BuildDefinition {
     /// own frontend).
     #[serde(default)]
     pub notes: Vec<String>,
+    /// The build checks' warnings (`lint`), every stage's; a build reports those of the
+    /// stages it needs ([`BuildDefinition::lint_for_build`]).
+    #[serde(default)]
+    pub lint: Vec<lint::LintWarning>,
+    /// `# check=error=true`: a warning fails the build.
+    #[serde(default)]
+    pub lint_error: bool,
 }
 
 /// One `FROM` and the instructions after it.
@@ -77,6 +85,13 @@ impl Step {
 }
 
 impl BuildDefinition {
+    /// The build checks' warnings a build of the target reports: BuildKit runs the checks made
+    /// while dispatching a stage only for the stages the target needs (`--check` reports all).
+    pub fn lint_for_build(&self) -> Vec<&lint::LintWarning> {
+        let needed = self.needed_stages();
+        self.lint.iter().filter(|w| w.stage.is_none_or(|s| needed.get(s).copied().unwrap_or(false))).collect()
+    }
+
     /// Which stages a build of the target runs: the target and, transitively, every stage it
     /// depends on ([`Stage::dependencies`]); by stage index. The solver builds exactly these,
     /// and `debug graph` shows the others as skipped.

@@ -90,6 +90,9 @@ pub enum ErrorKind {
     /// A [`frontend::BuildDefinition`] that cannot be built (a stage index out of range...).
     #[error("invalid build definition: {0}")]
     Definition(String),
+    /// `# check=error=true` and the build checks warned (their rules, in order).
+    #[error("lint violation found for rules: {}", .0.join(", "))]
+    LintViolation(Vec<String>),
     /// A `--cache-from` hit whose layers could not be fetched; `source` is the last source's
     /// reason, when there was a source to ask.
     #[error("build cache: layers {} are in no store or cache source", list(layers))]

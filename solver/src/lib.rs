@@ -45,6 +45,7 @@ pub use dockerignore::{LoadError as IgnoreFileError, PatternError};
 pub use error::{Error, ErrorKind, Result, StepError};
 pub use executor::StepNetwork;
 pub use fetch::{FetchError, Fetcher, ImageFetcher, PullPolicy, PullPolicyError};
+pub use frontend::lint::LintWarning;
 pub use mounts::{MountError, Secret, SecretSource};
 pub use ops::config::apply_config;
 pub use remote::{Fetched, RemoteContext, RemoteError};
@@ -169,6 +170,8 @@ pub enum Event<'a> {
     Warning(&'a str),
     /// Something to say once, plainly (the Dockerfile's `# syntax=`).
     Note(&'a str),
+    /// A build check's warning (BuildKit's linter).
+    Lint(&'a frontend::lint::LintWarning),
     /// A step starts running (it was not cached).
     Started(&'a StepName),
     /// A step's result was found in the cache.

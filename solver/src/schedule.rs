@@ -53,6 +53,17 @@ pub(crate) fn build(
     for n in &def.notes {
         progress.event(Event::Note(n));
     }
+    let lint = def.lint_for_build();
+    for w in &lint {
+        progress.event(Event::Lint(w));
+    }
+    // BuildKit fails after converting, before running anything.
+    if def.lint_error && !lint.is_empty() {
+        let mut rules: Vec<String> = lint.iter().map(|w| w.rule.clone()).collect();
+        rules.sort();
+        rules.dedup();
+        return Err(ErrorKind::LintViolation(rules).into());
+    }
     for w in &def.warnings {
         progress.event(Event::Warning(w));
     }

@@ -107,6 +107,8 @@ fn def(ops: Vec<Op>) -> BuildDefinition {
         target: 0,
         warnings: vec![],
         notes: vec![],
+        lint: vec![],
+        lint_error: false,
     }
 }
 
@@ -570,6 +572,8 @@ fn healthcheck_and_onbuild_are_stored_and_onbuild_is_not_inherited() {
         target: 0,
         warnings: vec![],
         notes: vec![],
+        lint: vec![],
+        lint_error: false,
     };
     let out = env.build(&child).unwrap();
     assert_eq!(out.image.config.config.on_build, None);
@@ -583,6 +587,8 @@ fn healthcheck_and_onbuild_are_stored_and_onbuild_is_not_inherited() {
         target: 1,
         warnings: vec![],
         notes: vec![],
+        lint: vec![],
+        lint_error: false,
     };
     let out = env.build(&staged).unwrap();
     assert_eq!(out.image.config.config.on_build, None);
@@ -600,6 +606,8 @@ fn invalid_definitions_are_errors() {
         target: 0,
         warnings: vec![],
         notes: vec![],
+        lint: vec![],
+        lint_error: false,
     };
     assert!(env.build(&d).is_err());
 }

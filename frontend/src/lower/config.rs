@@ -240,12 +240,8 @@ pub(super) fn lower_shell(ins: &Instruction, state: &mut StageState) -> Result<O
     Ok(Op::Config(ConfigOp::Shell(ins.args.clone())))
 }
 
-pub(super) fn lower_maintainer(ctx: &mut Ctx<'_>, ins: &Instruction) -> Result<Op, Error> {
-    let pos = ins_pos(ins);
-    let loc = ctx.loc(pos);
-    ctx.warnings.push(format!(
-        "[Warning] {loc}: MAINTAINER instruction is deprecated in favor of using label (MaintainerDeprecated)"
-    ));
+/// MAINTAINER (its deprecation is the MaintainerDeprecated check's).
+pub(super) fn lower_maintainer(ins: &Instruction) -> Result<Op, Error> {
     Ok(Op::Config(ConfigOp::Maintainer(ins.args.first().cloned().unwrap_or_default())))
 }
 

@@ -5,6 +5,7 @@
 mod config;
 mod files;
 mod flags;
+mod lint;
 mod run;
 
 use config::*;
@@ -251,6 +252,18 @@ fn lower_inner(
     }
     let dockerfile = parse_file(file, text)?;
     let notes = syntax_notes(file, &dockerfile)?;
+    // `--build-arg BUILDKIT_DOCKERFILE_CHECK` replaces the `# check=` directive, as BuildKit's;
+    // of the directive, only the value's first word counts.
+    let check = match env_get(&options.build_args, "BUILDKIT_DOCKERFILE_CHECK") {
+        Some(v) => v.to_string(),
+        None => dockerfile
+            .directive("check")
+            .map(|v| v.split(' ').next().unwrap_or("").to_string())
+            .unwrap_or_default(),
+    };
+    let config = crate::lint::CheckConfig::parse(&check)
+        .map_err(|e| Error::at(start.clone(), format!("failed to parse check options: {e}")))?;
+    let mut linter = crate::lint::Linter { config, warnings: Vec::new() };
     let escape = dockerfile.escape;
     let mut ctx = Ctx {
         file,
@@ -309,6 +322,9 @@ fn lower_inner(
             .ok_or_else(|| Error::at(start.clone(), format!("target stage \"{t}\" could not be found")))?,
         None => names.len() - 1,
     };
+
+    lint::check_file(&mut linter, &dockerfile, global_args, &stage_list);
+    lint::check_stages(&mut linter, &stage_list);
 
     // Global args: BuildKit's defaults (platforms, TARGETSTAGE), then the ARGs before FROM.
     let host = hostutil::platform::host();
@@ -467,14 +483,14 @@ fn lower_inner(
         ctx.warnings
             .push(format!("[Warning] One or more build-args [{}] were not consumed", unused.join(" ")));
     }
-    for w in &dockerfile.warnings {
-        ctx.warnings.push(format!(
-            "[Warning] {}: {} (NoEmptyContinuation)",
-            ctx.loc(Pos { line: w.line, column: 1 }),
-            w.message
-        ));
-    }
-    Ok(BuildDefinition { stages, target, warnings: ctx.warnings, notes })
+    Ok(BuildDefinition {
+        stages,
+        target,
+        warnings: ctx.warnings,
+        notes,
+        lint: linter.warnings,
+        lint_error: linter.config.error,
+    })
 }
 
 /// What an instruction needs to know about the build beyond its stage.
@@ -512,7 +528,7 @@ fn lower_instruction(
         "volume" => lower_volume(ctx, ins, state),
         "stopsignal" => lower_stopsignal(ctx, ins, state),
         "shell" => lower_shell(ins, state),
-        "maintainer" => lower_maintainer(ctx, ins),
+        "maintainer" => lower_maintainer(ins),
         "healthcheck" => lower_healthcheck(ctx, ins, &flags),
         "onbuild" => lower_onbuild(ins, state),
         "from" => Err(ctx.err(pos, "unexpected FROM")),
