@@ -294,7 +294,7 @@ fn check_options_skip_and_error() {
     let d = def("#check=skip=ConsistentInstructionCasing;error=true", &[]);
     assert_eq!(
         d.lint.iter().map(|w| (w.rule.clone(), w.detail.clone(), w.line)).collect::<Vec<_>>(),
-        [from_as.clone()]
+        std::slice::from_ref(&from_as)
     );
     assert!(d.lint_error);
     let d = def(
