@@ -8,7 +8,8 @@
 #
 # The corpus is not in this repository and this machine cannot reach GitHub: export it from a
 # snapshot of containers/buildah (the harness's README says how) into CORPUS, by default
-# /tmp/research/buildah-bud/tests/bud. Needs root; takes about 20 minutes on 2 cores.
+# /tmp/research/buildah-bud/tests/bud. Needs root; takes about 7 minutes on 2 cores. Each
+# case's outcome and differences stay in /tmp/diff/results-rbuild.json (the harness's default).
 # Usage: bench/differential.sh [CORPUS] [extra differential.py flags, e.g. --only copy-]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,4 +24,4 @@ cargo build --release -q --bin rbuild
 root=$(mktemp -d)
 trap 'target/release/rbuild --root "$root" network prune -f >/dev/null 2>&1 || true; rm -rf "$root"' EXIT
 python3 "$harness" --corpus "$corpus" --subject rbuild --rbuild target/release/rbuild --rbuild-root "$root" \
-  --out "$root/results.json" "$@" | tail -n 40
+  "$@" | tail -n 40

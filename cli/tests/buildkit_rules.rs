@@ -96,6 +96,21 @@ fn workdir_through_a_dangling_symlink_creates_its_target() {
         "/target/sub\n/target\ndir\n"
     );
     assert_eq!(s.config("wd:1")["config"]["WorkingDir"], "/a/link/sub");
+    // The link itself as the WORKDIR, its target's parents missing (buildah's workdir-symlink).
+    let ctx = context(&[(
+        "Dockerfile",
+        "FROM busybox
+RUN ln -sf /var/lib/tempest /tempest
+WORKDIR /tempest
+RUN pwd -P > /pwd
+WORKDIR /tempest/lowerdir
+",
+    )]);
+    s.ok(&["build", "-t", "wd:2", ctx.path().to_str().unwrap()]);
+    assert_eq!(
+        sh(&s, "wd:2", "cat /pwd; test -d /var/lib/tempest/lowerdir && echo dir"),
+        "/var/lib/tempest\ndir\n"
+    );
 }
 
 /// `.dockerignore` with `subdir` then `!*/sub1*`: today's fsutil walks into the excluded

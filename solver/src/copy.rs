@@ -163,6 +163,16 @@ pub(crate) fn mkdir_all(root: &Path, rel: &Path, owner: (u32, u32)) -> Result<()
             Ok(m) if m.is_dir() => continue,
             Ok(_) => return Err(FileError::NotADirectory { path: shown }),
             Err(_) => {
+                // A dangling symlink on the way (`/tempest -> /var/lib/tempest`): its target is
+                // made with every missing parent, as BuildKit's MkdirAll on the resolved path.
+                if let Some(parent) = p.parent().filter(|d| !d.exists())
+                    && let Ok(target) = p.strip_prefix(root)
+                    && target != sofar.as_path()
+                    && parent.starts_with(root)
+                {
+                    mkdir_all(root, &target.to_path_buf(), owner)?;
+                    continue;
+                }
                 fs::create_dir(&p).map_err(io_err("mkdir", &shown))?;
                 fs::set_permissions(&p, fs::Permissions::from_mode(0o755))
                     .map_err(io_err("chmod", &shown))?;
