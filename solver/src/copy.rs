@@ -170,7 +170,7 @@ pub(crate) fn mkdir_all(root: &Path, rel: &Path, owner: (u32, u32)) -> Result<()
                     && target != sofar.as_path()
                     && parent.starts_with(root)
                 {
-                    mkdir_all(root, &target.to_path_buf(), owner)?;
+                    mkdir_all(root, target, owner)?;
                     continue;
                 }
                 fs::create_dir(&p).map_err(io_err("mkdir", &shown))?;
