@@ -312,3 +312,40 @@ fn check_options_skip_and_error() {
     assert_eq!(err, "Dockerfile:1:1: failed to parse check options: invalid check option \"bogus\"");
     assert_eq!(lint_with(&format!("#check=skip=ConsistentInstructionCasing\n{body}"), &[]), [from_as]);
 }
+
+#[test]
+fn undefined_variables() {
+    for ok in [
+        "\nFROM scratch\nARG foo\nCOPY Dockerfile${foo} .\n",
+        "\nFROM alpine AS base\nARG foo=Dockerfile\nFROM base\nCOPY $foo .\n",
+        "\nFROM alpine\nRUN echo $PATH\n",
+    ] {
+        assert!(lint(ok).is_empty(), "{ok:?}: {:?}", lint(ok));
+    }
+    assert_eq!(
+        lint("\nFROM alpine\nCOPY $foo .\nARG foo=bar\nRUN echo $foo\n"),
+        [w("UndefinedVar", "Usage of undefined variable '$foo'", 3)]
+    );
+    assert_eq!(
+        lint(
+            "\nFROM alpine\nARG DIR_BINARIES=binaries/\nARG DIR_ASSETS=assets/\nARG DIR_CONFIG=config/\nCOPY $DIR_ASSET .\n\t"
+        ),
+        [w("UndefinedVar", "Usage of undefined variable '$DIR_ASSET' (did you mean $DIR_ASSETS?)", 6)]
+    );
+    assert_eq!(
+        lint("\nFROM alpine\nENV PATH=$PAHT:/tmp/bin\n\t\t"),
+        [w("UndefinedVar", "Usage of undefined variable '$PAHT' (did you mean $PATH?)", 3)]
+    );
+    // Every stage's for --check; a build reports the needed stages' only.
+    let t32 = "\nFROM scratch AS first\nCOPY $foo .\nFROM scratch AS second\nCOPY $bar .\n";
+    assert_eq!(
+        lint(t32),
+        [
+            w("UndefinedVar", "Usage of undefined variable '$foo'", 3),
+            w("UndefinedVar", "Usage of undefined variable '$bar'", 5)
+        ]
+    );
+    let def = build_definition("Dockerfile", t32, &LowerOptions::default(), &Images).unwrap();
+    let built: Vec<String> = def.lint_for_build().iter().map(|w| w.short()).collect();
+    assert_eq!(built, ["UndefinedVar: Usage of undefined variable '$bar' (line 5)"]);
+}

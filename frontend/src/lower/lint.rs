@@ -3,7 +3,7 @@
 //! arguments, then per stage the checks BuildKit makes while dispatching it (tagged with the
 //! stage, so that a build reports them for needed stages only).
 //!
-//! Not run yet: UndefinedVar, InvalidDefaultArgInFrom, CopyIgnoredFile, InvalidDefinitionDescription
+//! Not run yet: InvalidDefaultArgInFrom, CopyIgnoredFile, InvalidDefinitionDescription
 //! (experimental) and InvalidBaseImagePlatform (frontend/README.md says why).
 
 use std::collections::BTreeMap;
@@ -305,6 +305,81 @@ fn secret(l: &mut Linter, ins: &Instruction, stage: Option<usize>, kind: &str, k
             format!("Do not use ARG or ENV instructions for sensitive data ({kind} \"{key}\")"),
         );
     }
+}
+
+/// UndefinedVar: the words BuildKit expands with reporting (ENV and LABEL keys and values,
+/// COPY/ADD flags, sources and destination, WORKDIR, USER, VOLUME, STOPSIGNAL, RUN's `--mount`
+/// values, a stage ARG's default when no `--build-arg` gives it) may only name variables the
+/// stage has: the image's ENV, PATH, ENV so far, and the ARGs declared in the stage (or its
+/// parent stage). `env` and `args` are the state before the instruction.
+pub(super) fn undefined_vars(
+    l: &mut Linter,
+    ins: &Instruction,
+    env: &[(String, String)],
+    args: &[(String, Option<String>)],
+    stage: usize,
+    build_args: &[(String, String)],
+) {
+    let mut words: Vec<&str> = Vec::new();
+    match ins.name.as_str() {
+        "env" | "label" => {
+            for t in ins.args.chunks(3) {
+                words.extend(t.iter().take(2).map(String::as_str));
+            }
+        }
+        "copy" | "add" => {
+            words.extend(ins.flags.iter().filter_map(|f| flag_value(f, &["chown", "chmod", "checksum"])));
+            words.extend(ins.args.iter().map(String::as_str));
+        }
+        "workdir" | "user" | "volume" | "stopsignal" => words.extend(ins.args.iter().map(String::as_str)),
+        "run" => words.extend(ins.flags.iter().filter_map(|f| flag_value(f, &["mount"]))),
+        "arg" => {
+            for (key, default) in parse_arg_pairs(&ins.args).unwrap_or_default() {
+                if !build_args.iter().any(|(k, _)| *k == key)
+                    && let Some(d) = default
+                {
+                    // Only this one word: the variables of a default are reported with its ARG.
+                    for var in variables(&d) {
+                        report(l, ins, stage, env, args, &var);
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    for word in words {
+        for var in variables(word) {
+            report(l, ins, stage, env, args, &var);
+        }
+    }
+}
+
+fn report(
+    l: &mut Linter,
+    ins: &Instruction,
+    stage: usize,
+    env: &[(String, String)],
+    args: &[(String, Option<String>)],
+    var: &str,
+) {
+    let defined = var == "PATH" || env.iter().any(|(k, _)| k == var) || args.iter().any(|(k, _)| k == var);
+    if defined || var.starts_with("BUILDKIT_SBOM_SCAN_") {
+        return;
+    }
+    let keys: Vec<String> = env.iter().map(|(k, _)| k.clone()).collect();
+    let hint = suggest(var, &keys).map(|s| format!(" (did you mean ${s}?)")).unwrap_or_default();
+    l.run(
+        &lint::UNDEFINED_VAR,
+        line(ins),
+        Some(stage),
+        format!("Usage of undefined variable '${var}'{hint}"),
+    );
+}
+
+/// The value of a `--NAME=value` flag word whose NAME is one of `names`.
+fn flag_value<'a>(f: &'a str, names: &[&str]) -> Option<&'a str> {
+    let (k, v) = f.strip_prefix("--")?.split_once('=')?;
+    names.contains(&k).then_some(v)
 }
 
 /// The variables a word refers to (`$X`, `${X}`, `${X:-d}`...), outside single quotes and

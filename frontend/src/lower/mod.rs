@@ -457,6 +457,7 @@ fn lower_inner(
         }
         let instructions = if replaced_by.is_some() { &[][..] } else { &instructions[..] };
         for ins in instructions {
+            lint::undefined_vars(&mut linter, ins, &state.env, &state.args, index, &options.build_args);
             let mut text = ins.original.trim().to_owned();
             let op = lower_instruction(&mut ctx, ins, &mut state, &scope, &mut declared, &mut text)?;
             steps.push(Step { location: ctx.loc(ins_pos(ins)), text, op });
