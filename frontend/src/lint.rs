@@ -167,6 +167,93 @@ impl Linter {
     }
 }
 
+/// Whether `s` parses as distribution's normalized image reference
+/// (`[domain[:port]/]path[:tag][@digest]`, lower-case path components, not a bare 64-hex id).
+pub fn is_valid_reference(s: &str) -> bool {
+    if s.is_empty() || s.len() > 255 + 200 {
+        return false;
+    }
+    let (rest, digest) = match s.split_once('@') {
+        Some((r, d)) => (r, Some(d)),
+        None => (s, None),
+    };
+    if let Some(d) = digest {
+        let Some((alg, hex)) = d.split_once(':') else { return false };
+        let alg_ok = alg.starts_with(|c: char| c.is_ascii_alphabetic())
+            && alg.chars().all(|c| c.is_ascii_alphanumeric() || "-_+.".contains(c));
+        if !alg_ok || hex.len() < 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return false;
+        }
+    }
+    // The tag is after the last ':' that follows the last '/'.
+    let slash = rest.rfind('/').map_or(0, |i| i + 1);
+    let (name, tag) = match rest[slash..].rfind(':') {
+        Some(i) => (&rest[..slash + i], Some(&rest[slash + i + 1..])),
+        None => (rest, None),
+    };
+    if let Some(t) = tag {
+        let mut chars = t.chars();
+        let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !first_ok || t.len() > 128 || !chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
+            return false;
+        }
+    }
+    if name.is_empty() || name.len() > 255 {
+        return false;
+    }
+    if name.len() == 64 && name.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)) {
+        return false;
+    }
+    let mut parts: Vec<&str> = name.split('/').collect();
+    if parts.len() > 1 && (parts[0].contains(['.', ':']) || parts[0] == "localhost") {
+        let domain = parts.remove(0);
+        let host = domain.split(':').next().unwrap_or("");
+        let host_ok = !host.is_empty()
+            && host.split('.').all(|c| {
+                !c.is_empty()
+                    && !c.starts_with('-')
+                    && !c.ends_with('-')
+                    && c.chars().all(|x| x.is_ascii_alphanumeric() || x == '-')
+            });
+        if !host_ok {
+            return false;
+        }
+    }
+    parts.iter().all(|p| path_component(p))
+}
+
+/// `[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*`
+fn path_component(p: &str) -> bool {
+    let b = p.as_bytes();
+    let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        if alnum(b[i]) {
+            i += 1;
+            continue;
+        }
+        // A separator: `.`, `_`, `__`, or a run of `-`, between alphanumerics.
+        let start = i;
+        match b[i] {
+            b'.' => i += 1,
+            b'_' => i += if b.get(i + 1) == Some(&b'_') { 2 } else { 1 },
+            b'-' => {
+                while b.get(i) == Some(&b'-') {
+                    i += 1;
+                }
+            }
+            _ => return false,
+        }
+        if i == start || !b.get(i).is_some_and(|&c| alnum(c)) {
+            return false;
+        }
+    }
+    true
+}
+
 /// `SecretsUsedInArgOrEnv`'s test: a name with a secret-ish word (`password`, `token`...) as
 /// one of its `_`-separated parts, and no `public`, `file` or `version` part.
 pub fn is_secret_name(name: &str) -> bool {
@@ -212,6 +299,23 @@ mod tests {
         assert_eq!(CheckConfig::parse("foo=bar").unwrap_err(), "invalid check option \"foo\"");
         let c = CheckConfig::parse("skip=all;experimental=InvalidDefinitionDescription").unwrap();
         assert!(c.enabled(&INVALID_DEFINITION_DESCRIPTION) && !c.enabled(&STAGE_NAME_CASING));
+    }
+
+    #[test]
+    fn references() {
+        for ok in [
+            "busybox",
+            "busybox:stable",
+            "localhost:5000/a/b:1",
+            "docker.io/library/alpine@sha256:0123456789abcdef0123456789abcdef",
+            "a__b.c-d---e",
+            "scratch",
+        ] {
+            assert!(is_valid_reference(ok), "{ok}");
+        }
+        for bad in ["", "busybox:", "Alpine", "a//b", "-a", &"a".repeat(64).replace('a', "f")] {
+            assert!(!is_valid_reference(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -349,3 +349,28 @@ fn undefined_variables() {
     let built: Vec<String> = def.lint_for_build().iter().map(|w| w.short()).collect();
     assert_eq!(built, ["UndefinedVar: Usage of undefined variable '$bar' (line 5)"]);
 }
+
+#[test]
+fn invalid_default_arg_in_from() {
+    let msg =
+        |base: &str| format!("Default value for ARG {base} results in empty or invalid base image name");
+    assert_eq!(
+        lint_with("\nARG VERSION\nFROM busybox:$VERSION\n", &[("VERSION", "latest")]),
+        [w("InvalidDefaultArgInFrom", &msg("busybox:$VERSION"), 3)]
+    );
+    assert_eq!(
+        lint_with("\nARG IMAGE\nFROM $IMAGE\n", &[("IMAGE", "busybox:latest")]),
+        [w("InvalidDefaultArgInFrom", &msg("$IMAGE"), 3)]
+    );
+    assert_eq!(
+        lint_with("\nARG SFX=\"box:\"\nFROM busy${SFX}\n", &[("SFX", "box:latest")]),
+        [w("InvalidDefaultArgInFrom", &msg("busy${SFX}"), 3)]
+    );
+    for ok in [
+        "\nARG VERSION=\"latest\"\nFROM busybox:${VERSION}\n",
+        "\nARG BUSYBOX_VARIANT=\"\"\nFROM busybox:stable${BUSYBOX_VARIANT}\n",
+        "\n\tARG BUSYBOX_VARIANT\n\tFROM busybox:stable${BUSYBOX_VARIANT}\n\t",
+    ] {
+        assert!(lint_with(ok, &[("VERSION", "latest"), ("BUSYBOX_VARIANT", "-musl")]).is_empty(), "{ok:?}");
+    }
+}

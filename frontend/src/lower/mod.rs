@@ -364,6 +364,7 @@ fn lower_inner(
             declared.insert(key);
         }
     }
+    default_args_check(&mut ctx, &mut linter, global_args, &stage_list, defaults.as_slice());
 
     let mut stages: Vec<Stage> = Vec::new();
     let mut infos: Vec<StageInfo> = Vec::new();
@@ -492,6 +493,46 @@ fn lower_inner(
         lint: linter.warnings,
         lint_error: linter.config.error,
     })
+}
+
+/// InvalidDefaultArgInFrom: each FROM expanded with the global ARGs' defaults alone (no
+/// `--build-arg`) must be a valid image reference, so that the Dockerfile builds without build
+/// args. Abandoned, as BuildKit's, on an expansion error.
+fn default_args_check(
+    ctx: &mut Ctx<'_>,
+    linter: &mut crate::lint::Linter,
+    global_args: &[Instruction],
+    stages: &[(&Instruction, Vec<&Instruction>)],
+    predefined: &[(&str, &str)],
+) {
+    let mut env: Vec<(String, String)> = Vec::new();
+    for (k, v) in predefined {
+        set_env(&mut env, k, v);
+    }
+    for arg in global_args {
+        let Ok(pairs) = parse_arg_pairs(&arg.args) else { return };
+        for (key, default) in pairs {
+            if let Some(d) = default {
+                let Ok(v) = ctx.expand(&d, &env, arg.args_pos) else { return };
+                set_env(&mut env, &key, &v);
+            }
+        }
+    }
+    for (from, _) in stages {
+        let Some(raw) = from.args.first() else { continue };
+        if !raw.contains('$') {
+            continue;
+        }
+        let Ok(base) = ctx.expand(raw, &env, from.arg_pos(0)) else { return };
+        if !crate::lint::is_valid_reference(&base) {
+            linter.run(
+                &crate::lint::INVALID_DEFAULT_ARG_IN_FROM,
+                ins_pos(from).line,
+                None,
+                format!("Default value for ARG {raw} results in empty or invalid base image name"),
+            );
+        }
+    }
 }
 
 /// What an instruction needs to know about the build beyond its stage.
