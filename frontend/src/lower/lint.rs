@@ -3,7 +3,7 @@
 //! arguments, then per stage the checks BuildKit makes while dispatching it (tagged with the
 //! stage, so that a build reports them for needed stages only).
 //!
-//! Not run yet: InvalidDefaultArgInFrom, CopyIgnoredFile, InvalidDefinitionDescription
+//! Not run yet: CopyIgnoredFile, InvalidDefinitionDescription
 //! (experimental) and InvalidBaseImagePlatform (frontend/README.md says why).
 
 use std::collections::BTreeMap;
