@@ -526,6 +526,26 @@ fn wait_for_port(port: u16) {
     panic!("nothing listens on 127.0.0.1:{port}");
 }
 
+/// git-daemon serving the repositories under `base` on 127.0.0.1 (itself, not `git daemon`,
+/// which would leave its git-daemon child behind when killed), and its port.
+fn git_daemon(base: &Path) -> (Server, u16) {
+    let exec_path = std::process::Command::new("git").arg("--exec-path").output().unwrap();
+    let exec_path = String::from_utf8_lossy(&exec_path.stdout).trim().to_string();
+    let port = free_port();
+    let daemon = Server(
+        std::process::Command::new(Path::new(&exec_path).join("git-daemon"))
+            .args(["--reuseaddr", "--export-all", "--listen=127.0.0.1"])
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", base.display()))
+            .arg(base)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(port);
+    (daemon, port)
+}
+
 fn git(dir: &Path, args: &[&str]) {
     let out = std::process::Command::new("git")
         .arg("-C")
@@ -555,22 +575,7 @@ fn git_and_http_contexts() {
     std::fs::write(repo.join("sub/version.txt"), "v2\n").unwrap();
     git(&repo, &["commit", "-q", "-a", "-m", "two"]);
 
-    // git-daemon itself, not `git daemon`: that would leave its git-daemon child behind when
-    // killed.
-    let exec_path = std::process::Command::new("git").arg("--exec-path").output().unwrap();
-    let exec_path = String::from_utf8_lossy(&exec_path.stdout).trim().to_string();
-    let port = free_port();
-    let _daemon = Server(
-        std::process::Command::new(Path::new(&exec_path).join("git-daemon"))
-            .args(["--reuseaddr", "--export-all", "--listen=127.0.0.1"])
-            .arg(format!("--port={port}"))
-            .arg(format!("--base-path={}", base.path().display()))
-            .arg(base.path())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for_port(port);
+    let (_daemon, port) = git_daemon(base.path());
     let cat = |image: &str, f: &str| s.ok(&["run", "--rm", "--network", "none", image, "cat", f]);
     s.ok(&["build", "-t", "git:1", &format!("git://127.0.0.1:{port}/repo#v1:sub")]);
     assert_eq!(cat("git:1", "/version.txt"), "v1\n");
@@ -628,20 +633,7 @@ fn add_from_git_at_a_ref_and_subdir_cached_by_commit() {
     git(&repo, &["add", "."]);
     git(&repo, &["commit", "-q", "-m", "one"]);
     git(&repo, &["tag", "-a", "-m", "tag", "v1"]);
-    let exec_path = std::process::Command::new("git").arg("--exec-path").output().unwrap();
-    let exec_path = String::from_utf8_lossy(&exec_path.stdout).trim().to_string();
-    let port = free_port();
-    let _daemon = Server(
-        std::process::Command::new(Path::new(&exec_path).join("git-daemon"))
-            .args(["--reuseaddr", "--export-all", "--listen=127.0.0.1"])
-            .arg(format!("--port={port}"))
-            .arg(format!("--base-path={}", base.path().display()))
-            .arg(base.path())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for_port(port);
+    let (_daemon, port) = git_daemon(base.path());
     let url = format!("git://127.0.0.1:{port}/repo.git");
     let ctx = context(&[(
         "Dockerfile",
