@@ -412,34 +412,10 @@ fn variables(word: &str) -> Vec<String> {
     out
 }
 
-/// BuildKit's `suggest.Search`: the first option at the smallest edit distance, if below 3.
+/// BuildKit's `suggest.Search`, case-sensitive as on Linux (`parser::suggest`).
 fn suggest(value: &str, options: &[String]) -> Option<String> {
-    let mut best: Option<(usize, &String)> = None;
-    for o in options {
-        if o == value {
-            return None;
-        }
-        let d = levenshtein(value, o);
-        if d < best.map_or(3, |(b, _)| b) {
-            best = Some((d, o));
-        }
-    }
-    best.map(|(_, o)| o.clone())
-}
-
-fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = if ca == *cb { prev } else { 1 + prev.min(row[j]).min(row[j + 1]) };
-            prev = cur;
-        }
-    }
-    row[b.len()]
+    let options: Vec<&str> = options.iter().map(String::as_str).collect();
+    crate::parser::suggest(value, &options, true)
 }
 
 #[cfg(test)]
