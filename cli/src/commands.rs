@@ -196,7 +196,7 @@ fn check(store: &Store, options: &solver::BuildOptions) -> Result<ExitCode> {
     if warnings.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
-    if def.lint_error {
+    if def.check.error {
         let mut rules: Vec<&str> = warnings.iter().map(|w| w.rule.as_str()).collect();
         rules.sort();
         rules.dedup();

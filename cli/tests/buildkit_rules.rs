@@ -330,3 +330,57 @@ fn build_checks_warn_check_exits_1_and_error_true_fails() {
     assert!(line.ends_with("lint violation found for rules: FromAsCasing, JSONArgsRecommended"), "{line}");
     assert!(s.ok(&["images", "-q", "strict"]).is_empty());
 }
+
+/// CopyIgnoredFile needs the context's `.dockerignore`, so it is made where both are known
+/// (BuildKit's `testCopyIgnoredFiles` cases): a COPY or ADD of an excluded file warns at its
+/// line, before the build fails to find it; a `!` exception turns the check off; `COPY . .`
+/// warns only when a pattern excludes every entry of the root.
+#[test]
+fn copy_ignored_file_check() {
+    let s = store();
+    let check = |dockerignore: &str, dockerfile: &str| {
+        let ctx = context(&[("Dockerfile", dockerfile), (".dockerignore", dockerignore), ("keep", "k")]);
+        let out = s.run(&["build", "--check", ctx.path().to_str().unwrap()]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let out = check("\nDockerfile\n", "\nFROM scratch\nCOPY Dockerfile .\nADD Dockerfile /windy\n");
+    assert!(out.starts_with("Check complete, 2 warnings have been found!\n"), "{out}");
+    assert!(
+        out.contains(
+            "WARNING: CopyIgnoredFile - https://docs.docker.com/go/dockerfile/rule/copy-ignored-file/\n\
+             Attempting to Copy file \"Dockerfile\" that is excluded by .dockerignore\n"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("Attempting to Add file \"Dockerfile\" that is excluded by .dockerignore\n"),
+        "{out}"
+    );
+    assert!(out.contains("   3 | >>> COPY Dockerfile .\n"), "{out}");
+    let skipped = check("Dockerfile\n", "# check=skip=CopyIgnoredFile\n\nFROM scratch\nCOPY Dockerfile .\n");
+    assert_eq!(skipped, "Check complete, no warnings found.\n");
+    let from_stage = check(
+        "foobar\n",
+        "FROM scratch AS base\nCOPY keep /foobar\nFROM base\nCOPY --from=base /foobar /Dockerfile\n",
+    );
+    assert_eq!(from_stage, "Check complete, no warnings found.\n");
+    assert_eq!(
+        check("**\n!Dockerfile\n", "FROM scratch\nCOPY ./Dockerfile .\n"),
+        "Check complete, no warnings found.\n"
+    );
+    assert_eq!(check(".*\n", "FROM scratch\nCOPY . .\n"), "Check complete, no warnings found.\n");
+    let root = check("*\n", "FROM scratch\nCOPY . .\n");
+    assert!(root.contains("Attempting to Copy file \".\" that is excluded by .dockerignore\n"), "{root}");
+
+    // A build prints it at the end, and fails after it on the missing file.
+    let ctx = context(&[("Dockerfile", "FROM busybox\nCOPY keep /k\n"), (".dockerignore", "keep\n")]);
+    let out = s.run(&["build", "--progress=plain", ctx.path().to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(
+            "CopyIgnoredFile: Attempting to Copy file \"keep\" that is excluded by .dockerignore (line 2)"
+        ),
+        "{err}"
+    );
+}

@@ -36,9 +36,10 @@ pub struct BuildDefinition {
     /// stages it needs ([`BuildDefinition::lint_for_build`]).
     #[serde(default)]
     pub lint: Vec<lint::LintWarning>,
-    /// `# check=error=true`: a warning fails the build.
+    /// The build checks' configuration (`# check=`, `BUILDKIT_DOCKERFILE_CHECK`): with
+    /// `error`, a warning fails the build.
     #[serde(default)]
-    pub lint_error: bool,
+    pub check: lint::CheckConfig,
 }
 
 /// One `FROM` and the instructions after it.
@@ -85,6 +86,43 @@ impl Step {
 }
 
 impl BuildDefinition {
+    /// CopyIgnoredFile, the one build check that needs the context: every local source of a
+    /// COPY or ADD from the build context that `.dockerignore` excludes. `excluded` answers for
+    /// a cleaned source path (`.` for the context root itself). The caller runs this only when
+    /// the ignore file has patterns and no `!` exceptions, as BuildKit's `validateCopySourcePath`
+    /// does (with exceptions, a file of an excluded directory may still be in the context).
+    pub fn lint_copy_ignored(&mut self, excluded: &dyn Fn(&str) -> bool) {
+        let rule = &lint::COPY_IGNORED_FILE;
+        if !self.check.enabled(rule) {
+            return;
+        }
+        for stage in &self.stages {
+            for step in &stage.steps {
+                let (cmd, sources) = match &step.op {
+                    Op::Copy(c) if c.from.is_none() => ("Copy", &c.sources),
+                    Op::Add(a) => ("Add", &a.sources),
+                    _ => continue,
+                };
+                for src in sources {
+                    let clean = hostutil::gopath::clean(src);
+                    let path = if clean == "/" { "." } else { clean.as_str() };
+                    if excluded(path) {
+                        self.lint.push(lint::LintWarning {
+                            rule: rule.name.into(),
+                            description: rule.description.into(),
+                            url: rule.url(),
+                            detail: format!(
+                                "Attempting to {cmd} file \"{clean}\" that is excluded by .dockerignore"
+                            ),
+                            line: step.location.line,
+                            stage: Some(stage.index),
+                        });
+                    }
+                }
+            }
+        }
+    }
+
     /// The build checks' warnings a build of the target reports: BuildKit runs the checks made
     /// while dispatching a stage only for the stages the target needs (`--check` reports all).
     pub fn lint_for_build(&self) -> Vec<&lint::LintWarning> {

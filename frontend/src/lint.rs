@@ -91,7 +91,7 @@ impl LintWarning {
 }
 
 /// `# check=skip=A,B;error=true;experimental=C` (or the `BUILDKIT_DOCKERFILE_CHECK` build arg).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckConfig {
     pub skip_all: bool,
     pub skip: BTreeSet<String>,
@@ -133,6 +133,30 @@ impl CheckConfig {
         Ok(c)
     }
 
+    /// BuildKit's `WithMergedConfigFromComments`: the first `check=` among the comments right
+    /// above an instruction adds its skips and experimental rules to this configuration, for
+    /// the checks BuildKit makes while parsing that instruction (MaintainerDeprecated,
+    /// StageNameCasing, FromAsCasing, InvalidDefinitionDescription). Only the value's first
+    /// word counts; a value that does not parse leaves the configuration as it is.
+    pub fn merged_with_comments(&self, comments: &[String]) -> CheckConfig {
+        for comment in comments {
+            let mut parser = crate::parser::DirectiveParser::default();
+            let Ok(Some(d)) = parser.parse_line(&format!("#{comment}")) else { continue };
+            if d.name != "check" {
+                continue;
+            }
+            let word = d.value.split(' ').next().unwrap_or_default();
+            let Ok(other) = CheckConfig::parse(word) else { return self.clone() };
+            let mut merged = self.clone();
+            merged.experimental_all |= other.experimental_all;
+            merged.experimental.extend(other.experimental);
+            merged.skip_all |= other.skip_all;
+            merged.skip.extend(other.skip);
+            return merged;
+        }
+        self.clone()
+    }
+
     /// Whether `rule` runs (BuildKit's `Linter.Run`: `skip=` never turns an experimental rule
     /// off, and only `experimental=` turns it on).
     pub fn enabled(&self, rule: &Rule) -> bool {
@@ -153,9 +177,20 @@ pub(crate) struct Linter {
 
 impl Linter {
     pub fn run(&mut self, rule: &Rule, line: usize, stage: Option<usize>, detail: String) {
-        if !self.config.enabled(rule) {
-            return;
+        if self.config.enabled(rule) {
+            self.push(rule, line, stage, detail);
         }
+    }
+
+    /// A check BuildKit makes while parsing an instruction: a `# check=` in the comments right
+    /// above it applies too.
+    pub fn run_at(&mut self, ins: &crate::parser::Instruction, rule: &Rule, detail: String) {
+        if self.config.merged_with_comments(&ins.comments).enabled(rule) {
+            self.push(rule, ins.start_line, None, detail);
+        }
+    }
+
+    fn push(&mut self, rule: &Rule, line: usize, stage: Option<usize>, detail: String) {
         self.warnings.push(LintWarning {
             rule: rule.name.into(),
             description: rule.description.into(),

@@ -296,15 +296,15 @@ fn check_options_skip_and_error() {
         d.lint.iter().map(|w| (w.rule.clone(), w.detail.clone(), w.line)).collect::<Vec<_>>(),
         std::slice::from_ref(&from_as)
     );
-    assert!(d.lint_error);
+    assert!(d.check.error);
     let d = def(
         "#check=skip=all",
         &[("BUILDKIT_DOCKERFILE_CHECK", "skip=ConsistentInstructionCasing;error=true")],
     );
     assert_eq!(d.lint.len(), 1);
-    assert!(d.lint_error);
+    assert!(d.check.error);
     let d = def("#check=error=true", &[("BUILDKIT_DOCKERFILE_CHECK", "skip=all")]);
-    assert!(d.lint.is_empty() && !d.lint_error);
+    assert!(d.lint.is_empty() && !d.check.error);
     let err =
         build_definition("Dockerfile", "#check=bogus\nFROM scratch\n", &LowerOptions::default(), &Images)
             .unwrap_err()
@@ -373,4 +373,56 @@ fn invalid_default_arg_in_from() {
     ] {
         assert!(lint_with(ok, &[("VERSION", "latest"), ("BUSYBOX_VARIANT", "-musl")]).is_empty(), "{ok:?}");
     }
+}
+
+#[test]
+fn duplicate_stage_name() {
+    assert_eq!(
+        lint("\nFROM scratch AS b\nFROM scratch AS b\n"),
+        [w("DuplicateStageName", "Duplicate stage name \"b\", stage names should be unique", 3)]
+    );
+    assert!(lint("\nFROM scratch AS b1\nFROM scratch AS b2\n").is_empty());
+}
+
+#[test]
+fn definition_description() {
+    // Experimental: on only when asked for, even with skip=all.
+    let good = "# check=skip=all;experimental=InvalidDefinitionDescription\n# foo this is the foo\nARG foo=bar\n\n\
+                # base this is the base image\nFROM scratch AS base\n\n# version this is the version number\n\
+                ARG version=latest\n\n# baz this is the baz\nARG foo=baz bar=qux baz=quux\n#\nARG bit=bat\n\n\
+                # comment for something other than ARG or FROM\nCOPY Dockerfile .\n";
+    assert!(lint(good).is_empty(), "{:?}", lint(good));
+    let bad = "# check=experimental=InvalidDefinitionDescription\n# bar this is the bar\nARG foo=bar\n\
+               # BasE this is the BasE image\nFROM scratch AS base\n# definitely a bad comment\nARG version=latest\n\
+               # definitely a bad comment\nARG foo=baz bar=qux baz=quux\n";
+    let rule = "InvalidDefinitionDescription";
+    assert_eq!(
+        lint(bad),
+        [
+            w(rule, "Comment for ARG should follow the format: `# foo <description>`", 3),
+            w(rule, "Comment for FROM should follow the format: `# base <description>`", 5),
+            w(rule, "Comment for ARG should follow the format: `# version <description>`", 7),
+            w(rule, "Comment for ARG should follow the format: `# <arg_key> <description>`", 9),
+        ]
+    );
+    // Not experimental-enabled: nothing.
+    assert!(lint("# bar this is the bar\nARG foo=bar\nFROM scratch\n").is_empty());
+}
+
+#[test]
+fn check_comment_above_an_instruction() {
+    // BuildKit merges a `# check=` right above an instruction into the checks made while
+    // parsing it (here StageNameCasing and FromAsCasing); the rest of the file is unchanged.
+    let text = "FROM scratch AS one\n# check=skip=StageNameCasing\nFROM scratch AS Two\nFROM scratch AS Three\n\
+                # check=skip=FromAsCasing\nFROM scratch as four\nFROM scratch as five\n";
+    assert_eq!(
+        lint(text),
+        [
+            w("StageNameCasing", "Stage name 'Three' should be lowercase", 4),
+            w("FromAsCasing", "'as' and 'FROM' keywords' casing do not match", 7),
+        ]
+    );
+    // An empty `#` line between them ends the comment block: the check applies again.
+    let text = "FROM scratch AS one\n# check=skip=StageNameCasing\n#\nFROM scratch AS Two\n";
+    assert_eq!(lint(text), [w("StageNameCasing", "Stage name 'Two' should be lowercase", 4)]);
 }

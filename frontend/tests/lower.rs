@@ -449,8 +449,8 @@ fn errors_carry_locations() {
         "Dockerfile:1:17: invalid name for build stage: \"1x\", name can't start with a number or contain symbols"
     );
     assert_eq!(
-        lower_err("FROM busybox AS a\nFROM busybox AS A\n"),
-        "Dockerfile:2:17: duplicate stage name \"a\""
+        lower_err("ARG S=a\nFROM busybox AS a\nFROM busybox\nCOPY --from=$S /x /y\n"),
+        "Dockerfile:4:6: variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround"
     );
     assert_eq!(
         lower_err("FROM busybox\nENV A=${B:?must_be_set}\n"),
@@ -922,4 +922,29 @@ fn named_contexts_replace_stages_and_images_but_not_stage_references() {
     // A stage's name still means the stage (which the context replaced).
     assert_eq!(from(0), Some(CopyFrom::Stage(0)));
     assert_eq!(from(1), Some(CopyFrom::Image("sha256:0123".into())));
+}
+
+/// A stage name given twice is a warning (DuplicateStageName), not an error, as in today's
+/// BuildKit: FROM takes the last stage of that name before it, `COPY --from` and `--target` the
+/// last one in the file.
+#[test]
+fn duplicate_stage_names_resolve_as_buildkit() {
+    let def = lower(
+        "FROM busybox AS a\nFROM scratch AS a\nFROM a AS b\nFROM busybox AS a\nFROM busybox\nCOPY --from=a /x /y\n",
+    );
+    assert_eq!(def.stages.len(), 5);
+    assert_eq!(def.stages[2].base, Base::Stage(1));
+    let Op::Copy(copy) = &def.stages[4].steps[0].op else { panic!("not a copy") };
+    assert_eq!(copy.from, Some(CopyFrom::Stage(3)));
+    assert_eq!(def.lint.iter().filter(|w| w.rule == "DuplicateStageName").count(), 2);
+    let options = LowerOptions { target: Some("a".into()), ..Default::default() };
+    assert_eq!(
+        lower_with("FROM busybox AS a\nFROM scratch AS a\nFROM busybox\n", &options).unwrap().target,
+        1
+    );
+    // The last "a" comes after the COPY: BuildKit's error, not the earlier "a".
+    assert_eq!(
+        lower_err("FROM busybox AS a\nFROM busybox AS c\nCOPY --from=a /x /y\nFROM scratch AS a\n"),
+        "Dockerfile:3:6: cannot copy from stage \"a\", it needs to be defined before current stage \"c\""
+    );
 }

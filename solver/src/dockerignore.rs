@@ -235,6 +235,18 @@ impl DockerIgnore {
         !self.patterns.iter().any(|p| p.exclusion && p.may_match_below(&dir))
     }
 
+    /// Whether a plain pattern excludes every entry of the root (`*`, `**`, `**/*`): BuildKit's
+    /// `copySourceRootIgnored`, for CopyIgnoredFile on `COPY . dest`.
+    pub fn excludes_root_entries(&self) -> bool {
+        self.patterns.iter().any(|p| !p.exclusion && matches!(p.text.as_str(), "*" | "**" | "**/*"))
+    }
+
+    /// Patterns, none of them a `!` exception: then a path is in the context exactly when
+    /// [`DockerIgnore::is_excluded`] says no for it, and CopyIgnoredFile can be decided.
+    pub fn is_plain(&self) -> bool {
+        !self.patterns.is_empty() && !self.exclusions
+    }
+
     #[cfg(test)]
     fn is_empty(&self) -> bool {
         self.patterns.is_empty()

@@ -30,7 +30,7 @@ mod schedule;
 mod ssh;
 mod time;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
@@ -233,12 +233,22 @@ pub fn lower(store: &Store, options: &BuildOptions) -> Result<BuildDefinition> {
         target: options.target.clone(),
         named_contexts: options.named_contexts.clone(),
     };
-    Ok(frontend::build_definition(
+    let mut def = frontend::build_definition(
         &options.dockerfile_name,
         &options.dockerfile,
         &lower,
         &Resolver(store, &options.fetcher),
-    )?)
+    )?;
+    // An unreadable ignore file is reported when the build reads the context; a check
+    // cannot be made without it.
+    if let Ok(ignore) = dockerignore::load(&options.context, Some(Path::new(&options.dockerfile_name)))
+        && ignore.is_plain()
+    {
+        def.lint_copy_ignored(&|path| {
+            if path == "." { ignore.excludes_root_entries() } else { ignore.is_excluded(Path::new(path)) }
+        });
+    }
+    Ok(def)
 }
 
 /// Builds an already lowered definition into the store, tags the result with `options.tags`,

@@ -58,7 +58,7 @@ pub(crate) fn build(
         progress.event(Event::Lint(w));
     }
     // BuildKit fails after converting, before running anything.
-    if def.lint_error && !lint.is_empty() {
+    if def.check.error && !lint.is_empty() {
         let mut rules: Vec<String> = lint.iter().map(|w| w.rule.clone()).collect();
         rules.sort();
         rules.dedup();

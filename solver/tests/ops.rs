@@ -108,7 +108,7 @@ fn def(ops: Vec<Op>) -> BuildDefinition {
         warnings: vec![],
         notes: vec![],
         lint: vec![],
-        lint_error: false,
+        check: Default::default(),
     }
 }
 
@@ -573,7 +573,7 @@ fn healthcheck_and_onbuild_are_stored_and_onbuild_is_not_inherited() {
         warnings: vec![],
         notes: vec![],
         lint: vec![],
-        lint_error: false,
+        check: Default::default(),
     };
     let out = env.build(&child).unwrap();
     assert_eq!(out.image.config.config.on_build, None);
@@ -588,7 +588,7 @@ fn healthcheck_and_onbuild_are_stored_and_onbuild_is_not_inherited() {
         warnings: vec![],
         notes: vec![],
         lint: vec![],
-        lint_error: false,
+        check: Default::default(),
     };
     let out = env.build(&staged).unwrap();
     assert_eq!(out.image.config.config.on_build, None);
@@ -607,7 +607,7 @@ fn invalid_definitions_are_errors() {
         warnings: vec![],
         notes: vec![],
         lint: vec![],
-        lint_error: false,
+        check: Default::default(),
     };
     assert!(env.build(&d).is_err());
 }

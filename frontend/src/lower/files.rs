@@ -160,7 +160,15 @@ pub(super) fn lower_copy(
             "parents" => parents = value == "true",
             "link" => link = value == "true",
             "from" => {
-                let value = ctx.expand(value, &state.env, fpos)?;
+                // BuildKit's `toCommand` resolves --from before any ARG has a value, and
+                // refuses a value that expansion would change (with its advice).
+                if ctx.expand(value, &[], fpos)? != *value {
+                    return Err(ctx.err(
+                        fpos,
+                        "variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround",
+                    ));
+                }
+                let value = value.clone();
                 let later = || {
                     format!(
                         "cannot copy from stage \"{value}\", it needs to be defined before current stage \"{}\"",

@@ -3,8 +3,8 @@
 //! arguments, then per stage the checks BuildKit makes while dispatching it (tagged with the
 //! stage, so that a build reports them for needed stages only).
 //!
-//! Not run yet: CopyIgnoredFile, InvalidDefinitionDescription
-//! (experimental) and InvalidBaseImagePlatform (frontend/README.md says why).
+//! CopyIgnoredFile runs where the `.dockerignore` patterns are known (`copy_ignored`, given
+//! them by the caller). Not run: InvalidBaseImagePlatform (frontend/README.md says why).
 
 use std::collections::BTreeMap;
 
@@ -42,24 +42,20 @@ pub(super) fn check_file(
     for w in &dockerfile.warnings {
         l.run(&lint::NO_EMPTY_CONTINUATION, w.line, None, "Empty continuation line".into());
     }
+    // The checks BuildKit makes while parsing each instruction (a `# check=` right above it
+    // applies to these).
     for ins in &dockerfile.instructions {
         if ins.name == "maintainer" {
-            l.run(
+            l.run_at(
+                ins,
                 &lint::MAINTAINER_DEPRECATED,
-                line(ins),
-                None,
                 "Maintainer instruction is deprecated in favor of using label".into(),
             );
         }
         if ins.name == "from" && ins.args.len() == 3 {
             let name = &ins.args[2];
             if *name != name.to_lowercase() {
-                l.run(
-                    &lint::STAGE_NAME_CASING,
-                    line(ins),
-                    None,
-                    format!("Stage name '{name}' should be lowercase"),
-                );
+                l.run_at(ins, &lint::STAGE_NAME_CASING, format!("Stage name '{name}' should be lowercase"));
             }
             let (from, as_) = (&ins.keyword, &ins.args[1]);
             let mismatch = if *from == from.to_lowercase() {
@@ -70,13 +66,19 @@ pub(super) fn check_file(
                 false
             };
             if mismatch {
-                l.run(
+                l.run_at(
+                    ins,
                     &lint::FROM_AS_CASING,
-                    line(ins),
-                    None,
                     format!("'{as_}' and '{from}' keywords' casing do not match"),
                 );
             }
+            definition_description(l, ins, "FROM", &[name.to_lowercase()]);
+        }
+        if ins.name == "arg"
+            && let Ok(pairs) = parse_arg_pairs(&ins.args)
+        {
+            let keys: Vec<String> = pairs.into_iter().map(|(k, _)| k).collect();
+            definition_description(l, ins, "ARG", &keys);
         }
     }
     for (from, _) in stages {
@@ -91,8 +93,41 @@ pub(super) fn check_file(
             );
         }
     }
+    let mut seen: Vec<String> = Vec::new();
+    for (from, _) in stages {
+        if let Some(name) = from.args.get(2).map(|n| n.to_lowercase()) {
+            if seen.contains(&name) {
+                l.run(
+                    &lint::DUPLICATE_STAGE_NAME,
+                    line(from),
+                    None,
+                    format!("Duplicate stage name \"{name}\", stage names should be unique"),
+                );
+            }
+            seen.push(name);
+        }
+    }
     casing(l, stages);
     from_args(l, global_args, stages);
+}
+
+/// InvalidDefinitionDescription (experimental): a comment right above a named FROM or an ARG
+/// describes it, so its last line must start with the stage's or one of the args' names.
+fn definition_description(l: &mut Linter, ins: &Instruction, instruction: &str, keys: &[String]) {
+    let Some(last) = ins.comments.last() else { return };
+    if keys.is_empty() {
+        return;
+    }
+    let first_word = last.split(' ').next().unwrap_or_default();
+    if keys.iter().any(|k| k == first_word) {
+        return;
+    }
+    let example = if keys.len() > 1 { "<arg_key>" } else { keys[0].as_str() };
+    l.run_at(
+        ins,
+        &lint::INVALID_DEFINITION_DESCRIPTION,
+        format!("Comment for {instruction} should follow the format: `# {example} <description>`"),
+    );
 }
 
 /// ConsistentInstructionCasing: the majority of the keywords written all lower or all upper

@@ -298,27 +298,26 @@ fn lower_inner(
         }
     }
 
-    // Stage names first: `--target` and TARGETSTAGE need them.
+    // Stage names first: `--target` and TARGETSTAGE need them. A name given twice is only a
+    // warning (DuplicateStageName), as in BuildKit, whose name table then holds the later stage:
+    // `--target` and `COPY --from` find the last stage of that name, FROM the last one before it.
     let mut names: Vec<Option<String>> = Vec::new();
     for (from, _) in &stage_list {
         let name = from.args.get(2).map(|n| n.to_lowercase());
-        if let (Some(name), Some(raw)) = (&name, from.args.get(2)) {
-            if !valid_stage_name(name) {
-                return Err(ctx.err(
-                    from.arg_pos(2),
-                    format!("invalid name for build stage: \"{raw}\", name can't start with a number or contain symbols"),
-                ));
-            }
-            if names.iter().any(|n| n.as_ref() == Some(name)) {
-                return Err(ctx.err(from.arg_pos(2), format!("duplicate stage name \"{name}\"")));
-            }
+        if let (Some(name), Some(raw)) = (&name, from.args.get(2))
+            && !valid_stage_name(name)
+        {
+            return Err(ctx.err(
+                from.arg_pos(2),
+                format!("invalid name for build stage: \"{raw}\", name can't start with a number or contain symbols"),
+            ));
         }
         names.push(name);
     }
     let target = match &options.target {
         Some(t) => names
             .iter()
-            .position(|n| n.as_deref() == Some(t.to_lowercase().as_str()))
+            .rposition(|n| n.as_deref() == Some(t.to_lowercase().as_str()))
             .ok_or_else(|| Error::at(start.clone(), format!("target stage \"{t}\" could not be found")))?,
         None => names.len() - 1,
     };
@@ -395,7 +394,7 @@ fn lower_inner(
         // be built from a stage that does not exist yet, only indexes below this stage count.
         let earlier = infos
             .iter()
-            .position(|s| s.name.as_deref() == Some(lower_base.as_str()))
+            .rposition(|s| s.name.as_deref() == Some(lower_base.as_str()))
             .or_else(|| base_name.parse::<usize>().ok().filter(|&j| j < infos.len()));
         // A context named like this stage replaces it: FROM that image, nothing else.
         let replaced_by = name.as_deref().and_then(|n| ctx.named_context(n)).map(str::to_owned);
@@ -491,7 +490,7 @@ fn lower_inner(
         warnings: ctx.warnings,
         notes,
         lint: linter.warnings,
-        lint_error: linter.config.error,
+        check: linter.config.clone(),
     })
 }
 
@@ -619,7 +618,7 @@ fn resolve_stage_ref(
     let found = match value.parse::<usize>() {
         Ok(i) if i >= names.len() => return Err(ctx.err(offset, format!("invalid stage index {i}"))),
         Ok(i) => Some(i),
-        Err(_) => names.iter().position(|n| n.as_deref() == Some(value.to_lowercase().as_str())),
+        Err(_) => names.iter().rposition(|n| n.as_deref() == Some(value.to_lowercase().as_str())),
     };
     match found {
         None if value.is_empty() => Err(ctx.err(offset, "missing a value on flag: --from")),

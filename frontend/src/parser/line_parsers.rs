@@ -66,6 +66,7 @@ pub(crate) fn node_from_line(map: &LineMap, start: usize, escape: char) -> Resul
         json: args.json,
         sub: args.sub,
         heredocs: Vec::new(),
+        comments: Vec::new(),
         start_line: cmd_pos.line,
         end_line: cmd_pos.line,
         column: cmd_pos.column,

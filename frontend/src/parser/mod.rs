@@ -17,6 +17,7 @@ mod heredoc;
 mod line_parsers;
 
 pub use directives::Directive;
+pub(crate) use directives::DirectiveParser;
 pub use dump::{dump, go_quote};
 pub use heredoc::{Heredoc, HeredocError, chomp_heredoc_content, heredoc_word, parse_heredoc};
 
@@ -55,6 +56,11 @@ pub struct Instruction {
     pub sub: Option<Box<Instruction>>,
     /// Heredocs read after the line (RUN, COPY, ADD, and ONBUILD of those).
     pub heredocs: Vec<Heredoc>,
+    /// The comments right above the instruction, `#` and surrounding blanks removed
+    /// (BuildKit's `Node.PrevComment`): an empty `#` line starts them afresh, blank lines do not,
+    /// directives are not among them. The build checks read them (a `# check=` there, and
+    /// InvalidDefinitionDescription).
+    pub comments: Vec<String>,
     /// First and last line (the last includes heredoc bodies), 1-based.
     pub start_line: usize,
     pub end_line: usize,
@@ -234,6 +240,7 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
     let mut directives = Vec::new();
     let mut instructions = Vec::new();
     let mut warnings = Vec::new();
+    let mut comments: Vec<String> = Vec::new();
     let mut current = 0;
     let mut idx = 0;
     while idx < lines.len() {
@@ -242,6 +249,12 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
         let token = raw.trim_start_matches(is_space);
         let indent = raw[..raw.len() - token.len()].chars().count();
         current += 1;
+        if is_comment(token) {
+            match token.trim_start_matches(is_space)[1..].trim_matches(is_space) {
+                "" => comments.clear(),
+                comment => comments.push(comment.to_owned()),
+            }
+        }
         match directive_parser.parse_line(token) {
             Err(message) => return Err(ParseError::new(Pos { line: current, column: 1 }, message)),
             Ok(Some(d)) => {
@@ -258,6 +271,7 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
                     };
                 }
                 directives.push(d);
+                comments.pop();
             }
             Ok(None) => {}
         }
@@ -325,6 +339,7 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
             }
         }
         node.end_line = current;
+        node.comments = std::mem::take(&mut comments);
         instructions.push(node);
     }
     if instructions.is_empty() {
