@@ -15,10 +15,12 @@ registry-1.docker.io after a mirror, and that namespace is what makes the fallba
 leave the machine. prepare() pushes the two base archives under every docker.io alias of the harness
 (library/busybox, library/alpine, library/debian, library/ubuntu) with skopeo run in that namespace.
 
-Starting buildkitd (root, OCI worker with runc, in namespace bk-oracle; /tmp/bk/start.sh does this):
+Starting buildkitd (root, OCI worker with runc, in namespace bk-oracle; /tmp/bk/start.sh does this; use
+nsenter, not `ip netns exec`, which remounts /sys and hides /sys/fs/cgroup from runc):
     ip netns add bk-oracle && ip netns exec bk-oracle ip link set lo up
-    ip netns exec bk-oracle docker-registry serve /tmp/bk/registry.yml &     # http.addr 127.0.0.1:5000
-    ip netns exec bk-oracle buildkitd --config /tmp/bk/buildkitd.toml --oci-worker=true --containerd-worker=false &
+    nsenter --net=/run/netns/bk-oracle docker-registry serve /tmp/bk/registry.yml &    # http.addr 127.0.0.1:5000
+    nsenter --net=/run/netns/bk-oracle buildkitd --config /tmp/bk/buildkitd.toml \
+        --oci-worker=true --containerd-worker=false &
     python3 bench/differential_today.py --subject rbuild --rbuild target/release/rbuild --rbuild-root /tmp/rb-root
 
 Standard library only.
@@ -28,8 +30,11 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib.util
+import io
+import json
 import os
 import sys
+import tarfile
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HARNESS = os.environ.get("DIFFERENTIAL_PY",
@@ -56,7 +61,7 @@ class BuildctlOracle(dh.Builder):
         self.buildctl = [buildctl, "--addr", addr]
         self.registry = registry
         self.netns_name = netns
-        self.netns = ["ip", "netns", "exec", netns] if netns else []
+        self.netns = ["nsenter", f"--net=/run/netns/{netns}"] if netns else []
         cfg = os.path.join(args.workdir, "docker-config")   # empty client config: no credentials sent
         os.makedirs(cfg, exist_ok=True)
         self.env = {"DOCKER_CONFIG": cfg}
@@ -112,6 +117,7 @@ class BuildctlOracle(dh.Builder):
         if not src or not os.path.exists(src):
             raise dh.HarnessError(f"no archive was written for {tag}")
         os.replace(src, path)
+        fix_null_layers(path)
         return path
 
     def remove(self, tag):
@@ -124,6 +130,27 @@ class BuildctlOracle(dh.Builder):
         return "ok" if rc == 0 else f"failed: {out.strip()[-200:]}"
 
     # names() stays None: builds only write archives, nothing here can retag the bases in the registry.
+
+
+def fix_null_layers(path):
+    """BuildKit writes `"Layers": null` in manifest.json for an image without layers (FROM scratch + metadata);
+    the harness iterates Layers, so rewrite that one field as [] (nothing else in the archive changes)."""
+    with tarfile.open(path) as t:
+        mf = json.load(t.extractfile("manifest.json"))
+        if not any(isinstance(m, dict) and m.get("Layers") is None for m in mf):
+            return
+        members = [(m, t.extractfile(m).read() if m.isfile() else None) for m in t.getmembers()]
+    for m in mf:
+        if m.get("Layers") is None:
+            m["Layers"] = []
+    tmp = path + ".tmp"
+    with tarfile.open(tmp, "w") as out:
+        for m, data in members:
+            if m.name == "manifest.json":
+                data = json.dumps(mf).encode()
+                m.size = len(data)
+            out.addfile(m, io.BytesIO(data) if data is not None else None)
+    os.replace(tmp, path)
 
 
 def main(argv=None):

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use test_support::{TestStore, context};
+use test_support::{Httpd, TestStore, context, free_port, wait_for_port};
 
 fn store() -> TestStore {
     let s = TestStore::new(env!("CARGO_BIN_EXE_rbuild"));
@@ -501,7 +501,7 @@ fn cgroup_parent_holds_every_runs_cgroup() {
     assert!(line.contains("--cgroup-parent \"../escape\""), "{line}");
 }
 
-/// A server the test started (git daemon, busybox httpd), killed by PID when dropped.
+/// A server the test started (git daemon), killed by PID when dropped.
 struct Server(std::process::Child);
 
 impl Drop for Server {
@@ -509,21 +509,6 @@ impl Drop for Server {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// A free port on 127.0.0.1 (bound and released: a server started right after gets it).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn wait_for_port(port: u16) {
-    for _ in 0..500 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    panic!("nothing listens on 127.0.0.1:{port}");
 }
 
 /// git-daemon serving the repositories under `base` on 127.0.0.1 (itself, not `git daemon`,
@@ -599,15 +584,8 @@ fn git_and_http_contexts() {
         .unwrap();
     assert!(tar.success());
     std::fs::write(www.join("Dockerfile.txt"), "FROM busybox\nRUN echo from-url > /from.txt\n").unwrap();
-    let port = free_port();
-    let _httpd = Server(
-        std::process::Command::new("/bin/busybox")
-            .args(["httpd", "-f", "-p", &format!("127.0.0.1:{port}"), "-h"])
-            .arg(&www)
-            .spawn()
-            .unwrap(),
-    );
-    wait_for_port(port);
+    let httpd = Httpd::serve(&www);
+    let port = httpd.port;
     s.ok(&["build", "-t", "http:1", &format!("http://127.0.0.1:{port}/ctx.tar.gz")]);
     assert_eq!(cat("http:1", "/version.txt"), "v2\n");
     s.ok(&["build", "-t", "http:2", &format!("http://127.0.0.1:{port}/Dockerfile.txt")]);

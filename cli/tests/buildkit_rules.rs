@@ -3,7 +3,7 @@
 //! (Docker 20.10's BuildKit) and today's BuildKit differ, today's wins; solver/README.md
 //! ("BuildKit's rules") names the BuildKit source of each.
 
-use test_support::{TestStore, context};
+use test_support::{Httpd, TestStore, context};
 
 fn store() -> TestStore {
     let s = TestStore::new(env!("CARGO_BIN_EXE_rbuild"));
@@ -383,4 +383,86 @@ fn copy_ignored_file_check() {
         ),
         "{err}"
     );
+}
+
+/// `ADD --exclude` (as COPY's: relative to a directory source, so `*.log` leaves out only its
+/// top-level logs; an archive it names is not extracted either), `--unpack=false` (a local
+/// archive copied as it is) and `--unpack=true` (a downloaded archive extracted, which ADD of a
+/// URL never does by default).
+#[test]
+fn add_exclude_and_unpack() {
+    let s = store();
+    let www = tempfile::tempdir().unwrap();
+    let ctx = context(&[("dir/a.txt", "a"), ("dir/b.log", "b"), ("dir/sub/c.log", "c"), ("x.txt", "x")]);
+    let tar = |archive: &std::path::Path, dir: &std::path::Path, name: &str| {
+        let ok =
+            std::process::Command::new("tar").arg("-czf").arg(archive).arg("-C").arg(dir).arg(name).status();
+        assert!(ok.unwrap().success());
+    };
+    tar(&ctx.path().join("arch.tar.gz"), ctx.path(), "x.txt");
+    tar(&ctx.path().join("skip.tar.gz"), ctx.path(), "x.txt");
+    tar(&www.path().join("remote.tar.gz"), ctx.path(), "x.txt");
+    let httpd = Httpd::serve(www.path());
+    let url = httpd.url("remote.tar.gz");
+    let dockerfile = format!(
+        "FROM busybox\nADD --exclude=*.log dir /d/\nADD --exclude=skip* arch.tar.gz skip.tar.gz /e/\n\
+         ADD --unpack=false arch.tar.gz /keep/\nADD arch.tar.gz /unpacked/\n\
+         ADD --unpack=true {url} /remote/\nADD {url} /remote-file/\n"
+    );
+    std::fs::write(ctx.path().join("Dockerfile"), dockerfile).unwrap();
+    s.ok(&["build", "-t", "addflags:1", ctx.path().to_str().unwrap()]);
+    let listing = sh(&s, "addflags:1", "cd / && find d e keep unpacked remote remote-file | sort");
+    assert_eq!(
+        listing.lines().collect::<Vec<_>>(),
+        [
+            "d",
+            "d/a.txt",
+            "d/sub",
+            "d/sub/c.log",
+            "e",
+            "e/x.txt",
+            "keep",
+            "keep/arch.tar.gz",
+            "remote",
+            "remote-file",
+            "remote-file/remote.tar.gz",
+            "remote/x.txt",
+            "unpacked",
+            "unpacked/x.txt",
+        ]
+    );
+}
+
+/// `ADD --link`, as `COPY --link`: after the base image changes, the ADD is a cache hit and its
+/// layer (here an extracted archive) is the very same.
+#[test]
+fn add_link_layer_survives_a_base_change() {
+    let s = store();
+    for n in ["1", "2"] {
+        let base = context(&[("Dockerfile", &format!("FROM busybox\nRUN echo {n} > /base\n"))]);
+        s.ok(&["build", "-t", &format!("addlinkbase:{n}"), base.path().to_str().unwrap()]);
+    }
+    let ctx =
+        context(&[("Dockerfile", "ARG BASE\nFROM $BASE\nADD --link app.tar /srv/\n"), ("app.txt", "app")]);
+    let ok = std::process::Command::new("tar")
+        .arg("-cf")
+        .arg(ctx.path().join("app.tar"))
+        .arg("-C")
+        .arg(ctx.path())
+        .arg("app.txt")
+        .status();
+    assert!(ok.unwrap().success());
+    let dir = ctx.path().to_str().unwrap();
+    let meta = s.path().join("meta.json");
+    let build = |base: &str, tag: &str| {
+        let arg = format!("BASE={base}");
+        s.ok(&["build", "--build-arg", &arg, "--metadata-file", meta.to_str().unwrap(), "-t", tag, dir]);
+        let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+        m["rbuild.steps.cached"].as_u64().unwrap()
+    };
+    assert_eq!(build("addlinkbase:1", "addlinked:1"), 0);
+    assert_eq!(build("addlinkbase:2", "addlinked:2"), 1);
+    let add_layer = |image: &str| s.config(image)["rootfs"]["diff_ids"][2].clone();
+    assert_eq!(add_layer("addlinked:1"), add_layer("addlinked:2"));
+    assert_eq!(sh(&s, "addlinked:2", "cat /base /srv/app.txt"), "2\napp");
 }

@@ -8,6 +8,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use test_support::containers::Env;
+use test_support::free_port;
 
 #[test]
 fn run_detached_outlives_the_cli_and_shows_in_ps() {
@@ -285,12 +286,6 @@ fn cp_copies_both_ways() {
     let dest2 = host.path().join("after.txt");
     e.ok(&["cp", "cpbox:/tmp/in.txt", dest2.to_str().unwrap()]);
     assert_eq!(std::fs::read_to_string(&dest2).unwrap(), "from host\n");
-}
-
-/// A free TCP port on 127.0.0.1 (bound and released: the kernel does not hand it out again at
-/// once).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn http_get(port: u16) -> Option<String> {

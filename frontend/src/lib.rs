@@ -362,6 +362,18 @@ pub struct AddOp {
     /// `--keep-git-dir`: the repository's `.git` is copied too.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub keep_git_dir: bool,
+    /// `--exclude=PATTERN`s, as COPY's: they leave entries out of the local sources that are
+    /// copied (not of an archive that is extracted) and of git trees.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+    /// `--link`, as COPY's: a layer of its own whose key does not depend on the steps before.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub link: bool,
+    /// `--unpack[=BOOL]`: `Some(false)` copies local archives as they are, `Some(true)`
+    /// extracts downloaded archives too (BuildKit: local archives are extracted and URLs are
+    /// not, unless told).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unpack: Option<bool>,
     pub created_by: String,
 }
 

@@ -458,8 +458,8 @@ fn errors_carry_locations() {
     );
     assert_eq!(lower_err("FROM busybox\nENV =x\n"), "Dockerfile:2:5: ENV names can not be blank");
     assert_eq!(
-        lower_err("FROM busybox\n  ADD --link a /b\n"),
-        "Dockerfile:2:7: ADD --link is not supported yet"
+        lower_err("FROM busybox\n  RUN --device=/dev/null true\n"),
+        "Dockerfile:2:7: RUN --device is not supported yet"
     );
     let err = lower_with("FROM busybox\nFOO\n", &LowerOptions::default()).unwrap_err();
     assert_eq!(err.location(), &loc(2, 1));
@@ -599,6 +599,9 @@ fn add_lowers_sources_urls_and_flags() {
             checksum: None,
             git: vec![],
             keep_git_dir: false,
+            exclude: vec![],
+            link: false,
+            unpack: None,
             created_by: "ADD --chown=1:1 --chmod=644 a-1.tar https://example.com/f.txt /d/".into(),
         })
     );
@@ -634,10 +637,14 @@ fn add_lowers_sources_urls_and_flags() {
         lower_err("FROM busybox\nADD --keep-git-dir a /b\n")
             .starts_with("Dockerfile:2:5: ADD --keep-git-dir")
     );
-    assert_eq!(
-        lower_err("FROM busybox\nADD --exclude=x a /b\n"),
-        "Dockerfile:2:5: ADD --exclude is not supported yet"
+    // --exclude, --link (not with --chmod, as BuildKit), --unpack.
+    let def = lower(
+        "FROM busybox\nADD --exclude=x --exclude=y --link a /b\nADD --link --chmod=600 --unpack=false a /c\n",
     );
+    let steps = &def.stages[0].steps;
+    let (Op::Add(a), Op::Add(b)) = (&steps[0].op, &steps[1].op) else { panic!("{steps:?}") };
+    assert_eq!((a.exclude.clone(), a.link, a.unpack), (strings(&["x", "y"]), true, None));
+    assert_eq!((b.link, b.unpack), (false, Some(false)));
     assert_eq!(
         lower_err("FROM busybox\nADD a\n"),
         "Dockerfile:2:5: ADD requires at least two arguments, but only one was provided. Destination could not be determined"

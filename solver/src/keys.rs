@@ -83,13 +83,15 @@ impl Builder<'_> {
         // COPY --link: the layer's key holds the op, the destination as resolved against the
         // WORKDIR (which changes where files land) and the inputs; not the parent. The step's
         // own key still follows the parent, so later steps do.
-        let link = match &step.op {
-            Op::Copy(c) if c.link => {
-                let dest = crate::ops::absolute_dest(state, &c.dest);
-                Some(key_of(&["copy-link", op_json.as_str(), dest.as_str(), inputs.as_str()]))
-            }
+        let link_dest = match &step.op {
+            Op::Copy(c) if c.link => Some(&c.dest),
+            Op::Add(a) if a.link => Some(&a.dest),
             _ => None,
         };
+        let link = link_dest.map(|dest| {
+            let dest = crate::ops::absolute_dest(state, dest);
+            key_of(&["copy-link", op_json.as_str(), dest.as_str(), inputs.as_str()])
+        });
         let key = match &link {
             Some(l) => key_of(&["step", state.key.as_str(), "link", l.as_str()]),
             None => key_of(&key_parts),
@@ -189,7 +191,8 @@ impl Builder<'_> {
             None => None,
         };
         let rels = self.context_sources(&add.sources)?;
-        let (sum, files) = self.context_checksum(&rels)?;
+        let exclude = crate::copy::exclude_rules(&add.exclude)?;
+        let (sum, files) = self.context_checksum_excluding(&rels, exclude.as_ref())?;
         let mut parts = vec![sum.to_string()];
         for url in &add.urls {
             if let Some(c) = &checksum {

@@ -429,7 +429,7 @@ impl Builder<'_> {
         let started = Instant::now();
         let next = match &link {
             Some(link) => {
-                let layer = self.copy_link(&state, step, link)?;
+                let layer = self.copy_link(&state, step, link, &mut downloads)?;
                 self.merge_link(state, step, layer, key.clone())?
             }
             None => self.execute(state, step, name, run.cmd_set, key.clone(), &mut downloads)?,

@@ -142,6 +142,9 @@ fn add(sources: &[&str], urls: &[String], dest: &str) -> AddOp {
         checksum: None,
         git: vec![],
         keep_git_dir: false,
+        exclude: vec![],
+        link: false,
+        unpack: None,
         created_by: "ADD".into(),
     }
 }

@@ -344,3 +344,56 @@ pub fn copy_host_binary(binary: &Path, root: &Path) {
         std::fs::copy(std::fs::canonicalize(&f).expect("canonical path"), &to).expect("copy");
     }
 }
+
+/// A free TCP port on 127.0.0.1 (bound and released: the kernel does not hand it out again at
+/// once).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind 127.0.0.1:0")
+        .local_addr()
+        .expect("local addr")
+        .port()
+}
+
+/// Waits (up to 5 s) until something accepts connections on 127.0.0.1:`port`.
+pub fn wait_for_port(port: u16) {
+    for _ in 0..500 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("nothing listens on 127.0.0.1:{port}");
+}
+
+/// The host's busybox httpd serving `dir` on 127.0.0.1, on a port of its own; killed (by PID)
+/// and reaped when dropped.
+pub struct Httpd {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+impl Httpd {
+    pub fn serve(dir: &Path) -> Httpd {
+        let port = free_port();
+        let child = std::process::Command::new("/bin/busybox")
+            .args(["httpd", "-f", "-p", &format!("127.0.0.1:{port}"), "-h"])
+            .arg(dir)
+            .spawn()
+            .expect("busybox httpd (busybox-static)");
+        let server = Httpd { child, port };
+        wait_for_port(port);
+        server
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}/{}", self.port, path.trim_start_matches('/'))
+    }
+}
+
+impl Drop for Httpd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -188,8 +188,13 @@ pub(super) fn lower_copy(
         }
     }
     let (paths, heredocs, dest, history) = copy_sources(ctx, ins, &state.env)?;
-    let created_by = copy_history("COPY", &chown, &chmod_text, &history, &dest);
+    // BuildKit's commit message names --parents (before --chown).
+    let keyword = if parents { "COPY --parents" } else { "COPY" };
+    let created_by = copy_history(keyword, &chown, &chmod_text, &history, &dest);
     let sources = paths.into_iter().map(|(p, _)| p).collect();
+    // BuildKit links only without --chmod (`dispatchCopy`: `cfg.link && cfg.chmod == ""`);
+    // with it the copy is an ordinary one.
+    let link = link && chmod.is_none();
     Ok(Op::Copy(CopyOp { sources, heredocs, dest, from, chown, chmod, exclude, parents, link, created_by }))
 }
 
@@ -204,6 +209,9 @@ pub(super) fn lower_add(
     let mut chmod_text = None;
     let mut checksum = None;
     let mut keep_git_dir = None;
+    let mut exclude = Vec::new();
+    let mut link = false;
+    let mut unpack = None;
     for (name, value, fpos) in &flags.0 {
         let fpos = *fpos;
         match name.as_str() {
@@ -219,6 +227,9 @@ pub(super) fn lower_add(
                 checksum = Some((value, fpos));
             }
             "keep-git-dir" => keep_git_dir = Some((value == "true", fpos)),
+            "exclude" => exclude.push(ctx.expand(value, &state.env, fpos)?),
+            "link" => link = value == "true",
+            "unpack" => unpack = Some(value == "true"),
             other => return Err(ctx.err(fpos, format!("ADD --{other} is not supported yet"))),
         }
     }
@@ -264,6 +275,9 @@ pub(super) fn lower_add(
         checksum: checksum.map(|(c, _)| c),
         git,
         keep_git_dir: keep_git_dir.is_some_and(|(k, _)| k),
+        exclude,
+        link: link && chmod.is_none(),
+        unpack,
         created_by,
     }))
 }

@@ -190,10 +190,18 @@ impl Builder<'_> {
         let tmp = self.store.temp_dir("add-").at(step)?;
         let ctx = self.context().at(step)?;
         let include = |rel: &Path| ctx.includes(rel);
+        let exclude = copy::exclude_rules(&op.exclude).at(step)?;
         for rel in &sources {
             let src = inroot::resolve(ctx.root(), rel).map_err(read_err(rel)).at(step)?;
             let is_file = std::fs::metadata(&src).map(|m| m.is_file()).unwrap_or(false);
-            let kind = if is_file { add::archive_kind(&src).map_err(read_err(rel)).at(step)? } else { None };
+            let name = rel.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if is_file && exclude.as_ref().is_some_and(|e| e.excludes_copied(Path::new(""), &name)) {
+                continue;
+            }
+            let kind = match (is_file, op.unpack) {
+                (true, None | Some(true)) => add::archive_kind(&src).map_err(read_err(rel)).at(step)?,
+                _ => None,
+            };
             match kind {
                 Some(kind) => {
                     add::extract(&root, &src, kind, Path::new(&dest), owner, op.chmod, tmp.path())
@@ -207,7 +215,7 @@ impl Builder<'_> {
                         owner: copy::Owner::Set(owner.map_or(0, |o| o.0), owner.map_or(0, |o| o.1)),
                         chmod: op.chmod,
                         include: Some(&include),
-                        exclude: None,
+                        exclude: exclude.as_ref(),
                     };
                     copy::copy(&root, &job).at(step)?;
                 }
@@ -222,12 +230,21 @@ impl Builder<'_> {
                 owner: copy::Owner::Set(owner.map_or(0, |o| o.0), owner.map_or(0, |o| o.1)),
                 chmod: op.chmod,
                 include: None,
-                exclude: None,
+                exclude: exclude.as_ref(),
             };
             copy::copy(&root, &job).at(step)?;
         }
         let file_owner = owner.unwrap_or((0, 0));
         for (url, d) in &downloads {
+            // `--unpack=true`: a downloaded archive is extracted as a local one would be.
+            if op.unpack == Some(true)
+                && let Some(kind) =
+                    add::archive_kind(d.file.path()).map_err(read_err(d.file.path())).at(step)?
+            {
+                add::extract(&root, d.file.path(), kind, Path::new(&dest), owner, op.chmod, tmp.path())
+                    .at(step)?;
+                continue;
+            }
             let dest_dir = dest.ends_with('/')
                 || inroot::resolve(&root, Path::new(&dest)).map(|p| p.is_dir()).unwrap_or(false);
             let target = if dest_dir {

@@ -78,12 +78,22 @@ impl Builder<'_> {
         Ok(next)
     }
 
-    /// `COPY --link`: the copy onto nothing (an empty snapshot; the parent's WORKDIR still
-    /// places relative destinations), its layer stored under `link`, the key of the layer alone.
-    pub(crate) fn copy_link(&self, state: &State, step: &Step, link: &Digest) -> Result<Option<Layer>> {
-        let Op::Copy(copy) = &step.op else { return Ok(None) };
+    /// `COPY --link` (and `ADD --link`): the copy onto nothing (an empty snapshot; the parent's
+    /// WORKDIR still places relative destinations), its layer stored under `link`, the key of
+    /// the layer alone.
+    pub(crate) fn copy_link(
+        &self,
+        state: &State,
+        step: &Step,
+        link: &Digest,
+        downloads: &mut Downloads,
+    ) -> Result<Option<Layer>> {
         let empty = State { layers: Vec::new(), config: state.config.clone(), key: state.key.clone() };
-        let layer = self.copy(&empty, step, copy)?;
+        let layer = match &step.op {
+            Op::Copy(copy) => self.copy(&empty, step, copy)?,
+            Op::Add(op) => self.add(&empty, step, op, downloads)?,
+            _ => return Ok(None),
+        };
         let record = CacheRecord { layers: layer.iter().cloned().collect(), config: Default::default() };
         self.store.cache_put(link, &record).at(step)?;
         Ok(layer)
@@ -97,8 +107,12 @@ impl Builder<'_> {
         layer: Option<Layer>,
         key: Digest,
     ) -> Result<State> {
-        let Op::Copy(copy) = &step.op else { return Ok(state) };
-        self.finish(state, step, layer, copy.created_by.clone(), key)
+        let created_by = match &step.op {
+            Op::Copy(copy) => copy.created_by.clone(),
+            Op::Add(op) => op.created_by.clone(),
+            _ => return Ok(state),
+        };
+        self.finish(state, step, layer, created_by, key)
     }
 
     /// Commits a snapshot's upperdir as a layer; `None` when the step changed nothing.
