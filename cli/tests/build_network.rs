@@ -1,7 +1,8 @@
 //! The build network, end to end: every RUN in a namespace of its own on the build bridge,
 //! reaching "the outside world" (a namespace this test makes, see `test_support::outside`)
 //! through NAT, by address and by an `--add-host` name; `--network=none` (flag or per step)
-//! cannot; /etc/resolv.conf, /etc/hosts and /etc/hostname in every RUN and in no layer; proxy
+//! cannot; /etc/resolv.conf and /etc/hosts in every RUN and in no layer (no /etc/hostname, as
+//! BuildKit: the name is the UTS hostname only); proxy
 //! build args in RUN's environment only.
 
 use std::path::Path;
@@ -32,7 +33,8 @@ fn default_network_reaches_outside_by_address_and_added_name_and_none_cannot() {
             "FROM busybox\n\
              COPY glibc/ /\n\
              RUN wget -q -O /by-address.txt {url} && wget -q -O /by-name.txt {by_name}\n\
-             RUN cat /etc/resolv.conf > /resolv.txt && cat /etc/hostname > /hostname.txt \
+             RUN cat /etc/resolv.conf > /resolv.txt && hostname > /hostname.txt \
+                 && {{ test -e /etc/hostname || echo absent; }} > /etc-hostname.txt \
                  && getent hosts localhost > /localhost.txt && getent hosts outside.test > /outside.txt \
                  && getent hosts rbuild-sandbox > /self.txt && cat /proc/net/dev > /netdev.txt\n\
              RUN --network=none cat /etc/resolv.conf > /resolv-none.txt \
@@ -47,6 +49,7 @@ fn default_network_reaches_outside_by_address_and_added_name_and_none_cannot() {
     assert_eq!(cat(&s, "net:1", "/by-address.txt"), PAGE);
     assert_eq!(cat(&s, "net:1", "/by-name.txt"), PAGE);
     assert_eq!(cat(&s, "net:1", "/hostname.txt"), "rbuild-sandbox\n");
+    assert_eq!(cat(&s, "net:1", "/etc-hostname.txt"), "absent\n");
     assert!(cat(&s, "net:1", "/localhost.txt").contains("localhost"));
     assert!(cat(&s, "net:1", "/outside.txt").starts_with(&format!("{} ", outside.ip)));
     // The step's own name is on its address on the build network.

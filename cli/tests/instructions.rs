@@ -187,13 +187,17 @@ fn heredocs_in_run_and_copy() {
          COPY <<EOF /etc/greeting\nhello $NAME\nEOF\n\
          COPY <<'EOF' /etc/literal\nhello $NAME\nEOF\n\
          COPY <<one <<two /multi/\nfirst\none\nsecond\ntwo\n\
-         RUN <<-EOF sh\n\techo tabs stripped > /tabs\n\tEOF\n",
+         RUN <<-EOF sh\n\techo tabs stripped > /tabs\n\tEOF\n\
+         RUN <<SCRIPT\n#!/bin/sh -e\necho \"script $0 $-\" > /script\nSCRIPT\n",
     )]);
     build(&s, ctx.path(), &["-t", "heredoc:1"]);
     assert_eq!(
-        sh(&s, "heredoc:1", "cat /a /b /etc/greeting /etc/literal /multi/one /multi/two /tabs"),
-        "a\nb\nhello world\nhello $NAME\nfirst\nsecond\ntabs stripped\n"
+        sh(&s, "heredoc:1", "cat /a /b /etc/greeting /etc/literal /multi/one /multi/two /tabs /script"),
+        "a\nb\nhello world\nhello $NAME\nfirst\nsecond\ntabs stripped\nscript /dev/pipes/SCRIPT e\n"
     );
+    // The script ran from its own file, in /dev: nothing of it is in the image.
+    let layers = s.layer_entries("heredoc:1");
+    assert_eq!(layers.last().map(Vec::as_slice), Some(&["script".to_string()][..]), "the script's RUN layer");
 }
 
 #[test]

@@ -40,7 +40,7 @@ impl fmt::Display for StepNetwork {
 /// for the step (its namespace, its address).
 pub struct ProvidedNetwork {
     pub mode: NetworkMode,
-    /// /etc/resolv.conf, /etc/hosts and /etc/hostname, bind-mounted read-only: the step's
+    /// /etc/resolv.conf and /etc/hosts, bind-mounted read-only: the step's
     /// layer never holds them.
     pub mounts: Vec<Mount>,
     _release: Box<dyn Send>,

@@ -253,6 +253,11 @@ pub enum RunMount {
     /// first one unless the environment has it. A missing agent is an error only when
     /// `required`.
     Ssh { id: String, target: Option<String>, required: bool, mode: u32, uid: u32, gid: u32 },
+    /// A file written by the Dockerfile itself, read-only at `target`, owned by root: the
+    /// script of a RUN whose only heredoc starts with `#!` (BuildKit mounts it at
+    /// `/dev/pipes/<NAME>` with mode 0755 and runs that path with the shell). Its content is in
+    /// the op, so in the step's key.
+    File { target: String, content: String, mode: u32 },
 }
 
 impl RunMount {

@@ -2,7 +2,7 @@
 
 use frontend::{
     AddOp, Base, BaseConfig, BuildDefinition, ConfigOp, CopyFrom, CopyOp, Error, Healthcheck, ImageResolver,
-    InlineFile, Location, LowerOptions, Op, RunNetwork, RunOp, RunSecurity, Step, build_definition,
+    InlineFile, Location, LowerOptions, Op, RunMount, RunNetwork, RunOp, RunSecurity, Step, build_definition,
 };
 
 /// Knows `busybox` (PATH and FOO set, WORKDIR /home) and `alpine` (no WORKDIR).
@@ -499,7 +499,18 @@ fn run_heredoc() {
     assert_eq!(def.stages[0].steps[0].text, "RUN <<EOF (echo a...)");
     assert_eq!(run_op(&ops[1]).args, strings(&["/bin/sh", "-c", "<<EOF bash\necho c\nEOF"]));
     assert_eq!(ops[2], Op::Config(ConfigOp::Cmd(strings(&["/bin/sh", "-c", "x"]))));
-    assert!(lower_err("FROM busybox\nRUN <<EOF\n#!/bin/sh\nEOF\n").contains("not supported yet"));
+    // A script with `#!`: a file of its own at /dev/pipes/NAME, run by path through the shell.
+    let def = lower("FROM busybox\nRUN <<-SCRIPT\n\t#!/bin/sh\n\techo hi\n\tSCRIPT\n");
+    let run = run_op(&ops(&def, 0)[0]).clone();
+    assert_eq!(run.args, strings(&["/bin/sh", "-c", "/dev/pipes/SCRIPT"]));
+    assert_eq!(
+        run.mounts,
+        [RunMount::File {
+            target: "/dev/pipes/SCRIPT".into(),
+            content: "#!/bin/sh\necho hi\n".into(),
+            mode: 0o755
+        }]
+    );
 }
 
 #[test]

@@ -274,6 +274,20 @@ pub(crate) fn prepare(
                     p.targets.push(target.clone());
                 }
             }
+            // An in-memory file as a secret is, never on a disk the layer could take it from;
+            // executable when its mode says so.
+            RunMount::File { target, content, mode } => {
+                p.mounts.push(executor::Mount {
+                    target: target.clone(),
+                    kind: executor::MountKind::Secret {
+                        contents: content.clone().into_bytes(),
+                        mode: *mode,
+                        uid: 0,
+                        gid: 0,
+                    },
+                });
+                p.targets.push(target.clone());
+            }
         }
     }
     // Parents before children, whatever order they were written in (as BuildKit sorts them).

@@ -348,14 +348,12 @@ fn mount_secret(root: &Path, dest: &str, at: &Path, secret: &SecretFile) -> Resu
     let step = format!("secret mount at {dest}");
     std::fs::create_dir(stage).map_err(io(step.clone()))?;
     let size = format!("mode=0700,size={}", secret.contents.len() + 4096);
-    mount(
-        Some("tmpfs"),
-        stage,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        Some(size.as_str()),
-    )
-    .map_err(os(step.clone()))?;
+    // noexec unless the file is meant to run (a RUN heredoc script has mode 0755).
+    let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    if secret.mode & 0o111 == 0 {
+        flags |= MsFlags::MS_NOEXEC;
+    }
+    mount(Some("tmpfs"), stage, Some("tmpfs"), flags, Some(size.as_str())).map_err(os(step.clone()))?;
     let file = stage.join("secret");
     std::fs::write(&file, &secret.contents).map_err(io(step.clone()))?;
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(secret.mode & 0o7777))

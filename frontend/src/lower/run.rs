@@ -11,8 +11,7 @@ pub(super) fn lower_run(
     scope: &Scope<'_>,
     text: &mut String,
 ) -> Result<Op, Error> {
-    let pos = ins_pos(ins);
-    let (mounts, network, security) = lower_run_flags(ctx, flags, state, scope)?;
+    let (mut mounts, network, security) = lower_run_flags(ctx, flags, state, scope)?;
     let args = if ins.json {
         ins.args.clone()
     } else {
@@ -23,14 +22,16 @@ pub(super) fn lower_run(
                 // The whole command is one heredoc: its content is the script.
                 let data =
                     if first.chomp { chomp_heredoc_content(&first.content) } else { first.content.clone() };
-                if data.starts_with("#!") {
-                    return Err(ctx.err(
-                        pos,
-                        "RUN with a heredoc starting with #! (a script file) is not supported yet",
-                    ));
-                }
                 text.push_str(&format!(" ({})", summarize_heredoc(&first.content)));
-                data
+                if data.starts_with("#!") {
+                    // A script with its interpreter: a file of its own, run by path
+                    // (BuildKit's `dispatchRun`; the shell still starts it).
+                    let target = format!("/dev/pipes/{}", first.name);
+                    mounts.push(RunMount::File { target: target.clone(), content: data, mode: 0o755 });
+                    target
+                } else {
+                    data
+                }
             }
             Some(_) => {
                 // Heredocs later in the command: the shell reads them itself.

@@ -2,8 +2,9 @@
 //! own, attached to one hidden bridge network ([`BUILD_NETWORK`]) with outbound NAT, made on
 //! first use and kept like `bridge`. A step costs a namespace and a veth pair, never a bridge.
 //!
-//! Every step, whatever its network, gets /etc/resolv.conf, /etc/hosts and /etc/hostname
-//! mounted read-only, each a file on a tmpfs of its own (the executor's in-memory file mount,
+//! Every step, whatever its network, gets /etc/resolv.conf and /etc/hosts mounted read-only
+//! (no /etc/hostname: BuildKit gives none, so `cat /etc/hostname` fails in its RUN too; the
+//! name is the UTS hostname), each a file on a tmpfs of its own (the executor's in-memory file mount,
 //! as secrets), so they never land in its layer and no host path shows in the sandbox:
 //! - resolv.conf: `default` has the host's servers by docker's rules ([`resolv_conf`]: loopback
 //!   resolvers such as systemd-resolved's 127.0.0.53 are unreachable from the namespace and
@@ -121,11 +122,7 @@ impl BuildNetwork {
             target: target.into(),
             kind: MountKind::Secret { contents: contents.into_bytes(), mode: 0o644, uid: 0, gid: 0 },
         };
-        let mounts = vec![
-            file("/etc/resolv.conf", resolv),
-            file("/etc/hosts", hosts),
-            file("/etc/hostname", format!("{hostname}\n")),
-        ];
+        let mounts = vec![file("/etc/resolv.conf", resolv), file("/etc/hosts", hosts)];
         Ok(ProvidedNetwork::new(mode, mounts, Box::new(release)))
     }
 
