@@ -6,6 +6,7 @@
 //! nothing of Dockerfiles.
 
 mod archive;
+mod copyup;
 mod digest;
 mod error;
 mod gc;
@@ -20,6 +21,7 @@ mod transfer;
 pub mod userns;
 
 pub use archive::{ArchiveFormat, LoadedImage};
+pub use copyup::drop_unchanged_copy_ups;
 pub use digest::{Digest, Hasher, HashingWriter};
 pub use error::{Error, Result};
 pub use gc::{GC_GRACE, PruneReport, TMP_MAX_AGE, VerifyReport};

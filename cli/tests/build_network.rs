@@ -34,7 +34,7 @@ fn default_network_reaches_outside_by_address_and_added_name_and_none_cannot() {
              COPY glibc/ /\n\
              RUN wget -q -O /by-address.txt {url} && wget -q -O /by-name.txt {by_name}\n\
              RUN cat /etc/resolv.conf > /resolv.txt && hostname > /hostname.txt \
-                 && {{ test -e /etc/hostname || echo absent; }} > /etc-hostname.txt \
+                 && {{ test -e /etc/hostname || echo absent; }} > /no-hostname-file.txt \
                  && getent hosts localhost > /localhost.txt && getent hosts outside.test > /outside.txt \
                  && getent hosts rbuild-sandbox > /self.txt && cat /proc/net/dev > /netdev.txt\n\
              RUN --network=none cat /etc/resolv.conf > /resolv-none.txt \
@@ -49,7 +49,7 @@ fn default_network_reaches_outside_by_address_and_added_name_and_none_cannot() {
     assert_eq!(cat(&s, "net:1", "/by-address.txt"), PAGE);
     assert_eq!(cat(&s, "net:1", "/by-name.txt"), PAGE);
     assert_eq!(cat(&s, "net:1", "/hostname.txt"), "rbuild-sandbox\n");
-    assert_eq!(cat(&s, "net:1", "/etc-hostname.txt"), "absent\n");
+    assert_eq!(cat(&s, "net:1", "/no-hostname-file.txt"), "absent\n");
     assert!(cat(&s, "net:1", "/localhost.txt").contains("localhost"));
     assert!(cat(&s, "net:1", "/outside.txt").starts_with(&format!("{} ", outside.ip)));
     // The step's own name is on its address on the build network.
@@ -68,7 +68,7 @@ fn default_network_reaches_outside_by_address_and_added_name_and_none_cannot() {
     assert!(!cat(&s, "net:1", "/resolv-none.txt").contains("nameserver"));
     assert!(cat(&s, "net:1", "/localhost-none.txt").contains("localhost"));
 
-    // No RUN layer touches /etc: the three files were mounts, and their stubs are gone.
+    // No RUN layer touches /etc: the two files were mounts, and their stubs are gone.
     let layers = s.layer_entries("net:1");
     assert_eq!(layers.len(), 5, "busybox, COPY and three RUNs: {layers:?}");
     for layer in &layers[2..] {

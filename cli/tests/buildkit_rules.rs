@@ -466,3 +466,29 @@ fn add_link_layer_survives_a_base_change() {
     assert_eq!(add_layer("addlinked:1"), add_layer("addlinked:2"));
     assert_eq!(sh(&s, "addlinked:2", "cat /base /srv/app.txt"), "2\napp");
 }
+
+/// What overlayfs copied up unchanged is no change, as BuildKit's overlay differ decides: a
+/// hard link to an image file records only the new name (a file of its own in the layer), and
+/// a `chmod` to the mode a file already has makes no layer at all.
+#[test]
+fn unchanged_copy_ups_are_not_in_the_layer() {
+    let s = store();
+    let ctx = context(&[
+        (
+            "Dockerfile",
+            "FROM busybox\nCOPY artifact /subdir/artifact\nRUN ln -f /subdir/artifact /subdir/artifact-hardlink\n\
+             RUN chmod 644 /subdir/artifact && chown 0:0 /bin/busybox\n",
+        ),
+        ("artifact", "data"),
+    ]);
+    std::fs::set_permissions(
+        ctx.path().join("artifact"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    s.ok(&["build", "-t", "copyup:1", ctx.path().to_str().unwrap()]);
+    let layers = s.layer_entries("copyup:1");
+    assert_eq!(layers.len(), 3, "{layers:?}");
+    assert_eq!(layers[2], ["subdir/", "subdir/artifact-hardlink"]);
+    assert_eq!(sh(&s, "copyup:1", "cat /subdir/artifact /subdir/artifact-hardlink"), "datadata");
+}

@@ -501,7 +501,7 @@ fn run_heredoc() {
     assert_eq!(ops[2], Op::Config(ConfigOp::Cmd(strings(&["/bin/sh", "-c", "x"]))));
     // A script with `#!`: a file of its own at /dev/pipes/NAME, run by path through the shell.
     let def = lower("FROM busybox\nRUN <<-SCRIPT\n\t#!/bin/sh\n\techo hi\n\tSCRIPT\n");
-    let run = run_op(&ops(&def, 0)[0]).clone();
+    let run = run_op(&def.stages[0].steps[0].op).clone();
     assert_eq!(run.args, strings(&["/bin/sh", "-c", "/dev/pipes/SCRIPT"]));
     assert_eq!(
         run.mounts,

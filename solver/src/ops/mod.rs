@@ -118,6 +118,10 @@ impl Builder<'_> {
     /// Commits a snapshot's upperdir as a layer; `None` when the step changed nothing.
     fn commit(&self, snapshot: &cache::Snapshot, step: &Step) -> Result<Option<Layer>> {
         let upper = snapshot.upper();
+        // What overlayfs copied up unchanged is no change (BuildKit's differ drops it too).
+        cache::drop_unchanged_copy_ups(&upper, &snapshot.lowers)
+            .map_err(|source| FileError::Io { op: "compare with the image", path: upper.clone(), source })
+            .at(step)?;
         let empty = std::fs::read_dir(&upper)
             .map_err(|source| FileError::Io { op: "read", path: upper.clone(), source })
             .at(step)?
