@@ -249,16 +249,39 @@ fn syntax_directive_is_our_own_frontend_or_an_error() {
     assert!(line.contains("cannot run the frontend image example.com/frontend:1"), "{line}");
 }
 
+/// Images `NAME:1` and `NAME:2`: busybox with /base saying 1 or 2.
+fn two_bases(s: &TestStore, name: &str) {
+    for n in ["1", "2"] {
+        let base = context(&[("Dockerfile", &format!("FROM busybox\nRUN echo {n} > /base\n"))]);
+        s.ok(&["build", "-t", &format!("{name}:{n}"), base.path().to_str().unwrap()]);
+    }
+}
+
+/// Builds `dir` with `--build-arg BASE=base` as `tag`; how many steps were cache hits.
+fn build_on(s: &TestStore, dir: &std::path::Path, base: &str, tag: &str) -> u64 {
+    let meta = s.path().join("meta.json");
+    let arg = format!("BASE={base}");
+    s.ok(&[
+        "build",
+        "--build-arg",
+        &arg,
+        "--metadata-file",
+        meta.to_str().unwrap(),
+        "-t",
+        tag,
+        dir.to_str().unwrap(),
+    ]);
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+    m["rbuild.steps.cached"].as_u64().unwrap()
+}
+
 /// `COPY --link`: its layer does not depend on the steps before. After the base image changes,
 /// the COPY is a cache hit and its layer's digest is the same; the files are where they belong
 /// on either base.
 #[test]
 fn copy_link_layer_survives_a_base_change() {
     let s = store();
-    for n in ["1", "2"] {
-        let base = context(&[("Dockerfile", &format!("FROM busybox\nRUN echo {n} > /base\n"))]);
-        s.ok(&["build", "-t", &format!("linkbase:{n}"), base.path().to_str().unwrap()]);
-    }
+    two_bases(&s, "linkbase");
     let ctx = context(&[
         (
             "Dockerfile",
@@ -267,14 +290,7 @@ fn copy_link_layer_survives_a_base_change() {
         ("app.txt", "app"),
         ("conf/c.ini", "c"),
     ]);
-    let dir = ctx.path().to_str().unwrap();
-    let meta = s.path().join("meta.json");
-    let build = |base: &str, tag: &str| {
-        let arg = format!("BASE={base}");
-        s.ok(&["build", "--build-arg", &arg, "--metadata-file", meta.to_str().unwrap(), "-t", tag, dir]);
-        let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
-        m["rbuild.steps.cached"].as_u64().unwrap()
-    };
+    let build = |base: &str, tag: &str| build_on(&s, ctx.path(), base, tag);
     assert_eq!(build("linkbase:1", "linked:1"), 0);
     // WORKDIR and RUN follow the new base; the linked COPY does not.
     assert_eq!(build("linkbase:2", "linked:2"), 1);
@@ -438,10 +454,7 @@ fn add_exclude_and_unpack() {
 #[test]
 fn add_link_layer_survives_a_base_change() {
     let s = store();
-    for n in ["1", "2"] {
-        let base = context(&[("Dockerfile", &format!("FROM busybox\nRUN echo {n} > /base\n"))]);
-        s.ok(&["build", "-t", &format!("addlinkbase:{n}"), base.path().to_str().unwrap()]);
-    }
+    two_bases(&s, "addlinkbase");
     let ctx =
         context(&[("Dockerfile", "ARG BASE\nFROM $BASE\nADD --link app.tar /srv/\n"), ("app.txt", "app")]);
     let ok = std::process::Command::new("tar")
@@ -452,14 +465,7 @@ fn add_link_layer_survives_a_base_change() {
         .arg("app.txt")
         .status();
     assert!(ok.unwrap().success());
-    let dir = ctx.path().to_str().unwrap();
-    let meta = s.path().join("meta.json");
-    let build = |base: &str, tag: &str| {
-        let arg = format!("BASE={base}");
-        s.ok(&["build", "--build-arg", &arg, "--metadata-file", meta.to_str().unwrap(), "-t", tag, dir]);
-        let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
-        m["rbuild.steps.cached"].as_u64().unwrap()
-    };
+    let build = |base: &str, tag: &str| build_on(&s, ctx.path(), base, tag);
     assert_eq!(build("addlinkbase:1", "addlinked:1"), 0);
     assert_eq!(build("addlinkbase:2", "addlinked:2"), 1);
     let add_layer = |image: &str| s.config(image)["rootfs"]["diff_ids"][2].clone();
