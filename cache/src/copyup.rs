@@ -6,21 +6,24 @@
 //! overlay differ (`util/overlay/overlay_linux.go`, `Changes` with `sameDirent`) leaves such
 //! entries out of the layer, and so do we, by removing them from the upper directory before it
 //! is committed (and then used as the layer's own directory, where the lower file shows
-//! through, identical). Same means BuildKit's test: type and mode, owner, device number and
-//! the `security.capability` xattr equal; for a non-directory also the size and the mtime's
-//! seconds, then either equal nanoseconds or, when both are zero (a truncated timestamp), equal
-//! content (a symlink's target). A directory goes when it is the same and, once its unchanged
-//! entries are gone, empty (BuildKit records a directory only when it changed or holds a
-//! change). Nothing below an opaque directory is compared: the lower one is hidden there.
+//! through, identical). Same means BuildKit's test made strict: type and mode, owner, device
+//! number and xattrs equal (BuildKit compares only `security.capability`; the layer records
+//! every xattr, so a change of another is a change); for a non-directory also the size and the
+//! mtime, and then always the content (a symlink's target). BuildKit trusts an mtime with
+//! nanoseconds and compares content only when both are truncated to the second, but files
+//! written in one clock tick share an mtime, so `mv /a /b` over a same-sized `b` would be lost;
+//! and here the upper directory becomes the layer's own, so a wrong guess would reach the next
+//! step too. Only entries whose metadata all match are read. A directory goes when it is the
+//! same and, once its unchanged entries are gone, empty (BuildKit records a directory only when
+//! it changed or holds a change). Nothing below an opaque directory is compared: the lower one
+//! is hidden there. Anything that cannot be read counts as changed.
 
 use std::fs::{self, Metadata};
 use std::io::{self, Read};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use crate::userns::opaque_xattr;
-
-const CAPABILITY_XATTR: &str = "security.capability";
+use crate::userns::{is_overlay_xattr, opaque_xattr};
 
 /// Removes from `upper` the entries that are the same as in `lowers` (layer directories in
 /// overlay format, topmost first). Returns how many entries were removed.
@@ -36,11 +39,11 @@ fn walk(dir: &Path, lowers: Vec<PathBuf>, removed: &mut usize) -> io::Result<()>
         // Nothing of the image is here: every entry below is new.
         return Ok(());
     }
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
+    for entry in fs::read_dir(dir).map_err(at(dir))? {
+        let entry = entry.map_err(at(dir))?;
         let name = entry.file_name();
         let path = entry.path();
-        let meta = fs::symlink_metadata(&path)?;
+        let meta = fs::symlink_metadata(&path).map_err(at(&path))?;
         if is_whiteout(&meta) {
             continue;
         }
@@ -59,19 +62,24 @@ fn walk(dir: &Path, lowers: Vec<PathBuf>, removed: &mut usize) -> io::Result<()>
                 continue;
             }
             walk(&path, visible_below(&lowers, &name), removed)?;
-            if same_dirent(&meta, &lower_meta, &path, &lower_path)?
+            if same_dirent(&meta, &lower_meta, &path, &lower_path)
                 && !is_opaque(&path)
-                && fs::read_dir(&path)?.next().is_none()
+                && fs::read_dir(&path).map_err(at(&path))?.next().is_none()
             {
-                fs::remove_dir(&path)?;
+                fs::remove_dir(&path).map_err(at(&path))?;
                 *removed += 1;
             }
-        } else if same_dirent(&meta, &lower_meta, &path, &lower_path)? {
-            fs::remove_file(&path)?;
+        } else if same_dirent(&meta, &lower_meta, &path, &lower_path) {
+            fs::remove_file(&path).map_err(at(&path))?;
             *removed += 1;
         }
     }
     Ok(())
+}
+
+/// An I/O error that names the path it happened at.
+fn at(path: &Path) -> impl Fn(io::Error) -> io::Error + '_ {
+    move |e| io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
 
 /// The lower directories visible at `name` below directories `lowers`: from the top, each that
@@ -96,32 +104,40 @@ fn visible_below(lowers: &[PathBuf], name: &std::ffi::OsStr) -> Vec<PathBuf> {
     out
 }
 
-/// BuildKit's `sameDirent`.
-fn same_dirent(a: &Metadata, b: &Metadata, a_path: &Path, b_path: &Path) -> io::Result<bool> {
+/// BuildKit's `sameDirent`, made strict (see the module docs). An error is "not the same".
+fn same_dirent(a: &Metadata, b: &Metadata, a_path: &Path, b_path: &Path) -> bool {
     if a.mode() != b.mode() || a.uid() != b.uid() || a.gid() != b.gid() || a.rdev() != b.rdev() {
-        return Ok(false);
+        return false;
     }
-    if xattr::get(a_path, CAPABILITY_XATTR).ok().flatten()
-        != xattr::get(b_path, CAPABILITY_XATTR).ok().flatten()
-    {
-        return Ok(false);
+    if !a.is_dir() && (a.size() != b.size() || a.mtime() != b.mtime() || a.mtime_nsec() != b.mtime_nsec()) {
+        return false;
     }
-    if a.is_dir() {
-        return Ok(true);
-    }
-    if a.size() != b.size() || a.mtime() != b.mtime() {
-        return Ok(false);
-    }
-    if a.mtime_nsec() != 0 || b.mtime_nsec() != 0 {
-        return Ok(a.mtime_nsec() == b.mtime_nsec());
+    match (xattrs(a_path), xattrs(b_path)) {
+        (Some(x), Some(y)) if x == y => {}
+        _ => return false,
     }
     if a.file_type().is_symlink() {
-        return Ok(fs::read_link(a_path)? == fs::read_link(b_path)?);
+        return matches!((fs::read_link(a_path), fs::read_link(b_path)), (Ok(x), Ok(y)) if x == y);
     }
-    if a.size() == 0 || !a.is_file() {
-        return Ok(true);
+    if !a.is_file() || a.size() == 0 {
+        return true;
     }
-    same_content(a_path, b_path)
+    same_content(a_path, b_path).unwrap_or(false)
+}
+
+/// The entry's xattrs (not following a symlink), overlayfs's own left out; `None` when they
+/// cannot be read.
+fn xattrs(path: &Path) -> Option<Vec<(std::ffi::OsString, Vec<u8>)>> {
+    let mut out = Vec::new();
+    for name in xattr::list(path).ok()? {
+        if is_overlay_xattr(name.as_encoded_bytes()) {
+            continue;
+        }
+        let value = xattr::get(path, &name).ok()??;
+        out.push((name, value));
+    }
+    out.sort();
+    Some(out)
 }
 
 fn same_content(a: &Path, b: &Path) -> io::Result<bool> {
@@ -194,11 +210,27 @@ mod tests {
         fs::hard_link(upper.join("d/linked"), upper.join("d/new")).unwrap();
         copy_up(&lower.join("other/same"), &upper.join("other/same"));
         write(&upper.join("fresh/file"), "z");
+        // `mv /d/other /d/moved` over a file of the same size and mtime: changed all the same.
+        write(&lower.join("d/moved"), "1");
+        write(&upper.join("d/moved"), "2");
+        let lower_times = fs::metadata(lower.join("d/moved")).unwrap().modified().unwrap();
+        fs::File::options()
+            .write(true)
+            .open(upper.join("d/moved"))
+            .unwrap()
+            .set_modified(lower_times)
+            .unwrap();
+        // Another xattr than the capabilities is a change (the layer records it).
+        copy_up(&lower.join("d/same"), &upper.join("d/xattr"));
+        fs::copy(lower.join("d/same"), lower.join("d/xattr")).unwrap();
+        copy_up(&lower.join("d/xattr"), &upper.join("d/xattr"));
+        xattr::set(upper.join("d/xattr"), "user.note", b"1").unwrap();
 
         assert_eq!(drop_unchanged_copy_ups(&upper, &[lower]).unwrap(), 4);
         let left = |p: &str| upper.join(p).exists();
         assert!(!left("d/same") && !left("d/linked") && !left("other"));
         assert!(left("d/content") && left("d/mode") && left("d/new") && left("fresh/file"));
+        assert!(left("d/moved") && left("d/xattr"));
         assert_eq!(fs::metadata(upper.join("d/new")).unwrap().nlink(), 1);
     }
 

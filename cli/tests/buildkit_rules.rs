@@ -402,26 +402,34 @@ fn copy_ignored_file_check() {
 }
 
 /// `ADD --exclude` (as COPY's: relative to a directory source, so `*.log` leaves out only its
-/// top-level logs; an archive it names is not extracted either), `--unpack=false` (a local
-/// archive copied as it is) and `--unpack=true` (a downloaded archive extracted, which ADD of a
-/// URL never does by default).
+/// top-level logs; a file source by its name; an archive it names is extracted all the same, as
+/// BuildKit unpacks before its exclude-aware copy), `--unpack=false` (a local archive copied as
+/// it is) and `--unpack=true` (a downloaded archive extracted, which ADD of a URL never does by
+/// default).
 #[test]
 fn add_exclude_and_unpack() {
     let s = store();
     let www = tempfile::tempdir().unwrap();
-    let ctx = context(&[("dir/a.txt", "a"), ("dir/b.log", "b"), ("dir/sub/c.log", "c"), ("x.txt", "x")]);
+    let ctx = context(&[
+        ("dir/a.txt", "a"),
+        ("dir/b.log", "b"),
+        ("dir/sub/c.log", "c"),
+        ("x.txt", "x"),
+        ("y.txt", "y"),
+        ("note.log", "n"),
+    ]);
     let tar = |archive: &std::path::Path, dir: &std::path::Path, name: &str| {
         let ok =
             std::process::Command::new("tar").arg("-czf").arg(archive).arg("-C").arg(dir).arg(name).status();
         assert!(ok.unwrap().success());
     };
     tar(&ctx.path().join("arch.tar.gz"), ctx.path(), "x.txt");
-    tar(&ctx.path().join("skip.tar.gz"), ctx.path(), "x.txt");
+    tar(&ctx.path().join("skip.tar.gz"), ctx.path(), "y.txt");
     tar(&www.path().join("remote.tar.gz"), ctx.path(), "x.txt");
     let httpd = Httpd::serve(www.path());
     let url = httpd.url("remote.tar.gz");
     let dockerfile = format!(
-        "FROM busybox\nADD --exclude=*.log dir /d/\nADD --exclude=skip* arch.tar.gz skip.tar.gz /e/\n\
+        "FROM busybox\nADD --exclude=*.log dir /d/\nADD --exclude=skip* --exclude=*.log arch.tar.gz skip.tar.gz note.log y.txt /e/\n\
          ADD --unpack=false arch.tar.gz /keep/\nADD arch.tar.gz /unpacked/\n\
          ADD --unpack=true {url} /remote/\nADD {url} /remote-file/\n"
     );
@@ -437,6 +445,7 @@ fn add_exclude_and_unpack() {
             "d/sub/c.log",
             "e",
             "e/x.txt",
+            "e/y.txt",
             "keep",
             "keep/arch.tar.gz",
             "remote",

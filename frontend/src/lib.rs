@@ -103,6 +103,9 @@ impl BuildDefinition {
                     Op::Add(a) => ("Add", &a.sources),
                     _ => continue,
                 };
+                if !self.check.enabled_at(rule, step.location.line) {
+                    continue;
+                }
                 for src in sources {
                     let clean = hostutil::gopath::clean(src);
                     let path = if clean == "/" { "." } else { clean.as_str() };
@@ -112,7 +115,8 @@ impl BuildDefinition {
                             description: rule.description.into(),
                             url: rule.url(),
                             detail: format!(
-                                "Attempting to {cmd} file \"{clean}\" that is excluded by .dockerignore"
+                                "Attempting to {cmd} file {} that is excluded by .dockerignore",
+                                parser::go_quote(&clean)
                             ),
                             line: step.location.line,
                             stage: Some(stage.index),

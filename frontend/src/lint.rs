@@ -3,7 +3,7 @@
 //! lowering pass runs them (`lower/lint.rs`) on every build; `rbuild build --check` runs only
 //! them. Read from moby/buildkit's `frontend/dockerfile/linter/ruleset.go` and `linter.go`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -99,6 +99,10 @@ pub struct CheckConfig {
     pub experimental: BTreeSet<String>,
     /// `error=true`: any warning fails the build.
     pub error: bool,
+    /// The configuration at an instruction's first line where a `# check=` in the comments
+    /// right above it changes it ([`CheckConfig::merged_with_comments`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_line: BTreeMap<usize, CheckConfig>,
 }
 
 impl CheckConfig {
@@ -135,9 +139,10 @@ impl CheckConfig {
 
     /// BuildKit's `WithMergedConfigFromComments`: the first `check=` among the comments right
     /// above an instruction adds its skips and experimental rules to this configuration, for
-    /// the checks BuildKit makes while parsing that instruction (MaintainerDeprecated,
-    /// StageNameCasing, FromAsCasing, InvalidDefinitionDescription). Only the value's first
-    /// word counts; a value that does not parse leaves the configuration as it is.
+    /// the checks BuildKit makes while parsing or dispatching that instruction (every rule but
+    /// NoEmptyContinuation, ConsistentInstructionCasing, ReservedStageName and
+    /// DuplicateStageName, which it runs over the whole file). Only the value's first word
+    /// counts; a value that does not parse leaves the configuration as it is.
     pub fn merged_with_comments(&self, comments: &[String]) -> CheckConfig {
         for comment in comments {
             let mut parser = crate::parser::DirectiveParser::default();
@@ -148,6 +153,7 @@ impl CheckConfig {
             let word = d.value.split(' ').next().unwrap_or_default();
             let Ok(other) = CheckConfig::parse(word) else { return self.clone() };
             let mut merged = self.clone();
+            merged.by_line.clear();
             merged.experimental_all |= other.experimental_all;
             merged.experimental.extend(other.experimental);
             merged.skip_all |= other.skip_all;
@@ -155,6 +161,11 @@ impl CheckConfig {
             return merged;
         }
         self.clone()
+    }
+
+    /// Whether `rule` runs for the instruction starting at `line`.
+    pub fn enabled_at(&self, rule: &Rule, line: usize) -> bool {
+        self.by_line.get(&line).unwrap_or(self).enabled(rule)
     }
 
     /// Whether `rule` runs (BuildKit's `Linter.Run`: `skip=` never turns an experimental rule
@@ -176,17 +187,22 @@ pub(crate) struct Linter {
 }
 
 impl Linter {
+    /// A check about the instruction starting at `line` (a `# check=` right above it applies).
     pub fn run(&mut self, rule: &Rule, line: usize, stage: Option<usize>, detail: String) {
-        if self.config.enabled(rule) {
+        if self.config.enabled_at(rule, line) {
             self.push(rule, line, stage, detail);
         }
     }
 
-    /// A check BuildKit makes while parsing an instruction: a `# check=` in the comments right
-    /// above it applies too.
+    /// [`Linter::run`] for a check made while parsing `ins`.
     pub fn run_at(&mut self, ins: &crate::parser::Instruction, rule: &Rule, detail: String) {
-        if self.config.merged_with_comments(&ins.comments).enabled(rule) {
-            self.push(rule, ins.start_line, None, detail);
+        self.run(rule, ins.start_line, None, detail);
+    }
+
+    /// A check BuildKit runs over the whole file: only the file's configuration applies.
+    pub fn run_global(&mut self, rule: &Rule, line: usize, detail: String) {
+        if self.config.enabled(rule) {
+            self.push(rule, line, None, detail);
         }
     }
 

@@ -426,3 +426,21 @@ fn check_comment_above_an_instruction() {
     let text = "FROM scratch AS one\n# check=skip=StageNameCasing\n#\nFROM scratch AS Two\n";
     assert_eq!(lint(text), [w("StageNameCasing", "Stage name 'Two' should be lowercase", 4)]);
 }
+
+#[test]
+fn check_comment_above_a_dispatched_instruction() {
+    // Not only the parse-time checks: BuildKit merges the comment's config when it dispatches
+    // the command too, so a skip above a CMD holds even with error=true for the file.
+    let text = "# check=error=true\nFROM busybox\n# check=skip=JSONArgsRecommended\nCMD echo hi\nENTRYPOINT echo hi\n";
+    assert_eq!(
+        lint(text),
+        [w(
+            "JSONArgsRecommended",
+            "JSON arguments recommended for ENTRYPOINT to prevent unintended behavior related to OS signals",
+            5
+        )]
+    );
+    // The whole-file checks keep the file's configuration.
+    let text = "FROM busybox AS a\n# check=skip=DuplicateStageName\nFROM busybox AS a\n";
+    assert_eq!(lint(text), [w("DuplicateStageName", "Duplicate stage name \"a\", stage names should be unique", 3)]);
+}

@@ -190,9 +190,10 @@ impl Builder<'_> {
             }
             None => None,
         };
+        // Every source, excluded or not: an archive is extracted even when --exclude names it,
+        // and which sources are archives is known only when the step runs.
         let rels = self.context_sources(&add.sources)?;
-        let exclude = crate::copy::exclude_rules(&add.exclude)?;
-        let (sum, files) = self.context_checksum_excluding(&rels, exclude.as_ref())?;
+        let (sum, files) = self.context_checksum(&rels)?;
         let mut parts = vec![sum.to_string()];
         for url in &add.urls {
             if let Some(c) = &checksum {

@@ -156,7 +156,8 @@ pub(super) fn lower_copy(
     for (name, value, fpos) in &flags.0 {
         let fpos = *fpos;
         match name.as_str() {
-            "exclude" => exclude.push(ctx.expand(value, &state.env, fpos)?),
+            // Not expanded: BuildKit's `CopyCommand.Expand` leaves the patterns alone.
+            "exclude" => exclude.push(value.clone()),
             "parents" => parents = value == "true",
             "link" => link = value == "true",
             "from" => {
@@ -227,7 +228,7 @@ pub(super) fn lower_add(
                 checksum = Some((value, fpos));
             }
             "keep-git-dir" => keep_git_dir = Some((value == "true", fpos)),
-            "exclude" => exclude.push(ctx.expand(value, &state.env, fpos)?),
+            "exclude" => exclude.push(value.clone()),
             "link" => link = value == "true",
             "unpack" => unpack = Some(value == "true"),
             other => return Err(ctx.err(fpos, format!("ADD --{other} is not supported yet"))),

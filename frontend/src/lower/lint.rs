@@ -40,10 +40,9 @@ pub(super) fn check_file(
     stages: &[(&Instruction, Vec<&Instruction>)],
 ) {
     for w in &dockerfile.warnings {
-        l.run(&lint::NO_EMPTY_CONTINUATION, w.line, None, "Empty continuation line".into());
+        l.run_global(&lint::NO_EMPTY_CONTINUATION, w.line, "Empty continuation line".into());
     }
-    // The checks BuildKit makes while parsing each instruction (a `# check=` right above it
-    // applies to these).
+    // The checks BuildKit makes while parsing each instruction.
     for ins in &dockerfile.instructions {
         if ins.name == "maintainer" {
             l.run_at(
@@ -85,10 +84,9 @@ pub(super) fn check_file(
         if let Some(name) = from.args.get(2).map(|n| n.to_lowercase())
             && (name == "context" || name == "scratch")
         {
-            l.run(
+            l.run_global(
                 &lint::RESERVED_STAGE_NAME,
                 line(from),
-                None,
                 format!("Stage name should not use the same name as reserved stage \"{name}\""),
             );
         }
@@ -97,10 +95,9 @@ pub(super) fn check_file(
     for (from, _) in stages {
         if let Some(name) = from.args.get(2).map(|n| n.to_lowercase()) {
             if seen.contains(&name) {
-                l.run(
+                l.run_global(
                     &lint::DUPLICATE_STAGE_NAME,
                     line(from),
-                    None,
                     format!("Duplicate stage name \"{name}\", stage names should be unique"),
                 );
             }
@@ -150,10 +147,9 @@ fn casing(l: &mut Linter, stages: &[(&Instruction, Vec<&Instruction>)]) {
         let wrong = if majority_lower { *k != k.to_lowercase() } else { *k != k.to_uppercase() };
         if wrong {
             let casing = if majority_lower { "lowercase" } else { "uppercase" };
-            l.run(
+            l.run_global(
                 &lint::CONSISTENT_INSTRUCTION_CASING,
                 line(ins),
-                None,
                 format!("Command '{k}' should match the case of the command majority ({casing})"),
             );
         }
@@ -228,7 +224,7 @@ pub(super) fn check_stages(l: &mut Linter, stages: &[(&Instruction, Vec<&Instruc
         let base = from.args.first().map(|b| b.to_lowercase()).unwrap_or_default();
         let parent = stages[..index]
             .iter()
-            .position(|(f, _)| f.args.get(2).map(|n| n.to_lowercase()) == Some(base.clone()));
+            .rposition(|(f, _)| f.args.get(2).map(|n| n.to_lowercase()) == Some(base.clone()));
         let (mut workdir_set, mut shell_set) = parent.map_or((false, false), |p| inherited[p]);
         let mut previous: BTreeMap<&str, usize> = BTreeMap::new();
         let stage = Some(index);

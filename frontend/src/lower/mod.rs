@@ -261,8 +261,15 @@ fn lower_inner(
             .map(|v| v.split(' ').next().unwrap_or("").to_string())
             .unwrap_or_default(),
     };
-    let config = crate::lint::CheckConfig::parse(&check)
+    let mut config = crate::lint::CheckConfig::parse(&check)
         .map_err(|e| Error::at(start.clone(), format!("failed to parse check options: {e}")))?;
+    let file_config = config.clone();
+    for ins in dockerfile.instructions.iter().filter(|i| !i.comments.is_empty()) {
+        let merged = file_config.merged_with_comments(&ins.comments);
+        if merged != file_config {
+            config.by_line.insert(ins.start_line, merged);
+        }
+    }
     let mut linter = crate::lint::Linter { config, warnings: Vec::new() };
     let escape = dockerfile.escape;
     let mut ctx = Ctx {

@@ -250,7 +250,9 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
         let indent = raw[..raw.len() - token.len()].chars().count();
         current += 1;
         if is_comment(token) {
-            match token.trim_start_matches(is_space)[1..].trim_matches(is_space) {
+            // BuildKit cuts the raw line's first byte (`bytesRead[1:]`): an indented `  # x`
+            // keeps its `#` in the comment.
+            match raw.get(1..).unwrap_or_default().trim_matches(is_space) {
                 "" => comments.clear(),
                 comment => comments.push(comment.to_owned()),
             }

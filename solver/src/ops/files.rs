@@ -194,10 +194,6 @@ impl Builder<'_> {
         for rel in &sources {
             let src = inroot::resolve(ctx.root(), rel).map_err(read_err(rel)).at(step)?;
             let is_file = std::fs::metadata(&src).map(|m| m.is_file()).unwrap_or(false);
-            let name = rel.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            if is_file && exclude.as_ref().is_some_and(|e| e.excludes_copied(Path::new(""), &name)) {
-                continue;
-            }
             let kind = match (is_file, op.unpack) {
                 (true, None | Some(true)) => add::archive_kind(&src).map_err(read_err(rel)).at(step)?,
                 _ => None,
