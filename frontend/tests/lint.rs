@@ -442,5 +442,8 @@ fn check_comment_above_a_dispatched_instruction() {
     );
     // The whole-file checks keep the file's configuration.
     let text = "FROM busybox AS a\n# check=skip=DuplicateStageName\nFROM busybox AS a\n";
-    assert_eq!(lint(text), [w("DuplicateStageName", "Duplicate stage name \"a\", stage names should be unique", 3)]);
+    assert_eq!(
+        lint(text),
+        [w("DuplicateStageName", "Duplicate stage name \"a\", stage names should be unique", 3)]
+    );
 }
