@@ -39,6 +39,16 @@ fn copy_chown_of_empty_values() {
     )]);
     s.ok(&["build", "-t", "chown:1", ctx.path().to_str().unwrap()]);
     assert_eq!(sh(&s, "chown:1", "stat -c '%u:%g' /explicit /kept"), "0:0\n1000:1000\n");
+
+    // `root` is 0 without /etc/passwd (BuildKit's `parseUID`): on scratch, and with --link.
+    let ctx = context(&[(
+        "Dockerfile",
+        "FROM busybox AS owned\nRUN touch /f && chown 1000:1000 /f\n\
+             FROM scratch AS bare\nCOPY --from=owned --chown=root:root /f /f\n\
+             FROM busybox\nCOPY --link --from=owned --chown=root /f /linked\nCOPY --from=bare /f /bare\n",
+    )]);
+    s.ok(&["build", "-t", "chown:2", ctx.path().to_str().unwrap()]);
+    assert_eq!(sh(&s, "chown:2", "stat -c '%u:%g' /linked /bare"), "0:0\n0:0\n");
 }
 
 /// Several sources onto a destination that is not a directory: no error, each copied onto it

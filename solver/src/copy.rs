@@ -298,8 +298,12 @@ pub fn resolve_chown(root: &Path, spec: &str) -> Result<(u32, u32), FileError> {
         None => (spec, None),
     };
     // An empty part is id 0, as BuildKit's `WithUser` marshals an unnamed user (`--chown=:`,
-    // e.g. `${EMPTY}:${EMPTY}`, is an explicit chown to 0:0).
-    let id = |file, name: &str| if name.is_empty() { Ok(0) } else { lookup_id(root, file, name, 2) };
+    // e.g. `${EMPTY}:${EMPTY}`, is an explicit chown to 0:0); so is `root`, which BuildKit's
+    // `parseUID` takes as 0 without reading /etc/passwd (it works on scratch and with --link).
+    let id = |file, name: &str| match name {
+        "" | "root" => Ok(0),
+        name => lookup_id(root, file, name, 2),
+    };
     let uid = id("/etc/passwd", user)?;
     let gid = match group {
         Some(g) => id("/etc/group", g)?,
