@@ -20,10 +20,12 @@
 
 use std::fs::{self, Metadata};
 use std::io::{self, Read};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::userns::{is_overlay_xattr, opaque_xattr};
+#[cfg(test)]
+use crate::userns::opaque_xattr;
+use crate::userns::{is_overlay_xattr, is_whiteout};
 
 /// Removes from `upper` the entries that are the same as in `lowers` (layer directories in
 /// overlay format, topmost first). Returns how many entries were removed.
@@ -166,13 +168,9 @@ fn read_full(f: &mut fs::File, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
-/// overlayfs's whiteout: a character device 0:0.
-fn is_whiteout(m: &Metadata) -> bool {
-    m.file_type().is_char_device() && m.rdev() == 0
-}
-
+/// Opaque, or unreadable (then nothing below is compared, nothing removed).
 fn is_opaque(dir: &Path) -> bool {
-    matches!(xattr::get(dir, opaque_xattr()), Ok(Some(v)) if v == b"y")
+    crate::userns::is_opaque(dir).unwrap_or(true)
 }
 
 #[cfg(test)]

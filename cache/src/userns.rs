@@ -32,6 +32,22 @@ pub fn opaque_xattr() -> &'static str {
     if in_userns() { "user.overlay.opaque" } else { "trusted.overlay.opaque" }
 }
 
+/// Whether `meta` is overlayfs's whiteout: a character device 0:0.
+pub fn is_whiteout(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    meta.file_type().is_char_device() && meta.rdev() == 0
+}
+
+/// Whether overlayfs marked the directory `path` opaque (in the store's xattr namespace). A
+/// file system without xattrs has no opaque directories; any other failure to read is an error.
+pub fn is_opaque(path: &std::path::Path) -> std::io::Result<bool> {
+    match xattr::get(path, opaque_xattr()) {
+        Ok(v) => Ok(v.as_deref() == Some(b"y")),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Whether an xattr belongs to overlayfs (in either namespace): it never goes into a layer and is
 /// never taken from one (a layer must not plant redirects, metacopy or whiteout metadata).
 pub fn is_overlay_xattr(name: &[u8]) -> bool {

@@ -460,5 +460,5 @@ fn is_bare_copy_up(path: &Path, lower: &fs::Metadata) -> bool {
         && meta.uid() == lower.uid()
         && meta.gid() == lower.gid()
         && fs::read_dir(path).is_ok_and(|mut d| d.next().is_none())
-        && !matches!(xattr::get(path, cache::userns::opaque_xattr()), Ok(Some(v)) if v == b"y")
+        && !cache::userns::is_opaque(path).unwrap_or(true)
 }

@@ -76,7 +76,7 @@ fn walk(root: &Path, sink: &mut impl Sink) -> Result<()> {
         let src = entry.path();
         let meta = fs::symlink_metadata(src).at(src)?;
         let ft = meta.file_type();
-        if ft.is_char_device() && meta.rdev() == 0 {
+        if crate::userns::is_whiteout(&meta) {
             continue; // an overlay whiteout (see the module docs)
         }
         let rel = src.strip_prefix(root).expect("walkdir stays under its root");

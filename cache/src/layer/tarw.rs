@@ -57,7 +57,7 @@ pub(super) fn write_upper(
         let rel = path.strip_prefix(upper).unwrap_or(path).as_os_str().as_bytes().to_vec();
         let ft = meta.file_type();
 
-        if ft.is_char_device() && meta.rdev() == 0 {
+        if crate::userns::is_whiteout(&meta) {
             // An overlay whiteout. Not subject to hardlink detection: overlayfs shares one
             // whiteout inode between many names.
             let name = whiteout_name(&rel, WHITEOUT_PREFIX);
@@ -134,13 +134,8 @@ pub(super) fn write_upper(
     Ok(())
 }
 
-/// Whether overlayfs marked the directory `path` opaque.
 fn is_opaque(path: &Path) -> Result<bool> {
-    match xattr::get(path, crate::userns::opaque_xattr()) {
-        Ok(v) => Ok(v.as_deref() == Some(b"y")),
-        Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => Ok(false),
-        Err(e) => Err(Error::Io { path: path.to_path_buf(), source: e }),
-    }
+    crate::userns::is_opaque(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })
 }
 
 /// `dir/name` -> `dir/<prefix>name`.

@@ -9,12 +9,12 @@
 //! is below it, an opaque directory hides the content of the same directory below.
 
 use std::collections::BTreeSet;
-use std::ffi::{CString, OsString};
+use std::ffi::OsString;
 use std::fs;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+
+use cache::userns::is_whiteout;
 
 use crate::{Error, Result};
 
@@ -119,26 +119,8 @@ fn names_of(dir: &Path) -> Result<Vec<OsString>> {
     Ok(names)
 }
 
-fn is_whiteout(meta: &fs::Metadata) -> bool {
-    meta.file_type().is_char_device() && meta.rdev() == 0
-}
-
-/// Whether overlayfs marked the directory `path` opaque (with the store's xattr namespace).
 fn is_opaque(path: &Path) -> Result<bool> {
-    let name = CString::new(cache::userns::opaque_xattr()).expect("no NUL in the xattr name");
-    let cpath = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| Error::Invalid(format!("{}: a NUL in the path", path.display())))?;
-    let mut value = [0u8; 4];
-    // SAFETY: both strings are NUL-terminated and outlive the call; the kernel writes at most
-    // `value.len()` bytes into `value`.
-    let n = unsafe { libc::lgetxattr(cpath.as_ptr(), name.as_ptr(), value.as_mut_ptr().cast(), value.len()) };
-    if n >= 0 {
-        return Ok(&value[..n as usize] == b"y");
-    }
-    match io::Error::last_os_error() {
-        e if matches!(e.raw_os_error(), Some(libc::ENODATA | libc::ENOTSUP | libc::ERANGE)) => Ok(false),
-        e => Err(Error::Io { path: path.to_path_buf(), source: e }),
-    }
+    cache::userns::is_opaque(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })
 }
 
 /// Whether the lowers (topmost first) show anything at `rel`.
