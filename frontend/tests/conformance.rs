@@ -1,5 +1,5 @@
 //! BuildKit's own shell-expansion tables and parser test files (third-party data under
-//! `../shared/conformance`). Without that directory every test here is skipped, which under
+//! `../shared/conformance`, `test_support::shared_path`). Without that directory every test here is skipped, which under
 //! `CI=true` is a failure (see `test_support::skip_unless_ci`).
 
 use std::path::PathBuf;
@@ -7,8 +7,7 @@ use std::path::PathBuf;
 use frontend::{expand_word, expand_words};
 
 fn shell_dir() -> Option<PathBuf> {
-    let dir =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/buildkit-parser/shell");
+    let dir = test_support::shared_path("conformance/buildkit-parser/shell");
     if dir.is_dir() {
         Some(dir)
     } else {
@@ -95,7 +94,7 @@ fn words_test() {
 }
 
 fn parser_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/conformance/buildkit-parser"));
+    let dir = test_support::shared_path("conformance/buildkit-parser");
     if dir.join("testfiles").is_dir() {
         Some(dir)
     } else {

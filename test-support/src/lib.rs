@@ -248,6 +248,30 @@ impl Drop for TestStore {
     }
 }
 
+/// `../shared/<rel>` of the workspace (third-party data the project is given beside its
+/// checkout). A clone made elsewhere (`git clone /work/main /tmp/fresh`) finds it beside the
+/// repository it was cloned from, when that origin is a local path.
+pub fn shared_path(rel: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let beside = |repo: &Path| repo.join("../shared").join(rel);
+    let here = beside(&root);
+    if here.exists() {
+        return here;
+    }
+    let origin = Command::new("git")
+        .arg("-C")
+        .arg(&root)
+        .args(["config", "--get", "remote.origin.url"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    match origin.filter(|o| o.is_absolute()).map(|o| beside(&o)) {
+        Some(there) if there.exists() => there,
+        _ => here,
+    }
+}
+
 /// A test that cannot run here returns after printing `skipped: <reason>` (what
 /// `scripts/test.sh` collects and shows). For what CI always provides (`../shared/conformance`),
 /// under `CI=true` the skip is a failure instead: CI must never go green checking nothing.
