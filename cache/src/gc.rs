@@ -234,6 +234,10 @@ impl Store {
         for digest in self.dangling_images()? {
             self.mark_blob(&digest, &mut marks, 0);
         }
+        // Other platforms' images of a name go with the name.
+        for digest in self.platform_images()? {
+            self.mark_blob(&digest, &mut marks, 0);
+        }
         for (_, record) in self.cache_records()? {
             let Ok(record) = record else { continue };
             for layer in &record.layers {

@@ -58,6 +58,32 @@ impl Platform {
     }
 }
 
+impl From<&hostutil::platform::Platform> for Platform {
+    fn from(p: &hostutil::platform::Platform) -> Platform {
+        Platform {
+            architecture: p.architecture.clone(),
+            os: p.os.clone(),
+            variant: Some(p.variant.clone()).filter(|v| !v.is_empty()),
+        }
+    }
+}
+
+impl Platform {
+    /// Whether an image that says it is `os/architecture[/variant]` (its config) runs as this
+    /// platform: same os and architecture, and the same variant when both name one (arm64's
+    /// `v8` is arm64; an image that names no variant is taken at its word).
+    pub fn matches(&self, os: &str, architecture: &str, variant: Option<&str>) -> bool {
+        let norm = |arch: &str, v: Option<&str>| match (arch, v) {
+            ("arm64", Some("v8")) | (_, None | Some("")) => None,
+            (_, v) => v.map(str::to_string),
+        };
+        let (mine, theirs) = (norm(&self.architecture, self.variant.as_deref()), norm(architecture, variant));
+        self.os == os
+            && self.architecture == architecture
+            && (mine.is_none() || theirs.is_none() || mine == theirs)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     #[serde(rename = "schemaVersion")]

@@ -41,6 +41,11 @@ struct TagTable {
     /// tag moved to another image, and builds without `-t`. `image prune` removes them.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     dangling: BTreeSet<Digest>,
+    /// `name:tag` -> platform -> manifest digest: another platform's image of a name, pulled
+    /// for a build or a container of that platform ([`Store::pin_platform`]) without moving
+    /// the name off the image it points at. Dropped with the name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    platforms: BTreeMap<String, BTreeMap<String, Digest>>,
 }
 
 /// Docker's manifest list, the Docker twin of an OCI image index.
@@ -507,7 +512,8 @@ impl Store {
         let _lock = self.lock("images")?;
         let mut table = self.read_tags()?;
         let old = table.images.remove(&reference.key());
-        if old.is_some() {
+        let pins = table.platforms.remove(&reference.key());
+        if old.is_some() || pins.is_some() {
             self.write_tags(&table)?;
         }
         Ok(old)
@@ -531,6 +537,49 @@ impl Store {
     /// The dangling images (kept without a name), sorted by digest.
     pub fn dangling_images(&self) -> Result<Vec<Digest>> {
         Ok(self.read_tags()?.dangling.into_iter().collect())
+    }
+
+    /// The images of other platforms kept for names ([`Store::pin_platform`]), for the
+    /// garbage collector.
+    pub fn platform_images(&self) -> Result<Vec<Digest>> {
+        Ok(self.read_tags()?.platforms.into_values().flat_map(BTreeMap::into_values).collect())
+    }
+
+    /// Records `digest` as `reference`'s image for `platform`, where the name itself points at
+    /// another platform's image (a build for several platforms pulled the others).
+    pub fn pin_platform(&self, reference: &ImageRef, platform: &Platform, digest: &Digest) -> Result<()> {
+        let _lock = self.lock("images")?;
+        let mut table = self.read_tags()?;
+        table.platforms.entry(reference.key()).or_default().insert(platform.to_string(), digest.clone());
+        self.write_tags(&table)
+    }
+
+    /// `name`'s image for `platform`: from the index it points at, the image itself when it
+    /// is that platform's, or the image kept for that platform ([`Store::pin_platform`]).
+    /// [`Error::NoMatchingPlatform`] when the store has none of these (a pull for the platform
+    /// may bring it).
+    pub fn resolve_for(&self, name: &str, platform: &Platform) -> Result<Image> {
+        if let Ok(r) = name.parse::<ImageRef>()
+            && r.digest().is_none()
+            && let Some(pinned) =
+                self.read_tags()?.platforms.get(&r.key()).and_then(|p| p.get(&platform.to_string()))
+            && self.has_blob(pinned)
+            && let Ok(image) = self.image(pinned)
+        {
+            return Ok(image);
+        }
+        let digest = self.lookup(name)?;
+        if self.index(&digest)?.is_some() {
+            return self.image_for(&digest, platform);
+        }
+        let image = self.image(&digest)?;
+        let c = &image.config;
+        if platform.matches(&c.os, &c.architecture, c.variant.as_deref()) {
+            return Ok(image);
+        }
+        let theirs =
+            Platform { architecture: c.architecture.clone(), os: c.os.clone(), variant: c.variant.clone() };
+        Err(Error::NoMatchingPlatform { digest, wanted: platform.to_string(), available: theirs.to_string() })
     }
 
     /// Every image of the store, with its names: tagged images in the order of their first

@@ -242,6 +242,9 @@ pub enum SystemCommand {
     /// -a), the build cache, and with --volumes unused anonymous volumes; then blobs, layers and
     /// temp files nothing references.
     Prune(SystemPruneArgs),
+    /// Show this machine's rbuild: version, store, and the platforms it can build for and run
+    /// (natively, or through QEMU user emulation registered in binfmt_misc).
+    Info,
     /// Show how much space images, containers, volumes and the build cache take.
     Df,
     /// Check every blob against its digest and every image and cache record for missing blobs.

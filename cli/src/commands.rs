@@ -77,6 +77,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::System(args::SystemCommand::Prune(a)) => images::system_prune(&store()?, a),
         Command::System(args::SystemCommand::Df) => images::system_df(&store()?),
+        Command::System(args::SystemCommand::Info) => system_info(&store()?),
         Command::System(args::SystemCommand::Verify) => {
             let report = store()?.verify()?;
             if report.is_ok() {
@@ -256,42 +257,26 @@ fn process_limits(shm_size: Option<&str>, ulimits: &[String]) -> Result<runtime:
 }
 
 /// Writes `bytes` to `path` whole or not at all (a temp file beside it, renamed).
-fn write_whole(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_whole(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("rbuild-tmp");
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
 }
 
-/// `build --platform`: this machine's platform (`local`, or its `os/arch[/variant]`; arm64's
-/// `v8` is arm64), or a one-line error naming both.
-fn check_platform(value: &str) -> Result<()> {
-    if value == "local" {
-        return Ok(());
+/// `build --platform P1,P2,...`: each platform once, in the order given (`local` is this
+/// machine's).
+fn parse_platforms(value: &str) -> Result<Vec<frontend::Platform>> {
+    let mut out: Vec<frontend::Platform> = Vec::new();
+    for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let p = frontend::Platform::parse(part).map_err(|e| anyhow!("--platform: {e}"))?;
+        if !out.contains(&p) {
+            out.push(p);
+        }
     }
-    if value.contains(',') {
-        bail!("--platform {value:?}: one platform at a time (multi-platform images are not built yet)");
+    if out.is_empty() {
+        bail!("--platform {value:?}: give os/arch[/variant], e.g. linux/arm64");
     }
-    let wanted = crate::transfer::parse_platform(value)?;
-    let host = cache::oci::Platform::host();
-    let variant = |arch: &str, v: Option<&str>| match (arch, v) {
-        ("arm64", Some("v8")) | (_, None | Some("")) => None,
-        (_, v) => v.map(str::to_string),
-    };
-    let same = wanted.os == host.os
-        && wanted.architecture == host.architecture
-        && variant(&wanted.architecture, wanted.variant.as_deref())
-            == variant(&host.architecture, host.variant.as_deref());
-    if !same {
-        let h = match &host.variant {
-            Some(v) => format!("{}/{}/{v}", host.os, host.architecture),
-            None => format!("{}/{}", host.os, host.architecture),
-        };
-        bail!(
-            "--platform {value}: this machine runs {h}, and building for another platform needs \
-             emulation, which rbuild does not do"
-        );
-    }
-    Ok(())
+    Ok(out)
 }
 
 /// `--annotation [manifest:]KEY=VALUE`. A single-platform image has a manifest only, so
@@ -343,9 +328,7 @@ fn build_args(args: &[String]) -> Result<Vec<(String, String)>> {
 }
 
 fn build(store: &Store, mut a: args::BuildArgs) -> Result<ExitCode> {
-    if let Some(p) = &a.platform {
-        check_platform(p)?;
-    }
+    let platforms = a.platform.as_deref().map(parse_platforms).transpose()?.unwrap_or_default();
     // Kept until the build is done: the unpacked stdin context.
     let _stdin_context = if a.context == std::path::Path::new("-") {
         let (dir, file) = stdin_context(store, a.file.as_deref())?;
@@ -409,11 +392,20 @@ fn build(store: &Store, mut a: args::BuildArgs) -> Result<ExitCode> {
                 a.add_host.iter().map(|h| crate::args::parse_add_host(h)).collect::<Result<_>>()?,
             )?)),
         },
+        platform: None,
+        platform_label: false,
+        first_step_id: 0,
     };
+    let mut options = options;
     if a.check {
         return check(store, &options);
     }
     let cache_to = a.cache_to.iter().map(|c| CacheTo::parse(c)).collect::<Result<Vec<_>, _>>()?;
+    if platforms.len() > 1 {
+        let multi = crate::multiplatform::Build { outputs, tags, push_to, cache_to };
+        return crate::multiplatform::build(store, &a, options, &platforms, multi);
+    }
+    options.platform = platforms.into_iter().next();
     let sink = progress::for_mode(a.progress, a.quiet);
     let out = solver::build(store, &options, sink.as_progress());
     sink.finish();
@@ -470,6 +462,21 @@ fn build(store: &Store, mut a: args::BuildArgs) -> Result<ExitCode> {
             for t in &tags {
                 eprintln!("naming to {t}");
             }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `system info`: version, store, and every platform this machine can run and how.
+fn system_info(store: &Store) -> Result<ExitCode> {
+    println!("rbuild {}", env!("CARGO_PKG_VERSION"));
+    println!("store: {}", store.root().display());
+    println!("platform: {}", frontend::Platform::host());
+    println!("platforms (build --platform, run --platform):");
+    for (platform, how) in runtime::emulation::platforms() {
+        match how {
+            Ok(runner) => println!("  {platform:<14} {runner}"),
+            Err(why) => println!("  {platform:<14} {why}"),
         }
     }
     Ok(ExitCode::SUCCESS)

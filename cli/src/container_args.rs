@@ -95,6 +95,10 @@ pub struct CreateFlags {
     /// `never`.
     #[arg(long, value_name = "POLICY", default_value = "missing")]
     pub pull: solver::PullPolicy,
+    /// The platform to run (`os/arch[/variant]`): its image from a multi-platform image, pulled
+    /// for it if the store lacks it; another architecture's runs through QEMU emulation.
+    #[arg(long, value_name = "OS/ARCH")]
+    pub platform: Option<String>,
     /// The image.
     #[arg(value_name = "IMAGE")]
     pub image: String,

@@ -171,12 +171,29 @@ fn create_options(f: &CreateFlags, auto_remove: bool) -> Result<CreateOptions> {
         stop_signal: f.stop_signal.clone(),
         stop_timeout: f.stop_timeout,
         host,
+        platform: platform(f)?.as_ref().map(cache::oci::Platform::from),
     })
+}
+
+/// `--platform`, parsed.
+fn platform(f: &CreateFlags) -> Result<Option<frontend::Platform>> {
+    f.platform
+        .as_deref()
+        .map(|p| frontend::Platform::parse(p).map_err(|e| anyhow!("--platform: {e}")))
+        .transpose()
 }
 
 /// The image, pulled as `--pull` says (default: only if the store lacks it). A name that is an
 /// index in the store (`pull --all-platforms`) counts as present.
 fn ensure_image(store: &Store, f: &CreateFlags) -> Result<()> {
+    if let Some(p) = platform(f)? {
+        crate::transfer::fetcher(&[], f.pull)?.resolve_for(
+            store,
+            &f.image,
+            &cache::oci::Platform::from(&p),
+        )?;
+        return Ok(());
+    }
     if f.pull != solver::PullPolicy::Always && store.lookup(&f.image).is_ok() {
         return Ok(());
     }
@@ -633,7 +650,7 @@ pub fn inspect(
                 found.push(runtime::inspect::container(store.root(), &c));
             }
             Err(runtime::Error::NoSuchContainer(_)) if !containers_only => match store.resolve(n) {
-                Ok(image) => found.push(store.inspect_json(&image)?),
+                Ok(image) => found.push(crate::images::inspect_json(store, n, &image)?),
                 Err(_) => missing.push(n),
             },
             Err(runtime::Error::NoSuchContainer(_)) => missing.push(n),

@@ -206,7 +206,7 @@ pub fn inspect(store: &Store, a: args::InspectArgs) -> Result<ExitCode> {
     let mut missing = Vec::new();
     for name in &a.images {
         match store.resolve(name) {
-            Ok(image) => found.push(store.inspect_json(&image)?),
+            Ok(image) => found.push(inspect_json(store, name, &image)?),
             Err(cache::Error::ImageNotFound(_)) => missing.push(name),
             Err(e) => return Err(e.into()),
         }
@@ -222,6 +222,32 @@ pub fn inspect(store: &Store, a: args::InspectArgs) -> Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// `inspect`'s object for image `name` (resolved to `image`): docker's fields, and for a
+/// multi-platform image its index's digest as `Id` and its platforms as `Manifests` (docker's
+/// API 1.48 field).
+pub fn inspect_json(store: &Store, name: &str, image: &cache::Image) -> Result<Value> {
+    let mut json = store.inspect_json(image)?;
+    if let Ok(digest) = store.lookup(name)
+        && let Some(index) = store.index(&digest)?
+    {
+        json["Id"] = Value::String(digest.to_string());
+        json["RepoTags"] = store.tags_of(&digest)?.into_iter().map(Value::String).collect();
+        json["Manifests"] = index
+            .manifests
+            .iter()
+            .map(|d| {
+                serde_json::json!({
+                    "ID": d.digest.as_str(),
+                    "Descriptor": d,
+                    "Available": store.has_blob(&d.digest),
+                    "Kind": if d.platform.is_some() { "image" } else { "unknown" },
+                })
+            })
+            .collect();
+    }
+    Ok(json)
 }
 
 pub fn history(store: &Store, a: args::HistoryArgs) -> Result<ExitCode> {

@@ -14,6 +14,7 @@ mod contexts;
 mod graph;
 mod images;
 mod interrupt;
+mod multiplatform;
 mod networks;
 mod output;
 mod progress;

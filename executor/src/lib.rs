@@ -7,6 +7,7 @@
 
 pub mod caps;
 pub mod cgroup;
+pub mod emulation;
 mod exec;
 mod init;
 mod populate;
@@ -27,6 +28,11 @@ pub use provider::{NetworkProvider, ProvidedNetwork, ProviderError, StepNetwork}
 pub use resources::{MIN_MEMORY, ProcessLimits, ResourceError, ULIMIT_NAMES, Ulimit, UlimitError};
 pub use spec::{InitConfig, SpawnConfig};
 pub use supervise::{ExecProcess, Sandbox};
+
+/// This machine's architecture in Go's spelling (`amd64`, `arm64`).
+fn host_architecture() -> &'static str {
+    hostutil::platform::host().architecture
+}
 
 /// The first argument with which the `rbuild` binary is re-executed to become a sandbox's
 /// init. The binary's `main` must call [`init_main`] when it sees it, before anything else.

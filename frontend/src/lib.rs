@@ -16,6 +16,7 @@ mod runmount;
 
 pub use error::{Error, Location, ResolveError};
 pub use expand::{ExpandError, env_get, expand_word, expand_word_with_escape, expand_words};
+pub use hostutil::platform::Platform;
 pub use lower::{BaseConfig, DEFAULT_SHELL, ImageResolver, LowerOptions, PROXY_ARGS, context_key, lower};
 
 use serde::{Deserialize, Serialize};
@@ -53,6 +54,10 @@ pub struct Stage {
     pub location: Location,
     pub text: String,
     pub steps: Vec<Step>,
+    /// The platform the stage is built for: `FROM --platform`, else the build's target
+    /// platform ([`LowerOptions::platform`]). Its base image is this platform's, and its RUN
+    /// steps run as this platform's programs.
+    pub platform: hostutil::platform::Platform,
 }
 
 impl Stage {

@@ -47,9 +47,114 @@ impl fmt::Display for HostPlatform {
     }
 }
 
+/// A platform to build for or run: `os`, `architecture` (Go's `GOARCH`) and `variant` (empty
+/// when none), normalized as containerd's `platforms.Normalize` does, so `linux/arm64/v8`,
+/// `linux/aarch64` and `linux/arm64` are one platform, and `linux/arm` is `linux/arm/v7`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+pub struct Platform {
+    pub os: String,
+    pub architecture: String,
+    pub variant: String,
+}
+
+/// A `--platform` value that is not `os/arch[/variant]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformError(pub String);
+
+impl fmt::Display for PlatformError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid platform {:?}: expected os/arch[/variant], e.g. linux/arm64", self.0)
+    }
+}
+
+impl std::error::Error for PlatformError {}
+
+impl Platform {
+    /// This machine's platform.
+    pub fn host() -> Platform {
+        let h = host();
+        Platform { os: h.os.into(), architecture: h.architecture.into(), variant: h.variant.into() }
+    }
+
+    /// Parses `os/arch[/variant]` (or `local`, the host), normalizing the spelling.
+    pub fn parse(value: &str) -> Result<Platform, PlatformError> {
+        let bad = || PlatformError(value.to_string());
+        let lower = value.trim().to_ascii_lowercase();
+        if lower == "local" {
+            return Ok(Platform::host());
+        }
+        let parts: Vec<&str> = lower.split('/').collect();
+        let (os, arch, variant) = match parts.as_slice() {
+            [os, arch] => (*os, *arch, ""),
+            [os, arch, variant] if !variant.is_empty() => (*os, *arch, *variant),
+            _ => return Err(bad()),
+        };
+        let ok =
+            |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !ok(os) || !ok(arch) || !(variant.is_empty() || ok(variant)) {
+            return Err(bad());
+        }
+        let (architecture, variant) = match (arch, variant) {
+            ("x86_64" | "x86-64" | "amd64", v) => ("amd64", if v == "v1" { "" } else { v }),
+            ("i386" | "i686" | "386", v) => ("386", v),
+            ("aarch64" | "arm64", "v8" | "8") => ("arm64", ""),
+            ("aarch64" | "arm64", v) => ("arm64", v),
+            ("armhf" | "armv7l" | "armv7", "") => ("arm", "v7"),
+            ("armel" | "armv6l" | "armv6", "") => ("arm", "v6"),
+            ("arm", "") => ("arm", "v7"),
+            ("arm", v @ ("5" | "6" | "7" | "8")) => (
+                "arm",
+                if v == "5" {
+                    "v5"
+                } else if v == "6" {
+                    "v6"
+                } else if v == "7" {
+                    "v7"
+                } else {
+                    "v8"
+                },
+            ),
+            (a, v) => (a, v),
+        };
+        Ok(Platform {
+            os: os.to_string(),
+            architecture: architecture.to_string(),
+            variant: variant.to_string(),
+        })
+    }
+}
+
+impl fmt::Display for Platform {
+    /// BuildKit's format: `linux/amd64`, `linux/arm/v7`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if !self.variant.is_empty() {
+            write!(f, "/{}", self.variant)?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn platforms_normalize_as_containerd() {
+        let p = |s: &str| Platform::parse(s).unwrap().to_string();
+        assert_eq!(p("linux/arm64/v8"), "linux/arm64");
+        assert_eq!(p("linux/aarch64"), "linux/arm64");
+        assert_eq!(p("linux/arm"), "linux/arm/v7");
+        assert_eq!(p("linux/arm/v6"), "linux/arm/v6");
+        assert_eq!(p("Linux/AMD64"), "linux/amd64");
+        assert_eq!(p("linux/x86_64"), "linux/amd64");
+        assert_eq!(p("linux/i386"), "linux/386");
+        assert_eq!(Platform::parse("local").unwrap(), Platform::host());
+        assert_eq!(Platform::host().to_string(), host().to_string());
+        for bad in ["linux", "linux/", "/amd64", "linux/amd64/v2/x", "linux/am d64", ""] {
+            assert!(Platform::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn rust_architectures_map_to_go_names() {

@@ -44,7 +44,14 @@ impl Client {
     /// The registry's mirrors in the config file are tried first, in order; the registry itself
     /// last, unless the config blocks it.
     pub fn pull(&self, store: &Store, reference: &ImageRef, platform: Option<&Platform>) -> Result<Image> {
-        self.first_source(reference, |repo| self.pull_from(store, reference, repo, platform))
+        self.first_source(reference, |repo| self.pull_from(store, reference, repo, platform, true))
+    }
+
+    /// [`Client::pull`] without tagging: the image for `platform` is stored and returned, and
+    /// the name keeps pointing where it did (a build for another platform pins it instead,
+    /// `cache::Store::pin_platform`).
+    pub fn pull_untagged(&self, store: &Store, reference: &ImageRef, platform: &Platform) -> Result<Image> {
+        self.first_source(reference, |repo| self.pull_from(store, reference, repo, Some(platform), false))
     }
 
     fn pull_from(
@@ -53,6 +60,7 @@ impl Client {
         reference: &ImageRef,
         repo: &Repository,
         platform: Option<&Platform>,
+        tag: bool,
     ) -> Result<Image> {
         let repo = repo.clone();
         let shown = reference.to_string();
@@ -78,7 +86,7 @@ impl Client {
                 });
             }
         };
-        self.pull_fetched(store, reference, &repo, &shown, bytes, digest, manifest)
+        self.pull_fetched(store, reference, &repo, &shown, (bytes, digest, manifest), tag)
     }
 
     /// Pulls every platform of `reference` (as `docker pull --all-platforms`): the index (or
@@ -98,7 +106,8 @@ impl Client {
         let (bytes, digest, fetched) = self.fetch_manifest(&repo, &first, reference.digest(), &shown)?;
         let index = match fetched {
             Fetched::Manifest(manifest) => {
-                let image = self.pull_fetched(store, reference, &repo, &shown, bytes, digest, manifest)?;
+                let image =
+                    self.pull_fetched(store, reference, &repo, &shown, (bytes, digest, manifest), true)?;
                 let platform = Some(Platform {
                     architecture: image.config.architecture.clone(),
                     os: image.config.os.clone(),
@@ -176,16 +185,14 @@ impl Client {
     }
 
     /// The rest of a single-manifest pull, once its manifest is fetched.
-    #[allow(clippy::too_many_arguments)]
     fn pull_fetched(
         &self,
         store: &Store,
         reference: &ImageRef,
         repo: &Repository,
         shown: &str,
-        bytes: Vec<u8>,
-        digest: Digest,
-        manifest: Manifest,
+        (bytes, digest, manifest): (Vec<u8>, Digest, Manifest),
+        tag: bool,
     ) -> Result<Image> {
         if !is_image(&manifest) {
             return Err(Error::BadManifest {
@@ -197,7 +204,9 @@ impl Client {
             });
         }
         self.store_manifests(store, repo, shown, &[(bytes, digest.clone(), manifest)])?;
-        store.tag(reference, &digest)?;
+        if tag {
+            store.tag(reference, &digest)?;
+        }
         Ok(store.image(&digest)?)
     }
 

@@ -22,6 +22,7 @@ pub mod stats;
 pub mod top;
 pub mod volume;
 
+pub use executor::emulation;
 pub use executor::{ProcessLimits, ResourceError, Resources, Ulimit, UlimitError};
 pub use spec::{MountRequest, NetworkRequest, PortMapping, Protocol, RestartPolicy};
 
@@ -36,6 +37,9 @@ pub enum Error {
     Store(#[from] cache::Error),
     #[error(transparent)]
     Sandbox(#[from] executor::Error),
+    /// The image is another platform's, and this machine cannot run it.
+    #[error(transparent)]
+    Platform(#[from] executor::emulation::EmulationError),
     #[error(transparent)]
     Cgroup(#[from] executor::cgroup::Error),
     #[error("{}", path.display())]

@@ -38,11 +38,22 @@ pub struct CreateOptions {
     pub stop_signal: Option<String>,
     pub stop_timeout: Option<u32>,
     pub host: HostConfig,
+    /// `--platform`: the image for this platform when the name is a multi-platform image (or
+    /// has one kept for it); `None` is the host's, or what the name is.
+    pub platform: Option<cache::oci::Platform>,
 }
 
 /// Makes a container (state `created`) from an image in the store.
 pub fn create(root: &Path, store: &cache::Store, image_ref: &str, opts: CreateOptions) -> Result<Container> {
-    let image = store.resolve(image_ref)?;
+    let image = match &opts.platform {
+        Some(p) => store.resolve_for(image_ref, p)?,
+        None => store.resolve(image_ref)?,
+    };
+    // Another platform's programs run through an emulator: there (registered if need be), or
+    // an error that says what to install, before anything is made.
+    if !image.config.architecture.is_empty() {
+        executor::emulation::ensure(&image.config.os, &image.config.architecture)?;
+    }
     let ic = &image.config.config;
     let entrypoint = match &opts.entrypoint {
         Some(e) if e.is_empty() => vec![],

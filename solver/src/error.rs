@@ -130,6 +130,9 @@ pub enum StepError {
     Fetch(#[from] FetchError),
     #[error(transparent)]
     Remote(#[from] crate::RemoteError),
+    /// The image's programs are another platform's, and this machine cannot run them.
+    #[error(transparent)]
+    Platform(#[from] executor::emulation::EmulationError),
     /// The step's network could not be made.
     #[error("network {network}")]
     Network {

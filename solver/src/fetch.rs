@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
+use cache::oci::Platform;
 use cache::{Image, ImageRef, Store};
 
 /// When to pull an image a build or a container names (`--pull`, podman's values; docker's
@@ -57,6 +58,17 @@ pub enum FetchError {
         #[source]
         source: cache::Error,
     },
+    #[error("image {reference:?} for {wanted} is not in the store and --pull=never forbids pulling it")]
+    NeverPullPlatform { reference: String, wanted: String },
+    /// The store has the name, not for this platform, and a pull for it failed too.
+    #[error("image {reference:?} has no {wanted} image in the store ({available}), and pulling one failed")]
+    NoPlatform {
+        reference: String,
+        wanted: String,
+        available: String,
+        #[source]
+        source: Box<FetchError>,
+    },
     #[error(transparent)]
     Store(#[from] cache::Error),
     #[error(transparent)]
@@ -66,6 +78,13 @@ pub enum FetchError {
 /// Brings an image into the store (a registry pull).
 pub trait ImageFetcher: Send + Sync {
     fn fetch(&self, store: &Store, reference: &str) -> Result<(), FetchError>;
+
+    /// Brings `reference`'s image for `platform` into the store, so that
+    /// [`Store::resolve_for`] finds it. A fetcher that knows no platforms fetches the name.
+    fn fetch_for(&self, store: &Store, reference: &str, platform: &Platform) -> Result<(), FetchError> {
+        let _ = platform;
+        self.fetch(store, reference)
+    }
 }
 
 /// How a build (or `run`) gets the images it names: the store, a puller, and the policy.
@@ -93,6 +112,58 @@ impl Fetcher {
     /// Pulls through `puller` as `policy` says.
     pub fn with(puller: Arc<dyn ImageFetcher>, policy: PullPolicy) -> Fetcher {
         Fetcher { puller: Some(puller), policy, pulled: Arc::default() }
+    }
+
+    /// `reference`'s image for `platform` ([`Store::resolve_for`]), pulled first as the policy
+    /// says. The host's platform is [`Fetcher::resolve`], which tags what it pulls; another
+    /// platform's image is pulled without moving the name and kept for it
+    /// ([`Store::pin_platform`]).
+    pub fn resolve_for(
+        &self,
+        store: &Store,
+        reference: &str,
+        platform: &Platform,
+    ) -> Result<Image, FetchError> {
+        let host = Platform::host();
+        if *platform == host || platform.matches(&host.os, &host.architecture, host.variant.as_deref()) {
+            let image = self.resolve(store, reference)?;
+            // A name tagged to another platform's image (`pull --platform`) has the host's in
+            // its index, or pinned; else it is what the name is.
+            return Ok(store.resolve_for(reference, platform).unwrap_or(image));
+        }
+        let key = format!("{reference}\n{platform}");
+        if self.policy == PullPolicy::Always
+            && let Some(puller) = &self.puller
+            && self.pulled.lock().unwrap_or_else(|p| p.into_inner()).insert(key)
+        {
+            puller.fetch_for(store, reference, platform)?;
+            return Ok(store.resolve_for(reference, platform)?);
+        }
+        let available = match store.resolve_for(reference, platform) {
+            Ok(image) => return Ok(image),
+            Err(cache::Error::ImageNotFound(_)) => None,
+            Err(cache::Error::NoMatchingPlatform { available, .. }) => Some(available),
+            Err(e) => return Err(e.into()),
+        };
+        match (&self.puller, self.policy) {
+            (_, PullPolicy::Never) => Err(FetchError::NeverPullPlatform {
+                reference: reference.to_string(),
+                wanted: platform.to_string(),
+            }),
+            (Some(puller), _) => match (puller.fetch_for(store, reference, platform), available) {
+                (Ok(()), _) => Ok(store.resolve_for(reference, platform)?),
+                (Err(e), None) => Err(e),
+                // The name is here for other platforms (perhaps built here, in no registry):
+                // say that first.
+                (Err(e), Some(available)) => Err(FetchError::NoPlatform {
+                    reference: reference.to_string(),
+                    wanted: platform.to_string(),
+                    available,
+                    source: Box::new(e),
+                }),
+            },
+            (None, _) => Ok(store.resolve_for(reference, platform)?),
+        }
     }
 
     /// `reference` from the store, pulled first as the policy says.
@@ -132,6 +203,25 @@ impl ImageFetcher for RegistryFetcher {
             .parse()
             .map_err(|source| FetchError::Reference { reference: reference.to_string(), source })?;
         self.client.pull(store, &r, None)?;
+        Ok(())
+    }
+
+    fn fetch_for(&self, store: &Store, reference: &str, platform: &Platform) -> Result<(), FetchError> {
+        let r: ImageRef = reference
+            .parse()
+            .map_err(|source| FetchError::Reference { reference: reference.to_string(), source })?;
+        let image = self.client.pull_untagged(store, &r, platform)?;
+        // A name that is one image (no index) is that image whatever the platform asked for.
+        let c = &image.config;
+        if !platform.matches(&c.os, &c.architecture, c.variant.as_deref()) {
+            return Err(cache::Error::NoMatchingPlatform {
+                digest: image.digest.clone(),
+                wanted: platform.to_string(),
+                available: format!("{}/{}", c.os, c.architecture),
+            }
+            .into());
+        }
+        store.pin_platform(&r, platform, &image.digest)?;
         Ok(())
     }
 }

@@ -107,6 +107,15 @@ pub struct BuildOptions {
     /// `--build-context`: the image each named context stands for
     /// ([`frontend::LowerOptions::named_contexts`]).
     pub named_contexts: std::collections::BTreeMap<String, String>,
+    /// `--platform`: what to build for (`None`: this machine's platform). A build for several
+    /// platforms is one build per platform ([`BuildOptions::platform_label`]).
+    pub platform: Option<frontend::Platform>,
+    /// Step names carry the platform (`[linux/arm64 stage-0 2/3]`), as buildx shows a build for
+    /// several platforms.
+    pub platform_label: bool,
+    /// Added to every [`StepName::id`], so that several builds reporting to one progress
+    /// (one per platform) keep their steps apart.
+    pub first_step_id: usize,
 }
 
 /// The network of RUN steps: `mode` for a RUN without `--network` (the build's `--network`),
@@ -209,7 +218,15 @@ struct Resolver<'a>(&'a Store, &'a Fetcher);
 
 impl frontend::ImageResolver for Resolver<'_> {
     fn resolve(&self, reference: &str) -> std::result::Result<frontend::BaseConfig, frontend::ResolveError> {
-        let image = self.1.resolve(self.0, reference)?;
+        self.resolve_for(reference, &frontend::Platform::host())
+    }
+
+    fn resolve_for(
+        &self,
+        reference: &str,
+        platform: &frontend::Platform,
+    ) -> std::result::Result<frontend::BaseConfig, frontend::ResolveError> {
+        let image = self.1.resolve_for(self.0, reference, &platform.into())?;
         Ok(frontend::BaseConfig {
             env: image.config.config.env.clone().unwrap_or_default(),
             working_dir: image.config.config.working_dir.clone(),
@@ -232,6 +249,7 @@ pub fn lower(store: &Store, options: &BuildOptions) -> Result<BuildDefinition> {
         build_args: options.build_args.clone(),
         target: options.target.clone(),
         named_contexts: options.named_contexts.clone(),
+        platform: options.platform.clone(),
     };
     let mut def = frontend::build_definition(
         &options.dockerfile_name,

@@ -257,7 +257,7 @@ impl Builder<'_> {
 
     /// The id of the first step (the FROM) of stage `index`.
     fn first_id(&self, index: usize) -> usize {
-        self.def.stages[..index].iter().map(|s| s.steps.len() + 1).sum()
+        self.options.first_step_id + self.def.stages[..index].iter().map(|s| s.steps.len() + 1).sum::<usize>()
     }
 
     fn build_stage(&self, index: usize) -> Result<State> {
@@ -265,9 +265,10 @@ impl Builder<'_> {
         let stage = &def.stages[index];
         let total = stage.steps.len() + 1;
         let first = self.first_id(index);
+        let stage_label = self.stage_label(stage);
         let name = |i: usize, text: &str| StepName {
             id: first + i - 1,
-            stage: stage.display_name(),
+            stage: stage_label.clone(),
             index: i,
             total,
             text: text.to_string(),
@@ -286,7 +287,11 @@ impl Builder<'_> {
             no_cache,
             parent_missed: false,
             base: Some(self.base_description(stage)),
-            stage_name: stage.display_name(),
+            // Each platform's build remembers its own inputs.
+            stage_name: match &self.options.platform {
+                Some(p) if *p != frontend::Platform::host() => format!("{p} {}", stage.display_name()),
+                _ => stage.display_name(),
+            },
         };
         for (i, step) in stage.steps.iter().enumerate() {
             if self.cancelled() {
@@ -309,13 +314,35 @@ impl Builder<'_> {
         Ok(state)
     }
 
+    /// How progress names the stage: its name, and in a build for several platforms the
+    /// target platform first (`linux/arm64 build`), or the stage's own and the target's
+    /// architecture for a stage built on another (`linux/amd64->arm64 build`, as buildx).
+    fn stage_label(&self, stage: &Stage) -> String {
+        let target = match (&self.options.platform, self.options.platform_label) {
+            (Some(p), true) => p,
+            _ => return stage.display_name(),
+        };
+        if stage.platform == *target {
+            format!("{target} {}", stage.display_name())
+        } else {
+            format!("{}->{} {}", stage.platform, target.architecture, stage.display_name())
+        }
+    }
+
     fn base(&self, stage: &Stage) -> Result<State> {
         match &stage.base {
             Base::Scratch => {
-                let platform = oci::Platform::host();
+                let platform = oci::Platform::from(&stage.platform);
+                // The host's scratch keeps the key it always had; another platform's differs.
+                let key = if stage.platform == frontend::Platform::host() {
+                    key_of(&["scratch"])
+                } else {
+                    key_of(&["scratch", &stage.platform.to_string()])
+                };
                 let config = ImageConfig {
                     architecture: platform.architecture,
                     os: platform.os,
+                    variant: platform.variant,
                     // BuildKit's emptyImage: PATH, and WorkingDir "/".
                     config: ContainerConfig {
                         env: Some(vec![format!("PATH={DEFAULT_PATH}")]),
@@ -325,14 +352,17 @@ impl Builder<'_> {
                     rootfs: RootFs { kind: "layers".into(), diff_ids: vec![] },
                     ..Default::default()
                 };
-                Ok(State { layers: vec![], config, key: key_of(&["scratch"]) })
+                Ok(State { layers: vec![], config, key })
             }
             Base::Image(reference) => {
+                let platform = oci::Platform::from(&stage.platform);
                 let image =
-                    self.options.fetcher.resolve(self.store, reference).map_err(|e| ErrorKind::Step {
-                        location: stage.location.clone(),
-                        step: stage.text.clone(),
-                        source: e.into(),
+                    self.options.fetcher.resolve_for(self.store, reference, &platform).map_err(|e| {
+                        ErrorKind::Step {
+                            location: stage.location.clone(),
+                            step: stage.text.clone(),
+                            source: e.into(),
+                        }
                     })?;
                 let layers = image.layers();
                 let mut config = image.config;
@@ -354,7 +384,7 @@ impl Builder<'_> {
     fn base_description(&self, stage: &Stage) -> String {
         match &stage.base {
             Base::Scratch => "scratch".into(),
-            Base::Image(r) => match self.store.resolve(r) {
+            Base::Image(r) => match self.store.resolve_for(r, &oci::Platform::from(&stage.platform)) {
                 Ok(image) => format!("image {r} {}", image.digest),
                 Err(_) => format!("image {r}"),
             },
@@ -453,9 +483,11 @@ impl Builder<'_> {
     /// The image a step's `flag` (`--from=`, `--mount from=`) names, pulled if the store lacks
     /// it and the reference names a registry.
     pub(crate) fn source_image(&self, step: &Step, reference: &str, flag: &str) -> Result<cache::Image> {
+        // An image named by a step is the target platform's, as BuildKit's implicit stages.
+        let platform = self.options.platform.clone().unwrap_or_else(frontend::Platform::host);
         self.options
             .fetcher
-            .resolve(self.store, reference)
+            .resolve_for(self.store, reference, &oci::Platform::from(&platform))
             .map_err(|e| StepError::of_flag(format!("{flag}{reference}"))(e.into()))
             .at(step)
     }

@@ -98,6 +98,7 @@ fn stage(base: Base, ops: Vec<Op>) -> Stage {
         location: Location { file: "Dockerfile".into(), line: 1, column: 1 },
         text: "FROM".into(),
         steps: ops.into_iter().map(step).collect(),
+        platform: hostutil::platform::Platform::host(),
     }
 }
 

@@ -43,6 +43,14 @@ impl Store {
         save::save(self, images, format, out)
     }
 
+    /// Writes the image index `index` (a multi-platform image: the index, every manifest it
+    /// lists and their blobs) to `out` as an OCI archive whose `index.json` points at it under
+    /// each of `names` (none: once, unnamed), as BuildKit's OCI exporter does. Written like
+    /// [`Store::save`]: whole or not at all.
+    pub fn save_index(&self, index: &crate::Digest, names: &[ImageRef], out: &Path) -> Result<()> {
+        save::save_index(self, index, names, out)
+    }
+
     /// Reads an OCI or Docker archive (detected from its content), stores its blobs and tags,
     /// and returns the images it held.
     pub fn load(&self, archive: &Path) -> Result<Vec<LoadedImage>> {

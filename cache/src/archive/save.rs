@@ -23,6 +23,18 @@ pub(super) fn save(
     format: ArchiveFormat,
     out: &Path,
 ) -> Result<()> {
+    write_archive(out, |w| match format {
+        ArchiveFormat::Oci => write_oci(store, images, w),
+        ArchiveFormat::Docker => write_docker(store, images, w),
+    })
+}
+
+pub(super) fn save_index(store: &Store, index: &Digest, names: &[ImageRef], out: &Path) -> Result<()> {
+    write_archive(out, |w| write_oci_index(store, index, names, w))
+}
+
+/// Writes the archive `out` with `write`, through a temp file beside it that is renamed.
+fn write_archive(out: &Path, write: impl FnOnce(&mut ArchiveWriter) -> Result<()>) -> Result<()> {
     let dir = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -35,10 +47,7 @@ pub(super) fn save(
         .at(&dir)?;
     let tmp_path = tmp.path().to_path_buf();
     let mut w = ArchiveWriter { tar: tar::Builder::new(BufWriter::new(tmp)), out: out.to_path_buf() };
-    match format {
-        ArchiveFormat::Oci => write_oci(store, images, &mut w)?,
-        ArchiveFormat::Docker => write_docker(store, images, &mut w)?,
-    }
+    write(&mut w)?;
     let buf = w.tar.into_inner().at(&tmp_path)?;
     let tmp = buf.into_inner().map_err(|e| Error::Io { path: tmp_path.clone(), source: e.into_error() })?;
     tmp.as_file().sync_data().at(&tmp_path)?;
@@ -132,6 +141,63 @@ fn write_oci(store: &Store, images: &[(Option<ImageRef>, Image)], w: &mut Archiv
     };
     let index = json(&index, &w.out)?;
     w.bytes(INDEX_JSON, &index)
+}
+
+/// An OCI layout whose `index.json` lists the image index `digest` (once per name).
+fn write_oci_index(store: &Store, digest: &Digest, names: &[ImageRef], w: &mut ArchiveWriter) -> Result<()> {
+    let Some(index) = store.index(digest)? else {
+        return Err(Error::Archive {
+            path: w.out.clone(),
+            reason: format!("{digest} is not an image index"),
+        });
+    };
+    w.dir("blobs/")?;
+    w.dir(BLOBS_DIR)?;
+    let mut written = HashSet::new();
+    for child in &index.manifests {
+        let image = store.image(&child.digest)?;
+        let blobs = std::iter::once(&image.digest)
+            .chain(std::iter::once(&image.manifest.config.digest))
+            .chain(image.manifest.layers.iter().map(|l| &l.digest));
+        for d in blobs {
+            if written.insert(d.clone()) {
+                w.blob(store, d)?;
+            }
+        }
+    }
+    w.blob(store, digest)?;
+    let size = store.open_blob(digest)?.metadata().at(store.blob_path(digest))?.len();
+    let describe = |name: Option<&ImageRef>| {
+        let mut annotations = BTreeMap::new();
+        if let Some(name) = name {
+            annotations.insert(oci::ANNOTATION_IMAGE_NAME.to_string(), name.to_string());
+            if let Some(tag) = name.tag() {
+                annotations.insert(oci::ANNOTATION_REF_NAME.to_string(), tag.to_string());
+            }
+        }
+        Descriptor {
+            media_type: oci::MEDIA_TYPE_INDEX.to_string(),
+            digest: digest.clone(),
+            size,
+            annotations,
+            platform: None,
+        }
+    };
+    let manifests = if names.is_empty() {
+        vec![describe(None)]
+    } else {
+        names.iter().map(|n| describe(Some(n))).collect()
+    };
+    let layout = json(&OciLayout { image_layout_version: "1.0.0".to_string() }, &w.out)?;
+    w.bytes(OCI_LAYOUT, &layout)?;
+    let top = Index {
+        schema_version: 2,
+        media_type: Some(oci::MEDIA_TYPE_INDEX.to_string()),
+        manifests,
+        annotations: BTreeMap::new(),
+    };
+    let top = json(&top, &w.out)?;
+    w.bytes(INDEX_JSON, &top)
 }
 
 fn write_docker(store: &Store, images: &[(Option<ImageRef>, Image)], w: &mut ArchiveWriter) -> Result<()> {

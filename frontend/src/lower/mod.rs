@@ -15,6 +15,7 @@ use run::*;
 use std::collections::{BTreeMap, BTreeSet};
 
 use hostutil::gopath;
+use hostutil::platform::Platform;
 
 use crate::expand::{ExpandError, env_get, expand_word_with_escape, expand_words};
 
@@ -40,6 +41,13 @@ pub struct BaseConfig {
 pub trait ImageResolver {
     /// The config of image `reference`, or why it cannot be had.
     fn resolve(&self, reference: &str) -> Result<BaseConfig, ResolveError>;
+
+    /// The config of image `reference` for `platform` (a multi-platform image's entry for it).
+    /// A resolver that knows no platforms answers [`ImageResolver::resolve`].
+    fn resolve_for(&self, reference: &str, platform: &Platform) -> Result<BaseConfig, ResolveError> {
+        let _ = platform;
+        self.resolve(reference)
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -54,6 +62,9 @@ pub struct LowerOptions {
     /// lowered); one named like an image replaces that image in `FROM`, `COPY --from` and
     /// `RUN --mount from=`; a stage name still wins over a context in those.
     pub named_contexts: BTreeMap<String, String>,
+    /// `--platform`: the platform to build for (`TARGETPLATFORM`, and every stage without
+    /// `FROM --platform`); the host's when `None`.
+    pub platform: Option<Platform>,
 }
 
 /// How `--build-context` names are matched, as BuildKit's `NamedContext`: lower case, and an
@@ -333,20 +344,20 @@ fn lower_inner(
     lint::check_stages(&mut linter, &stage_list);
 
     // Global args: BuildKit's defaults (platforms, TARGETSTAGE), then the ARGs before FROM.
-    let host = hostutil::platform::host();
-    let (os, arch, variant) = (host.os, host.architecture, host.variant);
-    let platform = host.to_string();
+    let host = Platform::host();
+    let target_platform = options.platform.clone().unwrap_or_else(Platform::host);
+    let (build_platform, platform) = (host.to_string(), target_platform.to_string());
     let defaults = [
-        ("BUILDPLATFORM", platform.as_str()),
-        ("BUILDOS", os),
+        ("BUILDPLATFORM", build_platform.as_str()),
+        ("BUILDOS", host.os.as_str()),
         ("BUILDOSVERSION", ""),
-        ("BUILDARCH", arch),
-        ("BUILDVARIANT", variant),
+        ("BUILDARCH", host.architecture.as_str()),
+        ("BUILDVARIANT", host.variant.as_str()),
         ("TARGETPLATFORM", platform.as_str()),
-        ("TARGETOS", os),
+        ("TARGETOS", target_platform.os.as_str()),
         ("TARGETOSVERSION", ""),
-        ("TARGETARCH", arch),
-        ("TARGETVARIANT", variant),
+        ("TARGETARCH", target_platform.architecture.as_str()),
+        ("TARGETVARIANT", target_platform.variant.as_str()),
         ("TARGETSTAGE", names[target].as_deref().unwrap_or("")),
     ];
     let mut global: Vec<(String, String)> = Vec::new();
@@ -382,18 +393,17 @@ fn lower_inner(
             return Err(ctx.err(from_pos, format!("base name ({raw_base}) should not be blank")));
         }
         let flags = parse_flags(&ctx, from)?;
-        if let Some((raw, pos)) = flags.get("platform") {
+        let stage_platform = if let Some((raw, pos)) = flags.get("platform") {
             let value = ctx.expand(raw, &global, pos)?;
             if value.is_empty() {
                 return Err(ctx.err(from_pos, format!("empty platform value from expression {raw}")));
             }
-            if value.to_ascii_lowercase() != platform {
-                let loc = ctx.loc(from_pos);
-                ctx.warnings.push(format!(
-                    "[Warning] {loc}: FROM --platform={value} differs from the host platform ({platform}); building for the host platform"
-                ));
-            }
-        }
+            Platform::parse(&value).map_err(|_| {
+                ctx.err(from_pos, format!("failed to parse platform {value}: invalid platform"))
+            })?
+        } else {
+            target_platform.clone()
+        };
         let name = names[index].clone();
         let lower_base = base_name.to_lowercase();
         // A number names an earlier stage by index, as `COPY --from` does. BuildKit only takes
@@ -418,12 +428,13 @@ fn lower_inner(
             let triggers = std::mem::take(&mut state.on_build);
             (Base::Stage(j), state, triggers)
         } else {
-            let config = resolver.resolve(&base_name).map_err(|source| Error::BaseImage {
-                location: ctx.loc(from_pos),
-                reference: base_name.clone(),
-                source_line: None,
-                source,
-            })?;
+            let config =
+                resolver.resolve_for(&base_name, &stage_platform).map_err(|source| Error::BaseImage {
+                    location: ctx.loc(from_pos),
+                    reference: base_name.clone(),
+                    source_line: None,
+                    source,
+                })?;
             let env = config
                 .env
                 .iter()
@@ -476,6 +487,7 @@ fn lower_inner(
             location: ctx.loc(from_pos),
             text: from.original.trim().to_owned(),
             steps,
+            platform: stage_platform,
         });
         infos.push(StageInfo { name, final_state: state });
     }

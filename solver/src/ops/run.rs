@@ -28,6 +28,12 @@ impl Builder<'_> {
         run: &RunOp,
         name: &StepName,
     ) -> Result<Option<Layer>> {
+        // The programs are the image's platform's (its config says which): another platform's
+        // need an emulator, checked (and registered) before anything is set up.
+        let c = &state.config;
+        if !c.architecture.is_empty() {
+            executor::emulation::ensure(&c.os, &c.architecture).map_err(StepError::from).at(step)?;
+        }
         self.ensure_layers(&state.layers)?;
         let snapshot = self.store.create_snapshot(&state.layers).at(step)?;
         let cfg = &state.config.config;
