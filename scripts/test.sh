@@ -23,6 +23,9 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v ssh-agent >/dev/null || need+=(openssh-client)
 # Git contexts (`rbuild build git://...`) go through the git command; a test serves one.
 command -v git >/dev/null || need+=(git)
+# Multi-platform builds run foreign RUN steps through QEMU user emulation (rbuild registers the
+# binfmt_misc entries from the package's binfmt.d files).
+command -v qemu-aarch64-static >/dev/null || need+=(qemu-user-static)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]}" >&2
   apt-get update -qq
@@ -30,6 +33,8 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 # slirp4netns opens /dev/net/tun as the unprivileged user: Debian's udev makes it 0666, a
 # container (as some CI machines are) may have it 0600.
+# The multi-platform tests' base images: Debian's busybox-static for arm64, armhf and i386.
+bash scripts/foreign-busybox.sh
 if [ -c /dev/net/tun ] && [ "$(stat -c %a /dev/net/tun)" != 666 ]; then chmod 0666 /dev/net/tun; fi
 # No test may reach beyond this machine: Docker Hub (short names) is blocked for every rbuild
 # the suite runs; tests that need a registry start their own on 127.0.0.1.

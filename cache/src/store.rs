@@ -404,6 +404,26 @@ impl Store {
         })
     }
 
+    /// [`Store::image`], or for an index without the host's platform its first image in the
+    /// store: what `images` and `inspect` describe a multi-platform image by.
+    pub fn image_or_any(&self, digest: &Digest) -> Result<Image> {
+        match self.image(digest) {
+            Err(e @ Error::NoMatchingPlatform { .. }) => {
+                let index = self.index(digest)?.ok_or(e)?;
+                let first =
+                    index.manifests.iter().filter(|d| d.platform.is_some() && self.has_blob(&d.digest));
+                first.map(|d| self.image(&d.digest)).find_map(Result::ok).ok_or_else(|| {
+                    Error::NoMatchingPlatform {
+                        digest: digest.clone(),
+                        wanted: Platform::host().to_string(),
+                        available: index.platforms(),
+                    }
+                })
+            }
+            other => other,
+        }
+    }
+
     /// The image index `digest`, or `None` when `digest` is an image manifest.
     pub fn index(&self, digest: &Digest) -> Result<Option<oci::Index>> {
         Ok(match self.read_manifest_or_index(digest)? {

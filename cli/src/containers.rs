@@ -649,10 +649,12 @@ pub fn inspect(
                 let c = lifecycle::refresh(&containers, c)?;
                 found.push(runtime::inspect::container(store.root(), &c));
             }
-            Err(runtime::Error::NoSuchContainer(_)) if !containers_only => match store.resolve(n) {
-                Ok(image) => found.push(crate::images::inspect_json(store, n, &image)?),
-                Err(_) => missing.push(n),
-            },
+            Err(runtime::Error::NoSuchContainer(_)) if !containers_only => {
+                match store.lookup(n).and_then(|d| store.image_or_any(&d)) {
+                    Ok(image) => found.push(crate::images::inspect_json(store, n, &image)?),
+                    Err(_) => missing.push(n),
+                }
+            }
             Err(runtime::Error::NoSuchContainer(_)) => missing.push(n),
             Err(e) => return Err(e.into()),
         }

@@ -79,10 +79,9 @@ pub fn images(store: &Store, a: args::ImagesArgs) -> Result<ExitCode> {
     let filter = a.reference.as_deref().map(parse_filter).transpose()?;
     let mut rows = Vec::new();
     for entry in store.list_images()? {
-        let image = match store.image(&entry.digest) {
+        // A multi-platform image without this machine's platform is shown by its first one.
+        let image = match store.image_or_any(&entry.digest) {
             Ok(image) => image,
-            // A multi-platform image without this machine's platform (pulled with -a): listed
-            // by its other platforms would be a guess; say so and go on.
             Err(e @ cache::Error::NoMatchingPlatform { .. }) => {
                 eprintln!("rbuild: warning: {}: {e}", entry.tags.join(", "));
                 continue;
@@ -165,12 +164,13 @@ pub fn images(store: &Store, a: args::ImagesArgs) -> Result<ExitCode> {
 // tag, rmi
 
 pub fn tag(store: &Store, a: args::TagArgs) -> Result<ExitCode> {
-    let image = store.resolve(&a.source)?;
+    // The name's image, or its image index (a multi-platform image stays one).
+    let digest = store.lookup(&a.source)?;
     let target: ImageRef = a.target.parse()?;
     if target.digest().is_some() {
         bail!("refusing to create a tag with a digest reference: {}", a.target);
     }
-    store.tag(&target, &image.digest)?;
+    store.tag(&target, &digest)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -205,7 +205,7 @@ pub fn inspect(store: &Store, a: args::InspectArgs) -> Result<ExitCode> {
     let mut found = Vec::new();
     let mut missing = Vec::new();
     for name in &a.images {
-        match store.resolve(name) {
+        match store.lookup(name).and_then(|d| store.image_or_any(&d)) {
             Ok(image) => found.push(inspect_json(store, name, &image)?),
             Err(cache::Error::ImageNotFound(_)) => missing.push(name),
             Err(e) => return Err(e.into()),

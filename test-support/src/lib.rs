@@ -282,6 +282,22 @@ pub fn skip_unless_ci(reason: &str) {
     println!("skipped: {reason}");
 }
 
+/// Debian's static busybox for `goarch` (`arm64`, `arm`, `386`), which `scripts/foreign-busybox.sh`
+/// (run by `scripts/test.sh`) unpacks into the workspace's `target/foreign-busybox/`; `amd64` or
+/// this machine's own architecture is the host's `/bin/busybox`.
+pub fn foreign_busybox(goarch: &str) -> Option<PathBuf> {
+    if goarch == hostutil::platform::host().architecture {
+        return Some(PathBuf::from("/bin/busybox"));
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/foreign-busybox").join(goarch).join("busybox");
+    path.is_file().then_some(path)
+}
+
+/// Whether this kernel has binfmt_misc, which running another architecture's programs needs.
+pub fn kernel_has_binfmt_misc() -> bool {
+    std::fs::read_to_string("/proc/filesystems").is_ok_and(|f| f.lines().any(|l| l.ends_with("binfmt_misc")))
+}
+
 /// A store under `dir/store` holding the busybox rootfs as `busybox:latest` (one gzip layer,
 /// this host's platform, created and its history dated 2000-01-01), for tests that drive the
 /// library crates directly rather than the binary.
