@@ -289,7 +289,8 @@ pub fn foreign_busybox(goarch: &str) -> Option<PathBuf> {
     if goarch == hostutil::platform::host().architecture {
         return Some(PathBuf::from("/bin/busybox"));
     }
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/foreign-busybox").join(goarch).join("busybox");
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/foreign-busybox").join(goarch).join("busybox");
     path.is_file().then_some(path)
 }
 
