@@ -210,6 +210,30 @@ fn two_platforms_make_one_index_that_registries_and_skopeo_understand() {
         format!("{}\n", uname(other))
     );
 
+    // A registry image of one manifest is that image for any platform: built on with BuildKit's
+    // warning, and the name in the store keeps its own image.
+    let single = format!("{}/single:1", reg.host());
+    s.ok(&["push", &format!("{remote}@{}", list[0].1), &single]);
+    let e = store();
+    let ctx2 = context(&[("Dockerfile", &format!("FROM {single}\nCOPY Dockerfile /x\n"))]);
+    let err = build(
+        &e,
+        &[
+            "build",
+            "--platform",
+            &format!("linux/{other}"),
+            "-t",
+            "on-single:1",
+            ctx2.path().to_str().unwrap(),
+        ],
+    );
+    assert!(
+        err.contains(&format!(
+            "InvalidBaseImagePlatform: Base image {single} was pulled with platform \"linux/{host}\", expected \"linux/{other}\" for current build"
+        )),
+        "{err}"
+    );
+
     // Archives: an OCI layout holding the index (skopeo reads it by platform); docker's format
     // has no index and is refused before anything is built.
     let out = tempfile::tempdir().unwrap();

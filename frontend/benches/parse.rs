@@ -27,6 +27,7 @@ impl ImageResolver for Resolver {
             ],
             working_dir: Some("/".into()),
             on_build: Vec::new(),
+            platform: None,
         })
     }
 }

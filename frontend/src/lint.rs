@@ -58,6 +58,7 @@ rules! {
     UNDEFINED_VAR "UndefinedVar" "Variables should be defined before their use" false;
     MULTIPLE_INSTRUCTIONS_DISALLOWED "MultipleInstructionsDisallowed" "Multiple instructions of the same type should not be used in the same stage" false;
     LEGACY_KEY_VALUE_FORMAT "LegacyKeyValueFormat" "Legacy key/value format with whitespace separator should not be used" false;
+    INVALID_BASE_IMAGE_PLATFORM "InvalidBaseImagePlatform" "Base image platform does not match expected target platform" false;
     REDUNDANT_TARGET_PLATFORM "RedundantTargetPlatform" "Setting platform to predefined $TARGETPLATFORM in FROM is redundant as this is the default behavior" false;
     SECRETS_USED_IN_ARG_OR_ENV "SecretsUsedInArgOrEnv" "Sensitive data should not be used in the ARG or ENV commands" false;
     INVALID_DEFAULT_ARG_IN_FROM "InvalidDefaultArgInFrom" "Default value for global ARG results in an empty or invalid base image name" false;

@@ -9,7 +9,12 @@ struct Images;
 
 impl ImageResolver for Images {
     fn resolve(&self, _: &str) -> Result<BaseConfig, frontend::ResolveError> {
-        Ok(BaseConfig { env: vec!["PATH=/usr/bin:/bin".into()], working_dir: None, on_build: vec![] })
+        Ok(BaseConfig {
+            env: vec!["PATH=/usr/bin:/bin".into()],
+            working_dir: None,
+            on_build: vec![],
+            platform: None,
+        })
     }
 }
 
@@ -32,6 +37,47 @@ fn lint(text: &str) -> Vec<(String, String, usize)> {
 
 fn w(rule: &str, detail: &str, line: usize) -> (String, String, usize) {
     (rule.into(), detail.into(), line)
+}
+
+/// An image that is only ever linux/s390x (a registry image of one manifest).
+struct S390x;
+
+impl ImageResolver for S390x {
+    fn resolve(&self, _: &str) -> Result<BaseConfig, frontend::ResolveError> {
+        let platform = frontend::Platform::parse("linux/s390x").ok();
+        Ok(BaseConfig { env: vec![], working_dir: None, on_build: vec![], platform })
+    }
+}
+
+/// BuildKit's validateBaseImagePlatform: the image's os/architecture against the stage's
+/// platform (the target's, or FROM --platform's); a variant alone does not count.
+#[test]
+fn invalid_base_image_platform() {
+    let lint_for = |text: &str, platform: &str| -> Vec<(String, String, usize)> {
+        let options = LowerOptions {
+            platform: Some(frontend::Platform::parse(platform).unwrap()),
+            ..Default::default()
+        };
+        let def = build_definition("Dockerfile", text, &options, &S390x).expect("lowers");
+        def.lint.iter().map(|w| (w.rule.clone(), w.detail.clone(), w.line)).collect()
+    };
+    assert_eq!(
+        lint_for("\nFROM img:1\n", "linux/arm64"),
+        [w(
+            "InvalidBaseImagePlatform",
+            "Base image img:1 was pulled with platform \"linux/s390x\", expected \"linux/arm64\" for current build",
+            2
+        )]
+    );
+    assert_eq!(lint_for("\nFROM img:1\n", "linux/s390x"), []);
+    assert_eq!(
+        lint_for(
+            "\nFROM --platform=$BUILDPLATFORM img:1 AS b\nFROM scratch\nCOPY --from=b / /\n",
+            "linux/s390x"
+        )
+        .len(),
+        1
+    );
 }
 
 #[test]

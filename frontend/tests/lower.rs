@@ -15,12 +15,19 @@ impl ImageResolver for FakeResolver {
                 env: vec!["PATH=/usr/bin:/bin".into(), "FOO=from-image".into()],
                 working_dir: Some("/home".into()),
                 on_build: vec![],
+                platform: None,
             }),
-            "alpine" => Ok(BaseConfig { env: vec!["PATH=/bin".into()], working_dir: None, on_build: vec![] }),
+            "alpine" => Ok(BaseConfig {
+                env: vec!["PATH=/bin".into()],
+                working_dir: None,
+                on_build: vec![],
+                platform: None,
+            }),
             "triggers" => Ok(BaseConfig {
                 env: vec!["FOO=base".into()],
                 working_dir: None,
                 on_build: vec!["RUN echo $FOO".into(), "ENV T=$FOO".into()],
+                platform: None,
             }),
             other => Err(format!("image {other} not found").into()),
         }
@@ -482,13 +489,34 @@ fn target_selects_a_stage() {
     assert_eq!(run_op(&ops(&def, 0)[1]).build_args, strings(&["TARGETSTAGE=build"]));
 }
 
+/// `--platform` (LowerOptions::platform) sets the TARGET args and every stage's platform;
+/// `FROM --platform` sets its stage's, normalized; BUILDPLATFORM stays the host's.
 #[test]
-fn from_platform_other_than_host_warns() {
-    let def = lower("FROM --platform=$BUILDPLATFORM busybox\n");
+fn platforms_of_the_build_and_of_each_stage() {
+    let host = frontend::Platform::host();
+    let arm64 = frontend::Platform::parse("linux/arm64").unwrap();
+    let options = LowerOptions { platform: Some(arm64.clone()), ..Default::default() };
+    let def = lower_with(
+        "FROM --platform=$BUILDPLATFORM busybox AS b\nARG TARGETARCH BUILDARCH\nRUN x\n\
+         FROM busybox\nARG TARGETPLATFORM\nRUN y\nFROM --platform=linux/arm/v7 busybox\n",
+        &options,
+    )
+    .unwrap();
     assert!(def.warnings.is_empty(), "{:?}", def.warnings);
-    let def = lower("FROM --platform=linux/s390x busybox\n");
-    assert_eq!(def.warnings.len(), 1);
-    assert!(def.warnings[0].contains("linux/s390x"));
+    assert_eq!(def.stages[0].platform, host);
+    assert_eq!(def.stages[1].platform, arm64);
+    assert_eq!(def.stages[2].platform.to_string(), "linux/arm/v7");
+    assert_eq!(
+        run_op(&ops(&def, 0)[1]).build_args,
+        strings(&["TARGETARCH=arm64", &format!("BUILDARCH={}", host.architecture)])
+    );
+    assert_eq!(run_op(&ops(&def, 1)[1]).build_args, strings(&["TARGETPLATFORM=linux/arm64"]));
+    // Without --platform everything is the host's.
+    let def = lower("FROM --platform=linux/arm64/v8 busybox\nFROM busybox\n");
+    assert_eq!(def.stages[0].platform, arm64);
+    assert_eq!(def.stages[1].platform, host);
+    let e = lower_with("FROM --platform=linux busybox\n", &LowerOptions::default()).unwrap_err();
+    assert_eq!(e.to_string(), "Dockerfile:1:1: failed to parse platform linux: invalid platform");
 }
 
 #[test]

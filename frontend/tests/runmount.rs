@@ -15,12 +15,19 @@ impl ImageResolver for FakeResolver {
                 env: vec!["PATH=/bin".into(), "FOO=from-image".into()],
                 working_dir: Some("/home".into()),
                 on_build: vec![],
+                platform: None,
             }),
-            "alpine" => Ok(BaseConfig { env: vec!["PATH=/bin".into()], working_dir: None, on_build: vec![] }),
+            "alpine" => Ok(BaseConfig {
+                env: vec!["PATH=/bin".into()],
+                working_dir: None,
+                on_build: vec![],
+                platform: None,
+            }),
             "onbuild" => Ok(BaseConfig {
                 env: vec![],
                 working_dir: None,
                 on_build: vec!["RUN --mount=type=cache,target=/c make".into()],
+                platform: None,
             }),
             other => Err(format!("image {other} not found").into()),
         }

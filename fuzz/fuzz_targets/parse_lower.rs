@@ -32,6 +32,7 @@ impl ImageResolver for Resolver {
             working_dir: if reference.len() % 2 == 0 { Some("/app".into()) } else { None },
             // Triggers only for some references, so both paths are taken.
             on_build: if reference.contains(':') { Vec::new() } else { self.on_build.clone() },
+            platform: None,
         })
     }
 }

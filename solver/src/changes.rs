@@ -42,6 +42,7 @@ impl frontend::ImageResolver for ChangeBase<'_> {
             env: self.0.env.clone().unwrap_or_default(),
             working_dir: self.0.working_dir.clone(),
             on_build: Vec::new(),
+            platform: None,
         })
     }
 }

@@ -210,17 +210,9 @@ impl ImageFetcher for RegistryFetcher {
         let r: ImageRef = reference
             .parse()
             .map_err(|source| FetchError::Reference { reference: reference.to_string(), source })?;
+        // A name that is one image (no index) is that image whatever the platform asked for:
+        // BuildKit builds on it too, and the frontend warns (InvalidBaseImagePlatform).
         let image = self.client.pull_untagged(store, &r, platform)?;
-        // A name that is one image (no index) is that image whatever the platform asked for.
-        let c = &image.config;
-        if !platform.matches(&c.os, &c.architecture, c.variant.as_deref()) {
-            return Err(cache::Error::NoMatchingPlatform {
-                digest: image.digest.clone(),
-                wanted: platform.to_string(),
-                available: format!("{}/{}", c.os, c.architecture),
-            }
-            .into());
-        }
         store.pin_platform(&r, platform, &image.digest)?;
         Ok(())
     }

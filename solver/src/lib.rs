@@ -231,6 +231,12 @@ impl frontend::ImageResolver for Resolver<'_> {
             env: image.config.config.env.clone().unwrap_or_default(),
             working_dir: image.config.config.working_dir.clone(),
             on_build: image.config.config.on_build.clone().unwrap_or_default(),
+            platform: Some(frontend::Platform {
+                os: image.config.os.clone(),
+                architecture: image.config.architecture.clone(),
+                variant: image.config.variant.clone().unwrap_or_default(),
+            })
+            .filter(|p| !p.architecture.is_empty()),
         })
     }
 }

@@ -1,5 +1,6 @@
 //! "The outside world" for network tests, on this machine only: a network namespace reached
-//! from the host through a veth pair on a TEST-NET-1 (RFC 5737) /30, with busybox's httpd
+//! from the host through a veth pair on a documentation-range (RFC 5737) /30 that no address of
+//! this machine is in, with busybox's httpd
 //! serving one page inside it. A build step that fetches the page went out through the build
 //! network's NAT exactly as it would to the internet, and nothing left the machine.
 //!
@@ -28,17 +29,51 @@ fn ip(args: &[&str]) {
     assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// A /30 of the documentation ranges (RFC 5737) that no address of this machine is in: some
+/// machines number their own network from TEST-NET-1 (192.0.2.0/24 was seen on eth0 here). The
+/// first block tried depends on the process id, so that two test binaries at once rarely meet.
+fn free_slash_30() -> (Ipv4Addr, Ipv4Addr) {
+    let out = Command::new("ip").args(["-4", "-o", "addr", "show"]).output().expect("run ip");
+    let taken: Vec<(u32, u32)> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .windows(2)
+        .filter(|w| w[0] == "inet")
+        .filter_map(|w| {
+            let (addr, len) = w[1].split_once('/')?;
+            let addr: Ipv4Addr = addr.parse().ok()?;
+            let len: u32 = len.parse().ok()?;
+            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len.min(32)) };
+            Some((u32::from(addr) & mask, mask))
+        })
+        .collect();
+    let start = (std::process::id() % 64) as u8;
+    for net in [[198, 51, 100], [203, 0, 113], [192, 0, 2]] {
+        for i in 0..64u8 {
+            let n = (start + i) % 64;
+            let block = u32::from(Ipv4Addr::new(net[0], net[1], net[2], n * 4));
+            // Overlap of two prefixes: either contains the other's base.
+            let free = taken.iter().all(|&(base, mask)| {
+                let ours = u32::MAX << 2;
+                (block & mask) != base && (base & ours) != block
+            });
+            if free {
+                return (Ipv4Addr::from(block + 1), Ipv4Addr::from(block + 2));
+            }
+        }
+    }
+    panic!("no free /30 in the RFC 5737 ranges: every one overlaps an address of this machine");
+}
+
 impl Outside {
     /// Sets it up; the /30 and the names come from the test process's id, so that two test
     /// binaries running at once do not collide.
     pub fn start() -> Outside {
-        let n = std::process::id() % 64;
         let tag = format!("{:x}", std::process::id());
         let netns = format!("rbt-out-{tag}");
         let host_link = format!("rbto{tag}");
         let peer = format!("rbti{tag}");
-        let host_ip = Ipv4Addr::new(192, 0, 2, (n * 4 + 1) as u8);
-        let server_ip = Ipv4Addr::new(192, 0, 2, (n * 4 + 2) as u8);
+        let (host_ip, server_ip) = free_slash_30();
         let www = tempfile::tempdir().expect("temp dir");
         std::fs::write(www.path().join("index.html"), PAGE).expect("write the page");
         ip(&["netns", "add", &netns]);

@@ -35,6 +35,8 @@ pub struct BaseConfig {
     pub working_dir: Option<String>,
     /// The image's `OnBuild` triggers, run as the first steps of a stage built on it.
     pub on_build: Vec<String>,
+    /// The platform the image's config says it is, when it says (InvalidBaseImagePlatform).
+    pub platform: Option<Platform>,
 }
 
 /// Answers questions about base images (the solver looks them up in the store).
@@ -443,6 +445,19 @@ fn lower_inner(
                     None => (kv.clone(), String::new()),
                 })
                 .collect();
+            // BuildKit's validateBaseImagePlatform: os and architecture, not the variant.
+            if let Some(actual) = &config.platform
+                && (actual.os != stage_platform.os || actual.architecture != stage_platform.architecture)
+            {
+                linter.run(
+                    &crate::lint::INVALID_BASE_IMAGE_PLATFORM,
+                    from.start_line,
+                    Some(index),
+                    format!(
+                        "Base image {base_name} was pulled with platform \"{actual}\", expected \"{stage_platform}\" for current build"
+                    ),
+                );
+            }
             let workdir = config.working_dir.filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into());
             (Base::Image(base_name.clone()), StageState::new(env, workdir), config.on_build)
         };
