@@ -279,24 +279,6 @@ fn parse_platforms(value: &str) -> Result<Vec<frontend::Platform>> {
     Ok(out)
 }
 
-/// `--annotation [manifest:]KEY=VALUE`. A single-platform image has a manifest only, so
-/// buildx's other levels (`index:`, `manifest-descriptor:`, `index-descriptor:`) are refused.
-fn parse_annotation(value: &str) -> Result<(String, String)> {
-    let (kv, level) = match value.split_once(':') {
-        Some((level, rest)) if !level.contains('=') => (rest, level),
-        _ => (value, "manifest"),
-    };
-    if level != "manifest" {
-        bail!(
-            "--annotation {value:?}: only manifest annotations are supported (a single-platform image has no {level:?})"
-        );
-    }
-    match kv.split_once('=') {
-        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-        _ => bail!("--annotation {value:?}: expected KEY=VALUE"),
-    }
-}
-
 /// `--label KEY=VALUE` (`KEY` alone: an empty value, as docker).
 fn parse_label(label: &str) -> Result<(String, String)> {
     let (key, value) = label.split_once('=').unwrap_or((label, ""));
@@ -329,6 +311,8 @@ fn build_args(args: &[String]) -> Result<Vec<(String, String)>> {
 
 fn build(store: &Store, mut a: args::BuildArgs) -> Result<ExitCode> {
     let platforms = a.platform.as_deref().map(parse_platforms).transpose()?.unwrap_or_default();
+    let annotations =
+        a.annotations.iter().map(|n| crate::annotations::parse(n)).collect::<Result<Vec<_>>>()?;
     // Kept until the build is done: the unpacked stdin context.
     let _stdin_context = if a.context == std::path::Path::new("-") {
         let (dir, file) = stdin_context(store, a.file.as_deref())?;
@@ -383,7 +367,7 @@ fn build(store: &Store, mut a: args::BuildArgs) -> Result<ExitCode> {
         })?,
         fetcher: crate::transfer::fetcher(&a.insecure_registry, a.pull)?,
         labels: a.labels.iter().map(|l| parse_label(l)).collect::<Result<_>>()?,
-        annotations: a.annotations.iter().map(|n| parse_annotation(n)).collect::<Result<_>>()?,
+        annotations: Default::default(),
         named_contexts: crate::contexts::named_contexts(store, &a.build_context)?,
         network: solver::StepNetworks {
             mode: crate::args::parse_step_network(&a.network)?,
@@ -402,9 +386,13 @@ fn build(store: &Store, mut a: args::BuildArgs) -> Result<ExitCode> {
     }
     let cache_to = a.cache_to.iter().map(|c| CacheTo::parse(c)).collect::<Result<Vec<_>, _>>()?;
     if platforms.len() > 1 {
-        let multi = crate::multiplatform::Build { outputs, tags, push_to, cache_to };
+        let multi = crate::multiplatform::Build { outputs, tags, push_to, cache_to, annotations };
         return crate::multiplatform::build(store, &a, options, &platforms, multi);
     }
+    options.annotations = crate::annotations::single(
+        &annotations,
+        &platforms.first().cloned().unwrap_or_else(frontend::Platform::host),
+    )?;
     options.platform = platforms.into_iter().next();
     let sink = progress::for_mode(a.progress, a.quiet);
     let out = solver::build(store, &options, sink.as_progress());

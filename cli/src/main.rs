@@ -4,6 +4,7 @@
 //! for builds, runtime/ for containers, cache/ and registry/ for images), and prints their
 //! results and errors the way docker's CLI does.
 
+mod annotations;
 mod args;
 mod cacheopts;
 mod commands;

@@ -14,6 +14,7 @@ use cache::oci::{self, Descriptor, Index};
 use cache::{Digest, ImageRef, Store};
 use solver::buildcache::CacheTo;
 
+use crate::annotations::{self, Level};
 use crate::args;
 use crate::images::Output;
 
@@ -23,6 +24,7 @@ pub struct Build {
     pub tags: Vec<ImageRef>,
     pub push_to: Vec<ImageRef>,
     pub cache_to: Vec<CacheTo>,
+    pub annotations: Vec<crate::annotations::Annotation>,
 }
 
 /// Far apart, so that the step ids of one platform's build never meet another's.
@@ -49,6 +51,7 @@ pub fn build(
                     o.platform_label = true;
                     o.tags = Vec::new();
                     o.first_step_id = i * STEP_IDS_PER_PLATFORM;
+                    o.annotations = annotations::select(&b.annotations, Level::Manifest, p);
                     scope.spawn(move || solver::build(store, &o, progress))
                 })
                 .collect();
@@ -77,7 +80,7 @@ pub fn build(
         }
     }
 
-    let digest = put_index(store, &outs)?;
+    let digest = put_index(store, &outs, &b.annotations)?;
     let (executed, cached) = outs.iter().fold((0, 0), |(e, c), (_, o)| (e + o.executed, c + o.cached));
     write_outputs(store, &digest, &outs, &b)?;
     if let Some(path) = &a.iidfile {
@@ -158,7 +161,11 @@ fn check_outputs(outputs: &[Output], n: usize) -> Result<()> {
 
 /// The OCI image index of the platforms' images, in the order the platforms were given, as
 /// buildx makes it: each manifest with its platform, and the platform's variant when it has one.
-fn put_index(store: &Store, outs: &[(frontend::Platform, solver::BuildOutput)]) -> Result<Digest> {
+fn put_index(
+    store: &Store,
+    outs: &[(frontend::Platform, solver::BuildOutput)],
+    annotations: &[annotations::Annotation],
+) -> Result<Digest> {
     let mut manifests = Vec::new();
     for (platform, out) in outs {
         let image = &out.image;
@@ -171,7 +178,7 @@ fn put_index(store: &Store, outs: &[(frontend::Platform, solver::BuildOutput)]) 
             media_type: image.manifest.media_type.clone().unwrap_or_else(|| oci::MEDIA_TYPE_MANIFEST.into()),
             digest: image.digest.clone(),
             size,
-            annotations: Default::default(),
+            annotations: annotations::select(annotations, Level::ManifestDescriptor, platform),
             platform: Some(oci::Platform::from(platform)),
         });
     }
@@ -179,7 +186,7 @@ fn put_index(store: &Store, outs: &[(frontend::Platform, solver::BuildOutput)]) 
         schema_version: 2,
         media_type: Some(oci::MEDIA_TYPE_INDEX.to_string()),
         manifests,
-        annotations: Default::default(),
+        annotations: annotations::select(annotations, Level::Index, &frontend::Platform::host()),
     };
     let bytes = serde_json::to_vec(&index)?;
     Ok(store.put_index(&bytes)?)

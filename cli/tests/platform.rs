@@ -153,7 +153,25 @@ fn two_platforms_make_one_index_that_registries_and_skopeo_understand() {
     // Pushed: the index and both manifests; skopeo sees both platforms and copies each.
     let reg = TestRegistry::start();
     let remote = format!("{}/mp:1", reg.host());
-    build(&s, &["build", "--platform", &platforms, "-t", &remote, "--push", dir]);
+    let descriptor_note = format!("manifest-descriptor[linux/{other}]:org.example.note={other} only");
+    build(
+        &s,
+        &[
+            "build",
+            "--platform",
+            &platforms,
+            "-t",
+            &remote,
+            "--push",
+            "--annotation",
+            "index:org.opencontainers.image.description=both",
+            "--annotation",
+            &descriptor_note,
+            "--annotation",
+            "org.example.each=yes",
+            dir,
+        ],
+    );
     let raw = std::process::Command::new("skopeo")
         .args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{remote}")])
         .output()
@@ -168,6 +186,9 @@ fn two_platforms_make_one_index_that_registries_and_skopeo_understand() {
         .map(|m| m["platform"]["architecture"].as_str().unwrap())
         .collect();
     assert_eq!(arches, [host, other]);
+    assert_eq!(index["annotations"]["org.opencontainers.image.description"], "both");
+    assert_eq!(index["manifests"][1]["annotations"]["org.example.note"], format!("{other} only"));
+    assert!(index["manifests"][0].get("annotations").is_none(), "{index}");
     for arch in [host, other] {
         let out = tempfile::tempdir().unwrap();
         let dest = format!("oci:{}:x", out.path().join("layout").display());
