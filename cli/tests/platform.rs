@@ -290,7 +290,29 @@ fn a_buildplatform_stage_runs_once_natively_for_every_target() {
     let platforms = format!("linux/{host},linux/{other}");
     let s = store();
     let base = base_context(&bins, BASE);
-    build(&s, &["build", "--platform", &platforms, "-t", "base:1", base.path().to_str().unwrap()]);
+    let cache = tempfile::tempdir().unwrap();
+    let cache_to = format!("type=local,dest={},mode=max", cache.path().display());
+    build(
+        &s,
+        &[
+            "build",
+            "--platform",
+            &platforms,
+            "-t",
+            "base:1",
+            "--cache-to",
+            &cache_to,
+            base.path().to_str().unwrap(),
+        ],
+    );
+    // The exported cache carries both platforms: an empty store builds both from it alone.
+    let empty = store();
+    let cache_from = format!("type=local,src={}", cache.path().display());
+    let err = build(
+        &empty,
+        &["build", "--platform", &platforms, "--cache-from", &cache_from, base.path().to_str().unwrap()],
+    );
+    assert_eq!(steps_run(&err), 0, "{err}");
     let ctx = context(&[(
         "Dockerfile",
         "FROM --platform=$BUILDPLATFORM base:1 AS builder\n\
