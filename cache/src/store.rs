@@ -516,6 +516,10 @@ impl Store {
         let _lock = self.lock("images")?;
         let mut table = self.read_tags()?;
         let old = table.images.insert(reference.key(), digest.clone());
+        // Other platforms' images kept for the name belonged to what it pointed at before.
+        if old.as_ref().is_some_and(|o| o != digest) {
+            table.platforms.remove(&reference.key());
+        }
         table.dangling.remove(digest);
         if let Some(old) = old
             && old != *digest
@@ -872,6 +876,48 @@ mod tests {
         let r = store.remove_image(&a.digest).unwrap();
         assert_eq!(r.untagged, vec!["app:1".to_string()]);
         assert!(store.list_images().unwrap().is_empty());
+    }
+
+    /// Another platform's image of a name (a build for that platform pulled it) is found by
+    /// `resolve_for` without moving the name, survives GC, and goes when the name moves or goes.
+    #[test]
+    fn platform_pins_live_and_die_with_their_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let host = Platform::host();
+        let other = Platform {
+            architecture: if host.architecture == "s390x" { "riscv64" } else { "s390x" }.into(),
+            os: "linux".into(),
+            variant: None,
+        };
+        let image = |arch: &str, n: &str| {
+            let config = ImageConfig {
+                architecture: arch.into(),
+                os: "linux".into(),
+                author: Some(n.into()),
+                rootfs: oci::RootFs { kind: "layers".into(), diff_ids: vec![] },
+                ..Default::default()
+            };
+            store.put_image(&config, &[]).unwrap()
+        };
+        let (native, foreign) = (image(&host.architecture, "1"), image(&other.architecture, "1"));
+        let name: ImageRef = "base:1".parse().unwrap();
+        store.tag(&name, &native.digest).unwrap();
+        let e = store.resolve_for("base:1", &other).unwrap_err();
+        assert!(matches!(e, Error::NoMatchingPlatform { .. }), "{e}");
+        assert_eq!(store.resolve_for("base:1", &host).unwrap().digest, native.digest);
+        store.pin_platform(&name, &other, &foreign.digest).unwrap();
+        assert_eq!(store.resolve_for("base:1", &other).unwrap().digest, foreign.digest);
+        assert_eq!(store.resolve("base:1").unwrap().digest, native.digest, "the name stays");
+        store.gc().unwrap();
+        assert!(store.has_blob(&foreign.digest), "a pinned image is a GC root");
+        // The name moves: what was pinned for it was the old image's.
+        let newer = image(&host.architecture, "2");
+        store.tag(&name, &newer.digest).unwrap();
+        assert!(store.resolve_for("base:1", &other).is_err());
+        store.pin_platform(&name, &other, &foreign.digest).unwrap();
+        store.untag(&name).unwrap();
+        assert!(store.platform_images().unwrap().is_empty());
     }
 
     #[test]

@@ -561,6 +561,19 @@ fn import(store: &Store, a: args::ImportArgs) -> Result<ExitCode> {
 }
 
 fn save(store: &Store, a: args::SaveArgs) -> Result<ExitCode> {
+    // A multi-platform image saved as an OCI layout keeps its index and every platform (the
+    // docker format has no index: its host's image is saved, as before).
+    if let (args::ArchiveFormat::Oci, [name]) = (&a.format, a.images.as_slice())
+        && let Ok(digest) = store.lookup(name)
+        && store.index(&digest)?.is_some()
+    {
+        let names: Vec<ImageRef> =
+            name.parse::<ImageRef>().ok().filter(|r| r.digest().is_none()).into_iter().collect();
+        store
+            .save_index(&digest, &names, &a.output)
+            .with_context(|| format!("saving to {}", a.output.display()))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut images = Vec::new();
     for name in &a.images {
         let image = store.resolve(name)?;

@@ -259,7 +259,8 @@ fn two_platforms_make_one_index_that_registries_and_skopeo_understand() {
     // has no index and is refused before anything is built.
     let out = tempfile::tempdir().unwrap();
     let oci = out.path().join("mp.tar");
-    build(&s, &["build", "--platform", &platforms, "-o", &format!("type=oci,dest={}", oci.display()), dir]);
+    let oci_out = format!("type=oci,dest={}", oci.display());
+    build(&s, &["build", "--platform", &platforms, "-t", "mp:oci", "-o", &oci_out, dir]);
     let config = std::process::Command::new("skopeo")
         .args(["inspect", "--override-arch", other, "--config", &format!("oci-archive:{}", oci.display())])
         .output()
@@ -267,6 +268,22 @@ fn two_platforms_make_one_index_that_registries_and_skopeo_understand() {
     assert!(config.status.success(), "{}", String::from_utf8_lossy(&config.stderr));
     let config: Value = serde_json::from_slice(&config.stdout).unwrap();
     assert_eq!(config["architecture"], other);
+    // Loaded, it is one multi-platform image again; saved as OCI, the whole index.
+    let l = store();
+    l.ok(&["load", "-i", oci.to_str().unwrap()]);
+    let loaded = format!("{}\n", uname(other));
+    assert_eq!(
+        l.ok(&["run", "--rm", "--platform", &format!("linux/{other}"), &remote, "cat", "/arch"]),
+        loaded
+    );
+    let saved = out.path().join("saved.tar");
+    l.ok(&["save", "--format", "oci", "-o", saved.to_str().unwrap(), "mp:oci"]);
+    let raw = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw", &format!("oci-archive:{}", saved.display())])
+        .output()
+        .unwrap();
+    let saved_index: Value = serde_json::from_slice(&raw.stdout).unwrap();
+    assert_eq!(saved_index["manifests"].as_array().map(Vec::len), Some(2), "{saved_index}");
     let docker = out.path().join("d.tar");
     let e = s.fails(&[
         "build",

@@ -52,9 +52,9 @@ pub(super) fn load(store: &Store, archive: &Path, name: bool) -> Result<Vec<Load
     // Every blob of every image is present and verified: only now do names point at them.
     for loaded in images.iter().filter(|_| name) {
         match &loaded.reference {
-            Some(r) => store.tag(r, &loaded.image.digest)?,
+            Some(r) => store.tag(r, &loaded.target)?,
             // Kept without a name, as docker keeps an untagged image it loads (`<none>`).
-            None => store.keep_dangling(&loaded.image.digest)?,
+            None => store.keep_dangling(&loaded.target)?,
         }
     }
     Ok(images)
@@ -263,11 +263,38 @@ impl Loader<'_> {
         let mut images = Vec::new();
         for desc in &index.manifests {
             let reference = self.reference_of(desc)?;
-            let digest = self.resolve_manifest(desc, 0)?;
             let ref_name = desc.annotations.get(oci::ANNOTATION_REF_NAME).cloned();
-            images.push(LoadedImage { reference, ref_name, image: self.store.image(&digest)? });
+            // A multi-platform image whose every image is in the archive stays one (BuildKit's
+            // and rbuild's own `-o type=oci` of a multi-platform build); else the host's image.
+            if let Some(index) = self.whole_index(desc)? {
+                let image = self.store.image_or_any(&index)?;
+                images.push(LoadedImage { reference, ref_name, image, target: index });
+                continue;
+            }
+            let digest = self.resolve_manifest(desc, 0)?;
+            let image = self.store.image(&digest)?;
+            images.push(LoadedImage { reference, ref_name, target: image.digest.clone(), image });
         }
         Ok(images)
+    }
+
+    /// `desc` stored as an image index when it is one whose images are all in the archive and
+    /// whole (each checked as [`Loader::resolve_manifest`] does); `None` when it is a manifest
+    /// or some image of it is missing.
+    fn whole_index(&self, desc: &Descriptor) -> Result<Option<Digest>> {
+        let bytes = self.stored_blob(&desc.digest, "manifest")?;
+        let value: serde_json::Value = self.parse(&format!("manifest {}", desc.digest), &bytes)?;
+        let media_type = value.get("mediaType").and_then(|m| m.as_str()).unwrap_or(&desc.media_type);
+        if media_type != oci::MEDIA_TYPE_INDEX && media_type != MEDIA_TYPE_DOCKER_MANIFEST_LIST {
+            return Ok(None);
+        }
+        let index: Index = self.parse(&format!("image index {}", desc.digest), &bytes)?;
+        for child in &index.manifests {
+            if !self.store.has_blob(&child.digest) || self.resolve_manifest(child, 1).is_err() {
+                return Ok(None);
+            }
+        }
+        Ok(Some(self.store.put_index(&bytes)?))
     }
 
     /// The name an index entry gives its image: the full name, or a ref.name that is one.
@@ -371,12 +398,13 @@ impl Loader<'_> {
             let digest = self.store.write_blob(&manifest_bytes)?;
             let image = self.store.image(&digest)?;
             if references.is_empty() {
-                images.push(LoadedImage { reference: None, ref_name: None, image });
+                images.push(LoadedImage { reference: None, ref_name: None, target: digest, image });
             } else {
                 for reference in references {
                     images.push(LoadedImage {
                         reference: Some(reference),
                         ref_name: None,
+                        target: image.digest.clone(),
                         image: image.clone(),
                     });
                 }

@@ -27,7 +27,11 @@ pub struct LoadedImage {
     /// An OCI layout's `org.opencontainers.image.ref.name` as written (`latest`, `v1`...):
     /// what `oci-layout://PATH@TAG` picks by.
     pub ref_name: Option<String>,
+    /// The image (for a multi-platform image, the host's, or its first).
     pub image: Image,
+    /// What the name points at: the image's manifest, or the image index of a multi-platform
+    /// image loaded whole.
+    pub target: crate::Digest,
 }
 
 impl Store {
