@@ -69,6 +69,11 @@ pub enum EmulationError {
          `systemctl restart systemd-binfmt` or run rbuild again)"
     )]
     NoFixBinary { platform: String, qemu: &'static str, interpreter: String },
+    #[error(
+        "platform {platform} needs QEMU user emulation and binfmt_misc has no qemu-{qemu} entry; \
+         registering one needs root (run rbuild as root once, or `systemctl restart systemd-binfmt`)"
+    )]
+    NotRoot { platform: String, qemu: &'static str },
     #[error("platform {platform}: the binfmt_misc entry qemu-{qemu} is disabled")]
     Disabled { platform: String, qemu: &'static str },
     #[error("platform {platform}: {action}")]
@@ -248,6 +253,9 @@ fn register(platform: &str, qemu: &'static str) -> Result<Runner, EmulationError
     })?;
     if !Path::new(&interpreter).exists() {
         return Err(EmulationError::Missing { platform: platform.into(), qemu });
+    }
+    if !nix::unistd::geteuid().is_root() {
+        return Err(EmulationError::NotRoot { platform: platform.into(), qemu });
     }
     mount_binfmt_misc().map_err(io_err(format!("mounting binfmt_misc on {BINFMT_DIR}")))?;
     let written = fs::OpenOptions::new()
