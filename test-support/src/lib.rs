@@ -188,7 +188,15 @@ impl TestStore {
         }
         let _ = std::fs::remove_file(&tar_path);
         let index = blob_json(&files, "index.json");
-        let manifest = blob_json(&files, &blob_path(&index["manifests"][0]["digest"]));
+        let mut manifest = blob_json(&files, &blob_path(&index["manifests"][0]["digest"]));
+        // A multi-platform image is saved whole: its image for this machine's platform.
+        if manifest.get("manifests").is_some() {
+            let host = hostutil::platform::host().architecture;
+            let list = manifest["manifests"].as_array().expect("an index lists manifests").clone();
+            let ours =
+                list.iter().find(|m| m["platform"]["architecture"] == host).expect("the host's platform");
+            manifest = blob_json(&files, &blob_path(&ours["digest"]));
+        }
         (files, manifest)
     }
 

@@ -105,42 +105,12 @@ fn write_oci(store: &Store, images: &[(Option<ImageRef>, Image)], w: &mut Archiv
     let mut written = HashSet::new();
     let mut manifests = Vec::new();
     for (name, image) in images {
-        let blobs = std::iter::once(&image.digest)
-            .chain(std::iter::once(&image.manifest.config.digest))
-            .chain(image.manifest.layers.iter().map(|l| &l.digest));
-        for digest in blobs {
-            if written.insert(digest.clone()) {
-                w.blob(store, digest)?;
-            }
-        }
-        let size = store.open_blob(&image.digest)?.metadata().at(store.blob_path(&image.digest))?.len();
-        let mut annotations = BTreeMap::new();
-        if let Some(name) = name {
-            annotations.insert(oci::ANNOTATION_IMAGE_NAME.to_string(), name.to_string());
-            if let Some(tag) = name.tag() {
-                annotations.insert(oci::ANNOTATION_REF_NAME.to_string(), tag.to_string());
-            }
-        }
+        write_image_blobs(store, image, &mut written, w)?;
         let media_type =
             image.manifest.media_type.clone().unwrap_or_else(|| oci::MEDIA_TYPE_MANIFEST.to_string());
-        manifests.push(Descriptor {
-            media_type,
-            digest: image.digest.clone(),
-            size,
-            annotations,
-            platform: None,
-        });
+        manifests.push(named_descriptor(store, media_type, &image.digest, name.as_ref())?);
     }
-    let layout = json(&OciLayout { image_layout_version: "1.0.0".to_string() }, &w.out)?;
-    w.bytes(OCI_LAYOUT, &layout)?;
-    let index = Index {
-        schema_version: 2,
-        media_type: Some(oci::MEDIA_TYPE_INDEX.to_string()),
-        manifests,
-        annotations: BTreeMap::new(),
-    };
-    let index = json(&index, &w.out)?;
-    w.bytes(INDEX_JSON, &index)
+    write_index_json(w, manifests)
 }
 
 /// An OCI layout whose `index.json` lists the image index `digest` (once per name).
@@ -155,49 +125,70 @@ fn write_oci_index(store: &Store, digest: &Digest, names: &[ImageRef], w: &mut A
     w.dir(BLOBS_DIR)?;
     let mut written = HashSet::new();
     for child in &index.manifests {
-        let image = store.image(&child.digest)?;
-        let blobs = std::iter::once(&image.digest)
-            .chain(std::iter::once(&image.manifest.config.digest))
-            .chain(image.manifest.layers.iter().map(|l| &l.digest));
-        for d in blobs {
-            if written.insert(d.clone()) {
-                w.blob(store, d)?;
-            }
-        }
+        write_image_blobs(store, &store.image(&child.digest)?, &mut written, w)?;
     }
     w.blob(store, digest)?;
-    let size = store.open_blob(digest)?.metadata().at(store.blob_path(digest))?.len();
-    let describe = |name: Option<&ImageRef>| {
-        let mut annotations = BTreeMap::new();
-        if let Some(name) = name {
-            annotations.insert(oci::ANNOTATION_IMAGE_NAME.to_string(), name.to_string());
-            if let Some(tag) = name.tag() {
-                annotations.insert(oci::ANNOTATION_REF_NAME.to_string(), tag.to_string());
-            }
-        }
-        Descriptor {
-            media_type: oci::MEDIA_TYPE_INDEX.to_string(),
-            digest: digest.clone(),
-            size,
-            annotations,
-            platform: None,
-        }
-    };
+    let media_type = oci::MEDIA_TYPE_INDEX.to_string();
     let manifests = if names.is_empty() {
-        vec![describe(None)]
+        vec![named_descriptor(store, media_type, digest, None)?]
     } else {
-        names.iter().map(|n| describe(Some(n))).collect()
+        names
+            .iter()
+            .map(|n| named_descriptor(store, media_type.clone(), digest, Some(n)))
+            .collect::<Result<_>>()?
     };
+    write_index_json(w, manifests)
+}
+
+/// The manifest, config and layers of `image`, each blob once per archive.
+fn write_image_blobs(
+    store: &Store,
+    image: &Image,
+    written: &mut HashSet<Digest>,
+    w: &mut ArchiveWriter,
+) -> Result<()> {
+    let blobs = std::iter::once(&image.digest)
+        .chain(std::iter::once(&image.manifest.config.digest))
+        .chain(image.manifest.layers.iter().map(|l| &l.digest));
+    for digest in blobs {
+        if written.insert(digest.clone()) {
+            w.blob(store, digest)?;
+        }
+    }
+    Ok(())
+}
+
+/// `index.json`'s entry for the stored blob `digest`, named as containerd and BuildKit name it:
+/// the full name, and the tag as the OCI ref name.
+fn named_descriptor(
+    store: &Store,
+    media_type: String,
+    digest: &Digest,
+    name: Option<&ImageRef>,
+) -> Result<Descriptor> {
+    let size = store.open_blob(digest)?.metadata().at(store.blob_path(digest))?.len();
+    let mut annotations = BTreeMap::new();
+    if let Some(name) = name {
+        annotations.insert(oci::ANNOTATION_IMAGE_NAME.to_string(), name.to_string());
+        if let Some(tag) = name.tag() {
+            annotations.insert(oci::ANNOTATION_REF_NAME.to_string(), tag.to_string());
+        }
+    }
+    Ok(Descriptor { media_type, digest: digest.clone(), size, annotations, platform: None })
+}
+
+/// `oci-layout` and `index.json` listing `manifests`.
+fn write_index_json(w: &mut ArchiveWriter, manifests: Vec<Descriptor>) -> Result<()> {
     let layout = json(&OciLayout { image_layout_version: "1.0.0".to_string() }, &w.out)?;
     w.bytes(OCI_LAYOUT, &layout)?;
-    let top = Index {
+    let index = Index {
         schema_version: 2,
         media_type: Some(oci::MEDIA_TYPE_INDEX.to_string()),
         manifests,
         annotations: BTreeMap::new(),
     };
-    let top = json(&top, &w.out)?;
-    w.bytes(INDEX_JSON, &top)
+    let index = json(&index, &w.out)?;
+    w.bytes(INDEX_JSON, &index)
 }
 
 fn write_docker(store: &Store, images: &[(Option<ImageRef>, Image)], w: &mut ArchiveWriter) -> Result<()> {
