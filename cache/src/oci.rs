@@ -58,6 +58,14 @@ impl Platform {
     }
 }
 
+/// A variant as platforms compare it: arm64's `v8` is arm64 itself, an empty one is none.
+pub fn normalized_variant(architecture: &str, variant: Option<&str>) -> Option<String> {
+    match (architecture, variant) {
+        ("arm64", Some("v8")) | (_, None | Some("")) => None,
+        (_, v) => v.map(str::to_string),
+    }
+}
+
 impl From<&hostutil::platform::Platform> for Platform {
     fn from(p: &hostutil::platform::Platform) -> Platform {
         Platform {
@@ -73,11 +81,10 @@ impl Platform {
     /// platform: same os and architecture, and the same variant when both name one (arm64's
     /// `v8` is arm64; an image that names no variant is taken at its word).
     pub fn matches(&self, os: &str, architecture: &str, variant: Option<&str>) -> bool {
-        let norm = |arch: &str, v: Option<&str>| match (arch, v) {
-            ("arm64", Some("v8")) | (_, None | Some("")) => None,
-            (_, v) => v.map(str::to_string),
-        };
-        let (mine, theirs) = (norm(&self.architecture, self.variant.as_deref()), norm(architecture, variant));
+        let (mine, theirs) = (
+            normalized_variant(&self.architecture, self.variant.as_deref()),
+            normalized_variant(architecture, variant),
+        );
         self.os == os
             && self.architecture == architecture
             && (mine.is_none() || theirs.is_none() || mine == theirs)

@@ -70,12 +70,7 @@ impl oci::Index {
     /// The manifest for `want`: same os and architecture; the variant must match when one is
     /// asked for (arm64's `v8` is the default), else one without a variant is preferred.
     pub fn manifest_for(&self, want: &Platform) -> Option<&oci::Descriptor> {
-        let norm = |arch: &str, v: Option<&str>| -> Option<String> {
-            match (arch, v) {
-                ("arm64", Some("v8")) => None,
-                (_, v) => v.map(str::to_string),
-            }
-        };
+        let norm = oci::normalized_variant;
         let want_variant = norm(&want.architecture, want.variant.as_deref());
         let candidates: Vec<&oci::Descriptor> = self
             .manifests

@@ -36,14 +36,19 @@ fn oci_arch(rust_arch: &'static str, little_endian: bool) -> (&'static str, &'st
     }
 }
 
+/// `os/arch[/variant]`, the one spelling of both platform types.
+fn write_platform(f: &mut fmt::Formatter<'_>, os: &str, arch: &str, variant: &str) -> fmt::Result {
+    write!(f, "{os}/{arch}")?;
+    if !variant.is_empty() {
+        write!(f, "/{variant}")?;
+    }
+    Ok(())
+}
+
 impl fmt::Display for HostPlatform {
     /// BuildKit's format: `linux/amd64`, `linux/arm/v7`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
-        if !self.variant.is_empty() {
-            write!(f, "/{}", self.variant)?;
-        }
-        Ok(())
+        write_platform(f, self.os, self.architecture, self.variant)
     }
 }
 
@@ -127,11 +132,7 @@ impl Platform {
 impl fmt::Display for Platform {
     /// BuildKit's format: `linux/amd64`, `linux/arm/v7`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
-        if !self.variant.is_empty() {
-            write!(f, "/{}", self.variant)?;
-        }
-        Ok(())
+        write_platform(f, &self.os, &self.architecture, &self.variant)
     }
 }
 

@@ -125,7 +125,7 @@ impl Fetcher {
         platform: &Platform,
     ) -> Result<Image, FetchError> {
         let host = Platform::host();
-        if *platform == host || platform.matches(&host.os, &host.architecture, host.variant.as_deref()) {
+        if platform.matches(&host.os, &host.architecture, host.variant.as_deref()) {
             let image = self.resolve(store, reference)?;
             // A name tagged to another platform's image (`pull --platform`) has the host's in
             // its index, or pinned; else it is what the name is.
