@@ -219,6 +219,9 @@ fn start_failed(e: runtime::Error) -> Result<ExitCode> {
 }
 
 pub fn run(store: &Store, a: RunArgs) -> Result<ExitCode> {
+    // First thing: the kernel's grace period for the sandbox's cgroup join is paid while the
+    // container is created and its monitor and init start (executor::cgroup::warm_migrations).
+    let _warm = runtime::warm_migrations();
     ensure_image(store, &a.create)?;
     let opts = create_options(&a.create, a.rm)?;
     let tty = opts.tty;

@@ -32,6 +32,10 @@ fn main() -> ExitCode {
     // a detached exec's waiter; that must win over everything else.
     // SAFETY: first thing in main: no thread has started.
     unsafe { runtime::process::run_hidden_entry_point(&argv) };
+    // A command that starts a sandbox begins paying the kernel's cgroup-join grace period now,
+    // in parallel with argument parsing and the rest of the start (see
+    // executor::cgroup::warm_migrations). A wrong guess costs a few idle no-op writes.
+    let _warm = may_start_sandbox(&argv).then(runtime::warm_migrations);
     // Build contexts are hashed from memory maps held under read leases; a lease break is
     // announced with SIGIO, whose default action would end rbuild. The solver releases its
     // leases by itself, so the signal is of no use: ignored here, for the whole process (the
@@ -64,6 +68,15 @@ fn main() -> ExitCode {
             if cancelled { ExitCode::from(130) } else { ExitCode::FAILURE }
         }
     }
+}
+
+/// Whether the command line names a command that starts a container's process (the first
+/// word that is one of them; global flags and their values come before it).
+fn may_start_sandbox(argv: &[String]) -> bool {
+    argv.iter()
+        .skip(1)
+        .take_while(|a| *a != "--")
+        .any(|a| matches!(a.as_str(), "run" | "start" | "restart" | "exec"))
 }
 
 /// An error as one line: its message, then each cause (`hostutil::errors::one_line`).

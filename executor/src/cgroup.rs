@@ -93,6 +93,9 @@ use nix::unistd::Pid;
 
 use crate::Resources;
 
+mod warm;
+pub use warm::{MigrationWarmup, warm_migrations};
+
 /// The directory under each hierarchy's root that holds rbuild's cgroups.
 pub const PARENT: &str = "rbuild";
 

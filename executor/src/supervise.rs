@@ -120,9 +120,17 @@ pub(crate) fn run(
     stdio: Stdio<'_>,
     cancel: Option<&std::sync::atomic::AtomicBool>,
 ) -> Result<Outcome, Error> {
-    let cgroup = make_cgroup(spec)?;
-    let config = init_config(spec, cgroup.as_ref())?;
-    let status = run_init(&config, stdio, cancel)?;
+    // The init joins the cgroup a few ms from now; its grace period is paid from here on.
+    let _warm = cgroup::warm_migrations();
+    let mut cgroup = None;
+    let status = run_init(
+        || {
+            cgroup = make_cgroup(spec)?;
+            encode(&init_config(spec, cgroup.as_ref())?)
+        },
+        stdio,
+        cancel,
+    )?;
     let oom_killed = cgroup.as_ref().is_some_and(Cgroup::oom_killed);
     if let Some(cg) = cgroup {
         cg.remove()?;
@@ -130,13 +138,18 @@ pub(crate) fn run(
     Ok(Outcome { status, oom_killed })
 }
 
+fn encode(config: &impl serde::Serialize) -> Result<Vec<u8>, Error> {
+    serde_json::to_vec(config).map_err(|e| Error::Setup { step: "encode spec", source: e.into() })
+}
+
+/// Starts the init, then calls `spec` for its configuration: the init's exec (and the
+/// cgroup-migration grace period `spec` may wait for in `mkdir`) overlap. If `spec` fails, the
+/// init, which is still waiting for its configuration, is killed and reaped.
 fn run_init(
-    config: &InitConfig,
+    spec: impl FnOnce() -> Result<Vec<u8>, Error>,
     stdio: Stdio<'_>,
     cancel: Option<&std::sync::atomic::AtomicBool>,
 ) -> Result<ExitStatus, Error> {
-    let json =
-        serde_json::to_vec(config).map_err(|e| Error::Setup { step: "encode spec", source: e.into() })?;
     let exe = std::env::current_exe().map_err(setup("find the current executable"))?;
 
     let (config_r, config_w) = pipe("create spec pipe")?;
@@ -165,6 +178,14 @@ fn run_init(
     drop(cmd);
     drop(config_r);
     drop(status_w);
+    let json = match spec() {
+        Ok(json) => json,
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
+    };
 
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     let killed = std::sync::atomic::AtomicBool::new(false);
@@ -249,7 +270,14 @@ struct Helper {
 
 /// Starts `rbuild <marker> <spec fd> <status fd>` with `stdio`, sends it `json`, and returns
 /// once it reports its process started, or with the error it reports instead.
-fn start_helper(marker: &str, argv0: &str, json: &[u8], stdio: SpawnStdio) -> Result<Helper, Error> {
+///
+/// `json` is called once the helper runs (see [`run_init`]); its error kills the helper.
+fn start_helper(
+    marker: &str,
+    argv0: &str,
+    json: impl FnOnce() -> Result<Vec<u8>, Error>,
+    stdio: SpawnStdio,
+) -> Result<Helper, Error> {
     let exe = std::env::current_exe().map_err(setup("find the current executable"))?;
     let (config_r, config_w) = pipe("create spec pipe")?;
     let (ours, theirs) = UnixStream::pair().map_err(setup("create status socket"))?;
@@ -278,8 +306,16 @@ fn start_helper(marker: &str, argv0: &str, json: &[u8], stdio: SpawnStdio) -> Re
     drop(cmd);
     drop(config_r);
     drop(theirs);
+    let json = match json() {
+        Ok(json) => json,
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
+    };
     // A failed write means the helper died early; its report (or its absence) says why.
-    let _ = File::from(config_w).write_all(json);
+    let _ = File::from(config_w).write_all(&json);
     let mut status = BufReader::new(ours);
     let mut line = String::new();
     let read = status.read_line(&mut line);
@@ -407,13 +443,17 @@ impl std::fmt::Debug for Sandbox {
 }
 
 pub(crate) fn spawn(spec: &SandboxSpec, opts: SpawnOptions) -> Result<Sandbox, Error> {
-    let cgroup = make_cgroup(spec)?;
-    let mut config = init_config(spec, cgroup.as_ref())?;
+    // Held until the init reports its process started, which is after it joined the cgroup.
+    let _warm = cgroup::warm_migrations();
     let console = matches!(opts.stdio, SpawnStdio::Tty(_));
-    config.spawn = Some(SpawnConfig { init: opts.init, console });
-    let json =
-        serde_json::to_vec(&config).map_err(|e| Error::Setup { step: "encode spec", source: e.into() })?;
-    let helper = start_helper(INIT_ARG, "rbuild-init", &json, opts.stdio)?;
+    let mut cgroup = None;
+    let json = || {
+        cgroup = make_cgroup(spec)?;
+        let mut config = init_config(spec, cgroup.as_ref())?;
+        config.spawn = Some(SpawnConfig { init: opts.init, console });
+        encode(&config)
+    };
+    let helper = start_helper(INIT_ARG, "rbuild-init", json, opts.stdio)?;
     Ok(Sandbox { helper, cgroup })
 }
 
@@ -453,24 +493,27 @@ pub(crate) fn exec(spec: &ExecSpec, stdio: SpawnStdio) -> Result<ExecProcess, Er
     }
     let security = &spec.security;
     let capset = crate::caps::parse(&security.capabilities).map_err(|e| Error::InvalidSpec(e.to_string()))?;
-    let cgroup_procs = match &spec.cgroup {
-        Some(name) => Cgroup::open(name)?.procs_files(),
-        None => Vec::new(),
+    let _warm = cgroup::warm_migrations();
+    let tty = matches!(stdio, SpawnStdio::Tty(_));
+    // Made while the helper execs.
+    let json = || {
+        let cgroup_procs = match &spec.cgroup {
+            Some(name) => Cgroup::open(name)?.procs_files(),
+            None => Vec::new(),
+        };
+        encode(&ExecConfig {
+            pid: spec.pid,
+            args: spec.process.args.clone(),
+            env: spec.process.env.clone(),
+            cwd: spec.process.cwd.clone(),
+            user: spec.process.user.clone(),
+            capabilities: security.capabilities.clone(),
+            no_new_privileges: security.no_new_privileges,
+            seccomp: security.seccomp.then(|| crate::seccomp::docker_profile(capset)),
+            cgroup_procs,
+            tty,
+        })
     };
-    let config = ExecConfig {
-        pid: spec.pid,
-        args: spec.process.args.clone(),
-        env: spec.process.env.clone(),
-        cwd: spec.process.cwd.clone(),
-        user: spec.process.user.clone(),
-        capabilities: security.capabilities.clone(),
-        no_new_privileges: security.no_new_privileges,
-        seccomp: security.seccomp.then(|| crate::seccomp::docker_profile(capset)),
-        cgroup_procs,
-        tty: matches!(stdio, SpawnStdio::Tty(_)),
-    };
-    let json =
-        serde_json::to_vec(&config).map_err(|e| Error::Setup { step: "encode spec", source: e.into() })?;
-    let helper = start_helper(EXEC_ARG, "rbuild-exec", &json, stdio)?;
+    let helper = start_helper(EXEC_ARG, "rbuild-exec", json, stdio)?;
     Ok(ExecProcess { helper })
 }

@@ -22,6 +22,7 @@ pub mod stats;
 pub mod top;
 pub mod volume;
 
+pub use executor::cgroup::{MigrationWarmup, warm_migrations};
 pub use executor::emulation;
 pub use executor::{ProcessLimits, ResourceError, Resources, Ulimit, UlimitError};
 pub use spec::{MountRequest, NetworkRequest, PortMapping, Protocol, RestartPolicy};

@@ -178,6 +178,8 @@ pub enum Started {
 /// Starts a created or exited container through a new monitor. With `attach`, the monitor
 /// waits for this client before it starts the process, so no output is missed.
 pub fn start(root: &Path, what: &str, attach: bool) -> Result<Started> {
+    // The sandbox joins its cgroup ~10 ms from now (executor::cgroup::warm_migrations).
+    let _warm = crate::warm_migrations();
     let containers = Containers::open(root)?;
     let c = refresh(&containers, containers.find(what)?)?;
     let lock = containers.lock(c.id())?;
