@@ -23,6 +23,11 @@ impl Digest {
         Digest::from_hasher(Sha256::new_with_prefix(data))
     }
 
+    /// The digest whose 32 bytes are `raw` (as [`Hasher::finish_raw`] gives them).
+    pub fn from_raw(raw: &[u8; 32]) -> Digest {
+        Digest(format!("sha256:{}", hex::encode(raw)))
+    }
+
     fn from_hasher(h: Sha256) -> Digest {
         Digest(format!("sha256:{}", hex::encode(h.finalize())))
     }
@@ -93,6 +98,10 @@ impl Hasher {
     }
     pub fn finish(self) -> Digest {
         Digest::from_hasher(self.0)
+    }
+    /// The 32 bytes of the digest, for callers that keep many of them (no allocation).
+    pub fn finish_raw(self) -> [u8; 32] {
+        self.0.finalize().into()
     }
 }
 

@@ -16,13 +16,14 @@
 //!   files that changed.
 
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::fs::{self, File};
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use cache::{Digest, Hasher};
@@ -72,12 +73,12 @@ enum Kind {
 }
 
 impl Kind {
-    fn letter(self) -> char {
+    fn letter(self) -> &'static str {
         match self {
-            Kind::Dir => 'd',
-            Kind::File => 'f',
-            Kind::Symlink => 'l',
-            Kind::Other => 'o',
+            Kind::Dir => "d",
+            Kind::File => "f",
+            Kind::Symlink => "l",
+            Kind::Other => "o",
         }
     }
 }
@@ -125,22 +126,62 @@ pub struct Context {
     /// Included entries sorted by path (component-wise), the root first (`rel` empty); each
     /// directory is directly followed by its subtree.
     entries: Vec<Entry>,
-    index: HashMap<PathBuf, usize>,
-    hash_cache: Option<HashCache>,
+    /// Path -> entry, made on first use (COPY asks for every file it copies); lookups before
+    /// that binary-search `entries`, so a build that only checksums never builds it.
+    index: OnceLock<HashMap<OsString, usize>>,
+    /// Where the hash cache and the sums live (None: no caching).
+    cache_dir: Option<PathBuf>,
+    /// Loaded on first use: a rebuild whose sources' stats all match a remembered sum never
+    /// reads it.
+    hash_cache: OnceLock<Option<HashCache>>,
+    sums: OnceLock<Option<Sums>>,
     /// Files whose contents were read by `checksum` (not taken from the hash cache).
     hashed: AtomicUsize,
 }
 
-/// Remembered digests by absolute path, with the stat they were computed for.
-type Digests = HashMap<PathBuf, (Stat, Digest)>;
+/// Per shown path, what a checksum saw there (file digest, link target, directory mode).
+pub type FileList = Vec<(String, String)>;
 
-struct HashCache {
+/// A sha256 digest's 32 bytes: the hash cache keeps 100,000s of them.
+type Raw = [u8; 32];
+
+/// Remembered digests by path in the context, with the stat they were computed for. Fx: the
+/// keys are paths of the user's own tree, and SipHash was a third of the cost of loading it.
+type Digests = rustc_hash::FxHashMap<OsString, (Stat, Raw)>;
+
+/// Checksums of whole sources by the fingerprint of their entries' stats (see
+/// [`Context::checksum_key`]), newest last.
+struct Sums {
     file: PathBuf,
-    /// The digests and whether they changed since the file was written.
-    map: Mutex<(Digests, bool)>,
+    list: Mutex<Vec<(Raw, Raw)>>,
 }
 
-const CACHE_MAGIC: &[u8] = b"rbuild context hash cache v1\n";
+const SUMS_MAGIC: &[u8] = b"rbuild context sums v1\n";
+/// Sums kept per context: one per COPY source set of the last builds' Dockerfiles.
+const SUMS_KEPT: usize = 256;
+
+/// The hash cache file is a log: records are appended when digests are learnt, a later record
+/// of a path wins, and the file is rewritten (compacted, forgetting files the context no longer
+/// has) only when it holds twice as many records as the map, or the map more paths than the
+/// context has files. A rebuild after a one-file change appends one record instead of
+/// rewriting 100,000 (that rewrite was 110 ms of a 340 ms rebuild).
+struct HashCache {
+    file: PathBuf,
+    state: Mutex<CacheState>,
+}
+
+struct CacheState {
+    map: Digests,
+    /// Records in the file (a path may have several).
+    records: usize,
+    /// The file is ours (its magic matched): records may be appended to it.
+    appendable: bool,
+    /// Paths learnt since the file was last written.
+    dirty: Vec<OsString>,
+}
+
+/// v2: paths relative to the context (the file is the context's own), raw digests.
+const CACHE_MAGIC: &[u8] = b"rbuild context hash cache v2\n";
 /// Files changed this close (ns) to the start of hashing may change again within the same
 /// timestamp tick without their stat changing, so their digests are not remembered.
 const RACY_NS: i64 = 50_000_000;
@@ -159,31 +200,45 @@ impl Context {
         if !meta.is_dir() {
             return Err(ContextError::NotADirectory { path: root });
         }
-        let mut entries = vec![entry(PathBuf::new(), &meta)];
-        entries.extend(walk(&root, Path::new(""), &ignore)?);
-        entries.sort_unstable_by(|a, b| a.rel.cmp(&b.rel));
-        // Subtree ends: a directory's subtree is contiguous after it in component order.
-        let mut stack: Vec<usize> = Vec::new();
-        for i in 0..entries.len() {
-            while let Some(&top) = stack.last() {
-                if entries[i].rel.starts_with(&entries[top].rel) {
-                    break;
-                }
-                entries[top].end = i;
-                stack.pop();
-            }
-            entries[i].end = i + 1;
-            if entries[i].kind == Kind::Dir {
-                stack.push(i);
-            }
+        let below = walk(&root, Path::new(""), &ignore)?;
+        let mut entries = Vec::with_capacity(below.len() + 1);
+        entries.push(entry(PathBuf::new(), &meta));
+        entries.extend(below.into_iter().map(|e| Entry { end: e.end + 1, ..e }));
+        entries[0].end = entries.len();
+        Ok(Context {
+            root,
+            entries,
+            index: OnceLock::new(),
+            cache_dir: hash_cache.map(Path::to_path_buf),
+            hash_cache: OnceLock::new(),
+            sums: OnceLock::new(),
+            hashed: AtomicUsize::new(0),
+        })
+    }
+
+    fn hash_cache(&self) -> Option<&HashCache> {
+        self.hash_cache
+            .get_or_init(|| self.cache_dir.as_ref().map(|d| HashCache::load(d.join("digests"))))
+            .as_ref()
+    }
+
+    fn sums(&self) -> Option<&Sums> {
+        self.sums.get_or_init(|| self.cache_dir.as_ref().map(|d| Sums::load(d.join("sums")))).as_ref()
+    }
+
+    fn index(&self) -> &HashMap<OsString, usize> {
+        self.index.get_or_init(|| {
+            self.entries.iter().enumerate().map(|(i, e)| (e.rel.as_os_str().to_owned(), i)).collect()
+        })
+    }
+
+    /// The entry at `rel` (clean, relative, as the walk spells it), without following links.
+    fn position(&self, rel: &Path) -> Option<usize> {
+        match self.index.get() {
+            Some(index) => index.get(rel.as_os_str()).copied(),
+            // `entries` is in component order, which is `Path`'s `Ord`.
+            None => self.entries.binary_search_by(|e| e.rel.as_path().cmp(rel)).ok(),
         }
-        let n = entries.len();
-        for top in stack {
-            entries[top].end = n;
-        }
-        let index = entries.iter().enumerate().map(|(i, e)| (e.rel.clone(), i)).collect();
-        let hash_cache = hash_cache.map(|dir| HashCache::load(dir.join("digests")));
-        Ok(Context { root, entries, index, hash_cache, hashed: AtomicUsize::new(0) })
     }
 
     pub fn root(&self) -> &Path {
@@ -192,7 +247,7 @@ impl Context {
 
     /// True if `rel` is in the context (not excluded, or a directory holding re-included paths).
     pub fn includes(&self, rel: &Path) -> bool {
-        self.index.contains_key(&clean_relative(&rel.to_string_lossy()))
+        self.index().contains_key(clean_relative(&rel.to_string_lossy()).as_os_str())
     }
 
     /// Number of files whose contents `checksum` read so far (hash cache misses).
@@ -218,16 +273,16 @@ impl Context {
         };
         let mut pending = comps(rel);
         let mut resolved = PathBuf::new();
-        let mut at = *self.index.get(&resolved)?;
+        let mut at = self.position(&resolved)?;
         let mut links = 0;
         while let Some(c) = pending.pop_front() {
             if c.as_os_str() == ".." {
                 resolved.pop();
-                at = *self.index.get(&resolved)?;
+                at = self.position(&resolved)?;
                 continue;
             }
             let candidate = resolved.join(&c);
-            let i = *self.index.get(&candidate)?;
+            let i = self.position(&candidate)?;
             if self.entries[i].kind == Kind::Symlink {
                 links += 1;
                 if links > 255 {
@@ -323,6 +378,92 @@ impl Context {
         Ok(())
     }
 
+    /// The entries a checksum of `rels` covers, as (source index, entry index), and each
+    /// source's name and top entry.
+    #[allow(clippy::type_complexity)]
+    fn select(
+        &self,
+        rels: &[PathBuf],
+        exclude: Option<&DockerIgnore>,
+    ) -> Result<(Vec<(usize, usize)>, Vec<(String, usize)>), ContextError> {
+        let mut items: Vec<(usize, usize)> = Vec::new();
+        let mut sources: Vec<(String, usize)> = Vec::with_capacity(rels.len());
+        for (i, rel) in rels.iter().enumerate() {
+            let top = self.lookup(rel).ok_or_else(|| ContextError::NotFound { path: rel.clone() })?;
+            let name = rel.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let top_rel = &self.entries[top].rel;
+            for at in top..self.entries[top].end {
+                if let Some(x) = exclude {
+                    let below = self.entries[at].rel.strip_prefix(top_rel).unwrap_or(Path::new(""));
+                    if x.excludes_copied(below, &name) {
+                        continue;
+                    }
+                }
+                items.push((i, at));
+            }
+            sources.push((name, top));
+        }
+        Ok((items, sources))
+    }
+
+    /// The digest of [`Context::checksum_excluding`], from a remembered sum when every entry
+    /// it covers has the stat it had then; the per-path list only when it had to be made.
+    ///
+    /// The fingerprint hashes the sources as written and, per entry, its path, type and the
+    /// stat the hash cache compares (device, inode, size, mtime and ctime in ns, mode): what
+    /// decides whether the hash cache may be trusted for every file decides here for all of
+    /// them at once. A symlink cannot change in place (a new one is a new inode). A sum is
+    /// only remembered when no file is racy (changed within [`RACY_NS`] of the start), as for
+    /// the hash cache. A no-op rebuild of a 100,000-file context then neither loads the hash
+    /// cache nor formats a line per file.
+    pub fn checksum_key(
+        &self,
+        rels: &[PathBuf],
+        exclude: Option<&DockerIgnore>,
+    ) -> Result<(Digest, Option<FileList>), ContextError> {
+        let Some(sums) = self.sums() else {
+            return self.checksum_excluding(rels, exclude).map(|(d, list)| (d, Some(list)));
+        };
+        let started = now_ns();
+        let (items, _) = self.select(rels, exclude)?;
+        let mut racy = false;
+        let mut h = Hasher::new();
+        let mut buf = Vec::with_capacity(64 * 1024);
+        for rel in rels {
+            let b = rel.as_os_str().as_bytes();
+            buf.extend_from_slice(&(b.len() as u64).to_le_bytes());
+            buf.extend_from_slice(b);
+        }
+        for &(i, at) in &items {
+            let e = &self.entries[at];
+            racy |= e.kind == Kind::File && e.racy(started);
+            let b = e.rel.as_os_str().as_bytes();
+            buf.extend_from_slice(&(i as u64).to_le_bytes());
+            buf.extend_from_slice(&(b.len() as u64).to_le_bytes());
+            buf.extend_from_slice(b);
+            buf.extend_from_slice(e.kind.letter().as_bytes());
+            let s = &e.stat;
+            for v in [s.dev, s.ino, s.size, s.mtime_ns as u64, s.ctime_ns as u64, u64::from(s.mode)] {
+                buf.extend_from_slice(&v.to_le_bytes());
+            }
+            if buf.len() >= 60 * 1024 {
+                h.update(&buf);
+                buf.clear();
+            }
+        }
+        h.update(&buf);
+        let fingerprint = h.finish_raw();
+        if let Some(sum) = sums.get(&fingerprint) {
+            return Ok((Digest::from_raw(&sum), None));
+        }
+        let (digest, list) = self.checksum_excluding(rels, exclude)?;
+        if !racy && let Some(raw) = raw_of(&digest) {
+            sums.put(fingerprint, raw)
+                .map_err(|source| ContextError::HashCache { path: sums.file.clone(), source })?;
+        }
+        Ok((digest, Some(list)))
+    }
+
     /// The content checksum of the sources `rels` (each a file or a directory, taken
     /// recursively; only included entries), and the per-path list behind it: file -> content
     /// digest, symlink -> target, directory -> permission bits in octal.
@@ -338,95 +479,223 @@ impl Context {
         rels: &[PathBuf],
         exclude: Option<&crate::dockerignore::DockerIgnore>,
     ) -> Result<(Digest, Vec<(String, String)>), ContextError> {
-        let started = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
-        // (line prefix, shown path, entry)
-        let mut items: Vec<(String, String, &Entry)> = Vec::new();
-        for (i, rel) in rels.iter().enumerate() {
-            let top = self.lookup(rel).ok_or_else(|| ContextError::NotFound { path: rel.clone() })?;
-            let name = rel.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let top_rel = &self.entries[top].rel;
-            for e in &self.entries[top..self.entries[top].end] {
-                let below = e.rel.strip_prefix(top_rel).unwrap_or(Path::new(""));
-                if exclude.is_some_and(|x| x.excludes_copied(below, &name)) {
-                    continue;
-                }
-                let shown = match (below.as_os_str().is_empty(), rel.as_os_str().is_empty()) {
-                    (true, true) => ".".to_string(),
-                    (true, false) => rel.display().to_string(),
-                    (false, _) => rel.join(below).display().to_string(),
-                };
-                items.push((format!("{i}\t{name}\t{}", below.display()), shown, e));
-            }
-        }
+        let started = now_ns();
+        let (items, sources) = self.select(rels, exclude)?;
         // Digests the hash cache already knows.
-        let mut known: Vec<Option<Digest>> = vec![None; items.len()];
-        if let Some(hc) = &self.hash_cache {
-            let guard = hc.map.lock().unwrap();
-            for (k, (_, _, e)) in known.iter_mut().zip(&items) {
+        let mut known: Vec<Option<Raw>> = vec![None; items.len()];
+        if let Some(hc) = self.hash_cache() {
+            let guard = hc.lock();
+            for (k, &(_, at)) in known.iter_mut().zip(&items) {
+                let e = &self.entries[at];
                 if e.kind == Kind::File
-                    && let Some((stat, d)) = guard.0.get(&self.root.join(&e.rel))
+                    && let Some((stat, d)) = guard.map.get(e.rel.as_os_str())
                     && *stat == e.stat
                 {
-                    *k = Some(d.clone());
+                    *k = Some(*d);
                 }
             }
         }
         // The expensive part, on all cores: contents of the files the cache did not know.
-        let contents: Vec<String> = items
+        let contents: Vec<Content> = items
             .par_iter()
             .zip(known.par_iter())
-            .map(|((_, _, e), k)| match e.kind {
-                Kind::File => match k {
-                    Some(d) => Ok(d.to_string()),
-                    None => {
-                        self.hashed.fetch_add(1, Ordering::Relaxed);
-                        hash_file(&self.root.join(&e.rel)).map(|d| d.to_string())
+            .map(|(&(_, at), k)| {
+                let e = &self.entries[at];
+                match e.kind {
+                    Kind::File => match k {
+                        Some(d) => Ok(Content::File(*d)),
+                        None => {
+                            self.hashed.fetch_add(1, Ordering::Relaxed);
+                            hash_file(&self.root.join(&e.rel)).map(Content::File)
+                        }
+                    },
+                    Kind::Symlink => {
+                        let p = self.root.join(&e.rel);
+                        fs::read_link(&p).map(|t| Content::Link(t.display().to_string())).map_err(io_at(&p))
                     }
-                },
-                Kind::Symlink => {
-                    let p = self.root.join(&e.rel);
-                    fs::read_link(&p).map(|t| t.display().to_string()).map_err(io_at(&p))
+                    _ => Ok(Content::None),
                 }
-                _ => Ok(String::new()),
             })
             .collect::<Result<_, ContextError>>()?;
+        // One line per entry, as checksum.rs makes them:
+        // `<source>\t<name>\t<path below>\t<kind>\t<mode>\t<size>\t\t<digest or target>\n`.
         let mut h = Hasher::new();
         let mut list = Vec::with_capacity(items.len());
-        for ((prefix, shown, e), c) in items.iter().zip(&contents) {
-            let line = format!("{prefix}\t{}\t{:o}\t{}\t\t{c}\n", e.kind.letter(), e.mode, e.size);
-            h.update(line.as_bytes());
-            let value = match e.kind {
-                Kind::Dir => format!("{:o}", e.mode),
-                _ => c.clone(),
+        let mut line = Vec::with_capacity(256);
+        let mut text = [0u8; DIGEST_TEXT];
+        for (&(i, at), c) in items.iter().zip(&contents) {
+            let e = &self.entries[at];
+            let (name, top) = &sources[i];
+            let rel = &rels[i];
+            // The entry's path below its source: its rel without the top entry's rel and `/`
+            // (every entry of a subtree starts with them).
+            let top_len = self.entries[*top].rel.as_os_str().len();
+            let below =
+                e.rel.as_os_str().as_bytes().get(top_len + usize::from(top_len > 0)..).unwrap_or_default();
+            let below_text = String::from_utf8_lossy(below);
+            let value = match c {
+                Content::File(d) => digest_text(d, &mut text),
+                Content::Link(t) => t.as_str(),
+                Content::None => "",
             };
-            list.push((shown.clone(), value));
+            line.clear();
+            push_number(&mut line, i as u64, 10);
+            line.push(b'\t');
+            for part in [name.as_str(), &below_text, e.kind.letter()] {
+                line.extend_from_slice(part.as_bytes());
+                line.push(b'\t');
+            }
+            push_number(&mut line, u64::from(e.mode), 8);
+            line.push(b'\t');
+            push_number(&mut line, e.size, 10);
+            line.extend_from_slice(b"\t\t");
+            line.extend_from_slice(value.as_bytes());
+            line.push(b'\n');
+            h.update(&line);
+            let shown = match (below.is_empty(), rel.as_os_str().is_empty()) {
+                (true, true) => ".".to_string(),
+                (true, false) => rel.display().to_string(),
+                (false, true) => below_text.into_owned(),
+                (false, false) => {
+                    let rel = rel.to_string_lossy();
+                    let mut shown = String::with_capacity(rel.len() + 1 + below_text.len());
+                    shown.push_str(rel.trim_end_matches('/'));
+                    shown.push('/');
+                    shown.push_str(&below_text);
+                    shown
+                }
+            };
+            let value = match e.kind {
+                Kind::Dir => {
+                    let mut octal = Vec::with_capacity(4);
+                    push_number(&mut octal, u64::from(e.mode), 8);
+                    String::from_utf8_lossy(&octal).into_owned()
+                }
+                _ => value.to_string(),
+            };
+            list.push((shown, value));
         }
-        if let Some(hc) = &self.hash_cache {
-            let mut guard = hc.map.lock().unwrap();
-            for (((_, _, e), k), c) in items.iter().zip(&known).zip(&contents) {
-                let racy = e.stat.mtime_ns > started - RACY_NS || e.stat.ctime_ns > started - RACY_NS;
-                // `c` is a digest's text, made above.
-                if e.kind == Kind::File
-                    && k.is_none()
-                    && !racy
-                    && let Ok(d) = c.parse::<Digest>()
-                {
-                    guard.0.insert(self.root.join(&e.rel), (e.stat, d));
-                    guard.1 = true;
+        if let Some(hc) = self.hash_cache() {
+            let mut guard = hc.lock();
+            for ((&(_, at), k), c) in items.iter().zip(&known).zip(&contents) {
+                let e = &self.entries[at];
+                if let (Content::File(d), None, false) = (c, k, e.racy(started)) {
+                    let rel = e.rel.as_os_str().to_owned();
+                    guard.map.insert(rel.clone(), (e.stat, *d));
+                    guard.dirty.push(rel);
                 }
             }
-            if guard.1 {
-                // Forget this context's files that are gone (or now excluded).
-                guard
-                    .0
-                    .retain(|p, _| p.strip_prefix(&self.root).map_or(true, |r| self.index.contains_key(r)));
-                hc.save(&guard.0)
+            if !guard.dirty.is_empty() {
+                let files = self.entries.iter().filter(|e| e.kind == Kind::File).count();
+                // Forgets files that are gone (or now excluded) when it compacts.
+                hc.save(&mut guard, files, |rel| self.index().contains_key(rel))
                     .map_err(|source| ContextError::HashCache { path: hc.file.clone(), source })?;
-                guard.1 = false;
             }
         }
         Ok((h.finish(), list))
     }
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
+}
+
+/// The 32 bytes of a digest's hex.
+fn raw_of(d: &Digest) -> Option<Raw> {
+    let hex = d.hex().as_bytes();
+    let nibble = |c: u8| (c as char).to_digit(16).map(|v| v as u8);
+    let mut raw = [0u8; 32];
+    for (i, r) in raw.iter_mut().enumerate() {
+        *r = nibble(*hex.get(2 * i)?)? << 4 | nibble(*hex.get(2 * i + 1)?)?;
+    }
+    Some(raw)
+}
+
+impl Entry {
+    /// Changed so close to `started` that it may change again within the same timestamp tick
+    /// without its stat changing.
+    fn racy(&self, started: i64) -> bool {
+        self.stat.mtime_ns > started - RACY_NS || self.stat.ctime_ns > started - RACY_NS
+    }
+}
+
+impl Sums {
+    fn load(file: PathBuf) -> Sums {
+        let list = fs::read(&file)
+            .ok()
+            .and_then(|bytes| {
+                let body = bytes.strip_prefix(SUMS_MAGIC)?;
+                (body.len() % 64 == 0).then(|| {
+                    body.chunks_exact(64)
+                        .filter_map(|c| Some((c[..32].try_into().ok()?, c[32..].try_into().ok()?)))
+                        .collect()
+                })
+            })
+            .unwrap_or_default();
+        Sums { file, list: Mutex::new(list) }
+    }
+
+    fn get(&self, fingerprint: &Raw) -> Option<Raw> {
+        let list = self.list.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        list.iter().rev().find(|(f, _)| f == fingerprint).map(|(_, d)| *d)
+    }
+
+    /// Remembers a sum and writes the file (temporary file, renamed), oldest sums dropped.
+    fn put(&self, fingerprint: Raw, digest: Raw) -> io::Result<()> {
+        let mut list = self.list.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        list.retain(|(f, _)| *f != fingerprint);
+        list.push((fingerprint, digest));
+        let excess = list.len().saturating_sub(SUMS_KEPT);
+        list.drain(..excess);
+        let dir = self.file.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(dir)?;
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        let mut bytes = SUMS_MAGIC.to_vec();
+        for (f, d) in list.iter() {
+            bytes.extend_from_slice(f);
+            bytes.extend_from_slice(d);
+        }
+        tmp.write_all(&bytes)?;
+        tmp.persist(&self.file).map_err(|e| e.error)?;
+        Ok(())
+    }
+}
+
+/// What an entry's checksum line ends with.
+enum Content {
+    File(Raw),
+    Link(String),
+    None,
+}
+
+/// Appends `v` in base `radix` (8 or 10), as `{}` and `{:o}` write it.
+fn push_number(out: &mut Vec<u8>, mut v: u64, radix: u64) {
+    let mut digits = [0u8; 22];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (v % radix) as u8;
+        v /= radix;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+/// Length of `sha256:` and 64 hex digits.
+const DIGEST_TEXT: usize = 71;
+
+/// `d` as a digest's text (`sha256:<hex>`), written into `buf`.
+fn digest_text<'a>(d: &Raw, buf: &'a mut [u8; DIGEST_TEXT]) -> &'a str {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    buf[..7].copy_from_slice(b"sha256:");
+    for (i, b) in d.iter().enumerate() {
+        buf[7 + 2 * i] = HEX[usize::from(b >> 4)];
+        buf[8 + 2 * i] = HEX[usize::from(b & 15)];
+    }
+    // ASCII only, written just above.
+    std::str::from_utf8(buf).unwrap_or_default()
 }
 
 fn entry(rel: PathBuf, m: &fs::Metadata) -> Entry {
@@ -450,40 +719,74 @@ fn entry(rel: PathBuf, m: &fs::Metadata) -> Entry {
     }
 }
 
-/// The included entries below `rel_dir`, unsorted; subdirectories are walked in parallel.
+/// The included entries below `rel_dir`, in component order (siblings by name, each directory
+/// followed by its subtree), each `end` relative to the returned vector. Subdirectories are
+/// walked in parallel, and a large directory's entries are stat'ed in parallel.
 fn walk(root: &Path, rel_dir: &Path, ignore: &DockerIgnore) -> Result<Vec<Entry>, ContextError> {
     let abs = root.join(rel_dir);
     let err = io_at(&abs);
-    let mut out = Vec::new();
-    let mut dirs = Vec::new();
-    for item in fs::read_dir(&abs).map_err(err)? {
-        let item = item.map_err(err)?;
-        let rel = rel_dir.join(item.file_name());
-        // DirEntry::metadata does not follow symlinks.
+    let listed: Vec<fs::DirEntry> =
+        fs::read_dir(&abs).map_err(err)?.collect::<Result<_, _>>().map_err(err)?;
+    // (name, entry, Some(excluded) for a directory). Stat'ed in the directory's order, which
+    // measured faster than in name order.
+    let look = |item: &fs::DirEntry| -> Result<Option<(OsString, Entry, Option<bool>)>, ContextError> {
+        let name = item.file_name();
+        let rel = rel_dir.join(&name);
+        // DirEntry::metadata does not follow symlinks (fstatat on the directory's descriptor).
         let meta = item.metadata().map_err(err)?;
         let excluded = ignore.is_excluded(&rel);
-        if meta.is_dir() {
+        Ok(if meta.is_dir() {
             if excluded && ignore.can_skip_dir(&rel) {
-                continue;
+                None
+            } else {
+                Some((name, entry(rel, &meta), Some(excluded)))
             }
-            dirs.push((entry(rel, &meta), excluded));
         } else if !excluded {
-            out.push(entry(rel, &meta));
-        }
-    }
-    let below: Vec<(Entry, bool, Vec<Entry>)> = dirs
-        .into_par_iter()
-        .map(|(e, excluded)| walk(root, &e.rel, ignore).map(|sub| (e, excluded, sub)))
+            Some((name, entry(rel, &meta), None))
+        } else {
+            None
+        })
+    };
+    let mut items: Vec<(OsString, Entry, Option<bool>)> = if listed.len() >= PARALLEL_STAT {
+        listed.par_iter().map(look).filter_map(Result::transpose).collect::<Result<_, _>>()?
+    } else {
+        listed.iter().map(look).filter_map(Result::transpose).collect::<Result<_, _>>()?
+    };
+    drop(listed);
+    // Component order among siblings: by name.
+    items.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let subtrees: Vec<Vec<Entry>> = items
+        .par_iter()
+        .filter(|(_, _, dir)| dir.is_some())
+        .map(|(_, e, _)| walk(root, &e.rel, ignore))
         .collect::<Result<_, ContextError>>()?;
-    for (e, excluded, sub) in below {
-        // An excluded directory stays only as the parent of re-included paths.
-        if !excluded || !sub.is_empty() {
-            out.push(e);
-            out.extend(sub);
+    let mut subtrees = subtrees.into_iter();
+    let mut out = Vec::with_capacity(items.len());
+    for (_, mut e, dir) in items {
+        let start = out.len();
+        match dir {
+            None => {
+                e.end = start + 1;
+                out.push(e);
+            }
+            Some(excluded) => {
+                let sub = subtrees.next().unwrap_or_default();
+                // An excluded directory stays only as the parent of re-included paths.
+                if excluded && sub.is_empty() {
+                    continue;
+                }
+                out.push(e);
+                let base = out.len();
+                out.extend(sub.into_iter().map(|s| Entry { end: s.end + base, ..s }));
+                out[start].end = out.len();
+            }
         }
     }
     Ok(out)
 }
+
+/// A directory with at least this many entries has them stat'ed on all cores.
+const PARALLEL_STAT: usize = 2048;
 
 /// Read buffer per thread: large enough for few syscalls, small enough to stay in L2 while
 /// sha256 reads it (128 KiB measured best on the bench machine).
@@ -499,7 +802,7 @@ const MMAP_MIN: u64 = 8 * 1024 * 1024;
 
 /// sha256 of a file's contents: large files through a mapping guarded by a read lease, the
 /// rest streamed through a per-thread buffer.
-fn hash_file(path: &Path) -> Result<Digest, ContextError> {
+fn hash_file(path: &Path) -> Result<Raw, ContextError> {
     use std::os::fd::AsRawFd;
     let err = io_at(path);
     let mut f = File::open(path).map_err(err)?;
@@ -520,7 +823,7 @@ fn hash_file(path: &Path) -> Result<Digest, ContextError> {
             };
             h.update(&buf[..n]);
         }
-        Ok(h.finish())
+        Ok(h.finish_raw())
     })
 }
 
@@ -535,7 +838,7 @@ fn hash_file(path: &Path) -> Result<Digest, ContextError> {
 /// A lease break is announced with SIGIO, whose default action ends the process. The solver
 /// never changes a signal's disposition (that is the program's business: rbuild's `main`
 /// ignores SIGIO); where SIGIO is not ignored or handled, files are read, not leased.
-fn hash_mapped(f: &File) -> Option<Digest> {
+fn hash_mapped(f: &File) -> Option<Raw> {
     use std::os::fd::AsRawFd;
     let len = f.metadata().ok()?.len();
     if len < MMAP_MIN || !sigio_ignored() {
@@ -562,7 +865,7 @@ fn hash_mapped(f: &File) -> Option<Digest> {
         h.update(bytes);
         // SAFETY: unmapping exactly what mmap returned; `bytes` is not used after this.
         unsafe { libc::munmap(ptr, len) };
-        Some(h.finish())
+        Some(h.finish_raw())
     };
     // SAFETY: as above; releasing the lease lets blocked writers proceed.
     unsafe { libc::fcntl(fd, libc::F_SETLEASE, libc::F_UNLCK) };
@@ -580,74 +883,105 @@ fn sigio_ignored() -> bool {
 }
 
 impl HashCache {
-    /// Reads the cache file; a missing or unreadable one is an empty cache.
+    /// Reads the cache file; a missing or unreadable one (or one of an older format) is an
+    /// empty cache, and a record cut short at the end (a crash while appending) is ignored.
     fn load(file: PathBuf) -> HashCache {
-        let map = File::open(&file).ok().and_then(|f| read_cache(BufReader::new(f)).ok()).unwrap_or_default();
-        HashCache { file, map: Mutex::new((map, false)) }
+        let parsed = fs::read(&file).ok().and_then(|bytes| parse_cache(&bytes));
+        let appendable = parsed.is_some();
+        let (map, records) = parsed.unwrap_or_default();
+        HashCache { file, state: Mutex::new(CacheState { map, records, appendable, dirty: Vec::new() }) }
     }
 
-    /// Writes the cache atomically: a temporary file in the same directory, renamed.
-    fn save(&self, map: &Digests) -> io::Result<()> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheState> {
+        // The map is consistent after any panic that could have poisoned it (inserts only).
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Writes what `state` learnt: appended, or the whole map (keeping the paths `keep` says
+    /// the context still has) into a temporary file that replaces the old one.
+    fn save(&self, state: &mut CacheState, files: usize, keep: impl Fn(&OsString) -> bool) -> io::Result<()> {
         let dir = self.file.parent().unwrap_or(Path::new("."));
         fs::create_dir_all(dir)?;
-        let tmp = tempfile::NamedTempFile::new_in(dir)?;
-        let mut w = BufWriter::new(tmp);
-        w.write_all(CACHE_MAGIC)?;
-        for (path, (s, d)) in map {
-            let p = path.as_os_str().as_bytes();
-            w.write_all(&(p.len() as u32).to_le_bytes())?;
-            w.write_all(p)?;
-            for v in [s.dev, s.ino, s.size, s.mtime_ns as u64, s.ctime_ns as u64] {
-                w.write_all(&v.to_le_bytes())?;
+        let compact = !state.appendable
+            || state.records + state.dirty.len() > 2 * state.map.len() + 1024
+            || state.map.len() > files + 1024;
+        if compact {
+            state.map.retain(|rel, _| keep(rel));
+            let mut bytes = CACHE_MAGIC.to_vec();
+            for (rel, record) in &state.map {
+                push_record(&mut bytes, rel, record);
             }
-            w.write_all(&s.mode.to_le_bytes())?;
-            w.write_all(d.hex().as_bytes())?;
+            let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+            tmp.write_all(&bytes)?;
+            tmp.persist(&self.file).map_err(|e| e.error)?;
+            state.records = state.map.len();
+            state.appendable = true;
+        } else {
+            let mut bytes = Vec::new();
+            for rel in &state.dirty {
+                if let Some(record) = state.map.get(rel) {
+                    push_record(&mut bytes, rel, record);
+                }
+            }
+            // One write of whole records: a concurrent reader or appender sees records whole
+            // (a cut-short tail is ignored on load).
+            let mut f = fs::OpenOptions::new().append(true).open(&self.file)?;
+            f.write_all(&bytes)?;
+            state.records += state.dirty.len();
         }
-        let tmp = w.into_inner().map_err(|e| e.into_error())?;
-        tmp.persist(&self.file).map_err(|e| e.error)?;
+        state.dirty.clear();
         Ok(())
     }
 }
 
-fn read_cache(mut r: impl Read) -> io::Result<Digests> {
-    let mut magic = vec![0u8; CACHE_MAGIC.len()];
-    r.read_exact(&mut magic)?;
-    if magic != CACHE_MAGIC {
-        return Err(io::Error::other("not a hash cache"));
+/// One record of the hash cache file: path length (u32), path, dev, ino, size, mtime and ctime
+/// (u64 each), mode (u32), digest (32 bytes); little-endian.
+fn push_record(out: &mut Vec<u8>, rel: &OsString, (s, d): &(Stat, Raw)) {
+    let p = rel.as_bytes();
+    out.extend_from_slice(&(p.len() as u32).to_le_bytes());
+    out.extend_from_slice(p);
+    for v in [s.dev, s.ino, s.size, s.mtime_ns as u64, s.ctime_ns as u64] {
+        out.extend_from_slice(&v.to_le_bytes());
     }
-    let mut map = HashMap::new();
-    let mut len = [0u8; 4];
-    loop {
-        match r.read_exact(&mut len) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break,
-            Err(e) => return Err(e),
-        }
-        let mut path = vec![0u8; u32::from_le_bytes(len) as usize];
-        r.read_exact(&mut path)?;
-        let mut nums = [0u64; 5];
-        for n in &mut nums {
-            let mut b = [0u8; 8];
-            r.read_exact(&mut b)?;
-            *n = u64::from_le_bytes(b);
-        }
-        let mut mode = [0u8; 4];
-        r.read_exact(&mut mode)?;
-        let mut hex = [0u8; 64];
-        r.read_exact(&mut hex)?;
-        let digest: Digest =
-            format!("sha256:{}", String::from_utf8_lossy(&hex)).parse().map_err(io::Error::other)?;
+    out.extend_from_slice(&s.mode.to_le_bytes());
+    out.extend_from_slice(d);
+}
+
+/// The records of a cache file (see [`push_record`]), later ones winning, and how many there
+/// were; None if it is not one.
+fn parse_cache(bytes: &[u8]) -> Option<(Digests, usize)> {
+    let mut rest = bytes.strip_prefix(CACHE_MAGIC)?;
+    let mut take = |n: usize| -> Option<&[u8]> {
+        let (head, tail) = rest.split_at_checked(n)?;
+        rest = tail;
+        Some(head)
+    };
+    let u64_at =
+        |b: &[u8], i: usize| b.get(i * 8..i * 8 + 8).and_then(|s| s.try_into().ok()).map(u64::from_le_bytes);
+    // A record is ~100 bytes: one allocation for the table.
+    let mut map = Digests::with_capacity_and_hasher(bytes.len() / 96, Default::default());
+    let mut records = 0;
+    let mut record = || -> Option<(OsString, (Stat, Raw))> {
+        let len = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
+        let path = OsString::from(std::ffi::OsStr::from_bytes(take(len)?));
+        let nums = take(5 * 8)?;
+        let mode = u32::from_le_bytes(take(4)?.try_into().ok()?);
+        let digest: Raw = take(32)?.try_into().ok()?;
         let stat = Stat {
-            dev: nums[0],
-            ino: nums[1],
-            size: nums[2],
-            mtime_ns: nums[3] as i64,
-            ctime_ns: nums[4] as i64,
-            mode: u32::from_le_bytes(mode),
+            dev: u64_at(nums, 0)?,
+            ino: u64_at(nums, 1)?,
+            size: u64_at(nums, 2)?,
+            mtime_ns: u64_at(nums, 3)? as i64,
+            ctime_ns: u64_at(nums, 4)? as i64,
+            mode,
         };
-        map.insert(PathBuf::from(std::ffi::OsStr::from_bytes(&path)), (stat, digest));
+        Some((path, (stat, digest)))
+    };
+    while let Some((path, value)) = record() {
+        map.insert(path, value);
+        records += 1;
     }
-    Ok(map)
+    Some((map, records))
 }
 
 #[cfg(test)]
@@ -663,25 +997,26 @@ mod tests {
         let data: Vec<u8> = (0..(MMAP_MIN as usize + 12345)).map(|i| (i * 31 % 251) as u8).collect();
         fs::write(&path, &data).unwrap();
         let expected = Digest::of(&data);
+        let raw = |d: Raw| Digest::from_raw(&d);
         // A program that leaves SIGIO at its default gets no lease (a break would kill it).
         // SAFETY: SIG_DFL and SIG_IGN install no handler code.
         unsafe { libc::signal(libc::SIGIO, libc::SIG_DFL) };
         assert_eq!(hash_mapped(&File::open(&path).unwrap()), None);
-        assert_eq!(hash_file(&path).unwrap(), expected);
+        assert_eq!(raw(hash_file(&path).unwrap()), expected);
         // SAFETY: as above.
         unsafe { libc::signal(libc::SIGIO, libc::SIG_IGN) };
         // Leasable: hashed through the mapping.
-        assert_eq!(hash_mapped(&File::open(&path).unwrap()), Some(expected.clone()));
-        assert_eq!(hash_file(&path).unwrap(), expected);
+        assert_eq!(hash_mapped(&File::open(&path).unwrap()).map(raw), Some(expected.clone()));
+        assert_eq!(raw(hash_file(&path).unwrap()), expected);
         // Someone has it open for writing: no lease, so no mapping; read() gives the same.
         let writer = File::options().write(true).open(&path).unwrap();
         assert_eq!(hash_mapped(&File::open(&path).unwrap()), None);
-        assert_eq!(hash_file(&path).unwrap(), expected);
+        assert_eq!(raw(hash_file(&path).unwrap()), expected);
         drop(writer);
         // Small files are always read.
         fs::write(dir.path().join("small"), b"abc").unwrap();
         assert_eq!(hash_mapped(&File::open(dir.path().join("small")).unwrap()), None);
-        assert_eq!(hash_file(&dir.path().join("small")).unwrap(), Digest::of(b"abc"));
+        assert_eq!(raw(hash_file(&dir.path().join("small")).unwrap()), Digest::of(b"abc"));
     }
 
     fn write(root: &Path, rel: &str, data: &str) {
@@ -822,6 +1157,77 @@ mod tests {
         let nocache = Context::load(r, None, None).unwrap();
         nocache.checksum(&all).unwrap();
         assert_eq!(nocache.files_hashed(), files);
+    }
+
+    #[test]
+    fn sums_answer_a_rebuild_whose_stats_match_and_nothing_else() {
+        let dir = tree();
+        let r = dir.path();
+        let store = tempfile::tempdir().unwrap();
+        let hc = store.path().join("cache/context");
+        std::thread::sleep(std::time::Duration::from_millis(2 * (RACY_NS / 1_000_000) as u64));
+        let src = [p("src")];
+        let first = Context::load(r, None, Some(&hc)).unwrap();
+        let (sum, list) = first.checksum_key(&src, None).unwrap();
+        // A miss computes the whole checksum, list included, and it is checksum()'s.
+        assert_eq!(Some(first.checksum(&src).unwrap()), list.map(|l| (sum.clone(), l)));
+        // Same stats: the remembered sum, without reading a file or listing them.
+        let second = Context::load(r, None, Some(&hc)).unwrap();
+        assert_eq!(second.checksum_key(&src, None).unwrap(), (sum.clone(), None));
+        assert_eq!(second.files_hashed(), 0);
+        // Other sources, or an exclusion that drops a file, have sums of their own.
+        let x = crate::copy::exclude_rules(&["lib.rs".to_string()]).unwrap();
+        let (excluded, listed) = second.checksum_key(&src, x.as_ref()).unwrap();
+        assert_ne!(excluded, sum);
+        assert!(listed.is_some());
+        // A changed file (same size and mtime: only ctime and content differ) is a miss.
+        let path = r.join("src/main.rs");
+        let mtime = fs::metadata(&path).unwrap().modified().unwrap();
+        fs::write(&path, "fn main() {}\t").unwrap();
+        File::options().write(true).open(&path).unwrap().set_modified(mtime).unwrap();
+        let third = Context::load(r, None, Some(&hc)).unwrap();
+        let (changed, listed) = third.checksum_key(&src, None).unwrap();
+        assert_ne!(changed, sum);
+        assert_eq!(changed, Context::load(r, None, None).unwrap().checksum(&src).unwrap().0);
+        assert!(listed.is_some());
+        // ... whose file is racy (just written), so that sum is not remembered.
+        let fourth = Context::load(r, None, Some(&hc)).unwrap();
+        assert!(fourth.checksum_key(&src, None).unwrap().1.is_some());
+    }
+
+    #[test]
+    fn the_hash_cache_appends_what_it_learns_and_survives_a_torn_tail() {
+        let dir = tree();
+        let r = dir.path();
+        let store = tempfile::tempdir().unwrap();
+        let hc = store.path().join("cache/context");
+        let file = hc.join("digests");
+        std::thread::sleep(std::time::Duration::from_millis(2 * (RACY_NS / 1_000_000) as u64));
+        let all = [p("")];
+        Context::load(r, None, Some(&hc)).unwrap().checksum(&all).unwrap();
+        let written = fs::metadata(&file).unwrap().len();
+        // One new file: one record appended, the rest left as it is.
+        write(r, "src/new.rs", "new");
+        std::thread::sleep(std::time::Duration::from_millis(2 * (RACY_NS / 1_000_000) as u64));
+        Context::load(r, None, Some(&hc)).unwrap().checksum(&all).unwrap();
+        let record = (4 + "src/new.rs".len() + 5 * 8 + 4 + 32) as u64;
+        assert_eq!(fs::metadata(&file).unwrap().len(), written + record);
+        let again = Context::load(r, None, Some(&hc)).unwrap();
+        let sum = again.checksum(&all).unwrap().0;
+        assert_eq!(again.files_hashed(), 0);
+        // A record cut short (a crash while appending) loses only itself.
+        let mut bytes = fs::read(&file).unwrap();
+        bytes.extend_from_slice(&[7, 0, 0, 0, b's']);
+        fs::write(&file, bytes).unwrap();
+        let torn = Context::load(r, None, Some(&hc)).unwrap();
+        assert_eq!(torn.checksum(&all).unwrap().0, sum);
+        assert_eq!(torn.files_hashed(), 0);
+        // An older cache format is not read, and is replaced.
+        fs::write(&file, b"rbuild context hash cache v1\n").unwrap();
+        let old = Context::load(r, None, Some(&hc)).unwrap();
+        assert_eq!(old.checksum(&all).unwrap().0, sum);
+        assert!(old.files_hashed() >= 5);
+        assert!(fs::read(&file).unwrap().starts_with(CACHE_MAGIC));
     }
 
     #[test]

@@ -77,6 +77,13 @@ impl ExplainStore {
         Ok(())
     }
 
+    /// Whether the record of `identity` is the one of the step's cache `key` (then
+    /// [`ExplainStore::remember_keyed`] would write nothing).
+    pub fn is_current(&self, identity: &str, key: &str) -> bool {
+        self.path(identity)
+            .is_some_and(|p| std::fs::read_to_string(p.with_extension("key")).is_ok_and(|k| k == key))
+    }
+
     /// Records `inputs` unless the step's cache `key` (a hash of exactly these inputs) is the
     /// one already recorded: a fully cached rebuild then writes nothing.
     pub fn remember_keyed(&self, identity: &str, key: &str, inputs: &KeyInputs) -> io::Result<()> {

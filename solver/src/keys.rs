@@ -25,6 +25,16 @@ pub(crate) struct StepInputs {
     pub downloads: Downloads,
     /// Per-file checksums of context sources, for --explain-cache.
     pub files: Vec<(String, String)>,
+    /// Context sources whose per-file list `files` leaves out until someone needs it.
+    pub pending_files: Option<PendingFiles>,
+}
+
+/// A COPY's context sources, whose per-file checksums (`KeyInputs::files`) are only listed
+/// when the explain record must be written or read: a no-op rebuild of 100,000 files does
+/// not list them ([`Builder::list_pending_files`]).
+pub(crate) struct PendingFiles {
+    rels: Vec<std::path::PathBuf>,
+    exclude: Vec<String>,
 }
 
 /// A step's key, what computing it downloaded, and what `--explain-cache` compares.
@@ -34,6 +44,8 @@ pub(crate) struct StepKey {
     pub link: Option<Digest>,
     pub downloads: Downloads,
     pub inputs: KeyInputs,
+    /// What `inputs.files` will hold once listed.
+    pub pending_files: Option<PendingFiles>,
 }
 
 pub(crate) fn key_of(parts: &[&str]) -> Digest {
@@ -64,7 +76,7 @@ impl Builder<'_> {
             // Ops are plain data with string keys: serialization cannot fail.
             op => serde_json::to_string(op).unwrap_or_default(),
         };
-        let StepInputs { key: inputs, downloads, files } = self.inputs_key(step)?;
+        let StepInputs { key: inputs, downloads, files, pending_files } = self.inputs_key(step)?;
         let mut key_parts = vec!["step", state.key.as_str(), op_json.as_str(), inputs.as_str()];
         if matches!(step.op, Op::Config(ConfigOp::Entrypoint(_))) && cmd_set {
             key_parts.push("cmd-set");
@@ -112,7 +124,18 @@ impl Builder<'_> {
         };
         let inputs =
             KeyInputs { parent_key: state.key.to_string(), op: op_json, files, build_args, base: None };
-        Ok(StepKey { key, link, downloads, inputs })
+        Ok(StepKey { key, link, downloads, inputs, pending_files })
+    }
+
+    /// Fills `inputs.files` from `pending` (once: it is taken).
+    pub(crate) fn list_pending_files(&self, inputs: &mut KeyInputs, pending: &mut Option<PendingFiles>) {
+        let Some(p) = pending.take() else { return };
+        let exclude = crate::copy::exclude_rules(&p.exclude).ok().flatten();
+        // The key was computed from the same sources, so this cannot fail but for a file that
+        // vanished since; the record then lists nothing, as for a step without sources.
+        if let Ok((_, files)) = self.context_checksum_excluding(&p.rels, exclude.as_ref()) {
+            inputs.files = files;
+        }
     }
 
     /// The part of a step's key that comes from outside the Dockerfile: the content of COPY
@@ -130,8 +153,14 @@ impl Builder<'_> {
             None => {
                 let rels = self.context_sources(&copy.sources).at(step)?;
                 let exclude = crate::copy::exclude_rules(&copy.exclude).at(step)?;
-                let (sum, files) = self.context_checksum_excluding(&rels, exclude.as_ref()).at(step)?;
-                Ok(StepInputs { key: sum.to_string(), files, ..Default::default() })
+                let (sum, files) = self.context_checksum_key(&rels, exclude.as_ref()).at(step)?;
+                Ok(match files {
+                    Some(files) => StepInputs { key: sum.to_string(), files, ..Default::default() },
+                    None => {
+                        let pending_files = Some(PendingFiles { rels, exclude: copy.exclude.clone() });
+                        StepInputs { key: sum.to_string(), pending_files, ..Default::default() }
+                    }
+                })
             }
             Some(CopyFrom::Stage(i)) => Ok(StepInputs { key: self.stage_key(*i)?, ..Default::default() }),
             Some(CopyFrom::Image(r)) => {
@@ -218,6 +247,6 @@ impl Builder<'_> {
                 add.keep_git_dir
             ));
         }
-        Ok(StepInputs { key: parts.join("\n"), downloads, files })
+        Ok(StepInputs { key: parts.join("\n"), downloads, files, pending_files: None })
     }
 }

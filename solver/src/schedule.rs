@@ -401,7 +401,7 @@ impl Builder<'_> {
         index: usize,
     ) -> Result<State> {
         let no_cache = run.no_cache;
-        let crate::keys::StepKey { key, link, mut downloads, inputs: mut key_inputs } =
+        let crate::keys::StepKey { key, link, mut downloads, inputs: mut key_inputs, mut pending_files } =
             self.step_key(&state, step, run.cmd_set)?;
         key_inputs.base = run.base.take();
         if let Op::Config(ConfigOp::Cmd(_)) = step.op {
@@ -416,8 +416,16 @@ impl Builder<'_> {
         );
         // Remembered on every build (a small file per step), so that the first --explain-cache
         // build after a normal one can already say what changed. A failure only loses that.
+        // The per-file list of a COPY's sources is made only when a record is written or read.
+        let key_inputs = std::cell::RefCell::new(key_inputs);
+        let list_files = || self.list_pending_files(&mut key_inputs.borrow_mut(), &mut pending_files);
+        let list_files = std::cell::RefCell::new(list_files);
         let remember = || {
-            let _ = explain.remember_keyed(&identity, key.as_str(), &key_inputs);
+            if explain.is_current(&identity, key.as_str()) {
+                return;
+            }
+            (list_files.borrow_mut())();
+            let _ = explain.remember_keyed(&identity, key.as_str(), &key_inputs.borrow());
         };
         if !no_cache && let Some(record) = self.cache_lookup(&key)? {
             remember();
@@ -425,7 +433,8 @@ impl Builder<'_> {
             return Ok(self.hit(name, record, key));
         }
         if self.options.explain {
-            let why = explain.explain(&identity, &key_inputs, run.parent_missed, no_cache);
+            (list_files.borrow_mut())();
+            let why = explain.explain(&identity, &key_inputs.borrow(), run.parent_missed, no_cache);
             self.progress.event(Event::Explain(name, &why));
         }
         run.parent_missed = true;
@@ -561,6 +570,16 @@ impl Builder<'_> {
         rels: &[PathBuf],
     ) -> std::result::Result<(Digest, Vec<(String, String)>), ContextError> {
         self.context()?.checksum(rels)
+    }
+
+    /// The digest of [`Builder::context_checksum_excluding`], from remembered sums when
+    /// nothing changed (`Context::checksum_key`).
+    pub(crate) fn context_checksum_key(
+        &self,
+        rels: &[PathBuf],
+        exclude: Option<&crate::dockerignore::DockerIgnore>,
+    ) -> std::result::Result<(Digest, Option<context::FileList>), ContextError> {
+        self.context()?.checksum_key(rels, exclude)
     }
 
     /// [`Builder::context_checksum`] without what `COPY --exclude` leaves out.
