@@ -506,7 +506,7 @@ impl Context {
                         Some(d) => Ok(Content::File(*d)),
                         None => {
                             self.hashed.fetch_add(1, Ordering::Relaxed);
-                            hash_file(&self.root.join(&e.rel)).map(Content::File)
+                            hash_file(&self.root.join(&e.rel), e.size).map(Content::File)
                         }
                     },
                     Kind::Symlink => {
@@ -801,17 +801,22 @@ thread_local! {
 const MMAP_MIN: u64 = 8 * 1024 * 1024;
 
 /// sha256 of a file's contents: large files through a mapping guarded by a read lease, the
-/// rest streamed through a per-thread buffer.
-fn hash_file(path: &Path) -> Result<Raw, ContextError> {
+/// rest streamed through a per-thread buffer. `size` is the walk's: it only picks the way (a
+/// small file costs open, read, read, close; the mapping re-checks the size under its lease).
+fn hash_file(path: &Path, size: u64) -> Result<Raw, ContextError> {
     use std::os::fd::AsRawFd;
     let err = io_at(path);
     let mut f = File::open(path).map_err(err)?;
-    if let Some(d) = hash_mapped(&f) {
+    if size >= MMAP_MIN
+        && let Some(d) = hash_mapped(&f)
+    {
         return Ok(d);
     }
-    // More read-ahead for files not in the page cache yet.
-    // SAFETY: a valid descriptor; advice only.
-    unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_SEQUENTIAL) };
+    if size > READ_BUF as u64 {
+        // More read-ahead for files not in the page cache yet.
+        // SAFETY: a valid descriptor; advice only.
+        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_SEQUENTIAL) };
+    }
     BUF.with_borrow_mut(|buf| {
         let mut h = Hasher::new();
         loop {
@@ -1002,21 +1007,21 @@ mod tests {
         // SAFETY: SIG_DFL and SIG_IGN install no handler code.
         unsafe { libc::signal(libc::SIGIO, libc::SIG_DFL) };
         assert_eq!(hash_mapped(&File::open(&path).unwrap()), None);
-        assert_eq!(raw(hash_file(&path).unwrap()), expected);
+        assert_eq!(raw(hash_file(&path, data.len() as u64).unwrap()), expected);
         // SAFETY: as above.
         unsafe { libc::signal(libc::SIGIO, libc::SIG_IGN) };
         // Leasable: hashed through the mapping.
         assert_eq!(hash_mapped(&File::open(&path).unwrap()).map(raw), Some(expected.clone()));
-        assert_eq!(raw(hash_file(&path).unwrap()), expected);
+        assert_eq!(raw(hash_file(&path, data.len() as u64).unwrap()), expected);
         // Someone has it open for writing: no lease, so no mapping; read() gives the same.
         let writer = File::options().write(true).open(&path).unwrap();
         assert_eq!(hash_mapped(&File::open(&path).unwrap()), None);
-        assert_eq!(raw(hash_file(&path).unwrap()), expected);
+        assert_eq!(raw(hash_file(&path, data.len() as u64).unwrap()), expected);
         drop(writer);
         // Small files are always read.
         fs::write(dir.path().join("small"), b"abc").unwrap();
         assert_eq!(hash_mapped(&File::open(dir.path().join("small")).unwrap()), None);
-        assert_eq!(raw(hash_file(&dir.path().join("small")).unwrap()), Digest::of(b"abc"));
+        assert_eq!(raw(hash_file(&dir.path().join("small"), 3).unwrap()), Digest::of(b"abc"));
     }
 
     fn write(root: &Path, rel: &str, data: &str) {
