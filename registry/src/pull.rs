@@ -124,7 +124,7 @@ impl Client {
         let mut manifests = Vec::new();
         let mut nested = Vec::new();
         self.collect_index(&repo, &shown, &index, 0, &mut manifests, &mut nested)?;
-        self.store_manifests(store, &repo, &shown, &manifests)?;
+        self.store_manifests(store, &repo, &shown, &manifests, false)?;
         for bytes in &nested {
             store.put_index(bytes)?;
         }
@@ -203,7 +203,8 @@ impl Client {
                 ),
             });
         }
-        self.store_manifests(store, repo, shown, &[(bytes, digest.clone(), manifest)])?;
+        // The image this machine will run: its layers are unpacked as they arrive.
+        self.store_manifests(store, repo, shown, &[(bytes, digest.clone(), manifest)], true)?;
         if tag {
             store.tag(reference, &digest)?;
         }
@@ -244,58 +245,93 @@ impl Client {
         Ok(())
     }
 
-    /// Fetches the config and layers of `manifests` that `store` lacks (in parallel, each blob
-    /// once), checks every image among them is whole (its config parses and lists a diff id per
-    /// layer), and only then writes the manifests themselves.
+    /// Fetches the configs of `manifests` that `store` lacks, checks every image among them is
+    /// whole (its config parses and lists a diff id per layer), fetches their layers (in
+    /// parallel, each blob once) and only then writes the manifests themselves.
+    ///
+    /// With `unpack`, each layer of an image is unpacked (`Store::layer_dir`) as soon as its
+    /// blob is stored, on the worker that fetched it, while the other workers go on
+    /// downloading: a pull ends with the image ready to run, as `docker pull` does, and its
+    /// layers are unpacked in parallel instead of one after the other at the first `run`.
+    /// A blob is not unpacked while it downloads: the unpack is bound by file creation
+    /// (~100 MB/s on these machines) and the local download runs at ~400 MB/s, so overlapping
+    /// layers gets most of what streaming within a blob would.
     fn store_manifests(
         &self,
         store: &Store,
         repo: &Repository,
         shown: &str,
         manifests: &[(Vec<u8>, Digest, Manifest)],
+        unpack: bool,
     ) -> Result<()> {
-        let mut blobs: Vec<&Descriptor> = Vec::new();
+        let mut configs: Vec<&Descriptor> = Vec::new();
         for (_, _, manifest) in manifests {
-            for d in std::iter::once(&manifest.config).chain(&manifest.layers) {
-                if !blobs.iter().any(|b| b.digest == d.digest) {
-                    blobs.push(d);
+            if !configs.iter().any(|b| b.digest == manifest.config.digest) {
+                configs.push(&manifest.config);
+            }
+        }
+        parallel(self.options.jobs, &configs, |desc| self.fetch_missing(store, repo, desc, shown))?;
+
+        // Check each image is whole before its layers are fetched and it becomes visible: the
+        // config must parse and list a diff id for each layer.
+        let mut layers: Vec<(&Descriptor, Option<Digest>)> = Vec::new();
+        for (_, digest, manifest) in manifests {
+            let diff_ids = if is_image(manifest) {
+                let bad = |reason: String| Error::BadManifest { reference: shown.to_string(), reason };
+                let config_bytes = store.read_blob(&manifest.config.digest)?;
+                let config: ImageConfig = serde_json::from_slice(&config_bytes).map_err(|e| {
+                    bad(format!("its image config {} is not valid: {e}", manifest.config.digest))
+                })?;
+                if config.rootfs.diff_ids.len() != manifest.layers.len() {
+                    return Err(bad(format!(
+                        "the manifest {digest} lists {} layers but the config {} diff ids",
+                        manifest.layers.len(),
+                        config.rootfs.diff_ids.len()
+                    )));
+                }
+                config.rootfs.diff_ids.into_iter().map(Some).collect()
+            } else {
+                vec![None; manifest.layers.len()]
+            };
+            for (desc, diff_id) in manifest.layers.iter().zip(diff_ids) {
+                if !layers.iter().any(|(b, _)| b.digest == desc.digest) {
+                    layers.push((desc, diff_id.filter(|_| unpack)));
                 }
             }
         }
-        parallel(self.options.jobs, &blobs, |desc| {
-            if store.keep_blob(&desc.digest) {
-                self.report(Progress::Done {
+        parallel(self.options.jobs, &layers, |(desc, diff_id)| {
+            self.fetch_missing(store, repo, desc, shown)?;
+            if let Some(diff_id) = diff_id {
+                let layer = cache::oci::Layer {
                     digest: desc.digest.clone(),
+                    diff_id: diff_id.clone(),
                     size: desc.size,
-                    outcome: Outcome::AlreadyPresent,
-                });
-            } else {
-                self.fetch_blob(store, repo, desc, shown)?;
+                    media_type: desc.media_type.clone(),
+                };
+                store.layer_dir(&layer)?;
             }
-            // A hint for cross-repository mounts on a later push; losing it costs nothing.
-            let _ = store.add_blob_source(&desc.digest, &repo.to_string());
             Ok(())
         })?;
-
-        // Check each image is whole before it becomes visible: the config must parse and list a
-        // diff id for each layer.
-        for (_, digest, manifest) in manifests.iter().filter(|(_, _, m)| is_image(m)) {
-            let bad = |reason: String| Error::BadManifest { reference: shown.to_string(), reason };
-            let config_bytes = store.read_blob(&manifest.config.digest)?;
-            let config: ImageConfig = serde_json::from_slice(&config_bytes)
-                .map_err(|e| bad(format!("its image config {} is not valid: {e}", manifest.config.digest)))?;
-            if config.rootfs.diff_ids.len() != manifest.layers.len() {
-                return Err(bad(format!(
-                    "the manifest {digest} lists {} layers but the config {} diff ids",
-                    manifest.layers.len(),
-                    config.rootfs.diff_ids.len()
-                )));
-            }
-        }
         for (bytes, digest, _) in manifests {
             let stored = store.write_blob(bytes)?;
             debug_assert_eq!(stored, *digest);
         }
+        Ok(())
+    }
+
+    /// Fetches blob `desc` unless `store` has it.
+    fn fetch_missing(&self, store: &Store, repo: &Repository, desc: &Descriptor, shown: &str) -> Result<()> {
+        if store.keep_blob(&desc.digest) {
+            self.report(Progress::Done {
+                digest: desc.digest.clone(),
+                size: desc.size,
+                outcome: Outcome::AlreadyPresent,
+            });
+        } else {
+            self.fetch_blob(store, repo, desc, shown)?;
+        }
+        // A hint for cross-repository mounts on a later push; losing it costs nothing.
+        let _ = store.add_blob_source(&desc.digest, &repo.to_string());
         Ok(())
     }
 

@@ -52,6 +52,20 @@ fn push_then_pull_into_an_empty_store_gives_the_same_image() {
         assert_eq!(dst.store.read_blob(&layer.digest).unwrap(), src.store.read_blob(&layer.digest).unwrap());
     }
     assert_eq!(dst.store.resolve(&target.to_string()).expect("tagged").digest, image.digest);
+    // The pull leaves the image ready to run: every layer is unpacked, with the files of the
+    // source image.
+    for layer in image.layers() {
+        let unpacked = dst.store.root().join("layers").join(layer.diff_id.hex());
+        assert!(unpacked.is_dir(), "{} not unpacked by the pull", layer.diff_id);
+        let names = |dir: &std::path::Path| {
+            let mut n: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+            n.sort();
+            n
+        };
+        let theirs = names(&src.store.layer_dir(&layer).unwrap());
+        assert!(!theirs.is_empty());
+        assert_eq!(names(&unpacked), theirs);
+    }
     assert!(events.outcomes().iter().all(|(_, o)| *o == Outcome::Transferred));
     assert!(events.0.lock().unwrap().iter().any(|e| matches!(e, registry::Progress::Bytes { .. })));
 

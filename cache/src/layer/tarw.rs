@@ -32,7 +32,7 @@ pub(super) fn write_upper(
     sink_path: &Path,
     clamp: Option<u64>,
 ) -> Result<()> {
-    let mut w = TarWriter { out, sink_path };
+    let mut w = TarWriter { out, sink_path, buf: Vec::new() };
     let base_header = |meta: &Metadata, kind: EntryType| {
         let mut h = base_header(meta, kind);
         if let (Some(max), Ok(mtime)) = (clamp, h.mtime())
@@ -193,6 +193,9 @@ fn read_xattrs(path: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
 struct TarWriter<'a, W> {
     out: &'a mut W,
     sink_path: &'a Path,
+    /// The read buffer, allocated once: 40,000 small files must not mean 40,000 128 KiB
+    /// allocations (each an mmap, page faults and a munmap).
+    buf: Vec<u8>,
 }
 
 impl<W: Write> TarWriter<'_, W> {
@@ -251,7 +254,10 @@ impl<W: Write> TarWriter<'_, W> {
         header.set_cksum();
         self.out.write_all(header.as_bytes()).at(sink)?;
         let mut left = size;
-        let mut buf = vec![0u8; if size == 0 { 0 } else { 128 * 1024 }];
+        if size > 0 && self.buf.is_empty() {
+            self.buf = vec![0u8; 128 * 1024];
+        }
+        let buf = &mut self.buf;
         while left > 0 {
             let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
             let n = match data.read(&mut buf[..want]) {
@@ -341,7 +347,7 @@ mod tests {
     fn files_over_8_gib_get_a_pax_size_record() {
         let size = (8u64 << 30) + 3;
         let mut out = Head { head: Vec::new(), total: 0 };
-        let mut w = TarWriter { out: &mut out, sink_path: Path::new("sink") };
+        let mut w = TarWriter { out: &mut out, sink_path: Path::new("sink"), buf: Vec::new() };
         let mut h = Header::new_ustar();
         h.set_entry_type(EntryType::Regular);
         h.set_mode(0o644);
