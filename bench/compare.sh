@@ -81,10 +81,12 @@ B="--pull=never --network=none --layers"
 # report from it).
 json=$results/raw
 [ $quick = 1 ] && json=$tmp/json
-rm -rf "$json"; mkdir -p "$json"
-# FIGURES="a d" runs only those letters (default: all).
+# FIGURES="a d" runs only those letters (default: all); the other figures' JSON stays, so the
+# report covers every figure measured last.
 only=${FIGURES:-a b c d e}
 want() { case " $only " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+mkdir -p "$json"
+for f in $only; do rm -f "$json/$f"-*.json; done
 # hyperfine over name/command pairs; the JSON goes to $json/$1.json. A figure whose command
 # fails is reported and left out; the others go on.
 bench() {
