@@ -138,6 +138,16 @@ pub(crate) fn run(
     Ok(Outcome { status, oom_killed })
 }
 
+/// `result`, or its error after `child` (a helper still waiting for its configuration) was
+/// killed and reaped.
+fn kill_on_error<T>(child: &mut std::process::Child, result: Result<T, Error>) -> Result<T, Error> {
+    if result.is_err() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    result
+}
+
 fn encode(config: &impl serde::Serialize) -> Result<Vec<u8>, Error> {
     serde_json::to_vec(config).map_err(|e| Error::Setup { step: "encode spec", source: e.into() })
 }
@@ -178,14 +188,7 @@ fn run_init(
     drop(cmd);
     drop(config_r);
     drop(status_w);
-    let json = match spec() {
-        Ok(json) => json,
-        Err(e) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(e);
-        }
-    };
+    let json = kill_on_error(&mut child, spec())?;
 
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     let killed = std::sync::atomic::AtomicBool::new(false);
@@ -306,14 +309,7 @@ fn start_helper(
     drop(cmd);
     drop(config_r);
     drop(theirs);
-    let json = match json() {
-        Ok(json) => json,
-        Err(e) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(e);
-        }
-    };
+    let json = kill_on_error(&mut child, json())?;
     // A failed write means the helper died early; its report (or its absence) says why.
     let _ = File::from(config_w).write_all(&json);
     let mut status = BufReader::new(ours);
