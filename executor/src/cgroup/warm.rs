@@ -66,10 +66,21 @@ pub fn warm_migrations() -> MigrationWarmup {
         && nix::unistd::geteuid().is_root()
         && let Some(file) = own_procs_file().and_then(|p| OpenOptions::new().write(true).open(p).ok())
     {
-        s.running = std::thread::Builder::new()
-            .name("rbuild-cgroup-warm".into())
-            .spawn(move || keep_warm(file))
-            .is_ok();
+        // The thread is born with every signal blocked (it inherits the mask of the moment it
+        // is spawned), so a signal meant for the process never ends up there: a program that
+        // blocks SIGTERM and SIGINT in its threads to forward them (`rbuild run`'s sig-proxy)
+        // would otherwise die of one delivered to this thread, which has them unblocked.
+        use nix::sys::signal::{SigSet, SigmaskHow, pthread_sigmask};
+        let mut old = SigSet::empty();
+        let blocked = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::all()), Some(&mut old)).is_ok();
+        s.running = blocked
+            && std::thread::Builder::new()
+                .name("rbuild-cgroup-warm".into())
+                .spawn(move || keep_warm(file))
+                .is_ok();
+        if blocked {
+            let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+        }
     }
     MigrationWarmup(())
 }
