@@ -425,7 +425,8 @@ impl Context {
             return self.checksum_excluding(rels, exclude).map(|(d, list)| (d, Some(list)));
         };
         let started = now_ns();
-        let (items, _) = self.select(rels, exclude)?;
+        let selected = self.select(rels, exclude)?;
+        let items = &selected.0;
         let mut racy = false;
         let mut h = Hasher::new();
         let mut buf = Vec::with_capacity(64 * 1024);
@@ -434,7 +435,7 @@ impl Context {
             buf.extend_from_slice(&(b.len() as u64).to_le_bytes());
             buf.extend_from_slice(b);
         }
-        for &(i, at) in &items {
+        for &(i, at) in items {
             let e = &self.entries[at];
             racy |= e.kind == Kind::File && e.racy(started);
             let b = e.rel.as_os_str().as_bytes();
@@ -456,7 +457,7 @@ impl Context {
         if let Some(sum) = sums.get(&fingerprint) {
             return Ok((Digest::from_raw(&sum), None));
         }
-        let (digest, list) = self.checksum_excluding(rels, exclude)?;
+        let (digest, list) = self.checksum_selected(rels, selected)?;
         if !racy && let Some(raw) = raw_of(&digest) {
             sums.put(fingerprint, raw)
                 .map_err(|source| ContextError::HashCache { path: sums.file.clone(), source })?;
@@ -479,8 +480,17 @@ impl Context {
         rels: &[PathBuf],
         exclude: Option<&crate::dockerignore::DockerIgnore>,
     ) -> Result<(Digest, Vec<(String, String)>), ContextError> {
+        self.checksum_selected(rels, self.select(rels, exclude)?)
+    }
+
+    /// [`Context::checksum_excluding`] of the entries [`Context::select`] chose.
+    #[allow(clippy::type_complexity)]
+    fn checksum_selected(
+        &self,
+        rels: &[PathBuf],
+        (items, sources): (Vec<(usize, usize)>, Vec<(String, usize)>),
+    ) -> Result<(Digest, FileList), ContextError> {
         let started = now_ns();
-        let (items, sources) = self.select(rels, exclude)?;
         // Digests the hash cache already knows.
         let mut known: Vec<Option<Raw>> = vec![None; items.len()];
         if let Some(hc) = self.hash_cache() {
