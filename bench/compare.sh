@@ -6,6 +6,8 @@
 #   c  a context of 100,000 files (100 MiB): first build, no-op rebuild, one file changed
 #   d  `run --rm IMAGE true` with --network none and with the default network
 #   e  pull of a 500 MiB, 5-layer image from the local registry, then `run` of it
+#   f  a cold build of `COPY tree /d`, a 500 MB, 40,000-file context (the image only built and
+#      stored, as in a build-and-push pipeline)
 # Writes bench/results/compare.{json,md} (medians, and each peer's time over rbuild's) and
 # bench/results/compare.png (gnuplot), and prints the table.
 #
@@ -19,7 +21,7 @@
 # commit. Noisy 2-core machines: compare ratios over 1.3 or so, not a few percent.
 #
 # Usage: bench/compare.sh [--quick] [RUNS]   (RUNS: for the fast figures, default 10; the slow
-# ones, b, c's first build and e, take 3)
+# ones, b, c's first build, e and f, take 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -55,10 +57,12 @@ trap cleanup EXIT
 # The base image every tool builds on: the peers' busybox, or rbuild's own for --quick.
 base=localhost/busybox:test
 if [ -f "$PEERS_DIR/ctx/Dockerfile" ] && curl -fs http://127.0.0.1:5000/v2/busybox/tags/list >/dev/null 2>&1; then
-  $rb pull -q 127.0.0.1:5000/busybox:test >/dev/null
-  $rb tag 127.0.0.1:5000/busybox:test $base
+  base_source=127.0.0.1:5000/busybox:test
+  $rb pull -q $base_source >/dev/null
+  $rb tag $base_source $base
   ctx_a=$PEERS_DIR/ctx
 else
+  base_source=$base
   target/release/busybox-rootfs "$tmp/busybox.tar"
   $rb import "$tmp/busybox.tar" $base >/dev/null
   ctx_a=$tmp/ctx-a
@@ -83,7 +87,7 @@ json=$results/raw
 [ $quick = 1 ] && json=$tmp/json
 # FIGURES="a d" runs only those letters (default: all); the other figures' JSON stays, so the
 # report covers every figure measured last.
-only=${FIGURES:-a b c d e}
+only=${FIGURES:-a b c d e f}
 want() { case " $only " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 mkdir -p "$json"
 for f in $only; do rm -f "$json/$f"-*.json; done
@@ -159,6 +163,28 @@ else
   $rb build -q --network=none -t rb-ctx:rbuild "$tmp/ctx-c" >/dev/null
   WARMUP=2 bench c-noop "$runs" -n rbuild "$rb build -q --network=none -t rb-ctx:rbuild $tmp/ctx-c"
 fi
+fi
+
+if [ $quick = 0 ] && want f; then
+  echo "f: COPY of a 500 MB, 40,000-file context" >&2
+  mkdir "$tmp/ctx-f"
+  "$tmp/gen-files" "$tmp/ctx-f/tree" 40000 500 7
+  printf 'FROM %s\nCOPY tree /d\n' $base > "$tmp/ctx-f/Dockerfile"
+  # Each rbuild run starts from a store holding only the base image (a small one, copied:
+  # the main store holds c's 100,000-file layers by now).
+  fbase="$tmp/store-f-base"
+  "$root/target/release/rbuild" --root "$fbase" pull -q "$base_source" >/dev/null 2>&1 \
+    || "$root/target/release/rbuild" --root "$fbase" import "$tmp/busybox.tar" "$base" >/dev/null
+  "$root/target/release/rbuild" --root "$fbase" tag "$base_source" "$base" 2>/dev/null || true
+  rows=()
+  [ $have_docker = 1 ] && rows+=(-n "BuildKit" --prepare "sh -c '$D rmi -f localhost/rb-copy:docker >/dev/null 2>&1; $D builder prune -af >/dev/null'" "env DOCKER_BUILDKIT=1 $D build -q --network=none --no-cache -t localhost/rb-copy:docker $tmp/ctx-f")
+  [ $have_buildah = 1 ] && rows+=(-n "buildah" --prepare true "buildah bud -q $B --no-cache -t localhost/rb-copy:buildah $tmp/ctx-f")
+  [ $have_podman = 1 ] && rows+=(-n "podman" --prepare true "podman build -q $B --no-cache -t localhost/rb-copy:podman $tmp/ctx-f")
+  WARMUP=0 bench f-copy "$slow" -n rbuild --prepare "sh -c 'rm -rf $tmp/store-f && cp -a $fbase $tmp/store-f'" \
+    "$root/target/release/rbuild --root $tmp/store-f build -q --network=none -t rb-copy:rbuild $tmp/ctx-f" "${rows[@]}"
+  rm -rf "$tmp/store-f" "$fbase" "$tmp/ctx-f"
+  [ $have_docker = 1 ] && { $D rmi -f localhost/rb-copy:docker >/dev/null 2>&1; $D builder prune -af >/dev/null 2>&1 || true; }
+  [ $have_podman = 1 ] && { podman rmi -f localhost/rb-copy:podman localhost/rb-copy:buildah >/dev/null 2>&1 || true; podman image prune -f >/dev/null 2>&1 || true; }
 fi
 
 if want d; then

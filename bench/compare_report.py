@@ -16,6 +16,7 @@ FIGURES = {
     "d-run": "d: run --rm true",
     "e-pull": "e: pull 500 MiB, 5 layers",
     "e-run": "e: run of the pulled image",
+    "f-copy": "f: COPY 500 MB / 40k files, cold",
 }
 
 

@@ -62,6 +62,37 @@ impl Compression {
     }
 }
 
+/// One entry of a layer given as a list ([`Store::commit_entries`]) rather than as an
+/// upperdir: what the upperdir would hold at `path`, with the metadata it would have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeEntry {
+    /// Relative to the image's root, no `/` at either end.
+    pub path: PathBuf,
+    pub kind: TreeKind,
+    /// Permission bits (and setuid, setgid, sticky).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Seconds since 1970.
+    pub mtime: i64,
+    /// A file whose xattrs the entry has (overlayfs's own left out): a directory of the image
+    /// that overlayfs would have copied up with them. None: no xattrs.
+    pub xattrs_from: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TreeKind {
+    Dir,
+    /// `size` bytes read from `source` (opened without following a symlink).
+    File {
+        source: PathBuf,
+        size: u64,
+    },
+    Symlink {
+        target: PathBuf,
+    },
+}
+
 /// How [`Store::commit_layer`] writes a layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CommitOptions {
@@ -83,6 +114,22 @@ impl Store {
         let LayerSink { writer, compression, path } = sink;
         let (writer, written) = write_on_thread(writer, |w| tarw::write_upper(upper, w, &path, clamp));
         // The thread below failing (a full disk) is the cause of the tar's failure to write.
+        let writer = writer.at(&path)?;
+        written?;
+        self.store_sink(LayerSink { writer, compression, path })
+    }
+
+    /// Writes `entries` as an OCI layer blob and stores it, without the tree existing anywhere:
+    /// the layer a COPY would have left in an upperdir, read straight from its sources (the
+    /// same bytes as [`Store::commit_layer`] of that upperdir). Sorted here by path, so each
+    /// directory comes before its contents, as a walk of the upperdir gives them. Nothing is
+    /// unpacked: [`Store::layer_dir`] does that when a snapshot first needs the layer.
+    pub fn commit_entries(&self, mut entries: Vec<TreeEntry>, options: &CommitOptions) -> Result<Layer> {
+        entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+        let sink = LayerSink::new(self.temp_file()?, options.compression)?;
+        let clamp = options.source_date_epoch.map(|e| u64::try_from(e).unwrap_or(0));
+        let LayerSink { writer, compression, path } = sink;
+        let (writer, written) = write_on_thread(writer, |w| tarw::write_entries(&entries, w, &path, clamp));
         let writer = writer.at(&path)?;
         written?;
         self.store_sink(LayerSink { writer, compression, path })

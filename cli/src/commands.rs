@@ -379,6 +379,9 @@ fn build(store: &Store, mut a: args::BuildArgs) -> Result<ExitCode> {
         platform: None,
         platform_label: false,
         first_step_id: 0,
+        eager_copy: outputs
+            .iter()
+            .any(|o| matches!(o, images::Output::Local { .. } | images::Output::Tar { .. })),
     };
     let mut options = options;
     if a.check {

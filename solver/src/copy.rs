@@ -187,7 +187,13 @@ pub(crate) fn mkdir_all(root: &Path, rel: &Path, owner: (u32, u32)) -> Result<()
     Ok(())
 }
 
-fn copy_tree(root: &Path, src_dir: &Path, dest_rel: &Path, job: &CopyJob<'_>) -> Result<(), FileError> {
+/// The entries below the directory source `src_dir` that `job` copies, each with its
+/// `lstat`, in walk order: sorted by name, a directory before its contents; a directory that
+/// `.dockerignore` or `--exclude` rejects is left out with everything below it.
+pub(crate) fn walk_tree(
+    src_dir: &Path,
+    job: &CopyJob<'_>,
+) -> Result<Vec<(PathBuf, fs::Metadata)>, FileError> {
     let walker = walkdir::WalkDir::new(src_dir).min_depth(1).sort_by_file_name().into_iter();
     let wanted = |e: &walkdir::DirEntry| {
         let below = e.path().strip_prefix(src_dir).unwrap_or(e.path());
@@ -202,29 +208,37 @@ fn copy_tree(root: &Path, src_dir: &Path, dest_rel: &Path, job: &CopyJob<'_>) ->
             None => true,
         }
     };
+    let mut out = Vec::new();
+    for item in walker.filter_entry(wanted) {
+        let item = item.map_err(|e| {
+            let path = e.path().unwrap_or(src_dir).to_path_buf();
+            FileError::Io { op: "read", path, source: e.into() }
+        })?;
+        let meta = item.path().symlink_metadata().map_err(io_err("read", item.path()))?;
+        out.push((item.into_path(), meta));
+    }
+    Ok(out)
+}
+
+fn copy_tree(root: &Path, src_dir: &Path, dest_rel: &Path, job: &CopyJob<'_>) -> Result<(), FileError> {
     // Directories first, in walk order (a parent before its children), then everything else
     // on all cores: creating 100,000 files is most of a big COPY, and each file's copy only
     // needs its directory to exist. Files are grouped by directory, whose path in the image is
     // resolved once per group.
     let mut dirs = Vec::new();
     let mut groups: Vec<(PathBuf, Vec<(PathBuf, fs::Metadata)>)> = Vec::new();
-    for item in walker.filter_entry(wanted) {
-        let item = item.map_err(|e| {
-            let path = e.path().unwrap_or(src_dir).to_path_buf();
-            FileError::Io { op: "read", path, source: e.into() }
-        })?;
+    for (src, meta) in walk_tree(src_dir, job)? {
         // The walk starts at `src_dir`: every entry is below it.
-        let below = item.path().strip_prefix(src_dir).unwrap_or(item.path());
+        let below = src.strip_prefix(src_dir).unwrap_or(&src);
         let target = dest_rel.join(below);
-        let meta = item.path().symlink_metadata().map_err(io_err("read", item.path()))?;
         if meta.is_dir() {
-            copy_entry(root, item.path(), &meta, &target, job)?;
+            copy_entry(root, &src, &meta, &target, job)?;
             dirs.push((target, meta));
         } else {
             let parent = target.parent().unwrap_or(Path::new("")).to_path_buf();
             match groups.last_mut() {
-                Some((p, files)) if *p == parent => files.push((item.into_path(), meta)),
-                _ => groups.push((parent, vec![(item.into_path(), meta)])),
+                Some((p, files)) if *p == parent => files.push((src, meta)),
+                _ => groups.push((parent, vec![(src, meta)])),
             }
         }
     }

@@ -23,6 +23,7 @@ mod explain;
 pub mod fetch;
 mod fsutil;
 mod keys;
+mod lazy_copy;
 mod mounts;
 mod ops;
 mod remote;
@@ -116,6 +117,10 @@ pub struct BuildOptions {
     /// Added to every [`StepName::id`], so that several builds reporting to one progress
     /// (one per platform) keep their steps apart.
     pub first_step_id: usize,
+    /// Every COPY creates its files, even where nothing later in the build reads them (see
+    /// [`lazy_copy`]): for an output that reads the rootfs right after the build
+    /// (`--output type=local|tar`), where unpacking the layer again would cost more.
+    pub eager_copy: bool,
 }
 
 /// The network of RUN steps: `mode` for a RUN without `--network` (the build's `--network`),

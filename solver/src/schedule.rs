@@ -292,11 +292,16 @@ impl Builder<'_> {
                 Some(p) if *p != frontend::Platform::host() => format!("{p} {}", stage.display_name()),
                 _ => stage.display_name(),
             },
+            lazy_files: false,
         };
+        let read_by_others = def.stages.iter().any(|s| s.dependencies().contains(&index));
         for (i, step) in stage.steps.iter().enumerate() {
             if self.cancelled() {
                 return Err(ErrorKind::Cancelled.into());
             }
+            run.lazy_files = !self.options.eager_copy
+                && !read_by_others
+                && stage.steps[i + 1..].iter().all(|s| matches!(s.op, Op::Config(_)));
             let step_name = name(i + 2, &step.text);
             state = match self.step(state, step, &step_name, &mut run, i) {
                 Ok(s) => {
@@ -468,10 +473,13 @@ impl Builder<'_> {
         let started = Instant::now();
         let next = match &link {
             Some(link) => {
-                let layer = self.copy_link(&state, step, link, &mut downloads)?;
+                let layer = self.copy_link(&state, step, link, run.lazy_files, &mut downloads)?;
                 self.merge_link(state, step, layer, key.clone())?
             }
-            None => self.execute(state, step, name, run.cmd_set, key.clone(), &mut downloads)?,
+            None => {
+                let flags = crate::ops::StepFlags { cmd_set: run.cmd_set, lazy: run.lazy_files };
+                self.execute(state, step, name, flags, key.clone(), &mut downloads)?
+            }
         };
         remember();
         self.ran_keys.lock().unwrap_or_else(|p| p.into_inner()).insert(key);
@@ -615,4 +623,7 @@ struct StageRun {
     /// The base, for the stage's first step's explain record.
     base: Option<String>,
     stage_name: String,
+    /// Nothing after the current step needs the stage's rootfs: the later steps only change
+    /// the config, and no other stage reads this one.
+    lazy_files: bool,
 }

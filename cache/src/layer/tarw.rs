@@ -16,6 +16,7 @@ use std::path::Path;
 
 use tar::{EntryType, Header};
 
+use super::{TreeEntry, TreeKind};
 use crate::error::{Error, IoContext, Result};
 
 pub(super) const WHITEOUT_PREFIX: &[u8] = b".wh.";
@@ -33,15 +34,7 @@ pub(super) fn write_upper(
     clamp: Option<u64>,
 ) -> Result<()> {
     let mut w = TarWriter { out, sink_path, buf: Vec::new() };
-    let base_header = |meta: &Metadata, kind: EntryType| {
-        let mut h = base_header(meta, kind);
-        if let (Some(max), Ok(mtime)) = (clamp, h.mtime())
-            && mtime > max
-        {
-            h.set_mtime(max);
-        }
-        h
-    };
+    let base_header = |meta: &Metadata, kind: EntryType| clamped(base_header(meta, kind), clamp);
     // Sorted by name in the upper at every level, each directory before its contents, so the
     // order is deterministic (a whiteout `.wh.x` comes where `x` sorts).
     let walk = walkdir::WalkDir::new(upper).follow_links(false).min_depth(1).sort_by_file_name();
@@ -148,15 +141,70 @@ fn whiteout_name(rel: &[u8], prefix: &[u8]) -> Vec<u8> {
 }
 
 fn base_header(meta: &Metadata, kind: EntryType) -> Header {
+    header(kind, meta.mode(), meta.uid(), meta.gid(), meta.mtime())
+}
+
+fn header(kind: EntryType, mode: u32, uid: u32, gid: u32, mtime: i64) -> Header {
     let mut h = Header::new_ustar();
     h.set_entry_type(kind);
-    h.set_mode(meta.mode() & 0o7777);
-    h.set_uid(u64::from(meta.uid()));
-    h.set_gid(u64::from(meta.gid()));
-    h.set_mtime(u64::try_from(meta.mtime()).unwrap_or(0));
+    h.set_mode(mode & 0o7777);
+    h.set_uid(u64::from(uid));
+    h.set_gid(u64::from(gid));
+    h.set_mtime(u64::try_from(mtime).unwrap_or(0));
     h.set_size(0);
     zero_devices(&mut h);
     h
+}
+
+/// `h`'s mtime made no later than `clamp`.
+fn clamped(mut h: Header, clamp: Option<u64>) -> Header {
+    if let (Some(max), Ok(mtime)) = (clamp, h.mtime())
+        && mtime > max
+    {
+        h.set_mtime(max);
+    }
+    h
+}
+
+/// Writes `entries` (sorted by path, each directory before its contents) as a layer tar to
+/// `out`, with the same headers [`write_upper`] gives an upperdir holding them: the layer of a
+/// COPY written straight from its sources (see [`TreeEntry`]).
+pub(super) fn write_entries(
+    entries: &[TreeEntry],
+    out: &mut impl Write,
+    sink_path: &Path,
+    clamp: Option<u64>,
+) -> Result<()> {
+    let mut w = TarWriter { out, sink_path, buf: Vec::new() };
+    for e in entries {
+        let rel = e.path.as_os_str().as_bytes();
+        let xattrs = match &e.xattrs_from {
+            Some(p) => read_xattrs(p)?,
+            None => Vec::new(),
+        };
+        let head = |kind| clamped(header(kind, e.mode, e.uid, e.gid, e.mtime), clamp);
+        match &e.kind {
+            TreeKind::Dir => {
+                let mut name = rel.to_vec();
+                name.push(b'/');
+                w.append(head(EntryType::Directory), &name, None, &xattrs, 0, io::empty(), &e.path)?;
+            }
+            TreeKind::File { source, size } => {
+                let file = OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                    .open(source)
+                    .at(source)?;
+                w.append(head(EntryType::Regular), rel, None, &xattrs, *size, file, source)?;
+            }
+            TreeKind::Symlink { target } => {
+                let link = Some(target.as_os_str().as_bytes());
+                w.append(head(EntryType::Symlink), rel, link, &xattrs, 0, io::empty(), &e.path)?;
+            }
+        }
+    }
+    w.out.write_all(&[0u8; 2 * BLOCK]).at(w.sink_path)?;
+    Ok(())
 }
 
 /// Device numbers `0000000`, as GNU tar and Go's archive/tar write them for every entry

@@ -24,6 +24,12 @@ fn pivot(pattern: &str) -> PathBuf {
     }
 }
 
+/// Seconds since 1970, now.
+fn unix_now() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since.map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// An owner that `--chown=SPEC` could not give.
 fn chown_flag(spec: &str) -> impl FnOnce(FileError) -> StepError + '_ {
     move |e| StepError::of_flag(format!("--chown={spec}"))(e.into())
@@ -35,7 +41,23 @@ fn read_err(path: &Path) -> impl Fn(std::io::Error) -> FileError + '_ {
 }
 
 impl Builder<'_> {
-    pub(super) fn copy(&self, state: &State, step: &Step, copy: &CopyOp) -> Result<Option<Layer>> {
+    /// COPY. `lazy`: nothing later in the build needs this stage's rootfs, so a COPY from the
+    /// context may be written straight into its layer ([`crate::lazy_copy`]).
+    pub(super) fn copy(
+        &self,
+        state: &State,
+        step: &Step,
+        copy: &CopyOp,
+        lazy: bool,
+    ) -> Result<Option<Layer>> {
+        if lazy
+            && copy.from.is_none()
+            && !copy.parents
+            && copy.heredocs.is_empty()
+            && let Some(layer) = self.copy_lazily(state, step, copy)?
+        {
+            return Ok(layer);
+        }
         self.ensure_layers(&state.layers)?;
         let snapshot = self.store.create_snapshot(&state.layers).at(step)?;
         let mounted = snapshot.mount().at(step)?;
@@ -130,6 +152,46 @@ impl Builder<'_> {
         drop(source_mount);
         drop(mounted);
         self.commit(&snapshot, step)
+    }
+
+    /// A COPY from the context planned against the parent's rootfs (mounted read-only) and
+    /// committed from the list; `None` when the plan leaves it to the eager copy, whose errors
+    /// are the step's too.
+    fn copy_lazily(&self, state: &State, step: &Step, copy: &CopyOp) -> Result<Option<Option<Layer>>> {
+        self.ensure_layers(&state.layers)?;
+        let view = self.store.mount_readonly(&state.layers).at(step)?;
+        let root = view.path();
+        let owner = match &copy.chown {
+            Some(spec) => match copy::resolve_chown(root, spec) {
+                Ok((u, g)) => copy::Owner::Set(u, g),
+                Err(_) => return Ok(None),
+            },
+            None => copy::Owner::Set(0, 0),
+        };
+        let ctx = self.context().at(step)?;
+        let Ok(sources) = self.context_sources(&copy.sources) else { return Ok(None) };
+        let Ok(exclude) = copy::exclude_rules(&copy.exclude) else { return Ok(None) };
+        let include = |rel: &Path| ctx.includes(rel);
+        let dest = several_dest(root, absolute_dest(state, &copy.dest), sources.len(), sources.len());
+        let job = copy::CopyJob {
+            src_root: ctx.root(),
+            sources: &sources,
+            dest: &dest,
+            owner,
+            chmod: copy.chmod,
+            include: Some(&include),
+            exclude: exclude.as_ref(),
+        };
+        let Some(entries) = crate::lazy_copy::plan(root, &job, unix_now()) else { return Ok(None) };
+        if entries.is_empty() {
+            return Ok(Some(None));
+        }
+        let commit = cache::CommitOptions {
+            compression: self.options.compression,
+            source_date_epoch: self.options.source_date_epoch,
+        };
+        let layer = self.store.commit_entries(entries, &commit).at(step)?;
+        Ok(Some(Some(layer)))
     }
 
     /// ADD: context sources (tar archives extracted), URLs (downloaded), heredocs.

@@ -20,6 +20,17 @@ use crate::keys::Downloads;
 use crate::schedule::{AtStep, Builder, State};
 use crate::{StepName, now_rfc3339};
 
+/// What a step's execution needs to know of the rest of its stage.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StepFlags {
+    /// A CMD was set earlier in the stage (BuildKit: ENTRYPOINT then resets only an
+    /// inherited one).
+    pub(crate) cmd_set: bool,
+    /// Nothing later in the build needs the stage's rootfs: a COPY from the context may be
+    /// written straight into its layer ([`crate::lazy_copy`]).
+    pub(crate) lazy: bool,
+}
+
 impl Builder<'_> {
     /// Runs a step that missed the cache and stores its result under `key`.
     pub(crate) fn execute(
@@ -27,13 +38,14 @@ impl Builder<'_> {
         state: State,
         step: &Step,
         name: &StepName,
-        cmd_set: bool,
+        flags: StepFlags,
         key: Digest,
         downloads: &mut Downloads,
     ) -> Result<State> {
+        let StepFlags { cmd_set, lazy } = flags;
         let (layer, created_by) = match &step.op {
             Op::Run(run) => (self.run(&state, step, run, name)?, run.created_by.clone()),
-            Op::Copy(copy) => (self.copy(&state, step, copy)?, copy.created_by.clone()),
+            Op::Copy(copy) => (self.copy(&state, step, copy, lazy)?, copy.created_by.clone()),
             Op::Add(op) => (self.add(&state, step, op, downloads)?, op.created_by.clone()),
             Op::Config(_) => (None, step.text.clone()),
             Op::Workdir(dir) => (self.workdir(&state, step, dir)?, step.text.clone()),
@@ -86,11 +98,12 @@ impl Builder<'_> {
         state: &State,
         step: &Step,
         link: &Digest,
+        lazy: bool,
         downloads: &mut Downloads,
     ) -> Result<Option<Layer>> {
         let empty = State { layers: Vec::new(), config: state.config.clone(), key: state.key.clone() };
         let layer = match &step.op {
-            Op::Copy(copy) => self.copy(&empty, step, copy)?,
+            Op::Copy(copy) => self.copy(&empty, step, copy, lazy)?,
             Op::Add(op) => self.add(&empty, step, op, downloads)?,
             _ => return Ok(None),
         };
