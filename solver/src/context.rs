@@ -137,6 +137,8 @@ pub struct Context {
     sums: OnceLock<Option<Sums>>,
     /// Files whose contents were read by `checksum` (not taken from the hash cache).
     hashed: AtomicUsize,
+    /// `checksum_key` calls no remembered sum answered.
+    summed: AtomicUsize,
 }
 
 /// Per shown path, what a checksum saw there (file digest, link target, directory mode).
@@ -213,6 +215,7 @@ impl Context {
             hash_cache: OnceLock::new(),
             sums: OnceLock::new(),
             hashed: AtomicUsize::new(0),
+            summed: AtomicUsize::new(0),
         })
     }
 
@@ -254,6 +257,12 @@ impl Context {
     #[cfg_attr(not(test), allow(dead_code))]
     pub fn files_hashed(&self) -> usize {
         self.hashed.load(Ordering::Relaxed)
+    }
+
+    /// Number of [`Context::checksum_key`] calls that computed the checksum (no sum matched).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub fn sums_computed(&self) -> usize {
+        self.summed.load(Ordering::Relaxed)
     }
 
     /// Where `rel` (as written, possibly through symlinks) really is in the index: like
@@ -407,7 +416,9 @@ impl Context {
     }
 
     /// The digest of [`Context::checksum_excluding`], from a remembered sum when every entry
-    /// it covers has the stat it had then; the per-path list only when it had to be made.
+    /// it covers has the stat it had then. The per-path list comes only from a context without
+    /// a store (no sums); otherwise [`Context::checksum_excluding`] makes it when it is needed
+    /// (an `--explain-cache` record), after the digests this call learnt are cached.
     ///
     /// The fingerprint hashes the sources as written and, per entry, its path, type and the
     /// stat the hash cache compares (device, inode, size, mtime and ctime in ns, mode): what
@@ -457,12 +468,14 @@ impl Context {
         if let Some(sum) = sums.get(&fingerprint) {
             return Ok((Digest::from_raw(&sum), None));
         }
-        let (digest, list) = self.checksum_selected(rels, selected)?;
+        // The per-file list is only for --explain-cache records: made when one is written.
+        self.summed.fetch_add(1, Ordering::Relaxed);
+        let (digest, _) = self.checksum_selected(rels, selected, false)?;
         if !racy && let Some(raw) = raw_of(&digest) {
             sums.put(fingerprint, raw)
                 .map_err(|source| ContextError::HashCache { path: sums.file.clone(), source })?;
         }
-        Ok((digest, Some(list)))
+        Ok((digest, None))
     }
 
     /// The content checksum of the sources `rels` (each a file or a directory, taken
@@ -480,15 +493,17 @@ impl Context {
         rels: &[PathBuf],
         exclude: Option<&crate::dockerignore::DockerIgnore>,
     ) -> Result<(Digest, Vec<(String, String)>), ContextError> {
-        self.checksum_selected(rels, self.select(rels, exclude)?)
+        self.checksum_selected(rels, self.select(rels, exclude)?, true)
     }
 
-    /// [`Context::checksum_excluding`] of the entries [`Context::select`] chose.
+    /// [`Context::checksum_excluding`] of the entries [`Context::select`] chose; the list is
+    /// empty unless `want_list` (100,000 entries: ~40 ms of allocations a key does not need).
     #[allow(clippy::type_complexity)]
     fn checksum_selected(
         &self,
         rels: &[PathBuf],
         (items, sources): (Vec<(usize, usize)>, Vec<(String, usize)>),
+        want_list: bool,
     ) -> Result<(Digest, FileList), ContextError> {
         let started = now_ns();
         // Digests the hash cache already knows.
@@ -530,7 +545,7 @@ impl Context {
         // One line per entry, as checksum.rs makes them:
         // `<source>\t<name>\t<path below>\t<kind>\t<mode>\t<size>\t\t<digest or target>\n`.
         let mut h = Hasher::new();
-        let mut list = Vec::with_capacity(items.len());
+        let mut list = Vec::with_capacity(if want_list { items.len() } else { 0 });
         let mut line = Vec::with_capacity(256);
         let mut text = [0u8; DIGEST_TEXT];
         for (&(i, at), c) in items.iter().zip(&contents) {
@@ -562,6 +577,9 @@ impl Context {
             line.extend_from_slice(value.as_bytes());
             line.push(b'\n');
             h.update(&line);
+            if !want_list {
+                continue;
+            }
             let shown = match (below.is_empty(), rel.as_os_str().is_empty()) {
                 (true, true) => ".".to_string(),
                 (true, false) => rel.display().to_string(),
@@ -1184,30 +1202,32 @@ mod tests {
         let src = [p("src")];
         let first = Context::load(r, None, Some(&hc)).unwrap();
         let (sum, list) = first.checksum_key(&src, None).unwrap();
-        // A miss computes the whole checksum, list included, and it is checksum()'s.
-        assert_eq!(Some(first.checksum(&src).unwrap()), list.map(|l| (sum.clone(), l)));
+        // A miss computes the whole checksum (not the list), and it is checksum()'s.
+        assert_eq!((first.sums_computed(), list), (1, None));
+        assert_eq!(first.checksum(&src).unwrap().0, sum);
         // Same stats: the remembered sum, without reading a file or listing them.
         let second = Context::load(r, None, Some(&hc)).unwrap();
         assert_eq!(second.checksum_key(&src, None).unwrap(), (sum.clone(), None));
-        assert_eq!(second.files_hashed(), 0);
+        assert_eq!((second.files_hashed(), second.sums_computed()), (0, 0));
         // Other sources, or an exclusion that drops a file, have sums of their own.
         let x = crate::copy::exclude_rules(&["lib.rs".to_string()]).unwrap();
-        let (excluded, listed) = second.checksum_key(&src, x.as_ref()).unwrap();
+        let (excluded, _) = second.checksum_key(&src, x.as_ref()).unwrap();
         assert_ne!(excluded, sum);
-        assert!(listed.is_some());
+        assert_eq!(second.sums_computed(), 1);
         // A changed file (same size and mtime: only ctime and content differ) is a miss.
         let path = r.join("src/main.rs");
         let mtime = fs::metadata(&path).unwrap().modified().unwrap();
         fs::write(&path, "fn main() {}\t").unwrap();
         File::options().write(true).open(&path).unwrap().set_modified(mtime).unwrap();
         let third = Context::load(r, None, Some(&hc)).unwrap();
-        let (changed, listed) = third.checksum_key(&src, None).unwrap();
+        let (changed, _) = third.checksum_key(&src, None).unwrap();
         assert_ne!(changed, sum);
         assert_eq!(changed, Context::load(r, None, None).unwrap().checksum(&src).unwrap().0);
-        assert!(listed.is_some());
+        assert_eq!(third.sums_computed(), 1);
         // ... whose file is racy (just written), so that sum is not remembered.
         let fourth = Context::load(r, None, Some(&hc)).unwrap();
-        assert!(fourth.checksum_key(&src, None).unwrap().1.is_some());
+        fourth.checksum_key(&src, None).unwrap();
+        assert_eq!(fourth.sums_computed(), 1);
     }
 
     #[test]

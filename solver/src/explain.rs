@@ -65,42 +65,46 @@ impl ExplainStore {
 
     /// Records the inputs of a step that was built or hit (temp file + rename in the same
     /// directory, so a reader never sees half a record). Errors are not fatal to a build.
+    #[cfg(test)]
     pub fn remember(&self, identity: &str, inputs: &KeyInputs) -> io::Result<()> {
-        let path = self.path(identity).ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidInput, format!("invalid step identity {identity:?}"))
-        })?;
-        std::fs::create_dir_all(&self.dir)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
-        // One write: a COPY of a large directory lists thousands of files.
-        tmp.write_all(&serde_json::to_vec(inputs)?)?;
-        tmp.persist(path).map_err(|e| e.error)?;
-        Ok(())
+        self.write_record(identity, &Self::encode(inputs)?, None)
     }
 
     /// Whether the record of `identity` is the one of the step's cache `key` (then
-    /// [`ExplainStore::remember_keyed`] would write nothing).
+    /// [`ExplainStore::remember_encoded`] need not write).
     pub fn is_current(&self, identity: &str, key: &str) -> bool {
         self.path(identity)
             .is_some_and(|p| std::fs::read_to_string(p.with_extension("key")).is_ok_and(|k| k == key))
     }
 
-    /// Records `inputs` unless the step's cache `key` (a hash of exactly these inputs) is the
-    /// one already recorded: a fully cached rebuild then writes nothing.
-    pub fn remember_keyed(&self, identity: &str, key: &str, inputs: &KeyInputs) -> io::Result<()> {
-        let Some(path) = self.path(identity) else {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("invalid step identity {identity:?}"),
-            ));
-        };
-        let key_path = path.with_extension("key");
-        if std::fs::read_to_string(&key_path).is_ok_and(|k| k == key) {
-            return Ok(());
+    /// A record of `inputs` for [`ExplainStore::remember_encoded`].
+    pub fn encode(inputs: &KeyInputs) -> io::Result<Vec<u8>> {
+        Ok(serde_json::to_vec(inputs)?)
+    }
+
+    /// Records a step that was built or hit: its inputs as [`ExplainStore::encode`] made
+    /// them, and the cache `key` they hash to (see [`ExplainStore::is_current`]).
+    pub fn remember_encoded(&self, identity: &str, key: &str, record: &[u8]) -> io::Result<()> {
+        self.write_record(identity, record, Some(key))
+    }
+
+    /// Writes `record` (and `key` beside it), each a temp file renamed into place, so a reader
+    /// never sees half of one.
+    fn write_record(&self, identity: &str, record: &[u8], key: Option<&str>) -> io::Result<()> {
+        let path = self.path(identity).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, format!("invalid step identity {identity:?}"))
+        })?;
+        std::fs::create_dir_all(&self.dir)?;
+        let mut files = vec![(path.clone(), record)];
+        if let Some(key) = key {
+            files.push((path.with_extension("key"), key.as_bytes()));
         }
-        self.remember(identity, inputs)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
-        tmp.write_all(key.as_bytes())?;
-        tmp.persist(key_path).map_err(|e| e.error)?;
+        for (to, bytes) in files {
+            let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
+            // One write: a COPY of a large directory lists thousands of files.
+            tmp.write_all(bytes)?;
+            tmp.persist(to).map_err(|e| e.error)?;
+        }
         Ok(())
     }
 
