@@ -158,6 +158,18 @@ impl Store {
     /// The directory `layers/<diff-id hex>/` holding `layer` unpacked in overlay format,
     /// unpacking the blob first if no process has done so yet.
     pub fn layer_dir(&self, layer: &Layer) -> Result<PathBuf> {
+        self.unpack_with(layer, || self.open_blob(&layer.digest))
+    }
+
+    /// Unpacks `layer` from `blob`, its blob's bytes as they arrive (a download, while it is
+    /// also being stored), unless it is unpacked already (then `blob` is dropped unread). The
+    /// same checks as [`Store::layer_dir`]: the blob's digest and the tar's diff id, nothing
+    /// left behind on any error; a caller can always fall back to [`Store::layer_dir`].
+    pub fn unpack_layer_from(&self, layer: &Layer, blob: impl Read) -> Result<()> {
+        self.unpack_with(layer, || Ok(blob)).map(drop)
+    }
+
+    fn unpack_with<R: Read>(&self, layer: &Layer, blob: impl FnOnce() -> Result<R>) -> Result<PathBuf> {
         let dir = self.unpacked_path(layer);
         if is_dir(&dir) {
             return Ok(dir);
@@ -171,8 +183,7 @@ impl Store {
         let tmp = self.temp_dir("unpack-")?;
         let root = tmp.path().join("root");
         fs::create_dir(&root).at(&root)?;
-        let blob = self.open_blob(&layer.digest)?;
-        unpack::unpack_blob(blob, layer, &root)?;
+        unpack::unpack_blob(blob()?, layer, &root)?;
         fs::rename(&root, &dir).at(&dir)?;
         Ok(dir)
     }

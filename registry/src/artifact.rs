@@ -37,7 +37,7 @@ impl Client {
                 reason: "it is an index, not a manifest".into(),
             });
         };
-        self.fetch_blob(store, &repo, &manifest.config, &shown)?;
+        self.fetch_blob(store, &repo, &manifest.config, &shown, None)?;
         let config = store.read_blob(&manifest.config.digest)?;
         Ok((manifest, config))
     }
@@ -47,6 +47,6 @@ impl Client {
         let repo = Repository::of(reference);
         let shown = reference.to_string();
         let missing: Vec<&Descriptor> = descs.iter().filter(|d| !store.has_blob(&d.digest)).collect();
-        crate::parallel(self.options.jobs, &missing, |d| self.fetch_blob(store, &repo, d, &shown))
+        crate::parallel(self.options.jobs, &missing, |d| self.fetch_blob(store, &repo, d, &shown, None))
     }
 }

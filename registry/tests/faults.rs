@@ -138,6 +138,40 @@ fn a_blob_cut_off_mid_transfer_is_truncated_and_not_stored() {
 }
 
 #[test]
+fn a_layer_whose_download_breaks_off_is_fetched_again_and_ends_unpacked() {
+    // Layers are unpacked while they download: the first, cut-off download's unpack must
+    // leave nothing, and the retried one must still end with the layer unpacked.
+    let (source, image) = random_image_store(300_000);
+    let manifest = source.store.read_blob(&image.digest).unwrap();
+    let config = source.store.read_blob(&image.config_digest).unwrap();
+    let layer = image.layers()[0].clone();
+    let blob = source.store.read_blob(&layer.digest).unwrap();
+    let layer_path = format!("/blobs/{}", layer.digest);
+    let layer_gets = Arc::new(AtomicUsize::new(0));
+    let gets = layer_gets.clone();
+    let (host, _) = serve(move |_, path, _| {
+        if path.contains("/manifests/") {
+            response("200 OK", cache::oci::MEDIA_TYPE_MANIFEST, &manifest, manifest.len())
+        } else if path.ends_with(&layer_path) {
+            let half = &blob[..blob.len() / 2];
+            let body = if gets.fetch_add(1, Ordering::SeqCst) == 0 { half } else { &blob[..] };
+            response("200 OK", "application/octet-stream", body, blob.len())
+        } else {
+            response("200 OK", "application/octet-stream", &config, config.len())
+        }
+    });
+    let (client, _) = client();
+    let t = empty_store();
+    let pulled =
+        client.pull(&t.store, &format!("{host}/x:1").parse().unwrap(), None).expect("pull after a retry");
+    assert_eq!(pulled.digest, image.digest);
+    assert_eq!(layer_gets.load(Ordering::SeqCst), 2, "the layer was fetched again");
+    let unpacked = t.store.root().join("layers").join(layer.diff_id.hex());
+    assert_eq!(std::fs::metadata(unpacked.join("random.bin")).expect("the layer is unpacked").len(), 300_000);
+    assert_eq!(std::fs::read_dir(t.store.root().join("tmp")).unwrap().count(), 0, "nothing left behind");
+}
+
+#[test]
 fn a_manifest_that_does_not_match_its_digest_is_rejected() {
     let manifest = manifest_for(CONFIG);
     let (host, _) =

@@ -39,7 +39,7 @@ use crate::oci::Layer;
 /// Unpacks `blob` (gzip, zstd or plain tar, told apart by its first bytes) into the empty directory
 /// `root`, verifying the blob against `layer.digest` and the tar against `layer.diff_id`.
 /// On error `root` is left half-written; the caller throws it away.
-pub(super) fn unpack_blob(blob: File, layer: &Layer, root: &Path) -> Result<()> {
+pub(super) fn unpack_blob(blob: impl Read, layer: &Layer, root: &Path) -> Result<()> {
     let name = layer.digest.to_string();
     let bad = |reason: String| Error::Layer { layer: name.clone(), reason };
     let (outer, blob_hash) = HashingReader::new(BufReader::with_capacity(256 * 1024, blob));
