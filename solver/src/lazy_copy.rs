@@ -155,30 +155,8 @@ impl Planner<'_> {
     }
 
     /// Whether `rel` (as written) is a directory, its symlinks followed.
-    fn is_dir(&self, rel: &Path) -> Planned<bool> {
-        let mut cur = PathBuf::new();
-        for c in plain(rel)? {
-            let cand = cur.join(c);
-            match self.is_planned_dir(&cand) {
-                Some(true) => {
-                    cur = cand;
-                    continue;
-                }
-                Some(false) => return Err(Fallback),
-                None => {}
-            }
-            match self.lstat(&cand)? {
-                Some(m) if m.is_dir() => cur = cand,
-                Some(m) if m.file_type().is_symlink() => match self.follow(&cand)? {
-                    Some(r) => cur = r,
-                    None => return Ok(false),
-                },
-                // The eager copy would write a file at or below it: its own rules decide.
-                Some(_) => return Err(Fallback),
-                None => return Ok(false),
-            }
-        }
-        Ok(true)
+    fn is_dir(&mut self, rel: &Path) -> Planned<bool> {
+        Ok(self.resolve_dir(rel, false)?.is_some())
     }
 
     /// The directory the image's symlink `link` leads to, `None` if it leads nowhere.
@@ -199,6 +177,13 @@ impl Planner<'_> {
     /// [`crate::copy::mkdir_all`]: `rel` resolved, its missing directories planned (0755,
     /// the owner of the copy).
     fn mkdir_all(&mut self, rel: &Path) -> Planned<PathBuf> {
+        self.resolve_dir(rel, true)?.ok_or(Fallback)
+    }
+
+    /// `rel` (as written) resolved through the directories planned and the image's, its
+    /// symlinks followed: `Some` when every component is a directory. A missing one is
+    /// planned with `create`, else the answer is `None`; anything else is the eager copy's.
+    fn resolve_dir(&mut self, rel: &Path, create: bool) -> Planned<Option<PathBuf>> {
         let mut cur = PathBuf::new();
         for c in plain(rel)? {
             let cand = cur.join(c);
@@ -212,9 +197,15 @@ impl Planner<'_> {
             }
             match self.lstat(&cand)? {
                 Some(m) if m.is_dir() => cur = cand,
-                Some(m) if m.file_type().is_symlink() => cur = self.follow(&cand)?.ok_or(Fallback)?,
+                Some(m) if m.file_type().is_symlink() => match self.follow(&cand)? {
+                    Some(r) => cur = r,
+                    // A dangling symlink: mkdir_all makes its target, which is not planned.
+                    None if create => return Err(Fallback),
+                    None => return Ok(None),
+                },
+                // The eager copy would write a file at or below it: its own rules decide.
                 Some(_) => return Err(Fallback),
-                None => {
+                None if create => {
                     let (uid, gid) = self.owner;
                     let tree = TreeEntry {
                         path: cand.clone(),
@@ -228,9 +219,10 @@ impl Planner<'_> {
                     self.add_new(tree, false)?;
                     cur = cand;
                 }
+                None => return Ok(None),
             }
         }
-        Ok(cur)
+        Ok(Some(cur))
     }
 
     /// The source `src` (with its `lstat`) copied to `at` (resolved, in a directory that is
