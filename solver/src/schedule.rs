@@ -476,10 +476,11 @@ impl Builder<'_> {
         }
         self.progress.event(Event::Started(name));
         let started = Instant::now();
-        // The record (listing a COPY's 100,000 files takes ~70 ms) is made while the step
-        // runs, and written only if it succeeds.
-        let (next, record) = std::thread::scope(|s| {
-            let making = s.spawn(|| encode(&mut key_inputs, &mut pending_files));
+        // A record that lists a COPY's files (100,000 take ~70 ms) is made while the step runs;
+        // any record is written only if the step succeeds.
+        let listing = pending_files.is_some();
+        let (next, listed) = std::thread::scope(|s| {
+            let making = listing.then(|| s.spawn(|| encode(&mut key_inputs, &mut pending_files)));
             let next = match &link {
                 Some(link) => self
                     .copy_link(&state, step, link, run.lazy_files, &mut downloads)
@@ -489,10 +490,10 @@ impl Builder<'_> {
                     self.execute(state, step, name, flags, key.clone(), &mut downloads)
                 }
             };
-            (next, making.join().ok().flatten())
+            (next, making.map(|m| m.join().ok().flatten()))
         });
         let next = next?;
-        keep(record);
+        keep(listed.unwrap_or_else(|| encode(&mut key_inputs, &mut pending_files)));
         self.ran_keys.lock().unwrap_or_else(|p| p.into_inner()).insert(key);
         self.executed.fetch_add(1, Ordering::SeqCst);
         self.progress.event(Event::Finished(name, started.elapsed()));
