@@ -54,6 +54,19 @@ pub enum Error {
     /// Every mirror (and the registry) failed: what each said, in the order tried.
     #[error("pulling {reference}: {}", .tried.iter().map(|(h, e)| format!("{h}: {e}")).collect::<Vec<_>>().join("; "))]
     AllSourcesFailed { reference: String, tried: Vec<(String, Error)> },
+    /// S3 answered with an error: `location` is `s3://BUCKET[/KEY]`, `code` and `message`
+    /// come from its XML error body (`NoSuchBucket`, `SignatureDoesNotMatch`, ...), else they are
+    /// the HTTP status and its reason.
+    #[error("{location}: {code}: {message}")]
+    S3 { location: String, status: u16, code: String, message: String },
+    /// Neither the S3 options, the environment nor the shared credentials file give a key.
+    #[error(
+        "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or write ~/.aws/credentials"
+    )]
+    NoAwsCredentials,
+    /// S3 options that cannot work (bucket name, endpoint URL, half a key pair).
+    #[error("S3: {0}")]
+    S3Config(String),
     #[error(transparent)]
     Store(#[from] cache::Error),
 }

@@ -316,7 +316,7 @@ impl Transport {
     }
 }
 
-fn is_retryable_status(s: StatusCode) -> bool {
+pub(crate) fn is_retryable_status(s: StatusCode) -> bool {
     s.is_server_error() && s != StatusCode::NOT_IMPLEMENTED || s == StatusCode::TOO_MANY_REQUESTS
 }
 

@@ -21,6 +21,7 @@ mod error;
 mod http;
 mod pull;
 mod push;
+pub mod s3;
 
 use std::sync::Arc;
 
