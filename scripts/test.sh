@@ -2,8 +2,9 @@
 # The whole test suite, as CI runs it (.ci/run calls exactly this). Needs root on Debian:
 # the tests make real namespaces and mounts, check our images with skopeo and umoci, and create
 # a user to run rbuild rootless (with uidmap's newuidmap/newgidmap); the registry tests start
-# Debian's docker-registry on 127.0.0.1 (htpasswd -B from apache2-utils for the auth one); the
-# container tests make bridges, veths and nftables rules (nft) and remove them.
+# Debian's docker-registry on 127.0.0.1 (htpasswd -B from apache2-utils for the auth one), the
+# S3 tests moto's S3 server (moto[server] from PyPI); the container tests make bridges, veths and
+# nftables rules (nft) and remove them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
@@ -31,6 +32,8 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+# The S3 cache tests (registry/tests/s3.rs) start moto's S3 server, moto_server, on 127.0.0.1.
+python3 -c 'import moto.server' 2>/dev/null || python3 -m pip install -q 'moto[server]'
 # slirp4netns opens /dev/net/tun as the unprivileged user: Debian's udev makes it 0666, a
 # container (as some CI machines are) may have it 0600.
 # The multi-platform tests' base images: Debian's busybox-static for arm64, armhf and i386.

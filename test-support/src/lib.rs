@@ -1,12 +1,15 @@
 //! Helpers shared by rbuild's tests and its demo: the busybox base image made from Debian's
-//! `busybox-static`, and a temporary store driven through the real `rbuild` binary.
+//! `busybox-static`, a temporary store driven through the real `rbuild` binary, and local
+//! servers (registry, S3, a byte-counting proxy) on 127.0.0.1.
 //!
 //! Nothing here is part of rbuild itself.
 
 pub mod containers;
 pub mod harness;
 pub mod outside;
+pub mod proxy;
 pub mod registry;
+pub mod s3;
 
 use std::fs::File;
 use std::io;
