@@ -491,6 +491,8 @@ impl Store {
             report.cache_records += 1;
             match record {
                 Err(e) => problems.push(format!("cache record {}: does not parse: {e}", path.display())),
+                // A record from a --cache-from source gets its blobs when a build needs them.
+                Ok(record) if record.source.is_some() => {}
                 Ok(record) => {
                     for layer in &record.layers {
                         if !self.has_blob(&layer.digest) {

@@ -31,6 +31,17 @@ pub struct LockGuard(#[allow(dead_code)] Flock<File>);
 pub struct CacheRecord {
     pub layers: Vec<Layer>,
     pub config: ImageConfig,
+    /// The `--cache-from` source (as `CacheSource::describe` names it) this record was found
+    /// in, when it came from one: its layer blobs are fetched from there when a build first
+    /// needs their content, so until then they may be missing. Never exported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+impl CacheRecord {
+    pub fn new(layers: Vec<Layer>, config: ImageConfig) -> CacheRecord {
+        CacheRecord { layers, config, source: None }
+    }
 }
 
 #[derive(Default, Serialize, Deserialize)]
@@ -333,7 +344,28 @@ impl Store {
         layers: &[Layer],
         annotations: BTreeMap<String, String>,
     ) -> Result<Image> {
-        let config_bytes = serde_json::to_vec(config).expect("image config serializes");
+        self.put_image_extra(config, layers, annotations, &BTreeMap::new())
+    }
+
+    /// [`Store::put_image_annotated`] with top-level fields of the config that [`ImageConfig`]
+    /// does not model (an inline build cache). Without any, the config's bytes are exactly
+    /// `config`'s serialization.
+    pub fn put_image_extra(
+        &self,
+        config: &ImageConfig,
+        layers: &[Layer],
+        annotations: BTreeMap<String, String>,
+        extra: &BTreeMap<String, serde_json::Value>,
+    ) -> Result<Image> {
+        let config_bytes = if extra.is_empty() {
+            serde_json::to_vec(config).expect("image config serializes")
+        } else {
+            let mut value = serde_json::to_value(config).expect("image config serializes");
+            if let Some(map) = value.as_object_mut() {
+                map.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+            serde_json::to_vec(&value).expect("image config serializes")
+        };
         let config_digest = self.write_blob(&config_bytes)?;
         let manifest = Manifest {
             schema_version: 2,
@@ -786,6 +818,21 @@ impl Store {
         // cache is only a cache, and the step can always be run again.
         let Ok(record) = serde_json::from_slice::<CacheRecord>(&bytes) else { return Ok(None) };
         if record.layers.iter().all(|l| self.has_blob(&l.digest)) { Ok(Some(record)) } else { Ok(None) }
+    }
+
+    /// The record for `key` even if some of its blobs are missing, and whether all are here.
+    /// A record from a `--cache-from` source ([`CacheRecord::source`]) is usable that way when
+    /// the build can still reach that source.
+    pub fn cache_get_partial(&self, key: &Digest) -> Result<Option<(CacheRecord, bool)>> {
+        let path = self.cache_path(key);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::Io { path, source: e }),
+        };
+        let Ok(record) = serde_json::from_slice::<CacheRecord>(&bytes) else { return Ok(None) };
+        let complete = record.layers.iter().all(|l| self.has_blob(&l.digest));
+        Ok(Some((record, complete)))
     }
 
     pub fn cache_put(&self, key: &Digest, record: &CacheRecord) -> Result<()> {

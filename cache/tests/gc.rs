@@ -57,9 +57,7 @@ fn image(store: &Store, name: &str, layers: &[Layer]) -> Image {
 
 fn record(store: &Store, key: &str, layers: &[Layer]) -> Digest {
     let key = Digest::of(key.as_bytes());
-    store
-        .cache_put(&key, &CacheRecord { layers: layers.to_vec(), config: config(layers, key.hex()) })
-        .unwrap();
+    store.cache_put(&key, &CacheRecord::new(layers.to_vec(), config(layers, key.hex()))).unwrap();
     key
 }
 

@@ -8,33 +8,39 @@ use anyhow::Result;
 use cache::Store;
 use solver::buildcache::{self, CacheFrom, CacheTo};
 
-/// Opens the `--cache-from` sources. One that cannot be read is a warning, not an error, as in
-/// BuildKit: the build then simply misses.
+/// The `--cache-from` sources, each opened when the build first needs it. One that cannot be
+/// read is a warning, not an error, as in BuildKit: the build then simply misses.
 pub fn sources(store: &Store, from: &[CacheFrom], insecure: &[String]) -> Result<solver::CacheSources> {
     if from.is_empty() {
         return Ok(solver::CacheSources::default());
     }
     let client = Arc::new(crate::transfer::client(insecure)?);
-    let (sources, unusable) = buildcache::open_sources(store, from, &client);
-    for e in unusable {
-        eprintln!("rbuild: warning: {}; building without it", crate::describe(&e.into()));
-    }
-    Ok(sources)
+    let warn = Arc::new(|e: &buildcache::CacheError| {
+        eprintln!("rbuild: warning: {}; building without it", hostutil::errors::one_line(e));
+    });
+    Ok(buildcache::open_sources(store, from, &client, warn))
 }
 
-/// Writes the build's cache to each `--cache-to`.
-pub fn export(store: &Store, out: &solver::BuildOutput, to: &[CacheTo], insecure: &[String]) -> Result<()> {
+/// Writes the build's cache to each `--cache-to`; `sources` are the build's `--cache-from`
+/// (records that came from them and were never fetched are fetched for the export).
+pub fn export(
+    store: &Store,
+    out: &solver::BuildOutput,
+    to: &[CacheTo],
+    sources: &solver::CacheSources,
+    insecure: &[String],
+) -> Result<()> {
     if to.is_empty() {
         return Ok(());
     }
     let client = crate::transfer::client(insecure)?;
     for t in to {
-        let records = buildcache::export(store, out, t, &client)?;
-        let describe = match t {
-            CacheTo::Local { dest, .. } => format!("type=local,dest={}", dest.display()),
-            CacheTo::Registry { reference, .. } => format!("type=registry,ref={reference}"),
-        };
-        eprintln!("exported build cache ({records} steps) to {describe}");
+        let done = buildcache::export(store, out, t, &client, sources)?;
+        for skipped in &done.skipped {
+            eprintln!("rbuild: warning: {skipped}: not exported");
+        }
+        let mounts = if t.cache_mounts { format!(", {} cache mounts", done.mounts) } else { String::new() };
+        eprintln!("exported build cache ({} steps{mounts}) to {}", done.records, t.describe());
     }
     Ok(())
 }

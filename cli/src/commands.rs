@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, anyhow, bail};
 use cache::oci::{self, History, ImageConfig, RootFs};
 use cache::{Compression, ImageRef, Store};
-use solver::buildcache::{CacheFrom, CacheTo};
+use solver::buildcache::{CacheFrom, CacheTarget, CacheTo};
 
 use crate::args::{self, Cli, Command};
 use crate::{containers, images, progress};
@@ -361,6 +361,7 @@ fn build(store: &Store, mut a: args::BuildArgs) -> Result<ExitCode> {
             &a.cache_from.iter().map(|c| CacheFrom::parse(c)).collect::<Result<Vec<_>, _>>()?,
             &a.insecure_registry,
         )?,
+        inline_cache: None,
         source_date_epoch: a.source_date_epoch,
         compression: cache::Compression::from_name(&a.compression).ok_or_else(|| {
             anyhow!("--compression {:?}: must be gzip, zstd or uncompressed", a.compression)
@@ -388,6 +389,10 @@ fn build(store: &Store, mut a: args::BuildArgs) -> Result<ExitCode> {
         return check(store, &options);
     }
     let cache_to = a.cache_to.iter().map(|c| CacheTo::parse(c)).collect::<Result<Vec<_>, _>>()?;
+    options.inline_cache = cache_to
+        .iter()
+        .find(|t| t.target == CacheTarget::Inline)
+        .map(|t| solver::InlineOptions { cache_mounts: t.cache_mounts, mounts_max_size: t.mounts_max_size });
     if platforms.len() > 1 {
         let multi = crate::multiplatform::Build { outputs, tags, push_to, cache_to, annotations };
         return crate::multiplatform::build(store, &a, options, &platforms, multi);
@@ -436,12 +441,13 @@ fn build(store: &Store, mut a: args::BuildArgs) -> Result<ExitCode> {
         )?;
         for name in &push_to {
             let digest = client.push(store, &out.image, name).map_err(|e| anyhow!("{e}"))?;
+            crate::transfer::push_inline_mounts(store, &client, &out.image, name);
             if !a.quiet {
                 eprintln!("pushed {name}: digest: {digest}");
             }
         }
     }
-    crate::cacheopts::export(store, &out, &cache_to, &a.insecure_registry)?;
+    crate::cacheopts::export(store, &out, &cache_to, &options.cache_from, &a.insecure_registry)?;
     if a.quiet {
         // Not into a rootfs tar going to stdout (`-o -`).
         if !outputs.contains(&images::Output::Tar { dest: None }) {

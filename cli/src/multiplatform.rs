@@ -123,7 +123,7 @@ pub fn build(
         for (_, o) in rest.iter() {
             first.keys.extend(o.keys.iter().cloned());
         }
-        crate::cacheopts::export(store, first, &b.cache_to, &a.insecure_registry)?;
+        crate::cacheopts::export(store, first, &b.cache_to, &options.cache_from, &a.insecure_registry)?;
     }
     if a.quiet {
         println!("{digest}");

@@ -87,7 +87,11 @@ pub fn push(store: &Store, a: args::PushArgs) -> Result<ExitCode> {
         Some(_) => client.push_index(store, &found, &destination),
         None => {
             let image = store.image(&found).map_err(|e| anyhow!("{}: {e}", a.image))?;
-            client.push(store, &image, &destination)
+            let pushed = client.push(store, &image, &destination);
+            if pushed.is_ok() {
+                push_inline_mounts(store, &client, &image, &destination);
+            }
+            pushed
         }
     }
     .map_err(|e| anyhow!("{e}"))?;
@@ -97,6 +101,23 @@ pub fn push(store: &Store, a: args::PushArgs) -> Result<ExitCode> {
         println!("{destination}: digest: {digest}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// After `image` went to `destination`: the cache-mount blobs of its inline cache, if it has
+/// any (`--cache-to type=inline,cache-mounts=true`). Their absence only costs the next build
+/// its cache mounts, so a failure is a warning.
+pub fn push_inline_mounts(
+    store: &Store,
+    client: &registry::Client,
+    image: &cache::Image,
+    destination: &ImageRef,
+) {
+    if let Err(e) = solver::buildcache::push_inline_mounts(store, client, image, destination) {
+        eprintln!(
+            "rbuild: warning: the inline cache's cache mounts were not pushed: {}",
+            hostutil::errors::one_line(&e)
+        );
+    }
 }
 
 pub fn login(a: args::LoginArgs) -> Result<ExitCode> {

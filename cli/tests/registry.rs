@@ -105,7 +105,7 @@ fn an_unreadable_cache_source_is_a_warning_and_bad_flags_are_errors() {
     let err = build(&s, &["build", "--cache-from", "type=local,src=/nonexistent/cache", ctx]);
     assert!(err.contains("warning: --cache-from type=local,src=/nonexistent/cache"), "{err}");
     for (flag, value, expect) in [
-        ("--cache-to", "type=s3,ref=x", "not supported"),
+        ("--cache-to", "type=gha,scope=x", "not supported"),
         ("--cache-to", "type=local", "needs dest="),
         ("--cache-from", "type=local", "needs src="),
         ("--compression", "brotli", "gzip, zstd or uncompressed"),

@@ -20,7 +20,12 @@ impl Client {
         reference: &ImageRef,
     ) -> Result<Digest> {
         let repo = Repository::of(reference);
-        let target = reference.tag().map(str::to_string).unwrap_or_else(|| "latest".into());
+        // A digest-only reference is pushed by that digest (it must be the manifest's).
+        let target = match (reference.tag(), reference.digest()) {
+            (Some(t), _) => t.to_string(),
+            (None, Some(d)) => d.to_string(),
+            (None, None) => "latest".into(),
+        };
         self.push_manifest(store, manifest_bytes, manifest, &repo, &target, &reference.to_string())
     }
 

@@ -38,7 +38,7 @@ pub type S3Error = Error;
 const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 /// Where the objects live and who we are. The field names follow BuildKit's `type=s3` options.
-#[derive(Clone, Default)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct S3Options {
     /// The bucket (BuildKit's `bucket=`).
     pub bucket: String,

@@ -107,6 +107,9 @@ pub enum ErrorKind {
         #[source]
         source: std::io::Error,
     },
+    /// `--cache-to type=inline` could not be written into the image.
+    #[error("--cache-to type=inline")]
+    InlineCache(#[source] CacheError),
 }
 
 /// Why a step could not be done (its RUN's own failure is [`ErrorKind::RunFailed`]).

@@ -14,6 +14,7 @@
 
 mod add;
 pub mod buildcache;
+pub mod cachemounts;
 mod changes;
 mod context;
 mod copy;
@@ -91,6 +92,9 @@ pub struct BuildOptions {
     pub limits: executor::ProcessLimits,
     /// `--cache-from`: build caches consulted when a key misses in the store.
     pub cache_from: CacheSources,
+    /// `--cache-to type=inline`: the target stage's cache records (and with `cache-mounts=true`
+    /// the cache mounts) go into the image's config ([`buildcache::InlineCache`]).
+    pub inline_cache: Option<InlineOptions>,
     /// `SOURCE_DATE_EPOCH`: layer mtimes later than this are clamped to it, and the config's
     /// `created` and the history's (those later than it) become it, so that two builds of the
     /// same inputs give the same image digest.
@@ -139,6 +143,13 @@ impl std::fmt::Debug for StepNetworks {
             .field("provider", &self.provider.is_some())
             .finish()
     }
+}
+
+/// What `--cache-to type=inline` carries besides the records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InlineOptions {
+    pub cache_mounts: bool,
+    pub mounts_max_size: Option<u64>,
 }
 
 /// The `--cache-from` sources of a build, in order.
@@ -216,6 +227,8 @@ pub struct BuildOutput {
     pub keys: Vec<(usize, Digest)>,
     /// The index of the target stage.
     pub target: usize,
+    /// The ids of the cache mounts (`RUN --mount=type=cache`) of the stages the build needed.
+    pub cache_mounts: Vec<String>,
 }
 
 /// Answers the frontend's questions about base images from the store (pulling what it lacks).

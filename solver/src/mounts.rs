@@ -18,7 +18,7 @@ use std::fs::{self, File};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use cache::{Digest, Layer, Store};
+use cache::{Layer, Store};
 use frontend::{CacheSharing, RunMount};
 use hostutil::inroot;
 use nix::fcntl::{Flock, FlockArg};
@@ -113,6 +113,8 @@ pub enum MountError {
 
 /// What the mounts of one RUN need, kept alive until the step has been committed.
 pub(crate) struct Prepared {
+    /// What went wrong without failing the step (a cache mount that could not be imported).
+    pub warnings: Vec<String>,
     pub mounts: Vec<executor::Mount>,
     /// `NAME=value` entries for secrets with `env=`.
     pub env: Vec<String>,
@@ -144,8 +146,10 @@ pub(crate) fn prepare(
     secrets: &[Secret],
     ssh: &[crate::SshSource],
     sources: Vec<Option<Source<'_>>>,
+    cache_from: &crate::CacheSources,
 ) -> Result<Prepared, MountError> {
     let mut p = Prepared {
+        warnings: Vec::new(),
         mounts: Vec::new(),
         env: Vec::new(),
         ssh_auth_sock: None,
@@ -211,7 +215,8 @@ pub(crate) fn prepare(
             RunMount::Cache { target, id, sharing, readonly, source, mode, uid, gid, .. } => {
                 let dir = cache_dir(store, id, *sharing, &mut p)?;
                 if !dir.exists() {
-                    create_cache_dir(store, &dir, from, source, *mode, (*uid, *gid))?;
+                    let import = Import { id, sources: cache_from, warnings: &mut p.warnings };
+                    create_cache_dir(store, &dir, from, source, *mode, (*uid, *gid), import)?;
                 }
                 p.mounts.push(executor::Mount {
                     target: target.clone(),
@@ -324,8 +329,17 @@ fn cache_dir(
     sharing: CacheSharing,
     p: &mut Prepared,
 ) -> Result<PathBuf, MountError> {
-    let root = store.root().join("cache/mounts").join(&Digest::of(id.as_bytes()).hex()[..32]);
+    let root = crate::cachemounts::mount_root(store, id);
     fs::create_dir_all(&root).map_err(|source| MountError::CacheDir { dir: root.clone(), source })?;
+    // For `system df -v` and the store's size limit: which id this is and when it was used
+    // (the limit removes idle mounts least recently used first). Failures lose only that.
+    let id_file = root.join("id");
+    if !id_file.exists() {
+        let _ = fs::write(&id_file, id);
+    }
+    if let Ok(f) = File::options().create(true).truncate(false).write(true).open(root.join("last-used")) {
+        let _ = f.set_modified(std::time::SystemTime::now());
+    }
     let lock = |name: &str, how: FlockArg| -> Result<Option<Flock<File>>, MountError> {
         let path = root.join(name);
         let err = |source| MountError::CacheDir { dir: path.clone(), source };
@@ -356,8 +370,17 @@ fn cache_dir(
     Ok(dir)
 }
 
+/// Where a new cache directory without `from=` may come from: the build's `--cache-from`
+/// sources that carry cache mounts.
+struct Import<'a> {
+    id: &'a str,
+    sources: &'a crate::CacheSources,
+    warnings: &'a mut Vec<String>,
+}
+
 /// A new cache directory: made aside and renamed into place, so a crash never leaves a
-/// half-seeded cache.
+/// half-seeded cache. Seeded `from=` a stage or the context if the mount says so, else from a
+/// `--cache-from` source that has the mount's content, else empty.
 fn create_cache_dir(
     store: &Store,
     dir: &Path,
@@ -365,12 +388,27 @@ fn create_cache_dir(
     source: &str,
     mode: u32,
     (uid, gid): (u32, u32),
+    import: Import<'_>,
 ) -> Result<(), MountError> {
     let tmp = store.temp_dir("cache-mount-")?;
     let new = tmp.path().join("dir");
     let err = |source| MountError::CacheDir { dir: dir.to_path_buf(), source };
+    let mut imported = None;
     match seed {
-        None => fs::create_dir(&new).map_err(err)?,
+        None => match crate::buildcache::import_mount(store, import.sources, import.id, &new) {
+            Ok(Some(content)) => imported = Some(content),
+            Ok(None) => fs::create_dir(&new).map_err(err)?,
+            Err(e) => {
+                // A cache is only a cache: the step runs with an empty one.
+                import
+                    .warnings
+                    .push(format!("{}; the cache mount starts empty", hostutil::errors::one_line(&e)));
+                if new.exists() {
+                    fs::remove_dir_all(&new).map_err(err)?;
+                }
+                fs::create_dir(&new).map_err(err)?;
+            }
+        },
         Some(Source::Context(ctx)) => {
             ctx.link_tree(&clean_relative(source), &new)
                 .map_err(|e| MountError::Context { path: source.to_string(), source: e })?;
@@ -389,7 +427,17 @@ fn create_cache_dir(
     })?;
     fs::set_permissions(&new, fs::Permissions::from_mode(mode)).map_err(err)?;
     match fs::rename(&new, dir) {
-        Ok(()) => Ok(()),
+        Ok(()) => {
+            // What an export of the shared directory can keep as it is (a private one's
+            // content is not the shared one's).
+            if let Some(content) = imported
+                && dir.file_name().is_some_and(|n| n == "shared")
+                && let Some(root) = dir.parent()
+            {
+                let _ = crate::cachemounts::remember(root, &content);
+            }
+            Ok(())
+        }
         // Another build made it first: theirs is as good.
         Err(_) if dir.is_dir() => Ok(()),
         Err(e) => Err(err(e)),

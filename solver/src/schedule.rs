@@ -116,17 +116,35 @@ pub(crate) fn build(
         crate::time::clamp_created(&mut config, epoch);
     }
     builder.ensure_layers(&state.layers)?;
-    let image = store.put_image_annotated(&config, &state.layers, options.annotations.clone())?;
+    let keys = std::mem::take(&mut *builder.keys.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut extra = std::collections::BTreeMap::new();
+    if let Some(inline) = &options.inline_cache {
+        let ids = if inline.cache_mounts { cache_mount_ids(def, &needed) } else { Vec::new() };
+        let target_keys: Vec<Digest> =
+            keys.iter().filter(|(stage, _)| *stage == def.target).map(|(_, k)| k.clone()).collect();
+        let (cache, skipped) =
+            crate::buildcache::inline_cache(store, &target_keys, &state.layers, &ids, inline)
+                .map_err(ErrorKind::InlineCache)?;
+        for w in skipped {
+            progress.event(Event::Warning(&format!("{w}: not in the inline cache")));
+        }
+        // Plain data: serialization cannot fail.
+        extra.insert(
+            crate::buildcache::INLINE_KEY.to_string(),
+            serde_json::to_value(cache).unwrap_or_default(),
+        );
+    }
+    let image = store.put_image_extra(&config, &state.layers, options.annotations.clone(), &extra)?;
     for tag in &options.tags {
         store.tag(tag, &image.digest)?;
     }
-    let keys = std::mem::take(&mut *builder.keys.lock().unwrap_or_else(|p| p.into_inner()));
     Ok(BuildOutput {
         image,
         executed: builder.executed.load(Ordering::SeqCst),
         cached: builder.cached.load(Ordering::SeqCst),
         keys,
         target: def.target,
+        cache_mounts: cache_mount_ids(def, &needed),
     })
 }
 
@@ -500,13 +518,28 @@ impl Builder<'_> {
         Ok(next)
     }
 
-    /// The store's record for `key`, else the first `--cache-from` source's (not stored: its
-    /// layers may not be here; [`Builder::ensure_layers`] fetches them when needed).
+    /// The store's record for `key`, else the first `--cache-from` source's. A source's record
+    /// is filed in the store at once (its layers are fetched only when needed:
+    /// [`Builder::ensure_layers`]), so the next build here hits without asking the source and
+    /// `--cache-to` passes it on. Such a record whose layers are still missing is a hit as long
+    /// as its source is among this build's `--cache-from` (compared by name: no request).
     fn cache_lookup(&self, key: &Digest) -> Result<Option<CacheRecord>> {
-        if let Some(record) = self.store.cache_get(key)? {
-            return Ok(Some(record));
+        let sources = &self.options.cache_from.0;
+        if let Some((record, complete)) = self.store.cache_get_partial(key)? {
+            let reachable = |from: &String| sources.iter().any(|s| &s.describe() == from);
+            if complete || record.source.as_ref().is_some_and(reachable) {
+                return Ok(Some(record));
+            }
         }
-        Ok(self.options.cache_from.0.iter().find_map(|source| source.lookup(key)))
+        for source in sources {
+            if let Some(mut record) = source.lookup(key) {
+                record.source = Some(source.describe());
+                // A failure only loses the shortcut; the record still serves this build.
+                let _ = self.store.cache_put(key, &record);
+                return Ok(Some(record));
+            }
+        }
+        Ok(None)
     }
 
     /// The image a step's `flag` (`--from=`, `--mount from=`) names, pulled if the store lacks
@@ -529,9 +562,10 @@ impl Builder<'_> {
         if missing.is_empty() {
             return Ok(());
         }
+        let blobs: Vec<oci::Descriptor> = missing.iter().map(Layer::descriptor).collect();
         let mut last = None;
         for source in &self.options.cache_from.0 {
-            match source.fetch(self.store, &missing) {
+            match source.fetch(self.store, &blobs) {
                 Ok(()) => return Ok(()),
                 Err(e) => last = Some(e),
             }
@@ -638,4 +672,23 @@ struct StageRun {
     /// Nothing after the current step needs the stage's rootfs: the later steps only change
     /// the config, and no other stage reads this one.
     lazy_files: bool,
+}
+
+/// The ids of the cache mounts of the needed stages' RUN steps, once each, in order.
+fn cache_mount_ids(def: &BuildDefinition, needed: &[bool]) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    for (stage, _) in def.stages.iter().zip(needed).filter(|(_, n)| **n) {
+        for step in &stage.steps {
+            if let Op::Run(run) = &step.op {
+                for m in &run.mounts {
+                    if let frontend::RunMount::Cache { id, .. } = m
+                        && !ids.contains(id)
+                    {
+                        ids.push(id.clone());
+                    }
+                }
+            }
+        }
+    }
+    ids
 }

@@ -85,7 +85,7 @@ impl Builder<'_> {
             next.layers.push(layer);
         }
         self.store
-            .cache_put(&next.key, &CacheRecord { layers: next.layers.clone(), config: next.config.clone() })
+            .cache_put(&next.key, &CacheRecord::new(next.layers.clone(), next.config.clone()))
             .at(step)?;
         Ok(next)
     }
@@ -107,7 +107,7 @@ impl Builder<'_> {
             Op::Add(op) => self.add(&empty, step, op, downloads)?,
             _ => return Ok(None),
         };
-        let record = CacheRecord { layers: layer.iter().cloned().collect(), config: Default::default() };
+        let record = CacheRecord::new(layer.iter().cloned().collect(), Default::default());
         self.store.cache_put(link, &record).at(step)?;
         Ok(layer)
     }

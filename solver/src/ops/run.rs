@@ -66,9 +66,18 @@ impl Builder<'_> {
             None => None,
         };
         let sources = self.mount_sources(step, &run.mounts)?;
-        let prepared =
-            mounts::prepare(self.store, &run.mounts, &self.options.secrets, &self.options.ssh, sources)
-                .at(step)?;
+        let prepared = mounts::prepare(
+            self.store,
+            &run.mounts,
+            &self.options.secrets,
+            &self.options.ssh,
+            sources,
+            &self.options.cache_from,
+        )
+        .at(step)?;
+        for w in &prepared.warnings {
+            self.progress.event(crate::Event::Warning(w));
+        }
         for kv in &prepared.env {
             let (k, v) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
             run_env.env_set(k, v);
