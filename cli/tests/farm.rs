@@ -234,3 +234,40 @@ fn remote_hits_become_local() {
     assert_eq!((counter.uploaded(), counter.downloaded()), (0, 0), "B's second build asked A's cache");
     assert_eq!(b.ok(&["system", "verify"]), "store verified: no problems\n");
 }
+
+/// `cache-mounts-max-size`: a mount bigger than it stays home, with a warning; the rest of the
+/// cache goes.
+#[test]
+fn a_cache_mount_over_the_size_cap_is_left_out() {
+    let reg = TestRegistry::start();
+    let base = seed_base(&reg);
+    let ctx = context(&[("Dockerfile", &MOUNT_DOCKERFILE.replace("{base}", &base))]);
+    let ctx = ctx.path().to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let cache = cache.to_str().unwrap();
+    let a = store();
+    let to = format!("type=local,dest={cache},cache-mounts=true,cache-mounts-max-size=1m");
+    let err = ok(&a, &[], &["build", "--network=none", "--build-arg", "BIG=2", "--cache-to", &to, ctx]);
+    assert!(err.contains("warning: cache mount \"downloads\": bigger than cache-mounts-max-size"), "{err}");
+    assert!(err.contains(", 0 cache mounts) to type=local"), "{err}");
+    let b = store();
+    let from = format!("type=local,src={cache}");
+    let err = ok(
+        &b,
+        &[],
+        &[
+            "build",
+            "--progress=plain",
+            "--network=none",
+            "--build-arg",
+            "BIG=2",
+            "--build-arg",
+            "REV=2",
+            "--cache-from",
+            &from,
+            ctx,
+        ],
+    );
+    assert!(err.contains("rev 2 downloaded 202"), "{err}");
+}
