@@ -357,12 +357,15 @@ pub struct BuildArgs {
     /// May be repeated.
     #[arg(short = 'o', long = "output", value_name = "type=TYPE[,dest=PATH]|DIR")]
     pub output: Vec<String>,
-    /// Export the build cache: `type=registry,ref=HOST/REPO:TAG[,mode=min|max]` or
-    /// `type=local,dest=DIR[,mode=min|max]` (min: the target stage's steps; max: every step).
+    /// Export the build cache: `type=registry,ref=HOST/REPO:TAG`, `type=local,dest=DIR`,
+    /// `type=s3,bucket=B,region=R[,name=N,prefix=P,endpoint_url=URL,use_path_style=true]` or
+    /// `type=inline`, each with `mode=min|max` (min: the target stage's steps; max: every step)
+    /// and `cache-mounts=true[,cache-mounts-max-size=SIZE]` (the RUN cache mounts too).
     #[arg(long = "cache-to", value_name = "type=TYPE,...")]
     pub cache_to: Vec<String>,
-    /// Use a build cache: `type=registry,ref=HOST/REPO:TAG`, `type=local,src=DIR`, or a bare
-    /// reference. Its layers are fetched only when the build needs them.
+    /// Use a build cache: `type=registry,ref=HOST/REPO:TAG` (a cache, or an image built with
+    /// `type=inline`), `type=local,src=DIR`, `type=s3,...`, or a bare reference. Opened when the
+    /// build first misses; its layers are fetched only when the build needs them.
     #[arg(long = "cache-from", value_name = "type=TYPE,...")]
     pub cache_from: Vec<String>,
     /// Clamp layer mtimes, the config's and the history's `created` to this Unix time, for
