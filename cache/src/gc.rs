@@ -601,6 +601,27 @@ impl Store {
     }
 }
 
+/// A running build's claim on what it uses: while it is held, [`Store::prune_to`] removes no
+/// record and no dangling image used since it was taken (see the module docs). Released
+/// (its file removed) when dropped.
+pub struct Lease {
+    path: PathBuf,
+    _lock: nix::fcntl::Flock<File>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// Where leases live: one flocked file each, its mtime the time it was taken.
+const LEASES: &str = "leases";
+
+/// mtimes are as coarse as the kernel's clock tick; a use that far before a lease may belong
+/// to it.
+const LEASE_SLACK: Duration = Duration::from_secs(1);
+
 /// What [`Store::prune_to`] keeps the store to. Neither set: nothing is removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PrunePolicy {
@@ -675,6 +696,11 @@ impl Store {
             blob_mtimes,
         };
         let mut candidates = self.prune_candidates(in_use, &mut refs)?;
+        // What running builds have used or made since they began stays, with its blobs.
+        if let Some(oldest) = self.oldest_lease() {
+            let since = oldest.checked_sub(LEASE_SLACK).unwrap_or(oldest);
+            candidates.retain(|c| c.last_used < since || matches!(c.kind, CandidateKind::Mount(_)));
+        }
         lru_order(&mut candidates);
 
         let mut left = Vec::new();
@@ -714,6 +740,38 @@ impl Store {
             report.limit_missed = Some(limit);
         }
         Ok(report)
+    }
+
+    /// Takes a lease for a build (see [`Lease`]).
+    pub fn lease(&self) -> Result<Lease> {
+        use nix::fcntl::{Flock, FlockArg};
+        let dir = self.root().join(LEASES);
+        fs::create_dir_all(&dir).at(&dir)?;
+        let path = dir.join(format!("{:016x}", rand::random::<u64>()));
+        let file = File::options().create_new(true).write(true).open(&path).at(&path)?;
+        let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock)
+            .map_err(|(_, e)| Error::Io { path: path.clone(), source: e.into() })?;
+        Ok(Lease { path, _lock: lock })
+    }
+
+    /// When the oldest lease a live process holds was taken; leases nobody holds (their
+    /// process died) are removed.
+    fn oldest_lease(&self) -> Option<SystemTime> {
+        use nix::fcntl::{Flock, FlockArg};
+        let dir = self.root().join(LEASES);
+        let mut oldest: Option<SystemTime> = None;
+        for entry in fs::read_dir(&dir).ok()?.flatten() {
+            let path = entry.path();
+            let Ok(file) = File::options().write(true).open(&path) else { continue };
+            let Ok(taken) = file.metadata().and_then(|m| m.modified()) else { continue };
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(_stale) => {
+                    let _ = fs::remove_file(&path);
+                }
+                Err(_) => oldest = Some(oldest.map_or(taken, |o| o.min(taken))),
+            }
+        }
+        oldest
     }
 
     /// The mtime of every blob, by hex.
