@@ -118,7 +118,7 @@ fn builder_prune_until_removes_only_long_unused_records_and_keep_storage_holds()
         age > std::time::Duration::from_secs(2 * 3600)
     };
     let newer: Vec<&PathBuf> = all.iter().filter(|r| !unused(r)).collect();
-    assert!(all.iter().any(|r| unused(r)) && newer.iter().any(|r| !first.contains(r)));
+    assert!(all.iter().any(unused) && newer.iter().any(|r| !first.contains(r)));
 
     let out = s.ok(&["builder", "prune", "--filter", "until=2h", "-f"]);
     assert!(out.starts_with("Deleted "), "{out}");
