@@ -6,7 +6,8 @@
 //! its `layers.json`). An unpacked layer directory `layers/<diff-id hex>/` is kept iff a kept
 //! layer has that diff id. Everything else in `blobs/sha256/` and `layers/` is deleted, stale
 //! snapshots (whose lock no process holds) are removed, and so are `tmp/` entries older than
-//! [`TMP_MAX_AGE`].
+//! [`TMP_MAX_AGE`]. Read-only views (`tmp/ro-*/`, with their `layers.json`) are live users of
+//! layer directories too.
 //!
 //! # Concurrency
 //!
@@ -25,9 +26,41 @@
 //! [`Store::layer_dir`] unpacks under), so a reader never sees half a layer directory; a layer
 //! directory that disappears is unpacked again from its blob when next needed.
 //!
-//! What this does not cover: pruning the build cache while a build is using a cache hit it
-//! looked up before the prune (its layers may go with the records) — the build then fails or
-//! unpacks again; run prune when no build runs.
+//! What this does not cover: [`Store::prune_build_cache`] (every record) while a build is
+//! using a cache hit it looked up before the prune (its layers may go with the records) — the
+//! build then fails or unpacks again; run it when no build runs. [`Store::prune_to`] spares
+//! running builds (below).
+//!
+//! # Size limit ([`Store::prune_to`])
+//!
+//! Last use: a record's file mtime (written, or bumped by each [`Store::cache_get`] hit), a
+//! cache mount's `last-used` file (or its directory's mtime), a dangling image's manifest blob,
+//! a layer directory's mtime (bumped by [`Store::lower_dirs`]). Under the `gc` lock, after an
+//! ordinary gc pass: (a) records, idle cache mounts and dangling images unused longer than
+//! `older_than` go; (b) while [`Store::size`] is over `keep_bytes`, the least recently used of
+//! those and of the layer directories no live snapshot, view or container uses go, in one LRU
+//! order. Tagged images, other platforms' images of a name and images containers use never go;
+//! when they alone exceed the limit the report says so ([`PruneReport::limit_missed`]).
+//!
+//! **Grace.** The limit must hold right after a build, when the victims are minutes old, so
+//! the grace period cannot apply to them. The rule: an object that becomes unreferenced
+//! *because this prune removed its last referrer* is deleted at once; every other orphan keeps
+//! [`GC_GRACE`]. The blobs' mtimes are recorded before anything is listed; a freed blob is
+//! renamed into `tmp/` and put back if its mtime changed meanwhile (a writer found it and
+//! bumped it with [`Store::keep_blob`], so it is about to be referenced again). Layer
+//! directories are renamed away under their `layer-<diff id>` lock after checking the live
+//! snapshots', views' (`tmp/ro-*/layers.json`) and containers' records again; users record
+//! their layers *before* [`Store::lower_dirs`] looks the directories up under the same lock,
+//! so either the prune sees the record or the user sees the directory gone and unpacks it
+//! again from its blob. A cache mount goes only if every lock file in it (`shared.lock`,
+//! `private-N.lock`) can be taken exclusively without waiting; its data directories are
+//! removed while they are held, its lock files stay.
+//!
+//! **Running builds** hold a [`Lease`] (`leases/<random>`, flocked, its mtime the build's
+//! start) until their image is named: records and dangling images used since the oldest live
+//! lease began are not candidates, so a prune beside a build (another build's limit, or
+//! `builder prune --keep-storage`) never takes the cache hits and layers it is working with.
+//! Layer directories are not leased: one that goes is unpacked again from its blob.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
