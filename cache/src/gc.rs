@@ -6,7 +6,8 @@
 //! its `layers.json`). An unpacked layer directory `layers/<diff-id hex>/` is kept iff a kept
 //! layer has that diff id. Everything else in `blobs/sha256/` and `layers/` is deleted, stale
 //! snapshots (whose lock no process holds) are removed, and so are `tmp/` entries older than
-//! [`TMP_MAX_AGE`].
+//! [`TMP_MAX_AGE`]. Read-only views (`tmp/ro-*/`, with their `layers.json`) are live users of
+//! layer directories too.
 //!
 //! # Concurrency
 //!
@@ -25,11 +26,43 @@
 //! [`Store::layer_dir`] unpacks under), so a reader never sees half a layer directory; a layer
 //! directory that disappears is unpacked again from its blob when next needed.
 //!
-//! What this does not cover: pruning the build cache while a build is using a cache hit it
-//! looked up before the prune (its layers may go with the records) — the build then fails or
-//! unpacks again; run prune when no build runs.
+//! What this does not cover: [`Store::prune_build_cache`] (every record) while a build is
+//! using a cache hit it looked up before the prune (its layers may go with the records) — the
+//! build then fails or unpacks again; run it when no build runs. [`Store::prune_to`] spares
+//! running builds (below).
+//!
+//! # Size limit ([`Store::prune_to`])
+//!
+//! Last use: a record's file mtime (written, or bumped by each [`Store::cache_get`] hit), a
+//! cache mount's `last-used` file (or its directory's mtime), a dangling image's manifest blob,
+//! a layer directory's mtime (bumped by [`Store::lower_dirs`]). Under the `gc` lock, after an
+//! ordinary gc pass: (a) records, idle cache mounts and dangling images unused longer than
+//! `older_than` go; (b) while [`Store::size`] is over `keep_bytes`, the least recently used of
+//! those and of the layer directories no live snapshot, view or container uses go, in one LRU
+//! order. Tagged images, other platforms' images of a name and images containers use never go;
+//! when they alone exceed the limit the report says so ([`PruneReport::limit_missed`]).
+//!
+//! **Grace.** The limit must hold right after a build, when the victims are minutes old, so
+//! the grace period cannot apply to them. The rule: an object that becomes unreferenced
+//! *because this prune removed its last referrer* is deleted at once; every other orphan keeps
+//! [`GC_GRACE`]. The blobs' mtimes are recorded before anything is listed; a freed blob is
+//! renamed into `tmp/` and put back if its mtime changed meanwhile (a writer found it and
+//! bumped it with [`Store::keep_blob`], so it is about to be referenced again). Layer
+//! directories are renamed away under their `layer-<diff id>` lock after checking the live
+//! snapshots', views' (`tmp/ro-*/layers.json`) and containers' records again; users record
+//! their layers *before* [`Store::lower_dirs`] looks the directories up under the same lock,
+//! so either the prune sees the record or the user sees the directory gone and unpacks it
+//! again from its blob. A cache mount goes only if every lock file in it (`shared.lock`,
+//! `private-N.lock`) can be taken exclusively without waiting; its data directories are
+//! removed while they are held, its lock files stay.
+//!
+//! **Running builds** hold a [`Lease`] (`leases/<random>`, flocked, its mtime the build's
+//! start) until their image is named: records and dangling images used since the oldest live
+//! lease began are not candidates, so a prune beside a build (another build's limit, or
+//! `builder prune --keep-storage`) never takes the cache hits and layers it is working with.
+//! Layer directories are not leased: one that goes is unpacked again from its blob.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, Read};
@@ -44,6 +77,7 @@ use serde::Deserialize;
 use crate::error::{Error, IoContext, Result};
 use crate::oci::ImageConfig;
 use crate::store::LockGuard;
+use crate::usage::{CACHE_MOUNTS, apparent_size, mount_data_dirs};
 use crate::{CacheRecord, Digest, Hasher, Store};
 
 /// Blobs and layer directories younger than this are never deleted: a build references what it
@@ -56,7 +90,11 @@ pub const TMP_MAX_AGE: Duration = Duration::from_secs(60 * 60);
 /// The file in a snapshot directory listing the diff ids of the layers it was created over.
 pub(crate) const SNAPSHOT_LAYERS: &str = "layers.json";
 
-/// What [`Store::gc`] or [`Store::prune_build_cache`] deleted.
+/// The prefix of a read-only view's directory in `tmp/` ([`Store::mount_readonly`]), which holds
+/// its `layers.json` beside the mount point.
+pub(crate) const VIEW_PREFIX: &str = "ro-";
+
+/// What [`Store::gc`], [`Store::prune_build_cache`] or [`Store::prune_to`] deleted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PruneReport {
     pub blobs: usize,
@@ -69,12 +107,41 @@ pub struct PruneReport {
     pub snapshot_bytes: u64,
     pub tmp_entries: usize,
     pub tmp_bytes: u64,
+    /// Dangling images removed (their blobs are counted in `blobs`).
+    pub images: usize,
+    /// Cache mounts emptied, and their bytes.
+    pub cache_mounts: usize,
+    pub mount_bytes: u64,
+    /// [`Store::prune_to`] with a size limit: the store's size ([`Store::size`]) when it
+    /// finished, and whether that is within the limit.
+    pub size_after: Option<u64>,
+    /// The limit could not be met: what is left is tagged images, images containers use,
+    /// orphans younger than [`GC_GRACE`], busy cache mounts and layers in use.
+    pub limit_missed: Option<u64>,
 }
 
 impl PruneReport {
     /// Everything freed, in bytes (file sizes, not blocks).
     pub fn total_bytes(&self) -> u64 {
-        self.blob_bytes + self.layer_bytes + self.cache_bytes + self.snapshot_bytes + self.tmp_bytes
+        self.blob_bytes
+            + self.layer_bytes
+            + self.cache_bytes
+            + self.snapshot_bytes
+            + self.tmp_bytes
+            + self.mount_bytes
+    }
+
+    /// The warning to print when the limit could not be met: `the store is 312.4 MB, over its
+    /// 200.0 MB limit, with only tagged and in-use images, ... left`.
+    pub fn limit_warning(&self) -> Option<String> {
+        let limit = self.limit_missed?;
+        Some(format!(
+            "the store is {}, over its {} limit: what is left is tagged images, images containers use, \
+             busy cache mounts, layers in use and objects younger than {} minutes",
+            human_bytes(self.size_after.unwrap_or(0)),
+            human_bytes(limit),
+            GC_GRACE.as_secs() / 60
+        ))
     }
 }
 
@@ -90,6 +157,12 @@ impl fmt::Display for PruneReport {
             plural(self.layers, "layer", "layers"),
             plural(self.cache_records, "cache record", "cache records"),
         )?;
+        if self.images > 0 {
+            write!(f, ", {}", plural(self.images, "dangling image", "dangling images"))?;
+        }
+        if self.cache_mounts > 0 {
+            write!(f, ", {}", plural(self.cache_mounts, "cache mount", "cache mounts"))?;
+        }
         if self.snapshots > 0 {
             write!(f, ", {}", plural(self.snapshots, "snapshot", "snapshots"))?;
         }
@@ -135,7 +208,7 @@ impl fmt::Display for VerifyReport {
 }
 
 /// `104.2 MB`: decimal units, as `docker system prune` prints them.
-fn human_bytes(n: u64) -> String {
+pub(crate) fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["kB", "MB", "GB", "TB", "PB"];
     if n < 1000 {
         return format!("{n} B");
@@ -305,7 +378,9 @@ impl Store {
     }
 
     /// Every `cache/*.json` record, parsed (or why not).
-    fn cache_records(&self) -> Result<Vec<(PathBuf, std::result::Result<CacheRecord, serde_json::Error>)>> {
+    pub(crate) fn cache_records(
+        &self,
+    ) -> Result<Vec<(PathBuf, std::result::Result<CacheRecord, serde_json::Error>)>> {
         let dir = self.root().join("cache");
         let mut out = Vec::new();
         for entry in fs::read_dir(&dir).at(&dir)? {
@@ -333,14 +408,33 @@ impl Store {
         if containers.is_dir() {
             self.mark_layer_users(&containers, false, marks)?;
         }
+        // Read-only views (`tmp/ro-*/`, Store::mount_readonly), with their records beside them.
+        self.mark_layer_users_where(&self.root().join("tmp"), false, marks, |name| {
+            name.starts_with(VIEW_PREFIX)
+        })?;
         Ok(())
     }
 
     /// `required`: every directory under `dir` uses layers (a snapshot without its record is
     /// being made, so it may use any); else only those with a record do.
     fn mark_layer_users(&self, dir: &Path, required: bool, marks: &mut Marks) -> Result<()> {
+        self.mark_layer_users_where(dir, required, marks, |_| true)
+    }
+
+    /// [`Store::mark_layer_users`] of the directories under `dir` whose name `wanted` takes.
+    fn mark_layer_users_where(
+        &self,
+        dir: &Path,
+        required: bool,
+        marks: &mut Marks,
+        wanted: impl Fn(&str) -> bool,
+    ) -> Result<()> {
         for entry in fs::read_dir(dir).at(dir)? {
-            let snap = entry.at(dir)?.path();
+            let entry = entry.at(dir)?;
+            if !wanted(&entry.file_name().to_string_lossy()) {
+                continue;
+            }
+            let snap = entry.path();
             if !fs::symlink_metadata(&snap).is_ok_and(|m| m.is_dir()) {
                 continue;
             }
@@ -542,6 +636,418 @@ impl Store {
     }
 }
 
+/// A running build's claim on what it uses: while it is held, [`Store::prune_to`] removes no
+/// record and no dangling image used since it was taken (see the module docs). Released
+/// (its file removed) when dropped.
+pub struct Lease {
+    path: PathBuf,
+    _lock: nix::fcntl::Flock<File>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// Where leases live: one flocked file each, its mtime the time it was taken.
+const LEASES: &str = "leases";
+
+/// mtimes are as coarse as the kernel's clock tick; a use that far before a lease may belong
+/// to it.
+const LEASE_SLACK: Duration = Duration::from_secs(1);
+
+/// What [`Store::prune_to`] keeps the store to. Neither set: nothing is removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PrunePolicy {
+    /// Remove least recently used things until the store ([`Store::size`]) is at most this.
+    pub keep_bytes: Option<u64>,
+    /// Remove build-cache records, idle cache mounts and dangling images unused longer.
+    pub older_than: Option<Duration>,
+}
+
+/// One thing [`Store::prune_to`] may remove, with what it references.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Candidate {
+    kind: CandidateKind,
+    last_used: SystemTime,
+    /// Blob hexes and diff id hexes only it (among candidates) may keep alive.
+    blobs: Vec<String>,
+    diff_ids: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum CandidateKind {
+    /// `cache/<hex>.json`.
+    Record(PathBuf),
+    /// `cache/mounts/<dir>/`.
+    Mount(PathBuf),
+    /// A dangling image no container uses.
+    Image(Digest),
+    /// `layers/<diff id hex>/`, used by no snapshot, view or container (only under a limit).
+    Layer(String),
+}
+
+/// Least recently used first; equal times in a fixed order (records, mounts, images, layers,
+/// then by name) so that a prune is repeatable.
+fn lru_order(candidates: &mut [Candidate]) {
+    candidates.sort_by(|a, b| a.last_used.cmp(&b.last_used).then_with(|| a.kind.cmp(&b.kind)));
+}
+
+/// The bookkeeping of one prune: who still references each blob and layer directory, and the
+/// mtimes of blobs as the prune began (a writer that bumps one since, `keep_blob`, saves it).
+struct PruneRefs {
+    /// Referenced by something the prune never removes (tags, images in use, other platforms'
+    /// images of a name).
+    pinned: Marks,
+    blob_users: HashMap<String, usize>,
+    diff_users: HashMap<String, usize>,
+    blob_mtimes: HashMap<String, SystemTime>,
+}
+
+impl Store {
+    /// Keeps the store to `policy` (see the module docs, "Size limit"): under the `gc` lock,
+    /// (a) removes build-cache records, idle cache mounts and dangling images last used longer
+    /// ago than `older_than`; (b) while the store is over `keep_bytes`, removes the least
+    /// recently used of those and of the unpacked layer directories nothing live uses. What
+    /// only removed things referenced goes at once; tagged images and `in_use` (the images
+    /// containers use) never go. An ordinary [`Store::gc`] pass runs first.
+    pub fn prune_to(&self, policy: &PrunePolicy, in_use: &BTreeSet<Digest>) -> Result<PruneReport> {
+        let lock = self.lock("gc")?;
+        let mut report = PruneReport::default();
+        if policy.keep_bytes.is_none() && policy.older_than.is_none() {
+            return Ok(report);
+        }
+        // Orphans not made by this prune: the normal rules, grace period included.
+        self.gc_locked(&lock, &mut report)?;
+
+        let now = SystemTime::now();
+        // Before anything is listed: a writer that bumps a blob from now on is seen.
+        let blob_mtimes = self.blob_mtimes()?;
+        let mut refs = PruneRefs {
+            pinned: Marks::default(),
+            blob_users: HashMap::new(),
+            diff_users: HashMap::new(),
+            blob_mtimes,
+        };
+        let mut candidates = self.prune_candidates(in_use, &mut refs)?;
+        // What running builds have used or made since they began stays, with its blobs.
+        if let Some(oldest) = self.oldest_lease() {
+            let since = oldest.checked_sub(LEASE_SLACK).unwrap_or(oldest);
+            candidates.retain(|c| c.last_used < since || matches!(c.kind, CandidateKind::Mount(_)));
+        }
+        lru_order(&mut candidates);
+
+        let mut left = Vec::new();
+        for c in candidates {
+            let old = policy
+                .older_than
+                .is_some_and(|age| now.duration_since(c.last_used).is_ok_and(|used| used > age));
+            if old {
+                self.remove_candidate(&c, &mut refs, &mut report)?;
+            } else {
+                left.push(c);
+            }
+        }
+
+        let Some(limit) = policy.keep_bytes else { return Ok(report) };
+        let mut size = self.size();
+        if size > limit {
+            let mut live = Marks::default();
+            self.mark_live_snapshots(&mut live)?;
+            if !live.all_layer_dirs {
+                left.extend(self.layer_candidates(&live)?);
+            }
+            lru_order(&mut left);
+            for c in left {
+                if size <= limit {
+                    break;
+                }
+                let before = report.total_bytes();
+                self.remove_candidate(&c, &mut refs, &mut report)?;
+                size = size.saturating_sub(report.total_bytes() - before);
+            }
+            // What was counted is freed; new writes by others since are not: measure again.
+            size = self.size();
+        }
+        report.size_after = Some(size);
+        if size > limit {
+            report.limit_missed = Some(limit);
+        }
+        Ok(report)
+    }
+
+    /// Takes a lease for a build (see [`Lease`]).
+    pub fn lease(&self) -> Result<Lease> {
+        use nix::fcntl::{Flock, FlockArg};
+        let dir = self.root().join(LEASES);
+        fs::create_dir_all(&dir).at(&dir)?;
+        let path = dir.join(format!("{:016x}", rand::random::<u64>()));
+        let file = File::options().create_new(true).write(true).open(&path).at(&path)?;
+        let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock)
+            .map_err(|(_, e)| Error::Io { path: path.clone(), source: e.into() })?;
+        Ok(Lease { path, _lock: lock })
+    }
+
+    /// When the oldest lease a live process holds was taken; leases nobody holds (their
+    /// process died) are removed.
+    fn oldest_lease(&self) -> Option<SystemTime> {
+        use nix::fcntl::{Flock, FlockArg};
+        let dir = self.root().join(LEASES);
+        let mut oldest: Option<SystemTime> = None;
+        for entry in fs::read_dir(&dir).ok()?.flatten() {
+            let path = entry.path();
+            let Ok(file) = File::options().write(true).open(&path) else { continue };
+            let Ok(taken) = file.metadata().and_then(|m| m.modified()) else { continue };
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(_stale) => {
+                    let _ = fs::remove_file(&path);
+                }
+                Err(_) => oldest = Some(oldest.map_or(taken, |o| o.min(taken))),
+            }
+        }
+        oldest
+    }
+
+    /// The mtime of every blob, by hex.
+    fn blob_mtimes(&self) -> Result<HashMap<String, SystemTime>> {
+        let dir = self.root().join("blobs/sha256");
+        let mut out = HashMap::new();
+        for entry in fs::read_dir(&dir).at(&dir)? {
+            let entry = entry.at(&dir)?;
+            if let Ok(t) = entry.metadata().and_then(|m| m.modified()) {
+                out.insert(entry.file_name().to_string_lossy().into_owned(), t);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records, idle-looking cache mounts and dangling images not in `in_use`, with what each
+    /// references counted in `refs`; the roots that stay are marked in `refs.pinned`.
+    fn prune_candidates(&self, in_use: &BTreeSet<Digest>, refs: &mut PruneRefs) -> Result<Vec<Candidate>> {
+        for (_, digest) in self.tags()? {
+            self.mark_blob(&digest, &mut refs.pinned, 0);
+        }
+        for digest in self.platform_images()? {
+            self.mark_blob(&digest, &mut refs.pinned, 0);
+        }
+        let mut out = Vec::new();
+        for digest in self.dangling_images()? {
+            if in_use.contains(&digest) {
+                self.mark_blob(&digest, &mut refs.pinned, 0);
+                continue;
+            }
+            let mut marks = Marks::default();
+            self.mark_blob(&digest, &mut marks, 0);
+            // A dangling image was last used when it was made (or last written again).
+            let last_used = refs.blob_mtimes.get(digest.hex()).copied().unwrap_or(SystemTime::UNIX_EPOCH);
+            out.push(Candidate {
+                kind: CandidateKind::Image(digest),
+                last_used,
+                blobs: marks.blobs.into_iter().collect(),
+                diff_ids: marks.diff_ids.into_iter().collect(),
+            });
+        }
+        for (path, record) in self.cache_records()? {
+            let Ok(last_used) = fs::symlink_metadata(&path).and_then(|m| m.modified()) else { continue };
+            let layers = record.map(|r| r.layers).unwrap_or_default();
+            out.push(Candidate {
+                kind: CandidateKind::Record(path),
+                last_used,
+                blobs: layers.iter().map(|l| l.digest.hex().to_string()).collect(),
+                diff_ids: layers.iter().map(|l| l.diff_id.hex().to_string()).collect(),
+            });
+        }
+        for mount in self.cache_mounts()? {
+            out.push(Candidate {
+                kind: CandidateKind::Mount(self.root().join(CACHE_MOUNTS).join(&mount.dir)),
+                last_used: mount.last_used,
+                blobs: Vec::new(),
+                diff_ids: Vec::new(),
+            });
+        }
+        for c in &out {
+            for b in &c.blobs {
+                *refs.blob_users.entry(b.clone()).or_default() += 1;
+            }
+            for d in &c.diff_ids {
+                *refs.diff_users.entry(d.clone()).or_default() += 1;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The unpacked layer directories no live snapshot, view or container uses, each last used
+    /// at its mtime ([`Store::lower_dirs`] bumps it).
+    fn layer_candidates(&self, live: &Marks) -> Result<Vec<Candidate>> {
+        let dir = self.root().join("layers");
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&dir).at(&dir)? {
+            let entry = entry.at(&dir)?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.len() != 64 || live.diff_ids.contains(&name) {
+                continue;
+            }
+            let Ok(last_used) = entry.metadata().and_then(|m| m.modified()) else { continue };
+            out.push(Candidate {
+                kind: CandidateKind::Layer(name),
+                last_used,
+                blobs: Vec::new(),
+                diff_ids: Vec::new(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Removes one candidate and, at once, the blobs and layer directories nothing references
+    /// any more because of it.
+    fn remove_candidate(&self, c: &Candidate, refs: &mut PruneRefs, report: &mut PruneReport) -> Result<()> {
+        let removed = match &c.kind {
+            CandidateKind::Record(path) => {
+                let bytes = fs::symlink_metadata(path).map_or(0, |m| m.len());
+                match fs::remove_file(path) {
+                    Ok(()) => {
+                        report.cache_records += 1;
+                        report.cache_bytes += bytes;
+                        true
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => true,
+                    Err(e) => return Err(Error::Io { path: path.clone(), source: e }),
+                }
+            }
+            CandidateKind::Image(digest) => {
+                let dropped = self.drop_dangling(digest)?;
+                report.images += usize::from(dropped);
+                dropped
+            }
+            CandidateKind::Mount(dir) => {
+                if let Some(bytes) = empty_idle_mount(self, dir)? {
+                    report.cache_mounts += 1;
+                    report.mount_bytes += bytes;
+                }
+                return Ok(());
+            }
+            CandidateKind::Layer(hex) => {
+                self.remove_layer_dir(hex, report)?;
+                return Ok(());
+            }
+        };
+        // Still referenced (a name took the image meanwhile): its objects stay.
+        if !removed {
+            return Ok(());
+        }
+        for b in &c.blobs {
+            let users = refs.blob_users.entry(b.clone()).or_default();
+            *users = users.saturating_sub(1);
+            if *users == 0 && !refs.pinned.blobs.contains(b) {
+                self.remove_freed_blob(b, refs.blob_mtimes.get(b).copied(), report)?;
+            }
+        }
+        for d in &c.diff_ids {
+            let users = refs.diff_users.entry(d.clone()).or_default();
+            *users = users.saturating_sub(1);
+            if *users == 0 && !refs.pinned.diff_ids.contains(d) {
+                self.remove_layer_dir(d, report)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes blob `hex`, which this prune made unreferenced, without gc's grace period: it
+    /// is renamed into `tmp/` and kept there only if its mtime is still `seen` (the one it had
+    /// when the prune began); a writer that bumped it since ([`Store::keep_blob`]) is about to
+    /// reference it again, and it goes back.
+    fn remove_freed_blob(&self, hex: &str, seen: Option<SystemTime>, report: &mut PruneReport) -> Result<()> {
+        let path = self.root().join("blobs/sha256").join(hex);
+        // Written since the prune began: a writer's, not ours to remove.
+        let Some(seen) = seen else { return Ok(()) };
+        let trash = self.trash_path("blob");
+        match fs::rename(&path, &trash) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::Io { path, source: e }),
+        }
+        let meta = fs::symlink_metadata(&trash).at(&trash)?;
+        if meta.modified().ok() != Some(seen) {
+            fs::rename(&trash, &path).at(&path)?;
+            return Ok(());
+        }
+        remove_tree(&trash).at(&trash)?;
+        report.blobs += 1;
+        report.blob_bytes += meta.len();
+        Ok(())
+    }
+
+    /// Removes `layers/<hex>/` unless a live snapshot, view or container uses it, checked under
+    /// the layer's lock, the one [`Store::lower_dirs`] looks directories up under. A directory
+    /// that goes is unpacked again from its blob when next needed ([`Store::layer_dir`]).
+    fn remove_layer_dir(&self, hex: &str, report: &mut PruneReport) -> Result<()> {
+        let path = self.root().join("layers").join(hex);
+        if hex.len() != 64 || fs::symlink_metadata(&path).is_err() {
+            return Ok(());
+        }
+        let trash = self.trash_path("layer");
+        {
+            let _layer = self.lock(&format!("layer-{hex}"))?;
+            let mut live = Marks::default();
+            self.mark_live_snapshots(&mut live)?;
+            if live.all_layer_dirs || live.diff_ids.contains(hex) {
+                return Ok(());
+            }
+            match fs::rename(&path, &trash) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(Error::Io { path, source: e }),
+            }
+        }
+        report.layer_bytes += apparent_size(&trash, &mut HashSet::new());
+        remove_tree(&trash).at(&trash)?;
+        report.layers += 1;
+        Ok(())
+    }
+}
+
+/// Empties cache mount `dir` if it is idle: every lock file in it (`shared.lock`,
+/// `private-N.lock`) taken exclusively without waiting, and held while its data directories
+/// are renamed into the store's `tmp/` and removed. The directory, its lock files and nothing
+/// else stay, so a build that opens a lock file meanwhile never finds the directory gone; it
+/// then seeds an empty cache as for a new mount. Returns the bytes freed, or `None` when busy.
+fn empty_idle_mount(store: &Store, dir: &Path) -> Result<Option<u64>> {
+    use nix::fcntl::{Flock, FlockArg};
+    let mut held = Vec::new();
+    let Ok(entries) = fs::read_dir(dir) else { return Ok(None) };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "lock") {
+            continue;
+        }
+        let Ok(file) = File::options().write(true).open(&path) else { continue };
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => held.push(lock),
+            // In use by a RUN: the mount stays whole.
+            Err(_) => return Ok(None),
+        }
+    }
+    let mut bytes = 0;
+    for data in mount_data_dirs(dir) {
+        let trash = store.trash_path("mount");
+        match fs::rename(&data, &trash) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::Io { path: data, source: e }),
+        }
+        bytes += apparent_size(&trash, &mut HashSet::new());
+        remove_tree(&trash).at(&trash)?;
+    }
+    for file in ["last-used", "id"] {
+        let path = dir.join(file);
+        bytes += fs::symlink_metadata(&path).map_or(0, |m| m.len());
+        let _ = fs::remove_file(&path);
+    }
+    drop(held);
+    Ok(Some(bytes))
+}
+
 /// What `verify` finds wrong with a blob file.
 #[derive(Debug, thiserror::Error)]
 enum BlobProblem {
@@ -675,5 +1181,129 @@ mod tests {
         );
         assert_eq!(human_bytes(999), "999 B");
         assert_eq!(human_bytes(1500), "1.5 kB");
+    }
+
+    fn ago(secs: u64) -> SystemTime {
+        SystemTime::now() - Duration::from_secs(secs)
+    }
+
+    #[test]
+    fn lru_order_puts_the_least_recently_used_first_whatever_its_kind() {
+        let c = |kind, secs| Candidate { kind, last_used: ago(secs), blobs: vec![], diff_ids: vec![] };
+        let mut list = vec![
+            c(CandidateKind::Layer("l".into()), 10),
+            c(CandidateKind::Record("r".into()), 300),
+            c(CandidateKind::Mount("m".into()), 3600),
+            c(CandidateKind::Image(Digest::of(b"i")), 60),
+        ];
+        lru_order(&mut list);
+        let kinds: Vec<&CandidateKind> = list.iter().map(|c| &c.kind).collect();
+        assert!(matches!(kinds[0], CandidateKind::Mount(_)), "{kinds:?}");
+        assert!(matches!(kinds[1], CandidateKind::Record(_)), "{kinds:?}");
+        assert!(matches!(kinds[2], CandidateKind::Image(_)), "{kinds:?}");
+        assert!(matches!(kinds[3], CandidateKind::Layer(_)), "{kinds:?}");
+    }
+
+    /// A record with one layer blob of `n` random-ish bytes, last used `secs` ago.
+    fn aged_record(store: &Store, n: u8, secs: u64) -> (PathBuf, Digest) {
+        let data: Vec<u8> = (0..20_000u32).map(|i| (i as u8) ^ n).chain([n]).collect();
+        let digest = store.write_blob(&data).unwrap();
+        let layer = crate::Layer {
+            digest: digest.clone(),
+            diff_id: Digest::of(&[n]),
+            size: data.len() as u64,
+            media_type: "application/vnd.oci.image.layer.v1.tar".into(),
+        };
+        let key = Digest::of(&[n, n]);
+        store.cache_put(&key, &CacheRecord { layers: vec![layer], config: Default::default() }).unwrap();
+        let path = store.root().join("cache").join(format!("{}.json", key.hex()));
+        File::options().write(true).open(&path).unwrap().set_modified(ago(secs)).unwrap();
+        (path, digest)
+    }
+
+    #[test]
+    fn prune_to_a_size_removes_the_least_recently_used_records_and_their_fresh_blobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (old, old_blob) = aged_record(&store, 1, 3 * 3600);
+        let (mid, mid_blob) = aged_record(&store, 2, 2 * 3600);
+        let (new, new_blob) = aged_record(&store, 3, 3600);
+        // A hit is a use: the oldest record becomes the newest.
+        let key = Digest::of(&[1, 1]);
+        assert!(store.cache_get(&key).unwrap().is_some());
+        let size = store.size();
+        let policy = PrunePolicy { keep_bytes: Some(size - 5_000), older_than: None };
+        let report = store.prune_to(&policy, &BTreeSet::new()).unwrap();
+        assert_eq!((report.cache_records, report.blobs), (1, 1), "{report}");
+        assert!(old.exists() && new.exists() && !mid.exists());
+        // Minutes-old blobs, but made unreferenced by this prune: gone at once.
+        assert!(store.has_blob(&old_blob) && store.has_blob(&new_blob) && !store.has_blob(&mid_blob));
+        assert!(report.size_after.unwrap() <= size - 5_000 && report.limit_missed.is_none(), "{report:?}");
+        assert_eq!(report.size_after, Some(store.size()));
+        assert!(store.verify().unwrap().is_ok());
+    }
+
+    #[test]
+    fn prune_to_an_age_keeps_what_was_used_since() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (old, _) = aged_record(&store, 1, 3 * 3600);
+        let (new, _) = aged_record(&store, 2, 60);
+        let policy = PrunePolicy { keep_bytes: None, older_than: Some(Duration::from_secs(3600)) };
+        let report = store.prune_to(&policy, &BTreeSet::new()).unwrap();
+        assert!(!old.exists() && new.exists(), "{report}");
+        assert_eq!(report.limit_missed, None);
+    }
+
+    #[test]
+    fn prune_to_a_limit_below_the_tagged_images_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (_, blob) = aged_record(&store, 1, 3600);
+        let layer = store.cache_get(&Digest::of(&[1, 1])).unwrap().unwrap().layers;
+        let config = crate::ImageConfig {
+            rootfs: crate::oci::RootFs { kind: "layers".into(), diff_ids: vec![layer[0].diff_id.clone()] },
+            ..Default::default()
+        };
+        let image = store.put_image(&config, &layer).unwrap();
+        store.tag(&"app:1".parse().unwrap(), &image.digest).unwrap();
+        let report = store
+            .prune_to(&PrunePolicy { keep_bytes: Some(1000), older_than: None }, &BTreeSet::new())
+            .unwrap();
+        assert_eq!(report.cache_records, 1);
+        assert!(store.has_blob(&blob), "the tagged image's layer stays");
+        assert_eq!(report.limit_missed, Some(1000));
+        assert!(
+            report.limit_warning().unwrap().contains("over its 1.0 kB limit"),
+            "{:?}",
+            report.limit_warning()
+        );
+        assert!(store.verify().unwrap().is_ok());
+    }
+
+    #[test]
+    fn a_busy_cache_mount_stays_and_an_idle_one_is_emptied() {
+        use nix::fcntl::{Flock, FlockArg};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mount = |name: &str| {
+            let m = store.root().join(CACHE_MOUNTS).join(name);
+            fs::create_dir_all(m.join("shared")).unwrap();
+            fs::write(m.join("shared/data"), vec![7u8; 50_000]).unwrap();
+            fs::write(m.join("id"), format!("{name}-id")).unwrap();
+            File::create(m.join("shared.lock")).unwrap();
+            m
+        };
+        let (busy, idle) = (mount("busy"), mount("idle"));
+        let _held = Flock::lock(File::open(busy.join("shared.lock")).unwrap(), FlockArg::LockShared).unwrap();
+        let usage = store.cache_usage().unwrap();
+        assert_eq!(usage.mounts.len(), 2);
+        assert_eq!(usage.mounts[0].id.as_deref().map(|i| i.ends_with("-id")), Some(true));
+        let report =
+            store.prune_to(&PrunePolicy { keep_bytes: Some(0), older_than: None }, &BTreeSet::new()).unwrap();
+        assert_eq!(report.cache_mounts, 1, "{report}");
+        assert!(busy.join("shared/data").exists());
+        assert!(!idle.join("shared").exists() && idle.join("shared.lock").exists());
+        assert_eq!(store.cache_usage().unwrap().mounts.len(), 1);
     }
 }

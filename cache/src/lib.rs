@@ -18,15 +18,17 @@ mod snapshot;
 mod store;
 pub mod time;
 mod transfer;
+mod usage;
 pub mod userns;
 
 pub use archive::{ArchiveFormat, LoadedImage};
 pub use copyup::drop_unchanged_copy_ups;
 pub use digest::{Digest, Hasher, HashingWriter};
 pub use error::{Error, Result};
-pub use gc::{GC_GRACE, PruneReport, TMP_MAX_AGE, VerifyReport};
+pub use gc::{GC_GRACE, Lease, PrunePolicy, PruneReport, TMP_MAX_AGE, VerifyReport};
 pub use layer::{CommitOptions, Compression, TreeEntry, TreeKind, decompressed};
 pub use oci::{Image, ImageConfig, Layer};
 pub use reference::ImageRef;
 pub use snapshot::{MountGuard, ReadonlyMount, Snapshot, mount_overlay};
 pub use store::{CacheRecord, DiskUsage, ImageEntry, LockGuard, RemovedImage, Store};
+pub use usage::{CacheUsage, MountUsage, RecordUsage, STORE_SIZE_DIRS};

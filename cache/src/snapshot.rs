@@ -59,8 +59,8 @@ pub struct ReadonlyMount {
 
 impl ReadonlyMount {
     pub fn path(&self) -> &Path {
-        let _ = &self.guard;
-        self.dir.path()
+        let _ = &self.dir;
+        &self.guard.target
     }
 }
 
@@ -95,7 +95,6 @@ impl Store {
     /// A new snapshot whose lowers are `layers` (bottom first, as in a manifest), unpacking
     /// any that are not unpacked yet.
     pub fn create_snapshot(&self, layers: &[Layer]) -> Result<Snapshot> {
-        let mut lowers = self.lower_dirs(layers)?;
         let id = format!("{:032x}", rand::random::<u128>());
         let staging_parent = self.temp_dir("snapshot-")?;
         let staging = staging_parent.path().join("s");
@@ -103,7 +102,7 @@ impl Store {
         dirs.mode(0o755);
         dirs.create(&staging).at(&staging)?;
         let mut subdirs = vec!["upper", "work", "merged"];
-        if lowers.is_empty() {
+        if layers.is_empty() {
             // FROM scratch: overlayfs needs at least one lower.
             subdirs.push("lower");
         }
@@ -122,25 +121,51 @@ impl Store {
             .at(&layers_path)?;
         let dir = self.root().join("snapshots").join(&id);
         fs::rename(&staging, &dir).at(&dir)?;
-        if lowers.is_empty() {
-            lowers.push(dir.join("lower"));
+        // Only now, with the snapshot's use of its layers on record, are their directories
+        // looked up (see lower_dirs); a failure drops the snapshot, which removes it.
+        let mut snapshot = Snapshot { id, dir, lowers: Vec::new(), _lock: lock };
+        snapshot.lowers = self.lower_dirs(layers)?;
+        if snapshot.lowers.is_empty() {
+            snapshot.lowers.push(snapshot.dir.join("lower"));
         }
-        Ok(Snapshot { id, dir, lowers, _lock: lock })
+        Ok(snapshot)
     }
 
     /// The layer directories of `layers`, topmost first, each once: overlayfs refuses the same
     /// directory twice ("conflicting lowerdir", ELOOP), and an image can hold the same layer
     /// twice (two steps with identical changes). Keeping only the topmost occurrence shows
     /// the same tree: everything the lower copy adds, hides or deletes, the upper one does too.
+    ///
+    /// Callers record the use first (a snapshot's or view's `layers.json`, a container's
+    /// [`Store::pin_layers`]): [`Store::prune_to`] removes a layer directory that no such record
+    /// names, checking the records under the layer's lock, and each directory is found here
+    /// under that same lock, so either the prune sees the record or this sees the directory
+    /// gone and unpacks it again. Each directory's mtime is bumped: its last use, for the
+    /// prune's LRU order.
     pub fn lower_dirs(&self, layers: &[Layer]) -> Result<Vec<PathBuf>> {
         let mut seen = std::collections::HashSet::new();
         let mut dirs = Vec::with_capacity(layers.len());
         for layer in layers.iter().rev() {
             if seen.insert(&layer.diff_id) {
-                dirs.push(self.layer_dir(layer)?);
+                dirs.push(self.layer_dir_in_use(layer)?);
             }
         }
         Ok(dirs)
+    }
+
+    /// [`Store::layer_dir`], checked and touched under the layer's lock (see lower_dirs).
+    fn layer_dir_in_use(&self, layer: &Layer) -> Result<PathBuf> {
+        {
+            let _lock = self.lock(&format!("layer-{}", layer.diff_id.hex()))?;
+            let dir = self.root().join("layers").join(layer.diff_id.hex());
+            if fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+                crate::gc::touch(&dir);
+                return Ok(dir);
+            }
+        }
+        // Gone: unpacked again from its blob (layer_dir takes the lock itself; flock is not
+        // reentrant across two opens of the file).
+        self.layer_dir(layer)
     }
 
     /// Records that the directory `dir` (a container's rootfs, outside `snapshots/`) uses
@@ -157,9 +182,16 @@ impl Store {
     /// Drop the guard before the directory (a `let (dir, guard) = ...` binding does): the
     /// directory cannot be removed while something is mounted on it.
     pub fn mount_readonly(&self, layers: &[Layer]) -> Result<ReadonlyMount> {
+        let dir = self.temp_dir(crate::gc::VIEW_PREFIX)?;
+        // The layers it uses, on record before their directories are looked up (lower_dirs),
+        // beside the mount point, where gc and prune_to read them.
+        let layers_path = dir.path().join(crate::gc::SNAPSHOT_LAYERS);
+        let diff_ids: Vec<&crate::Digest> = layers.iter().map(|l| &l.diff_id).collect();
+        fs::write(&layers_path, serde_json::to_vec(&diff_ids).expect("diff ids serialize"))
+            .at(&layers_path)?;
+        let target = dir.path().join("view");
+        fs::create_dir(&target).at(&target)?;
         let lowers = self.lower_dirs(layers)?;
-        let dir = self.temp_dir("ro-")?;
-        let target = dir.path().to_path_buf();
         let guard = match lowers.as_slice() {
             [] => MountGuard { target, mounted: false },
             [only] => {

@@ -570,6 +570,18 @@ impl Store {
         Ok(old)
     }
 
+    /// Removes `digest` from the dangling images if it is still one (no name took it since);
+    /// says whether it did.
+    pub(crate) fn drop_dangling(&self, digest: &Digest) -> Result<bool> {
+        let _lock = self.lock("images")?;
+        let mut table = self.read_tags()?;
+        if table.is_tagged(digest) || !table.dangling.remove(digest) {
+            return Ok(false);
+        }
+        self.write_tags(&table)?;
+        Ok(true)
+    }
+
     /// Keeps the image `digest` without a name (a build without `-t`), unless it has one.
     pub fn keep_dangling(&self, digest: &Digest) -> Result<()> {
         let _lock = self.lock("images")?;
@@ -817,7 +829,13 @@ impl Store {
         // A record that does not parse or points at missing blobs is a miss, not an error: the
         // cache is only a cache, and the step can always be run again.
         let Ok(record) = serde_json::from_slice::<CacheRecord>(&bytes) else { return Ok(None) };
-        if record.layers.iter().all(|l| self.has_blob(&l.digest)) { Ok(Some(record)) } else { Ok(None) }
+        if !record.layers.iter().all(|l| self.has_blob(&l.digest)) {
+            return Ok(None);
+        }
+        // The record's last use, for Store::prune_to's LRU order. A failure (the record was
+        // pruned meanwhile) only makes it look older; the hit stands.
+        crate::gc::touch(&path);
+        Ok(Some(record))
     }
 
     /// The record for `key` even if some of its blobs are missing, and whether all are here.

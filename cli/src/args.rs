@@ -208,8 +208,28 @@ pub struct LogoutArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum BuilderCommand {
-    /// Remove the build cache (images stay), then collect what only it used.
-    Prune,
+    /// Remove the build cache (images stay), then collect what only it used; with
+    /// `--keep-storage` or `--filter until=`, only what is least recently or long unused.
+    Prune(BuilderPruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BuilderPruneArgs {
+    /// Keep the store at most this big (`10GB`, `1.5g`, `500m`: binary units, as buildx):
+    /// remove least recently used build cache, dangling images and unpacked layers until it is.
+    #[arg(long = "keep-storage", value_name = "SIZE")]
+    pub keep_storage: Option<String>,
+    /// `until=DURATION` (a Go duration: `24h`, `90m`, `1h30m`): remove only build cache and
+    /// dangling images unused for longer.
+    #[arg(long = "filter", value_name = "until=DURATION")]
+    pub filter: Vec<String>,
+    /// Accepted for buildx's sake: every record is removable here (rbuild keeps no internal
+    /// or frontend images in its cache).
+    #[arg(short, long)]
+    pub all: bool,
+    /// Don't ask (rbuild never asks; accepted for buildx compatibility).
+    #[arg(short, long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -246,9 +266,16 @@ pub enum SystemCommand {
     /// (natively, or through QEMU user emulation registered in binfmt_misc).
     Info,
     /// Show how much space images, containers, volumes and the build cache take.
-    Df,
+    Df(DfArgs),
     /// Check every blob against its digest and every image and cache record for missing blobs.
     Verify,
+}
+
+#[derive(Debug, Args)]
+pub struct DfArgs {
+    /// Also list every image, build-cache record and cache mount.
+    #[arg(short, long)]
+    pub verbose: bool,
 }
 
 #[derive(Debug, Args)]
@@ -422,6 +449,11 @@ pub struct BuildArgs {
     /// Run only the build checks (BuildKit's linter) and print their warnings; exit 1 if any.
     #[arg(long)]
     pub check: bool,
+    /// Keep the store at most this big (`20GB`; binary units): when the build leaves it bigger,
+    /// least recently used build cache, dangling images and unpacked layers are removed
+    /// (`builder prune --keep-storage`). Default: `[gc] keep-storage` of `<store>/rbuild.toml`.
+    #[arg(long = "gc-keep-storage", value_name = "SIZE")]
+    pub gc_keep_storage: Option<String>,
     /// The cgroup every RUN's cgroup is made in (a path under each hierarchy's root, made if
     /// missing; default `rbuild`).
     #[arg(long = "cgroup-parent", value_name = "PATH")]

@@ -71,12 +71,9 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Volume(c) => crate::volumes::volume(&store()?, c),
         Command::Debug(args::DebugCommand::DumpAst { file }) => dump_ast(&file),
         Command::Debug(args::DebugCommand::Graph(a)) => graph(&store()?, a),
-        Command::Builder(args::BuilderCommand::Prune) => {
-            println!("{}", store()?.prune_build_cache()?);
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Builder(args::BuilderCommand::Prune(a)) => crate::storelimit::builder_prune(&store()?, a),
         Command::System(args::SystemCommand::Prune(a)) => images::system_prune(&store()?, a),
-        Command::System(args::SystemCommand::Df) => images::system_df(&store()?),
+        Command::System(args::SystemCommand::Df(a)) => images::system_df(&store()?, a.verbose),
         Command::System(args::SystemCommand::Info) => system_info(&store()?),
         Command::System(args::SystemCommand::Verify) => {
             let report = store()?.verify()?;
@@ -310,6 +307,11 @@ fn build_args(args: &[String]) -> Result<Vec<(String, String)>> {
 }
 
 fn build(store: &Store, mut a: args::BuildArgs) -> Result<ExitCode> {
+    // Read before building, so a bad size or config file fails at once.
+    let limit = crate::storelimit::build_limit(store, a.gc_keep_storage.as_deref())?;
+    // Until the image is named: a prune run meanwhile (another build's limit) spares what this
+    // build uses and makes.
+    let lease = store.lease()?;
     let platforms = a.platform.as_deref().map(parse_platforms).transpose()?.unwrap_or_default();
     let annotations =
         a.annotations.iter().map(|n| crate::annotations::parse(n)).collect::<Result<Vec<_>>>()?;
@@ -395,7 +397,12 @@ fn build(store: &Store, mut a: args::BuildArgs) -> Result<ExitCode> {
         .map(|t| solver::InlineOptions { cache_mounts: t.cache_mounts, mounts_max_size: t.mounts_max_size });
     if platforms.len() > 1 {
         let multi = crate::multiplatform::Build { outputs, tags, push_to, cache_to, annotations };
-        return crate::multiplatform::build(store, &a, options, &platforms, multi);
+        let code = crate::multiplatform::build(store, &a, options, &platforms, multi)?;
+        drop(lease);
+        if code == ExitCode::SUCCESS {
+            crate::storelimit::enforce(store, limit, a.quiet)?;
+        }
+        return Ok(code);
     }
     options.annotations = crate::annotations::single(
         &annotations,
@@ -448,6 +455,9 @@ fn build(store: &Store, mut a: args::BuildArgs) -> Result<ExitCode> {
         }
     }
     crate::cacheopts::export(store, &out, &cache_to, &options.cache_from, &a.insecure_registry)?;
+    // Last, with the image named and the cache exported: the limit holds when the build ends.
+    drop(lease);
+    crate::storelimit::enforce(store, limit, a.quiet)?;
     if a.quiet {
         // Not into a rootfs tar going to stdout (`-o -`).
         if !outputs.contains(&images::Output::Tar { dest: None }) {

@@ -363,8 +363,10 @@ pub fn system_prune(store: &Store, a: args::SystemPruneArgs) -> Result<ExitCode>
 }
 
 /// `system df`: images, containers (their writable layers), volumes and the build cache, with
-/// what is in use and what a prune would free, as docker's.
-pub fn system_df(store: &Store) -> Result<ExitCode> {
+/// what is in use and what a prune would free, as docker's; then the store's size, the figure
+/// `--keep-storage` limits (`cache::Store::size`). `-v` adds a table of images, of build-cache
+/// records and of cache mounts.
+pub fn system_df(store: &Store, verbose: bool) -> Result<ExitCode> {
     let u = store.disk_usage(&images_in_use(store)?)?;
     let containers = runtime::container::Containers::open(store.root())?.disk_usage()?;
     let in_use: BTreeSet<String> = runtime::volume::volume_users(store.root())?.into_keys().collect();
@@ -397,7 +399,76 @@ pub fn system_df(store: &Store) -> Result<ExitCode> {
         line("Build Cache", u.cache_records, 0, u.cache_bytes, human_size(u.cache_bytes, 4)),
     ];
     print!("{}", tabulate(&lines));
+    println!("\nStore size (blobs, layers, cache, snapshots, tmp): {}", human_size(store.size(), 4));
+    if verbose {
+        system_df_verbose(store)?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `N minutes ago` from a file time.
+fn ago(t: std::time::SystemTime) -> String {
+    let secs = std::time::SystemTime::now().duration_since(t).map_or(0, |d| d.as_secs());
+    format!("{} ago", crate::output::human_duration(secs as i64))
+}
+
+/// `system df -v`'s tables. A record's SIZE is its file and the layer blobs only it
+/// references (what removing it alone frees); SHARED says an image or another record uses one
+/// of its blobs too. A cache mount's SIZE is its whole directory.
+fn system_df_verbose(store: &Store) -> Result<()> {
+    let in_use = images_in_use(store)?;
+    let mut lines = vec!["REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE\tCONTAINERS".to_string()];
+    for entry in store.list_images()? {
+        let Ok(image) = store.image_or_any(&entry.digest) else { continue };
+        let size = human_size(store.image_size(&image), 4);
+        let created = since(image.config.created.as_deref());
+        let id = &entry.digest.hex()[..12];
+        let used = usize::from(in_use.contains(&entry.digest));
+        let names: Vec<(String, String)> = if entry.tags.is_empty() {
+            vec![("<none>".into(), "<none>".into())]
+        } else {
+            entry.tags.iter().map(|t| split_tag(t)).collect()
+        };
+        for (repo, tag) in names {
+            lines.push(format!("{repo}\t{tag}\t{id}\t{created}\t{size}\t{used}"));
+        }
+    }
+    println!("\nImages space usage:\n");
+    print!("{}", tabulate(&lines));
+
+    let usage = store.cache_usage()?;
+    let total: u64 = usage.records.iter().map(|r| r.bytes).sum();
+    println!("\nBuild cache usage: {}\n", human_size(total, 4));
+    let mut lines = vec!["CACHE ID\tSIZE\tLAST USED\tSHARED".to_string()];
+    // Most recently used first, as docker lists.
+    for r in usage.records.iter().rev() {
+        let shared = if r.shared { "true" } else { "false" };
+        lines.push(format!(
+            "{}\t{}\t{}\t{shared}",
+            &r.key.hex()[..12],
+            human_size(r.bytes, 4),
+            ago(r.last_used)
+        ));
+    }
+    print!("{}", tabulate(&lines));
+
+    let total: u64 = usage.mounts.iter().map(|m| m.bytes).sum();
+    println!("\nCache mounts usage: {}\n", human_size(total, 4));
+    let mut lines = vec!["ID\tSIZE\tLAST USED".to_string()];
+    for m in usage.mounts.iter().rev() {
+        let id = m.id.clone().unwrap_or_else(|| m.dir.clone());
+        lines.push(format!("{id}\t{}\t{}", human_size(m.bytes, 4), ago(m.last_used)));
+    }
+    print!("{}", tabulate(&lines));
+    Ok(())
+}
+
+/// `name:tag` as REPOSITORY and TAG columns.
+fn split_tag(key: &str) -> (String, String) {
+    match key.rsplit_once(':').filter(|(_, t)| !t.contains('/')) {
+        Some((r, t)) => (r.to_string(), t.to_string()),
+        None => (key.to_string(), "<none>".to_string()),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

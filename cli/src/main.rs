@@ -20,6 +20,7 @@ mod networks;
 mod output;
 mod progress;
 mod session;
+mod storelimit;
 mod transfer;
 mod transfer_progress;
 mod volumes;

@@ -1,6 +1,7 @@
 //! What Docker's and BuildKit's Go code reads with Go's standard library, read the same way:
-//! `strconv.ParseBool`, `strconv.ParseUint` with an explicit radix, and one `encoding/csv`
-//! record (the syntax of `--mount` for `docker run` and `RUN --mount`).
+//! `strconv.ParseBool`, `strconv.ParseUint` with an explicit radix, `time.ParseDuration`
+//! (HEALTHCHECK's flags, `builder prune --filter until=`), and one `encoding/csv` record (the
+//! syntax of `--mount` for `docker run` and `RUN --mount`).
 
 /// Go's `csv.ParseError` for one line (columns are 1-based byte offsets), or `EOF` for an
 /// empty value.
@@ -12,6 +13,64 @@ pub enum CsvError {
     BareQuote { column: usize },
     #[error("parse error on line 1, column {column}: extraneous or missing \" in quoted-field")]
     Quote { column: usize },
+}
+
+/// A Go duration (`time.ParseDuration`) that does not parse, in Go's words.
+#[derive(Debug, thiserror::Error)]
+pub enum DurationError {
+    #[error("time: invalid duration \"{0}\"")]
+    Invalid(String),
+    #[error("time: missing unit in duration \"{0}\"")]
+    MissingUnit(String),
+    #[error("time: unknown unit \"{unit}\" in duration \"{duration}\"")]
+    UnknownUnit { unit: String, duration: String },
+}
+
+/// Go's `time.ParseDuration`, in nanoseconds (negative allowed).
+pub fn parse_go_duration(s: &str) -> Result<i128, DurationError> {
+    let invalid = || DurationError::Invalid(s.to_string());
+    let (neg, mut rest) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    if rest == "0" {
+        return Ok(0);
+    }
+    if rest.is_empty() {
+        return Err(invalid());
+    }
+    let mut total: f64 = 0.0;
+    while !rest.is_empty() {
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let num = &rest[..num_len];
+        if num.is_empty() || num == "." || num.matches('.').count() > 1 {
+            return Err(invalid());
+        }
+        let value: f64 = num.parse().map_err(|_| invalid())?;
+        rest = &rest[num_len..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit = &rest[..unit_len];
+        let scale = match unit {
+            "ns" => 1.0,
+            "us" | "µs" | "μs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            "" => return Err(DurationError::MissingUnit(s.to_string())),
+            other => {
+                return Err(DurationError::UnknownUnit { unit: other.to_string(), duration: s.to_string() });
+            }
+        };
+        total += value * scale;
+        rest = &rest[unit_len..];
+    }
+    if total > i64::MAX as f64 {
+        return Err(invalid());
+    }
+    let ns = total.round() as i128;
+    Ok(if neg { -ns } else { ns })
 }
 
 /// Go's `strconv.ParseBool`.
@@ -101,6 +160,21 @@ pub fn csv_fields(line: &str) -> Result<Vec<String>, CsvError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_go_duration("1m30s").unwrap(), 90_000_000_000);
+        assert_eq!(parse_go_duration("500ms").unwrap(), 500_000_000);
+        assert_eq!(parse_go_duration("1.5h").unwrap(), 5_400_000_000_000);
+        assert_eq!(parse_go_duration("1h30m").unwrap(), 5_400_000_000_000);
+        assert_eq!(parse_go_duration("0").unwrap(), 0);
+        assert_eq!(parse_go_duration("10").unwrap_err().to_string(), "time: missing unit in duration \"10\"");
+        assert_eq!(
+            parse_go_duration("7d").unwrap_err().to_string(),
+            "time: unknown unit \"d\" in duration \"7d\""
+        );
+        assert!(parse_go_duration("1x").is_err() && parse_go_duration("").is_err());
+    }
 
     #[test]
     fn csv_like_go() {

@@ -8,7 +8,8 @@
 //! - [`inroot`]: resolving and opening a path inside a root directory, as if chrooted there;
 //! - [`tty`]: a terminal's window size;
 //! - [`gopath`]: Go's `path.Clean` and `path.Base`, which Docker's path rules are written in;
-//! - [`goparse`]: Go's `strconv.ParseBool`/`ParseUint` and one `encoding/csv` record (`--mount`);
+//! - [`goparse`]: Go's `strconv.ParseBool`/`ParseUint`, `time.ParseDuration` and one
+//!   `encoding/csv` record (`--mount`);
 //! - [`units`]: go-units' `RAMInBytes`, the size syntax of `--memory`, `--mount size=`, `--tmpfs`;
 //! - [`platform`]: the host's OCI platform (`linux/amd64`, `linux/arm/v7`);
 //! - [`errors`]: an error and its causes as one line.

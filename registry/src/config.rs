@@ -192,8 +192,9 @@ fn canonical_host(host: &str) -> String {
     }
 }
 
-/// The toml crate's error as one line: `line L, column C: what`.
-fn toml_message(text: &str, e: &toml::de::Error) -> String {
+/// The toml crate's error as one line: `line L, column C: what` (the store's `rbuild.toml`
+/// reports its errors the same way).
+pub fn toml_message(text: &str, e: &toml::de::Error) -> String {
     let what = e.message().trim().to_string();
     match e.span() {
         Some(span) => {

@@ -2,6 +2,7 @@
 //! EXPOSE, VOLUME, STOPSIGNAL, SHELL, MAINTAINER, HEALTHCHECK, ONBUILD.
 
 use super::*;
+use hostutil::goparse::parse_go_duration;
 
 /// An EXPOSE port BuildKit (go-connections' `nat.ParsePortSpecs`) would refuse.
 #[derive(Debug, thiserror::Error)]
@@ -12,17 +13,6 @@ pub(super) enum PortError {
     NoPort(String),
     #[error("invalid containerPort: {0}")]
     ContainerPort(String),
-}
-
-/// A Go duration (`time.ParseDuration`) that does not parse, in Go's words.
-#[derive(Debug, thiserror::Error)]
-pub(super) enum DurationError {
-    #[error("time: invalid duration \"{0}\"")]
-    Invalid(String),
-    #[error("time: missing unit in duration \"{0}\"")]
-    MissingUnit(String),
-    #[error("time: unknown unit \"{unit}\" in duration \"{duration}\"")]
-    UnknownUnit { unit: String, duration: String },
 }
 
 /// Normalizes one EXPOSE spec (`80`, `80/udp`, `8000-8002/tcp`) into `port/proto` entries.
@@ -79,53 +69,6 @@ pub(super) fn valid_signal(signal: &str) -> bool {
             .is_some_and(|n| (1..=15).contains(&n) || (prefix == "RTMAX" && (1..=14).contains(&n)))
     };
     rt("RTMIN", '+') || rt("RTMAX", '-')
-}
-
-/// Go's `time.ParseDuration`, in nanoseconds (negative allowed).
-pub(super) fn parse_go_duration(s: &str) -> Result<i128, DurationError> {
-    let invalid = || DurationError::Invalid(s.to_string());
-    let (neg, mut rest) = match s.as_bytes().first() {
-        Some(b'-') => (true, &s[1..]),
-        Some(b'+') => (false, &s[1..]),
-        _ => (false, s),
-    };
-    if rest == "0" {
-        return Ok(0);
-    }
-    if rest.is_empty() {
-        return Err(invalid());
-    }
-    let mut total: f64 = 0.0;
-    while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        let num = &rest[..num_len];
-        if num.is_empty() || num == "." || num.matches('.').count() > 1 {
-            return Err(invalid());
-        }
-        let value: f64 = num.parse().map_err(|_| invalid())?;
-        rest = &rest[num_len..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let unit = &rest[..unit_len];
-        let scale = match unit {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            "" => return Err(DurationError::MissingUnit(s.to_string())),
-            other => {
-                return Err(DurationError::UnknownUnit { unit: other.to_string(), duration: s.to_string() });
-            }
-        };
-        total += value * scale;
-        rest = &rest[unit_len..];
-    }
-    if total > i64::MAX as f64 {
-        return Err(invalid());
-    }
-    let ns = total.round() as i128;
-    Ok(if neg { -ns } else { ns })
 }
 
 /// BuildKit's `parseOptInterval`: `None` when not given; 0, or at least 1ms.
@@ -327,15 +270,5 @@ mod tests {
                 && valid_signal("SIGRTMIN+3")
         );
         assert!(!valid_signal("SIGFOO") && !valid_signal("0"));
-    }
-
-    #[test]
-    fn go_durations() {
-        assert_eq!(parse_go_duration("1m30s").unwrap(), 90_000_000_000);
-        assert_eq!(parse_go_duration("500ms").unwrap(), 500_000_000);
-        assert_eq!(parse_go_duration("1.5h").unwrap(), 5_400_000_000_000);
-        assert_eq!(parse_go_duration("0").unwrap(), 0);
-        assert_eq!(parse_go_duration("10").unwrap_err().to_string(), "time: missing unit in duration \"10\"");
-        assert!(parse_go_duration("1x").is_err() && parse_go_duration("").is_err());
     }
 }
