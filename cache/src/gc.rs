@@ -1215,7 +1215,7 @@ mod tests {
             media_type: "application/vnd.oci.image.layer.v1.tar".into(),
         };
         let key = Digest::of(&[n, n]);
-        store.cache_put(&key, &CacheRecord { layers: vec![layer], config: Default::default() }).unwrap();
+        store.cache_put(&key, &CacheRecord::new(vec![layer], Default::default())).unwrap();
         let path = store.root().join("cache").join(format!("{}.json", key.hex()));
         File::options().write(true).open(&path).unwrap().set_modified(ago(secs)).unwrap();
         (path, digest)
