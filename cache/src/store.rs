@@ -819,28 +819,17 @@ impl Store {
     }
 
     /// The build-cache record for `key`, if one was stored and every blob it needs is present.
+    /// A hit counts as a use ([`Store::cache_used`]).
     pub fn cache_get(&self, key: &Digest) -> Result<Option<CacheRecord>> {
-        let path = self.cache_path(key);
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::Io { path, source: e }),
-        };
-        // A record that does not parse or points at missing blobs is a miss, not an error: the
-        // cache is only a cache, and the step can always be run again.
-        let Ok(record) = serde_json::from_slice::<CacheRecord>(&bytes) else { return Ok(None) };
-        if !record.layers.iter().all(|l| self.has_blob(&l.digest)) {
-            return Ok(None);
-        }
-        // The record's last use, for Store::prune_to's LRU order. A failure (the record was
-        // pruned meanwhile) only makes it look older; the hit stands.
-        crate::gc::touch(&path);
+        let Some((record, true)) = self.cache_get_partial(key)? else { return Ok(None) };
+        self.cache_used(key);
         Ok(Some(record))
     }
 
     /// The record for `key` even if some of its blobs are missing, and whether all are here.
     /// A record from a `--cache-from` source ([`CacheRecord::source`]) is usable that way when
-    /// the build can still reach that source.
+    /// the build can still reach that source. The caller that uses it says so with
+    /// [`Store::cache_used`].
     pub fn cache_get_partial(&self, key: &Digest) -> Result<Option<(CacheRecord, bool)>> {
         let path = self.cache_path(key);
         let bytes = match fs::read(&path) {
@@ -848,9 +837,17 @@ impl Store {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::Io { path, source: e }),
         };
+        // A record that does not parse is a miss, not an error: the cache is only a cache, and
+        // the step can always be run again.
         let Ok(record) = serde_json::from_slice::<CacheRecord>(&bytes) else { return Ok(None) };
         let complete = record.layers.iter().all(|l| self.has_blob(&l.digest));
         Ok(Some((record, complete)))
+    }
+
+    /// Marks the record of `key` used now, for [`Store::prune_to`]'s least-recently-used order.
+    /// A failure (the record was pruned meanwhile) only makes it look older; the hit stands.
+    pub fn cache_used(&self, key: &Digest) {
+        crate::gc::touch(&self.cache_path(key));
     }
 
     pub fn cache_put(&self, key: &Digest, record: &CacheRecord) -> Result<()> {

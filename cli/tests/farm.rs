@@ -20,14 +20,8 @@ fn ok(s: &TestStore, env: &[(&str, &str)], args: &[&str]) -> String {
     err
 }
 
-/// Pushes the busybox base image to `reg` and returns its reference there, so every store
-/// builds on the same digest.
 fn seed_base(reg: &TestRegistry) -> String {
-    let s = store();
-    s.import_busybox();
-    let reference = format!("{}/bb:1", reg.host());
-    s.ok(&["push", "busybox:latest", &reference]);
-    reference
+    reg.push_busybox(env!("CARGO_BIN_EXE_rbuild"))
 }
 
 /// A RUN that "downloads" what its cache mount lacks: BIG files of 1 MiB and 200 small index

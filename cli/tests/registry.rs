@@ -8,13 +8,8 @@ fn store() -> TestStore {
     TestStore::new(env!("CARGO_BIN_EXE_rbuild"))
 }
 
-/// Pushes the busybox base image to `reg` as `bb:1` and returns its reference there.
 fn seed_base(reg: &TestRegistry) -> String {
-    let s = store();
-    s.import_busybox();
-    let reference = format!("{}/bb:1", reg.host());
-    s.ok(&["push", "busybox:latest", &reference]);
-    reference
+    reg.push_busybox(env!("CARGO_BIN_EXE_rbuild"))
 }
 
 fn build(s: &TestStore, args: &[&str]) -> String {
@@ -105,7 +100,9 @@ fn an_unreadable_cache_source_is_a_warning_and_bad_flags_are_errors() {
     let err = build(&s, &["build", "--cache-from", "type=local,src=/nonexistent/cache", ctx]);
     assert!(err.contains("warning: --cache-from type=local,src=/nonexistent/cache"), "{err}");
     for (flag, value, expect) in [
-        ("--cache-to", "type=gha,scope=x", "not supported"),
+        ("--cache-to", "type=gha", "not supported"),
+        ("--cache-to", "type=s3,region=eu-west-1", "needs bucket="),
+        ("--cache-to", "type=inline,mode=max", "target stage's steps only"),
         ("--cache-to", "type=local", "needs dest="),
         ("--cache-from", "type=local", "needs src="),
         ("--compression", "brotli", "gzip, zstd or uncompressed"),

@@ -528,6 +528,7 @@ impl Builder<'_> {
         if let Some((record, complete)) = self.store.cache_get_partial(key)? {
             let reachable = |from: &String| sources.iter().any(|s| &s.describe() == from);
             if complete || record.source.as_ref().is_some_and(reachable) {
+                self.store.cache_used(key);
                 return Ok(Some(record));
             }
         }

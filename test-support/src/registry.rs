@@ -91,6 +91,16 @@ impl TestRegistry {
         self.port
     }
 
+    /// Pushes Debian's busybox (imported into a throwaway store of the `rbuild` binary `bin`)
+    /// as `bb:1` and returns its reference here, so every store of a test builds on one digest.
+    pub fn push_busybox(&self, bin: &str) -> String {
+        let s = crate::TestStore::new(bin);
+        s.import_busybox();
+        let reference = format!("{}/bb:1", self.host());
+        s.ok(&["push", "busybox:latest", &reference]);
+        reference
+    }
+
     /// The PID of the registry process.
     pub fn pid(&self) -> u32 {
         self.child.id()
