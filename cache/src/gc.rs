@@ -1039,7 +1039,9 @@ fn empty_idle_mount(store: &Store, dir: &Path) -> Result<Option<u64>> {
         bytes += apparent_size(&trash, &mut HashSet::new());
         remove_tree(&trash).at(&trash)?;
     }
-    for file in ["last-used", "id"] {
+    // `exported.json` describes the content just removed: a later export must not take its
+    // digests for files that happen to look the same.
+    for file in ["last-used", "id", "exported.json"] {
         let path = dir.join(file);
         bytes += fs::symlink_metadata(&path).map_or(0, |m| m.len());
         let _ = fs::remove_file(&path);

@@ -243,7 +243,8 @@ fn a_cache_mount_over_the_size_cap_is_left_out() {
     let a = store();
     let to = format!("type=local,dest={cache},cache-mounts=true,cache-mounts-max-size=1m");
     let err = ok(&a, &[], &["build", "--network=none", "--build-arg", "BIG=2", "--cache-to", &to, ctx]);
-    assert!(err.contains("warning: cache mount \"downloads\": bigger than cache-mounts-max-size"), "{err}");
+    assert!(err.contains("warning: cache mount \"downloads\": "), "{err}");
+    assert!(err.contains("bigger than cache-mounts-max-size=1048576: not exported"), "{err}");
     assert!(err.contains(", 0 cache mounts) to type=local"), "{err}");
     let b = store();
     let from = format!("type=local,src={cache}");
@@ -264,4 +265,39 @@ fn a_cache_mount_over_the_size_cap_is_left_out() {
         ],
     );
     assert!(err.contains("rev 2 downloaded 202"), "{err}");
+}
+
+/// A builder whose every step hit (so it never made the mount) still passes the mount on: C,
+/// fed only by B's export, finds A's downloads.
+#[test]
+fn a_cache_mount_passes_through_a_builder_that_never_ran_it() {
+    let reg = TestRegistry::start();
+    let base = seed_base(&reg);
+    let ctx = context(&[("Dockerfile", &MOUNT_DOCKERFILE.replace("{base}", &base))]);
+    let ctx = ctx.path().to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (a_cache, b_cache) = (dir.path().join("a"), dir.path().join("b"));
+    let (a_cache, b_cache) = (a_cache.to_str().unwrap(), b_cache.to_str().unwrap());
+    let build = |s: &TestStore, args: &[&str]| {
+        let mut all = vec!["build", "--progress=plain", "--network=none", "--build-arg", "BIG=3"];
+        all.extend_from_slice(args);
+        all.push(ctx);
+        ok(s, &[], &all)
+    };
+    build(&store(), &["--cache-to", &format!("type=local,dest={a_cache},cache-mounts=true")]);
+    let b = store();
+    let err = build(
+        &b,
+        &[
+            "--cache-from",
+            &format!("type=local,src={a_cache}"),
+            "--cache-to",
+            &format!("type=local,dest={b_cache},cache-mounts=true"),
+        ],
+    );
+    assert!(err.contains("(0 steps run,"), "{err}");
+    assert!(err.contains(", 1 cache mounts) to type=local"), "{err}");
+    let err =
+        build(&store(), &["--build-arg", "REV=9", "--cache-from", &format!("type=local,src={b_cache}")]);
+    assert!(err.contains("rev 9 downloaded 0"), "{err}");
 }

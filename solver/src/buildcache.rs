@@ -176,20 +176,11 @@ pub fn inline_cache(
     layers: &[Layer],
     mount_ids: &[String],
     options: &crate::InlineOptions,
+    sources: &crate::CacheSources,
 ) -> Result<(InlineCache, Vec<String>), CacheError> {
     let mut index = CacheIndex::collect(store, keys)?;
-    let mut skipped = Vec::new();
-    for id in mount_ids {
-        match capture_mount(store, id, options.mounts_max_size) {
-            Ok(Some(content)) => {
-                index.mounts.insert(id.clone(), content);
-            }
-            Ok(None) => {
-                skipped.push(format!("cache mount {id:?}: empty or bigger than cache-mounts-max-size"))
-            }
-            Err(e) => skipped.push(format!("cache mount {id:?}: {}", hostutil::errors::one_line(&e))),
-        }
-    }
+    let (mounts, skipped) = gather_mounts(store, mount_ids, options.mounts_max_size, sources);
+    index.mounts = mounts;
     Ok((InlineCache::of(&index, layers), skipped))
 }
 
@@ -930,20 +921,9 @@ pub fn export(
         }
         let mut exported = Exported { records: index.records.len(), ..Default::default() };
         if to.cache_mounts {
-            for id in &out.cache_mounts {
-                match capture_mount(store, id, to.mounts_max_size) {
-                    Ok(Some(content)) => {
-                        index.mounts.insert(id.clone(), content);
-                    }
-                    Ok(None) => exported.skipped.push(format!(
-                        "cache mount {id:?}: bigger than cache-mounts-max-size={}",
-                        to.mounts_max_size.unwrap_or_default()
-                    )),
-                    Err(e) => exported
-                        .skipped
-                        .push(format!("cache mount {id:?}: {}", hostutil::errors::one_line(&e))),
-                }
-            }
+            let (mounts, skipped) = gather_mounts(store, &out.cache_mounts, to.mounts_max_size, sources);
+            index.mounts = mounts;
+            exported.skipped = skipped;
             exported.mounts = index.mounts.len();
         }
         match &to.target {
@@ -968,15 +948,57 @@ pub fn export(
     write().map_err(CacheError::at(format!("--cache-to {}", to.describe())))
 }
 
+/// The content of the cache mounts `ids` for an export, their blobs in the store, and the
+/// mounts left out with why. A mount this store never made (every step that uses it was a
+/// cache hit) is passed on from the `--cache-from` source that has it, so a farm's second
+/// builder re-exports what it got.
+fn gather_mounts(
+    store: &Store,
+    ids: &[String],
+    max_size: Option<u64>,
+    sources: &crate::CacheSources,
+) -> (BTreeMap<String, MountContent>, Vec<String>) {
+    let mut mounts = BTreeMap::new();
+    let mut skipped = Vec::new();
+    for id in ids {
+        match capture_mount(store, id, max_size) {
+            Ok(Captured::Content(content)) => {
+                mounts.insert(id.clone(), content);
+            }
+            Ok(Captured::TooBig(size)) => skipped.push(format!(
+                "cache mount {id:?}: {size} bytes, bigger than cache-mounts-max-size={}",
+                max_size.unwrap_or_default()
+            )),
+            Ok(Captured::Missing) => {
+                let passed = sources.0.iter().find_map(|source| {
+                    let content = source.mount(id)?;
+                    source.fetch(store, &content.descriptors()).ok().map(|()| content)
+                });
+                mounts.extend(passed.map(|c| (id.clone(), c)));
+            }
+            Err(e) => skipped.push(format!("cache mount {id:?}: {}", hostutil::errors::one_line(&e))),
+        }
+    }
+    (mounts, skipped)
+}
+
+/// What [`capture_mount`] found.
+enum Captured {
+    Content(MountContent),
+    /// The store has no such mount.
+    Missing,
+    /// Bigger than the cap: its size.
+    TooBig(u64),
+}
+
 /// The content of cache mount `id` (its `shared` directory, read under a shared lock so no
-/// `sharing=locked` step writes it meanwhile), its blobs in the store. `None`: bigger than
-/// `max_size`, or the store has no such mount.
-fn capture_mount(store: &Store, id: &str, max_size: Option<u64>) -> Result<Option<MountContent>, CacheError> {
+/// `sharing=locked` step writes it meanwhile), its blobs in the store.
+fn capture_mount(store: &Store, id: &str, max_size: Option<u64>) -> Result<Captured, CacheError> {
     use nix::fcntl::{Flock, FlockArg};
     let root = cachemounts::mount_root(store, id);
     let dir = root.join("shared");
     if !dir.is_dir() {
-        return Ok(None);
+        return Ok(Captured::Missing);
     }
     let lock_path = root.join("shared.lock");
     let file = fs::File::options()
@@ -987,17 +1009,18 @@ fn capture_mount(store: &Store, id: &str, max_size: Option<u64>) -> Result<Optio
         .map_err(io_at(&lock_path))?;
     let _lock = Flock::lock(file, FlockArg::LockShared)
         .map_err(|(_, e)| CacheError::Io { path: lock_path.clone(), source: e.into() })?;
-    if let Some(max) = max_size
-        && cachemounts::tree_bytes(&dir) > max
-    {
-        return Ok(None);
+    if let Some(max) = max_size {
+        let size = cachemounts::tree_bytes(&dir);
+        if size > max {
+            return Ok(Captured::TooBig(size));
+        }
     }
     let previous = cachemounts::previous(&root);
     let (content, _) = cachemounts::capture(store, &dir, previous.as_ref())?;
     // Remembered even if the upload then fails: its packs are in the store, and kept packs
     // are made again from the files when they are not.
     cachemounts::remember(&root, &content)?;
-    Ok(Some(content))
+    Ok(Captured::Content(content))
 }
 
 /// `--cache-to type=local,dest=DIR`: writes `index` and its blobs as an OCI layout at `dir`

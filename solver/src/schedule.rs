@@ -122,9 +122,15 @@ pub(crate) fn build(
         let ids = if inline.cache_mounts { cache_mount_ids(def, &needed) } else { Vec::new() };
         let target_keys: Vec<Digest> =
             keys.iter().filter(|(stage, _)| *stage == def.target).map(|(_, k)| k.clone()).collect();
-        let (cache, skipped) =
-            crate::buildcache::inline_cache(store, &target_keys, &state.layers, &ids, inline)
-                .map_err(ErrorKind::InlineCache)?;
+        let (cache, skipped) = crate::buildcache::inline_cache(
+            store,
+            &target_keys,
+            &state.layers,
+            &ids,
+            inline,
+            &options.cache_from,
+        )
+        .map_err(ErrorKind::InlineCache)?;
         for w in skipped {
             progress.event(Event::Warning(&format!("{w}: not in the inline cache")));
         }
