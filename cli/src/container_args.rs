@@ -61,6 +61,33 @@ pub struct CreateFlags {
     /// Seconds to wait after the stop signal before SIGKILL (default 10).
     #[arg(long = "stop-timeout", value_name = "SECONDS")]
     pub stop_timeout: Option<u32>,
+    /// Healthcheck command, run with `/bin/sh -c` in the container (over the image's).
+    #[arg(long = "health-cmd", value_name = "COMMAND")]
+    pub health_cmd: Option<String>,
+    /// Time between healthchecks, a Go duration such as `30s` (default 30s).
+    #[arg(long = "health-interval", value_name = "DURATION")]
+    pub health_interval: Option<String>,
+    /// Longest a healthcheck may run (default 30s).
+    #[arg(long = "health-timeout", value_name = "DURATION")]
+    pub health_timeout: Option<String>,
+    /// Time to start before failed healthchecks count (default 0s).
+    #[arg(long = "health-start-period", value_name = "DURATION")]
+    pub health_start_period: Option<String>,
+    /// Time between healthchecks during the start period (default 5s).
+    #[arg(long = "health-start-interval", value_name = "DURATION")]
+    pub health_start_interval: Option<String>,
+    /// Failures in a row that make the container unhealthy (default 3).
+    #[arg(long = "health-retries", value_name = "N")]
+    pub health_retries: Option<u32>,
+    /// Disable the image's healthcheck.
+    #[arg(long = "no-healthcheck")]
+    pub no_healthcheck: bool,
+    /// Logging driver: `json-file` (default) or `none`.
+    #[arg(long = "log-driver", value_name = "DRIVER")]
+    pub log_driver: Option<String>,
+    /// Log option: `max-size=SIZE` (rotate past it: 10m, 1g), `max-file=N` (files kept).
+    #[arg(long = "log-opt", value_name = "KEY=VALUE")]
+    pub log_opt: Vec<String>,
     /// Network: `bridge` (default), `none`, `host`, `container:NAME|ID`, or a network's name.
     #[arg(long = "network", alias = "net", value_name = "NETWORK")]
     pub network: Vec<String>,

@@ -149,6 +149,8 @@ fn create_options(f: &CreateFlags, auto_remove: bool) -> Result<CreateOptions> {
     }
     host.mounts = runtime::mountflags::parse_mounts(&f.volume, &f.mount, &f.tmpfs)?;
     host.resources = f.resources.resources()?;
+    host.log =
+        runtime::logs::LogConfig::parse(f.log_driver.as_deref(), &f.log_opt).map_err(|e| anyhow!("{e}"))?;
     let mut labels = BTreeMap::new();
     for l in &f.label {
         let (k, v) = l.split_once('=').unwrap_or((l, ""));
@@ -170,9 +172,51 @@ fn create_options(f: &CreateFlags, auto_remove: bool) -> Result<CreateOptions> {
         open_stdin: f.interactive,
         stop_signal: f.stop_signal.clone(),
         stop_timeout: f.stop_timeout,
+        healthcheck: healthcheck(f)?,
         host,
         platform: platform(f)?.as_ref().map(cache::oci::Platform::from),
     })
+}
+
+/// `--health-*` and `--no-healthcheck` as docker reads them: `None` when none is given (the
+/// image's stays), fields not given left 0 to take the image's.
+fn healthcheck(f: &CreateFlags) -> Result<Option<runtime::health::HealthConfig>> {
+    let durations = [
+        ("--health-interval", &f.health_interval),
+        ("--health-timeout", &f.health_timeout),
+        ("--health-start-period", &f.health_start_period),
+        ("--health-start-interval", &f.health_start_interval),
+    ];
+    let given =
+        f.health_cmd.is_some() || f.health_retries.is_some() || durations.iter().any(|(_, v)| v.is_some());
+    if f.no_healthcheck {
+        if given {
+            bail!("--no-healthcheck conflicts with --health-* options");
+        }
+        return Ok(Some(runtime::health::HealthConfig { test: vec!["NONE".into()], ..Default::default() }));
+    }
+    if !given {
+        return Ok(None);
+    }
+    let mut ns = [0u64; 4];
+    for (slot, (flag, value)) in ns.iter_mut().zip(durations) {
+        if let Some(v) = value {
+            let d = hostutil::goparse::parse_go_duration(v).map_err(|e| anyhow!("{flag} {v:?}: {e}"))?;
+            // Docker's minimum for a set duration; 0 means "the default".
+            if d != 0 && d < 1_000_000 {
+                bail!("{flag} {v:?}: cannot be less than 1ms");
+            }
+            *slot = u64::try_from(d).map_err(|_| anyhow!("{flag} {v:?}: cannot be negative"))?;
+        }
+    }
+    Ok(Some(runtime::health::HealthConfig {
+        test: f.health_cmd.iter().flat_map(|c| ["CMD-SHELL".to_string(), c.clone()]).collect(),
+        interval: ns[0],
+        timeout: ns[1],
+        start_period: ns[2],
+        start_interval: ns[3],
+        retries: f.health_retries.unwrap_or(0),
+    }))
 }
 
 /// `--platform`, parsed.
@@ -457,6 +501,9 @@ pub fn logs(store: &Store, a: LogsArgs) -> Result<ExitCode> {
     use runtime::logs::{Filter, Stream};
     let containers = Containers::open(store.root())?;
     let c = containers.find(&a.container)?;
+    if !c.config.host.log.keeps() {
+        bail!("configured logging driver does not support reading");
+    }
     let filter = Filter {
         tail: match a.tail.as_str() {
             "all" | "-1" => None,
@@ -485,6 +532,11 @@ pub fn logs(store: &Store, a: LogsArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let later = Filter { tail: None, ..filter };
+    // The file being followed, by inode: a rotation replaces it, and the old one is finished
+    // (through the open handle) before the new one is read from its start.
+    let inode =
+        |p: &std::path::Path| std::fs::metadata(p).ok().map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+    let mut following = std::fs::File::open(&path).ok().map(|f| (f, inode(&path)));
     loop {
         let running = match containers.load(c.id()) {
             Ok(c) => {
@@ -493,10 +545,28 @@ pub fn logs(store: &Store, a: LogsArgs) -> Result<ExitCode> {
             }
             Err(_) => false,
         };
-        if let Ok(f) = std::fs::File::open(&path) {
-            let (entries, next) = runtime::logs::read_from(f, offset)?;
+        if let Some((f, _)) = &following {
+            let (entries, next) = runtime::logs::read_from(f.try_clone()?, offset)?;
             offset = next;
             print(entries.into_iter().filter(|e| later_keeps(&later, e)).collect())?;
+        }
+        let now = inode(&path);
+        if now.is_some() && following.as_ref().is_none_or(|(_, ino)| *ino != now) {
+            // The next file after the one just finished: the rotated one that followed it if
+            // several rotations came between two reads (else the oldest one left).
+            let files = runtime::logs::files(&path);
+            let done = following.as_ref().and_then(|(_, ino)| *ino);
+            let next = match files.iter().position(|f| done.is_some() && inode(f) == done) {
+                Some(i) => files.get(i + 1).cloned(),
+                None if done.is_some() => files.first().cloned(),
+                None => Some(path.clone()),
+            };
+            if let Some(next) = next {
+                let ino = inode(&next);
+                following = std::fs::File::open(&next).ok().map(|f| (f, ino));
+                offset = 0;
+                continue;
+            }
         }
         if !running {
             return Ok(ExitCode::SUCCESS);
@@ -523,7 +593,15 @@ fn status_text(c: &Container) -> String {
     let ago = |t: Option<&str>| human_duration(now - secs_of(t).unwrap_or(now));
     match c.state.status {
         Status::Created => "Created".into(),
-        Status::Running => format!("Up {}", ago(c.state.started_at.as_deref())),
+        Status::Running => {
+            let health = match c.state.health.as_ref().map(|h| h.status) {
+                Some(runtime::health::HealthStatus::Starting) => " (health: starting)",
+                Some(runtime::health::HealthStatus::Healthy) => " (healthy)",
+                Some(runtime::health::HealthStatus::Unhealthy) => " (unhealthy)",
+                None => "",
+            };
+            format!("Up {}{health}", ago(c.state.started_at.as_deref()))
+        }
         Status::Paused => format!("Up {} (Paused)", ago(c.state.started_at.as_deref())),
         Status::Restarting => {
             format!("Restarting ({}) {} ago", c.state.exit_code, ago(c.state.finished_at.as_deref()))

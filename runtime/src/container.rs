@@ -87,6 +87,9 @@ pub struct Config {
     pub stop_timeout: Option<u32>,
     /// The image as the user named it.
     pub image: String,
+    /// The image's `HEALTHCHECK` with `--health-*` over it (`--no-healthcheck`: `NONE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<crate::health::HealthConfig>,
 }
 
 /// How the container is run on this host, in docker's `HostConfig` terms.
@@ -110,6 +113,9 @@ pub struct HostConfig {
     pub dns: Vec<IpAddr>,
     pub dns_search: Vec<String>,
     pub extra_hosts: Vec<(String, IpAddr)>,
+    /// `--log-driver`, `--log-opt` (docker's `LogConfig`).
+    #[serde(default)]
+    pub log: crate::logs::LogConfig,
 }
 
 impl HostConfig {
@@ -144,6 +150,7 @@ impl Default for HostConfig {
             dns: Vec::new(),
             dns_search: Vec::new(),
             extra_hosts: Vec::new(),
+            log: Default::default(),
         }
     }
 }
@@ -219,6 +226,9 @@ pub struct State {
     pub endpoints: Vec<Endpoint>,
     /// Published ports with the host ports actually bound.
     pub ports: Vec<PortMapping>,
+    /// With a healthcheck: its state since the process started (`starting` first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::health::Health>,
 }
 
 impl State {

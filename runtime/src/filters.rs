@@ -12,7 +12,9 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, Default)]
 pub struct Filters(BTreeMap<String, Vec<String>>);
 
-const CONTAINER_KEYS: [&str; 6] = ["status", "name", "id", "label", "ancestor", "exited"];
+const CONTAINER_KEYS: [&str; 7] = ["status", "name", "id", "label", "ancestor", "exited", "health"];
+/// Docker's `health` filter values (`none`: no healthcheck).
+const HEALTH: [&str; 4] = ["starting", "healthy", "unhealthy", "none"];
 const STATUSES: [&str; 7] = ["created", "restarting", "running", "removing", "paused", "exited", "dead"];
 const VOLUME_KEYS: [&str; 4] = ["dangling", "name", "label", "driver"];
 
@@ -36,7 +38,8 @@ impl Filters {
     }
 
     /// `ps --filter`: status, name (a regular expression, as docker's), id (a prefix), label
-    /// (`KEY` or `KEY=VALUE`), ancestor (the image as named, or part of its id), exited (code).
+    /// (`KEY` or `KEY=VALUE`), ancestor (the image as named, or part of its id), exited (code),
+    /// health (`starting`, `healthy`, `unhealthy`, `none`).
     pub fn for_containers(values: &[String]) -> Result<Filters> {
         let f = Filters::parse(values, &CONTAINER_KEYS)?;
         for v in f.0.get("status").into_iter().flatten() {
@@ -53,6 +56,14 @@ impl Filters {
         }
         for v in f.0.get("exited").into_iter().flatten() {
             v.parse::<i32>().map_err(|_| Error::Invalid(format!("invalid filter 'exited={v}'")))?;
+        }
+        for v in f.0.get("health").into_iter().flatten() {
+            if !HEALTH.contains(&v.as_str()) {
+                return Err(Error::Invalid(format!(
+                    "invalid filter 'health={v}' (use one of {})",
+                    HEALTH.join(", ")
+                )));
+            }
         }
         Ok(f)
     }
@@ -89,6 +100,7 @@ impl Filters {
             "label" => label_matches(labels, v),
             "ancestor" => c.config.config.image == v || c.config.image_id.to_string().contains(v),
             "exited" => c.state.status == Status::Exited && c.state.exit_code.to_string() == v,
+            "health" => c.state.health.as_ref().map_or("none", |h| h.status.as_str()) == v,
             _ => false,
         })
     }

@@ -270,6 +270,12 @@ pub fn commit_config(image: &oci::ContainerConfig, c: &Config) -> oci::Container
         exposed_ports: set(&c.exposed_ports),
         volumes: set(&c.volumes),
         stop_signal: c.stop_signal.clone(),
+        // The container's (the image's with --health-* over it), as docker commits it.
+        healthcheck: c
+            .healthcheck
+            .as_ref()
+            .and_then(|h| serde_json::to_value(h).ok())
+            .or_else(|| image.healthcheck.clone()),
         ..image.clone()
     }
 }

@@ -82,7 +82,7 @@ pub fn container(root: &Path, c: &Container) -> Value {
     }
     let first = s.endpoints.first();
     let default_ep = s.endpoints.iter().find(|e| e.network == "bridge");
-    json!({
+    let mut out = json!({
         "Id": c.id().as_str(),
         "Created": c.config.created,
         "Path": args.first().cloned().unwrap_or_default(),
@@ -99,6 +99,7 @@ pub fn container(root: &Path, c: &Container) -> Value {
             "Error": s.error,
             "StartedAt": s.started_at.as_deref().unwrap_or(zero),
             "FinishedAt": s.finished_at.as_deref().unwrap_or(zero),
+            "Health": s.health,
         },
         "Image": c.config.image_id.to_string(),
         "ResolvConfPath": c.resolv_path(),
@@ -110,6 +111,7 @@ pub fn container(root: &Path, c: &Container) -> Value {
         "Driver": "overlay",
         "Platform": "linux",
         "HostConfig": {
+            "LogConfig": host.log,
             "NetworkMode": match &host.network {
                 NetworkRequest::Bridge(n) => n.first().cloned().unwrap_or_default(),
                 NetworkRequest::None => "none".into(),
@@ -156,6 +158,7 @@ pub fn container(root: &Path, c: &Container) -> Value {
             "Volumes": cfg.volumes.iter().map(|p| (p.clone(), json!({}))).collect::<serde_json::Map<String, Value>>(),
             "StopSignal": cfg.stop_signal,
             "StopTimeout": cfg.stop_timeout,
+            "Healthcheck": cfg.healthcheck,
         },
         "NetworkSettings": {
             "IPAddress": default_ep.map(|e| e.ip.to_string()).unwrap_or_default(),
@@ -165,7 +168,16 @@ pub fn container(root: &Path, c: &Container) -> Value {
             "Ports": ports,
             "Networks": networks,
         },
-    })
+    });
+    // As docker: no `Health` (nor `Healthcheck`) without a healthcheck, rather than null.
+    for (section, key) in [("State", "Health"), ("Config", "Healthcheck")] {
+        if let Some(map) = out.get_mut(section).and_then(Value::as_object_mut)
+            && map.get(key).is_some_and(Value::is_null)
+        {
+            map.remove(key);
+        }
+    }
+    out
 }
 
 /// A network as `docker network inspect` shows it.

@@ -8,6 +8,7 @@ pub mod container;
 pub mod exec;
 pub mod filters;
 pub mod fsops;
+pub mod health;
 pub mod images;
 pub mod inspect;
 pub mod lifecycle;

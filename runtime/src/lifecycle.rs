@@ -37,6 +37,9 @@ pub struct CreateOptions {
     pub open_stdin: bool,
     pub stop_signal: Option<String>,
     pub stop_timeout: Option<u32>,
+    /// `--health-*` (fields left 0 or empty take the image's), or `NONE` for
+    /// `--no-healthcheck`; `None` keeps the image's.
+    pub healthcheck: Option<crate::health::HealthConfig>,
     pub host: HostConfig,
     /// `--platform`: the image for this platform when the name is a multi-platform image (or
     /// has one kept for it); `None` is the host's, or what the name is.
@@ -124,6 +127,13 @@ pub fn create(root: &Path, store: &cache::Store, image_ref: &str, opts: CreateOp
             stop_signal: opts.stop_signal.clone().or_else(|| ic.stop_signal.clone()),
             stop_timeout: opts.stop_timeout,
             image: image_ref.to_string(),
+            healthcheck: {
+                let image = crate::health::HealthConfig::from_image(ic.healthcheck.as_ref());
+                match &opts.healthcheck {
+                    Some(mine) => Some(mine.clone().over(image.as_ref())),
+                    None => image,
+                }
+            },
         },
         host,
     };

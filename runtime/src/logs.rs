@@ -2,10 +2,17 @@
 //! (`{"log":"text\n","stream":"stdout","time":"2024-01-01T00:00:00.000000001Z"}`), written by
 //! the monitor and read by `rbuild logs`. Kept in `containers/<id>/container.log`; a new
 //! start appends, as docker does.
+//!
+//! Rotation, as docker's json-file driver (`--log-opt max-size=10m,max-file=3`): a write that
+//! would take the file past `max-size` first renames `container.log` to `container.log.1`
+//! (`.1` to `.2`..., the oldest beyond `max-file - 1` dropped; with `max-file=1` the file is
+//! emptied). Readers take the rotated files oldest first; a follower that sees the file
+//! replaced finishes the old one, then reads the new one from its start.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -26,17 +33,149 @@ pub struct Entry {
     pub time: String,
 }
 
+/// Docker's `LogConfig`: the driver (`json-file`, or `none`: nothing is kept) and its options.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct LogConfig {
+    #[serde(rename = "Type")]
+    pub driver: String,
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+}
+
+impl Default for LogConfig {
+    fn default() -> LogConfig {
+        LogConfig { driver: "json-file".into(), config: BTreeMap::new() }
+    }
+}
+
+/// When a log rotates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotation {
+    pub max_size: u64,
+    /// Files kept, the current one included (at least 1).
+    pub max_file: u32,
+}
+
+impl LogConfig {
+    /// `--log-driver` and `--log-opt KEY=VALUE`s, checked as docker checks them.
+    pub fn parse(driver: Option<&str>, opts: &[String]) -> Result<LogConfig, String> {
+        let driver = driver.unwrap_or("json-file").to_string();
+        if !["json-file", "none"].contains(&driver.as_str()) {
+            return Err(format!("logging driver {driver:?} is not supported (json-file, none)"));
+        }
+        let mut config = BTreeMap::new();
+        for o in opts {
+            let Some((k, v)) = o.split_once('=') else {
+                return Err(format!("invalid log opt {o:?}: not key=value"));
+            };
+            if driver == "none" || !["max-size", "max-file"].contains(&k) {
+                return Err(format!("unknown log opt '{k}' for {driver} log driver"));
+            }
+            config.insert(k.to_string(), v.to_string());
+        }
+        let c = LogConfig { driver, config };
+        c.rotation()?;
+        Ok(c)
+    }
+
+    /// Whether output is kept at all.
+    pub fn keeps(&self) -> bool {
+        self.driver != "none"
+    }
+
+    /// `max-size` (docker's units: `10m`, `1g`, `500k`) and `max-file` (default 1), if set.
+    pub fn rotation(&self) -> Result<Option<Rotation>, String> {
+        let max_file = match self.config.get("max-file") {
+            None => 1,
+            Some(v) => match v.parse::<u32>() {
+                Ok(n) if n >= 1 => n,
+                _ => return Err(format!("max-file {v:?}: must be a number of at least 1")),
+            },
+        };
+        let Some(size) = self.config.get("max-size") else {
+            if self.config.contains_key("max-file") && max_file > 1 {
+                return Err("max-file needs max-size".into());
+            }
+            return Ok(None);
+        };
+        match hostutil::units::ram_in_bytes(size) {
+            Some(max_size) if max_size > 0 => Ok(Some(Rotation { max_size, max_file })),
+            _ => Err(format!("max-size {size:?}: not a size (10m, 1g)")),
+        }
+    }
+}
+
+/// The log's files, oldest first: `container.log.N` ... `container.log.1`, `container.log`.
+pub fn files(path: &Path) -> Vec<PathBuf> {
+    let mut rotated: Vec<(u32, PathBuf)> = Vec::new();
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return vec![path.to_path_buf()];
+    };
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let file = e.file_name();
+            let Some(n) = file.to_str().and_then(|f| f.strip_prefix(name)).and_then(|r| r.strip_prefix('.'))
+            else {
+                continue;
+            };
+            if let Ok(n) = n.parse::<u32>() {
+                rotated.push((n, e.path()));
+            }
+        }
+    }
+    rotated.sort_by_key(|r| std::cmp::Reverse(r.0));
+    let mut out: Vec<PathBuf> = rotated.into_iter().map(|(_, p)| p).collect();
+    out.push(path.to_path_buf());
+    out
+}
+
 /// Appends output to a log file, one entry per line of output.
 pub struct Writer {
+    path: PathBuf,
     file: File,
+    size: u64,
+    rotation: Option<Rotation>,
     /// Per stream: the unfinished line of the previous chunk.
     pending: [Vec<u8>; 2],
 }
 
 impl Writer {
-    pub fn open(path: &Path) -> io::Result<Writer> {
+    pub fn open(path: &Path, rotation: Option<Rotation>) -> io::Result<Writer> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(Writer { file, pending: [Vec::new(), Vec::new()] })
+        let size = file.metadata()?.len();
+        Ok(Writer { path: path.to_path_buf(), file, size, rotation, pending: [Vec::new(), Vec::new()] })
+    }
+
+    fn append(&mut self, out: &[u8]) -> io::Result<()> {
+        if out.is_empty() {
+            return Ok(());
+        }
+        if let Some(r) = self.rotation
+            && self.size > 0
+            && self.size + out.len() as u64 > r.max_size
+        {
+            self.rotate(r)?;
+        }
+        self.file.write_all(out)?;
+        self.size += out.len() as u64;
+        Ok(())
+    }
+
+    fn rotate(&mut self, r: Rotation) -> io::Result<()> {
+        let numbered = |n: u32| PathBuf::from(format!("{}.{n}", self.path.display()));
+        if r.max_file > 1 {
+            let _ = std::fs::remove_file(numbered(r.max_file - 1));
+            for n in (1..r.max_file - 1).rev() {
+                let _ = std::fs::rename(numbered(n), numbered(n + 1));
+            }
+            std::fs::rename(&self.path, numbered(1))?;
+        } else {
+            std::fs::remove_file(&self.path)?;
+        }
+        self.file = OpenOptions::new().create(true).append(true).open(&self.path)?;
+        self.size = 0;
+        Ok(())
     }
 
     /// Records a chunk of output: every complete line becomes an entry; a partial line waits
@@ -57,7 +196,7 @@ impl Writer {
             let line = std::mem::take(&mut self.pending[idx]);
             encode(&mut out, stream, &line);
         }
-        if out.is_empty() { Ok(()) } else { self.file.write_all(&out) }
+        self.append(&out)
     }
 
     /// Writes what is left of unfinished lines (at the end of the process).
@@ -69,7 +208,7 @@ impl Writer {
                 encode(&mut out, stream, &line);
             }
         }
-        if out.is_empty() { Ok(()) } else { self.file.write_all(&out) }
+        self.append(&out)
     }
 }
 
@@ -101,13 +240,20 @@ impl Filter {
 
 /// Reads a log from its start: the entries `filter` keeps, and the offset where it stopped (for
 /// following). A torn last line (the monitor is writing it) is left for the next read.
+/// The rotated files come first.
 pub fn read(path: &Path, filter: &Filter) -> io::Result<(Vec<Entry>, u64)> {
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
-        Err(e) => return Err(e),
-    };
-    let (entries, offset) = read_from(file, 0)?;
+    let mut entries = Vec::new();
+    let mut offset = 0;
+    for f in files(path) {
+        let file = match File::open(&f) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        let (more, at) = read_from(file, 0)?;
+        entries.extend(more);
+        offset = if f == path { at } else { 0 };
+    }
     let mut kept: Vec<Entry> = entries.into_iter().filter(|e| filter.keeps(e)).collect();
     if let Some(n) = filter.tail {
         let skip = kept.len().saturating_sub(n);
@@ -145,7 +291,7 @@ mod tests {
     fn lines_are_split_and_partial_lines_wait() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
-        let mut w = Writer::open(&path).unwrap();
+        let mut w = Writer::open(&path, None).unwrap();
         w.write(Stream::Stdout, b"one\ntw").unwrap();
         w.write(Stream::Stderr, b"err\n").unwrap();
         w.write(Stream::Stdout, b"o\nthree").unwrap();
@@ -164,5 +310,49 @@ mod tests {
         let (last, _) = read(&path, &Filter { tail: Some(2), ..Default::default() }).unwrap();
         assert_eq!(last.len(), 2);
         assert_eq!(last[1].log, "three");
+    }
+}
+
+#[cfg(test)]
+mod rotation_tests {
+    use super::*;
+
+    #[test]
+    fn a_full_log_rotates_and_readers_get_every_kept_file_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("container.log");
+        let mut w = Writer::open(&path, Some(Rotation { max_size: 400, max_file: 3 })).unwrap();
+        for i in 0..40 {
+            w.write(Stream::Stdout, format!("line {i}\n").as_bytes()).unwrap();
+        }
+        let names: Vec<String> =
+            files(&path).iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        assert_eq!(names, ["container.log.2", "container.log.1", "container.log"]);
+        for f in files(&path) {
+            assert!(std::fs::metadata(&f).unwrap().len() <= 400, "{}", f.display());
+        }
+        let (entries, _) = read(&path, &Filter::default()).unwrap();
+        let n: Vec<u32> =
+            entries.iter().map(|e| e.log.trim().trim_start_matches("line ").parse().unwrap()).collect();
+        assert_eq!(*n.last().unwrap(), 39);
+        assert!(n.windows(2).all(|w| w[1] == w[0] + 1), "in order, no gap: {n:?}");
+        assert!(n[0] > 0, "the oldest lines were dropped");
+    }
+
+    #[test]
+    fn log_opts_are_checked_as_docker_checks_them() {
+        let ok = LogConfig::parse(None, &["max-size=10m".into(), "max-file=3".into()]).unwrap();
+        assert_eq!(ok.rotation().unwrap(), Some(Rotation { max_size: 10 << 20, max_file: 3 }));
+        for (driver, opts, expect) in [
+            (None, vec!["max-size=lots"], "not a size"),
+            (None, vec!["max-file=0", "max-size=1m"], "at least 1"),
+            (None, vec!["compress=true"], "unknown log opt 'compress' for json-file log driver"),
+            (Some("syslog"), vec![], "not supported"),
+            (Some("none"), vec!["max-size=1m"], "unknown log opt"),
+        ] {
+            let opts: Vec<String> = opts.into_iter().map(String::from).collect();
+            let e = LogConfig::parse(driver, &opts).unwrap_err();
+            assert!(e.contains(expect), "{e}");
+        }
     }
 }

@@ -251,8 +251,14 @@ impl Monitor {
         let store = cache::Store::open(root)?;
         let containers = Containers::open(root)?;
         let dir = containers.dir(&id);
-        let log = logs::Writer::open(&dir.join("container.log"))
-            .map_err(|e| Error::Io { path: dir.join("container.log"), source: e })?;
+        // `--log-driver none` keeps nothing: the writer goes to /dev/null.
+        let c = containers.load(&id)?;
+        let log_config = &c.config.host.log;
+        let rotation = log_config.rotation().map_err(Error::Invalid)?;
+        let log_path =
+            if log_config.keeps() { dir.join("container.log") } else { PathBuf::from("/dev/null") };
+        let log = logs::Writer::open(&log_path, rotation.filter(|_| log_config.keeps()))
+            .map_err(|e| Error::Io { path: log_path.clone(), source: e })?;
         Ok(Monitor {
             root: root.to_path_buf(),
             store,
@@ -328,7 +334,10 @@ impl Monitor {
                 self.broadcast(&MonitorFrame::Started);
                 first = false;
             }
+            // The healthcheck probes this run; dropping `_health` stops them.
+            let _health = self.watch_health(sandbox.pid());
             let outcome = sandbox.wait();
+            drop(_health);
             for p in pumps {
                 let _ = p.join();
             }
@@ -359,6 +368,17 @@ impl Monitor {
         };
         self.finish(code);
         0
+    }
+
+    /// Starts the healthcheck's probes of the run whose PID 1 is `pid`, if the container has
+    /// one; they stop when the returned sender is dropped.
+    fn watch_health(&self, pid: i32) -> Option<std::sync::mpsc::Sender<()>> {
+        let c = self.containers.load(&self.id).ok()?;
+        let config = c.config.config.healthcheck.filter(|h| h.is_active())?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (root, id) = (self.root.clone(), self.id.clone());
+        std::thread::spawn(move || crate::health::watch(root, id, pid, config, rx));
+        Some(tx)
     }
 
     /// Removes the container for `--rm`, then tells the clients how it ended.
@@ -494,6 +514,13 @@ impl Monitor {
                 s.ports = plumbing.proxy.as_ref().map(|p| p.bound()).unwrap_or_default();
                 // A new run: `stop` marks the next exit as asked for again.
                 s.stopped_by_user = false;
+                s.health = c
+                    .config
+                    .config
+                    .healthcheck
+                    .as_ref()
+                    .filter(|h| h.is_active())
+                    .map(|_| Default::default());
                 self.containers.save_state(&c)?;
                 drop(lock);
                 Ok((sandbox, pumps, plumbing))
