@@ -24,6 +24,9 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v ssh-agent >/dev/null || need+=(openssh-client)
 # Git contexts (`rbuild build git://...`) go through the git command; a test serves one.
 command -v git >/dev/null || need+=(git)
+# The API service's judge is the unchanged docker CLI (Debian's docker.io); no dockerd is
+# started by the tests (Debian's policy-rc.d keeps the package from starting one here).
+[ -x /usr/bin/docker ] || need+=(docker.io)
 # Multi-platform builds run foreign RUN steps through QEMU user emulation (rbuild registers the
 # binfmt_misc entries from the package's binfmt.d files).
 command -v qemu-aarch64-static >/dev/null || need+=(qemu-user-static)

@@ -269,6 +269,23 @@ pub enum SystemCommand {
     Df(DfArgs),
     /// Check every blob against its digest and every image and cache record for missing blobs.
     Verify,
+    /// Serve the Docker Engine API on a socket, so docker CLI, compose and docker-py drive
+    /// this store (`DOCKER_HOST=unix:///run/rbuild/docker.sock`).
+    Service(ServiceArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServiceArgs {
+    /// Seconds without a request after which the service exits; 0: serve for ever.
+    #[arg(short, long, default_value_t = 5)]
+    pub time: u64,
+    /// Group that may use the socket (it is 0660); default: root's only.
+    #[arg(long)]
+    pub group: Option<String>,
+    /// `unix:///path/to.sock` (default `/run/rbuild/docker.sock`, rootless
+    /// `$XDG_RUNTIME_DIR/rbuild/docker.sock`) or `tcp://127.0.0.1:PORT` (loopback only).
+    #[arg(value_name = "URI")]
+    pub uri: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -75,6 +75,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::System(args::SystemCommand::Prune(a)) => images::system_prune(&store()?, a),
         Command::System(args::SystemCommand::Df(a)) => images::system_df(&store()?, a.verbose),
         Command::System(args::SystemCommand::Info) => system_info(&store()?),
+        Command::System(args::SystemCommand::Service(a)) => crate::service::run(&store()?, a),
         Command::System(args::SystemCommand::Verify) => {
             let report = store()?.verify()?;
             if report.is_ok() {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use cache::Store;
-use runtime::container::{Container, Containers, Status};
+use runtime::container::{Container, Containers};
 use runtime::exec::{ExecRequest, ExecStdio};
 use runtime::filters::Filters;
 use runtime::lifecycle::{self, CreateOptions, Started};
@@ -526,17 +526,13 @@ pub fn logs(store: &Store, a: LogsArgs) -> Result<ExitCode> {
         out.flush()?;
         Ok(())
     };
-    let (entries, mut offset) = runtime::logs::read(&path, &filter)?;
+    let (entries, offset) = runtime::logs::read(&path, &filter)?;
     print(entries)?;
     if !a.follow {
         return Ok(ExitCode::SUCCESS);
     }
     let later = Filter { tail: None, ..filter };
-    // The file being followed, by inode: a rotation replaces it, and the old one is finished
-    // (through the open handle) before the new one is read from its start.
-    let inode =
-        |p: &std::path::Path| std::fs::metadata(p).ok().map(|m| std::os::unix::fs::MetadataExt::ino(&m));
-    let mut following = std::fs::File::open(&path).ok().map(|f| (f, inode(&path)));
+    let mut follower = runtime::logs::Follower::new(&path, offset);
     loop {
         let running = match containers.load(c.id()) {
             Ok(c) => {
@@ -545,29 +541,7 @@ pub fn logs(store: &Store, a: LogsArgs) -> Result<ExitCode> {
             }
             Err(_) => false,
         };
-        if let Some((f, _)) = &following {
-            let (entries, next) = runtime::logs::read_from(f.try_clone()?, offset)?;
-            offset = next;
-            print(entries.into_iter().filter(|e| later_keeps(&later, e)).collect())?;
-        }
-        let now = inode(&path);
-        if now.is_some() && following.as_ref().is_none_or(|(_, ino)| *ino != now) {
-            // The next file after the one just finished: the rotated one that followed it if
-            // several rotations came between two reads (else the oldest one left).
-            let files = runtime::logs::files(&path);
-            let done = following.as_ref().and_then(|(_, ino)| *ino);
-            let next = match files.iter().position(|f| done.is_some() && inode(f) == done) {
-                Some(i) => files.get(i + 1).cloned(),
-                None if done.is_some() => files.first().cloned(),
-                None => Some(path.clone()),
-            };
-            if let Some(next) = next {
-                let ino = inode(&next);
-                following = std::fs::File::open(&next).ok().map(|f| (f, ino));
-                offset = 0;
-                continue;
-            }
-        }
+        print(follower.poll()?.into_iter().filter(|e| later_keeps(&later, e)).collect())?;
         if !running {
             return Ok(ExitCode::SUCCESS);
         }
@@ -585,33 +559,6 @@ fn later_keeps(f: &runtime::logs::Filter, e: &runtime::logs::Entry) -> bool {
 
 fn secs_of(t: Option<&str>) -> Option<i64> {
     t.and_then(runtime::container::parse_rfc3339).map(|(s, _)| s)
-}
-
-/// Docker's STATUS column.
-fn status_text(c: &Container) -> String {
-    let now = cache::time::now_unix();
-    let ago = |t: Option<&str>| human_duration(now - secs_of(t).unwrap_or(now));
-    match c.state.status {
-        Status::Created => "Created".into(),
-        Status::Running => {
-            let health = match c.state.health.as_ref().map(|h| h.status) {
-                Some(runtime::health::HealthStatus::Starting) => " (health: starting)",
-                Some(runtime::health::HealthStatus::Healthy) => " (healthy)",
-                Some(runtime::health::HealthStatus::Unhealthy) => " (unhealthy)",
-                None => "",
-            };
-            format!("Up {}{health}", ago(c.state.started_at.as_deref()))
-        }
-        Status::Paused => format!("Up {} (Paused)", ago(c.state.started_at.as_deref())),
-        Status::Restarting => {
-            format!("Restarting ({}) {} ago", c.state.exit_code, ago(c.state.finished_at.as_deref()))
-        }
-        Status::Exited => {
-            format!("Exited ({}) {} ago", c.state.exit_code, ago(c.state.finished_at.as_deref()))
-        }
-        Status::Removing => "Removal In Progress".into(),
-        Status::Dead => "Dead".into(),
-    }
 }
 
 fn ports_text(c: &Container) -> String {
@@ -703,7 +650,7 @@ fn ps_row(c: &Container, no_trunc: bool, now: i64) -> Value {
         "Command": command_text(c, !no_trunc),
         "CreatedAt": c.config.created,
         "RunningFor": format!("{} ago", human_duration(now - secs_of(Some(&c.config.created)).unwrap_or(now))),
-        "Status": status_text(c),
+        "Status": c.status_text(),
         "State": c.state.status.as_str(),
         "Ports": ports_text(c),
         "Names": c.name(),

@@ -19,6 +19,7 @@ mod multiplatform;
 mod networks;
 mod output;
 mod progress;
+mod service;
 mod session;
 mod storelimit;
 mod transfer;

@@ -367,23 +367,7 @@ pub fn human_binary(n: u64) -> String {
     format!("{}{}", (v * 100.0).round() / 100.0, UNITS[u])
 }
 
-/// `2 weeks`, as go-units' `HumanDuration`.
-pub fn human_duration(secs: i64) -> String {
-    let hours = (secs as f64 / 3600.0 + 0.5) as i64;
-    match secs {
-        s if s < 1 => "Less than a second".to_string(),
-        1 => "1 second".to_string(),
-        s if s < 60 => format!("{s} seconds"),
-        s if s / 60 == 1 => "About a minute".to_string(),
-        s if s / 60 < 60 => format!("{} minutes", s / 60),
-        _ if hours == 1 => "About an hour".to_string(),
-        _ if hours < 48 => format!("{hours} hours"),
-        _ if hours < 24 * 7 * 2 => format!("{} days", hours / 24),
-        _ if hours < 24 * 30 * 2 => format!("{} weeks", hours / 24 / 7),
-        _ if hours < 24 * 365 * 2 => format!("{} months", hours / 24 / 30),
-        s => format!("{} years", s / 3600 / 24 / 365),
-    }
-}
+pub use runtime::container::human_duration;
 
 /// `2 weeks ago` for an RFC 3339 time, or `N/A` without one.
 pub fn since(time: Option<&str>) -> String {

@@ -155,6 +155,53 @@ impl Default for HostConfig {
     }
 }
 
+impl Container {
+    /// Docker's STATUS column (`Up 5 minutes (healthy)`, `Exited (0) 2 hours ago`), as `ps`
+    /// and the API's container list show it.
+    pub fn status_text(&self) -> String {
+        let now = cache::time::now_unix();
+        let ago = |t: Option<&str>| human_duration(now - t.and_then(parse_rfc3339).map_or(now, |(s, _)| s));
+        let s = &self.state;
+        match s.status {
+            Status::Created => "Created".into(),
+            Status::Running => {
+                let health = match s.health.as_ref().map(|h| h.status) {
+                    Some(crate::health::HealthStatus::Starting) => " (health: starting)",
+                    Some(crate::health::HealthStatus::Healthy) => " (healthy)",
+                    Some(crate::health::HealthStatus::Unhealthy) => " (unhealthy)",
+                    None => "",
+                };
+                format!("Up {}{health}", ago(s.started_at.as_deref()))
+            }
+            Status::Paused => format!("Up {} (Paused)", ago(s.started_at.as_deref())),
+            Status::Restarting => {
+                format!("Restarting ({}) {} ago", s.exit_code, ago(s.finished_at.as_deref()))
+            }
+            Status::Exited => format!("Exited ({}) {} ago", s.exit_code, ago(s.finished_at.as_deref())),
+            Status::Removing => "Removal In Progress".into(),
+            Status::Dead => "Dead".into(),
+        }
+    }
+}
+
+/// `2 weeks`, as go-units' `HumanDuration`.
+pub fn human_duration(secs: i64) -> String {
+    let hours = (secs as f64 / 3600.0 + 0.5) as i64;
+    match secs {
+        s if s < 1 => "Less than a second".to_string(),
+        1 => "1 second".to_string(),
+        s if s < 60 => format!("{s} seconds"),
+        s if s / 60 == 1 => "About a minute".to_string(),
+        s if s / 60 < 60 => format!("{} minutes", s / 60),
+        _ if hours == 1 => "About an hour".to_string(),
+        _ if hours < 48 => format!("{hours} hours"),
+        _ if hours < 24 * 7 * 2 => format!("{} days", hours / 24),
+        _ if hours < 24 * 30 * 2 => format!("{} weeks", hours / 24 / 7),
+        _ if hours < 24 * 365 * 2 => format!("{} months", hours / 24 / 30),
+        s => format!("{} years", s / 3600 / 24 / 365),
+    }
+}
+
 /// `config.json`: fixed at create.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ContainerConfig {

@@ -262,6 +262,55 @@ pub fn read(path: &Path, filter: &Filter) -> io::Result<(Vec<Entry>, u64)> {
     Ok((kept, offset))
 }
 
+/// Follows a log as it grows (`logs -f`), across rotations: the file being read is held open
+/// and known by its inode; when the path names another file, the held one is finished, then
+/// the file that came after it (a rotated one, if several rotations came between two polls),
+/// from its start.
+pub struct Follower {
+    path: PathBuf,
+    file: Option<(File, Option<u64>)>,
+    offset: u64,
+}
+
+fn inode(p: &Path) -> Option<u64> {
+    std::fs::metadata(p).ok().map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+}
+
+impl Follower {
+    /// Follows `path` from `offset` (what [`read`] returned).
+    pub fn new(path: &Path, offset: u64) -> Follower {
+        let file = File::open(path).ok().map(|f| (f, inode(path)));
+        Follower { path: path.to_path_buf(), file, offset }
+    }
+
+    /// The entries written since the last call.
+    pub fn poll(&mut self) -> io::Result<Vec<Entry>> {
+        let mut out = Vec::new();
+        loop {
+            if let Some((f, _)) = &self.file {
+                let (entries, next) = read_from(f.try_clone()?, self.offset)?;
+                self.offset = next;
+                out.extend(entries);
+            }
+            let now = inode(&self.path);
+            let done = self.file.as_ref().and_then(|(_, ino)| *ino);
+            if now.is_none() || done == now {
+                return Ok(out);
+            }
+            let all = files(&self.path);
+            let next = match all.iter().position(|f| done.is_some() && inode(f) == done) {
+                Some(i) => all.get(i + 1).cloned(),
+                // The one we read was dropped meanwhile: the oldest one left.
+                None if done.is_some() => all.first().cloned(),
+                None => Some(self.path.clone()),
+            };
+            let Some(next) = next else { return Ok(out) };
+            self.file = File::open(&next).ok().map(|f| (f, inode(&next)));
+            self.offset = 0;
+        }
+    }
+}
+
 /// The complete entries after `offset`, and the new offset.
 pub fn read_from(mut file: File, offset: u64) -> io::Result<(Vec<Entry>, u64)> {
     file.seek(SeekFrom::Start(offset))?;
