@@ -23,6 +23,7 @@ use tower::ServiceExt;
 mod containers;
 mod images;
 mod system;
+mod volumes;
 
 /// The newest API version served, and the oldest accepted (dockerd 24's).
 pub const API_VERSION: &str = "1.43";
@@ -122,7 +123,12 @@ pub(crate) async fn blocking<T: Send + 'static>(
 
 /// The routes, without the version prefix.
 fn router(ctx: Ctx) -> Router {
-    Router::new().merge(system::routes()).merge(containers::routes()).merge(images::routes()).with_state(ctx)
+    Router::new()
+        .merge(system::routes())
+        .merge(containers::routes())
+        .merge(images::routes())
+        .merge(volumes::routes())
+        .with_state(ctx)
 }
 
 /// `/v1.41/containers/json` -> `/containers/json`; a version above ours is refused as dockerd

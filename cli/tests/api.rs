@@ -170,3 +170,40 @@ fn the_socket_is_root_only_and_goes_with_the_service() {
     assert!(status.success());
     assert!(!socket.exists());
 }
+
+#[test]
+fn the_docker_cli_manages_volumes_through_the_socket() {
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
+    let api = Service::start(&e);
+    assert_eq!(api.ok(&["volume", "create", "--label", "team=a", "data"]).trim(), "data");
+    assert!(
+        api.ok(&["volume", "ls", "--format", "{{.Driver}} {{.Name}}"]).lines().any(|l| l == "local data")
+    );
+    assert_eq!(api.ok(&["volume", "inspect", "-f", "{{.Labels.team}}", "data"]).trim(), "a");
+    // rbuild's own view is the same volume, and a container writes into it.
+    assert_eq!(e.ok(&["volume", "ls", "-q"]).trim(), "data");
+    api.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "writer",
+        "--network",
+        "none",
+        "-v",
+        "data:/data",
+        "busybox",
+        "sh",
+        "-c",
+        "echo kept > /data/f; sleep 1000",
+    ]);
+    e.wait_until("the file in the volume", || e.ok(&["exec", "writer", "cat", "/data/f"]) == "kept\n");
+    let (code, _, err) = api.docker(&["volume", "rm", "data"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("volume is in use"), "{err}");
+    api.ok(&["rm", "-f", "writer"]);
+    api.ok(&["volume", "rm", "data"]);
+    assert_eq!(e.ok(&["volume", "ls", "-q"]), "");
+    let (code, _, err) = api.docker(&["volume", "inspect", "nope"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("No such volume: nope"), "{err}");
+}

@@ -1,0 +1,94 @@
+//! `/volumes`: list, create, inspect, remove, through runtime's volume store (what `rbuild
+//! volume` calls).
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use runtime::volume::{self, Volumes};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{ApiError, Ctx, blocking};
+
+pub(crate) fn routes() -> Router<Ctx> {
+    Router::new()
+        .route("/volumes", get(list))
+        .route("/volumes/create", post(create))
+        .route("/volumes/{name}", get(inspect).delete(remove))
+}
+
+impl From<volume::Error> for ApiError {
+    fn from(e: volume::Error) -> ApiError {
+        let status = match &e {
+            volume::Error::NotFound(_) => StatusCode::NOT_FOUND,
+            volume::Error::InUse { .. } => StatusCode::CONFLICT,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError { status, message: hostutil::errors::one_line(&e) }
+    }
+}
+
+async fn list(State(ctx): State<Ctx>) -> Result<Response, ApiError> {
+    blocking(move || {
+        let volumes = Volumes::open(ctx.root.as_path())?;
+        let list: Vec<_> = volumes.list()?.iter().map(runtime::inspect::volume).collect();
+        Ok(axum::Json(json!({ "Volumes": list, "Warnings": [] })).into_response())
+    })
+    .await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct CreateBody {
+    name: String,
+    driver: String,
+    labels: Option<BTreeMap<String, String>>,
+}
+
+async fn create(State(ctx): State<Ctx>, body: axum::body::Bytes) -> Result<Response, ApiError> {
+    let b: CreateBody = if body.is_empty() {
+        CreateBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))?
+    };
+    if !b.driver.is_empty() && b.driver != "local" {
+        return Err(ApiError::bad_request(format!(
+            "volume driver {:?} is not supported: only \"local\" is",
+            b.driver
+        )));
+    }
+    blocking(move || {
+        let volumes = Volumes::open(ctx.root.as_path())?;
+        let name = (!b.name.is_empty()).then_some(b.name.as_str());
+        let v = volumes.create(name, b.labels.unwrap_or_default(), false)?;
+        Ok((StatusCode::CREATED, axum::Json(runtime::inspect::volume(&v))).into_response())
+    })
+    .await
+}
+
+async fn inspect(State(ctx): State<Ctx>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    blocking(move || {
+        let v = Volumes::open(ctx.root.as_path())?.get(&name)?;
+        Ok(axum::Json(runtime::inspect::volume(&v)).into_response())
+    })
+    .await
+}
+
+async fn remove(
+    State(ctx): State<Ctx>,
+    Path(name): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let force = q.get("force").is_some_and(|v| matches!(v.as_str(), "1" | "true" | "True"));
+    blocking(move || {
+        let users = volume::volume_users(ctx.root.as_path())?;
+        let ids = users.get(&name).map(Vec::as_slice).unwrap_or_default();
+        Volumes::open(ctx.root.as_path())?.remove(&name, ids, force)?;
+        Ok(StatusCode::NO_CONTENT.into_response())
+    })
+    .await
+}
