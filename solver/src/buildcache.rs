@@ -906,6 +906,17 @@ pub fn export(
         .map(|(_, k)| k.clone())
         .collect();
     let write = || -> Result<Exported, CacheError> {
+        // The solver wrote it into the image config (`BuildOptions::inline_cache`), mounts
+        // captured and skipped ones warned about: only say what went.
+        if to.target == CacheTarget::Inline {
+            let config = store.read_blob(&out.image.config_digest)?;
+            let inline = InlineCache::read(&out.image.manifest, &config)?;
+            return Ok(Exported {
+                records: inline.records.len(),
+                mounts: inline.mounts.len(),
+                skipped: Vec::new(),
+            });
+        }
         let mut index = CacheIndex::collect(store, &keys)?;
         let missing: Vec<Descriptor> =
             index.layers().iter().filter(|l| !store.has_blob(&l.digest)).map(Layer::descriptor).collect();
@@ -930,7 +941,6 @@ pub fn export(
             CacheTarget::Local { dest } => {
                 export_local(store, &index, dest)?;
             }
-            // The solver put it in the image config already (`BuildOptions::inline_cache`).
             CacheTarget::Inline => {}
             CacheTarget::S3(spec) => export_s3(store, &index, spec)?,
             CacheTarget::Registry { reference } => {
