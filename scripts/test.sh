@@ -27,6 +27,9 @@ command -v git >/dev/null || need+=(git)
 # The API service's judge is the unchanged docker CLI (Debian's docker.io); no dockerd is
 # started by the tests (Debian's policy-rc.d keeps the package from starting one here).
 [ -x /usr/bin/docker ] || need+=(docker.io)
+# ... and docker-compose 1.29 and docker-py 5 (python3-docker), driven as their users drive them.
+[ -x /usr/bin/docker-compose ] || need+=(docker-compose)
+/usr/bin/python3 -c 'import docker' 2>/dev/null || need+=(python3-docker)
 # Multi-platform builds run foreign RUN steps through QEMU user emulation (rbuild registers the
 # binfmt_misc entries from the package's binfmt.d files).
 command -v qemu-aarch64-static >/dev/null || need+=(qemu-user-static)

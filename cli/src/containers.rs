@@ -170,6 +170,8 @@ fn create_options(f: &CreateFlags, auto_remove: bool) -> Result<CreateOptions> {
         labels,
         tty: f.tty,
         open_stdin: f.interactive,
+        // `run -i` closes the container's stdin with the user's, as docker's CLI asks.
+        stdin_once: f.interactive,
         stop_signal: f.stop_signal.clone(),
         stop_timeout: f.stop_timeout,
         healthcheck: healthcheck(f)?,

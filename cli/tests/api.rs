@@ -4,69 +4,9 @@
 //! agrees.
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 
 use test_support::containers::Env;
-
-/// The service on a socket in the store's directory, killed by PID when dropped.
-struct Service {
-    child: Child,
-    socket: PathBuf,
-    config: tempfile::TempDir,
-}
-
-impl Service {
-    fn start(e: &Env) -> Service {
-        let socket = e.s.path().join("docker.sock");
-        let child =
-            e.s.cmd()
-                .args(["system", "service", "--time", "0", &format!("unix://{}", socket.display())])
-                .stdin(Stdio::null())
-                .spawn()
-                .expect("rbuild system service starts");
-        test_support::containers::wait_until("the API socket", || socket.exists());
-        let config = tempfile::tempdir().unwrap();
-        Service { child, socket, config }
-    }
-
-    /// The docker CLI against the socket: (exit code, stdout, stderr).
-    fn docker(&self, args: &[&str]) -> (i32, String, String) {
-        let out = Command::new(docker_bin())
-            .arg("-H")
-            .arg(format!("unix://{}", self.socket.display()))
-            .args(args)
-            .env("DOCKER_CONFIG", self.config.path())
-            .env_remove("DOCKER_HOST")
-            .output()
-            .expect("docker runs");
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let (code, out, err) = self.docker(args);
-        assert_eq!(code, 0, "docker {args:?}:\n{out}{err}");
-        out
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Debian's docker.io CLI (scripts/test.sh installs it).
-fn docker_bin() -> &'static Path {
-    let p = Path::new("/usr/bin/docker");
-    assert!(p.exists(), "/usr/bin/docker not found: apt-get install docker.io (scripts/test.sh does)");
-    p
-}
+use test_support::dockerapi::Service;
 
 #[test]
 fn the_docker_cli_runs_lists_logs_stops_and_removes_containers_through_the_socket() {

@@ -78,6 +78,10 @@ pub struct Config {
     pub labels: BTreeMap<String, String>,
     pub tty: bool,
     pub open_stdin: bool,
+    /// The container's stdin closes when the attached client that gave it ends (docker's
+    /// `StdinOnce`: `run -i`), rather than staying open for the next `attach`.
+    #[serde(default)]
+    pub stdin_once: bool,
     /// `"80/tcp"` keys, as in the image config.
     pub exposed_ports: Vec<String>,
     /// The image's `VOLUME`s.

@@ -148,6 +148,7 @@ pub fn container(root: &Path, c: &Container) -> Value {
             "User": cfg.user,
             "Tty": cfg.tty,
             "OpenStdin": cfg.open_stdin,
+            "StdinOnce": cfg.stdin_once,
             "Env": cfg.env,
             "Cmd": cfg.cmd,
             "Entrypoint": if cfg.entrypoint.is_empty() { Value::Null } else { json!(cfg.entrypoint) },

@@ -35,6 +35,8 @@ pub struct CreateOptions {
     pub labels: BTreeMap<String, String>,
     pub tty: bool,
     pub open_stdin: bool,
+    /// docker's `StdinOnce` (see [`crate::container::Config::stdin_once`]).
+    pub stdin_once: bool,
     pub stop_signal: Option<String>,
     pub stop_timeout: Option<u32>,
     /// `--health-*` (fields left 0 or empty take the image's), or `NONE` for
@@ -122,6 +124,7 @@ pub fn create(root: &Path, store: &cache::Store, image_ref: &str, opts: CreateOp
             labels,
             tty: opts.tty,
             open_stdin: opts.open_stdin,
+            stdin_once: opts.stdin_once,
             exposed_ports: ic.exposed_ports.iter().flat_map(|p| p.keys().cloned()).collect(),
             volumes: image_volumes,
             stop_signal: opts.stop_signal.clone().or_else(|| ic.stop_signal.clone()),

@@ -5,6 +5,7 @@
 //! Nothing here is part of rbuild itself.
 
 pub mod containers;
+pub mod dockerapi;
 pub mod harness;
 pub mod outside;
 pub mod proxy;

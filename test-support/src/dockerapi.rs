@@ -1,0 +1,89 @@
+//! `rbuild system service` on a socket in a test store, and the unchanged clients that judge
+//! it: Debian's docker CLI (`/usr/bin/docker`, docker.io), docker-compose and docker-py
+//! (`/usr/bin/python3`, python3-docker). scripts/test.sh installs them; no dockerd is started.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use crate::containers::Env;
+
+/// The service on a socket in the store's directory, killed by PID when dropped.
+pub struct Service {
+    child: Child,
+    pub socket: PathBuf,
+    /// The clients' `DOCKER_CONFIG` (auth, no user's settings).
+    pub config: tempfile::TempDir,
+}
+
+impl Service {
+    pub fn start(e: &Env) -> Service {
+        let socket = e.s.path().join("docker.sock");
+        let child =
+            e.s.cmd()
+                .args(["system", "service", "--time", "0", &format!("unix://{}", socket.display())])
+                .stdin(Stdio::null())
+                .spawn()
+                .expect("rbuild system service starts");
+        crate::containers::wait_until("the API socket", || socket.exists());
+        let config = tempfile::tempdir().expect("a temporary directory");
+        Service { child, socket, config }
+    }
+
+    /// The service's PID (for its RSS and open descriptors).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `unix:///.../docker.sock`, what `DOCKER_HOST` is set to.
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+
+    /// A command with the clients' environment: `DOCKER_HOST` at the socket, a config of its
+    /// own, and Debian's python packages before any other (a pip-installed docker-py must not
+    /// shadow the one docker-compose was packaged with).
+    pub fn client(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new(program);
+        c.env("DOCKER_HOST", self.host())
+            .env("DOCKER_CONFIG", self.config.path())
+            .env("PYTHONPATH", "/usr/lib/python3/dist-packages")
+            .env_remove("DOCKER_TLS_VERIFY")
+            .env_remove("DOCKER_CONTEXT");
+        c
+    }
+
+    /// The docker CLI against the socket: (exit code, stdout, stderr).
+    pub fn docker(&self, args: &[&str]) -> (i32, String, String) {
+        triple(self.client(docker_bin()).args(args).stdin(Stdio::null()).output().expect("docker runs"))
+    }
+
+    /// `docker args`, which must succeed; its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let (code, out, err) = self.docker(args);
+        assert_eq!(code, 0, "docker {args:?}:\n{out}{err}");
+        out
+    }
+}
+
+/// (exit code, stdout, stderr) of a finished command.
+pub fn triple(out: Output) -> (i32, String, String) {
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Debian's docker.io CLI (scripts/test.sh installs it).
+pub fn docker_bin() -> &'static Path {
+    let p = Path::new("/usr/bin/docker");
+    assert!(p.exists(), "/usr/bin/docker not found: apt-get install docker.io (scripts/test.sh does)");
+    p
+}
