@@ -331,7 +331,7 @@ async fn start(State(ctx): State<Ctx>, Path(id): Path<String>) -> Result<Respons
         if c.is_running() {
             return Ok(StatusCode::NOT_MODIFIED.into_response());
         }
-        lifecycle::start(ctx.root.as_path(), c.id().as_str(), false)?;
+        crate::attach::start(ctx.root.as_path(), &ctx.attaches, &c)?;
         Ok(no_content())
     })
     .await
@@ -371,7 +371,7 @@ async fn restart(
     blocking(move || {
         let c = lifecycle::stop(ctx.root.as_path(), &id, t)?;
         lifecycle::wait_monitor(&c, Some(Duration::from_secs(30)));
-        lifecycle::start(ctx.root.as_path(), c.id().as_str(), false)?;
+        crate::attach::start(ctx.root.as_path(), &ctx.attaches, &c)?;
         Ok(no_content())
     })
     .await

@@ -12,6 +12,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -20,7 +21,10 @@ use axum::http::{HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use tower::ServiceExt;
 
+mod attach;
 mod containers;
+mod exec;
+mod hijack;
 mod images;
 mod system;
 mod volumes;
@@ -50,15 +54,44 @@ pub enum Endpoint {
     Tcp(std::net::SocketAddr),
 }
 
-/// What the handlers share: the store.
+/// What the handlers share: the store, and what lives only as long as this process: streams
+/// in progress, attaches waiting for their container to start, exec instances.
 #[derive(Clone)]
 pub(crate) struct Ctx {
     pub root: Arc<PathBuf>,
+    busy: Arc<AtomicUsize>,
+    pub attaches: attach::Waiting,
+    pub execs: exec::Execs,
 }
 
 impl Ctx {
+    fn new(root: PathBuf) -> Ctx {
+        Ctx {
+            root: Arc::new(root),
+            busy: Arc::default(),
+            attaches: attach::Waiting::default(),
+            execs: exec::Execs::default(),
+        }
+    }
+
     pub fn store(&self) -> Result<cache::Store, ApiError> {
         cache::Store::open(self.root.as_path()).map_err(ApiError::from)
+    }
+
+    /// Marks a stream in progress (an attach, an exec, `logs -f`, `wait`, `events`): the
+    /// service does not end for idleness while one is open, though no request comes.
+    pub fn busy(&self) -> Busy {
+        self.busy.fetch_add(1, Ordering::SeqCst);
+        Busy(self.busy.clone())
+    }
+}
+
+/// A stream in progress (see [`Ctx::busy`]), until dropped.
+pub(crate) struct Busy(Arc<AtomicUsize>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -126,6 +159,8 @@ fn router(ctx: Ctx) -> Router {
     Router::new()
         .merge(system::routes())
         .merge(containers::routes())
+        .merge(attach::routes())
+        .merge(exec::routes())
         .merge(images::routes())
         .merge(volumes::routes())
         .with_state(ctx)
@@ -175,7 +210,8 @@ async fn serve_async(
     idle: Option<Duration>,
     on_listen: &dyn Fn(&Path) -> std::io::Result<()>,
 ) -> Result<(), Error> {
-    let ctx = Ctx { root: Arc::new(root) };
+    let ctx = Ctx::new(root);
+    let busy = ctx.busy.clone();
     let app = router(ctx);
     let last = Arc::new(std::sync::Mutex::new(std::time::Instant::now()));
     let seen = last.clone();
@@ -201,7 +237,9 @@ async fn serve_async(
         let Some(idle) = idle else { return std::future::pending::<()>().await };
         loop {
             tokio::time::sleep(Duration::from_millis(500)).await;
-            if last.lock().unwrap_or_else(|p| p.into_inner()).elapsed() >= idle {
+            if busy.load(Ordering::SeqCst) > 0 {
+                *last.lock().unwrap_or_else(|p| p.into_inner()) = std::time::Instant::now();
+            } else if last.lock().unwrap_or_else(|p| p.into_inner()).elapsed() >= idle {
                 return;
             }
         }

@@ -147,3 +147,112 @@ fn the_docker_cli_manages_volumes_through_the_socket() {
     assert_ne!(code, 0);
     assert!(err.contains("No such volume: nope"), "{err}");
 }
+
+/// `docker`, fed `input` on its stdin: (exit code, stdout, stderr).
+fn docker_with_input(api: &Service, args: &[&str], input: &str) -> (i32, String, String) {
+    let mut child = api
+        .client(test_support::dockerapi::docker_bin())
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    test_support::dockerapi::triple(child.wait_with_output().unwrap())
+}
+
+/// `docker` on a pseudo-terminal of `rows` x `cols` (util-linux's `script` makes it).
+fn docker_on_a_terminal(api: &Service, args: &str, rows: u16, cols: u16) -> (i32, String) {
+    let out = api
+        .client("script")
+        .args(["-qec", &format!("stty rows {rows} cols {cols}; /usr/bin/docker {args}"), "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let (code, out, err) = test_support::dockerapi::triple(out);
+    (code, format!("{out}{err}"))
+}
+
+#[test]
+fn docker_run_in_the_foreground_attaches_and_docker_exec_runs_in_the_container() {
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
+    let api = Service::start(&e);
+    // `run` without -d: attached before the start, so no output is missed; the exit status
+    // and both streams come back apart; --rm leaves nothing.
+    let (code, out, err) = api.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    assert_eq!((code, out.as_str(), err.as_str()), (3, "out\n", "err\n"));
+    assert_eq!(e.ok(&["ps", "-a", "-q"]), "");
+    // -i: stdin reaches the container and its end ends `cat`.
+    let (code, out, err) =
+        docker_with_input(&api, &["run", "-i", "--rm", "--network", "none", "busybox", "cat"], "typed\n");
+    assert_eq!((code, out.as_str()), (0, "typed\n"), "{err}");
+    // A command that does not exist: docker's 127 and its words.
+    let (code, _, err) = api.docker(&["run", "--rm", "--network", "none", "busybox", "nosuchcmd"]);
+    assert_eq!(code, 127, "{err}");
+    assert!(err.contains("executable file not found"), "{err}");
+    // -t: a terminal of the client's size.
+    let (code, out) = docker_on_a_terminal(&api, "run --rm -t --network none busybox stty size", 33, 77);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("33 77"), "{out:?}");
+
+    api.ok(&["run", "-d", "--name", "box", "--network", "none", "busybox", "sleep", "1000"]);
+    let (code, out, err) = api.docker(&["exec", "box", "sh", "-c", "echo a; echo b >&2; exit 5"]);
+    assert_eq!((code, out.as_str(), err.as_str()), (5, "a\n", "b\n"));
+    let (code, out, _) =
+        docker_with_input(&api, &["exec", "-i", "box", "sh", "-c", "cat; echo done"], "in\n");
+    assert_eq!((code, out.as_str()), (0, "in\ndone\n"));
+    let (code, out, _) = api.docker(&[
+        "exec",
+        "-e",
+        "X=1",
+        "-w",
+        "/tmp",
+        "-u",
+        "1000",
+        "box",
+        "sh",
+        "-c",
+        "echo $X $(pwd) $(id -u)",
+    ]);
+    assert_eq!((code, out.as_str()), (0, "1 /tmp 1000\n"));
+    let (code, out) = docker_on_a_terminal(&api, "exec -it box sh -c 'tty; stty size'", 40, 100);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("/dev/pts/") && out.contains("40 100"), "{out:?}");
+    let (code, _, err) = api.docker(&["exec", "box", "nosuchcmd"]);
+    assert_eq!(code, 127, "{err}");
+    // exec -d: the process outlives the request.
+    api.ok(&["exec", "-d", "box", "sh", "-c", "sleep 0.2; echo later > /tmp/d"]);
+    e.wait_until("the detached exec's file", || e.run(&["exec", "box", "cat", "/tmp/d"]).1 == "later\n");
+    // attach to a running container: its output from then on, and its exit status.
+    api.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "talk",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 1; echo late; exit 4",
+    ]);
+    let (code, out, _) = api.docker(&["attach", "talk"]);
+    assert_eq!((code, out.as_str()), (4, "late\n"));
+    // `start -a` of a created container.
+    api.ok(&["create", "--name", "later", "--network", "none", "busybox", "echo", "started"]);
+    assert_eq!(api.ok(&["start", "-a", "later"]), "started\n");
+    api.ok(&["rm", "-f", "box", "talk", "later"]);
+    let (code, _, err) = api.docker(&["exec", "talk", "true"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("No such container"), "{err}");
+}

@@ -186,8 +186,10 @@ pub fn detach(root: &Path, what: &str, req: &ExecRequest) -> Result<()> {
             Ok(())
         });
     }
-    // Not waited for: it outlives this process by design.
-    let _child = cmd.spawn().map_err(|e| Error::Io { path: "rbuild-exec".into(), source: e })?;
+    // It outlives a CLI caller by design; a caller that lives on (the API service) reaps it,
+    // or it stays a zombie.
+    let mut child = cmd.spawn().map_err(|e| Error::Io { path: "rbuild-exec".into(), source: e })?;
+    std::thread::spawn(move || child.wait());
     drop(cmd);
     drop(ready_w);
     let mut word = String::new();
