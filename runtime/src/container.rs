@@ -344,6 +344,10 @@ impl Container {
     pub fn upper(&self) -> PathBuf {
         self.dir.join("rootfs/upper")
     }
+    /// The bytes its writable layer holds (docker's `SizeRw`); 0 if it cannot be read.
+    pub fn writable_size(&self) -> u64 {
+        crate::volume::dir_size(&self.upper()).unwrap_or(0)
+    }
     pub fn work(&self) -> PathBuf {
         self.dir.join("rootfs/work")
     }

@@ -190,10 +190,13 @@ pub fn network(nets: &Networks, n: &Network) -> Result<Value> {
         config.push(json!({"Subnet": b.subnet.to_string(), "Gateway": b.gateway.to_string()}));
         options.insert("com.docker.network.bridge.name".into(), json!(b.interface));
         for e in nets.endpoints(&n.id)? {
+            // docker's endpoint ids are 64 hex digits; this one is stable per attachment.
+            let endpoint_id = cache::Digest::of(format!("{}/{}", e.network_id, e.container_id).as_bytes());
             containers.insert(
                 e.container_id.clone(),
                 json!({
                     "Name": e.container_name,
+                    "EndpointID": endpoint_id.hex(),
                     "MacAddress": e.mac,
                     "IPv4Address": format!("{}/{}", e.ip, e.prefix_len),
                     "IPv6Address": "",

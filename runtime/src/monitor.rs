@@ -350,7 +350,12 @@ impl Monitor {
                 Ok(o) => (o.status.code(), o.oom_killed, String::new()),
                 Err(e) => (255, false, hostutil::errors::one_line(&e)),
             };
-            match self.record_exit(code, oom, &error) {
+            let recorded = self.record_exit(code, oom, &error);
+            if let Ok(c) = self.containers.load(&self.id) {
+                let die = crate::events::Event::container(&c, "die", &[("exitCode", code.to_string())]);
+                crate::events::emit(&self.root, die);
+            }
+            match recorded {
                 Ok(Some(delay)) => {
                     std::thread::sleep(delay);
                     // `stop` while it waited to restart: it stays stopped.
@@ -523,6 +528,7 @@ impl Monitor {
                     .map(|_| Default::default());
                 self.containers.save_state(&c)?;
                 drop(lock);
+                crate::events::emit(&self.root, crate::events::Event::container(&c, "start", &[]));
                 Ok((sandbox, pumps, plumbing))
             }
             Err(e) => {
