@@ -72,6 +72,17 @@ fn the_docker_cli_creates_inspects_connects_and_removes_networks_through_the_soc
     let mut names: Vec<&str> = names.split_whitespace().collect();
     names.sort();
     assert_eq!(names, ["c2", "srv"]);
+    // An alias given before the container starts holds from its start on.
+    api.ok(&["create", "--name", "c3", "busybox", "sh", "-c", &httpd("c3")]);
+    api.ok(&["network", "connect", "--alias", "late", "net1", "c3"]);
+    api.ok(&["start", "c3"]);
+    e.wait_for_log("c3", "serving");
+    assert_eq!(e.ok(&["exec", "srv", "wget", "-qO-", "http://late/"]), "hello from c3\n");
+    assert_eq!(
+        api.ok(&["inspect", "-f", "{{index .NetworkSettings.Networks.net1.Aliases 0}}", "c3"]).trim(),
+        "late"
+    );
+    api.ok(&["rm", "-f", "c3"]);
     let (code, _, err) = api.docker(&["network", "connect", "net1", "nope"]);
     assert_ne!(code, 0);
     assert!(err.contains("No such container: nope"), "{err}");
