@@ -129,14 +129,15 @@ async fn inspect(State(ctx): State<Ctx>, Path(id): Path<String>) -> Result<Respo
     .await
 }
 
+/// docker-py sends `null` for what it was not given, hence the options.
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase", default)]
 struct CreateBody {
     name: String,
-    driver: String,
-    internal: bool,
+    driver: Option<String>,
+    internal: Option<bool>,
     #[serde(rename = "EnableIPv6")]
-    enable_ipv6: bool,
+    enable_ipv6: Option<bool>,
     #[serde(rename = "IPAM")]
     ipam: Option<IpamBody>,
     labels: Option<BTreeMap<String, String>>,
@@ -145,63 +146,59 @@ struct CreateBody {
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase", default)]
 struct IpamBody {
-    driver: String,
+    driver: Option<String>,
     config: Option<Vec<IpamConfig>>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase", default)]
 struct IpamConfig {
-    subnet: String,
-    gateway: String,
+    subnet: Option<String>,
+    gateway: Option<String>,
     #[serde(rename = "IPRange")]
-    ip_range: String,
+    ip_range: Option<String>,
 }
 
 /// The create body as `network create`'s options; what rbuild cannot do is a 400 that says so.
 fn create_options(b: &CreateBody) -> Result<CreateOptions, ApiError> {
-    if !b.driver.is_empty() && b.driver != "bridge" {
+    let driver = b.driver.as_deref().unwrap_or_default();
+    if !driver.is_empty() && driver != "bridge" {
         return Err(ApiError::bad_request(format!(
-            "network driver {:?} is not supported: rbuild makes bridge networks only",
-            b.driver
+            "network driver {driver:?} is not supported: rbuild makes bridge networks only"
         )));
     }
-    if b.enable_ipv6 {
+    if b.enable_ipv6 == Some(true) {
         return Err(ApiError::bad_request("IPv6 networks are not supported"));
     }
     let mut opts = CreateOptions {
         labels: b.labels.clone().unwrap_or_default(),
-        internal: b.internal,
+        internal: b.internal.unwrap_or(false),
         ..Default::default()
     };
     let Some(ipam) = &b.ipam else { return Ok(opts) };
-    if !ipam.driver.is_empty() && ipam.driver != "default" {
-        return Err(ApiError::bad_request(format!("IPAM driver {:?} is not supported", ipam.driver)));
+    let ipam_driver = ipam.driver.as_deref().unwrap_or_default();
+    if !ipam_driver.is_empty() && ipam_driver != "default" {
+        return Err(ApiError::bad_request(format!("IPAM driver {ipam_driver:?} is not supported")));
     }
     let configs = ipam.config.as_deref().unwrap_or_default();
     if configs.len() > 1 {
         return Err(ApiError::bad_request("only one IPAM config (one IPv4 subnet) is supported"));
     }
     if let Some(c) = configs.first() {
-        if !c.ip_range.is_empty() && c.ip_range != c.subnet {
+        let text = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
+        let (subnet, gateway, range) = (text(&c.subnet), text(&c.gateway), text(&c.ip_range));
+        if let Some(range) = range.filter(|r| Some(r) != subnet.as_ref()) {
             return Err(ApiError::bad_request(format!(
-                "IPRange {} is not supported: containers take addresses from the whole subnet",
-                c.ip_range
+                "IPRange {range} is not supported: containers take addresses from the whole subnet"
             )));
         }
-        if !c.subnet.is_empty() {
-            opts.subnet = Some(
-                c.subnet
-                    .parse()
-                    .map_err(|e| ApiError::bad_request(format!("invalid subnet {:?}: {e}", c.subnet)))?,
-            );
+        if let Some(s) = subnet {
+            opts.subnet =
+                Some(s.parse().map_err(|e| ApiError::bad_request(format!("invalid subnet {s:?}: {e}")))?);
         }
-        if !c.gateway.is_empty() {
-            opts.gateway = Some(
-                c.gateway
-                    .parse()
-                    .map_err(|_| ApiError::bad_request(format!("invalid gateway {:?}", c.gateway)))?,
-            );
+        if let Some(g) = gateway {
+            opts.gateway =
+                Some(g.parse().map_err(|_| ApiError::bad_request(format!("invalid gateway {g:?}")))?);
         }
     }
     Ok(opts)
@@ -247,7 +244,7 @@ struct EndpointConfig {
 #[serde(default)]
 struct EndpointIpam {
     #[serde(rename = "IPv4Address")]
-    ipv4_address: String,
+    ipv4_address: Option<String>,
 }
 
 async fn connect(
@@ -260,7 +257,7 @@ async fn connect(
         return Err(ApiError::bad_request("Container is required"));
     }
     let endpoint = b.endpoint_config.unwrap_or_default();
-    if endpoint.ipam_config.is_some_and(|i| !i.ipv4_address.is_empty()) {
+    if endpoint.ipam_config.and_then(|i| i.ipv4_address).is_some_and(|a| !a.is_empty()) {
         return Err(ApiError::bad_request(
             "a fixed IPv4Address is not supported: containers take the next free address",
         ));
@@ -322,4 +319,35 @@ async fn prune(
         Ok(axum::Json(json!({ "NetworksDeleted": names })).into_response())
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_py_bodies_with_nulls_parse_and_what_rbuild_cannot_do_is_a_400() {
+        let b: CreateBody = body(
+            br#"{"Name": "p_default", "Driver": null, "Options": null, "CheckDuplicate": true,
+                "IPAM": {"Driver": "default", "Config": [{"Subnet": "10.240.0.0/24", "IPRange": null,
+                "Gateway": null, "AuxiliaryAddresses": null}], "Options": null},
+                "Labels": {"com.docker.compose.network": "default", "com.docker.compose.project": "p"},
+                "Internal": null, "EnableIPv6": null, "Attachable": null}"#,
+        )
+        .unwrap();
+        let opts = create_options(&b).unwrap();
+        assert_eq!(opts.subnet.unwrap().to_string(), "10.240.0.0/24");
+        assert_eq!(opts.labels.len(), 2);
+        let status = |json: &[u8]| match body::<CreateBody>(json).and_then(|b| create_options(&b)) {
+            Ok(_) => StatusCode::OK,
+            Err(e) => e.status,
+        };
+        assert_eq!(status(br#"{"Name": "x", "Driver": "overlay"}"#), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            status(br#"{"Name": "x", "IPAM": {"Config": [{"Subnet": "nope"}]}}"#),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(status(br#"{"Name": 3"#), StatusCode::BAD_REQUEST);
+        assert_eq!(status(b""), StatusCode::OK);
+    }
 }

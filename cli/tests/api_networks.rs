@@ -231,6 +231,39 @@ fn docker_events_replays_a_containers_life_and_follows_new_events() {
     assert!(kill.contains("signal=9"), "{kill}");
     assert!(lines.lines().any(|l| l.contains(" container die ") && l.contains("exitCode=137")), "{lines}");
     api.ok(&["rm", "later"]);
+
+    // A healthcheck's verdict is an event when it changes.
+    let since = now_secs().to_string();
+    api.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "checked",
+        "--health-cmd",
+        "true",
+        "--health-interval",
+        "300ms",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    e.wait_until("healthy", || e.inspect("checked", "{{.State.Health.Status}}") == "healthy");
+    let until = (now_secs() + 1).to_string();
+    let health = api.ok(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--filter",
+        "event=health_status",
+        "--format",
+        "{{.Action}} {{.Actor.Attributes.name}}",
+    ]);
+    assert_eq!(health.trim(), "health_status: healthy checked");
+    api.ok(&["rm", "-f", "checked"]);
 }
 
 #[test]
