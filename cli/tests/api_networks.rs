@@ -323,3 +323,64 @@ fn docker_system_df_and_volume_prune_through_the_socket() {
     api.ok(&["rm", "-f", "user"]);
     api.ok(&["volume", "rm", "used"]);
 }
+
+#[test]
+fn docker_compose_makes_its_network_with_labels_and_aliases_and_takes_it_down() {
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
+    let api = Service::start(&e);
+    let project = e.s.path().join("proj");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(
+        project.join("docker-compose.yml"),
+        r#"version: "3"
+services:
+  web:
+    image: busybox
+    command: sh -c "mkdir -p /www && echo hello from web > /www/index.html && echo serving && exec httpd -f -p 80 -h /www"
+    networks: [front]
+  client:
+    image: busybox
+    command: sleep 1000
+    networks:
+      front:
+        aliases: [cl]
+networks:
+  front:
+    ipam:
+      config:
+        - subnet: 10.234.0.0/24
+"#,
+    )
+    .unwrap();
+    let compose = |args: &[&str]| {
+        let out = api
+            .client("/usr/bin/docker-compose")
+            .args(args)
+            .current_dir(&project)
+            .stdin(Stdio::null())
+            .output()
+            .expect("docker-compose runs (scripts/test.sh installs it)");
+        assert!(out.status.success(), "docker-compose {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    compose(&["up", "-d"]);
+    assert_eq!(
+        api.ok(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{index .Labels \"com.docker.compose.project\"}} {{range .IPAM.Config}}{{.Subnet}}{{end}}",
+            "proj_front"
+        ])
+        .trim(),
+        "proj 10.234.0.0/24"
+    );
+    e.wait_for_log("proj_web_1", "serving");
+    // Service names and aliases resolve on the project's network.
+    assert_eq!(e.ok(&["exec", "proj_client_1", "wget", "-qO-", "http://web/"]), "hello from web\n");
+    let hosts = e.ok(&["exec", "proj_web_1", "cat", "/etc/hosts"]);
+    assert!(hosts.lines().any(|l| l.split_whitespace().any(|w| w == "cl")), "{hosts}");
+    compose(&["down"]);
+    assert_eq!(e.ok(&["ps", "-a", "-q"]), "");
+    let left = e.ok(&["network", "ls", "--format", "{{.Name}}"]);
+    assert_eq!(left.lines().collect::<Vec<_>>(), ["bridge", "host", "none"]);
+}
