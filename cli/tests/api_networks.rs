@@ -315,11 +315,14 @@ fn docker_system_df_and_volume_prune_through_the_socket() {
     let spare = verbose.lines().find(|l| l.starts_with("spare")).unwrap_or_else(|| panic!("{verbose}"));
     assert_eq!(spare.split_whitespace().collect::<Vec<_>>(), ["spare", "0", "100kB"], "{verbose}");
 
-    // docker 20.10's prune takes every unused volume (API 1.41), and says what it freed.
-    let pruned = api.ok(&["volume", "prune", "-f"]);
-    assert!(pruned.contains("Deleted Volumes:\nspare\n"), "{pruned}");
+    // docker 20.10's prune takes every unused volume (API 1.41) the filters pick, and says
+    // what it freed.
+    api.ok(&["volume", "create", "--label", "keep=1", "kept"]);
+    let pruned = api.ok(&["volume", "prune", "-f", "--filter", "label!=keep"]);
+    assert!(pruned.contains("Deleted Volumes:\nspare\n") && !pruned.contains("kept"), "{pruned}");
     assert!(pruned.contains("Total reclaimed space: 100kB"), "{pruned}");
-    assert_eq!(e.ok(&["volume", "ls", "-q"]).trim(), "used");
+    assert_eq!(e.ok(&["volume", "ls", "-q"]).lines().collect::<Vec<_>>(), ["kept", "used"]);
+    api.ok(&["volume", "rm", "kept"]);
     api.ok(&["rm", "-f", "user"]);
     api.ok(&["volume", "rm", "used"]);
 }

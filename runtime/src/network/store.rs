@@ -341,8 +341,9 @@ impl Networks {
     }
 
     /// A network's event (`create`, `connect`, `disconnect`, `destroy`), as dockerd's.
+    /// Build steps on the hidden build network are no containers anyone asked for: silent.
     fn emit(&self, network: &Network, action: &str, container_id: Option<&str>) {
-        let Some(root) = self.dir.parent() else { return };
+        let Some(root) = self.dir.parent().filter(|_| !network.is_build()) else { return };
         let mut attrs =
             vec![("name".to_string(), network.name.clone()), ("type".to_string(), network.driver.clone())];
         if let Some(id) = container_id {
