@@ -53,8 +53,8 @@ async fn stream(
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(64);
     let root = ctx.root.clone();
     tokio::task::spawn_blocking(move || {
-        // Without `since`, only what happens from now on (as dockerd).
-        if since.is_some() {
+        // Without `since` or `until`, only what happens from now on (as dockerd).
+        if since.is_some() || until.is_some() {
             for e in past.iter().filter(|e| filter.matches(e)) {
                 if tx.blocking_send(Ok(line(e))).is_err() {
                     return;

@@ -47,9 +47,9 @@ pub fn events(store: &Store, a: EventsArgs) -> Result<ExitCode> {
         out.flush()?;
         Ok(())
     };
-    // Without --since, only what happens from now on (as docker).
+    // Without --since or --until, only what happens from now on (as docker).
     let (past, at) = events::read(store.root(), since, until)?;
-    if since.is_some() {
+    if since.is_some() || until.is_some() {
         for e in &past {
             print(e)?;
         }

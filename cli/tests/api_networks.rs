@@ -270,6 +270,7 @@ fn docker_events_replays_a_containers_life_and_follows_new_events() {
 fn docker_system_df_and_volume_prune_through_the_socket() {
     let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
     let api = Service::start(&e);
+    let since = now_secs().to_string();
     api.ok(&["volume", "create", "spare"]);
     e.ok(&[
         "run",
@@ -323,6 +324,24 @@ fn docker_system_df_and_volume_prune_through_the_socket() {
     assert!(pruned.contains("Total reclaimed space: 100kB"), "{pruned}");
     assert_eq!(e.ok(&["volume", "ls", "-q"]).lines().collect::<Vec<_>>(), ["kept", "used"]);
     api.ok(&["volume", "rm", "kept"]);
+    // The volumes' lives as events: made, mounted by the container that wrote, unmounted at its
+    // exit, pruned.
+    let until = (now_secs() + 1).to_string();
+    let spare = api.ok(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--filter",
+        "volume=spare",
+        "--format",
+        "{{.Action}} {{index .Actor.Attributes \"destination\"}}",
+    ]);
+    assert_eq!(
+        spare.lines().map(str::trim).collect::<Vec<_>>(),
+        ["create", "mount /d", "unmount /d", "destroy"]
+    );
     api.ok(&["rm", "-f", "user"]);
     api.ok(&["volume", "rm", "used"]);
 }
