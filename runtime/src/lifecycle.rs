@@ -241,6 +241,10 @@ pub fn refresh(containers: &Containers, c: Container) -> Result<Container> {
     cleanup_leftovers(&c);
     c.state.stopped(Status::Exited, 137, false, "the container's monitor ended unexpectedly");
     containers.save_state(&c)?;
+    // The monitor that would have said so is gone.
+    if let Some(root) = c.dir.parent().and_then(Path::parent) {
+        events::emit(root, Event::container(&c, "die", &[("exitCode", "137".to_string())]));
+    }
     Ok(c)
 }
 
