@@ -33,12 +33,12 @@ pub(crate) fn routes() -> Router<Ctx> {
 }
 
 /// A query flag as docker reads one: `1`, `true` (and `True`...) are true.
-fn flag(q: &HashMap<String, String>, key: &str) -> bool {
+pub(crate) fn flag(q: &HashMap<String, String>, key: &str) -> bool {
     q.get(key).is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true"))
 }
 
 /// `filters={"status":["running"],"label":["a=b"]}` as `ps --filter` values (`status=running`).
-fn filter_values(q: &HashMap<String, String>) -> Result<Vec<String>, ApiError> {
+pub(crate) fn filter_values(q: &HashMap<String, String>) -> Result<Vec<String>, ApiError> {
     let Some(raw) = q.get("filters").filter(|f| !f.is_empty()) else { return Ok(Vec::new()) };
     let parsed: BTreeMap<String, Value> =
         serde_json::from_str(raw).map_err(|e| ApiError::bad_request(format!("invalid filters: {e}")))?;
@@ -56,7 +56,7 @@ fn filter_values(q: &HashMap<String, String>) -> Result<Vec<String>, ApiError> {
 }
 
 /// One row of `GET /containers/json`, as dockerd's `types.Container`.
-fn summary(c: &Container) -> Value {
+pub(crate) fn summary(c: &Container) -> Value {
     let cfg = &c.config.config;
     let command: Vec<String> = cfg.entrypoint.iter().chain(&cfg.cmd).cloned().collect();
     let created = runtime::container::parse_rfc3339(&c.config.created).map_or(0, |(s, _)| s);

@@ -23,10 +23,13 @@ use tower::ServiceExt;
 
 mod attach;
 mod containers;
+mod events;
 mod exec;
 mod hijack;
 mod images;
+mod networks;
 mod system;
+mod usage;
 mod volumes;
 
 /// The newest API version served, and the oldest accepted (dockerd 24's).
@@ -163,12 +166,20 @@ fn router(ctx: Ctx) -> Router {
         .merge(exec::routes())
         .merge(images::routes())
         .merge(volumes::routes())
+        .merge(networks::routes())
+        .merge(events::routes())
+        .merge(usage::routes())
         .with_state(ctx)
 }
 
+/// The API version the client asked for in the path (`/v1.41/...`); without one, the newest.
+/// Some answers depend on it (dockerd keeps old clients' behaviour).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct ClientVersion(pub u32, pub u32);
+
 /// `/v1.41/containers/json` -> `/containers/json`; a version above ours is refused as dockerd
 /// refuses it.
-fn strip_version(uri: &Uri) -> Result<Option<Uri>, ApiError> {
+fn strip_version(uri: &Uri) -> Result<Option<(Uri, ClientVersion)>, ApiError> {
     let path = uri.path();
     let Some(rest) = path.strip_prefix("/v") else { return Ok(None) };
     let Some((version, tail)) = rest.split_once('/') else { return Ok(None) };
@@ -185,7 +196,7 @@ fn strip_version(uri: &Uri) -> Result<Option<Uri>, ApiError> {
         new.push('?');
         new.push_str(q);
     }
-    Ok(new.parse().ok())
+    Ok(new.parse().ok().map(|u| (u, ClientVersion(major, minor))))
 }
 
 /// Serves the API at `endpoint` over the store at `root` until `idle` passes with no request
@@ -220,8 +231,13 @@ async fn serve_async(
         *seen.lock().unwrap_or_else(|p| p.into_inner()) = std::time::Instant::now();
         async move {
             match strip_version(req.uri()) {
-                Ok(Some(uri)) => *req.uri_mut() = uri,
-                Ok(None) => {}
+                Ok(Some((uri, version))) => {
+                    *req.uri_mut() = uri;
+                    req.extensions_mut().insert(version);
+                }
+                Ok(None) => {
+                    req.extensions_mut().insert(ClientVersion(1, 43));
+                }
                 Err(e) => return Ok::<_, std::convert::Infallible>(e.into_response()),
             }
             let mut resp = app.oneshot(req).await.unwrap_or_else(|never| match never {});
@@ -273,7 +289,7 @@ mod tests {
         let u = |s: &str| s.parse::<Uri>().unwrap();
         assert_eq!(
             strip_version(&u("/v1.41/containers/json?all=1")).unwrap().unwrap(),
-            "/containers/json?all=1"
+            (u("/containers/json?all=1"), ClientVersion(1, 41))
         );
         assert_eq!(strip_version(&u("/_ping")).unwrap(), None);
         assert_eq!(strip_version(&u("/volumes/v1.2/x")).unwrap(), None);

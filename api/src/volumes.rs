@@ -1,10 +1,10 @@
 //! `/volumes`: list, create, inspect, remove, through runtime's volume store (what `rbuild
 //! volume` calls).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -12,12 +12,14 @@ use runtime::volume::{self, Volumes};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::{ApiError, Ctx, blocking};
+use crate::containers::filter_values;
+use crate::{ApiError, ClientVersion, Ctx, blocking};
 
 pub(crate) fn routes() -> Router<Ctx> {
     Router::new()
         .route("/volumes", get(list))
         .route("/volumes/create", post(create))
+        .route("/volumes/prune", post(prune))
         .route("/volumes/{name}", get(inspect).delete(remove))
 }
 
@@ -89,6 +91,45 @@ async fn remove(
         let ids = users.get(&name).map(Vec::as_slice).unwrap_or_default();
         Volumes::open(ctx.root.as_path())?.remove(&name, ids, force)?;
         Ok(StatusCode::NO_CONTENT.into_response())
+    })
+    .await
+}
+
+/// `POST /volumes/prune` (`filters`: `label`, `label!`, `all`): the volumes no container uses,
+/// `{"VolumesDeleted": [names], "SpaceReclaimed": bytes}`. Only anonymous ones unless `all`,
+/// as dockerd 23 — but every unused one for clients of API 1.41 and older, which dockerd
+/// keeps for them (the docker 20.10 CLI's `volume prune` has no `--all`).
+async fn prune(
+    State(ctx): State<Ctx>,
+    Query(q): Query<HashMap<String, String>>,
+    version: Option<Extension<ClientVersion>>,
+) -> Result<Response, ApiError> {
+    let mut all = version.is_some_and(|Extension(v)| v < ClientVersion(1, 42));
+    let mut labels: Vec<(bool, String)> = Vec::new();
+    for kv in filter_values(&q)? {
+        let (k, v) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
+        match k {
+            "all" => all = matches!(v.to_ascii_lowercase().as_str(), "1" | "true"),
+            "label" => labels.push((true, v.to_string())),
+            "label!" => labels.push((false, v.to_string())),
+            _ => return Err(ApiError::bad_request(format!("invalid filter '{k}'"))),
+        }
+    }
+    blocking(move || {
+        let root = ctx.root.as_path();
+        let in_use: BTreeSet<String> = volume::volume_users(root)?.into_keys().collect();
+        let has = |v: &volume::Volume, label: &str| {
+            let l = v.docker_labels();
+            match label.split_once('=') {
+                Some((k, want)) => l.get(k).is_some_and(|have| have == want),
+                None => l.contains_key(label),
+            }
+        };
+        let removed = Volumes::open(root)?
+            .prune_where(&in_use, all, |v| labels.iter().all(|(yes, l)| has(v, l) == *yes))?;
+        let space: u64 = removed.iter().map(|(_, bytes)| bytes).sum();
+        let names: Vec<String> = removed.into_iter().map(|(name, _)| name).collect();
+        Ok(axum::Json(json!({ "VolumesDeleted": names, "SpaceReclaimed": space })).into_response())
     })
     .await
 }

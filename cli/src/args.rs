@@ -128,6 +128,8 @@ pub enum Command {
     /// Manage volumes.
     #[command(subcommand)]
     Volume(crate::volumes::VolumeCommand),
+    /// Show what happens to containers, networks and volumes (from the store's event log).
+    Events(crate::events::EventsArgs),
     /// Print a shell completion script.
     Completion(CompletionArgs),
     /// Look inside the frontend: the parsed AST or the lowered build graph.

@@ -69,6 +69,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Commit(a) => crate::container_fs::commit(&store()?, a),
         Command::Network(c) => crate::networks::network(&store()?, c),
         Command::Volume(c) => crate::volumes::volume(&store()?, c),
+        Command::Events(a) => crate::events::events(&store()?, a),
         Command::Debug(args::DebugCommand::DumpAst { file }) => dump_ast(&file),
         Command::Debug(args::DebugCommand::Graph(a)) => graph(&store()?, a),
         Command::Builder(args::BuilderCommand::Prune(a)) => crate::storelimit::builder_prune(&store()?, a),

@@ -12,6 +12,7 @@ mod container_args;
 mod container_fs;
 mod containers;
 mod contexts;
+mod events;
 mod graph;
 mod images;
 mod interrupt;

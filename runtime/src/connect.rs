@@ -20,7 +20,12 @@ pub(crate) fn join(
     extra_aliases: &[String],
 ) -> Result<Endpoint> {
     let mut aliases = c.config.host.network_aliases.clone();
-    aliases.extend(extra_aliases.iter().cloned());
+    let own = c.config.host.aliases_by_network.get(network).into_iter().flatten();
+    for a in own.chain(extra_aliases) {
+        if !aliases.contains(a) {
+            aliases.push(a.clone());
+        }
+    }
     let hosts_path = c.hosts_path();
     let req = AttachRequest {
         container_id: c.id().as_str(),
@@ -93,6 +98,9 @@ pub fn connect(root: &Path, network: &str, what: &str, aliases: &[String]) -> Re
     // Kept for the next starts, as docker does.
     list.push(network.name.clone());
     c.config.host.network = NetworkRequest::Bridge(list);
+    if !aliases.is_empty() {
+        c.config.host.aliases_by_network.insert(network.name.clone(), aliases.to_vec());
+    }
     containers.save_config(&c)
 }
 
@@ -122,6 +130,7 @@ pub fn disconnect(root: &Path, network: &str, what: &str, force: bool) -> Result
         return Err(not_connected());
     }
     let list: Vec<String> = list.iter().filter(|n| !matches(n)).cloned().collect();
+    c.config.host.aliases_by_network.retain(|n, _| !matches(n));
     if let Some(i) = endpoint {
         if let Some(n) = &found {
             nets.detach(&n.id, c.id().as_str())?;

@@ -103,6 +103,10 @@ pub struct HostConfig {
     /// Aliases on user-defined networks (`--network-alias`).
     #[serde(default)]
     pub network_aliases: Vec<String>,
+    /// Aliases on one network only, by network name (`network connect --alias`): kept for
+    /// every start, also when given while the container does not run.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub aliases_by_network: BTreeMap<String, Vec<String>>,
     pub ports: Vec<PortMapping>,
     pub publish_all: bool,
     pub mounts: Vec<MountRequest>,
@@ -140,6 +144,7 @@ impl Default for HostConfig {
         HostConfig {
             network: NetworkRequest::Bridge(vec!["bridge".into()]),
             network_aliases: Vec::new(),
+            aliases_by_network: BTreeMap::new(),
             ports: Vec::new(),
             publish_all: false,
             mounts: Vec::new(),
@@ -343,6 +348,10 @@ impl Container {
     }
     pub fn upper(&self) -> PathBuf {
         self.dir.join("rootfs/upper")
+    }
+    /// The bytes its writable layer holds (docker's `SizeRw`); 0 if it cannot be read.
+    pub fn writable_size(&self) -> u64 {
+        crate::volume::dir_size(&self.upper()).unwrap_or(0)
     }
     pub fn work(&self) -> PathBuf {
         self.dir.join("rootfs/work")

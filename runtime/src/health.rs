@@ -181,9 +181,15 @@ pub fn watch(root: PathBuf, id: ContainerId, pid: i32, config: HealthConfig, sto
             return;
         }
         let health = c.state.health.get_or_insert_with(Health::default);
+        let before = health.status;
         health.record(probe, retries, started.elapsed() < start_period);
-        starting = health.status == HealthStatus::Starting;
+        let now = health.status;
+        starting = now == HealthStatus::Starting;
         let _ = containers.save_state(&c);
+        if now != before {
+            let action = format!("health_status: {}", now.as_str());
+            crate::events::emit(&root, crate::events::Event::container(&c, &action, &[]));
+        }
     }
 }
 

@@ -44,12 +44,14 @@ pub fn container(root: &Path, c: &Container) -> Value {
         NetworkRequest::Bridge(names) => {
             for n in names {
                 let ep = s.endpoints.iter().find(|e| &e.network == n);
+                let mut aliases = host.network_aliases.clone();
+                aliases.extend(host.aliases_by_network.get(n).into_iter().flatten().cloned());
                 networks.insert(
                     n.clone(),
                     json!({
-                        "Aliases": host.network_aliases,
+                        "Aliases": aliases,
                         "NetworkID": ep.map(|e| e.network_id.clone()).unwrap_or_default(),
-                        "EndpointID": ep.map(|e| e.host_veth.clone()).unwrap_or_default(),
+                        "EndpointID": ep.map(|e| e.id()).unwrap_or_default(),
                         "Gateway": ep.map(|e| e.gateway.to_string()).unwrap_or_default(),
                         "IPAddress": ep.map(|e| e.ip.to_string()).unwrap_or_default(),
                         "IPPrefixLen": ep.map(|e| e.prefix_len).unwrap_or(0),
@@ -188,12 +190,17 @@ pub fn network(nets: &Networks, n: &Network) -> Result<Value> {
     let mut options = serde_json::Map::new();
     if let Some(b) = &n.bridge {
         config.push(json!({"Subnet": b.subnet.to_string(), "Gateway": b.gateway.to_string()}));
-        options.insert("com.docker.network.bridge.name".into(), json!(b.interface));
+        // As dockerd: the default bridge names its interface; a user network shows only the
+        // options it was created with (compose compares them and would see a change).
+        if n.is_predefined() {
+            options.insert("com.docker.network.bridge.name".into(), json!(b.interface));
+        }
         for e in nets.endpoints(&n.id)? {
             containers.insert(
                 e.container_id.clone(),
                 json!({
                     "Name": e.container_name,
+                    "EndpointID": e.id(),
                     "MacAddress": e.mac,
                     "IPv4Address": format!("{}/{}", e.ip, e.prefix_len),
                     "IPv6Address": "",

@@ -5,6 +5,7 @@
 pub mod attach;
 pub mod connect;
 pub mod container;
+pub mod events;
 pub mod exec;
 pub mod filters;
 pub mod fsops;

@@ -13,6 +13,7 @@ use nix::sys::signal::Signal;
 use crate::container::{
     Config, Container, ContainerConfig, ContainerId, Containers, HostConfig, Status, now_rfc3339,
 };
+use crate::events::{self, Event};
 use crate::monitor::{self, Ready};
 use crate::network::{self, Networks};
 use crate::spec::{MountRequest, NetworkRequest, PortMapping, Protocol};
@@ -155,9 +156,12 @@ pub fn create(root: &Path, store: &cache::Store, image_ref: &str, opts: CreateOp
         store.pin_layers(&c.rootfs_dir(), &image.layers())?;
         Ok(c)
     });
-    if made.is_err() {
-        containers.release_name(&name, &id);
-        let _ = std::fs::remove_dir_all(containers.dir(&id));
+    match &made {
+        Ok(c) => events::emit(root, Event::container(c, "create", &[])),
+        Err(_) => {
+            containers.release_name(&name, &id);
+            let _ = std::fs::remove_dir_all(containers.dir(&id));
+        }
     }
     made
 }
@@ -237,6 +241,10 @@ pub fn refresh(containers: &Containers, c: Container) -> Result<Container> {
     cleanup_leftovers(&c);
     c.state.stopped(Status::Exited, 137, false, "the container's monitor ended unexpectedly");
     containers.save_state(&c)?;
+    // The monitor that would have said so is gone.
+    if let Some(root) = c.dir.parent().and_then(Path::parent) {
+        events::emit(root, Event::container(&c, "die", &[("exitCode", "137".to_string())]));
+    }
     Ok(c)
 }
 
@@ -297,15 +305,19 @@ pub fn stop(root: &Path, what: &str, timeout: Option<u32>) -> Result<Container> 
     };
     let timeout = timeout.or(c.config.config.stop_timeout).unwrap_or(10);
     if c.is_alive() {
-        let _ = signal(&c, sig);
+        if signal(&c, sig).is_ok() {
+            events::emit(root, Event::container(&c, "kill", &[("signal", (sig as i32).to_string())]));
+        }
         if c.state.status == Status::Paused {
             thaw(&c)?;
         }
     }
     if !wait_monitor(&c, Some(Duration::from_secs(timeout.into()))) {
+        events::emit(root, Event::container(&c, "kill", &[("signal", (Signal::SIGKILL as i32).to_string())]));
         kill_all(&c);
         wait_monitor(&c, Some(Duration::from_secs(30)));
     }
+    events::emit(root, Event::container(&c, "stop", &[]));
     Ok(containers.load(c.id()).unwrap_or(c))
 }
 
@@ -318,6 +330,7 @@ pub fn kill(root: &Path, what: &str, sig: Signal) -> Result<Container> {
     }
     let c = mark_stopped_by_user(&containers, c.id())?;
     signal(&c, sig)?;
+    events::emit(root, Event::container(&c, "kill", &[("signal", (sig as i32).to_string())]));
     if c.state.status == Status::Paused && sig == Signal::SIGKILL {
         kill_all(&c);
     }
@@ -366,6 +379,7 @@ pub fn set_paused(root: &Path, what: &str, paused: bool) -> Result<Container> {
     }
     c.state.status = to;
     containers.save_state(&c)?;
+    events::emit(root, Event::container(&c, if paused { "pause" } else { "unpause" }, &[]));
     Ok(c)
 }
 
@@ -403,6 +417,7 @@ pub fn remove_stopped(root: &Path, containers: &Containers, c: &Container, volum
     let _lock = containers.lock(c.id())?;
     cleanup_leftovers(c);
     containers.delete(c)?;
+    events::emit(root, Event::container(c, "destroy", &[]));
     let anonymous =
         c.config.host.mounts.iter().any(|m| matches!(m, MountRequest::Volume { anonymous: true, .. }));
     if volumes && anonymous {

@@ -353,7 +353,13 @@ impl Monitor {
                 Ok(o) => (o.status.code(), o.oom_killed, String::new()),
                 Err(e) => (255, false, hostutil::errors::one_line(&e)),
             };
-            match self.record_exit(code, oom, &error) {
+            let recorded = self.record_exit(code, oom, &error);
+            if let Ok(c) = self.containers.load(&self.id) {
+                self.volume_events(&c, "unmount");
+                let die = crate::events::Event::container(&c, "die", &[("exitCode", code.to_string())]);
+                crate::events::emit(&self.root, die);
+            }
+            match recorded {
                 Ok(Some(delay)) => {
                     std::thread::sleep(delay);
                     // `stop` while it waited to restart: it stays stopped.
@@ -371,6 +377,24 @@ impl Monitor {
         };
         self.finish(code);
         0
+    }
+
+    /// dockerd's `volume mount` / `unmount` events, one per named or anonymous volume the
+    /// container mounts, at each start and exit.
+    fn volume_events(&self, c: &Container, action: &str) {
+        for m in &c.config.host.mounts {
+            if let MountRequest::Volume { name, target, readonly, .. } = m {
+                let attrs = [
+                    ("container", c.id().to_string()),
+                    ("destination", target.clone()),
+                    ("driver", "local".to_string()),
+                    ("propagation", String::new()),
+                    ("read/write", (!readonly).to_string()),
+                ];
+                let attrs = attrs.into_iter().map(|(k, v)| (k.to_string(), v));
+                crate::events::emit(&self.root, crate::events::Event::new("volume", action, name, attrs));
+            }
+        }
     }
 
     /// Starts the healthcheck's probes of the run whose PID 1 is `pid`, if the container has
@@ -526,6 +550,8 @@ impl Monitor {
                     .map(|_| Default::default());
                 self.containers.save_state(&c)?;
                 drop(lock);
+                self.volume_events(&c, "mount");
+                crate::events::emit(&self.root, crate::events::Event::container(&c, "start", &[]));
                 Ok((sandbox, pumps, plumbing))
             }
             Err(e) => {

@@ -210,6 +210,7 @@ impl Volumes {
         File::create(&meta).and_then(|mut f| f.write_all(&json)).map_err(io_at(&meta))?;
         let dir = self.dir(&name);
         fs::rename(&tmp, &dir).map_err(io_at(&dir))?;
+        self.emit(&name, "create");
         self.get(&name)
     }
 
@@ -285,10 +286,20 @@ impl Volumes {
     /// anonymous ones, or every one with `all` (docker 23's `volume prune` and `-a`). Returns
     /// each removed volume's name and the bytes it held, by name.
     pub fn prune(&self, in_use: &BTreeSet<String>, all: bool) -> Result<Vec<(String, u64)>, Error> {
+        self.prune_where(in_use, all, |_| true)
+    }
+
+    /// [`Volumes::prune`] of the volumes `wanted` picks (`volume prune --filter label=...`).
+    pub fn prune_where(
+        &self,
+        in_use: &BTreeSet<String>,
+        all: bool,
+        wanted: impl Fn(&Volume) -> bool,
+    ) -> Result<Vec<(String, u64)>, Error> {
         let _lock = self.lock()?;
         let mut removed = Vec::new();
         for v in self.list()? {
-            if in_use.contains(&v.name) || !(all || v.anonymous) {
+            if in_use.contains(&v.name) || !(all || v.anonymous) || !wanted(&v) {
                 continue;
             }
             let size = v.size()?;
@@ -322,7 +333,16 @@ impl Volumes {
         refuse_if_mounted(name, &dir)?;
         let trash = self.root.join(format!(".removing-{name}"));
         fs::rename(&dir, &trash).map_err(io_at(&dir))?;
-        fs::remove_dir_all(&trash).map_err(io_at(&trash))
+        fs::remove_dir_all(&trash).map_err(io_at(&trash))?;
+        self.emit(name, "destroy");
+        Ok(())
+    }
+
+    /// A volume's event, as dockerd's (`driver=local`).
+    fn emit(&self, name: &str, action: &str) {
+        let Some(root) = self.root.parent() else { return };
+        let attrs = [("driver".to_string(), "local".to_string())];
+        crate::events::emit(root, crate::events::Event::new("volume", action, name, attrs));
     }
 }
 

@@ -99,6 +99,14 @@ pub struct Endpoint {
     pub netns: PathBuf,
 }
 
+impl Endpoint {
+    /// Its id in docker's form, 64 hex digits: the same for the same container on the same
+    /// network, so container and network inspect agree.
+    pub fn id(&self) -> String {
+        cache::Digest::of(format!("{}/{}", self.network_id, self.container_id).as_bytes()).hex().to_string()
+    }
+}
+
 /// A network as stored in `<store>/networks/<id>.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Network {

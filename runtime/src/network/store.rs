@@ -336,7 +336,20 @@ impl Networks {
             id,
         };
         self.save(&NetworkFile { network: network.clone(), endpoints: BTreeMap::new() })?;
+        self.emit(&network, "create", None);
         Ok(network)
+    }
+
+    /// A network's event (`create`, `connect`, `disconnect`, `destroy`), as dockerd's.
+    /// Build steps on the hidden build network are no containers anyone asked for: silent.
+    fn emit(&self, network: &Network, action: &str, container_id: Option<&str>) {
+        let Some(root) = self.dir.parent().filter(|_| !network.is_build()) else { return };
+        let mut attrs =
+            vec![("name".to_string(), network.name.clone()), ("type".to_string(), network.driver.clone())];
+        if let Some(id) = container_id {
+            attrs.push(("container".to_string(), id.to_string()));
+        }
+        crate::events::emit(root, crate::events::Event::new("network", action, &network.id, attrs));
     }
 
     /// Every network by name, with `bridge`, `host` and `none` (the build network is hidden).
@@ -451,12 +464,19 @@ impl Networks {
         }
         let path = self.file_path(&file.network.id);
         fs::remove_file(&path).map_err(io_at(&path))?;
+        self.emit(&file.network, "destroy", None);
         Ok(file.network)
     }
 
     /// Removes every user-defined network without endpoints; returns them. The default
     /// network stays, but its bridge goes if no container uses it.
     pub fn prune(&self) -> Result<Vec<Network>, Error> {
+        self.prune_where(|_| true)
+    }
+
+    /// [`Networks::prune`] of the user-defined networks `wanted` picks (`network prune
+    /// --filter`); the others stay.
+    pub fn prune_where(&self, wanted: impl Fn(&Network) -> bool) -> Result<Vec<Network>, Error> {
         let _lock = self.lock()?;
         let mut removed = Vec::new();
         for f in self.load_all()? {
@@ -468,6 +488,9 @@ impl Networks {
                 if is_root() {
                     teardown(&file.network)?;
                 }
+                continue;
+            }
+            if !wanted(&file.network) {
                 continue;
             }
             removed.push(self.remove_locked(file)?);
@@ -528,6 +551,7 @@ impl Networks {
         };
         file.endpoints.insert(req.container_id.to_string(), endpoint.clone());
         self.save(&file)?;
+        self.emit(&file.network, "connect", Some(req.container_id));
         let record = ContainerRecord {
             name: req.name.to_string(),
             hostname: req.hosts.hostname.to_string(),
@@ -700,6 +724,7 @@ impl Networks {
         if delete_veth {
             Netlink::open()?.delete_link(&endpoint.host_veth)?;
         }
+        self.emit(&file.network, "disconnect", Some(container_id));
         // The bridge stays while the network exists (as docker0 does): making it again for
         // the next container would cost that container ~60 ms. `network rm` and `network prune`
         // take it down.
