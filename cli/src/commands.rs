@@ -66,6 +66,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Container(c) => container_command(&store()?, c),
         Command::Cp(a) => crate::container_fs::cp(&store()?, a),
         Command::Diff(a) => crate::container_fs::diff(&store()?, a),
+        Command::Export(a) => crate::container_fs::export(&store()?, a),
         Command::Commit(a) => crate::container_fs::commit(&store()?, a),
         Command::Network(c) => crate::networks::network(&store()?, c),
         Command::Volume(c) => crate::volumes::volume(&store()?, c),
@@ -515,6 +516,7 @@ fn container_command(store: &Store, c: crate::container_args::ContainerCommand) 
         C::Prune(a) => containers::prune(store, a),
         C::Cp(a) => crate::container_fs::cp(store, a),
         C::Diff(a) => crate::container_fs::diff(store, a),
+        C::Export(a) => crate::container_fs::export(store, a),
         C::Commit(a) => crate::container_fs::commit(store, a),
     }
 }

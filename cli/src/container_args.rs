@@ -399,6 +399,8 @@ pub enum ContainerCommand {
     Cp(crate::container_fs::CpArgs),
     /// List a container's changed files.
     Diff(crate::container_fs::DiffArgs),
+    /// Write a container's file system as a tar archive (to stdout, or `-o FILE`).
+    Export(crate::container_fs::ExportArgs),
     /// Make an image from a container.
     Commit(crate::container_fs::CommitArgs),
 }

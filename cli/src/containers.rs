@@ -174,6 +174,8 @@ fn create_options(f: &CreateFlags, auto_remove: bool) -> Result<CreateOptions> {
         stdin_once: f.interactive,
         stop_signal: f.stop_signal.clone(),
         stop_timeout: f.stop_timeout,
+        domainname: None,
+        exposed_ports: Vec::new(),
         healthcheck: healthcheck(f)?,
         host,
         platform: platform(f)?.as_ref().map(cache::oci::Platform::from),
@@ -381,18 +383,7 @@ pub fn wait(store: &Store, a: WaitArgs) -> Result<ExitCode> {
 }
 
 pub fn rename(store: &Store, a: RenameArgs) -> Result<ExitCode> {
-    let containers = Containers::open(store.root())?;
-    let c = containers.find(&a.container)?;
-    let _lock = containers.lock(c.id())?;
-    let mut c = containers.load(c.id())?;
-    let new = a.new_name.strip_prefix('/').unwrap_or(&a.new_name).to_string();
-    if new == c.config.name {
-        bail!("renaming a container with the same name as its current name");
-    }
-    containers.reserve_name(&new, c.id())?;
-    let old = std::mem::replace(&mut c.config.name, new);
-    containers.save_config(&c)?;
-    containers.release_name(&old, c.id());
+    Containers::open(store.root())?.rename(&a.container, &a.new_name)?;
     Ok(ExitCode::SUCCESS)
 }
 

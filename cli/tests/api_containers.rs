@@ -1,0 +1,255 @@
+//! The rest of the container endpoints, judged by the unchanged docker CLI through the socket:
+//! `cp` both ways, `top`, `stats`, `diff`, `export`, `rename`, `pause`/`unpause`,
+//! `container prune`, and `run` flags that become create fields (resources, tmpfs, hosts,
+//! DNS, volumes, user, workdir), each checked from inside the container and in rbuild's view.
+
+use std::process::Command;
+
+use test_support::containers::Env;
+use test_support::dockerapi::Service;
+
+/// `rbuild exec NAME sh -c SCRIPT`'s output, trimmed.
+fn sh(e: &Env, name: &str, script: &str) -> String {
+    e.ok(&["exec", name, "sh", "-c", script]).trim().to_string()
+}
+
+#[test]
+fn docker_cp_copies_files_and_directories_both_ways_running_or_stopped() {
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
+    let api = Service::start(&e);
+    let host = tempfile::tempdir().expect("a temporary directory");
+    let file = host.path().join("hello.txt");
+    std::fs::write(&file, "hi there\n").expect("write");
+    let dir = host.path().join("tree");
+    std::fs::create_dir_all(dir.join("sub")).expect("mkdir");
+    std::fs::write(dir.join("a"), "A\n").expect("write");
+    std::fs::write(dir.join("sub/b"), "B\n").expect("write");
+
+    api.ok(&["run", "-d", "--name", "box", "--network", "none", "busybox", "sleep", "1000"]);
+    // Into a running container: a file into a directory, a directory under its own name.
+    api.ok(&["cp", file.to_str().expect("utf-8"), "box:/tmp/"]);
+    api.ok(&["cp", dir.to_str().expect("utf-8"), "box:/tmp/"]);
+    assert_eq!(sh(&e, "box", "cat /tmp/hello.txt"), "hi there");
+    assert_eq!(sh(&e, "box", "cat /tmp/tree/a /tmp/tree/sub/b"), "A\nB");
+    assert_eq!(sh(&e, "box", "stat -c %u:%g /tmp/hello.txt"), "0:0", "owned by the container's root");
+    // A file to a new name.
+    api.ok(&["cp", file.to_str().expect("utf-8"), "box:/renamed.txt"]);
+    assert_eq!(sh(&e, "box", "cat /renamed.txt"), "hi there");
+    sh(&e, "box", "mkdir /data && echo made inside > /data/f && ln -s /data/f /data/link");
+
+    api.ok(&["stop", "-t", "1", "box"]);
+    assert_eq!(e.inspect("box", "{{.State.Status}}"), "exited");
+    // Out of a stopped container: a directory, a file, a file to a new name.
+    let out = tempfile::tempdir().expect("a temporary directory");
+    let out_s = out.path().to_str().expect("utf-8");
+    api.ok(&["cp", "box:/data", out_s]);
+    assert_eq!(std::fs::read_to_string(out.path().join("data/f")).expect("copied"), "made inside\n");
+    assert_eq!(
+        std::fs::read_link(out.path().join("data/link")).expect("a symlink").to_str(),
+        Some("/data/f"),
+        "symlinks stay symlinks"
+    );
+    api.ok(&["cp", "box:/tmp/tree/sub/b", &format!("{out_s}/copy-of-b")]);
+    assert_eq!(std::fs::read_to_string(out.path().join("copy-of-b")).expect("copied"), "B\n");
+    // `-` is the tar stream itself.
+    let tar = api.client(test_support::dockerapi::docker_bin()).args(["cp", "box:/tmp/tree", "-"]).output();
+    let tar = tar.expect("docker cp runs");
+    assert!(tar.status.success(), "{}", String::from_utf8_lossy(&tar.stderr));
+    let listing = tar_list(&tar.stdout);
+    assert!(listing.contains(&"tree/sub/b".to_string()), "{listing:?}");
+
+    // Into a stopped container, seen when it runs again.
+    api.ok(&["cp", file.to_str().expect("utf-8"), "box:/data/"]);
+    api.ok(&["start", "box"]);
+    assert_eq!(sh(&e, "box", "cat /data/hello.txt"), "hi there");
+
+    // A missing path is docker's error, both ways.
+    let (code, _, err) = api.docker(&["cp", "box:/nope", out_s]);
+    assert_eq!(code, 1);
+    assert!(err.contains("No such container:path: box:/nope"), "{err}");
+    let (code, _, err) = api.docker(&["cp", file.to_str().expect("utf-8"), "box:/no/such/dir/"]);
+    assert_ne!(code, 0, "{err}");
+    api.ok(&["rm", "-f", "box"]);
+}
+
+/// The names in a tar stream, as `tar t` lists them.
+fn tar_list(bytes: &[u8]) -> Vec<String> {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("x.tar");
+    std::fs::write(&path, bytes).expect("write");
+    let out = Command::new("tar").arg("tf").arg(&path).output().expect("tar runs");
+    assert!(out.status.success(), "tar tf: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| l.trim_end_matches('/').to_string()).collect()
+}
+
+#[test]
+fn docker_top_stats_diff_export_rename_pause_and_prune_work_through_the_socket() {
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
+    let api = Service::start(&e);
+    api.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "tt",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "touch /made; rm /etc/group; exec sleep 1000",
+    ]);
+    e.wait_until("the container's changes", || e.ok(&["diff", "tt"]).contains("/made"));
+
+    let top = api.ok(&["top", "tt"]);
+    let mut lines = top.lines();
+    let titles: Vec<&str> = lines.next().expect("titles").split_whitespace().collect();
+    assert_eq!(titles, ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"], "{top}");
+    assert!(lines.any(|l| l.ends_with("sleep 1000")), "{top}");
+
+    let stats = api.ok(&["stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}} {{.MemUsage}}", "tt"]);
+    let fields: Vec<&str> = stats.split_whitespace().collect();
+    assert_eq!(fields[..2], ["tt", "1"], "{stats}");
+    assert!(stats.contains(" / "), "memory usage and limit: {stats}");
+
+    let diff = api.ok(&["diff", "tt"]);
+    assert!(diff.lines().any(|l| l == "A /made"), "{diff}");
+    assert!(diff.lines().any(|l| l == "D /etc/group"), "{diff}");
+    assert!(diff.lines().any(|l| l == "C /etc"), "{diff}");
+    assert_eq!(diff, e.ok(&["diff", "tt"]), "the same as rbuild diff");
+
+    let out = tempfile::tempdir().expect("a temporary directory");
+    let tar = out.path().join("tt.tar");
+    api.ok(&["export", "-o", tar.to_str().expect("utf-8"), "tt"]);
+    let listing = tar_list(&std::fs::read(&tar).expect("exported"));
+    for name in ["bin/sh", "made", "etc/passwd"] {
+        assert!(listing.iter().any(|l| l == name), "{name} in the export: {listing:?}");
+    }
+    assert!(!listing.iter().any(|l| l == "etc/group"), "deleted files stay deleted");
+    // `rbuild export` writes the same names.
+    let mine = e.s.cmd().args(["export", "tt"]).output().expect("rbuild export runs");
+    assert!(mine.status.success());
+    assert_eq!(tar_list(&mine.stdout), listing);
+
+    api.ok(&["rename", "tt", "t2"]);
+    assert_eq!(e.ps(&["--format", "{{.Names}}"]), ["t2"]);
+    api.ok(&["create", "--name", "dead", "busybox", "true"]);
+    let (code, _, err) = api.docker(&["rename", "t2", "dead"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("is already in use"), "{err}");
+
+    api.ok(&["pause", "t2"]);
+    assert_eq!(e.ps(&["--format", "{{.Status}}"]).len(), 1);
+    assert!(e.ps(&["--format", "{{.Status}}"])[0].ends_with("(Paused)"), "{:?}", e.ps(&[]));
+    assert_eq!(e.inspect("t2", "{{.State.Status}}"), "paused");
+    api.ok(&["unpause", "t2"]);
+    assert_eq!(e.inspect("t2", "{{.State.Status}}"), "running");
+    let (code, _, err) = api.docker(&["unpause", "t2"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("is not paused"), "{err}");
+
+    let dead = e.inspect("dead", "{{.Id}}");
+    let pruned = api.ok(&["container", "prune", "-f"]);
+    assert!(pruned.contains(&dead), "{pruned}");
+    assert_eq!(e.ps(&["-a", "--format", "{{.Names}}"]), ["t2"], "the running one stays");
+    api.ok(&["rm", "-f", "t2"]);
+}
+
+#[test]
+fn docker_run_flags_become_limits_mounts_hosts_and_dns_in_the_container() {
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
+    let api = Service::start(&e);
+    api.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "lim",
+        "--network",
+        "none",
+        "--memory",
+        "64m",
+        "--cpus",
+        "0.5",
+        "--pids-limit",
+        "50",
+        "--tmpfs",
+        "/scratch",
+        "--add-host",
+        "h:10.1.2.3",
+        "--dns",
+        "10.0.0.53",
+        "--mount",
+        "type=volume,src=vol,dst=/v",
+        "--env",
+        "A=1",
+        "--workdir",
+        "/w",
+        "--user",
+        "1000",
+        "--shm-size",
+        "16m",
+        "--ulimit",
+        "nofile=512:1024",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let cgroup = |v1: &str, v2: &str| {
+        sh(&e, "lim", &format!("cat /sys/fs/cgroup/{v1} 2>/dev/null || cat /sys/fs/cgroup/{v2}"))
+    };
+    assert_eq!(cgroup("memory/memory.limit_in_bytes", "memory.max"), "67108864");
+    assert_eq!(cgroup("pids/pids.max", "pids.max"), "50");
+    assert_eq!(
+        sh(
+            &e,
+            "lim",
+            "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null || cut -d' ' -f1 /sys/fs/cgroup/cpu.max"
+        ),
+        "50000"
+    );
+    let mounts = sh(&e, "lim", "cat /proc/mounts");
+    assert!(mounts.lines().any(|l| l.starts_with("tmpfs /scratch tmpfs")), "{mounts}");
+    assert!(mounts.lines().any(|l| l.contains(" /v ")), "{mounts}");
+    assert!(mounts.lines().any(|l| l.starts_with("shm /dev/shm") && l.contains("size=16384k")), "{mounts}");
+    // The container's process has the limits (an exec'd one gets the runtime's own).
+    let limits = sh(&e, "lim", "grep 'open files' /proc/1/limits");
+    assert_eq!(limits.split_whitespace().collect::<Vec<_>>()[3..5], ["512", "1024"], "{limits}");
+    let hosts = sh(&e, "lim", "cat /etc/hosts");
+    assert!(hosts.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["10.1.2.3", "h"]), "{hosts}");
+    assert!(sh(&e, "lim", "cat /etc/resolv.conf").lines().any(|l| l == "nameserver 10.0.0.53"));
+    assert_eq!(sh(&e, "lim", "echo $A; pwd; id -u"), "1\n/w\n1000");
+
+    let j = e.json("lim");
+    let h = &j["HostConfig"];
+    assert_eq!(
+        (h["Memory"].as_u64(), h["NanoCpus"].as_u64(), h["PidsLimit"].as_u64()),
+        (Some(64 << 20), Some(500_000_000), Some(50)),
+        "{h}"
+    );
+    let v = j["Mounts"].as_array().expect("mounts").iter().find(|m| m["Destination"] == "/v").cloned();
+    let v = v.expect("the volume mount");
+    assert_eq!((v["Type"].as_str(), v["Name"].as_str()), (Some("volume"), Some("vol")));
+    assert!(e.volumes().contains(&"vol".to_string()));
+    // `docker ps` sees the same mounts.
+    let ps = api.ok(&["ps", "--format", "{{.Mounts}}"]);
+    assert!(ps.contains("vol"), "{ps}");
+    api.ok(&["rm", "-f", "lim"]);
+    api.ok(&["volume", "rm", "vol"]);
+
+    // What rbuild cannot do is refused, naming the field, and nothing is made.
+    let (code, _, err) = api.docker(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--sysctl",
+        "net.ipv4.ip_forward=1",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(code, 125, "{err}");
+    assert!(err.contains("Sysctls is not supported"), "{err}");
+    let (code, _, err) = api.docker(&["create", "--memory-swap", "1g", "--memory", "64m", "busybox", "true"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("MemorySwap"), "{err}");
+    assert_eq!(e.ps(&["-a", "-q"]), Vec::<String>::new());
+}
