@@ -253,3 +253,59 @@ fn docker_run_flags_become_limits_mounts_hosts_and_dns_in_the_container() {
     assert!(err.contains("MemorySwap"), "{err}");
     assert_eq!(e.ps(&["-a", "-q"]), Vec::<String>::new());
 }
+
+/// Compose's way: the network in `NetworkMode` and the service name as an alias in
+/// `NetworkingConfig.EndpointsConfig` (the docker CLI's `--network-alias` sends the same).
+#[test]
+fn network_aliases_from_the_endpoints_config_resolve_for_peers() {
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
+    let api = Service::start(&e);
+    e.ok(&["network", "create", "apinet"]);
+    api.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "apinet",
+        "--network-alias",
+        "frontend",
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir -p /www && echo hello > /www/index.html && exec httpd -f -p 80 -h /www",
+    ]);
+    assert_eq!(e.inspect("web", "{{json .NetworkSettings.Networks.apinet.Aliases}}"), r#"["frontend"]"#);
+    assert_eq!(api.ok(&["ps", "--format", "{{.Networks}}"]).trim(), "apinet");
+    let page =
+        e.ok(&["run", "--rm", "--network", "apinet", "busybox", "wget", "-q", "-O", "-", "http://frontend/"]);
+    assert_eq!(page, "hello\n");
+    api.ok(&["rm", "-f", "web"]);
+    e.ok(&["network", "rm", "apinet"]);
+}
+
+/// `stats` streams one document a second, each with the reading before it as `precpu_stats`.
+#[test]
+fn stats_stream_one_document_a_second_until_the_client_goes() {
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
+    let api = Service::start(&e);
+    api.ok(&["run", "-d", "--name", "busy", "--network", "none", "busybox", "sleep", "1000"]);
+    let out = Command::new("curl")
+        .args(["-sN", "--max-time", "3", "--unix-socket"])
+        .arg(&api.socket)
+        .arg("http://localhost/containers/busy/stats")
+        .output()
+        .expect("curl runs");
+    let docs: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(docs.len() >= 2, "{docs:?}");
+    assert_eq!(docs[0]["name"], "/busy");
+    assert_eq!(docs[0]["pids_stats"]["current"], 1);
+    assert_eq!(docs[1]["precpu_stats"]["system_cpu_usage"], docs[0]["cpu_stats"]["system_cpu_usage"]);
+    assert!(
+        docs[1]["cpu_stats"]["system_cpu_usage"].as_u64() > docs[0]["cpu_stats"]["system_cpu_usage"].as_u64()
+    );
+    api.ok(&["rm", "-f", "busy"]);
+}
