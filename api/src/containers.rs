@@ -214,15 +214,16 @@ struct HostBody {
     cap_add: Option<Vec<String>>,
     cap_drop: Option<Vec<String>>,
     log_config: Option<LogBody>,
-    memory: i64,
-    memory_swap: i64,
-    nano_cpus: i64,
-    cpu_shares: i64,
-    cpu_quota: i64,
-    cpu_period: i64,
-    cpuset_cpus: String,
+    // Numbers as options: clients other than docker's CLI send null for "not set".
+    memory: Option<i64>,
+    memory_swap: Option<i64>,
+    nano_cpus: Option<i64>,
+    cpu_shares: Option<i64>,
+    cpu_quota: Option<i64>,
+    cpu_period: Option<i64>,
+    cpuset_cpus: Option<String>,
     pids_limit: Option<i64>,
-    shm_size: i64,
+    shm_size: Option<i64>,
     ulimits: Option<Vec<UlimitBody>>,
     extra_hosts: Option<Vec<String>>,
     dns: Option<Vec<String>>,
@@ -382,39 +383,41 @@ fn unsupported(field: &str, why: &str) -> ApiError {
 
 fn resources(h: &HostBody) -> Result<runtime::Resources, ApiError> {
     let bad = |e: runtime::ResourceError| ApiError::bad_request(e.to_string());
-    let memory = u64::try_from(h.memory.max(0)).unwrap_or(0);
-    if h.memory_swap != 0 && h.memory_swap != h.memory {
+    let n = |v: Option<i64>| v.unwrap_or(0);
+    let (memory, swap) = (n(h.memory), n(h.memory_swap));
+    if swap != 0 && swap != memory {
         return Err(unsupported(
             "MemorySwap",
             "containers get no swap beyond their memory limit (leave it 0 or equal to Memory)",
         ));
     }
-    if !h.cpuset_cpus.is_empty() {
+    if h.cpuset_cpus.as_ref().is_some_and(|c| !c.is_empty()) {
         return Err(unsupported("CpusetCpus", "CPU pinning is not implemented"));
     }
-    if h.nano_cpus > 0 && (h.cpu_quota > 0 || h.cpu_period > 0) {
+    let (nano_cpus, quota, period) = (n(h.nano_cpus), n(h.cpu_quota), n(h.cpu_period));
+    if nano_cpus > 0 && (quota > 0 || period > 0) {
         return Err(ApiError::bad_request(
             "conflicting options: Nano CPUs and CPU Period/Quota cannot both be set",
         ));
     }
     let mut r = runtime::Resources::from_docker(
-        memory,
-        u64::try_from(h.nano_cpus.max(0)).unwrap_or(0),
-        h.cpu_shares,
-        h.pids_limit.unwrap_or(0),
+        u64::try_from(memory).unwrap_or(0),
+        u64::try_from(nano_cpus).unwrap_or(0),
+        n(h.cpu_shares),
+        n(h.pids_limit),
     )
     .map_err(bad)?;
-    if h.cpu_quota > 0 {
-        r.cpu_quota = Some(h.cpu_quota as u64);
-        r.cpu_period = Some(if h.cpu_period > 0 { h.cpu_period as u64 } else { 100_000 });
+    if quota > 0 {
+        r.cpu_quota = Some(quota as u64);
+        r.cpu_period = Some(if period > 0 { period as u64 } else { 100_000 });
     }
     Ok(r)
 }
 
 fn limits(h: &HostBody) -> Result<runtime::ProcessLimits, ApiError> {
     let mut l = runtime::ProcessLimits::default();
-    if h.shm_size > 0 {
-        l.shm_size = Some(h.shm_size as u64);
+    if let Some(size) = h.shm_size.filter(|s| *s > 0) {
+        l.shm_size = Some(size as u64);
     }
     for u in h.ulimits.iter().flatten() {
         let text = format!("{}={}:{}", u.name, u.soft, u.hard);
@@ -651,21 +654,48 @@ async fn rename(
     .await
 }
 
+/// docker's `until`: a Go duration back from now (`24h`), Unix seconds, or an RFC 3339 time;
+/// as seconds since the epoch.
+fn until_cutoff(value: &str) -> Result<i64, ApiError> {
+    if let Ok(ns) = hostutil::goparse::parse_go_duration(value) {
+        return Ok(cache::time::now_unix() - (ns / 1_000_000_000) as i64);
+    }
+    if let Ok(secs) = value.parse::<f64>() {
+        return Ok(secs as i64);
+    }
+    cache::time::parse_rfc3339(value).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "invalid filter 'until={value}': a duration, Unix time or RFC 3339 time"
+        ))
+    })
+}
+
 /// `POST /containers/prune?filters=`: the stopped containers (with `label` filters, those that
-/// match), as `container prune`.
+/// match; with `until`, those created before), as `container prune`.
 async fn prune(
     State(ctx): State<Ctx>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let values = filter_values(&q)?;
-    if let Some(f) = values.iter().find(|v| !v.starts_with("label=")) {
-        return Err(ApiError::bad_request(format!(
-            "invalid filter {f:?}: container prune takes label filters"
-        )));
+    let mut labels = Vec::new();
+    let mut until = None;
+    for f in filter_values(&q)? {
+        match f.split_once('=') {
+            Some(("until", v)) => until = Some(until_cutoff(v)?),
+            Some(("label", _)) => labels.push(f),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "invalid filter {f:?}: container prune takes label and until"
+                )));
+            }
+        }
     }
     blocking(move || {
-        let filters = runtime::filters::Filters::for_containers(&values)?;
-        let pruned = lifecycle::prune_where(ctx.root.as_path(), |c| filters.matches_container(c))?;
+        let filters = runtime::filters::Filters::for_containers(&labels)?;
+        let wanted = |c: &Container| {
+            let created = runtime::container::parse_rfc3339(&c.config.created).map_or(0, |(s, _)| s);
+            filters.matches_container(c) && until.is_none_or(|u| created < u)
+        };
+        let pruned = lifecycle::prune_where(ctx.root.as_path(), wanted)?;
         let ids: Vec<&str> = pruned.containers.iter().map(|id| id.as_str()).collect();
         Ok(axum::Json(json!({ "ContainersDeleted": ids, "SpaceReclaimed": pruned.reclaimed }))
             .into_response())

@@ -148,6 +148,12 @@ fn docker_top_stats_diff_export_rename_pause_and_prune_work_through_the_socket()
     assert!(err.contains("is not paused"), "{err}");
 
     let dead = e.inspect("dead", "{{.Id}}");
+    api.ok(&["create", "--name", "labelled", "--label", "gone=yes", "busybox", "true"]);
+    let labelled = e.inspect("labelled", "{{.Id}}");
+    let pruned = api.ok(&["container", "prune", "-f", "--filter", "label=gone=yes"]);
+    assert!(pruned.contains(&labelled) && !pruned.contains(&dead), "{pruned}");
+    let pruned = api.ok(&["container", "prune", "-f", "--filter", "until=1h"]);
+    assert!(!pruned.contains(&dead), "made just now: {pruned}");
     let pruned = api.ok(&["container", "prune", "-f"]);
     assert!(pruned.contains(&dead), "{pruned}");
     assert_eq!(e.ps(&["-a", "--format", "{{.Names}}"]), ["t2"], "the running one stays");
