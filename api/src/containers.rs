@@ -533,13 +533,7 @@ fn create_options(
     let bad_mount = |e: runtime::volume::Error| ApiError::bad_request(hostutil::errors::one_line(&e));
     host.mounts = runtime::mountflags::parse_mounts(&h.binds.clone().unwrap_or_default(), &mounts, &tmpfs)
         .map_err(bad_mount)?;
-    for spec in h.volumes_from.iter().flatten() {
-        for m in lifecycle::volumes_from(root, spec)? {
-            if !host.mounts.iter().any(|o| o.target() == m.target()) {
-                host.mounts.push(m);
-            }
-        }
-    }
+    lifecycle::add_volumes_from(root, &h.volumes_from.clone().unwrap_or_default(), &mut host.mounts)?;
     let anonymous: Vec<String> = b.volumes.unwrap_or_default().into_keys().collect();
     host.mounts.extend(runtime::mountflags::image_volumes(&anonymous, &host.mounts));
     for (key, bindings) in h.port_bindings.unwrap_or_default() {

@@ -235,7 +235,7 @@ fn source_excerpt(file: &str, text: &str, line: usize) -> String {
 }
 
 /// `--shm-size` (go-units' RAMInBytes, as docker) and `--ulimit`s.
-fn process_limits(shm_size: Option<&str>, ulimits: &[String]) -> Result<runtime::ProcessLimits> {
+pub(crate) fn process_limits(shm_size: Option<&str>, ulimits: &[String]) -> Result<runtime::ProcessLimits> {
     let shm_size = match shm_size {
         None => None,
         Some(s) => match hostutil::units::ram_in_bytes(s) {

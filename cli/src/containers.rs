@@ -118,7 +118,7 @@ pub fn parse_port(s: &str) -> Result<PortMapping> {
     Ok(PortMapping { host_ip, host_port, container_port, protocol })
 }
 
-fn create_options(f: &CreateFlags, auto_remove: bool) -> Result<CreateOptions> {
+fn create_options(root: &Path, f: &CreateFlags, auto_remove: bool) -> Result<CreateOptions> {
     let mut host = runtime::container::HostConfig {
         network: parse_network(&f.network)?,
         network_aliases: f.network_alias.clone(),
@@ -149,6 +149,8 @@ fn create_options(f: &CreateFlags, auto_remove: bool) -> Result<CreateOptions> {
     }
     host.mounts = runtime::mountflags::parse_mounts(&f.volume, &f.mount, &f.tmpfs)?;
     host.resources = f.resources.resources()?;
+    host.limits = crate::commands::process_limits(f.shm_size.as_deref(), &f.ulimits)?;
+    lifecycle::add_volumes_from(root, &f.volumes_from, &mut host.mounts)?;
     host.log =
         runtime::logs::LogConfig::parse(f.log_driver.as_deref(), &f.log_opt).map_err(|e| anyhow!("{e}"))?;
     let mut labels = BTreeMap::new();
@@ -250,7 +252,7 @@ fn ensure_image(store: &Store, f: &CreateFlags) -> Result<()> {
 
 pub fn create(store: &Store, a: CreateArgs) -> Result<ExitCode> {
     ensure_image(store, &a.create)?;
-    let opts = create_options(&a.create, false)?;
+    let opts = create_options(store.root(), &a.create, false)?;
     let c = lifecycle::create(store.root(), store, &a.create.image, opts)?;
     println!("{}", c.id());
     Ok(ExitCode::SUCCESS)
@@ -271,7 +273,7 @@ pub fn run(store: &Store, a: RunArgs) -> Result<ExitCode> {
     // container is created and its monitor and init start (executor::cgroup::warm_migrations).
     let _warm = runtime::warm_migrations();
     ensure_image(store, &a.create)?;
-    let opts = create_options(&a.create, a.rm)?;
+    let opts = create_options(store.root(), &a.create, a.rm)?;
     let tty = opts.tty;
     let stdin = opts.open_stdin;
     let c = lifecycle::create(store.root(), store, &a.create.image, opts)?;

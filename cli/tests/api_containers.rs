@@ -238,7 +238,30 @@ fn docker_run_flags_become_limits_mounts_hosts_and_dns_in_the_container() {
     // `docker ps` sees the same mounts.
     let ps = api.ok(&["ps", "--format", "{{.Mounts}}"]);
     assert!(ps.contains("vol"), "{ps}");
-    api.ok(&["rm", "-f", "lim"]);
+    // --volumes-from: the same volume, read-only when asked; rbuild's own flag agrees.
+    e.ok(&["exec", "--user", "0", "lim", "sh", "-c", "echo shared > /v/f"]);
+    api.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "reader",
+        "--network",
+        "none",
+        "--volumes-from",
+        "lim:ro",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    assert_eq!(sh(&e, "reader", "cat /v/f"), "shared");
+    let (code, _, _) = e.run(&["exec", "reader", "sh", "-c", "echo no > /v/g"]);
+    assert_ne!(code, 0, "read-only");
+    assert_eq!(
+        e.ok(&["run", "--rm", "--network", "none", "--volumes-from", "lim", "busybox", "cat", "/v/f"]),
+        "shared\n"
+    );
+    api.ok(&["rm", "-f", "lim", "reader"]);
+    assert!(e.volumes().contains(&"vol".to_string()), "a shared volume is not removed with a container");
     api.ok(&["volume", "rm", "vol"]);
 
     // What rbuild cannot do is refused, naming the field, and nothing is made.

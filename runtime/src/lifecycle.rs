@@ -175,10 +175,22 @@ pub fn create(root: &Path, store: &cache::Store, image_ref: &str, opts: CreateOp
     made
 }
 
-/// `--volumes-from CONTAINER[:ro|:rw]`: the volumes and bind mounts of another container, on
-/// the same paths; `ro`/`rw` overrides each one's mode. Shared volumes stay the other
-/// container's: removing this one (`rm -v`) never removes them.
-pub fn volumes_from(root: &Path, spec: &str) -> Result<Vec<MountRequest>> {
+/// `--volumes-from CONTAINER[:ro|:rw]` (the API's `VolumesFrom`), each spec in turn: the
+/// volumes and bind mounts of another container added to `mounts` on the same paths, but for
+/// paths `mounts` already has; `ro`/`rw` overrides each one's mode. Shared volumes stay the
+/// other container's: removing this one (`rm -v`) never removes them.
+pub fn add_volumes_from(root: &Path, specs: &[String], mounts: &mut Vec<MountRequest>) -> Result<()> {
+    for spec in specs {
+        for m in volumes_from(root, spec)? {
+            if !mounts.iter().any(|o| o.target() == m.target()) {
+                mounts.push(m);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn volumes_from(root: &Path, spec: &str) -> Result<Vec<MountRequest>> {
     let (what, mode) = match spec.rsplit_once(':') {
         Some((c, m @ ("ro" | "rw"))) => (c, Some(m == "ro")),
         Some((_, m)) => return Err(Error::Invalid(format!("invalid mode for --volumes-from {spec:?}: {m}"))),
