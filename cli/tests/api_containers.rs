@@ -32,6 +32,12 @@ fn docker_cp_copies_files_and_directories_both_ways_running_or_stopped() {
     assert_eq!(sh(&e, "box", "cat /tmp/hello.txt"), "hi there");
     assert_eq!(sh(&e, "box", "cat /tmp/tree/a /tmp/tree/sub/b"), "A\nB");
     assert_eq!(sh(&e, "box", "stat -c %u:%g /tmp/hello.txt"), "0:0", "owned by the container's root");
+    // `-a` keeps the host file's owner.
+    let owned = host.path().join("owned");
+    std::fs::write(&owned, "mine\n").expect("write");
+    std::os::unix::fs::chown(&owned, Some(1234), Some(4321)).expect("chown");
+    api.ok(&["cp", "-a", owned.to_str().expect("utf-8"), "box:/tmp/"]);
+    assert_eq!(sh(&e, "box", "stat -c %u:%g /tmp/owned"), "1234:4321");
     // A file to a new name.
     api.ok(&["cp", file.to_str().expect("utf-8"), "box:/renamed.txt"]);
     assert_eq!(sh(&e, "box", "cat /renamed.txt"), "hi there");
@@ -49,6 +55,9 @@ fn docker_cp_copies_files_and_directories_both_ways_running_or_stopped() {
         Some("/data/f"),
         "symlinks stay symlinks"
     );
+    // `DIR/.` is the directory's content, into a new directory.
+    api.ok(&["cp", "box:/data/.", &format!("{out_s}/contents")]);
+    assert_eq!(std::fs::read_to_string(out.path().join("contents/f")).expect("copied"), "made inside\n");
     api.ok(&["cp", "box:/tmp/tree/sub/b", &format!("{out_s}/copy-of-b")]);
     assert_eq!(std::fs::read_to_string(out.path().join("copy-of-b")).expect("copied"), "B\n");
     // `-` is the tar stream itself.
@@ -337,4 +346,54 @@ fn stats_stream_one_document_a_second_until_the_client_goes() {
         docs[1]["cpu_stats"]["system_cpu_usage"].as_u64() > docs[0]["cpu_stats"]["system_cpu_usage"].as_u64()
     );
     api.ok(&["rm", "-f", "busy"]);
+}
+
+/// What does not parse is a 400 with a message, never a dropped connection.
+#[test]
+fn malformed_requests_are_answered_with_docker_s_status_codes() {
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
+    let api = Service::start(&e);
+    api.ok(&["create", "--name", "idle", "--network", "none", "busybox", "true"]);
+    let call = |method: &str, path: &str, body: &str| -> (String, String) {
+        let out = Command::new("curl")
+            .args(["-s", "-w", "\n%{http_code}", "-X", method, "--unix-socket"])
+            .arg(&api.socket)
+            .args(["-H", "Content-Type: application/json", "--data-binary", body])
+            .arg(format!("http://localhost{path}"))
+            .output()
+            .expect("curl runs");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or((&text, ""));
+        (code.to_string(), body.to_string())
+    };
+    let (code, body) = call("PUT", "/containers/idle/archive?path=/tmp", "not a tar stream at all");
+    assert_eq!(code, "400", "{body}");
+    assert!(body.contains("message"), "{body}");
+    assert_eq!(call("GET", "/containers/idle/archive", "").0, "400");
+    assert_eq!(call("GET", "/containers/idle/archive?path=/no/such", "").0, "404");
+    assert_eq!(call("PUT", "/containers/idle/archive?path=/etc/passwd", "").0, "400");
+    assert_eq!(call("GET", "/containers/nosuch/archive?path=/", "").0, "404");
+    let (code, body) =
+        call("POST", "/containers/create", r#"{"Image":"busybox","HostConfig":{"Memory":"lots"}}"#);
+    assert_eq!(code, "400", "{body}");
+    let (code, body) = call(
+        "POST",
+        "/containers/create",
+        r#"{"Image":"busybox","HostConfig":{"Mounts":[{"Type":"volume","Target":"/a,b"}]}}"#,
+    );
+    assert_eq!(code, "400", "{body}");
+    let (code, body) = call(
+        "POST",
+        "/containers/create",
+        r#"{"Image":"busybox","NetworkingConfig":{"EndpointsConfig":{"none":{"IPAMConfig":{"IPv4Address":"10.9.9.9"}}}}}"#,
+    );
+    assert_eq!(code, "400", "{body}");
+    assert!(body.contains("IPAMConfig"), "{body}");
+    assert_eq!(call("GET", "/containers/idle/top", "").0, "409", "not running");
+    assert_eq!(call("POST", "/containers/idle/pause", "").0, "409");
+    assert_eq!(call("POST", "/containers/idle/rename?name=", "").0, "400");
+    assert_eq!(call("POST", "/containers/prune?filters=%7Bbad", "").0, "400");
+    assert_eq!(call("GET", "/containers/idle/top?ps_args=aux", "").0, "400");
+    assert_eq!(e.ps(&["-a", "--format", "{{.Names}}"]), ["idle"], "nothing was made");
+    api.ok(&["rm", "idle"]);
 }
