@@ -194,6 +194,8 @@ fn docker_run_flags_become_limits_mounts_hosts_and_dns_in_the_container() {
         "10.0.0.53",
         "--mount",
         "type=volume,src=vol,dst=/v",
+        "--volume",
+        "/anon",
         "--env",
         "A=1",
         "--workdir",
@@ -244,6 +246,12 @@ fn docker_run_flags_become_limits_mounts_hosts_and_dns_in_the_container() {
     let v = v.expect("the volume mount");
     assert_eq!((v["Type"].as_str(), v["Name"].as_str()), (Some("volume"), Some("vol")));
     assert!(e.volumes().contains(&"vol".to_string()));
+    // `-v /anon` comes as Config.Volumes: an anonymous volume.
+    let anon = j["Mounts"].as_array().expect("mounts").iter().find(|m| m["Destination"] == "/anon").cloned();
+    let anon = anon.expect("the anonymous volume");
+    assert_eq!(anon["Type"], "volume");
+    assert_eq!(anon["Name"].as_str().map(str::len), Some(64), "{anon}");
+    assert!(mounts.lines().any(|l| l.contains(" /anon ")), "{mounts}");
     // `docker ps` sees the same mounts.
     let ps = api.ok(&["ps", "--format", "{{.Mounts}}"]);
     assert!(ps.contains("vol"), "{ps}");
