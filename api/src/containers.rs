@@ -944,3 +944,59 @@ async fn logs(
         if tty { "application/vnd.docker.raw-stream" } else { "application/vnd.docker.multiplexed-stream" };
     Ok(([("Content-Type", content_type)], Body::from_stream(stream)).into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mount(json: &str) -> MountBody {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn a_mounts_entry_is_the_mount_flag_it_stands_for() {
+        let m = mount(
+            r#"{"Type":"volume","Source":"data","Target":"/d","ReadOnly":true,"VolumeOptions":{"NoCopy":true}}"#,
+        );
+        assert_eq!(mount_flag(&m).unwrap(), "type=volume,target=/d,source=data,readonly,volume-nocopy");
+        let m = mount(r#"{"Type":"tmpfs","Target":"/t","TmpfsOptions":{"SizeBytes":1048576,"Mode":1023}}"#);
+        assert_eq!(mount_flag(&m).unwrap(), "type=tmpfs,target=/t,tmpfs-size=1048576,tmpfs-mode=1777");
+        assert!(mount_flag(&mount(r#"{"Type":"bind","Source":"/a,b","Target":"/x"}"#)).is_err());
+        let driver = r#"{"Type":"volume","Target":"/x","VolumeOptions":{"DriverConfig":{"Name":"nfs"}}}"#;
+        assert!(mount_flag(&mount(driver)).is_err());
+    }
+
+    #[test]
+    fn only_security_options_rbuild_already_honours_pass() {
+        for ok in [
+            "label=disable",
+            "label:disable",
+            "apparmor=unconfined",
+            "no-new-privileges",
+            "no-new-privileges:true",
+        ] {
+            assert!(security_opt_ok(ok), "{ok}");
+        }
+        for refused in ["seccomp=unconfined", "apparmor=docker-default", "no-new-privileges=false"] {
+            assert!(!security_opt_ok(refused), "{refused}");
+        }
+    }
+
+    #[test]
+    fn until_is_a_duration_a_unix_time_or_an_rfc3339_time() {
+        let now = cache::time::now_unix();
+        assert!((until_cutoff("1h").unwrap() - (now - 3600)).abs() <= 2);
+        assert_eq!(until_cutoff("1700000000").unwrap(), 1_700_000_000);
+        assert_eq!(until_cutoff("2023-11-14T22:13:20Z").unwrap(), 1_700_000_000);
+        assert!(until_cutoff("yesterday").is_err());
+    }
+
+    #[test]
+    fn null_numbers_and_unknown_fields_are_unset_not_errors() {
+        let b: CreateBody = serde_json::from_str(
+            r#"{"Image":"x","MacAddress":"02:42:ac:11:00:02","HostConfig":{"Memory":null,"ShmSize":null,"OomKillDisable":false}}"#,
+        )
+        .unwrap();
+        assert!(resources(&b.host_config).unwrap().memory.is_none());
+    }
+}
