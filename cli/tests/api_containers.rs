@@ -206,6 +206,10 @@ fn docker_run_flags_become_limits_mounts_hosts_and_dns_in_the_container() {
         "16m",
         "--ulimit",
         "nofile=512:1024",
+        "--expose",
+        "8080",
+        "--domainname",
+        "example.test",
         "busybox",
         "sleep",
         "1000",
@@ -236,6 +240,8 @@ fn docker_run_flags_become_limits_mounts_hosts_and_dns_in_the_container() {
     assert_eq!(sh(&e, "lim", "echo $A; pwd; id -u"), "1\n/w\n1000");
 
     let j = e.json("lim");
+    assert_eq!(j["Config"]["Domainname"], "example.test");
+    assert!(j["Config"]["ExposedPorts"].get("8080/tcp").is_some(), "{}", j["Config"]);
     let h = &j["HostConfig"];
     assert_eq!(
         (h["Memory"].as_u64(), h["NanoCpus"].as_u64(), h["PidsLimit"].as_u64()),
