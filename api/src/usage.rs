@@ -88,7 +88,7 @@ async fn df(State(ctx): State<Ctx>) -> Result<Response, ApiError> {
         let container_rows: Vec<Value> = listed
             .iter()
             .map(|c| {
-                let mut row = crate::containers::summary(c);
+                let mut row = crate::containers::summary(ctx.root.as_path(), c);
                 let rw = c.writable_size();
                 row["SizeRw"] = json!(rw);
                 row["SizeRootFs"] = json!(rw + image_size(c));

@@ -120,6 +120,8 @@ pub enum Command {
     Cp(crate::container_fs::CpArgs),
     /// List the files a container changed (A added, C changed, D deleted).
     Diff(crate::container_fs::DiffArgs),
+    /// Write a container's file system as a tar archive (to stdout, or `-o FILE`).
+    Export(crate::container_fs::ExportArgs),
     /// Make an image from a container's changes.
     Commit(crate::container_fs::CommitArgs),
     /// Manage networks.
@@ -653,13 +655,5 @@ pub fn parse_step_network(value: &str) -> anyhow::Result<solver::StepNetwork> {
 
 /// `--add-host HOST:IP` (docker's `HOST=IP` and `HOST:[IPv6]` too).
 pub fn parse_add_host(value: &str) -> anyhow::Result<(String, std::net::IpAddr)> {
-    let (name, ip) = value
-        .split_once(['=', ':'])
-        .filter(|(n, _)| !n.is_empty())
-        .ok_or_else(|| anyhow::anyhow!("--add-host {value:?}: use HOST:IP"))?;
-    let ip = ip
-        .trim_matches(['[', ']'])
-        .parse()
-        .map_err(|_| anyhow::anyhow!("--add-host {value:?}: {ip:?} is not an IP address"))?;
-    Ok((name.to_string(), ip))
+    Ok(runtime::spec::parse_extra_host(value)?)
 }

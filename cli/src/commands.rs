@@ -66,6 +66,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Container(c) => container_command(&store()?, c),
         Command::Cp(a) => crate::container_fs::cp(&store()?, a),
         Command::Diff(a) => crate::container_fs::diff(&store()?, a),
+        Command::Export(a) => crate::container_fs::export(&store()?, a),
         Command::Commit(a) => crate::container_fs::commit(&store()?, a),
         Command::Network(c) => crate::networks::network(&store()?, c),
         Command::Volume(c) => crate::volumes::volume(&store()?, c),
@@ -235,7 +236,7 @@ fn source_excerpt(file: &str, text: &str, line: usize) -> String {
 }
 
 /// `--shm-size` (go-units' RAMInBytes, as docker) and `--ulimit`s.
-fn process_limits(shm_size: Option<&str>, ulimits: &[String]) -> Result<runtime::ProcessLimits> {
+pub(crate) fn process_limits(shm_size: Option<&str>, ulimits: &[String]) -> Result<runtime::ProcessLimits> {
     let shm_size = match shm_size {
         None => None,
         Some(s) => match hostutil::units::ram_in_bytes(s) {
@@ -516,6 +517,7 @@ fn container_command(store: &Store, c: crate::container_args::ContainerCommand) 
         C::Prune(a) => containers::prune(store, a),
         C::Cp(a) => crate::container_fs::cp(store, a),
         C::Diff(a) => crate::container_fs::diff(store, a),
+        C::Export(a) => crate::container_fs::export(store, a),
         C::Commit(a) => crate::container_fs::commit(store, a),
     }
 }

@@ -55,6 +55,15 @@ pub struct CreateFlags {
     pub restart: String,
     #[command(flatten)]
     pub resources: crate::args::ResourceFlags,
+    /// The size of /dev/shm (`64m`, `1g`; default 64m).
+    #[arg(long = "shm-size", value_name = "SIZE")]
+    pub shm_size: Option<String>,
+    /// A process limit: `NAME=SOFT[:HARD]` (`nofile=1024:2048`, `-1` unlimited); may be repeated.
+    #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
+    pub ulimits: Vec<String>,
+    /// Mount the volumes and bind mounts of another container (`NAME[:ro|:rw]`); may be repeated.
+    #[arg(long = "volumes-from", value_name = "CONTAINER")]
+    pub volumes_from: Vec<String>,
     /// Signal to stop the container with (default: the image's STOPSIGNAL, else SIGTERM).
     #[arg(long = "stop-signal", value_name = "SIGNAL")]
     pub stop_signal: Option<String>,
@@ -399,6 +408,8 @@ pub enum ContainerCommand {
     Cp(crate::container_fs::CpArgs),
     /// List a container's changed files.
     Diff(crate::container_fs::DiffArgs),
+    /// Write a container's file system as a tar archive (to stdout, or `-o FILE`).
+    Export(crate::container_fs::ExportArgs),
     /// Make an image from a container.
     Commit(crate::container_fs::CommitArgs),
 }

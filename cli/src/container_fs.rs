@@ -1,4 +1,4 @@
-//! `rbuild cp`, `diff` and `commit`: a container's files, in docker's spelling. The work is in
+//! `rbuild cp`, `diff`, `export` and `commit`: a container's files, in docker's spelling. The work is in
 //! `runtime::fsops` (and `commit -c` in `solver::apply_changes`); this is the command line.
 
 use std::io::{self, IsTerminal, Write};
@@ -31,6 +31,14 @@ pub struct CpArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct DiffArgs {
+    pub container: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// Write to this file instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
     pub container: String,
 }
 
@@ -122,6 +130,30 @@ pub fn diff(store: &Store, a: DiffArgs) -> Result<ExitCode> {
     let mut out = stdout.lock();
     for change in fsops::diff(store, &c)? {
         writeln!(out, "{change}").context("writing to stdout")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `export`: the container's file system (no volumes) as a tar, refusing to write one to a
+/// terminal, as docker does.
+pub fn export(store: &Store, a: ExportArgs) -> Result<ExitCode> {
+    let c = Containers::open(store.root())?.find(&a.container)?;
+    match &a.output {
+        Some(path) => {
+            let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+            let mut out = io::BufWriter::with_capacity(256 * 1024, file);
+            fsops::export(store, &c, &mut out)?;
+            out.flush().with_context(|| format!("writing {}", path.display()))?;
+        }
+        None => {
+            if io::stdout().is_terminal() {
+                bail!("cowardly refusing to save to a terminal. Use the -o flag or redirect");
+            }
+            let stdout = io::stdout();
+            let mut out = io::BufWriter::with_capacity(256 * 1024, stdout.lock());
+            fsops::export(store, &c, &mut out)?;
+            out.flush().context("writing to stdout")?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

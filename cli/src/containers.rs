@@ -118,7 +118,7 @@ pub fn parse_port(s: &str) -> Result<PortMapping> {
     Ok(PortMapping { host_ip, host_port, container_port, protocol })
 }
 
-fn create_options(f: &CreateFlags, auto_remove: bool) -> Result<CreateOptions> {
+fn create_options(root: &Path, f: &CreateFlags, auto_remove: bool) -> Result<CreateOptions> {
     let mut host = runtime::container::HostConfig {
         network: parse_network(&f.network)?,
         network_aliases: f.network_alias.clone(),
@@ -149,6 +149,8 @@ fn create_options(f: &CreateFlags, auto_remove: bool) -> Result<CreateOptions> {
     }
     host.mounts = runtime::mountflags::parse_mounts(&f.volume, &f.mount, &f.tmpfs)?;
     host.resources = f.resources.resources()?;
+    host.limits = crate::commands::process_limits(f.shm_size.as_deref(), &f.ulimits)?;
+    lifecycle::add_volumes_from(root, &f.volumes_from, &mut host.mounts)?;
     host.log =
         runtime::logs::LogConfig::parse(f.log_driver.as_deref(), &f.log_opt).map_err(|e| anyhow!("{e}"))?;
     let mut labels = BTreeMap::new();
@@ -174,6 +176,8 @@ fn create_options(f: &CreateFlags, auto_remove: bool) -> Result<CreateOptions> {
         stdin_once: f.interactive,
         stop_signal: f.stop_signal.clone(),
         stop_timeout: f.stop_timeout,
+        domainname: None,
+        exposed_ports: Vec::new(),
         healthcheck: healthcheck(f)?,
         host,
         platform: platform(f)?.as_ref().map(cache::oci::Platform::from),
@@ -248,7 +252,7 @@ fn ensure_image(store: &Store, f: &CreateFlags) -> Result<()> {
 
 pub fn create(store: &Store, a: CreateArgs) -> Result<ExitCode> {
     ensure_image(store, &a.create)?;
-    let opts = create_options(&a.create, false)?;
+    let opts = create_options(store.root(), &a.create, false)?;
     let c = lifecycle::create(store.root(), store, &a.create.image, opts)?;
     println!("{}", c.id());
     Ok(ExitCode::SUCCESS)
@@ -269,7 +273,7 @@ pub fn run(store: &Store, a: RunArgs) -> Result<ExitCode> {
     // container is created and its monitor and init start (executor::cgroup::warm_migrations).
     let _warm = runtime::warm_migrations();
     ensure_image(store, &a.create)?;
-    let opts = create_options(&a.create, a.rm)?;
+    let opts = create_options(store.root(), &a.create, a.rm)?;
     let tty = opts.tty;
     let stdin = opts.open_stdin;
     let c = lifecycle::create(store.root(), store, &a.create.image, opts)?;
@@ -381,18 +385,7 @@ pub fn wait(store: &Store, a: WaitArgs) -> Result<ExitCode> {
 }
 
 pub fn rename(store: &Store, a: RenameArgs) -> Result<ExitCode> {
-    let containers = Containers::open(store.root())?;
-    let c = containers.find(&a.container)?;
-    let _lock = containers.lock(c.id())?;
-    let mut c = containers.load(c.id())?;
-    let new = a.new_name.strip_prefix('/').unwrap_or(&a.new_name).to_string();
-    if new == c.config.name {
-        bail!("renaming a container with the same name as its current name");
-    }
-    containers.reserve_name(&new, c.id())?;
-    let old = std::mem::replace(&mut c.config.name, new);
-    containers.save_config(&c)?;
-    containers.release_name(&old, c.id());
+    Containers::open(store.root())?.rename(&a.container, &a.new_name)?;
     Ok(ExitCode::SUCCESS)
 }
 

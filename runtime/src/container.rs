@@ -113,6 +113,9 @@ pub struct HostConfig {
     pub restart: RestartPolicy,
     pub auto_remove: bool,
     pub resources: executor::Resources,
+    /// `/dev/shm`'s size and the process limits (docker's `ShmSize`, `Ulimits`).
+    #[serde(default)]
+    pub limits: executor::ProcessLimits,
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
     pub privileged: bool,
@@ -151,6 +154,7 @@ impl Default for HostConfig {
             restart: RestartPolicy::No,
             auto_remove: false,
             resources: executor::Resources::default(),
+            limits: executor::ProcessLimits::default(),
             cap_add: Vec::new(),
             cap_drop: Vec::new(),
             privileged: false,
@@ -468,6 +472,30 @@ impl Containers {
         if fs::read_to_string(&path).is_ok_and(|owner| owner == id.as_str()) {
             let _ = fs::remove_file(&path);
         }
+    }
+
+    /// `rename`: gives container `what` the name `new` (docker's leading `/` allowed), under
+    /// the container's lock; the new name is reserved before the old one is released, so a
+    /// taken name is a conflict and the container is never without a name.
+    pub fn rename(&self, what: &str, new: &str) -> Result<Container> {
+        let new = new.strip_prefix('/').unwrap_or(new);
+        if new.is_empty() {
+            return Err(Error::Invalid("the new name is empty: give a name to rename to".into()));
+        }
+        let c = self.find(what)?;
+        let _lock = self.lock(c.id())?;
+        let mut c = self.load(c.id())?;
+        if new == c.config.name {
+            return Err(Error::Invalid("renaming a container with the same name as its current name".into()));
+        }
+        self.reserve_name(new, c.id())?;
+        let old = std::mem::replace(&mut c.config.name, new.to_string());
+        if let Err(e) = self.save_config(&c) {
+            self.release_name(new, c.id());
+            return Err(e);
+        }
+        self.release_name(&old, c.id());
+        Ok(c)
     }
 
     /// A name docker-style (`adjective_scientist`) that is free.

@@ -215,6 +215,58 @@ pub fn copy_in(
     }
 }
 
+/// What is at a path in a container, as docker's `archive` endpoints describe it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathStat {
+    /// The last component of the path as asked (`/` for the root).
+    pub name: String,
+    pub size: u64,
+    /// `st_mode`: the file type and permission bits.
+    pub mode: u32,
+    /// Seconds and nanoseconds since the epoch.
+    pub mtime: (i64, i64),
+    /// For a symlink, the path it leads to in the container (resolved inside it), else empty.
+    pub link_target: String,
+}
+
+/// What is at `path` in container `what`, not following a symlink in its last component
+/// (unless the path ends in `/` or `/.`); `None` if nothing is there.
+pub fn stat_path(store: &Store, what: &str, path: &Path) -> Result<Option<PathStat>> {
+    let c = Containers::open(store.root())?.find(what)?;
+    let root = rootfs::open_root(store, &c, false)?;
+    let src = SourcePath::parse(path);
+    let found = match root.tree.lookup(&src.path, src.wants_dir) {
+        Err(Error::Io { source, .. }) if source.raw_os_error() == Some(libc::ENOTDIR) => None,
+        r => r?,
+    };
+    let Some((_, st)) = found else { return Ok(None) };
+    let link_target = if is(&st, SFlag::S_IFLNK) {
+        root.tree.resolve_last(&src.path)?.0.display().to_string()
+    } else {
+        String::new()
+    };
+    let name = src.path.file_name().map_or_else(|| "/".to_string(), |n| n.to_string_lossy().into_owned());
+    Ok(Some(PathStat {
+        name,
+        size: u64::try_from(st.st_size).unwrap_or(0),
+        mode: st.st_mode,
+        mtime: (st.st_mtime, st.st_mtime_nsec),
+        link_target,
+    }))
+}
+
+/// `export`: container `c`'s file system (its image's layers and its changes, without volumes
+/// or other mounts) as a tar stream on `out`, entries named from the root (`bin/sh`). Returns
+/// the bytes of file data written.
+pub fn export(store: &Store, c: &Container, out: &mut dyn Write) -> Result<u64> {
+    let root = rootfs::open_layers(store, c)?;
+    let (fd, st) = root
+        .tree
+        .lookup(Path::new("/"), true)?
+        .ok_or_else(|| Error::Invalid(format!("container {} has no root file system", c.name())))?;
+    tree::walk(&fd, &st, Path::new("/"), &mut tar::TarSink::new(out, Vec::new()))
+}
+
 /// `p` made absolute against the working directory, keeping a trailing `/` or `/.`.
 fn absolute(p: &Path) -> Result<PathBuf> {
     if p.is_absolute() {

@@ -82,6 +82,13 @@ pub fn container(root: &Path, c: &Container) -> Value {
             }
         }
     }
+    let limit = |v: u64| if v == u64::MAX { -1 } else { v as i64 };
+    let ulimits: Vec<Value> = host
+        .limits
+        .ulimits
+        .iter()
+        .map(|u| json!({"Name": u.name, "Soft": limit(u.soft), "Hard": limit(u.hard)}))
+        .collect();
     let first = s.endpoints.first();
     let default_ep = s.endpoints.iter().find(|e| e.network == "bridge");
     let mut out = json!({
@@ -138,6 +145,11 @@ pub fn container(root: &Path, c: &Container) -> Value {
             "NanoCpus": host.resources.nano_cpus(),
             "CpuShares": host.resources.cpu_shares.unwrap_or(0),
             "PidsLimit": host.resources.pids,
+            "CpuQuota": host.resources.cpu_quota.unwrap_or(0),
+            "CpuPeriod": host.resources.cpu_period.unwrap_or(0),
+            "MemorySwap": host.resources.memory.unwrap_or(0),
+            "ShmSize": host.limits.shm_size.unwrap_or(64 * 1024 * 1024),
+            "Ulimits": ulimits,
             "Tmpfs": host.mounts.iter().filter_map(|m| match m {
                 MountRequest::Tmpfs { target, .. } => Some((target.clone(), Value::String(String::new()))),
                 _ => None,

@@ -40,6 +40,10 @@ pub struct CreateOptions {
     pub stdin_once: bool,
     pub stop_signal: Option<String>,
     pub stop_timeout: Option<u32>,
+    /// docker's `Domainname` (kept in the config; the UTS domain name is not set).
+    pub domainname: Option<String>,
+    /// `--expose` (`"80/tcp"`), added to the image's.
+    pub exposed_ports: Vec<String>,
     /// `--health-*` (fields left 0 or empty take the image's), or `NONE` for
     /// `--no-healthcheck`; `None` keeps the image's.
     pub healthcheck: Option<crate::health::HealthConfig>,
@@ -116,7 +120,7 @@ pub fn create(root: &Path, store: &cache::Store, image_ref: &str, opts: CreateOp
         image_id: image.digest.clone(),
         config: Config {
             hostname: opts.hostname.clone().unwrap_or_else(|| id.short().to_string()),
-            domainname: String::new(),
+            domainname: opts.domainname.clone().unwrap_or_default(),
             user: opts.user.clone().or_else(|| ic.user.clone()).unwrap_or_default(),
             env: env_cfg.env.unwrap_or_default(),
             entrypoint,
@@ -126,7 +130,16 @@ pub fn create(root: &Path, store: &cache::Store, image_ref: &str, opts: CreateOp
             tty: opts.tty,
             open_stdin: opts.open_stdin,
             stdin_once: opts.stdin_once,
-            exposed_ports: ic.exposed_ports.iter().flat_map(|p| p.keys().cloned()).collect(),
+            exposed_ports: {
+                let mut ports: Vec<String> =
+                    ic.exposed_ports.iter().flat_map(|p| p.keys().cloned()).collect();
+                for p in &opts.exposed_ports {
+                    if !ports.contains(p) {
+                        ports.push(p.clone());
+                    }
+                }
+                ports
+            },
             volumes: image_volumes,
             stop_signal: opts.stop_signal.clone().or_else(|| ic.stop_signal.clone()),
             stop_timeout: opts.stop_timeout,
@@ -164,6 +177,49 @@ pub fn create(root: &Path, store: &cache::Store, image_ref: &str, opts: CreateOp
         }
     }
     made
+}
+
+/// `--volumes-from CONTAINER[:ro|:rw]` (the API's `VolumesFrom`), each spec in turn: the
+/// volumes and bind mounts of another container added to `mounts` on the same paths, but for
+/// paths `mounts` already has; `ro`/`rw` overrides each one's mode. Shared volumes stay the
+/// other container's: removing this one (`rm -v`) never removes them.
+pub fn add_volumes_from(root: &Path, specs: &[String], mounts: &mut Vec<MountRequest>) -> Result<()> {
+    for spec in specs {
+        for m in volumes_from(root, spec)? {
+            if !mounts.iter().any(|o| o.target() == m.target()) {
+                mounts.push(m);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn volumes_from(root: &Path, spec: &str) -> Result<Vec<MountRequest>> {
+    let (what, mode) = match spec.rsplit_once(':') {
+        Some((c, m @ ("ro" | "rw"))) => (c, Some(m == "ro")),
+        Some((_, m)) => return Err(Error::Invalid(format!("invalid mode for --volumes-from {spec:?}: {m}"))),
+        None => (spec, None),
+    };
+    let other = Containers::open(root)?.find(what)?;
+    Ok(other
+        .config
+        .host
+        .mounts
+        .iter()
+        .filter_map(|m| match m.clone() {
+            MountRequest::Volume { name, target, readonly, nocopy, .. } => Some(MountRequest::Volume {
+                name,
+                target,
+                readonly: mode.unwrap_or(readonly),
+                anonymous: false,
+                nocopy,
+            }),
+            MountRequest::Bind { source, target, readonly } => {
+                Some(MountRequest::Bind { source, target, readonly: mode.unwrap_or(readonly) })
+            }
+            MountRequest::Tmpfs { .. } => None,
+        })
+        .collect())
 }
 
 /// As docker's create: a network or a `container:` that does not exist fails here, before
@@ -444,11 +500,16 @@ pub struct Pruned {
 
 /// `container prune`: removes every container that is not running (nor about to restart).
 pub fn prune(root: &Path) -> Result<Pruned> {
+    prune_where(root, |_| true)
+}
+
+/// [`prune`] of the stopped containers `wanted` accepts (the API's `filters`).
+pub fn prune_where(root: &Path, wanted: impl Fn(&Container) -> bool) -> Result<Pruned> {
     let containers = Containers::open(root)?;
     let mut pruned = Pruned::default();
     for c in containers.list()? {
         let c = refresh(&containers, c)?;
-        if c.is_running() || c.state.monitor_pid > 0 {
+        if c.is_running() || c.state.monitor_pid > 0 || !wanted(&c) {
             continue;
         }
         pruned.reclaimed += crate::volume::dir_size(&c.upper()).unwrap_or(0);

@@ -637,7 +637,7 @@ impl Monitor {
             network,
             mounts,
             resources: c.config.host.resources.clone(),
-            limits: Default::default(),
+            limits: c.config.host.limits.clone(),
             security,
             readonly_rootfs: c.config.host.read_only,
         };

@@ -7,6 +7,20 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+/// `--add-host` (the API's `ExtraHosts`): `HOST:IP` or `HOST=IP`, an IPv6 address maybe in
+/// brackets.
+pub fn parse_extra_host(value: &str) -> crate::Result<(String, IpAddr)> {
+    let (name, ip) = value
+        .split_once(['=', ':'])
+        .filter(|(n, _)| !n.is_empty())
+        .ok_or_else(|| crate::Error::Invalid(format!("--add-host {value:?}: use HOST:IP")))?;
+    let ip = ip
+        .trim_matches(['[', ']'])
+        .parse()
+        .map_err(|_| crate::Error::Invalid(format!("--add-host {value:?}: {ip:?} is not an IP address")))?;
+    Ok((name.to_string(), ip))
+}
+
 /// `--network`: which network namespace the container gets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NetworkRequest {

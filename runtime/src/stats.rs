@@ -77,6 +77,25 @@ fn net_io(pid: i32) -> (u64, u64) {
     (rx, tx)
 }
 
+/// CPU time of the whole host since boot, in nanoseconds (the `cpu` line of `/proc/stat`):
+/// docker's `system_cpu_usage`, against which a client weighs a container's CPU time.
+pub fn system_cpu_ns() -> u64 {
+    // SAFETY: sysconf with a valid name reads a constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("cpu "))?;
+            Some(line.split_whitespace().skip(1).filter_map(|v| v.parse::<u64>().ok()).sum::<u64>())
+        })
+        .map_or(0, |ticks| ticks.saturating_mul(1_000_000_000 / hz))
+}
+
+/// The CPUs this process may run on (docker's `online_cpus`).
+pub fn online_cpus() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
+}
+
 /// The host's memory in bytes (`MemTotal`), 0 if unknown.
 pub fn host_memory() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
@@ -103,5 +122,6 @@ mod tests {
         assert!((after.memory_percent() - 25.0).abs() < 1e-9);
         assert_eq!(Sample { memory_limit: 0, ..after }.memory_percent(), 0.0);
         assert!(host_memory() > 0);
+        assert!(system_cpu_ns() > 0 && online_cpus() > 0);
     }
 }

@@ -88,6 +88,29 @@ pub(crate) fn open_root(store: &cache::Store, c: &Container, writable: bool) -> 
     })
 }
 
+/// The container's own file system for `export`: its layers and its writable layer, read-only,
+/// without volumes, binds or tmpfs (docker exports the container's root file system, not what
+/// is mounted on it). A running container is read while it runs (its upper directory as the
+/// topmost lower of a second, read-only overlay); a stopped one is locked meanwhile so that it
+/// cannot start.
+pub(crate) fn open_layers(store: &cache::Store, c: &Container) -> Result<ContainerRoot> {
+    let containers = Containers::open(store.root())?;
+    let lock = containers.lock(c.id())?;
+    let c = containers.load(c.id())?;
+    let lock = if c.is_alive() { None } else { Some(lock) };
+    let image = store.image(&c.config.image_id)?;
+    let mut lowers = vec![c.upper(), c.init_layer()];
+    lowers.extend(store.lower_dirs(&image.layers())?);
+    let mountpoint = store.temp_dir("rootfs-")?;
+    let target = mountpoint.path().to_path_buf();
+    let (root, ns) = std::thread::scope(|s| {
+        s.spawn(|| mount_private(&lowers, None, &target, &[])).join().unwrap_or_else(|_| {
+            Err(Error::Invalid("mounting the container's file system: the thread panicked".into()))
+        })
+    })?;
+    Ok(ContainerRoot { tree: Tree::in_root(root), _ns: Some(ns), _mountpoint: Some(mountpoint), _lock: lock })
+}
+
 /// A bind mount over the stopped container's overlay.
 struct Bind {
     source: PathBuf,

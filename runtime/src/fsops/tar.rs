@@ -13,7 +13,8 @@ use crate::{Error, Result};
 const BLOCK: usize = 512;
 
 /// Writes entries as a tar stream whose first entry is named `root` (`etc`, or `.` for the
-/// content of a directory).
+/// content of a directory); an empty `root` leaves the root entry out and names the rest from
+/// it (`bin/sh`), as `export` does.
 pub(crate) struct TarSink<W: Write> {
     out: W,
     root: Vec<u8>,
@@ -27,7 +28,9 @@ impl<W: Write> TarSink<W> {
     fn name(&self, rel: &[u8]) -> Vec<u8> {
         let mut name = self.root.clone();
         if !rel.is_empty() {
-            name.push(b'/');
+            if !name.is_empty() {
+                name.push(b'/');
+            }
             name.extend_from_slice(rel);
         }
         name
@@ -115,6 +118,9 @@ fn header(name: &[u8], link: &[u8], flag: u8, meta: &Meta, size: u64, dev: u64) 
 
 impl<W: Write> Sink for TarSink<W> {
     fn put(&mut self, entry: &Entry, data: &mut dyn Read) -> Result<()> {
+        if self.root.is_empty() && entry.path.is_empty() {
+            return Ok(());
+        }
         let mut name = self.name(&entry.path);
         let (flag, link, size, dev) = match &entry.kind {
             Kind::Dir => {
