@@ -139,17 +139,8 @@ fn stdin_context(
     if file == Some(std::path::Path::new("-")) {
         bail!("invalid argument: can't use stdin for both build context and dockerfile");
     }
-    let tmp = store.root().join("tmp");
-    std::fs::create_dir_all(&tmp).with_context(|| format!("{}", tmp.display()))?;
-    let dir = tempfile::Builder::new()
-        .prefix("context-")
-        .tempdir_in(&tmp)
-        .context("a directory for the context")?;
-    let input = cache::decompressed(std::io::stdin().lock()).context("reading the context from stdin")?;
-    let mut archive = tar::Archive::new(input);
-    archive.set_preserve_permissions(true);
-    archive.set_preserve_mtime(true);
-    archive.unpack(dir.path()).context("unpacking the context tar from stdin")?;
+    let dir =
+        store.unpack_context(std::io::stdin().lock()).context("unpacking the context tar from stdin")?;
     let file = file.map(|f| dir.path().join(f));
     Ok((dir, file))
 }
@@ -594,16 +585,7 @@ fn save(store: &Store, a: args::SaveArgs) -> Result<ExitCode> {
             .with_context(|| format!("saving to {}", a.output.display()))?;
         return Ok(ExitCode::SUCCESS);
     }
-    let mut images = Vec::new();
-    for name in &a.images {
-        let image = store.resolve(name)?;
-        // A name that is not a digest is saved under its reference, so `load` restores the tag.
-        let reference = name
-            .parse::<ImageRef>()
-            .ok()
-            .filter(|r| r.digest().is_none() && !image.digest.hex().starts_with(name));
-        images.push((reference, image));
-    }
+    let images = store.images_to_save(&a.images)?;
     let format = match a.format {
         args::ArchiveFormat::Oci => cache::ArchiveFormat::Oci,
         args::ArchiveFormat::Docker => cache::ArchiveFormat::Docker,
