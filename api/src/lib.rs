@@ -20,8 +20,10 @@ use axum::http::{HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use tower::ServiceExt;
 
+mod build;
 mod containers;
 mod images;
+mod stream;
 mod system;
 mod volumes;
 
@@ -77,6 +79,10 @@ impl ApiError {
     pub fn not_found(message: impl Into<String>) -> ApiError {
         ApiError { status: StatusCode::NOT_FOUND, message: message.into() }
     }
+
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, message: message.into() }
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -127,6 +133,7 @@ fn router(ctx: Ctx) -> Router {
         .merge(system::routes())
         .merge(containers::routes())
         .merge(images::routes())
+        .merge(build::routes())
         .merge(volumes::routes())
         .with_state(ctx)
 }
