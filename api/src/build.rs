@@ -71,6 +71,11 @@ fn parse_request(q: &[(String, String)]) -> Result<Request, ApiError> {
     if value(q, "version") == Some("2") {
         return Err(ApiError::bad_request(CLASSIC_ONLY));
     }
+    if let Some(remote) = value(q, "remote") {
+        return Err(ApiError::bad_request(format!(
+            "remote {remote:?}: a remote context is not served; send the context as a tar"
+        )));
+    }
     let tags = q
         .iter()
         .filter(|(k, v)| k == "t" && !v.is_empty())

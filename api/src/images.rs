@@ -525,23 +525,14 @@ async fn push(
     }))
 }
 
-/// One name pushed as `rbuild push` pushes it (an image index with its platforms); the
-/// manifest's digest and size.
+/// One name pushed as `rbuild push` pushes it (`solver::buildcache::push`); the manifest's
+/// digest and size.
 fn push_one(store: &Store, client: &registry::Client, target: &ImageRef) -> Result<(Digest, u64), String> {
-    let msg = |e: &(dyn std::error::Error + 'static)| hostutil::errors::one_line(e);
-    let found = store.lookup(&target.key()).map_err(|e| msg(&e))?;
-    let digest = match store.index(&found).map_err(|e| msg(&e))? {
-        Some(_) => client.push_index(store, &found, target).map_err(|e| msg(&e))?,
-        None => {
-            let image = store.image(&found).map_err(|e| msg(&e))?;
-            let digest = client.push(store, &image, target).map_err(|e| msg(&e))?;
-            // Only the next build's cache mounts depend on these: no reason to fail the push.
-            let _ = solver::buildcache::push_inline_mounts(store, client, &image, target);
-            digest
-        }
-    };
-    let size = std::fs::metadata(store.blob_path(&digest)).map_or(0, |m| m.len());
-    Ok((digest, size))
+    let found = store.lookup(&target.key()).map_err(|e| hostutil::errors::one_line(&e))?;
+    let pushed = solver::buildcache::push(store, client, &found, target)
+        .map_err(|e| hostutil::errors::one_line(&e))?;
+    let size = std::fs::metadata(store.blob_path(&pushed.digest)).map_or(0, |m| m.len());
+    Ok((pushed.digest, size))
 }
 
 // ---------------------------------------------------------------------------------------------
