@@ -228,3 +228,31 @@ fn docker_build_uses_the_classic_builder_api() {
     assert!(err.contains("received 501"), "{out}{err}");
     assert!(e.ok(&["ps", "-a", "-q"]).is_empty(), "no build container left");
 }
+
+#[test]
+fn docker_py_builds_from_a_file_object_and_tags_through_the_socket() {
+    let e = Env::new(BIN);
+    let api = Service::start(&e);
+    let script = r#"
+import io, docker
+c = docker.from_env()
+df = io.BytesIO(b'FROM busybox\nRUN echo from-py > /py\nCMD ["cat", "/py"]\n')
+image, logs = c.images.build(fileobj=df, tag="pyimg:1", rm=True)
+print("built", image.id)
+print("steps", sum(1 for l in logs if l.get("stream", "").startswith("Step ")))
+image.tag("pyimg", "2")
+print("tags", sorted(c.images.get("pyimg:2").tags))
+try:
+    c.images.build(fileobj=io.BytesIO(b'FROM busybox\nRUN exit 7\n'), tag="pybad:1")
+except docker.errors.BuildError as err:
+    print("failed", "exit" in str(err))
+"#;
+    let (code, out, err) = triple(api.client("python3").args(["-c", script]).output().expect("python3 runs"));
+    assert_eq!(code, 0, "{out}{err}");
+    let id = e.ok(&["inspect", "-f", "{{.Id}}", "pyimg:1"]);
+    assert!(out.contains(&format!("built {}", id.trim())), "{out}");
+    assert!(out.contains("steps 3"), "{out}");
+    assert!(out.contains("tags ['pyimg:1', 'pyimg:2']"), "{out}");
+    assert!(out.contains("failed True"), "{out}");
+    assert_eq!(e.ok(&["run", "--rm", "--network", "none", "pyimg:2"]), "from-py\n");
+}
