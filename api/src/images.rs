@@ -402,12 +402,10 @@ async fn create(
     State(ctx): State<Ctx>,
     Query(q): Query<Vec<(String, String)>>,
     headers: HeaderMap,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    if value(&q, "fromSrc").is_some_and(|s| !s.is_empty()) {
-        return Err(ApiError {
-            status: StatusCode::NOT_IMPLEMENTED,
-            message: "importing (fromSrc) is not served: use rbuild import".into(),
-        });
+    if let Some(src) = value(&q, "fromSrc").filter(|s| !s.is_empty()) {
+        return import(ctx, src.to_string(), &q, body).await;
     }
     let from = value(&q, "fromImage").unwrap_or_default();
     if from.is_empty() {
@@ -458,6 +456,40 @@ async fn create(
             }
         }
     }))
+}
+
+/// `POST /images/create?fromSrc=-&repo=&tag=&message=&changes=`: the body is a root
+/// filesystem tar (`solver::import`, as `rbuild import`); answered `{"status": "sha256:..."}`.
+/// A URL source is not fetched.
+async fn import(ctx: Ctx, src: String, q: &[(String, String)], body: Body) -> Result<Response, ApiError> {
+    if src != "-" {
+        return Err(ApiError::bad_request(format!(
+            "fromSrc {src:?}: only \"-\" (the request body) is served"
+        )));
+    }
+    let reference = match (value(q, "repo").unwrap_or_default(), value(q, "tag").unwrap_or_default()) {
+        ("", _) => None,
+        (r, "") => Some(parse_ref(r)?),
+        (r, t) => Some(parse_ref(&format!("{r}:{t}"))?),
+    };
+    let changes: Vec<String> =
+        values(q, "changes").iter().flat_map(|c| c.lines()).map(str::to_string).collect();
+    let message = value(q, "message").filter(|m| !m.is_empty()).map(str::to_string);
+    let reader = std::io::BufReader::new(BodyReader::new(body));
+    blocking(move || {
+        let store = ctx.store()?;
+        let image = solver::import(&store, reader, reference.as_ref(), &changes, "-", message.as_deref())
+            .map_err(|e| match e {
+                solver::ImportError::Change(e) => ApiError::bad_request(hostutil::errors::one_line(&e)),
+                solver::ImportError::Store(e @ cache::Error::Layer { .. }) => {
+                    ApiError::bad_request(hostutil::errors::one_line(&e))
+                }
+                solver::ImportError::Store(e) => e.into(),
+            })?;
+        let line = json!({ "status": image.digest.to_string() }).to_string() + "\n";
+        Ok(([("Content-Type", "application/json")], line).into_response())
+    })
+    .await
 }
 
 /// `POST /images/{name}/push?tag=`: each tag (all of the repository's without one), then

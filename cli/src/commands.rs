@@ -7,8 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
-use cache::oci::{self, History, ImageConfig, RootFs};
-use cache::{Compression, ImageRef, Store};
+use cache::{ImageRef, Store};
 use solver::buildcache::{CacheFrom, CacheTarget, CacheTo};
 
 use crate::args::{self, Cli, Command};
@@ -544,29 +543,16 @@ fn import(store: &Store, a: args::ImportArgs) -> Result<ExitCode> {
     } else {
         Box::new(File::open(&a.file).with_context(|| format!("opening {}", a.file.display()))?)
     };
-    let layer = store
-        .import_layer(io::BufReader::new(input), Compression::Gzip)
-        .with_context(|| format!("importing {}", a.file.display()))?;
-    let mut container = oci::ContainerConfig::default();
-    solver::apply_changes(&mut container, &a.changes)?;
-    let platform = oci::Platform::host();
-    let now = solver::now_rfc3339();
-    let config = ImageConfig {
-        config: container,
-        created: Some(now.clone()),
-        architecture: platform.architecture,
-        os: platform.os,
-        rootfs: RootFs { kind: "layers".into(), diff_ids: vec![layer.diff_id.clone()] },
-        history: vec![History {
-            created: Some(now),
-            created_by: Some(format!("rbuild import {}", a.file.display())),
-            comment: Some(a.message.clone().unwrap_or_else(|| format!("Imported from {}", a.file.display()))),
-            ..Default::default()
-        }],
-        ..Default::default()
-    };
-    let image = store.put_image(&config, &[layer])?;
-    store.tag(&reference, &image.digest)?;
+    let source = a.file.display().to_string();
+    let image = solver::import(
+        store,
+        io::BufReader::new(input),
+        Some(&reference),
+        &a.changes,
+        &source,
+        a.message.as_deref(),
+    )
+    .with_context(|| format!("importing {source}"))?;
     println!("{}", image.digest);
     Ok(ExitCode::SUCCESS)
 }

@@ -170,6 +170,22 @@ fn docker_history_save_load_and_commit_go_through_the_socket() {
     assert_ne!(code, 0);
     assert!(err.contains("No such container"), "{err}");
     e.ok(&["rm", "-f", "snapsrc"]);
+
+    // import: a root filesystem tar in the body.
+    let rootfs = e.s.path().join("rootfs.tar");
+    test_support::write_busybox_rootfs_tar(&rootfs).expect("a rootfs tar");
+    let out = api.ok(&[
+        "import",
+        "-c",
+        "CMD [\"echo\", \"imported\"]",
+        "-m",
+        "from a tar",
+        rootfs.to_str().expect("utf-8 path"),
+        "imp:1",
+    ]);
+    assert_eq!(out.trim(), e.ok(&["inspect", "-f", "{{.Id}}", "imp:1"]).trim());
+    assert_eq!(e.ok(&["run", "--rm", "--network", "none", "imp:1"]), "imported\n");
+    assert_eq!(api.ok(&["inspect", "-f", "{{.Comment}}", "imp:1"]).trim(), "from a tar");
 }
 
 #[test]
