@@ -206,6 +206,8 @@ fn docker_build_uses_the_classic_builder_api() {
         ("fail/Dockerfile", "FROM busybox\nRUN echo about to fail && exit 3\n"),
     ]);
     let dir = ctx.path().to_str().expect("utf-8 path");
+    // A context larger than a body limit would allow: it is streamed, not buffered.
+    std::fs::write(ctx.path().join("big.bin"), vec![b'x'; 6 << 20]).expect("a big file");
 
     let (code, out, err) = docker_env(&api, &classic, &["build", "-t", "x", "--build-arg", "WHO=api", dir]);
     assert_eq!(code, 0, "{out}{err}");

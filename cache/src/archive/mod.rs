@@ -148,3 +148,49 @@ fn decompressor<'a, R: std::io::BufRead + 'a>(reader: R) -> std::io::Result<Box<
 fn blob_name(digest: &crate::Digest) -> String {
     format!("{BLOBS_DIR}{}", digest.hex())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tar entry whose name is written as given (tar's builder refuses `..`).
+    fn raw_entry(
+        b: &mut tar::Builder<Vec<u8>>,
+        name: &str,
+        kind: tar::EntryType,
+        link: Option<&str>,
+        data: &[u8],
+    ) {
+        let mut h = tar::Header::new_old();
+        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_entry_type(kind);
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        if let Some(l) = link {
+            h.set_link_name(l).unwrap();
+        }
+        h.set_cksum();
+        b.append(&h, data).unwrap();
+    }
+
+    #[test]
+    fn a_context_tar_writes_nothing_outside_its_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("store")).unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+
+        let mut b = tar::Builder::new(Vec::new());
+        raw_entry(&mut b, "Dockerfile", tar::EntryType::Regular, None, b"FROM scratch\n");
+        raw_entry(&mut b, "../escaped", tar::EntryType::Regular, None, b"x");
+        let ctx = store.unpack_context(&b.into_inner().unwrap()[..]).unwrap();
+        assert_eq!(std::fs::read(ctx.path().join("Dockerfile")).unwrap(), b"FROM scratch\n");
+        assert!(!ctx.path().parent().unwrap().join("escaped").exists());
+
+        let mut b = tar::Builder::new(Vec::new());
+        raw_entry(&mut b, "link", tar::EntryType::Symlink, Some(outside.to_str().unwrap()), b"");
+        raw_entry(&mut b, "link/planted", tar::EntryType::Regular, None, b"x");
+        assert!(store.unpack_context(&b.into_inner().unwrap()[..]).is_err());
+        assert!(!outside.join("planted").exists());
+    }
+}
