@@ -151,7 +151,11 @@ async fn list(State(ctx): State<Ctx>, Query(q): Query<Vec<(String, String)>>) ->
                 continue;
             }
             let size = store.image_size(&image);
-            let digests = store.inspect_json(&image)?.get("RepoDigests").cloned().unwrap_or(json!([]));
+            let mut digests = store.inspect_json(&image)?.get("RepoDigests").cloned().unwrap_or(json!([]));
+            // How dockerd marks a dangling image; the docker CLI shows one only with both.
+            if tags.is_empty() && digests.as_array().is_none_or(Vec::is_empty) {
+                digests = json!(["<none>@<none>"]);
+            }
             rows.push((
                 created,
                 json!({

@@ -21,6 +21,14 @@ fn docker_env(api: &Service, env: &[(&str, &str)], args: &[&str]) -> (i32, Strin
     triple(c.args(args).stdin(Stdio::null()).output().expect("docker runs"))
 }
 
+/// What the service left in the store's `tmp/` (contexts, saved and loaded archives).
+fn leftovers(e: &Env) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(e.s.path().join("tmp")) else { return Vec::new() };
+    dir.filter_map(|d| d.ok().map(|d| d.file_name().to_string_lossy().into_owned()))
+        .filter(|n| ["context-", "save-", "load-"].iter().any(|p| n.starts_with(p)))
+        .collect()
+}
+
 fn image_names(e: &Env) -> Vec<String> {
     e.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]).lines().map(str::to_string).collect()
 }
@@ -35,6 +43,7 @@ fn docker_pull_tag_push_rmi_and_prune_go_through_the_socket() {
     let out = api.ok(&["pull", &reference]);
     assert!(out.contains("Pulling from bb"), "{out}");
     assert!(out.contains("Digest: sha256:"), "{out}");
+    assert!(out.contains(": Pull complete"), "per-layer progress:\n{out}");
     assert!(out.contains(&format!("Status: Downloaded newer image for {reference}")), "{out}");
     assert!(image_names(&e).contains(&reference), "rbuild images sees the pull");
     let out = api.ok(&["pull", &reference]);
@@ -80,6 +89,12 @@ fn docker_pull_tag_push_rmi_and_prune_go_through_the_socket() {
     let ctx = test_support::context(&[("Dockerfile", "FROM busybox\nRUN echo dangling > /d\n")]);
     let dangling = e.ok(&["build", "-q", ctx.path().to_str().expect("utf-8 path")]).trim().to_string();
     assert!(e.ok(&["images", "-q", "--no-trunc"]).contains(&dangling));
+    let listed = api.ok(&["images", "-q", "--no-trunc", "--filter", "dangling=true"]);
+    assert_eq!(listed.trim(), dangling, "the dangling filter");
+    let labelled = test_support::context(&[("Dockerfile", "FROM busybox\nLABEL team=api\n")]);
+    e.ok(&["build", "-q", "-t", "labelled", labelled.path().to_str().expect("utf-8 path")]);
+    let listed = api.ok(&["images", "--format", "{{.Repository}}", "--filter", "label=team=api"]);
+    assert_eq!(listed.trim(), "labelled", "the label filter");
     let out = api.ok(&["image", "prune", "-f"]);
     assert!(out.contains(&format!("deleted: {dangling}")), "{out}");
     assert!(out.contains("Total reclaimed space:"), "{out}");
@@ -169,6 +184,7 @@ fn docker_history_save_load_and_commit_go_through_the_socket() {
     let (code, _, err) = api.docker(&["commit", "nosuch", "x:1"]);
     assert_ne!(code, 0);
     assert!(err.contains("No such container"), "{err}");
+    assert_eq!(leftovers(&e), Vec::<String>::new(), "save and load leave nothing in tmp/");
     e.ok(&["rm", "-f", "snapsrc"]);
 
     // import: a root filesystem tar in the body.
@@ -245,6 +261,7 @@ fn docker_build_uses_the_classic_builder_api() {
     assert_ne!(code, 0, "{out}{err}");
     assert!(err.contains("received 501"), "{out}{err}");
     assert!(e.ok(&["ps", "-a", "-q"]).is_empty(), "no build container left");
+    assert_eq!(leftovers(&e), Vec::<String>::new(), "the contexts are removed");
 }
 
 #[test]
