@@ -161,6 +161,11 @@ fn docker_history_save_load_and_commit_go_through_the_socket() {
     let out = api.ok(&["load", "-i", tar.to_str().expect("utf-8 path")]);
     assert_eq!(out, "Loaded image: busybox:latest\n");
     assert_eq!(config(), config_before);
+    let garbage = e.s.path().join("garbage.tar");
+    std::fs::write(&garbage, b"not an archive").expect("a file");
+    let (code, _, err) = api.docker(&["load", "-i", garbage.to_str().expect("utf-8 path")]);
+    assert_ne!(code, 0);
+    assert!(!err.trim().is_empty(), "a bad archive says why");
     let (code, _, err) = api.docker(&["save", "nosuch:1"]);
     assert_ne!(code, 0);
     assert!(err.contains("No such image"), "{err}");
