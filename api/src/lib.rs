@@ -22,12 +22,14 @@ use axum::response::{IntoResponse, Response};
 use tower::ServiceExt;
 
 mod attach;
+mod build;
 mod containers;
 mod events;
 mod exec;
 mod hijack;
 mod images;
 mod networks;
+mod stream;
 mod system;
 mod usage;
 mod volumes;
@@ -113,6 +115,10 @@ impl ApiError {
     pub fn not_found(message: impl Into<String>) -> ApiError {
         ApiError { status: StatusCode::NOT_FOUND, message: message.into() }
     }
+
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, message: message.into() }
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -165,6 +171,7 @@ fn router(ctx: Ctx) -> Router {
         .merge(attach::routes())
         .merge(exec::routes())
         .merge(images::routes())
+        .merge(build::routes())
         .merge(volumes::routes())
         .merge(networks::routes())
         .merge(events::routes())

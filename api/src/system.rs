@@ -9,7 +9,13 @@ use crate::{API_VERSION, ApiError, Ctx, MIN_API_VERSION, blocking};
 
 pub(crate) fn routes() -> Router<Ctx> {
     Router::new()
-        .route("/_ping", get(|| async { "OK" }).head(|| async { "" }))
+        // `Builder-Version: 1`: the classic builder, which `POST /build` serves (BuildKit's
+        // session is not).
+        .route(
+            "/_ping",
+            get(|| async { ([("Builder-Version", "1")], "OK") })
+                .head(|| async { ([("Builder-Version", "1")], "") }),
+        )
         .route("/version", get(version))
         .route("/info", get(info))
 }

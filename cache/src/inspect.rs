@@ -56,3 +56,48 @@ impl Store {
         Ok(v)
     }
 }
+
+/// One row of `docker history`: a step of the image's history, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryRow {
+    pub created: Option<String>,
+    pub created_by: String,
+    /// The bytes of the layer the step made (0 for a step that made none).
+    pub size: u64,
+    pub comment: String,
+}
+
+impl Image {
+    /// The image's history as `docker history` lists it, newest first: each entry that is not
+    /// an empty layer owns the next layer (bottom first); layers the history does not account
+    /// for (an image made without one) get a row of their own.
+    pub fn history_rows(&self) -> Vec<HistoryRow> {
+        let layers = &self.manifest.layers;
+        let mut rows = Vec::new();
+        let mut next_layer = 0;
+        for h in &self.config.history {
+            let size = if h.empty_layer {
+                0
+            } else {
+                next_layer += 1;
+                layers.get(next_layer - 1).map_or(0, |l| l.size)
+            };
+            rows.push(HistoryRow {
+                created: h.created.clone(),
+                created_by: h.created_by.clone().unwrap_or_default(),
+                size,
+                comment: h.comment.clone().unwrap_or_default(),
+            });
+        }
+        for l in layers.iter().skip(next_layer) {
+            rows.push(HistoryRow {
+                created: self.config.created.clone(),
+                created_by: String::new(),
+                size: l.size,
+                comment: String::new(),
+            });
+        }
+        rows.reverse();
+        rows
+    }
+}

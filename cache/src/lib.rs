@@ -26,6 +26,7 @@ pub use copyup::drop_unchanged_copy_ups;
 pub use digest::{Digest, Hasher, HashingWriter};
 pub use error::{Error, Result};
 pub use gc::{GC_GRACE, Lease, PrunePolicy, PruneReport, TMP_MAX_AGE, VerifyReport};
+pub use inspect::HistoryRow;
 pub use layer::{CommitOptions, Compression, TreeEntry, TreeKind, decompressed};
 pub use oci::{Image, ImageConfig, Layer};
 pub use reference::ImageRef;

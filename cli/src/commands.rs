@@ -7,8 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
-use cache::oci::{self, History, ImageConfig, RootFs};
-use cache::{Compression, ImageRef, Store};
+use cache::{ImageRef, Store};
 use solver::buildcache::{CacheFrom, CacheTarget, CacheTo};
 
 use crate::args::{self, Cli, Command};
@@ -141,17 +140,8 @@ fn stdin_context(
     if file == Some(std::path::Path::new("-")) {
         bail!("invalid argument: can't use stdin for both build context and dockerfile");
     }
-    let tmp = store.root().join("tmp");
-    std::fs::create_dir_all(&tmp).with_context(|| format!("{}", tmp.display()))?;
-    let dir = tempfile::Builder::new()
-        .prefix("context-")
-        .tempdir_in(&tmp)
-        .context("a directory for the context")?;
-    let input = cache::decompressed(std::io::stdin().lock()).context("reading the context from stdin")?;
-    let mut archive = tar::Archive::new(input);
-    archive.set_preserve_permissions(true);
-    archive.set_preserve_mtime(true);
-    archive.unpack(dir.path()).context("unpacking the context tar from stdin")?;
+    let dir =
+        store.unpack_context(std::io::stdin().lock()).context("unpacking the context tar from stdin")?;
     let file = file.map(|f| dir.path().join(f));
     Ok((dir, file))
 }
@@ -556,29 +546,16 @@ fn import(store: &Store, a: args::ImportArgs) -> Result<ExitCode> {
     } else {
         Box::new(File::open(&a.file).with_context(|| format!("opening {}", a.file.display()))?)
     };
-    let layer = store
-        .import_layer(io::BufReader::new(input), Compression::Gzip)
-        .with_context(|| format!("importing {}", a.file.display()))?;
-    let mut container = oci::ContainerConfig::default();
-    solver::apply_changes(&mut container, &a.changes)?;
-    let platform = oci::Platform::host();
-    let now = solver::now_rfc3339();
-    let config = ImageConfig {
-        config: container,
-        created: Some(now.clone()),
-        architecture: platform.architecture,
-        os: platform.os,
-        rootfs: RootFs { kind: "layers".into(), diff_ids: vec![layer.diff_id.clone()] },
-        history: vec![History {
-            created: Some(now),
-            created_by: Some(format!("rbuild import {}", a.file.display())),
-            comment: Some(a.message.clone().unwrap_or_else(|| format!("Imported from {}", a.file.display()))),
-            ..Default::default()
-        }],
-        ..Default::default()
-    };
-    let image = store.put_image(&config, &[layer])?;
-    store.tag(&reference, &image.digest)?;
+    let source = a.file.display().to_string();
+    let image = solver::import(
+        store,
+        io::BufReader::new(input),
+        Some(&reference),
+        &a.changes,
+        &source,
+        a.message.as_deref(),
+    )
+    .with_context(|| format!("importing {source}"))?;
     println!("{}", image.digest);
     Ok(ExitCode::SUCCESS)
 }
@@ -597,16 +574,7 @@ fn save(store: &Store, a: args::SaveArgs) -> Result<ExitCode> {
             .with_context(|| format!("saving to {}", a.output.display()))?;
         return Ok(ExitCode::SUCCESS);
     }
-    let mut images = Vec::new();
-    for name in &a.images {
-        let image = store.resolve(name)?;
-        // A name that is not a digest is saved under its reference, so `load` restores the tag.
-        let reference = name
-            .parse::<ImageRef>()
-            .ok()
-            .filter(|r| r.digest().is_none() && !image.digest.hex().starts_with(name));
-        images.push((reference, image));
-    }
+    let images = store.images_to_save(&a.images)?;
     let format = match a.format {
         args::ArchiveFormat::Oci => cache::ArchiveFormat::Oci,
         args::ArchiveFormat::Docker => cache::ArchiveFormat::Docker,

@@ -252,38 +252,22 @@ pub fn inspect_json(store: &Store, name: &str, image: &cache::Image) -> Result<V
 
 pub fn history(store: &Store, a: args::HistoryArgs) -> Result<ExitCode> {
     let image = store.resolve(&a.image)?;
-    let layers = &image.manifest.layers;
-    // Each history entry that is not an empty layer is the next layer, bottom first.
-    let mut rows: Vec<(Option<String>, String, u64, String)> = Vec::new();
-    let mut next_layer = 0;
-    for h in &image.config.history {
-        let size = if h.empty_layer {
-            0
-        } else {
-            next_layer += 1;
-            layers.get(next_layer - 1).map_or(0, |l| l.size)
-        };
-        let by = h.created_by.clone().unwrap_or_default().replace('\t', " ");
-        rows.push((h.created.clone(), by, size, h.comment.clone().unwrap_or_default()));
-    }
-    // Layers the history does not account for (an image made without one).
-    for l in layers.iter().skip(next_layer) {
-        rows.push((image.config.created.clone(), String::new(), l.size, String::new()));
-    }
     let id = if a.no_trunc { image.digest.to_string() } else { image.digest.short().to_string() };
     let mut out = io::stdout().lock();
     let mut lines = vec!["IMAGE\tCREATED\tCREATED BY\tSIZE\tCOMMENT".to_string()];
-    for (i, (created, by, size, comment)) in rows.iter().rev().enumerate() {
+    for (i, row) in image.history_rows().iter().enumerate() {
         let shown_id = if i == 0 { id.clone() } else { "<missing>".to_string() };
         if a.quiet {
             writeln!(out, "{shown_id}")?;
             continue;
         }
-        let by = if a.no_trunc { by.clone() } else { ellipsis(by, 45) };
+        let by = row.created_by.replace('\t', " ");
+        let by = if a.no_trunc { by } else { ellipsis(&by, 45) };
         lines.push(format!(
-            "{shown_id}\t{}\t{by}\t{}\t{comment}",
-            since(created.as_deref()),
-            human_size(*size, 3)
+            "{shown_id}\t{}\t{by}\t{}\t{}",
+            since(row.created.as_deref()),
+            human_size(row.size, 3),
+            row.comment
         ));
     }
     if !a.quiet {

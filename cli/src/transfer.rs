@@ -83,18 +83,14 @@ pub fn push(store: &Store, a: args::PushArgs) -> Result<ExitCode> {
     let found = store.lookup(&a.image).map_err(|e| anyhow!("{}: {e}", a.image))?;
     let client =
         client_with_progress(&a.insecure_registry, a.quiet, crate::transfer_progress::Direction::Push)?;
-    let digest = match store.index(&found).map_err(|e| anyhow!("{}: {e}", a.image))? {
-        Some(_) => client.push_index(store, &found, &destination),
-        None => {
-            let image = store.image(&found).map_err(|e| anyhow!("{}: {e}", a.image))?;
-            let pushed = client.push(store, &image, &destination);
-            if pushed.is_ok() {
-                push_inline_mounts(store, &client, &image, &destination);
-            }
-            pushed
-        }
+    let pushed = solver::buildcache::push(store, &client, &found, &destination).map_err(|e| match e {
+        solver::buildcache::CacheError::Store(e) => anyhow!("{}: {e}", a.image),
+        e => anyhow!("{e}"),
+    })?;
+    if let Some(e) = &pushed.mounts_error {
+        warn_mounts_not_pushed(e);
     }
-    .map_err(|e| anyhow!("{e}"))?;
+    let digest = pushed.digest;
     if a.quiet {
         println!("{digest}");
     } else {
@@ -113,11 +109,15 @@ pub fn push_inline_mounts(
     destination: &ImageRef,
 ) {
     if let Err(e) = solver::buildcache::push_inline_mounts(store, client, image, destination) {
-        eprintln!(
-            "rbuild: warning: the inline cache's cache mounts were not pushed: {}",
-            hostutil::errors::one_line(&e)
-        );
+        warn_mounts_not_pushed(&e);
     }
+}
+
+fn warn_mounts_not_pushed(e: &solver::buildcache::CacheError) {
+    eprintln!(
+        "rbuild: warning: the inline cache's cache mounts were not pushed: {}",
+        hostutil::errors::one_line(e)
+    );
 }
 
 pub fn login(a: args::LoginArgs) -> Result<ExitCode> {

@@ -43,6 +43,9 @@ pub struct Credentials {
     pub auth: Option<PathBuf>,
     /// Further files in Docker's format, read after `auth` (normally `~/.docker/config.json`).
     pub docker: Vec<PathBuf>,
+    /// Logins given with a request (`host`, login), consulted before any file: the Engine
+    /// API's `X-Registry-Auth`, which a client sends with each pull or push.
+    pub given: Vec<(String, Login)>,
 }
 
 impl Credentials {
@@ -57,7 +60,7 @@ impl Credentials {
         let docker = env("DOCKER_CONFIG")
             .or_else(|| home.as_ref().map(|h| h.join(".docker")))
             .map(|d| d.join("config.json"));
-        Credentials { auth, docker: docker.into_iter().collect() }
+        Credentials { auth, docker: docker.into_iter().collect(), given: Vec::new() }
     }
 
     /// No credentials at all (anonymous access only; `save` fails).
@@ -67,12 +70,15 @@ impl Credentials {
 
     /// Only rbuild's own file at `path` (tests, or `--authfile`).
     pub fn file(path: impl Into<PathBuf>) -> Credentials {
-        Credentials { auth: Some(path.into()), docker: Vec::new() }
+        Credentials { auth: Some(path.into()), docker: Vec::new(), given: Vec::new() }
     }
 
     /// The login for registry `host` (as in image references: `127.0.0.1:5000`, `docker.io`),
     /// from the first file that has one.
     pub fn lookup(&self, host: &str) -> Result<Option<Login>> {
+        if let Some((_, login)) = self.given.iter().find(|(key, _)| same_registry(key, host)) {
+            return Ok(Some(login.clone()));
+        }
         for path in self.auth.iter().chain(&self.docker) {
             let Some(file) = read_config(path)? else { continue };
             let Some(auths) = file.get("auths").and_then(|a| a.as_object()) else { continue };
@@ -271,7 +277,7 @@ mod tests {
             ),
         )
         .unwrap();
-        let creds = Credentials { auth: Some(own.clone()), docker: vec![docker] };
+        let creds = Credentials { auth: Some(own.clone()), docker: vec![docker], given: Vec::new() };
         assert_eq!(creds.lookup("docker.io").unwrap().unwrap().username, "hub");
         assert!(creds.lookup("127.0.0.1:5000").unwrap().is_none());
         let login = Login { username: "u".into(), password: "p:w".into() };
@@ -280,5 +286,24 @@ mod tests {
         assert_eq!(creds.lookup("127.0.0.1:5000").unwrap(), Some(login));
         assert!(creds.remove("127.0.0.1:5000").unwrap());
         assert!(creds.lookup("127.0.0.1:5000").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_login_given_with_a_request_comes_before_the_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let docker = dir.path().join("config.json");
+        fs::write(
+            &docker,
+            format!(r#"{{"auths":{{"127.0.0.1:5000":{{"auth":"{}"}}}}}}"#, B64.encode("file:pw")),
+        )
+        .unwrap();
+        let given = Login { username: "request".into(), password: "pw".into() };
+        let creds = Credentials {
+            auth: None,
+            docker: vec![docker],
+            given: vec![("http://127.0.0.1:5000/v2/".into(), given.clone())],
+        };
+        assert_eq!(creds.lookup("127.0.0.1:5000").unwrap(), Some(given));
+        assert!(creds.lookup("docker.io").unwrap().is_none());
     }
 }

@@ -184,6 +184,35 @@ pub fn inline_cache(
     Ok((InlineCache::of(&index, layers), skipped))
 }
 
+/// What [`push`] did.
+#[derive(Debug)]
+pub struct Pushed {
+    /// The digest the registry holds the manifest (or image index) under.
+    pub digest: Digest,
+    /// Why the inline cache's cache mounts did not go with the image: a warning, since their
+    /// absence only costs the next build its cache mounts.
+    pub mounts_error: Option<CacheError>,
+}
+
+/// `push NAME`: what the name points at (`found`, [`Store::lookup`]) to `destination`: an
+/// image, then the cache mounts of its inline cache if it has any; or an image index (a
+/// multi-platform image) with every platform's manifest, whose digest stays the same.
+pub fn push(
+    store: &Store,
+    client: &registry::Client,
+    found: &Digest,
+    destination: &ImageRef,
+) -> Result<Pushed, CacheError> {
+    if store.index(found)?.is_some() {
+        let digest = client.push_index(store, found, destination)?;
+        return Ok(Pushed { digest, mounts_error: None });
+    }
+    let image = store.image(found)?;
+    let digest = client.push(store, &image, destination)?;
+    let mounts_error = push_inline_mounts(store, client, &image, destination).err();
+    Ok(Pushed { digest, mounts_error })
+}
+
 /// Pushes the cache-mount blobs of `image`'s inline cache (if it has any) to the repository of
 /// `reference`, with a manifest that lists them, pushed by digest, so the registry keeps them.
 pub fn push_inline_mounts(

@@ -1,6 +1,6 @@
 //! Image archives: OCI image layout tars and `docker save` tars, both directions.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -47,6 +47,21 @@ impl Store {
         save::save(self, images, format, out)
     }
 
+    /// The images `save NAME...` writes, each with the name it is saved under: a name that is
+    /// not a digest or an image ID is kept, so that `load` restores the tag.
+    pub fn images_to_save(&self, names: &[String]) -> Result<Vec<(Option<ImageRef>, Image)>> {
+        let mut images = Vec::new();
+        for name in names {
+            let image = self.resolve(name)?;
+            let reference = name
+                .parse::<ImageRef>()
+                .ok()
+                .filter(|r| r.digest().is_none() && !image.digest.hex().starts_with(name.as_str()));
+            images.push((reference, image));
+        }
+        Ok(images)
+    }
+
     /// Writes the image index `index` (a multi-platform image: the index, every manifest it
     /// lists and their blobs) to `out` as an OCI archive whose `index.json` points at it under
     /// each of `names` (none: once, unnamed), as BuildKit's OCI exporter does. Written like
@@ -65,6 +80,26 @@ impl Store {
     /// build's `--build-context oci-layout://`), and go with the next prune unless used.
     pub fn load_unnamed(&self, archive: &Path) -> Result<Vec<LoadedImage>> {
         load::load(self, archive, false)
+    }
+
+    /// A build context sent as a tar (plain, gzip or zstd: `rbuild build -`, the API's
+    /// `POST /build`), unpacked into a directory of `tmp/` that goes when the returned value is
+    /// dropped. Entries that would land outside it (`..`, absolute paths, through a symlink)
+    /// are refused by the unpacker, so a hostile tar writes nowhere else.
+    pub fn unpack_context(&self, input: impl std::io::Read) -> Result<tempfile::TempDir> {
+        let tmp = self.root().join("tmp");
+        std::fs::create_dir_all(&tmp).map_err(|source| crate::Error::Io { path: tmp.clone(), source })?;
+        let dir = self.temp_dir("context-")?;
+        let archive_err = |e: std::io::Error| crate::Error::Archive {
+            path: PathBuf::from("(build context)"),
+            reason: e.to_string(),
+        };
+        let input = crate::decompressed(input).map_err(archive_err)?;
+        let mut archive = tar::Archive::new(input);
+        archive.set_preserve_permissions(true);
+        archive.set_preserve_mtime(true);
+        archive.unpack(dir.path()).map_err(archive_err)?;
+        Ok(dir)
     }
 }
 
@@ -112,4 +147,50 @@ fn decompressor<'a, R: std::io::BufRead + 'a>(reader: R) -> std::io::Result<Box<
 /// The path of a blob inside either archive format.
 fn blob_name(digest: &crate::Digest) -> String {
     format!("{BLOBS_DIR}{}", digest.hex())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tar entry whose name is written as given (tar's builder refuses `..`).
+    fn raw_entry(
+        b: &mut tar::Builder<Vec<u8>>,
+        name: &str,
+        kind: tar::EntryType,
+        link: Option<&str>,
+        data: &[u8],
+    ) {
+        let mut h = tar::Header::new_old();
+        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_entry_type(kind);
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        if let Some(l) = link {
+            h.set_link_name(l).unwrap();
+        }
+        h.set_cksum();
+        b.append(&h, data).unwrap();
+    }
+
+    #[test]
+    fn a_context_tar_writes_nothing_outside_its_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("store")).unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+
+        let mut b = tar::Builder::new(Vec::new());
+        raw_entry(&mut b, "Dockerfile", tar::EntryType::Regular, None, b"FROM scratch\n");
+        raw_entry(&mut b, "../escaped", tar::EntryType::Regular, None, b"x");
+        let ctx = store.unpack_context(&b.into_inner().unwrap()[..]).unwrap();
+        assert_eq!(std::fs::read(ctx.path().join("Dockerfile")).unwrap(), b"FROM scratch\n");
+        assert!(!ctx.path().parent().unwrap().join("escaped").exists());
+
+        let mut b = tar::Builder::new(Vec::new());
+        raw_entry(&mut b, "link", tar::EntryType::Symlink, Some(outside.to_str().unwrap()), b"");
+        raw_entry(&mut b, "link/planted", tar::EntryType::Regular, None, b"x");
+        assert!(store.unpack_context(&b.into_inner().unwrap()[..]).is_err());
+        assert!(!outside.join("planted").exists());
+    }
 }
