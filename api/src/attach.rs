@@ -37,7 +37,14 @@ pub(crate) fn routes() -> Router<Ctx> {
 #[derive(Clone, Default)]
 pub(crate) struct Waiting(Arc<Mutex<WaitingInner>>);
 
-type Waiter = (u64, std::sync::mpsc::Sender<UnixStream>);
+type Waiter = (u64, std::sync::mpsc::Sender<Handed>);
+
+/// A connection a start hands to a waiting attach, with the output the start read from it
+/// before the monitor's `Started` (its output pumps may run first).
+pub(crate) struct Handed {
+    conn: UnixStream,
+    early: Vec<MonitorFrame>,
+}
 
 #[derive(Default)]
 pub(crate) struct WaitingInner {
@@ -50,7 +57,7 @@ impl Waiting {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn add(&self, id: &ContainerId) -> (u64, std::sync::mpsc::Receiver<UnixStream>) {
+    fn add(&self, id: &ContainerId) -> (u64, std::sync::mpsc::Receiver<Handed>) {
         let (tx, rx) = std::sync::mpsc::channel();
         let mut w = self.lock();
         w.next += 1;
@@ -89,26 +96,35 @@ pub(crate) fn start(root: &std::path::Path, waiting: &Waiting, c: &Container) ->
     else {
         return Ok(());
     };
-    // The monitor's first word says whether the process runs; a failed start is the start's
-    // error (the docker CLI reads the exit status it reports from the message).
-    match MonitorFrame::read_from(&mut stream) {
-        Ok(Some(MonitorFrame::Started)) => {}
-        Ok(Some(MonitorFrame::Error(m))) => {
-            return Err(start_error(runtime::Error::from_start_failure_text(&m)));
+    // The monitor's word says whether the process runs; a failed start is the start's error
+    // (the docker CLI reads the exit status it reports from the message). Output that comes
+    // before it is kept for the client.
+    let mut early = Vec::new();
+    loop {
+        match MonitorFrame::read_from(&mut stream) {
+            Ok(Some(MonitorFrame::Started)) => break,
+            Ok(Some(MonitorFrame::Error(m))) => {
+                return Err(start_error(runtime::Error::from_start_failure_text(&m)));
+            }
+            Ok(Some(f @ MonitorFrame::Exit(_))) => {
+                early.push(f);
+                break;
+            }
+            Ok(Some(f)) => early.push(f),
+            Ok(None) | Err(_) => break,
         }
-        _ => {}
     }
-    let mut stream = Some(stream);
+    let mut first = Some(Handed { conn: stream, early });
     for (_, tx) in clients {
-        let conn = match stream.take() {
-            Some(s) => s,
+        let handed = match first.take() {
+            Some(h) => h,
             None => match lifecycle::attach_to(c) {
-                Ok(s) => s,
+                Ok(conn) => Handed { conn, early: Vec::new() },
                 Err(_) => break,
             },
         };
-        if let Err(std::sync::mpsc::SendError(s)) = tx.send(conn) {
-            stream = Some(s);
+        if let Err(std::sync::mpsc::SendError(h)) = tx.send(handed) {
+            first = Some(h);
         }
     }
     Ok(())
@@ -187,7 +203,7 @@ fn replay_log(c: &Container, stdout: bool, stderr: bool, out: &mpsc::Sender<Out>
 }
 
 /// The connection to the container's monitor: at once if it runs, else once it starts.
-fn connect(ctx: &Ctx, c: &Container, out: &mpsc::Sender<Out>) -> Option<UnixStream> {
+fn connect(ctx: &Ctx, c: &Container, out: &mpsc::Sender<Out>) -> Option<Handed> {
     let containers = Containers::open(ctx.root.as_path()).ok()?;
     let (token, waiting) = ctx.attaches.add(c.id());
     let gone = || {
@@ -211,7 +227,7 @@ fn connect(ctx: &Ctx, c: &Container, out: &mpsc::Sender<Out>) -> Option<UnixStre
                     // Our own start took this attach: its connection is on the way.
                     return waiting.recv_timeout(Duration::from_secs(60)).ok();
                 }
-                return lifecycle::attach_to(&now).ok();
+                return lifecycle::attach_to(&now).ok().map(|conn| Handed { conn, early: Vec::new() });
             }
             Ok(_) => {}
             Err(_) => return gone(),
@@ -221,15 +237,12 @@ fn connect(ctx: &Ctx, c: &Container, out: &mpsc::Sender<Out>) -> Option<UnixStre
 
 /// Relays between the monitor and the client until the container ends or the client goes.
 fn relay(ctx: &Ctx, c: Container, want: Want, out: mpsc::Sender<Out>, input: Option<mpsc::Receiver<In>>) {
-    let conn = if c.is_running() {
-        match lifecycle::attach_to(&c) {
-            Ok(s) => Some(s),
-            Err(_) => None,
-        }
+    let handed = if c.is_running() {
+        lifecycle::attach_to(&c).ok().map(|conn| Handed { conn, early: Vec::new() })
     } else {
         connect(ctx, &c, &out)
     };
-    let Some(conn) = conn else { return };
+    let Some(Handed { conn, early }) = handed else { return };
     if let Some(mut input) = input
         && let Ok(mut writer) = conn.try_clone()
     {
@@ -260,8 +273,13 @@ fn relay(ctx: &Ctx, c: Container, want: Want, out: mpsc::Sender<Out>, input: Opt
             let _ = s.shutdown(std::net::Shutdown::Both);
         })
     });
+    let mut early = early.into_iter();
     loop {
-        let o = match MonitorFrame::read_from(&mut reader) {
+        let frame = match early.next() {
+            Some(f) => Ok(Some(f)),
+            None => MonitorFrame::read_from(&mut reader),
+        };
+        let o = match frame {
             Ok(Some(MonitorFrame::Stdout(d))) if want.stdout => Out::Stdout(d),
             Ok(Some(MonitorFrame::Stderr(d))) if want.stderr => Out::Stderr(d),
             Ok(Some(MonitorFrame::Stdout(_) | MonitorFrame::Stderr(_) | MonitorFrame::Started)) => continue,

@@ -214,6 +214,7 @@ struct HostBody {
     cap_add: Option<Vec<String>>,
     cap_drop: Option<Vec<String>>,
     log_config: Option<LogBody>,
+    console_size: Option<Vec<u16>>,
     // Numbers as options: clients other than docker's CLI send null for "not set".
     memory: Option<i64>,
     memory_swap: Option<i64>,
@@ -510,6 +511,10 @@ fn create_options(
         privileged: h.privileged,
         read_only: h.readonly_rootfs,
         init: h.init.unwrap_or(false),
+        console_size: match h.console_size.as_deref() {
+            Some([rows, cols]) if *rows > 0 && *cols > 0 => Some((*rows, *cols)),
+            _ => None,
+        },
         cap_add: h.cap_add.clone().unwrap_or_default(),
         cap_drop: h.cap_drop.clone().unwrap_or_default(),
         resources: resources(&h)?,
@@ -792,6 +797,7 @@ async fn wait(
     .await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
     let root = ctx.root.clone();
+    let asked = runtime::events::now_nanos();
     tokio::task::spawn_blocking(move || {
         let status = |c: &Result<Container, runtime::Error>| c.as_ref().map(|c| c.is_running()).ok();
         if condition == "next-exit" {
@@ -805,23 +811,51 @@ async fn wait(
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
-        let (code, error) = match lifecycle::wait(root.as_path(), full.as_str()) {
-            Ok(code) => (code, Value::Null),
-            // Removed (`--rm`) while we waited: its code went with it.
-            Err(runtime::Error::NoSuchContainer(_)) => (0, Value::Null),
-            Err(e) => (-1, json!({ "Message": hostutil::errors::one_line(&e) })),
-        };
-        if condition == "removed" {
-            while containers.load(&full).is_ok() && !tx.is_closed() {
+        let (code, error) = if condition == "removed" {
+            // Until it is gone (the CLI asks this before it starts a `--rm` container, so a
+            // container not running yet is waited for too); its code is the last seen, or the
+            // one in the `die` event its monitor left before removing it.
+            let mut last = 0;
+            loop {
+                match containers.load(&full).and_then(|c| lifecycle::refresh(&containers, c)) {
+                    Ok(c) if !c.is_running() => last = c.state.exit_code,
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+                if tx.is_closed() {
+                    return;
+                }
                 std::thread::sleep(Duration::from_millis(20));
             }
-        }
+            (died_with(root.as_path(), &full, asked).unwrap_or(last), Value::Null)
+        } else {
+            match lifecycle::wait(root.as_path(), full.as_str()) {
+                Ok(code) => (code, Value::Null),
+                // Removed while we waited: its code is in the `die` event it left.
+                Err(runtime::Error::NoSuchContainer(_)) => {
+                    (died_with(root.as_path(), &full, asked).unwrap_or(0), Value::Null)
+                }
+                Err(e) => (-1, json!({ "Message": hostutil::errors::one_line(&e) })),
+            }
+        };
         let body = json!({ "StatusCode": code, "Error": error }).to_string().into_bytes();
         let _ = tx.blocking_send(Ok(body));
     });
     let stream =
         futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
     Ok(([("Content-Type", "application/json")], Body::from_stream(stream)).into_response())
+}
+
+/// The exit code of the last `die` of container `id` since `since` (nanoseconds), from the
+/// store's event log.
+fn died_with(root: &std::path::Path, id: &runtime::container::ContainerId, since: i64) -> Option<i32> {
+    let (events, _) = runtime::events::read(root, Some(since), None).ok()?;
+    events
+        .iter()
+        .rev()
+        .find(|e| e.kind == "container" && e.action == "die" && e.actor.id == id.as_str())
+        .and_then(|e| e.actor.attributes.get("exitCode"))
+        .and_then(|c| c.parse().ok())
 }
 
 async fn remove(

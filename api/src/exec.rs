@@ -272,9 +272,15 @@ fn exec_error(e: runtime::Error) -> ApiError {
     }
 }
 
-fn pipe() -> Result<(OwnedFd, OwnedFd), ApiError> {
+/// Queues the message of an exec that could not start for the client (the channel is read
+/// once the connection is taken over).
+fn ready_failed_in_stream(out: &mpsc::Sender<Out>, message: String) -> bool {
+    out.try_send(Out::Stderr(message.into_bytes())).is_ok()
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), Option<ApiError>> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| runtime::Error::Io { path: "pipe".into(), source: e.into() }.into())
+        .map_err(|e| Some(runtime::Error::Io { path: "pipe".into(), source: e.into() }.into()))
 }
 
 /// Runs the instance: starts it, relays its stdio, waits for it, records how it ended. `ready`
@@ -305,7 +311,9 @@ fn run(
                 r
             } else {
                 File::open("/dev/null")
-                    .map_err(|e| ApiError::from(runtime::Error::Io { path: "/dev/null".into(), source: e }))?
+                    .map_err(|e| {
+                        Some(ApiError::from(runtime::Error::Io { path: "/dev/null".into(), source: e }))
+                    })?
                     .into()
             };
             ours.push((out_r, Some(true)));
@@ -314,11 +322,26 @@ fn run(
         })()
     };
     let started = stdio.and_then(|stdio| {
-        runtime::exec::exec(root, inst.container.as_str(), &req, stdio).map_err(exec_error)
+        runtime::exec::exec(root, inst.container.as_str(), &req, stdio).map_err(|e| {
+            // A command that cannot run is told on the stream, as dockerd tells it, with
+            // its status (126, 127) for the client's inspect; the rest is the request's error.
+            if e.is_start_failure() {
+                let message = format!("OCI runtime exec failed: {}\r\n", hostutil::errors::one_line(&e));
+                inst.state().exit_code = Some(e.start_code());
+                let _ = ready_failed_in_stream(&out, message);
+                None
+            } else {
+                Some(exec_error(e))
+            }
+        })
     });
     let mut exec = match started {
         Ok(e) => e,
-        Err(e) => {
+        Err(None) => {
+            let _ = ready.send(Ok(()));
+            return;
+        }
+        Err(Some(e)) => {
             let _ = ready.send(Err(e));
             return;
         }
@@ -369,14 +392,22 @@ fn run(
     }
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     let want = (inst.stdout, inst.stderr);
-    let pump = std::thread::spawn(move || pump(ours, want, &out, done_rx));
+    // The pump gives the output channel back: it closes (and the client, seeing the stream
+    // end, asks `inspect`) only once the exit code is recorded.
+    let pump = std::thread::spawn(move || {
+        pump(ours, want, &out, done_rx);
+        out
+    });
     let code = exec.wait().unwrap_or(-1);
     let _ = done_tx.send(());
-    let _ = pump.join();
-    let mut st = inst.state();
-    st.running = false;
-    st.terminal = None;
-    st.exit_code = Some(code);
+    let out = pump.join();
+    {
+        let mut st = inst.state();
+        st.running = false;
+        st.terminal = None;
+        st.exit_code = Some(code);
+    }
+    drop(out);
 }
 
 /// Copies the process's output to the client until every stream ends, or until the process

@@ -206,6 +206,22 @@ fn strip_version(uri: &Uri) -> Result<Option<(Uri, ClientVersion)>, ApiError> {
     Ok(new.parse().ok().map(|u| (u, ClientVersion(major, minor))))
 }
 
+/// A streamed answer (logs -f, events, wait, a pull's progress) keeps the service busy until
+/// its body ends or its client goes; a sized one lets `busy` go at once.
+fn hold_while_streaming(resp: Response, busy: Busy) -> Response {
+    use axum::body::HttpBody;
+    if resp.body().size_hint().exact().is_some() {
+        return resp;
+    }
+    resp.map(|body| {
+        use futures_util::StreamExt;
+        axum::body::Body::from_stream(body.into_data_stream().map(move |chunk| {
+            let _held = &busy;
+            chunk
+        }))
+    })
+}
+
 /// Serves the API at `endpoint` over the store at `root` until `idle` passes with no request
 /// (`None`: for ever).
 /// `on_listen` gets a unix socket's path once it exists (to set its mode and group).
@@ -230,12 +246,14 @@ async fn serve_async(
 ) -> Result<(), Error> {
     let ctx = Ctx::new(root);
     let busy = ctx.busy.clone();
+    let busy_ctx = ctx.clone();
     let app = router(ctx);
     let last = Arc::new(std::sync::Mutex::new(std::time::Instant::now()));
     let seen = last.clone();
     let service = tower::service_fn(move |mut req: Request| {
         let app = app.clone();
         *seen.lock().unwrap_or_else(|p| p.into_inner()) = std::time::Instant::now();
+        let busy = busy_ctx.busy();
         async move {
             match strip_version(req.uri()) {
                 Ok(Some((uri, version))) => {
@@ -252,7 +270,7 @@ async fn serve_async(
             h.insert("Api-Version", HeaderValue::from_static(API_VERSION));
             h.insert("Server", HeaderValue::from_static(concat!("rbuild/", env!("CARGO_PKG_VERSION"))));
             h.insert("Ostype", HeaderValue::from_static("linux"));
-            Ok(resp)
+            Ok(hold_while_streaming(resp, busy))
         }
     });
     let make = tower::make::Shared::new(service);

@@ -200,8 +200,10 @@ fn docker_run_in_the_foreground_attaches_and_docker_exec_runs_in_the_container()
     let (code, _, err) = api.docker(&["run", "--rm", "--network", "none", "busybox", "nosuchcmd"]);
     assert_eq!(code, 127, "{err}");
     assert!(err.contains("executable file not found"), "{err}");
-    // -t: a terminal of the client's size.
-    let (code, out) = docker_on_a_terminal(&api, "run --rm -t --network none busybox stty size", 33, 77);
+    // -t: a terminal of the client's size. The docker 20.10 CLI sizes it just after the start
+    // (as against dockerd, where a process that asks at once can still see 0x0).
+    let (code, out) =
+        docker_on_a_terminal(&api, "run --rm -t --network none busybox sh -c 'sleep 0.5; stty size'", 33, 77);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("33 77"), "{out:?}");
 
@@ -225,7 +227,7 @@ fn docker_run_in_the_foreground_attaches_and_docker_exec_runs_in_the_container()
         "echo $X $(pwd) $(id -u)",
     ]);
     assert_eq!((code, out.as_str()), (0, "1 /tmp 1000\n"));
-    let (code, out) = docker_on_a_terminal(&api, "exec -it box sh -c 'tty; stty size'", 40, 100);
+    let (code, out) = docker_on_a_terminal(&api, "exec -it box sh -c 'tty; sleep 0.5; stty size'", 40, 100);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("/dev/pts/") && out.contains("40 100"), "{out:?}");
     let (code, _, err) = api.docker(&["exec", "box", "nosuchcmd"]);

@@ -14,6 +14,36 @@ pub fn open_pty() -> std::io::Result<(OwnedFd, OwnedFd)> {
     Ok((pty.master, pty.slave))
 }
 
+/// A new pseudo-terminal from the devpts instance whose `ptmx` is at `ptmx` (a container's,
+/// reached through `/proc/<pid>/root/dev/pts/ptmx`): the slave is then one of that instance's
+/// (`/dev/pts/N` inside the container, where `tty` and `ttyname` find it), which a pair from
+/// the host's `/dev/ptmx` is not. The slave is opened from the master (`TIOCGPTPEER`), never by
+/// a path the container controls. Both ends close-on-exec. Returns (master, slave).
+pub fn open_pty_at(ptmx: &std::path::Path) -> std::io::Result<(OwnedFd, OwnedFd)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let master: OwnedFd = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(ptmx)?
+        .into();
+    let unlock: libc::c_int = 0;
+    // SAFETY: TIOCSPTLCK reads one int from the pointer we pass, which outlives the call.
+    if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: TIOCGPTPEER takes open flags and returns a new descriptor or -1.
+    let slave = unsafe {
+        libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC)
+    };
+    if slave < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just gave us this descriptor, and nothing else owns it.
+    let slave = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(slave) };
+    Ok((master, slave))
+}
+
 /// Rows and columns of a terminal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WindowSize {

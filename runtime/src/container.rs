@@ -127,6 +127,10 @@ pub struct HostConfig {
     /// `--log-driver`, `--log-opt` (docker's `LogConfig`).
     #[serde(default)]
     pub log: crate::logs::LogConfig,
+    /// The terminal's first size, rows and columns (docker's `ConsoleSize`): a process that
+    /// asks at once sees the client's size, not 0x0 before the first resize arrives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console_size: Option<(u16, u16)>,
 }
 
 impl HostConfig {
@@ -164,6 +168,7 @@ impl Default for HostConfig {
             dns_search: Vec::new(),
             extra_hosts: Vec::new(),
             log: Default::default(),
+            console_size: None,
         }
     }
 }

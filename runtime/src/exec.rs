@@ -5,7 +5,7 @@
 use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use hostutil::tty::WindowSize;
 use serde::{Deserialize, Serialize};
@@ -126,8 +126,12 @@ pub fn exec(root: &Path, what: &str, req: &ExecRequest, stdio: ExecStdio) -> Res
     let c = joinable(root, what)?;
     let spec = spec_for(&c, req)?;
     if req.tty {
-        let (master, slave) =
-            hostutil::tty::open_pty().map_err(|e| Error::Io { path: "/dev/ptmx".into(), source: e })?;
+        // The container's own devpts, so that `tty` names the terminal inside it; the host's
+        // if the container has none.
+        let ptmx = PathBuf::from(format!("/proc/{}/root/dev/pts/ptmx", c.state.pid));
+        let (master, slave) = hostutil::tty::open_pty_at(&ptmx)
+            .or_else(|_| hostutil::tty::open_pty())
+            .map_err(|e| Error::Io { path: "/dev/ptmx".into(), source: e })?;
         let terminal = File::from(master);
         if let Some((rows, cols)) = req.size {
             resize(&terminal, rows, cols)?;

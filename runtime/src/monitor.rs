@@ -648,6 +648,9 @@ impl Monitor {
             let (master, slave) =
                 hostutil::tty::open_pty().map_err(|e| Error::Io { path: "/dev/ptmx".into(), source: e })?;
             let master = File::from(master);
+            if let Some((rows, cols)) = c.config.host.console_size.filter(|(r, c)| *r > 0 && *c > 0) {
+                let _ = hostutil::tty::set_window_size(&master, hostutil::tty::WindowSize { rows, cols });
+            }
             let reader = master.try_clone().map_err(|e| Error::Io { path: "pty".into(), source: e })?;
             self.input.lock().unwrap_or_else(|p| p.into_inner()).install(Some(master), None);
             pumps.push(self.pump(reader, Stream::Stdout));
