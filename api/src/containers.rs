@@ -188,12 +188,38 @@ struct CreateBody {
     stdin_once: bool,
     stop_signal: Option<String>,
     stop_timeout: Option<u32>,
-    healthcheck: Option<runtime::health::HealthConfig>,
+    healthcheck: Option<HealthBody>,
     /// Anonymous volumes: `{"/data": {}}`.
     volumes: Option<BTreeMap<String, Value>>,
     exposed_ports: Option<BTreeMap<String, Value>>,
     host_config: HostBody,
     networking_config: NetworkingBody,
+}
+
+/// `Healthcheck`: docker-py (compose's `healthcheck:`) sends null for the durations and
+/// retries left out, which mean the image's or the default, as 0 does.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct HealthBody {
+    test: Option<Vec<String>>,
+    interval: Option<u64>,
+    timeout: Option<u64>,
+    start_period: Option<u64>,
+    start_interval: Option<u64>,
+    retries: Option<u32>,
+}
+
+impl From<HealthBody> for runtime::health::HealthConfig {
+    fn from(h: HealthBody) -> Self {
+        runtime::health::HealthConfig {
+            test: h.test.unwrap_or_default(),
+            interval: h.interval.unwrap_or_default(),
+            timeout: h.timeout.unwrap_or_default(),
+            start_period: h.start_period.unwrap_or_default(),
+            start_interval: h.start_interval.unwrap_or_default(),
+            retries: h.retries.unwrap_or_default(),
+        }
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -605,7 +631,7 @@ fn create_options(
         stop_timeout: b.stop_timeout,
         domainname: text(b.domainname),
         exposed_ports: b.exposed_ports.unwrap_or_default().into_keys().collect(),
-        healthcheck: b.healthcheck,
+        healthcheck: b.healthcheck.map(Into::into),
         host,
         platform: None,
     };
@@ -1032,5 +1058,15 @@ mod tests {
         )
         .unwrap();
         assert!(resources(&b.host_config).unwrap().memory.is_none());
+    }
+
+    #[test]
+    fn a_healthcheck_with_null_fields_takes_zero_for_them() {
+        let b: CreateBody = serde_json::from_str(
+            r#"{"Image":"x","Healthcheck":{"Test":["CMD","true"],"Interval":1000000000,"Timeout":null,"Retries":null,"StartPeriod":null}}"#,
+        )
+        .unwrap();
+        let h: runtime::health::HealthConfig = b.healthcheck.unwrap().into();
+        assert_eq!((h.test.len(), h.interval, h.timeout, h.retries), (2, 1_000_000_000, 0, 0));
     }
 }

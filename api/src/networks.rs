@@ -79,8 +79,9 @@ impl ListFilter {
     }
 
     fn matches(&self, n: &Network, containers: usize) -> bool {
+        // Label filters must all match, as dockerd's (compose lists by project and network).
         self.0.iter().all(|(key, values)| {
-            values.iter().any(|v| match key.as_str() {
+            let one = |v: &String| match key.as_str() {
                 "name" => n.name.contains(v.as_str()),
                 "id" => n.id.contains(v.as_str()),
                 "driver" => n.driver == *v,
@@ -95,7 +96,11 @@ impl ListFilter {
                     None => n.labels.contains_key(v.as_str()),
                 },
                 _ => false,
-            })
+            };
+            match key.as_str() {
+                "label" => values.iter().all(one),
+                _ => values.iter().any(one),
+            }
         })
     }
 }

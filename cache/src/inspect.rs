@@ -11,7 +11,8 @@ const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
 impl Store {
     /// `docker image inspect`'s object for `image`: `Id` (the manifest digest), `RepoTags`,
-    /// `RepoDigests` (`name@digest` per repository), `Config` (docker's field names), `RootFS`,
+    /// `RepoDigests` (`name@digest` per repository), `Config` (docker's field names, also as
+    /// `ContainerConfig`), `RootFS`,
     /// `Size` (the bytes of its blobs as stored), and the manifest's `Descriptor`.
     pub fn inspect_json(&self, image: &Image) -> Result<Value> {
         let tags = self.tags_of(&image.digest)?;
@@ -35,6 +36,11 @@ impl Store {
             "DockerVersion": "",
             "Author": c.author.clone().unwrap_or_default(),
             "Config": &c.config,
+            // dockerd before 25 still sent the config of the container that made the image,
+            // and docker-compose 1.29 reads its Volumes when it recreates a container (a
+            // KeyError without it). rbuild keeps no such container: the image's own config
+            // stands for it, so the image's volumes are what compose carries over.
+            "ContainerConfig": &c.config,
             "Architecture": c.architecture,
             "Os": c.os,
             "Size": self.image_size(image),

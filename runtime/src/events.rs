@@ -267,8 +267,9 @@ impl Filter {
         let attr = |k: &str| e.actor.attributes.get(k).map(String::as_str);
         let id_or_name =
             |v: &str, id: &str, name: Option<&str>| (!v.is_empty() && id.starts_with(v)) || name == Some(v);
+        // Label filters must all match, as dockerd's; other keys' values are alternatives.
         self.by_key.iter().all(|(key, values)| {
-            values.iter().any(|v| match key.as_str() {
+            let one = |v: &String| match key.as_str() {
                 "type" => e.kind == *v,
                 // `health_status` matches `health_status: healthy`, `exec_start` any exec's.
                 "event" => e.action == *v || e.action.split(':').next() == Some(v.as_str()),
@@ -287,7 +288,11 @@ impl Filter {
                     None => e.actor.attributes.contains_key(v),
                 },
                 _ => false,
-            })
+            };
+            match key.as_str() {
+                "label" => values.iter().all(one),
+                _ => values.iter().any(one),
+            }
         })
     }
 }

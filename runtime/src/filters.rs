@@ -1,6 +1,7 @@
 //! `--filter KEY=VALUE` of `ps` and `volume ls` (and the Engine API's `filters` parameter), with
-//! docker's semantics: values of one key are alternatives (any may match), different keys must
-//! all match.
+//! docker's semantics: values of one key are alternatives (any may match), except `label`'s,
+//! which must all match (compose asks for project, service and oneoff at once); different keys
+//! must all match.
 
 use std::collections::BTreeMap;
 
@@ -86,7 +87,10 @@ impl Filters {
     }
 
     fn all(&self, one: impl Fn(&str, &str) -> bool) -> bool {
-        self.0.iter().all(|(key, values)| values.iter().any(|v| one(key, v)))
+        self.0.iter().all(|(key, values)| match key.as_str() {
+            "label" => values.iter().all(|v| one(key, v)),
+            _ => values.iter().any(|v| one(key, v)),
+        })
     }
 
     pub fn matches_container(&self, c: &Container) -> bool {
@@ -162,5 +166,16 @@ mod tests {
         assert!(
             label_matches(&labels, "a") && label_matches(&labels, "a=1") && !label_matches(&labels, "a=2")
         );
+    }
+
+    #[test]
+    fn every_label_filter_must_match() {
+        let f = Filters::for_containers(&strings(&["label=project=p", "label=service=web"])).unwrap();
+        let labels: BTreeMap<String, String> =
+            [("project".to_string(), "p".to_string()), ("service".to_string(), "db".to_string())].into();
+        assert!(!f.all(|_, v| label_matches(&labels, v)));
+        let labels: BTreeMap<String, String> =
+            [("project".to_string(), "p".to_string()), ("service".to_string(), "web".to_string())].into();
+        assert!(f.all(|_, v| label_matches(&labels, v)));
     }
 }
