@@ -369,14 +369,20 @@ fn run(
     }
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     let want = (inst.stdout, inst.stderr);
-    let pump = std::thread::spawn(move || pump(ours, want, &out, done_rx));
+    // The client's stream ends when the last sender goes, and clients (docker exec, docker-py's
+    // exec_run) ask for the exit code as soon as it ends: `out` stays here until it is recorded.
+    let pump_out = out.clone();
+    let pump = std::thread::spawn(move || pump(ours, want, &pump_out, done_rx));
     let code = exec.wait().unwrap_or(-1);
     let _ = done_tx.send(());
     let _ = pump.join();
-    let mut st = inst.state();
-    st.running = false;
-    st.terminal = None;
-    st.exit_code = Some(code);
+    {
+        let mut st = inst.state();
+        st.running = false;
+        st.terminal = None;
+        st.exit_code = Some(code);
+    }
+    drop(out);
 }
 
 /// Copies the process's output to the client until every stream ends, or until the process
