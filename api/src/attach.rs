@@ -221,14 +221,7 @@ fn connect(ctx: &Ctx, c: &Container, out: &mpsc::Sender<Out>) -> Option<UnixStre
 
 /// Relays between the monitor and the client until the container ends or the client goes.
 fn relay(ctx: &Ctx, c: Container, want: Want, out: mpsc::Sender<Out>, input: Option<mpsc::Receiver<In>>) {
-    let conn = if c.is_running() {
-        match lifecycle::attach_to(&c) {
-            Ok(s) => Some(s),
-            Err(_) => None,
-        }
-    } else {
-        connect(ctx, &c, &out)
-    };
+    let conn = if c.is_running() { lifecycle::attach_to(&c).ok() } else { connect(ctx, &c, &out) };
     let Some(conn) = conn else { return };
     if let Some(mut input) = input
         && let Ok(mut writer) = conn.try_clone()
