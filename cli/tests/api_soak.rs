@@ -147,7 +147,7 @@ impl Traces {
 }
 
 fn cycle(socket: &Path, store: &Path, i: usize, traces: &mut Traces) {
-    let network = if i % 5 == 0 { "bridge" } else { "none" };
+    let network = if i.is_multiple_of(5) { "bridge" } else { "none" };
     let body = format!(r#"{{"Image":"busybox","Cmd":["true"],"HostConfig":{{"NetworkMode":"{network}"}}}}"#);
     let created = ok(socket, "POST", &format!("/containers/create?name=soak{i}"), Some(&body));
     let created: serde_json::Value = serde_json::from_str(&created).expect("create answers JSON");

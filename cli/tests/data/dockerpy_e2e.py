@@ -64,6 +64,17 @@ with tarfile.open(fileobj=buf, mode="w") as tar:
 assert ctr.put_archive("/tmp", buf.getvalue())
 code, out = ctr.exec_run("cat /tmp/dir/put.txt")
 assert out == b"put through docker-py\n", out
+# A generator is sent chunked (no Content-Length).
+buf = io.BytesIO()
+with tarfile.open(fileobj=buf, mode="w") as tar:
+    data = b"chunked\n" * 10000
+    info = tarfile.TarInfo("chunked.txt")
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+raw = buf.getvalue()
+assert ctr.put_archive("/tmp", (raw[i:i + 7000] for i in range(0, len(raw), 7000)))
+code, out = ctr.exec_run("wc -c /tmp/chunked.txt")
+assert out.split()[0] == b"80000", out
 bits, stat = ctr.get_archive("/tmp/dir")
 assert stat["name"] == "dir", stat
 got = tarfile.open(fileobj=io.BytesIO(b"".join(bits)))
