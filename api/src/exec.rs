@@ -441,11 +441,9 @@ fn pump(
         }
         let ready: Vec<bool> = polls.iter().map(|p| p.revents().is_some_and(|r| !r.is_empty())).collect();
         drop(polls);
-        let mut i = 0;
         let mut keep = Vec::with_capacity(fds.len());
-        for (fd, stream) in fds.drain(..) {
+        for (i, (fd, stream)) in fds.drain(..).enumerate() {
             let is_ready = ready.get(i).copied().unwrap_or(false);
-            i += 1;
             if !is_ready {
                 keep.push((fd, stream));
                 continue;

@@ -90,10 +90,18 @@ pub(crate) fn answer(
         .unwrap_or_default()
 }
 
+/// How long after the `101` the first output waits. dockerd and podman start the process only
+/// after they wrote the `101`, so its output never travels with the headers; ours may be
+/// running already (a start error is answered with a status), and docker-py reads the headers
+/// through a buffer, then the output from the raw socket: what came with the headers would be
+/// lost (`exec_run` returning nothing). Output that comes later is not held.
+const HEADERS_SETTLE: std::time::Duration = std::time::Duration::from_millis(30);
+
 async fn relay<T>(io: T, tty: bool, mut out: mpsc::Receiver<Out>, input: Option<mpsc::Sender<In>>)
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
 {
+    let settled = tokio::time::Instant::now() + HEADERS_SETTLE;
     let (mut rd, mut wr) = tokio::io::split(io);
     let reader = input.map(|tx| {
         tokio::spawn(async move {
@@ -114,6 +122,7 @@ where
         })
     });
     while let Some(o) = out.recv().await {
+        tokio::time::sleep_until(settled).await;
         if wr.write_all(&encode(tty, o)).await.is_err() || wr.flush().await.is_err() {
             break;
         }

@@ -34,10 +34,18 @@ impl From<volume::Error> for ApiError {
     }
 }
 
-async fn list(State(ctx): State<Ctx>) -> Result<Response, ApiError> {
+/// `GET /volumes` (`filters` as `rbuild volume ls --filter`: name, label, driver, dangling).
+async fn list(
+    State(ctx): State<Ctx>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let filters = filter_values(&q)?;
     blocking(move || {
-        let volumes = Volumes::open(ctx.root.as_path())?;
-        let list: Vec<_> = volumes.list()?.iter().map(runtime::inspect::volume).collect();
+        let filters = runtime::filters::Filters::for_volumes(&filters)?;
+        let used = volume::volume_users(ctx.root.as_path())?;
+        let mut volumes = Volumes::open(ctx.root.as_path())?.list()?;
+        volumes.retain(|v| filters.matches_volume(v, used.contains_key(&v.name)));
+        let list: Vec<_> = volumes.iter().map(runtime::inspect::volume).collect();
         Ok(axum::Json(json!({ "Volumes": list, "Warnings": [] })).into_response())
     })
     .await
