@@ -30,6 +30,8 @@ command -v git >/dev/null || need+=(git)
 # ... and docker-compose 1.29 and docker-py 5 (python3-docker), driven as their users drive them.
 [ -x /usr/bin/docker-compose ] || need+=(docker-compose)
 /usr/bin/python3 -c 'import docker' 2>/dev/null || need+=(python3-docker)
+# The service's socket activation is tested with systemd's own activator (no systemd runs).
+[ -x /usr/bin/systemd-socket-activate ] || need+=(systemd)
 # Multi-platform builds run foreign RUN steps through QEMU user emulation (rbuild registers the
 # binfmt_misc entries from the package's binfmt.d files).
 command -v qemu-aarch64-static >/dev/null || need+=(qemu-user-static)

@@ -173,6 +173,14 @@ async fn create(
         state: Mutex::default(),
     });
     let id = instance.id.clone();
+    {
+        let (root, inst) = (ctx.root.clone(), instance.clone());
+        blocking(move || {
+            runtime::exec::event(root.as_path(), inst.container.as_str(), "exec_create", &inst.req);
+            Ok(())
+        })
+        .await?;
+    }
     ctx.execs.lock().by_id.insert(id.clone(), instance);
     Ok((StatusCode::CREATED, axum::Json(json!({ "Id": id }))).into_response())
 }

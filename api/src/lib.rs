@@ -52,11 +52,16 @@ pub enum Error {
 }
 
 /// Where to listen.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Endpoint {
     Unix(PathBuf),
     /// Loopback only (the caller checks), as podman's unauthenticated TCP.
     Tcp(std::net::SocketAddr),
+    /// A listening unix socket made by someone else (systemd's socket activation): served as
+    /// it is, its file left in place when the service ends (the next connection starts it).
+    UnixListener(std::os::unix::net::UnixListener),
+    /// A listening TCP socket made by someone else; loopback only, as [`Endpoint::Tcp`].
+    TcpListener(std::net::TcpListener),
 }
 
 /// What the handlers share: the store, and what lives only as long as this process: streams
@@ -227,7 +232,7 @@ fn hold_while_streaming(resp: Response, busy: Busy) -> Response {
 /// `on_listen` gets a unix socket's path once it exists (to set its mode and group).
 pub fn serve(
     root: &Path,
-    endpoint: &Endpoint,
+    endpoint: Endpoint,
     idle: Option<Duration>,
     on_listen: &dyn Fn(&Path) -> std::io::Result<()>,
 ) -> Result<(), Error> {
@@ -235,7 +240,7 @@ pub fn serve(
         .enable_all()
         .build()
         .map_err(|e| Error::Listen(format!("starting the runtime: {e}")))?;
-    rt.block_on(serve_async(root.to_path_buf(), endpoint.clone(), idle, on_listen))
+    rt.block_on(serve_async(root.to_path_buf(), endpoint, idle, on_listen))
 }
 
 async fn serve_async(
@@ -299,6 +304,20 @@ async fn serve_async(
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|e| Error::Listen(format!("{addr}: {e}")))?;
+            axum::serve(listener, make).with_graceful_shutdown(shutdown).await
+        }
+        Endpoint::UnixListener(listener) => {
+            let listener = listener
+                .set_nonblocking(true)
+                .and_then(|()| tokio::net::UnixListener::from_std(listener))
+                .map_err(|e| Error::Listen(format!("the inherited unix socket: {e}")))?;
+            axum::serve(listener, make).with_graceful_shutdown(shutdown).await
+        }
+        Endpoint::TcpListener(listener) => {
+            let listener = listener
+                .set_nonblocking(true)
+                .and_then(|()| tokio::net::TcpListener::from_std(listener))
+                .map_err(|e| Error::Listen(format!("the inherited TCP socket: {e}")))?;
             axum::serve(listener, make).with_graceful_shutdown(shutdown).await
         }
     }

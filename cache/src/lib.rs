@@ -9,6 +9,7 @@ mod archive;
 mod copyup;
 mod digest;
 mod error;
+pub mod events;
 mod gc;
 mod inspect;
 mod layer;

@@ -537,9 +537,18 @@ impl Store {
         self.write_atomic(&self.tags_path(), &bytes)
     }
 
-    /// Points `reference` at the image `digest`, replacing what it pointed at before. An image
-    /// that loses its last name this way stays, as a dangling image (as in Docker).
+    /// Points `reference` at the image `digest` as [`Store::set_tag`] does, and records docker's
+    /// `tag` event (`docker tag`, a build's `-t`, `import` and `commit` with a name).
     pub fn tag(&self, reference: &ImageRef, digest: &Digest) -> Result<()> {
+        self.set_tag(reference, digest)?;
+        crate::events::image(self.root(), "tag", digest.as_str(), &reference.to_string());
+        Ok(())
+    }
+
+    /// Points `reference` at the image `digest`, replacing what it pointed at before. An image
+    /// that loses its last name this way stays, as a dangling image (as in Docker). No event:
+    /// pulls and loads name what they bring, and dockerd reports them as `pull` or `load` alone.
+    pub fn set_tag(&self, reference: &ImageRef, digest: &Digest) -> Result<()> {
         let _lock = self.lock("images")?;
         let mut table = self.read_tags()?;
         let old = table.images.insert(reference.key(), digest.clone());
@@ -715,6 +724,14 @@ impl Store {
         }
         if !removed.is_empty() {
             self.write_tags(&table)?;
+        }
+        // As dockerd's prune: an `untag` per name, a `delete` per image, by ID.
+        for r in &removed {
+            let id = r.digest.as_str();
+            for _ in &r.untagged {
+                crate::events::image(self.root(), "untag", id, id);
+            }
+            crate::events::image(self.root(), "delete", id, id);
         }
         Ok(removed)
     }

@@ -426,6 +426,8 @@ pub fn exec(store: &Store, a: ExecArgs) -> Result<ExitCode> {
         size: if a.tty { session::exec_size() } else { None },
         privileged: a.privileged,
     };
+    // `docker exec` creates, then starts: the same events (start and die come from the runtime).
+    runtime::exec::event(store.root(), &a.container, "exec_create", &req);
     if a.detach {
         return match runtime::exec::detach(store.root(), &a.container, &req) {
             Ok(()) => Ok(ExitCode::SUCCESS),

@@ -32,6 +32,13 @@ pub(crate) enum Fetched {
     Manifest(Manifest),
 }
 
+/// docker's `pull` event, by the reference as the user wrote it (`busybox:latest`), whoever
+/// pulled (`rbuild pull`, the API's `images/create`, a build's FROM).
+fn pulled(store: &Store, reference: &ImageRef) {
+    let name = reference.to_string();
+    cache::events::image(store.root(), "pull", &name, &name);
+}
+
 impl Client {
     /// Pulls `reference` into `store` and tags it there; returns the image.
     ///
@@ -44,14 +51,20 @@ impl Client {
     /// The registry's mirrors in the config file are tried first, in order; the registry itself
     /// last, unless the config blocks it.
     pub fn pull(&self, store: &Store, reference: &ImageRef, platform: Option<&Platform>) -> Result<Image> {
-        self.first_source(reference, |repo| self.pull_from(store, reference, repo, platform, true))
+        let image =
+            self.first_source(reference, |repo| self.pull_from(store, reference, repo, platform, true))?;
+        pulled(store, reference);
+        Ok(image)
     }
 
     /// [`Client::pull`] without tagging: the image for `platform` is stored and returned, and
     /// the name keeps pointing where it did (a build for another platform pins it instead,
     /// `cache::Store::pin_platform`).
     pub fn pull_untagged(&self, store: &Store, reference: &ImageRef, platform: &Platform) -> Result<Image> {
-        self.first_source(reference, |repo| self.pull_from(store, reference, repo, Some(platform), false))
+        let image = self
+            .first_source(reference, |repo| self.pull_from(store, reference, repo, Some(platform), false))?;
+        pulled(store, reference);
+        Ok(image)
     }
 
     fn pull_from(
@@ -96,7 +109,9 @@ impl Client {
     /// index gives the same digest. A reference that is a single manifest is pulled and tagged
     /// as it is. Nothing is tagged unless everything is stored.
     pub fn pull_all_platforms(&self, store: &Store, reference: &ImageRef) -> Result<PulledAll> {
-        self.first_source(reference, |repo| self.pull_all_from(store, reference, repo))
+        let all = self.first_source(reference, |repo| self.pull_all_from(store, reference, repo))?;
+        pulled(store, reference);
+        Ok(all)
     }
 
     fn pull_all_from(&self, store: &Store, reference: &ImageRef, repo: &Repository) -> Result<PulledAll> {
@@ -130,7 +145,7 @@ impl Client {
         }
         let stored = store.put_index(&bytes)?;
         debug_assert_eq!(stored, digest);
-        store.tag(reference, &digest)?;
+        store.set_tag(reference, &digest)?;
         let images = index
             .manifests
             .iter()
@@ -206,7 +221,7 @@ impl Client {
         // The image this machine will run: its layers are unpacked as they arrive.
         self.store_manifests(store, repo, shown, &[(bytes, digest.clone(), manifest)], true)?;
         if tag {
-            store.tag(reference, &digest)?;
+            store.set_tag(reference, &digest)?;
         }
         Ok(store.image(&digest)?)
     }

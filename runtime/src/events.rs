@@ -2,28 +2,20 @@
 //! (`docker events`), kept in an append-only log in the store so that every front end (the
 //! CLI, the API service, a container's monitor) writes and reads the same history.
 //!
-//! `<store>/events.jsonl` holds one docker-shaped JSON object a line. Each line goes in with
-//! one `write` on a descriptor opened with `O_APPEND`, so concurrent writers never interleave.
-//! Past [`ROTATE_AT`] the file becomes `events.jsonl.1` (the one before is dropped): the log
-//! stays bounded. Writing an event is best effort: a failure never fails the operation.
+//! The log and its writer are `cache::events` (pulls, pushes and tags emit below this crate);
+//! here: containers' events, reading the log back, following it across rotations, and
+//! `docker events`' time bounds and filters.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use nix::fcntl::{Flock, FlockArg};
-use serde::{Deserialize, Serialize};
+pub use cache::events::{Actor, Event, ROTATE_AT, emit, image, now_nanos};
+use cache::events::{LOG, OLD};
 
 use crate::container::Container;
-
-/// The log's size past which it is rotated.
-pub const ROTATE_AT: u64 = 1 << 20;
-
-const LOG: &str = "events.jsonl";
-const OLD: &str = "events.jsonl.1";
 
 /// Why a `since`/`until` time or a filter is refused.
 #[derive(Debug, thiserror::Error)]
@@ -42,149 +34,25 @@ pub enum Error {
 
 const FILTER_KEYS: &str = "type, event, container, image, network, volume, label";
 
-/// Who an event is about: its id (a container's or network's id, a volume's name, an image
-/// reference) and docker's attributes (name, image, exitCode, signal, labels...).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Actor {
-    #[serde(rename = "ID")]
-    pub id: String,
-    #[serde(rename = "Attributes", default)]
-    pub attributes: BTreeMap<String, String>,
-}
-
-/// One event, in dockerd's JSON shape (`events.Message`): containers' events also carry the
-/// old `status`, `id` and `from` fields that clients of old API versions read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Event {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub from: Option<String>,
-    /// `container`, `network`, `volume`, `image`.
-    #[serde(rename = "Type")]
-    pub kind: String,
-    /// `create`, `start`, `die`, `health_status: healthy`...
-    #[serde(rename = "Action")]
-    pub action: String,
-    #[serde(rename = "Actor")]
-    pub actor: Actor,
-    pub scope: String,
-    pub time: i64,
-    #[serde(rename = "timeNano")]
-    pub time_nano: i64,
-}
-
-/// Nanoseconds since the epoch, now (events' `timeNano`).
-pub fn now_nanos() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
-}
-
-impl Event {
-    /// An event about `id` now.
-    pub fn new(
-        kind: &str,
-        action: &str,
-        id: &str,
-        attributes: impl IntoIterator<Item = (String, String)>,
-    ) -> Event {
-        let time_nano = now_nanos();
-        Event {
-            status: None,
-            id: None,
-            from: None,
-            kind: kind.to_string(),
-            action: action.to_string(),
-            actor: Actor { id: id.to_string(), attributes: attributes.into_iter().collect() },
-            scope: "local".into(),
-            time: time_nano.div_euclid(1_000_000_000),
-            time_nano,
-        }
-    }
-
-    /// A container's event: its labels, `image` and `name` among the attributes, then
-    /// `extra` (`exitCode`, `signal`...), as dockerd's `LogContainerEventWithAttributes`.
-    pub fn container(c: &Container, action: &str, extra: &[(&str, String)]) -> Event {
-        let image = c.config.config.image.clone();
-        let mut attrs: BTreeMap<String, String> = c.config.config.labels.clone();
-        attrs.insert("image".into(), image.clone());
-        attrs.insert("name".into(), c.name().to_string());
-        for (k, v) in extra {
-            attrs.insert((*k).to_string(), v.clone());
-        }
-        let mut e = Event::new("container", action, c.id().as_str(), attrs);
-        e.status = Some(action.to_string());
-        e.id = Some(c.id().to_string());
-        e.from = Some(image);
-        e
-    }
-
-    /// Seconds and nanoseconds since the epoch.
-    pub fn when(&self) -> (i64, u32) {
-        (self.time_nano.div_euclid(1_000_000_000), self.time_nano.rem_euclid(1_000_000_000) as u32)
-    }
-
-    /// The line `docker events` prints: `2026-12-07T03:00:00.000000000Z container start <id>
-    /// (image=busybox, name=x)`.
-    pub fn text(&self) -> String {
-        let (secs, nanos) = self.when();
-        let time = cache::time::format_unix(secs, 0);
-        let time = format!("{}.{nanos:09}Z", time.trim_end_matches('Z'));
-        let attrs: Vec<String> = self.actor.attributes.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let mut line = format!("{time} {} {} {}", self.kind, self.action, self.actor.id);
-        if !attrs.is_empty() {
-            line.push_str(&format!(" ({})", attrs.join(", ")));
-        }
-        line
-    }
-}
-
-/// Appends `event` to the store's log. Never fails the caller: an event that cannot be
-/// written is lost (and said on stderr), the operation it reports stands.
-pub fn emit(store_root: &Path, event: Event) {
-    if let Err(e) = append(store_root, &event) {
-        eprintln!(
-            "rbuild: recording event {} {}: {}",
-            event.kind,
-            event.action,
-            hostutil::errors::one_line(&e)
-        );
-    }
-}
-
 fn io_at(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
     move |source| Error::Io { path: path.to_path_buf(), source }
 }
 
-fn append(root: &Path, event: &Event) -> Result<(), Error> {
-    let path = root.join(LOG);
-    let mut line = serde_json::to_vec(event).map_err(|e| io_at(&path)(io::Error::other(e)))?;
-    line.push(b'\n');
-    if fs::metadata(&path).is_ok_and(|m| m.len() >= ROTATE_AT) {
-        rotate(root)?;
+/// A container's event: its labels, `image` and `name` among the attributes, then
+/// `extra` (`exitCode`, `signal`...), as dockerd's `LogContainerEventWithAttributes`.
+pub fn container(c: &Container, action: &str, extra: &[(&str, String)]) -> Event {
+    let image = c.config.config.image.clone();
+    let mut attrs: BTreeMap<String, String> = c.config.config.labels.clone();
+    attrs.insert("image".into(), image.clone());
+    attrs.insert("name".into(), c.name().to_string());
+    for (k, v) in extra {
+        attrs.insert((*k).to_string(), v.clone());
     }
-    let mut f = OpenOptions::new().append(true).create(true).open(&path).map_err(io_at(&path))?;
-    // One write: with O_APPEND, lines of concurrent writers never mix.
-    f.write_all(&line).map_err(io_at(&path))
-}
-
-/// Moves the full log aside, under a lock so that two writers past the size rotate once.
-fn rotate(root: &Path) -> Result<(), Error> {
-    let lock_path = root.join("events.lock");
-    let f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&lock_path)
-        .map_err(io_at(&lock_path))?;
-    let _lock = Flock::lock(f, FlockArg::LockExclusive)
-        .map_err(|(_, e)| Error::Io { path: lock_path.clone(), source: e.into() })?;
-    let path = root.join(LOG);
-    if fs::metadata(&path).is_ok_and(|m| m.len() >= ROTATE_AT) {
-        fs::rename(&path, root.join(OLD)).map_err(io_at(&path))?;
-    }
-    Ok(())
+    let mut e = Event::new("container", action, c.id().as_str(), attrs);
+    e.status = Some(action.to_string());
+    e.id = Some(c.id().to_string());
+    e.from = Some(image);
+    e
 }
 
 /// A time bound as `docker events --since/--until` and the API take it: a Unix timestamp

@@ -42,6 +42,9 @@ pub enum ExecStdio {
 /// A process running in a container.
 pub struct Exec {
     process: executor::ExecProcess,
+    /// The store and the container, for the `exec_die` event.
+    root: std::path::PathBuf,
+    container: Container,
     /// With [`ExecRequest::tty`]: the pseudo-terminal's master. What the process writes is read
     /// from it, what it should read is written to it.
     pub terminal: Option<File>,
@@ -53,10 +56,30 @@ impl Exec {
         self.process.pid()
     }
 
-    /// Blocks until the process ends; its exit code (128 + N if signal N killed it).
+    /// Blocks until the process ends; its exit code (128 + N if signal N killed it). Records
+    /// docker's `exec_die` event with it.
     pub fn wait(self) -> Result<i32> {
-        Ok(self.process.wait()?.code())
+        let code = self.process.wait()?.code();
+        crate::events::emit(
+            &self.root,
+            crate::events::container(&self.container, "exec_die", &[("exitCode", code.to_string())]),
+        );
+        Ok(code)
     }
+}
+
+/// Records docker's exec event `action` (`exec_create`, `exec_start`) for `req` in the
+/// container `what`: the action names the command (`exec_start: sh -c date`), as dockerd's.
+/// Best effort, as every event: a container that cannot be read gets none.
+pub fn event(root: &Path, what: &str, action: &str, req: &ExecRequest) {
+    if let Ok(c) = Containers::open(root).and_then(|cs| cs.find(what)) {
+        emit_for(root, &c, action, req);
+    }
+}
+
+fn emit_for(root: &Path, c: &Container, action: &str, req: &ExecRequest) {
+    let action = format!("{action}: {}", req.cmd.join(" "));
+    crate::events::emit(root, crate::events::container(c, &action, &[]));
 }
 
 /// Sets the size of an exec's (or a container's) terminal; the kernel sends its foreground
@@ -125,7 +148,7 @@ pub fn exec(root: &Path, what: &str, req: &ExecRequest, stdio: ExecStdio) -> Res
     }
     let c = joinable(root, what)?;
     let spec = spec_for(&c, req)?;
-    if req.tty {
+    let (process, terminal) = if req.tty {
         // The container's own devpts, so that `tty` names the terminal inside it; the host's
         // if the container has none.
         let ptmx = PathBuf::from(format!("/proc/{}/root/dev/pts/ptmx", c.state.pid));
@@ -136,14 +159,16 @@ pub fn exec(root: &Path, what: &str, req: &ExecRequest, stdio: ExecStdio) -> Res
         if let Some((rows, cols)) = req.size {
             resize(&terminal, rows, cols)?;
         }
-        let process = executor::exec(&spec, executor::SpawnStdio::Tty(slave))?;
-        return Ok(Exec { process, terminal: Some(terminal) });
-    }
-    let stdio = match stdio {
-        ExecStdio::Null => executor::SpawnStdio::Null,
-        ExecStdio::Fds { stdin, stdout, stderr } => executor::SpawnStdio::Fds { stdin, stdout, stderr },
+        (executor::exec(&spec, executor::SpawnStdio::Tty(slave))?, Some(terminal))
+    } else {
+        let stdio = match stdio {
+            ExecStdio::Null => executor::SpawnStdio::Null,
+            ExecStdio::Fds { stdin, stdout, stderr } => executor::SpawnStdio::Fds { stdin, stdout, stderr },
+        };
+        (executor::exec(&spec, stdio)?, None)
     };
-    Ok(Exec { process: executor::exec(&spec, stdio)?, terminal: None })
+    emit_for(root, &c, "exec_start", req);
+    Ok(Exec { process, root: root.to_path_buf(), container: c, terminal })
 }
 
 /// argv[1] of the re-executed binary that holds a detached exec; `main` must call

@@ -367,6 +367,13 @@ pub fn commit(store: &Store, c: &Container, opts: &CommitOptions<'_>) -> Result<
         Some(r) => store.tag(r, &new.digest)?,
         None => store.keep_dangling(&new.digest)?,
     }
+    // dockerd reports a commit as the container's event, naming the new image.
+    let attrs = [
+        ("comment", opts.comment.clone().unwrap_or_default()),
+        ("imageID", new.digest.to_string()),
+        ("imageRef", opts.reference.map(ToString::to_string).unwrap_or_default()),
+    ];
+    crate::events::emit(store.root(), crate::events::container(c, "commit", &attrs));
     Ok(new)
 }
 

@@ -188,7 +188,7 @@ pub fn watch(root: PathBuf, id: ContainerId, pid: i32, config: HealthConfig, sto
         let _ = containers.save_state(&c);
         if now != before {
             let action = format!("health_status: {}", now.as_str());
-            crate::events::emit(&root, crate::events::Event::container(&c, &action, &[]));
+            crate::events::emit(&root, crate::events::container(&c, &action, &[]));
         }
     }
 }

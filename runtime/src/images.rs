@@ -51,6 +51,25 @@ fn target(store: &Store, name: &str) -> Result<Target> {
 /// is refused without `force`, and with it loses its names but stays, dangling, for the
 /// container. `in_use` is [`in_use`], read once for a whole `rmi` of several names.
 pub fn remove(store: &Store, name: &str, force: bool, in_use: &BTreeSet<Digest>) -> Result<Vec<Removed>> {
+    let (removed, digest) = remove_image(store, name, force, in_use)?;
+    // dockerd names the image by ID in both (`LogImageEvent(imgID, imgID, ...)`).
+    for r in &removed {
+        let action = match r {
+            Removed::Untagged(_) => "untag",
+            Removed::Deleted(_) => "delete",
+        };
+        crate::events::image(store.root(), action, digest.as_str(), digest.as_str());
+    }
+    Ok(removed)
+}
+
+/// [`remove`]'s work; what it did, and the image it was about.
+fn remove_image(
+    store: &Store,
+    name: &str,
+    force: bool,
+    in_use: &BTreeSet<Digest>,
+) -> Result<(Vec<Removed>, Digest)> {
     let mut done = Vec::new();
     let digest = match target(store, name)? {
         Target::Tag(reference, digest) => {
@@ -65,7 +84,7 @@ pub fn remove(store: &Store, name: &str, force: bool, in_use: &BTreeSet<Digest>)
             store.untag(&reference)?;
             done.push(Removed::Untagged(reference.key()));
             if others {
-                return Ok(done);
+                return Ok((done, digest));
             }
             digest
         }
@@ -92,7 +111,7 @@ pub fn remove(store: &Store, name: &str, force: bool, in_use: &BTreeSet<Digest>)
         // The names went; the image stays for its container, as a dangling one.
         store.keep_dangling(&digest)?;
     } else {
-        done.push(Removed::Deleted(digest));
+        done.push(Removed::Deleted(digest.clone()));
     }
-    Ok(done)
+    Ok((done, digest))
 }

@@ -13,7 +13,7 @@ use nix::sys::signal::Signal;
 use crate::container::{
     Config, Container, ContainerConfig, ContainerId, Containers, HostConfig, Status, now_rfc3339,
 };
-use crate::events::{self, Event};
+use crate::events;
 use crate::monitor::{self, Ready};
 use crate::network::{self, Networks};
 use crate::spec::{MountRequest, NetworkRequest, PortMapping, Protocol};
@@ -170,7 +170,7 @@ pub fn create(root: &Path, store: &cache::Store, image_ref: &str, opts: CreateOp
         Ok(c)
     });
     match &made {
-        Ok(c) => events::emit(root, Event::container(c, "create", &[])),
+        Ok(c) => events::emit(root, events::container(c, "create", &[])),
         Err(_) => {
             containers.release_name(&name, &id);
             let _ = std::fs::remove_dir_all(containers.dir(&id));
@@ -299,7 +299,7 @@ pub fn refresh(containers: &Containers, c: Container) -> Result<Container> {
     containers.save_state(&c)?;
     // The monitor that would have said so is gone.
     if let Some(root) = c.dir.parent().and_then(Path::parent) {
-        events::emit(root, Event::container(&c, "die", &[("exitCode", "137".to_string())]));
+        events::emit(root, events::container(&c, "die", &[("exitCode", "137".to_string())]));
     }
     Ok(c)
 }
@@ -362,18 +362,21 @@ pub fn stop(root: &Path, what: &str, timeout: Option<u32>) -> Result<Container> 
     let timeout = timeout.or(c.config.config.stop_timeout).unwrap_or(10);
     if c.is_alive() {
         if signal(&c, sig).is_ok() {
-            events::emit(root, Event::container(&c, "kill", &[("signal", (sig as i32).to_string())]));
+            events::emit(root, events::container(&c, "kill", &[("signal", (sig as i32).to_string())]));
         }
         if c.state.status == Status::Paused {
             thaw(&c)?;
         }
     }
     if !wait_monitor(&c, Some(Duration::from_secs(timeout.into()))) {
-        events::emit(root, Event::container(&c, "kill", &[("signal", (Signal::SIGKILL as i32).to_string())]));
+        events::emit(
+            root,
+            events::container(&c, "kill", &[("signal", (Signal::SIGKILL as i32).to_string())]),
+        );
         kill_all(&c);
         wait_monitor(&c, Some(Duration::from_secs(30)));
     }
-    events::emit(root, Event::container(&c, "stop", &[]));
+    events::emit(root, events::container(&c, "stop", &[]));
     Ok(containers.load(c.id()).unwrap_or(c))
 }
 
@@ -386,7 +389,7 @@ pub fn kill(root: &Path, what: &str, sig: Signal) -> Result<Container> {
     }
     let c = mark_stopped_by_user(&containers, c.id())?;
     signal(&c, sig)?;
-    events::emit(root, Event::container(&c, "kill", &[("signal", (sig as i32).to_string())]));
+    events::emit(root, events::container(&c, "kill", &[("signal", (sig as i32).to_string())]));
     if c.state.status == Status::Paused && sig == Signal::SIGKILL {
         kill_all(&c);
     }
@@ -435,7 +438,7 @@ pub fn set_paused(root: &Path, what: &str, paused: bool) -> Result<Container> {
     }
     c.state.status = to;
     containers.save_state(&c)?;
-    events::emit(root, Event::container(&c, if paused { "pause" } else { "unpause" }, &[]));
+    events::emit(root, events::container(&c, if paused { "pause" } else { "unpause" }, &[]));
     Ok(c)
 }
 
@@ -473,7 +476,7 @@ pub fn remove_stopped(root: &Path, containers: &Containers, c: &Container, volum
     let _lock = containers.lock(c.id())?;
     cleanup_leftovers(c);
     containers.delete(c)?;
-    events::emit(root, Event::container(c, "destroy", &[]));
+    events::emit(root, events::container(c, "destroy", &[]));
     let anonymous =
         c.config.host.mounts.iter().any(|m| matches!(m, MountRequest::Volume { anonymous: true, .. }));
     if volumes && anonymous {

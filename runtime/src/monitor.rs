@@ -356,7 +356,7 @@ impl Monitor {
             let recorded = self.record_exit(code, oom, &error);
             if let Ok(c) = self.containers.load(&self.id) {
                 self.volume_events(&c, "unmount");
-                let die = crate::events::Event::container(&c, "die", &[("exitCode", code.to_string())]);
+                let die = crate::events::container(&c, "die", &[("exitCode", code.to_string())]);
                 crate::events::emit(&self.root, die);
             }
             match recorded {
@@ -551,7 +551,7 @@ impl Monitor {
                 self.containers.save_state(&c)?;
                 drop(lock);
                 self.volume_events(&c, "mount");
-                crate::events::emit(&self.root, crate::events::Event::container(&c, "start", &[]));
+                crate::events::emit(&self.root, crate::events::container(&c, "start", &[]));
                 Ok((sandbox, pumps, plumbing))
             }
             Err(e) => {

@@ -203,12 +203,17 @@ pub fn push(
     found: &Digest,
     destination: &ImageRef,
 ) -> Result<Pushed, CacheError> {
+    // docker's `push` event, by the name pushed, once the registry has the manifest.
+    let pushed =
+        || cache::events::image(store.root(), "push", &destination.to_string(), &destination.to_string());
     if store.index(found)?.is_some() {
         let digest = client.push_index(store, found, destination)?;
+        pushed();
         return Ok(Pushed { digest, mounts_error: None });
     }
     let image = store.image(found)?;
     let digest = client.push(store, &image, destination)?;
+    pushed();
     let mounts_error = push_inline_mounts(store, client, &image, destination).err();
     Ok(Pushed { digest, mounts_error })
 }

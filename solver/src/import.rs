@@ -54,5 +54,6 @@ pub fn import(
         Some(r) => store.tag(r, &image.digest)?,
         None => store.keep_dangling(&image.digest)?,
     }
+    cache::events::image(store.root(), "import", image.digest.as_str(), image.digest.as_str());
     Ok(image)
 }

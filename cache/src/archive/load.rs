@@ -52,7 +52,7 @@ pub(super) fn load(store: &Store, archive: &Path, name: bool) -> Result<Vec<Load
     // Every blob of every image is present and verified: only now do names point at them.
     for loaded in images.iter().filter(|_| name) {
         match &loaded.reference {
-            Some(r) => store.tag(r, &loaded.target)?,
+            Some(r) => store.set_tag(r, &loaded.target)?,
             // Kept without a name, as docker keeps an untagged image it loads (`<none>`).
             None => store.keep_dangling(&loaded.target)?,
         }

@@ -44,7 +44,11 @@ impl Store {
         format: ArchiveFormat,
         out: &Path,
     ) -> Result<()> {
-        save::save(self, images, format, out)
+        save::save(self, images, format, out)?;
+        for (_, image) in images {
+            crate::events::image(self.root(), "save", image.digest.as_str(), image.digest.as_str());
+        }
+        Ok(())
     }
 
     /// The images `save NAME...` writes, each with the name it is saved under: a name that is
@@ -73,7 +77,11 @@ impl Store {
     /// Reads an OCI or Docker archive (detected from its content), stores its blobs and tags,
     /// and returns the images it held.
     pub fn load(&self, archive: &Path) -> Result<Vec<LoadedImage>> {
-        load::load(self, archive, true)
+        let loaded = load::load(self, archive, true)?;
+        for l in &loaded {
+            crate::events::image(self.root(), "load", l.target.as_str(), l.target.as_str());
+        }
+        Ok(loaded)
     }
 
     /// [`Store::load`] without naming anything: the images are reachable by digest only (a
