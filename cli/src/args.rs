@@ -281,7 +281,8 @@ pub enum SystemCommand {
 #[derive(Debug, Args)]
 pub struct ServiceArgs {
     /// Seconds without a request after which the service exits; 0: serve for ever.
-    #[arg(short, long, default_value_t = 5)]
+    /// (`--time` as podman's; `--timeout` is accepted too.)
+    #[arg(short, long, visible_alias = "timeout", default_value_t = 5)]
     pub time: u64,
     /// Group that may use the socket (it is 0660); default: root's only.
     #[arg(long)]

@@ -24,8 +24,8 @@ fn default_socket() -> Result<PathBuf> {
     Ok(PathBuf::from(dir).join("rbuild/docker.sock"))
 }
 
-/// `unix:///path`, `tcp://127.0.0.1:PORT`; a TCP address off loopback is refused (no TLS yet:
-/// the API is root on this machine).
+/// `unix:///path`, `tcp://127.0.0.1:PORT`; a TCP address off loopback is refused: the API is
+/// root on this machine, and TLS is not served (api/README.md, "Security").
 fn endpoint(uri: Option<&str>) -> Result<api::Endpoint> {
     let Some(uri) = uri else { return Ok(api::Endpoint::Unix(default_socket()?)) };
     if let Some(path) = uri.strip_prefix("unix://") {
