@@ -258,3 +258,34 @@ fn docker_run_in_the_foreground_attaches_and_docker_exec_runs_in_the_container()
     assert_ne!(code, 0);
     assert!(err.contains("No such container"), "{err}");
 }
+
+#[test]
+fn a_published_port_serves_the_host_and_the_views_agree() {
+    let e = Env::new(env!("CARGO_BIN_EXE_rbuild"));
+    let api = Service::start(&e);
+    let port = test_support::free_port();
+    let publish = format!("127.0.0.1:{port}:80");
+    api.ok(&[
+        "run",
+        "-d",
+        "-p",
+        &publish,
+        "--name",
+        "web",
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir /www && echo served > /www/index.html && exec httpd -f -p 80 -h /www",
+    ]);
+    test_support::wait_for_port(port);
+    assert_eq!(test_support::http_get(port), "served\n");
+    assert_eq!(api.ok(&["port", "web", "80"]).trim(), format!("127.0.0.1:{port}"));
+    assert!(
+        api.ok(&["ps", "--format", "{{.Names}} {{.Ports}}"])
+            .contains(&format!("web 127.0.0.1:{port}->80/tcp"))
+    );
+    assert!(e.ok(&["ps"]).contains(&format!("127.0.0.1:{port}->80/tcp")));
+    api.ok(&["rm", "-f", "web"]);
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "the port is released");
+    e.ok(&["network", "prune", "-f"]);
+}

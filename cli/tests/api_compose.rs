@@ -3,29 +3,14 @@
 //! its own from compose's `healthcheck:`), a published port, a named volume, `ps`, `logs`, `exec`, an `up` that changes nothing, one that recreates, and
 //! `down -v`; rbuild's own CLI must see the same store.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use test_support::containers::Env;
 use test_support::dockerapi::{Service, triple};
 
-/// A port on 127.0.0.1 that nothing listens on now.
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("its address").port()
-}
-
-/// The body of `GET /` on 127.0.0.1:`port`, as a browser on the host would get it.
-fn http_get(port: u16) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the published port");
-    s.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n").expect("send the request");
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).expect("read the answer");
-    assert!(answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"), "{answer}");
-    answer.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default()
-}
+use test_support::{free_port, http_get};
 
 fn compose_file(port: u16, greeting: &str) -> String {
     format!(

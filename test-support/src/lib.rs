@@ -408,6 +408,18 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The body of `GET /` on 127.0.0.1:`port`, as a browser on the host would get it; the answer
+/// must be a 200.
+pub fn http_get(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the port");
+    s.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n").expect("send the request");
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).expect("read the answer");
+    assert!(answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"), "{answer}");
+    answer.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default()
+}
+
 /// Waits (up to 5 s) until something accepts connections on 127.0.0.1:`port`.
 pub fn wait_for_port(port: u16) {
     for _ in 0..500 {
