@@ -167,13 +167,16 @@ async fn attach(
     let stdin = stdin && c.config.config.open_stdin;
     let (out_tx, out_rx) = mpsc::channel::<Out>(64);
     let (in_tx, in_rx) = mpsc::channel::<In>(16);
+    // Waiting is registered before the answer: the client sends its start as soon as it has
+    // the `101`, and a start that found no attach waiting would run the container unseen.
+    let waiting = (stream && !c.is_running()).then(|| ctx.attaches.add(c.id()));
     let ctx2 = ctx.clone();
     std::thread::spawn(move || {
         if logs {
             replay_log(&c, stdout, stderr, &out_tx);
         }
         if stream {
-            relay(&ctx2, c, Want { stdout, stderr }, out_tx, stdin.then_some(in_rx));
+            relay(&ctx2, c, waiting, Want { stdout, stderr }, out_tx, stdin.then_some(in_rx));
         }
     });
     Ok(crate::hijack::answer(&mut req, tty, out_rx, stdin.then_some(in_tx), ctx.busy()))
@@ -203,13 +206,17 @@ fn replay_log(c: &Container, stdout: bool, stderr: bool, out: &mpsc::Sender<Out>
 }
 
 /// The connection to the container's monitor: at once if it runs, else once it starts.
-fn connect(ctx: &Ctx, c: &Container, out: &mpsc::Sender<Out>) -> Option<Handed> {
-    let containers = Containers::open(ctx.root.as_path()).ok()?;
-    let (token, waiting) = ctx.attaches.add(c.id());
+fn connect(
+    ctx: &Ctx,
+    c: &Container,
+    (token, waiting): (u64, std::sync::mpsc::Receiver<Handed>),
+    out: &mpsc::Sender<Out>,
+) -> Option<Handed> {
     let gone = || {
         ctx.attaches.remove(c.id(), token);
         None
     };
+    let Ok(containers) = Containers::open(ctx.root.as_path()) else { return gone() };
     loop {
         match waiting.recv_timeout(Duration::from_millis(200)) {
             Ok(s) => return Some(s),
@@ -229,6 +236,8 @@ fn connect(ctx: &Ctx, c: &Container, out: &mpsc::Sender<Out>) -> Option<Handed> 
                 }
                 return lifecycle::attach_to(&now).ok().map(|conn| Handed { conn, early: Vec::new() });
             }
+            // It ran and ended without this attach (started some other way, and quick).
+            Ok(now) if now.state.started_at != c.state.started_at => return gone(),
             Ok(_) => {}
             Err(_) => return gone(),
         }
@@ -236,11 +245,17 @@ fn connect(ctx: &Ctx, c: &Container, out: &mpsc::Sender<Out>) -> Option<Handed> 
 }
 
 /// Relays between the monitor and the client until the container ends or the client goes.
-fn relay(ctx: &Ctx, c: Container, want: Want, out: mpsc::Sender<Out>, input: Option<mpsc::Receiver<In>>) {
-    let handed = if c.is_running() {
-        lifecycle::attach_to(&c).ok().map(|conn| Handed { conn, early: Vec::new() })
-    } else {
-        connect(ctx, &c, &out)
+fn relay(
+    ctx: &Ctx,
+    c: Container,
+    waiting: Option<(u64, std::sync::mpsc::Receiver<Handed>)>,
+    want: Want,
+    out: mpsc::Sender<Out>,
+    input: Option<mpsc::Receiver<In>>,
+) {
+    let handed = match waiting {
+        Some(w) => connect(ctx, &c, w, &out),
+        None => lifecycle::attach_to(&c).ok().map(|conn| Handed { conn, early: Vec::new() }),
     };
     let Some(Handed { conn, early }) = handed else { return };
     if let Some(mut input) = input
