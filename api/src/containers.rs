@@ -825,12 +825,27 @@ async fn wait(
     let root = ctx.root.clone();
     let asked = runtime::events::now_nanos();
     tokio::task::spawn_blocking(move || {
-        let status = |c: &Result<Container, runtime::Error>| c.as_ref().map(|c| c.is_running()).ok();
         if condition == "next-exit" {
-            // The next run's end: one that is not running yet is waited for to start.
-            while status(&containers.load(&full).and_then(|c| lifecycle::refresh(&containers, c)))
-                == Some(false)
-            {
+            // The next run's end: one that is not running yet is waited for to start, and one
+            // that starts and ends between two looks is known by its new `FinishedAt`.
+            let before = containers.load(&full).ok().and_then(|c| c.state.finished_at);
+            loop {
+                match containers.load(&full).and_then(|c| lifecycle::refresh(&containers, c)) {
+                    Ok(c) if c.is_running() => break,
+                    Ok(c) if c.state.finished_at.is_some() && c.state.finished_at != before => {
+                        let body = json!({ "StatusCode": c.state.exit_code, "Error": null });
+                        let _ = tx.blocking_send(Ok(body.to_string().into_bytes()));
+                        return;
+                    }
+                    Ok(_) => {}
+                    // Gone (`--rm`) before it was seen: the code its `die` event carries.
+                    Err(_) => {
+                        let code = died_with(root.as_path(), &full, asked).unwrap_or(0);
+                        let body = json!({ "StatusCode": code, "Error": null });
+                        let _ = tx.blocking_send(Ok(body.to_string().into_bytes()));
+                        return;
+                    }
+                }
                 if tx.is_closed() {
                     return;
                 }
