@@ -217,8 +217,8 @@ pub fn detach(root: &Path, what: &str, req: &ExecRequest) -> Result<()> {
     }
     // It outlives a CLI caller by design; a caller that lives on (the API service) reaps it,
     // or it stays a zombie.
-    let mut child = cmd.spawn().map_err(|e| Error::Io { path: "rbuild-exec".into(), source: e })?;
-    std::thread::spawn(move || child.wait());
+    let child = cmd.spawn().map_err(|e| Error::Io { path: "rbuild-exec".into(), source: e })?;
+    crate::process::reap_in_background(child);
     drop(cmd);
     drop(ready_w);
     let mut word = String::new();

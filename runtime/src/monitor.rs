@@ -129,13 +129,13 @@ pub fn spawn(store_root: &Path, c: &Container, wait_attach: bool) -> Result<Spaw
             Ok(())
         });
     }
-    let mut child = cmd.spawn().map_err(|e| Error::Io { path: "rbuild-monitor".into(), source: e })?;
+    let child = cmd.spawn().map_err(|e| Error::Io { path: "rbuild-monitor".into(), source: e })?;
     drop(ready_w);
     let pid = child.id() as i32;
     // The monitor outlives a CLI caller by design, and its exit status is of no interest (the
     // container's state says what happened); but a caller that lives on (the API service)
     // must reap it, or the ended monitor stays a zombie that `kill(pid, 0)` finds alive.
-    std::thread::spawn(move || child.wait());
+    crate::process::reap_in_background(child);
     Ok(Spawned { pid, ready: File::from(ready_r) })
 }
 

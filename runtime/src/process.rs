@@ -82,3 +82,18 @@ pub(crate) fn hidden_entry_args<const N: usize>(args: &[String], marker: &str) -
     let ready = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
     (rest, ready)
 }
+
+/// Reaps `child` (a container's monitor, a detached exec's waiter) from a thread of its own, so
+/// that a caller that lives on (the API service) keeps no zombie, which `kill(pid, 0)` would
+/// find alive. The thread blocks every signal: a front end that waits for signals with sigwait
+/// (`rbuild run` relays SIGINT and SIGWINCH) must not have them delivered to it instead.
+pub(crate) fn reap_in_background(mut child: std::process::Child) {
+    use nix::sys::signal::{SigSet, SigmaskHow, pthread_sigmask};
+    let mut old = SigSet::empty();
+    let blocked = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&SigSet::all()), Some(&mut old)).is_ok();
+    // The new thread inherits this thread's mask: all blocked from its first instruction.
+    std::thread::spawn(move || child.wait());
+    if blocked {
+        let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+    }
+}
