@@ -162,15 +162,12 @@ fn docker_with_input(api: &Service, args: &[&str], input: &str) -> (i32, String,
     test_support::dockerapi::triple(child.wait_with_output().unwrap())
 }
 
-/// `docker` on a pseudo-terminal of `rows` x `cols` (util-linux's `script` makes it).
+/// `docker` on a pseudo-terminal of `rows` x `cols`.
 fn docker_on_a_terminal(api: &Service, args: &str, rows: u16, cols: u16) -> (i32, String) {
-    let out = api
-        .client("script")
-        .args(["-qec", &format!("stty rows {rows} cols {cols}; /usr/bin/docker {args}"), "/dev/null"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let (code, out, err) = test_support::dockerapi::triple(out);
+    let (code, out, err) = test_support::dockerapi::on_a_terminal(
+        api.client("/usr/bin/script"),
+        &format!("stty rows {rows} cols {cols}; /usr/bin/docker {args}"),
+    );
     (code, format!("{out}{err}"))
 }
 

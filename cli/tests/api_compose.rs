@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use test_support::containers::Env;
-use test_support::dockerapi::{Service, triple};
+use test_support::dockerapi::{Service, on_a_terminal, triple};
 
 use test_support::{free_port, http_get};
 
@@ -132,22 +132,13 @@ fn docker_compose_builds_waits_for_health_publishes_recreates_and_takes_a_projec
     assert!(logs.lines().any(|l| l.starts_with("web_1") && l.ends_with("response:200")), "{logs}");
 
     assert_eq!(p.ok(&["exec", "-T", "web", "cat", "/www/index.html"]), "hello from compose web\n");
-    // Compose runs `docker exec -it` for a tty; util-linux `script` gives it a terminal. Its stdin
-    // is a pipe held open until the end: at a closed stdin `script` echoes `^@` on the terminal,
-    // wherever the output has got to.
-    let mut child = api
-        .client("/usr/bin/script")
-        .args(["-qec", "/usr/bin/docker-compose exec web sh -c '[ -t 1 ] && echo on a tty; echo $GREETING'"])
-        .arg("/dev/null")
-        .current_dir(&p.dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("script runs (util-linux)");
-    let held_stdin = child.stdin.take();
-    let (code, out, err) = triple(child.wait_with_output().expect("script ends"));
-    drop(held_stdin);
+    // Compose runs `docker exec -it` for a tty.
+    let mut script = api.client("/usr/bin/script");
+    script.current_dir(&p.dir);
+    let (code, out, err) = on_a_terminal(
+        script,
+        "/usr/bin/docker-compose exec web sh -c '[ -t 1 ] && echo on a tty; echo $GREETING'",
+    );
     assert_eq!(code, 0, "{out}{err}");
     let lines: Vec<&str> = out.lines().map(|l| l.trim_end_matches('\r')).collect();
     assert_eq!(lines, ["on a tty", "hi"], "{out:?}");

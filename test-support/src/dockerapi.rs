@@ -74,6 +74,23 @@ pub fn triple(out: Output) -> (i32, String, String) {
     )
 }
 
+/// `shell_command` on a pseudo-terminal that util-linux `script` makes: (exit code, stdout, stderr).
+/// Its stdin is a pipe held open until the command ends: at a closed stdin `script` echoes `^@`
+/// on the terminal, wherever the output has got to.
+pub fn on_a_terminal(mut script: Command, shell_command: &str) -> (i32, String, String) {
+    let mut child = script
+        .args(["-qec", shell_command, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script runs (util-linux)");
+    let held_stdin = child.stdin.take();
+    let out = child.wait_with_output().expect("script ends");
+    drop(held_stdin);
+    triple(out)
+}
+
 impl Drop for Service {
     fn drop(&mut self) {
         let _ = self.child.kill();
