@@ -42,6 +42,11 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 # The S3 cache tests (registry/tests/s3.rs) start moto's S3 server, moto_server, on 127.0.0.1.
 python3 -c 'import moto.server' 2>/dev/null || python3 -m pip install -q 'moto[server]'
+# testcontainers-python (cli/tests/api_testcontainers.rs) wants docker-py 7, so it gets a venv
+# of its own beside Debian's docker-py 5 that docker-compose needs.
+tc=/opt/rbuild-test/testcontainers
+"$tc/bin/python" -c 'import testcontainers' 2>/dev/null ||
+  { python3 -m venv "$tc" && "$tc/bin/pip" install -q 'testcontainers==4.15.0'; }
 # slirp4netns opens /dev/net/tun as the unprivileged user: Debian's udev makes it 0666, a
 # container (as some CI machines are) may have it 0600.
 # The multi-platform tests' base images: Debian's busybox-static for arm64, armhf and i386.
