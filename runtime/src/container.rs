@@ -642,11 +642,53 @@ impl Containers {
     /// Deletes the container's directory and its name. The caller has stopped it and torn
     /// down what it had mounted.
     pub fn delete(&self, c: &Container) -> Result<()> {
+        self.unlist(c)?.empty()
+    }
+
+    /// Takes the container out of every listing and frees its name: its directory is renamed
+    /// away (so a half-deleted container never lists as one) and deleted by the [`Trash`].
+    pub fn unlist(&self, c: &Container) -> Result<Trash> {
         self.release_name(&c.config.name, &c.config.id);
-        // Renamed first so a half-deleted container never lists as one.
-        let trash = self.root.join(format!(".removing-{}", c.config.id));
+        let trash = self.root.join(format!("{TRASH_PREFIX}{}", c.config.id));
         fs::rename(&c.dir, &trash).map_err(io_at(&c.dir))?;
-        fs::remove_dir_all(&trash).map_err(io_at(&trash))
+        Ok(Trash(Some(trash)))
+    }
+
+    /// Deletes what a removal that did not finish (its process was killed) left renamed away.
+    pub fn sweep_trash(&self) {
+        let Ok(entries) = fs::read_dir(&self.root) else { return };
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(TRASH_PREFIX) {
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+}
+
+const TRASH_PREFIX: &str = ".removing-";
+
+/// A removed container's directory, out of every listing, not yet deleted: deleting it can
+/// wait until the caller has answered (a `--rm` container's exit code). Dropped, it is deleted
+/// all the same; [`Trash::empty`] tells whether that worked.
+#[derive(Debug)]
+#[must_use = "the directory is deleted when the Trash is dropped"]
+pub struct Trash(Option<PathBuf>);
+
+impl Trash {
+    /// Deletes the directory now.
+    pub fn empty(mut self) -> Result<()> {
+        match self.0.take() {
+            Some(dir) => fs::remove_dir_all(&dir).map_err(io_at(&dir)),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Trash {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take() {
+            let _ = fs::remove_dir_all(dir);
+        }
     }
 }
 

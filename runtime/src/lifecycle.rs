@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use crate::container::{
-    Config, Container, ContainerConfig, ContainerId, Containers, HostConfig, Status, now_rfc3339,
+    Config, Container, ContainerConfig, ContainerId, Containers, HostConfig, Status, Trash, now_rfc3339,
 };
 use crate::events;
 use crate::monitor::{self, Ready};
@@ -473,9 +473,17 @@ pub fn remove(root: &Path, what: &str, force: bool, volumes: bool) -> Result<Con
 
 /// Deletes a container that does not run, and with `volumes` its anonymous volumes.
 pub fn remove_stopped(root: &Path, containers: &Containers, c: &Container, volumes: bool) -> Result<()> {
+    unlist_stopped(root, containers, c, volumes)?.empty()
+}
+
+/// [`remove_stopped`], but the container's directory (out of every listing already) is deleted
+/// by the returned [`Trash`], when the caller is ready: a `--rm` container's monitor tells its
+/// clients the exit code first, since the deletion waits on the kernel to detach what was
+/// mounted there (tens of ms).
+pub fn unlist_stopped(root: &Path, containers: &Containers, c: &Container, volumes: bool) -> Result<Trash> {
     let _lock = containers.lock(c.id())?;
     cleanup_leftovers(c);
-    containers.delete(c)?;
+    let trash = containers.unlist(c)?;
     events::emit(root, events::container(c, "destroy", &[]));
     let anonymous =
         c.config.host.mounts.iter().any(|m| matches!(m, MountRequest::Volume { anonymous: true, .. }));
@@ -490,7 +498,7 @@ pub fn remove_stopped(root: &Path, containers: &Containers, c: &Container, volum
             }
         }
     }
-    Ok(())
+    Ok(trash)
 }
 
 /// What `container prune` removed.
@@ -509,6 +517,7 @@ pub fn prune(root: &Path) -> Result<Pruned> {
 /// [`prune`] of the stopped containers `wanted` accepts (the API's `filters`).
 pub fn prune_where(root: &Path, wanted: impl Fn(&Container) -> bool) -> Result<Pruned> {
     let containers = Containers::open(root)?;
+    containers.sweep_trash();
     let mut pruned = Pruned::default();
     for c in containers.list()? {
         let c = refresh(&containers, c)?;

@@ -408,18 +408,29 @@ impl Monitor {
         Some(tx)
     }
 
-    /// Removes the container for `--rm`, then tells the clients how it ended.
+    /// Removes the container for `--rm` (gone from every listing, its name free), then tells
+    /// the clients how it ended, then deletes its directory: that waits on the kernel and the
+    /// clients need not.
     fn finish(&mut self, code: i32) {
+        let mut trash = None;
         if let Ok(c) = self.containers.load(&self.id)
             && c.config.host.auto_remove
-            && let Err(e) = crate::lifecycle::remove_stopped(&self.root, &self.containers, &c, true)
         {
-            eprintln!("rbuild-monitor: removing the container: {}", hostutil::errors::one_line(&e));
+            match crate::lifecycle::unlist_stopped(&self.root, &self.containers, &c, true) {
+                Ok(t) => trash = Some(t),
+                Err(e) => {
+                    eprintln!("rbuild-monitor: removing the container: {}", hostutil::errors::one_line(&e))
+                }
+            }
         }
         self.broadcast(&MonitorFrame::Exit(code));
         let clients = std::mem::take(&mut *self.clients.lock().unwrap_or_else(|p| p.into_inner()));
         for c in clients {
             let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+        // Its own log went with the directory's rename: a failure here is nobody's to read.
+        if let Some(t) = trash {
+            let _ = t.empty();
         }
     }
 
