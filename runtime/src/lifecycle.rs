@@ -478,8 +478,8 @@ pub fn remove_stopped(root: &Path, containers: &Containers, c: &Container, volum
 
 /// [`remove_stopped`], but the container's directory (out of every listing already) is deleted
 /// by the returned [`Trash`], when the caller is ready: a `--rm` container's monitor tells its
-/// clients the exit code first, since the deletion waits on the kernel to detach what was
-/// mounted there (tens of ms).
+/// clients the exit code first, since the deletion takes tens of ms (most of it in the rmdir
+/// of the rootfs's former mount points).
 pub fn unlist_stopped(root: &Path, containers: &Containers, c: &Container, volumes: bool) -> Result<Trash> {
     let _lock = containers.lock(c.id())?;
     cleanup_leftovers(c);

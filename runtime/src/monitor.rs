@@ -409,8 +409,8 @@ impl Monitor {
     }
 
     /// Removes the container for `--rm` (gone from every listing, its name free), then tells
-    /// the clients how it ended, then deletes its directory: that waits on the kernel and the
-    /// clients need not.
+    /// the clients how it ended, then deletes its directory: that takes tens of ms the clients
+    /// need not wait for.
     fn finish(&mut self, code: i32) {
         let mut trash = None;
         if let Ok(c) = self.containers.load(&self.id)
