@@ -176,6 +176,9 @@ fn run(
     let bytes =
         std::fs::read(&path).map_err(|_| format!("Cannot locate specified Dockerfile: {}", r.dockerfile))?;
     let dockerfile = frontend::decode(&r.dockerfile, &bytes).map_err(|e| line(&e))?.to_string();
+    // `[gc] keep-storage` of the store's rbuild.toml, as after a CLI build; read first, so a
+    // bad file fails the build at once.
+    let limit = store.configured_limit().map_err(|e| line(&e))?;
     // Until the image is named, a prune meanwhile spares what this build uses and makes.
     let lease = store.lease().map_err(|e| line(&e))?;
     store.remove_stale_snapshots().map_err(|e| line(&e))?;
@@ -205,6 +208,9 @@ fn run(
         store.keep_dangling(&image.digest).map_err(|e| line(&e))?;
     }
     drop(lease);
+    if let Some(limit) = &limit {
+        keep_within(store, limit, r.quiet, lines)?;
+    }
     let short: String = image.digest.hex().chars().take(12).collect();
     lines.send(json!({ "aux": { "ID": image.digest.to_string() } }));
     if r.quiet {
@@ -215,6 +221,28 @@ fn run(
     lines.stream(&format!("Successfully built {short}\n"));
     for t in &r.tags {
         lines.stream(&format!("Successfully tagged {}\n", t.key()));
+    }
+    Ok(())
+}
+
+/// Prunes the store back to its size limit after a build, and says so in the build's output
+/// in the CLI's words.
+fn keep_within(
+    store: &cache::Store,
+    limit: &cache::SizeLimit,
+    quiet: bool,
+    lines: &Lines,
+) -> Result<(), String> {
+    let failed = |e: &(dyn std::error::Error + 'static)| {
+        format!("keeping the store to its size limit: {}", hostutil::errors::one_line(e))
+    };
+    let in_use = runtime::images::in_use(store.root()).map_err(|e| failed(&e))?;
+    let Some(done) = store.keep_within(limit, &in_use).map_err(|e| failed(&e))? else { return Ok(()) };
+    if !quiet {
+        lines.stream(&format!("rbuild: store over its {} limit: {}\n", done.limit.text, done.report));
+    }
+    if let Some(w) = done.report.limit_warning() {
+        lines.stream(&format!("[WARNING]: {w}\n"));
     }
     Ok(())
 }

@@ -41,6 +41,9 @@ pub enum Error {
     /// (Shown without the path: callers say which store they were opening.)
     #[error("{reason}")]
     IdMapping { path: PathBuf, reason: String },
+    /// The store's config file (`rbuild.toml`) does not parse or holds a bad value.
+    #[error("config file {}: {reason}", path.display())]
+    Config { path: PathBuf, reason: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

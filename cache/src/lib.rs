@@ -6,6 +6,7 @@
 //! nothing of Dockerfiles.
 
 mod archive;
+pub mod config;
 mod copyup;
 mod digest;
 mod error;
@@ -23,6 +24,7 @@ mod usage;
 pub mod userns;
 
 pub use archive::{ArchiveFormat, LoadedImage};
+pub use config::{Enforced, SizeLimit};
 pub use copyup::drop_unchanged_copy_ups;
 pub use digest::{Digest, Hasher, HashingWriter};
 pub use error::{Error, Result};

@@ -1,46 +1,20 @@
-//! The store's size limit: `builder prune --keep-storage/--filter until=`, `build
-//! --gc-keep-storage`, and `[gc] keep-storage` in `<store>/rbuild.toml`. The work is
-//! `cache::Store::prune_to`; this module reads sizes, durations and the config file.
+//! The store's size limit at the CLI: `builder prune --keep-storage/--filter until=` and `build
+//! --gc-keep-storage`. The work, and `[gc] keep-storage` in `<store>/rbuild.toml` (which the
+//! API service's builds keep too), is in cache/ (`Store::prune_to`, `cache::config`); this
+//! module reads the flags and tells the user.
 
-use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use cache::{PrunePolicy, Store};
-use serde::Deserialize;
+use cache::{PrunePolicy, SizeLimit, Store};
 
 use crate::args::BuilderPruneArgs;
 
-/// The store's own config file, beside its directories.
-pub const CONFIG_FILE: &str = "rbuild.toml";
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct ConfigFile {
-    #[serde(default)]
-    gc: GcConfig,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct GcConfig {
-    keep_storage: Option<String>,
-}
-
-/// A size limit and how the user wrote it (`200MB`), which is how messages show it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Limit {
-    pub bytes: u64,
-    pub text: String,
-}
-
-/// `10GB`, `1.5g`, `500m`: go-units' `RAMInBytes` (binary units), which buildx's
-/// `--keep-storage` reads.
-fn parse_size(text: &str, what: &str) -> Result<Limit> {
-    let bytes = hostutil::units::ram_in_bytes(text)
-        .ok_or_else(|| anyhow!("{what} {text:?}: not a size (a number with an optional unit: 500m, 10GB)"))?;
-    Ok(Limit { bytes, text: text.to_string() })
+/// A size a flag gives (`--keep-storage 10GB`).
+fn parse_size(text: &str, what: &str) -> Result<SizeLimit> {
+    SizeLimit::parse(text)
+        .ok_or_else(|| anyhow!("{what} {text:?}: not a size (a number with an optional unit: 500m, 10GB)"))
 }
 
 /// buildx's `--filter until=DURATION` (a Go duration); no other filter is known.
@@ -57,50 +31,27 @@ fn parse_until(filters: &[String]) -> Result<Option<Duration>> {
     Ok(until)
 }
 
-/// The limit in `<store>/rbuild.toml` (`[gc]\nkeep-storage = "10GB"`), if the file sets one.
-/// An unknown key or a bad value is an error naming the file, line and column.
-fn configured_limit(store: &Store) -> Result<Option<Limit>> {
-    let path = store.root().join(CONFIG_FILE);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-    };
-    parse_config(&text, &path)
-}
-
-fn parse_config(text: &str, path: &Path) -> Result<Option<Limit>> {
-    let file: ConfigFile = toml::from_str(text).map_err(|e| {
-        anyhow!("config file {}: {}", path.display(), registry::config::toml_message(text, &e))
-    })?;
-    file.gc
-        .keep_storage
-        .map(|s| parse_size(&s, &format!("config file {}: [gc] keep-storage", path.display())))
-        .transpose()
-}
-
 /// `build`'s limit: `--gc-keep-storage`, else the store's config file's, else none.
-pub fn build_limit(store: &Store, flag: Option<&str>) -> Result<Option<Limit>> {
+pub fn build_limit(store: &Store, flag: Option<&str>) -> Result<Option<SizeLimit>> {
     match flag {
         Some(text) => parse_size(text, "--gc-keep-storage").map(Some),
-        None => configured_limit(store),
+        None => Ok(store.configured_limit()?),
     }
 }
 
 /// After a build: when the store is over `limit`, prunes it to the limit and says so on stderr
 /// in one line (and a warning when even that was not enough).
-pub fn enforce(store: &Store, limit: Option<Limit>, quiet: bool) -> Result<()> {
+pub fn enforce(store: &Store, limit: Option<SizeLimit>, quiet: bool) -> Result<()> {
     let Some(limit) = limit else { return Ok(()) };
-    if store.size() <= limit.bytes {
-        return Ok(());
-    }
     let in_use = runtime::images::in_use(store.root())?;
-    let policy = PrunePolicy { keep_bytes: Some(limit.bytes), older_than: None };
-    let report = store.prune_to(&policy, &in_use).context("keeping the store to its size limit")?;
+    let Some(done) = store.keep_within(&limit, &in_use).context("keeping the store to its size limit")?
+    else {
+        return Ok(());
+    };
     if !quiet {
-        eprintln!("rbuild: store over its {} limit: {report}", limit.text);
+        eprintln!("rbuild: store over its {} limit: {}", done.limit.text, done.report);
     }
-    if let Some(w) = report.limit_warning() {
+    if let Some(w) = done.report.limit_warning() {
         eprintln!("rbuild: warning: {w}");
     }
     Ok(())
@@ -131,28 +82,11 @@ mod tests {
     #[test]
     fn sizes_and_durations_as_buildx_reads_them() {
         assert_eq!(parse_size("200MB", "x").unwrap().bytes, 200 << 20);
-        assert_eq!(parse_size("1.5GB", "x").unwrap().bytes, 3 << 29);
-        assert_eq!(parse_size("2g", "x").unwrap().bytes, 2 << 30);
         assert!(parse_size("lots", "--keep-storage").unwrap_err().to_string().contains("not a size"));
         assert_eq!(parse_until(&["until=1h30m".into()]).unwrap(), Some(Duration::from_secs(5400)));
         assert_eq!(parse_until(&[]).unwrap(), None);
         let e = format!("{:#}", parse_until(&["until=7d".into()]).unwrap_err());
         assert!(e.contains("unknown unit \"d\""), "{e}");
         assert!(parse_until(&["type=regular".into()]).is_err());
-    }
-
-    #[test]
-    fn the_config_file_names_a_typo_by_line_and_column() {
-        let path = Path::new("/s/rbuild.toml");
-        let limit = parse_config("[gc]\nkeep-storage = \"10GB\"\n", path).unwrap().unwrap();
-        assert_eq!(limit, Limit { bytes: 10 << 30, text: "10GB".into() });
-        assert_eq!(parse_config("", path).unwrap(), None);
-        let e = parse_config("[gc]\nkeep-storgae = \"10GB\"\n", path).unwrap_err().to_string();
-        assert!(
-            e.starts_with("config file /s/rbuild.toml: line 2, column 1: unknown field `keep-storgae`"),
-            "{e}"
-        );
-        let e = parse_config("[gc]\nkeep-storage = \"ten\"\n", path).unwrap_err().to_string();
-        assert!(e.contains("[gc] keep-storage \"ten\": not a size"), "{e}");
     }
 }

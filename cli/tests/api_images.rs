@@ -269,6 +269,44 @@ fn docker_build_uses_the_classic_builder_api() {
     assert_eq!(leftovers(&e), Vec::<String>::new(), "the contexts are removed");
 }
 
+/// `[gc] keep-storage` of the store's rbuild.toml holds for builds through the socket as for
+/// the CLI's: four builds of one tag, each adding 5 MB that cannot be compressed, in a store
+/// limited to 24MB.
+#[test]
+fn docker_build_keeps_the_store_within_its_configured_limit() {
+    const LIMIT: u64 = 24 << 20;
+    let e = Env::new(BIN);
+    std::fs::write(e.s.path().join("rbuild.toml"), "[gc]\nkeep-storage = \"24MB\"\n").expect("rbuild.toml");
+    let api = Service::start(&e);
+    let ctx = test_support::context(&[(
+        "Dockerfile",
+        "FROM busybox\nARG N\nRUN head -c 5000000 /dev/urandom > /big && echo $N > /n\n",
+    )]);
+    let dir = ctx.path().to_str().expect("utf-8 path");
+    let mut pruned = 0;
+    for n in 0..4 {
+        let arg = format!("N={n}");
+        let (code, out, err) = docker_env(
+            &api,
+            &[("DOCKER_BUILDKIT", "0")],
+            &["build", "--network", "none", "--build-arg", &arg, "-t", "app", dir],
+        );
+        assert_eq!(code, 0, "build {n}:\n{out}{err}");
+        let size = e.s.size_by_du();
+        assert!(size <= LIMIT, "after build {n}: the store is {size} bytes, over {LIMIT}:\n{out}");
+        if out.contains("rbuild: store over its 24MB limit: Deleted ") {
+            pruned += 1;
+        }
+        assert!(!out.contains("WARNING"), "build {n}:\n{out}");
+    }
+    assert!(pruned >= 2, "the limit pruned the store after {pruned} of 4 builds");
+    assert_eq!(
+        e.ok(&["run", "--rm", "--network", "none", "app", "sh", "-c", "wc -c < /big; cat /n"]),
+        "5000000\n3\n"
+    );
+    assert_eq!(e.ok(&["system", "verify"]), "store verified: no problems\n");
+}
+
 #[test]
 fn docker_py_builds_from_a_file_object_and_tags_through_the_socket() {
     let e = Env::new(BIN);

@@ -15,17 +15,8 @@ fn store() -> TestStore {
     s
 }
 
-/// The store's size as a user measures it: `du -sbc --apparent-size` of the directories
-/// `cache::Store::size` counts (its README, "Size").
 fn du(s: &TestStore) -> u64 {
-    let out = Command::new("du")
-        .args(["-sbc", "--apparent-size"])
-        .args(["blobs", "layers", "cache", "snapshots", "tmp"].map(|d| s.path().join(d)))
-        .output()
-        .expect("du runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let total = text.lines().last().and_then(|l| l.split_whitespace().next()).expect("du's total line");
-    total.parse().expect("du prints bytes")
+    s.size_by_du()
 }
 
 /// A Dockerfile whose RUN writes `bytes` of incompressible data to /big; `--build-arg N=...`

@@ -192,20 +192,9 @@ fn canonical_host(host: &str) -> String {
     }
 }
 
-/// The toml crate's error as one line: `line L, column C: what` (the store's `rbuild.toml`
-/// reports its errors the same way).
-pub fn toml_message(text: &str, e: &toml::de::Error) -> String {
-    let what = e.message().trim().to_string();
-    match e.span() {
-        Some(span) => {
-            let before = &text[..span.start.min(text.len())];
-            let line = before.matches('\n').count() + 1;
-            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-            format!("line {line}, column {column}: {what}")
-        }
-        None => what,
-    }
-}
+/// The toml crate's error as one line (the store's `rbuild.toml` reports its errors the same
+/// way).
+pub use cache::config::toml_message;
 
 #[cfg(test)]
 mod tests {

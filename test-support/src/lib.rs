@@ -111,6 +111,19 @@ pub struct TestStore {
 }
 
 impl TestStore {
+    /// The store's size as a user measures it: `du -sbc --apparent-size` of the directories
+    /// `cache::Store::size` counts (its README, "Size").
+    pub fn size_by_du(&self) -> u64 {
+        let out = Command::new("du")
+            .args(["-sbc", "--apparent-size"])
+            .args(["blobs", "layers", "cache", "snapshots", "tmp"].map(|d| self.path().join(d)))
+            .output()
+            .expect("du runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let total = text.lines().last().and_then(|l| l.split_whitespace().next()).expect("du's total line");
+        total.parse().expect("du prints bytes")
+    }
+
     /// A new empty store; `bin` is the `rbuild` binary (`env!("CARGO_BIN_EXE_rbuild")`).
     pub fn new(bin: &str) -> TestStore {
         let root = tempfile::Builder::new().prefix("rbuild-test-").tempdir().expect("temp dir for the store");
