@@ -5,10 +5,8 @@
 //! and gets archives, manages networks and volumes, reads events by time and `df`. Each step
 //! asserts in Python and prints `ok STEP`; here the store is checked with rbuild's own CLI.
 
-use std::process::Stdio;
-
 use test_support::containers::Env;
-use test_support::dockerapi::{Service, triple};
+use test_support::dockerapi::{Service, run_step_script};
 use test_support::registry::TestRegistry;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rbuild");
@@ -21,16 +19,9 @@ fn docker_py_drives_containers_images_networks_volumes_and_events() {
     let reg = TestRegistry::start();
     let reference = reg.push_busybox(BIN);
 
-    let out = api.client("/usr/bin/python3").arg(SCRIPT).arg(&reference).stdin(Stdio::null()).output();
-    let (code, out, err) = triple(out.expect("python3 runs"));
-    // Whatever the script left (it failed half-way) goes before the store does.
-    let left = e.ok(&["ps", "-a", "-q"]);
-    for id in left.lines() {
-        e.ok(&["rm", "-f", id]);
-    }
-    e.ok(&["network", "prune", "-f"]);
-    assert_eq!(code, 0, "docker-py script failed:\n{out}{err}");
-    for step in [
+    let mut script = api.client("/usr/bin/python3");
+    script.arg(SCRIPT).arg(&reference);
+    let steps = [
         "lifecycle 3",
         "exec",
         "archive dir",
@@ -41,9 +32,8 @@ fn docker_py_drives_containers_images_networks_volumes_and_events() {
         "volumes py-unused",
         "events",
         "df",
-    ] {
-        assert!(out.contains(&format!("ok {step}")), "step {step} did not pass:\n{out}{err}");
-    }
+    ];
+    let left = run_step_script(&e, script, "docker-py", &steps);
     assert!(left.is_empty(), "the script removed its containers: {left}");
 
     // rbuild's CLI sees what docker-py left and made.

@@ -6,10 +6,9 @@
 //! scripts/test.sh installs testcontainers in a venv of its own (`TESTCONTAINERS_PYTHON`).
 
 use std::path::PathBuf;
-use std::process::Stdio;
 
 use test_support::containers::Env;
-use test_support::dockerapi::{Service, triple};
+use test_support::dockerapi::{Service, run_step_script};
 use test_support::registry::TestRegistry;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rbuild");
@@ -32,8 +31,8 @@ fn testcontainers_python_starts_waits_for_and_removes_containers_and_networks() 
     let reg = TestRegistry::start();
     let reference = reg.push_busybox(BIN);
 
-    let out = api
-        .client(python())
+    let mut script = api.client(python());
+    script
         .arg(SCRIPT)
         .arg(&reference)
         // The venv's docker-py 7, not Debian's 5 that the other clients are given.
@@ -43,18 +42,8 @@ fn testcontainers_python_starts_waits_for_and_removes_containers_and_networks() 
         // published ports through a gateway's address; the service is on this machine, as it is
         // for a user on a host.
         .env("TESTCONTAINERS_CONNECTION_MODE", "docker_host")
-        .env("TESTCONTAINERS_HOST_OVERRIDE", "localhost")
-        .stdin(Stdio::null())
-        .output();
-    let (code, out, err) = triple(out.expect("python runs"));
-    // Whatever the script left (it failed half-way) goes before the store does.
-    let left = e.ok(&["ps", "-a", "-q"]);
-    for id in left.lines() {
-        e.ok(&["rm", "-f", id]);
-    }
-    e.ok(&["network", "prune", "-f"]);
-    assert_eq!(code, 0, "testcontainers script failed:\n{out}{err}");
-    for step in [
+        .env("TESTCONTAINERS_HOST_OVERRIDE", "localhost");
+    let steps = [
         "http",
         "exec logs copy labels",
         "removed",
@@ -63,9 +52,8 @@ fn testcontainers_python_starts_waits_for_and_removes_containers_and_networks() 
         "healthcheck",
         "exit code",
         "all done",
-    ] {
-        assert!(out.contains(&format!("ok {step}")), "step {step} did not pass:\n{out}{err}");
-    }
+    ];
+    let left = run_step_script(&e, script, "testcontainers", &steps);
     assert!(left.is_empty(), "testcontainers removed its containers: {left}");
     // testcontainers pulled the image itself; rbuild's CLI sees it.
     let images = e.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);

@@ -74,6 +74,25 @@ pub fn triple(out: Output) -> (i32, String, String) {
     )
 }
 
+/// Runs a client's test script (docker-py, testcontainers) that prints `ok STEP` after each
+/// step it checked. Whatever containers and networks it left (it failed half-way) are removed
+/// first, then its exit status and each of `steps` are checked. The ids of the containers it
+/// had left are returned (a script that passed should leave none).
+pub fn run_step_script(e: &Env, mut script: Command, what: &str, steps: &[&str]) -> String {
+    let out = script.stdin(Stdio::null()).output();
+    let (code, out, err) = triple(out.unwrap_or_else(|err| panic!("{what} runs: {err}")));
+    let left = e.ok(&["ps", "-a", "-q"]);
+    for id in left.lines() {
+        e.ok(&["rm", "-f", id]);
+    }
+    e.ok(&["network", "prune", "-f"]);
+    assert_eq!(code, 0, "{what} script failed:\n{out}{err}");
+    for step in steps {
+        assert!(out.contains(&format!("ok {step}")), "step {step} did not pass:\n{out}{err}");
+    }
+    left
+}
+
 /// `shell_command` on a pseudo-terminal that util-linux `script` makes: (exit code, stdout, stderr).
 /// Its stdin is a pipe held open until the command ends: at a closed stdin `script` echoes `^@`
 /// on the terminal, wherever the output has got to.
