@@ -51,7 +51,17 @@ row "docker run --rm busybox true (rbuild's socket)" "$dk run --rm busybox true"
 row "rbuild run --rm --network none busybox true" "$rb run --rm --network none busybox true"
 row "docker run --rm --network none (rbuild's socket)" "$dk run --rm --network none busybox true"
 row "docker ps (rbuild's socket)" "$dk ps"
+row "docker --version (the CLI alone: no request)" "$docker --version"
 if command -v podman >/dev/null; then
+  # As ../shared/bench/peers-setup.sh: without CAP_SYS_RESOURCE podman's default rlimits
+  # (nofile 1048576, nproc max) cannot be set; no systemd runs, so cgroupfs.
+  cat >"$tmp/containers.conf" <<EOF
+[containers]
+default_ulimits = ["nofile=$(ulimit -Hn):$(ulimit -Hn)", "nproc=32768:32768"]
+[engine]
+cgroup_manager = "cgroupfs"
+EOF
+  export CONTAINERS_CONF="$tmp/containers.conf"
   podman load -q -i "$tmp/busybox.tar" >/dev/null 2>&1 || podman import -q "$tmp/busybox.tar" localhost/rbench-busybox >/dev/null
   psock="$tmp/podman.sock"
   podman system service --time 0 "unix://$psock" </dev/null >"$tmp/podman.log" 2>&1 &

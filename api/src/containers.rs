@@ -825,62 +825,72 @@ async fn wait(
     let root = ctx.root.clone();
     let asked = runtime::events::now_nanos();
     tokio::task::spawn_blocking(move || {
-        if condition == "next-exit" {
-            // The next run's end: one that is not running yet is waited for to start, and one
-            // that starts and ends between two looks is known by its new `FinishedAt`.
-            let before = containers.load(&full).ok().and_then(|c| c.state.finished_at);
-            loop {
-                match containers.load(&full).and_then(|c| lifecycle::refresh(&containers, c)) {
-                    Ok(c) if c.is_running() => break,
-                    Ok(c) if c.state.finished_at.is_some() && c.state.finished_at != before => {
-                        let body = json!({ "StatusCode": c.state.exit_code, "Error": null });
-                        let _ = tx.blocking_send(Ok(body.to_string().into_bytes()));
-                        return;
+        // Woken by the container's changes; without a watch (inotify failed), it polls.
+        let watch = containers.watch(&full).ok();
+        let answer = (|| {
+            let pause = || match &watch {
+                Some(w) => w.wait(Duration::from_millis(200)),
+                None => std::thread::sleep(Duration::from_millis(20)),
+            };
+            if condition == "next-exit" {
+                // The next run's end: one that is not running yet is waited for to start, and one
+                // that starts and ends between two looks is known by its new `FinishedAt`.
+                let before = containers.load(&full).ok().and_then(|c| c.state.finished_at);
+                loop {
+                    match containers.load(&full).and_then(|c| lifecycle::refresh(&containers, c)) {
+                        Ok(c) if c.is_running() => break,
+                        Ok(c) if c.state.finished_at.is_some() && c.state.finished_at != before => {
+                            return Some(json!({ "StatusCode": c.state.exit_code, "Error": null }));
+                        }
+                        Ok(_) => {}
+                        // Gone (`--rm`) before it was seen: the code its `die` event carries.
+                        Err(_) => {
+                            let code = died_with(root.as_path(), &full, asked).unwrap_or(0);
+                            return Some(json!({ "StatusCode": code, "Error": null }));
+                        }
                     }
-                    Ok(_) => {}
-                    // Gone (`--rm`) before it was seen: the code its `die` event carries.
-                    Err(_) => {
-                        let code = died_with(root.as_path(), &full, asked).unwrap_or(0);
-                        let body = json!({ "StatusCode": code, "Error": null });
-                        let _ = tx.blocking_send(Ok(body.to_string().into_bytes()));
-                        return;
+                    if tx.is_closed() {
+                        return None;
                     }
+                    pause();
                 }
-                if tx.is_closed() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
             }
+            let (code, error) = if condition == "removed" {
+                // Until it is gone (the CLI asks this before it starts a `--rm` container, so a
+                // container not running yet is waited for too); its code is the last seen, or the
+                // one in the `die` event its monitor left before removing it.
+                let mut last = 0;
+                loop {
+                    match containers.load(&full).and_then(|c| lifecycle::refresh(&containers, c)) {
+                        Ok(c) if !c.is_running() => last = c.state.exit_code,
+                        Ok(_) => {}
+                        Err(_) => break,
+                    }
+                    if tx.is_closed() {
+                        return None;
+                    }
+                    pause();
+                }
+                (died_with(root.as_path(), &full, asked).unwrap_or(last), Value::Null)
+            } else {
+                match lifecycle::wait(root.as_path(), full.as_str()) {
+                    Ok(code) => (code, Value::Null),
+                    // Removed while we waited: its code is in the `die` event it left.
+                    Err(runtime::Error::NoSuchContainer(_)) => {
+                        (died_with(root.as_path(), &full, asked).unwrap_or(0), Value::Null)
+                    }
+                    Err(e) => (-1, json!({ "Message": hostutil::errors::one_line(&e) })),
+                }
+            };
+            Some(json!({ "StatusCode": code, "Error": error }))
+        })();
+        if let Some(answer) = answer {
+            let _ = tx.blocking_send(Ok(answer.to_string().into_bytes()));
         }
-        let (code, error) = if condition == "removed" {
-            // Until it is gone (the CLI asks this before it starts a `--rm` container, so a
-            // container not running yet is waited for too); its code is the last seen, or the
-            // one in the `die` event its monitor left before removing it.
-            let mut last = 0;
-            loop {
-                match containers.load(&full).and_then(|c| lifecycle::refresh(&containers, c)) {
-                    Ok(c) if !c.is_running() => last = c.state.exit_code,
-                    Ok(_) => {}
-                    Err(_) => break,
-                }
-                if tx.is_closed() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            (died_with(root.as_path(), &full, asked).unwrap_or(last), Value::Null)
-        } else {
-            match lifecycle::wait(root.as_path(), full.as_str()) {
-                Ok(code) => (code, Value::Null),
-                // Removed while we waited: its code is in the `die` event it left.
-                Err(runtime::Error::NoSuchContainer(_)) => {
-                    (died_with(root.as_path(), &full, asked).unwrap_or(0), Value::Null)
-                }
-                Err(e) => (-1, json!({ "Message": hostutil::errors::one_line(&e) })),
-            }
-        };
-        let body = json!({ "StatusCode": code, "Error": error }).to_string().into_bytes();
-        let _ = tx.blocking_send(Ok(body));
+        // The answer ends before the watch is closed: closing an inotify descriptor waits out a
+        // kernel grace period (up to 16 ms measured), which the client need not wait for.
+        drop(tx);
+        drop(watch);
     });
     let stream =
         futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });

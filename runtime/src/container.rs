@@ -11,6 +11,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
@@ -666,6 +667,51 @@ impl Containers {
 }
 
 const TRASH_PREFIX: &str = ".removing-";
+
+impl Containers {
+    /// A [`ChangeWatch`] on container `id`: what waits for it to exit or go needs no polling.
+    pub fn watch(&self, id: &ContainerId) -> Result<ChangeWatch> {
+        use nix::sys::inotify::{AddWatchFlags as F, InitFlags, Inotify};
+        let failed = |path: &Path| {
+            let path = path.to_path_buf();
+            move |e: nix::Error| Error::Io { path, source: e.into() }
+        };
+        let inotify =
+            Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).map_err(failed(&self.root))?;
+        // A container appears and leaves by a rename or a delete of its directory here.
+        inotify
+            .add_watch(&self.root, F::IN_CREATE | F::IN_DELETE | F::IN_MOVED_FROM | F::IN_MOVED_TO)
+            .map_err(failed(&self.root))?;
+        // Its state is saved by a rename into its directory (which may be gone already).
+        let dir = self.root.join(id.as_str());
+        let _ = inotify.add_watch(&dir, F::IN_MOVED_TO | F::IN_CLOSE_WRITE);
+        Ok(ChangeWatch { inotify })
+    }
+}
+
+/// Wakes a waiter when a container may have changed: its directory came or went, or its
+/// state was saved. The waiter still reads the state itself; the watch only spares it polling.
+/// Dropping it closes an inotify descriptor, which waits out a kernel grace period (up to 16 ms
+/// measured): answer first, then drop it.
+#[derive(Debug)]
+pub struct ChangeWatch {
+    inotify: nix::sys::inotify::Inotify,
+}
+
+impl ChangeWatch {
+    /// Returns once something changed, or after `timeout` (a bound for what no event tells:
+    /// a process that died without its monitor, a client that went away).
+    pub fn wait(&self, timeout: Duration) {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        use std::os::fd::AsFd;
+        let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN)];
+        if matches!(poll(&mut fds, timeout), Ok(n) if n > 0) {
+            // Drained, so the next wait sleeps until the next change.
+            while matches!(self.inotify.read_events(), Ok(events) if !events.is_empty()) {}
+        }
+    }
+}
 
 /// A removed container's directory, out of every listing, not yet deleted: deleting it can
 /// wait until the caller has answered (a `--rm` container's exit code). Dropped, it is deleted
