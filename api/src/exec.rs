@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 
@@ -155,8 +155,9 @@ async fn create(
     })
     .await?;
     let text = |s: String| (!s.is_empty()).then_some(s);
+    let exec_id = runtime::exec::new_id();
     let instance = Arc::new(Instance {
-        id: hex_id(),
+        id: exec_id.clone(),
         container,
         req: ExecRequest {
             cmd,
@@ -166,6 +167,7 @@ async fn create(
             tty: b.tty,
             size: console_size(b.console_size),
             privileged: b.privileged,
+            id: Some(exec_id),
         },
         stdin: b.attach_stdin,
         stdout: b.attach_stdout,
@@ -183,19 +185,6 @@ async fn create(
     }
     ctx.execs.lock().by_id.insert(id.clone(), instance);
     Ok((StatusCode::CREATED, axum::Json(json!({ "Id": id }))).into_response())
-}
-
-/// 64 hex digits from the kernel's random source, as dockerd's ids.
-fn hex_id() -> String {
-    let mut b = [0u8; 32];
-    if File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)).is_err() {
-        // Unique enough for an in-memory key: time and a counter.
-        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        return format!("{:032x}{:032x}", t.as_nanos(), n);
-    }
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 #[derive(Deserialize, Default)]

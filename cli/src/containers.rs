@@ -425,6 +425,7 @@ pub fn exec(store: &Store, a: ExecArgs) -> Result<ExitCode> {
         tty: a.tty && !a.detach,
         size: if a.tty { session::exec_size() } else { None },
         privileged: a.privileged,
+        id: Some(runtime::exec::new_id()),
     };
     // `docker exec` creates, then starts: the same events (start and die come from the runtime).
     runtime::exec::event(store.root(), &a.container, "exec_create", &req);

@@ -214,10 +214,12 @@ fn image_and_exec_events_show_in_docker_events() {
         "--filter",
         "container=box",
         "--format",
-        "{{.Action}} {{index .Actor.Attributes \"exitCode\"}}",
+        "{{index .Actor.Attributes \"execID\"}} {{.Action}} {{index .Actor.Attributes \"exitCode\"}}",
     ]);
+    let (ids, actions): (Vec<&str>, Vec<&str>) =
+        got.lines().map(|l| l.trim_end().split_once(' ').unwrap_or((l, ""))).unzip();
     assert_eq!(
-        got.lines().map(str::trim_end).collect::<Vec<_>>(),
+        actions,
         [
             "exec_create: sh -c exit 3",
             "exec_start: sh -c exit 3",
@@ -227,6 +229,10 @@ fn image_and_exec_events_show_in_docker_events() {
             "exec_die 0",
         ]
     );
+    // Each exec's three events name it by one `execID` (64 hex digits, as dockerd's).
+    assert!(ids.iter().all(|id| id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())), "{got}");
+    assert!(ids[..3].iter().all(|id| *id == ids[0]) && ids[3..].iter().all(|id| *id == ids[3]), "{got}");
+    assert_ne!(ids[0], ids[3], "{got}");
     api.ok(&["rm", "-f", "box"]);
 }
 

@@ -29,6 +29,14 @@ pub struct ExecRequest {
     pub size: Option<(u16, u16)>,
     /// Every capability, no seccomp, no masked paths, as a privileged container.
     pub privileged: bool,
+    /// docker's exec ID ([`new_id`]), which its events name as `execID`.
+    #[serde(default)]
+    pub id: Option<String>,
+}
+
+/// A new exec ID: 64 hex digits, as dockerd's.
+pub fn new_id() -> String {
+    format!("{:032x}{:032x}", rand::random::<u128>(), rand::random::<u128>())
 }
 
 /// Where the process's stdio goes without a terminal.
@@ -42,9 +50,10 @@ pub enum ExecStdio {
 /// A process running in a container.
 pub struct Exec {
     process: executor::ExecProcess,
-    /// The store and the container, for the `exec_die` event.
+    /// The store, the container and the exec ID, for the `exec_die` event.
     root: std::path::PathBuf,
     container: Container,
+    id: Option<String>,
     /// With [`ExecRequest::tty`]: the pseudo-terminal's master. What the process writes is read
     /// from it, what it should read is written to it.
     pub terminal: Option<File>,
@@ -60,10 +69,9 @@ impl Exec {
     /// docker's `exec_die` event with it.
     pub fn wait(self) -> Result<i32> {
         let code = self.process.wait()?.code();
-        crate::events::emit(
-            &self.root,
-            crate::events::container(&self.container, "exec_die", &[("exitCode", code.to_string())]),
-        );
+        let mut attrs = exec_attributes(self.id.as_deref());
+        attrs.push(("exitCode", code.to_string()));
+        crate::events::emit(&self.root, crate::events::container(&self.container, "exec_die", &attrs));
         Ok(code)
     }
 }
@@ -79,7 +87,13 @@ pub fn event(root: &Path, what: &str, action: &str, req: &ExecRequest) {
 
 fn emit_for(root: &Path, c: &Container, action: &str, req: &ExecRequest) {
     let action = format!("{action}: {}", req.cmd.join(" "));
-    crate::events::emit(root, crate::events::container(c, &action, &[]));
+    let attrs = exec_attributes(req.id.as_deref());
+    crate::events::emit(root, crate::events::container(c, &action, &attrs));
+}
+
+/// dockerd's `execID` attribute of an exec's events.
+fn exec_attributes(id: Option<&str>) -> Vec<(&'static str, String)> {
+    id.map(|id| ("execID", id.to_string())).into_iter().collect()
 }
 
 /// Sets the size of an exec's (or a container's) terminal; the kernel sends its foreground
@@ -168,7 +182,7 @@ pub fn exec(root: &Path, what: &str, req: &ExecRequest, stdio: ExecStdio) -> Res
         (executor::exec(&spec, stdio)?, None)
     };
     emit_for(root, &c, "exec_start", req);
-    Ok(Exec { process, root: root.to_path_buf(), container: c, terminal })
+    Ok(Exec { process, root: root.to_path_buf(), container: c, id: req.id.clone(), terminal })
 }
 
 /// argv[1] of the re-executed binary that holds a detached exec; `main` must call

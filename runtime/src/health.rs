@@ -206,7 +206,7 @@ fn probe(root: &Path, id: &ContainerId, config: &HealthConfig) -> Option<Probe> 
         stdout: OwnedFd::from(out_w),
         stderr: OwnedFd::from(err_w),
     };
-    let req = ExecRequest { cmd: config.argv(), ..Default::default() };
+    let req = ExecRequest { cmd: config.argv(), id: Some(crate::exec::new_id()), ..Default::default() };
     // The exec'd process lives as long as the thread that started it: a thread of its own,
     // which reports the pid, then the exit code.
     let (tx, rx) = mpsc::channel::<Result<i32, String>>();
