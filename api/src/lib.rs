@@ -181,7 +181,23 @@ fn router(ctx: Ctx) -> Router {
         .merge(networks::routes())
         .merge(events::routes())
         .merge(usage::routes())
+        .layer(axum::middleware::map_response(json_errors))
         .with_state(ctx)
+}
+
+/// axum's own rejections (a body over its 2 MiB limit: 413) are plain text; docker's clients
+/// read `{"message": ...}` from every error, as ours are.
+async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    let plain = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/plain"));
+    if !plain || !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let text = axum::body::to_bytes(resp.into_body(), 64 << 10).await.unwrap_or_default();
+    ApiError { status, message: String::from_utf8_lossy(&text).trim().to_string() }.into_response()
 }
 
 /// The API version the client asked for in the path (`/v1.41/...`); without one, the newest.

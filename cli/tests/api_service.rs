@@ -276,8 +276,10 @@ fn bad_requests_are_refused_with_docker_s_codes_and_leave_nothing() {
     }
     // A huge body to a JSON endpoint: 413 at axum's 2 MiB limit, never read whole.
     let huge = vec![b' '; 3 << 20];
-    let (status, _) = post("/containers/create", &huge);
+    let (status, body) = post("/containers/create", &huge);
     assert_eq!(status, 413);
+    // In docker's shape, as every error: the docker CLI prints the message.
+    assert!(body.contains(r#"{"message":"#), "{body}");
     let (status, _) = post("/volumes/create", &huge);
     assert_eq!(status, 413);
     assert_eq!(e.ok(&["ps", "-a", "-q"]), "");
