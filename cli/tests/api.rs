@@ -274,8 +274,7 @@ fn a_published_port_serves_the_host_and_the_views_agree() {
         "-c",
         "mkdir /www && echo served > /www/index.html && exec httpd -f -p 80 -h /www",
     ]);
-    test_support::wait_for_port(port);
-    assert_eq!(test_support::http_get(port), "served\n");
+    assert_eq!(test_support::http_get_when_served(port), "served\n");
     assert_eq!(api.ok(&["port", "web", "80"]).trim(), format!("127.0.0.1:{port}"));
     assert!(
         api.ok(&["ps", "--format", "{{.Names}} {{.Ports}}"])

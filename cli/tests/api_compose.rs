@@ -3,14 +3,13 @@
 //! its own from compose's `healthcheck:`), a published port, a named volume, `ps`, `logs`, `exec`, an `up` that changes nothing, one that recreates, and
 //! `down -v`; rbuild's own CLI must see the same store.
 
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use test_support::containers::Env;
 use test_support::dockerapi::{Service, on_a_terminal, triple};
 
-use test_support::{free_port, http_get};
+use test_support::{free_port, http_get, http_get_when_served};
 
 fn compose_file(port: u16, greeting: &str) -> String {
     format!(
@@ -162,10 +161,8 @@ fn docker_compose_builds_waits_for_health_publishes_recreates_and_takes_a_projec
     assert_ne!(id_of(&after, "proj_web_1"), id_of(&before, "proj_web_1"));
     assert_eq!(id_of(&after, "proj_client_1"), id_of(&before, "proj_client_1"));
     assert!(p.ok(&["exec", "-T", "web", "env"]).lines().any(|l| l == "GREETING=hello"));
-    e.wait_until("the new web answers on the published port", || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    assert_eq!(http_get(port), "hello from compose web\n");
+    // The new web: its port is published before its httpd listens.
+    assert_eq!(http_get_when_served(port), "hello from compose web\n");
 
     p.ok(&["down", "-v"]);
     assert_eq!(e.ok(&["ps", "-a", "-q"]), "");

@@ -9,7 +9,6 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
@@ -166,16 +165,6 @@ impl Pty {
         let readers = vec![collect(self.master.try_clone().unwrap(), out.clone())];
         (Proc { child, out, readers, code: None }, self.master)
     }
-}
-
-/// The page at `/` on 127.0.0.1:`port`, if something answers there.
-fn http_get(port: u16) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    Some(body)
 }
 
 /// A shell loop that keeps PID 1 (a shell) alive until killed; `; exit 0` keeps sh from
@@ -559,7 +548,7 @@ fn publish_all_serves_exposed_ports_on_free_host_ports() {
     assert_eq!(e.inspect("web", "{{.HostConfig.PublishAllPorts}}"), "true");
     let mut page = None;
     wait_until("the published port to answer", || {
-        page = http_get(host_port);
+        page = test_support::try_http_get(host_port);
         page.as_deref().is_some_and(|b| b.contains("hello from P"))
     });
     let err = e.fails(&["port", "web", "81"]);

@@ -3,7 +3,6 @@
 //! limits, each asserting what a user of `docker run` would check.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -297,15 +296,6 @@ fn cp_copies_both_ways() {
     assert_eq!(std::fs::read_to_string(&dest2).unwrap(), "from host\n");
 }
 
-fn http_get(port: u16) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    Some(body)
-}
-
 const HTTPD: &str =
     "mkdir -p /www && echo hello from web > /www/index.html && echo serving && exec httpd -f -p 80 -h /www";
 
@@ -339,7 +329,7 @@ fn containers_on_a_user_network_reach_each_other_by_name_and_ports_publish_to_lo
     // Published on the host's loopback.
     let mut got = None;
     e.wait_until("the published port to answer", || {
-        got = http_get(port);
+        got = test_support::try_http_get(port);
         got.as_deref().is_some_and(|b| b.contains("hello from web"))
     });
     assert!(e.ok(&["port", "web"]).contains(&format!("80/tcp -> 127.0.0.1:{port}")));
@@ -365,7 +355,7 @@ fn containers_on_a_user_network_reach_each_other_by_name_and_ports_publish_to_lo
     assert!(err.contains("active endpoints"), "{err}");
     e.ok(&["rm", "-f", "web"]);
     e.ok(&["network", "rm", "appnet"]);
-    assert!(http_get(port).is_none(), "the port is closed after rm");
+    assert!(test_support::try_http_get(port).is_none(), "the port is closed after rm");
 }
 
 #[test]

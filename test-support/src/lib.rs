@@ -433,6 +433,35 @@ pub fn http_get(port: u16) -> String {
     answer.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default()
 }
 
+/// `GET /` on 127.0.0.1:`port`: the whole answer (status line, headers, body), or `None` when
+/// nothing answers there whole (yet).
+pub fn try_http_get(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).ok()?;
+    Some(answer)
+}
+
+/// The body of `GET /` on 127.0.0.1:`port` once it serves a 200 (up to 30 s). A published
+/// port accepts before the server in the container listens (its proxy then drops the
+/// connection, as docker's does), so a user retries; so does this.
+pub fn http_get_when_served(port: u16) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let answer = try_http_get(port);
+        if let Some(a) = &answer
+            && (a.starts_with("HTTP/1.0 200") || a.starts_with("HTTP/1.1 200"))
+        {
+            return a.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default();
+        }
+        assert!(std::time::Instant::now() < deadline, "no 200 on port {port}: {answer:?}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// Waits (up to 5 s) until something accepts connections on 127.0.0.1:`port`.
 pub fn wait_for_port(port: u16) {
     for _ in 0..500 {
