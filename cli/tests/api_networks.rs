@@ -7,7 +7,7 @@ use std::sync::mpsc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use test_support::containers::Env;
-use test_support::dockerapi::{Service, docker_bin};
+use test_support::dockerapi::{Service, docker_bin, events_args};
 
 /// Serves `index.html` saying `hello from NAME` on port 80.
 fn httpd(name: &str) -> String {
@@ -120,19 +120,8 @@ fn the_docker_cli_creates_inspects_connects_and_removes_networks_through_the_soc
 
     // The network's life as events.
     let until = (now_secs() + 1).to_string();
-    let actions = api.ok(&[
-        "events",
-        "--since",
-        &since,
-        "--until",
-        &until,
-        "--filter",
-        "type=network",
-        "--filter",
-        "network=net1",
-        "--format",
-        "{{.Action}}",
-    ]);
+    let actions =
+        api.ok(&events_args(&since, &until, &["type=network", "network=net1"], Some("{{.Action}}")));
     let actions: Vec<&str> = actions.lines().collect();
     for want in ["create", "connect", "disconnect", "destroy"] {
         assert!(actions.contains(&want), "{want} in {actions:?}");
@@ -162,38 +151,18 @@ fn docker_events_replays_a_containers_life_and_follows_new_events() {
     e.wait_until("ev1 removed by --rm", || e.ok(&["ps", "-a", "-q"]).is_empty());
     let until = (now_secs() + 1).to_string();
 
-    let lines = api.ok(&["events", "--since", &since, "--until", &until, "--filter", "container=ev1"]);
+    let lines = api.ok(&events_args(&since, &until, &["container=ev1"], None));
     let actions: Vec<&str> = lines.lines().filter_map(|l| l.split_whitespace().nth(2)).collect();
     assert_eq!(actions, ["create", "start", "die", "destroy"], "{lines}");
     for l in lines.lines() {
         assert!(l.contains(" container ") && l.contains("image=busybox, name=ev1, team=a"), "{l}");
     }
     assert!(lines.lines().nth(2).is_some_and(|l| l.contains("exitCode=0")), "{lines}");
-    let starts = api.ok(&[
-        "events",
-        "--since",
-        &since,
-        "--until",
-        &until,
-        "--filter",
-        "event=start",
-        "--filter",
-        "container=ev1",
-    ]);
+    let starts = api.ok(&events_args(&since, &until, &["event=start", "container=ev1"], None));
     assert_eq!(starts.lines().count(), 1, "{starts}");
     assert!(starts.contains(" container start "), "{starts}");
     // rbuild's CLI reads the same log.
-    let own = e.ok(&[
-        "events",
-        "--since",
-        &since,
-        "--until",
-        &until,
-        "--filter",
-        "container=ev1",
-        "--format",
-        "{{.Action}}",
-    ]);
+    let own = e.ok(&events_args(&since, &until, &["container=ev1"], Some("{{.Action}}")));
     assert_eq!(own.lines().collect::<Vec<_>>(), ["create", "start", "die", "destroy"]);
 
     // Following: a start shows as it happens.
@@ -226,7 +195,7 @@ fn docker_events_replays_a_containers_life_and_follows_new_events() {
     api.ok(&["kill", "later"]);
     api.ok(&["wait", "later"]);
     let until = (now_secs() + 1).to_string();
-    let lines = api.ok(&["events", "--since", &since, "--until", &until, "--filter", "container=later"]);
+    let lines = api.ok(&events_args(&since, &until, &["container=later"], None));
     let kill = lines.lines().find(|l| l.contains(" container kill ")).unwrap_or_else(|| panic!("{lines}"));
     assert!(kill.contains("signal=9"), "{kill}");
     assert!(lines.lines().any(|l| l.contains(" container die ") && l.contains("exitCode=137")), "{lines}");
@@ -251,17 +220,12 @@ fn docker_events_replays_a_containers_life_and_follows_new_events() {
     ]);
     e.wait_until("healthy", || e.inspect("checked", "{{.State.Health.Status}}") == "healthy");
     let until = (now_secs() + 1).to_string();
-    let health = api.ok(&[
-        "events",
-        "--since",
+    let health = api.ok(&events_args(
         &since,
-        "--until",
         &until,
-        "--filter",
-        "event=health_status",
-        "--format",
-        "{{.Action}} {{.Actor.Attributes.name}}",
-    ]);
+        &["event=health_status"],
+        Some("{{.Action}} {{.Actor.Attributes.name}}"),
+    ));
     assert_eq!(health.trim(), "health_status: healthy checked");
     api.ok(&["rm", "-f", "checked"]);
 }
@@ -327,17 +291,12 @@ fn docker_system_df_and_volume_prune_through_the_socket() {
     // The volumes' lives as events: made, mounted by the container that wrote, unmounted at its
     // exit, pruned.
     let until = (now_secs() + 1).to_string();
-    let spare = api.ok(&[
-        "events",
-        "--since",
+    let spare = api.ok(&events_args(
         &since,
-        "--until",
         &until,
-        "--filter",
-        "volume=spare",
-        "--format",
-        "{{.Action}} {{index .Actor.Attributes \"destination\"}}",
-    ]);
+        &["volume=spare"],
+        Some("{{.Action}} {{index .Actor.Attributes \"destination\"}}"),
+    ));
     assert_eq!(
         spare.lines().map(str::trim).collect::<Vec<_>>(),
         ["create", "mount /d", "unmount /d", "destroy"]

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use test_support::containers::Env;
-use test_support::dockerapi::{Service, docker_bin, triple};
+use test_support::dockerapi::{Service, docker_bin, events_args, triple};
 use test_support::registry::TestRegistry;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rbuild");
@@ -141,11 +141,7 @@ fn a_listen_pid_of_another_process_is_not_taken() {
 
 /// `docker events` between two times, one line per event: `TYPE ACTION ACTOR-ID`.
 fn events(api: &Service, since: &str, until: &str, filters: &[&str]) -> Vec<String> {
-    let mut args =
-        vec!["events", "--since", since, "--until", until, "--format", "{{.Type}} {{.Action}} {{.Actor.ID}}"];
-    for f in filters {
-        args.extend(["--filter", f]);
-    }
+    let args = events_args(since, until, filters, Some("{{.Type}} {{.Action}} {{.Actor.ID}}"));
     api.ok(&args).lines().map(str::to_string).collect()
 }
 
@@ -182,20 +178,10 @@ fn image_and_exec_events_show_in_docker_events() {
         ],
         "dockerd's image events, in order"
     );
-    let names = api.ok(&[
-        "events",
-        "--since",
-        &since,
-        "--until",
-        &until,
-        "--filter",
-        "event=tag",
-        "--format",
-        "{{.Actor.Attributes.name}}",
-    ]);
+    let names = api.ok(&events_args(&since, &until, &["event=tag"], Some("{{.Actor.Attributes.name}}")));
     assert_eq!(names.lines().collect::<Vec<_>>(), ["again:1", "local:1"]);
     // rbuild's own view of the log is the same.
-    let text = e.ok(&["events", "--since", &since, "--until", &until, "--filter", "type=image"]);
+    let text = e.ok(&events_args(&since, &until, &["type=image"], None));
     assert_eq!(text.lines().count(), 6, "{text}");
 
     // exec: create, start and die (with the exit code), through the socket and from the CLI.
@@ -205,17 +191,12 @@ fn image_and_exec_events_show_in_docker_events() {
     api.docker(&["exec", "box", "sh", "-c", "exit 3"]);
     e.ok(&["exec", "box", "true"]);
     let until = now();
-    let got = api.ok(&[
-        "events",
-        "--since",
+    let got = api.ok(&events_args(
         &since,
-        "--until",
         &until,
-        "--filter",
-        "container=box",
-        "--format",
-        "{{index .Actor.Attributes \"execID\"}} {{.Action}} {{index .Actor.Attributes \"exitCode\"}}",
-    ]);
+        &["container=box"],
+        Some("{{index .Actor.Attributes \"execID\"}} {{.Action}} {{index .Actor.Attributes \"exitCode\"}}"),
+    ));
     let (ids, actions): (Vec<&str>, Vec<&str>) =
         got.lines().map(|l| l.trim_end().split_once(' ').unwrap_or((l, ""))).unzip();
     assert_eq!(

@@ -74,6 +74,24 @@ pub fn triple(out: Output) -> (i32, String, String) {
     )
 }
 
+/// `events --since S --until U [--filter F]... [--format T]`: the docker CLI's and rbuild's
+/// arguments alike.
+pub fn events_args<'a>(
+    since: &'a str,
+    until: &'a str,
+    filters: &[&'a str],
+    format: Option<&'a str>,
+) -> Vec<&'a str> {
+    let mut args = vec!["events", "--since", since, "--until", until];
+    for f in filters {
+        args.extend(["--filter", f]);
+    }
+    if let Some(format) = format {
+        args.extend(["--format", format]);
+    }
+    args
+}
+
 /// Runs a client's test script (docker-py, testcontainers) that prints `ok STEP` after each
 /// step it checked. Whatever containers and networks it left (it failed half-way) are removed
 /// first, then its exit status and each of `steps` are checked. The ids of the containers it
